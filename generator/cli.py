@@ -1,0 +1,83 @@
+"""The command line: a thin click layer over generator.api.generate.
+
+Errors become exit codes here and only here: bad input exits 2 (click's
+usage-error code), a refused or failed write exits 1; messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import click
+
+from . import __version__
+from .errors import GenBundleError, InvalidValue
+from .spec import DEFAULT_NOTEBOOK_DIR, DEFAULT_PORT, DEFAULT_PYTHON
+
+EPILOG = """\b
+Examples:
+  gen-bundle --ip 127.0.0.13 --name py
+  gen-bundle --ip 127.0.0.20 --name lab --port 8080 --out lab-bundle
+  gen-bundle --ip 127.0.0.13 --name py --notebook-dir "D:\\Data\\Notebooks" --force
+  gen-bundle --ip 127.0.0.13 --name py --python "%LOCALAPPDATA%\\Programs\\Python\\Python313\\python.exe"
+
+\b
+Paths are Windows paths on the target machines. A path may start with
+%USERPROFILE%, %LOCALAPPDATA%, %APPDATA%, %ProgramFiles% or %SystemDrive%,
+expanded on the target; every other % is literal.
+"""
+
+OPTION_FLAGS = {
+    "ip": "--ip",
+    "name": "--name",
+    "port": "--port",
+    "notebook_dir": "--notebook-dir",
+    "python": "--python",
+}
+
+
+@click.command(
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100, "terminal_width": 100},
+)
+@click.option("--ip", required=True, metavar="ADDRESS", help="Loopback address the server listens on, inside 127.0.0.0/8.")
+@click.option("--name", required=True, metavar="NAME", help="Host name for the browser (http://NAME/): one DNS label.")
+@click.option("--port", type=int, metavar="PORT", default=DEFAULT_PORT, show_default=True, help="TCP port of the server.")
+@click.option(
+    "--notebook-dir",
+    metavar="PATH",
+    default=DEFAULT_NOTEBOOK_DIR,
+    show_default=True,
+    help="Folder the notebook server opens; created at start when missing.",
+)
+@click.option(
+    "--python",
+    metavar="PATH",
+    default=DEFAULT_PYTHON,
+    show_default=True,
+    help="python.exe on the target machines, in an environment that has notebook installed.",
+)
+@click.option(
+    "--out",
+    metavar="DIR",
+    default="out",
+    show_default=True,
+    help="Directory to write the bundle to.",
+)
+@click.option("--force", is_flag=True, help="Replace a bundle that an earlier run wrote to --out.")
+@click.version_option(__version__, "--version", prog_name="gen-bundle", message="%(prog)s %(version)s")
+def main(ip: str, name: str, port: int, notebook_dir: str, python: str, out: str, force: bool) -> None:
+    """Render a Windows deployment bundle that runs a Jupyter notebook server at http://NAME/.
+
+    The bundle (a launcher, a Task Scheduler task, a hosts-file block,
+    install.ps1, uninstall.ps1 and a README for the reviewer) is written to
+    --out. Nothing is installed on this machine.
+    """
+    from .api import generate  # lazily: --help and --version need none of it
+
+    try:
+        path = generate(ip=ip, name=name, port=port, notebook_dir=notebook_dir, python=python, out=out, force=force)
+    except InvalidValue as exc:
+        raise click.BadParameter(str(exc), param_hint=f"'{OPTION_FLAGS[exc.param]}'") from None
+    except GenBundleError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(exc.exit_code) from None
+    click.echo(f"Wrote the bundle to {path}; its README.md says how to review and install it.", err=True)

@@ -1,0 +1,29 @@
+"""The one exception family the library raises; the CLI maps it to exit codes."""
+
+from __future__ import annotations
+
+
+class GenBundleError(Exception):
+    """Base of every error gen-bundle reports to its user."""
+
+    exit_code = 1
+
+
+class InvalidValue(GenBundleError):
+    """An input that breaks a rule; nothing has been written when it is raised.
+
+    ``param`` is the keyword argument's name, so the CLI can name the flag.
+    """
+
+    exit_code = 2
+
+    def __init__(self, param: str, value: object, rule: str) -> None:
+        self.param = param
+        self.value = value
+        self.rule = rule
+        shown = f"'{value}'" if isinstance(value, str) and value.isprintable() else repr(value)
+        super().__init__(f"{shown}: {rule}")
+
+
+class OutputError(GenBundleError):
+    """The output directory cannot be written without losing something."""

@@ -1,0 +1,92 @@
+"""Writing a rendered bundle: all of it or nothing, and never over foreign files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from .errors import OutputError
+from .render import BUNDLE_JSON
+
+
+def _holds_previous_bundle(out: Path) -> bool:
+    """True when every entry in ``out`` is a file an earlier bundle.json lists."""
+    try:
+        manifest = json.loads((out / BUNDLE_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(manifest, dict) or manifest.get("generator") != "gen-bundle":
+        return False
+    listed = manifest.get("files")
+    if not isinstance(listed, list):
+        return False
+    for entry in out.iterdir():
+        if entry.name not in listed or entry.is_symlink() or not entry.is_file():
+            return False
+    return True
+
+
+def check_target(out: Path, *, force: bool) -> None:
+    """Refuse, before anything is written, to replace what is not ours to replace."""
+    if out.is_symlink():
+        raise OutputError(f"{out} is a symbolic link; give the real directory as --out")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutputError(f"{out} exists and is not a directory")
+    if not any(out.iterdir()):
+        return
+    if not _holds_previous_bundle(out):
+        raise OutputError(
+            f"{out} holds files that gen-bundle did not write; it is left as it was "
+            "(choose another --out, or empty it yourself)"
+        )
+    if not force:
+        raise OutputError(f"{out} holds a bundle from an earlier run; pass --force to replace it")
+
+
+def write_bundle(files: Mapping[str, bytes], out: Path, *, force: bool = False) -> None:
+    """Write ``files`` into ``out`` atomically: a directory beside it, then a rename.
+
+    A reader of ``out`` sees the old bundle or the new one, never a mix; a
+    failure part-way leaves ``out`` as it was.
+    """
+    out = Path(out)
+    check_target(out, force=force)
+    parent = out.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would hide the bundle from reviewers
+        for name, data in files.items():
+            with open(staging / name, "xb") as handle:
+                handle.write(data)
+        if out.exists():
+            _swap(staging, out)
+        else:
+            os.rename(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _swap(staging: Path, out: Path) -> None:
+    """Replace the directory ``out`` by ``staging``; on failure put ``out`` back."""
+    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=staging.parent))
+    old = retired / "bundle"
+    try:
+        os.rename(out, old)
+        try:
+            os.rename(staging, out)
+        except BaseException:
+            os.rename(old, out)
+            raise
+    finally:
+        if not old.exists() or out.exists():
+            shutil.rmtree(retired, ignore_errors=True)

@@ -1,0 +1,151 @@
+"""The bundle's inputs, validated once into an immutable spec.
+
+Everything downstream (render, write) trusts a BundleSpec: the checks live
+here and only here, so a value that reaches a template is already known to
+be writable in every file's language.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from . import __version__
+from .errors import InvalidValue
+from .winpath import WinPath, parse_windows_path
+
+DEFAULT_PORT = 80
+DEFAULT_NOTEBOOK_DIR = "%USERPROFILE%\\Notebooks"
+DEFAULT_PYTHON = "%ProgramFiles%\\Python313\\python.exe"
+
+INSTALL_ROOT = WinPath("ProgramFiles", "gen-bundle")
+TASK_FOLDER = "\\gen-bundle\\"
+
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_DOTTED_QUAD = re.compile(r"(0|[1-9][0-9]{0,2})(?:\.(0|[1-9][0-9]{0,2})){3}")
+
+
+@dataclass(frozen=True)
+class BundleSpec:
+    """One bundle, fully decided: the render is a pure function of this."""
+
+    ip: str
+    name: str
+    port: int
+    notebook_dir: WinPath
+    python: WinPath
+    version: str = __version__
+
+    @property
+    def url(self) -> str:
+        """The friendly address the person types; no ':80' for the default port."""
+        port = "" if self.port == 80 else f":{self.port}"
+        return f"http://{self.name}{port}/"
+
+    @property
+    def launcher_file(self) -> str:
+        return f"start-{self.name}.bat"
+
+    @property
+    def task_file(self) -> str:
+        return f"{self.name}.task.xml"
+
+    @property
+    def task_name(self) -> str:
+        return self.name
+
+    @property
+    def task_folder(self) -> str:
+        return TASK_FOLDER
+
+    @property
+    def install_root(self) -> WinPath:
+        return INSTALL_ROOT
+
+    @property
+    def install_dir(self) -> WinPath:
+        """Where install.ps1 puts the launcher: only administrators can write there."""
+        return INSTALL_ROOT.join(self.name)
+
+    @property
+    def launcher_path(self) -> WinPath:
+        return self.install_dir.join(self.launcher_file)
+
+    @property
+    def log_dir(self) -> WinPath:
+        """Per-user, so each user's server writes only into that user's profile."""
+        return WinPath("LOCALAPPDATA", f"gen-bundle\\{self.name}")
+
+    @property
+    def hosts_begin(self) -> str:
+        return f"# BEGIN gen-bundle {self.name}"
+
+    @property
+    def hosts_end(self) -> str:
+        return f"# END gen-bundle {self.name}"
+
+    def inputs(self) -> dict[str, object]:
+        """The inputs as the user would pass them again (bundle.json)."""
+        return {
+            "ip": self.ip,
+            "name": self.name,
+            "port": self.port,
+            "notebook_dir": str(self.notebook_dir),
+            "python": str(self.python),
+        }
+
+
+def parse_ip(value: str) -> str:
+    """A loopback host address: Windows routes all of 127.0.0.0/8 to this PC."""
+    if not isinstance(value, str) or not _DOTTED_QUAD.fullmatch(value):
+        raise InvalidValue("ip", value, "must be an IPv4 address written as four decimal numbers, like 127.0.0.13")
+    octets = [int(part) for part in value.split(".")]
+    if any(octet > 255 for octet in octets):
+        raise InvalidValue("ip", value, "each of the four numbers must be 0-255")
+    if octets[0] != 127:
+        raise InvalidValue("ip", value, "must be a loopback address inside 127.0.0.0/8")
+    if octets[1:] in ([0, 0, 0], [255, 255, 255]):
+        raise InvalidValue("ip", value, "is the network or broadcast address of 127.0.0.0/8, not a host address")
+    return value
+
+
+def parse_name(value: str) -> str:
+    """One DNS label (RFC 1123), lowercase: browsers send the Host lowercase."""
+    if not isinstance(value, str):
+        raise InvalidValue("name", value, "a host name is required")
+    name = value.lower()
+    if not _LABEL.fullmatch(name):
+        raise InvalidValue(
+            "name", value,
+            "must be one DNS label: 1-63 letters, digits and hyphens, not starting or ending with a hyphen",
+        )
+    if name.isdigit():
+        raise InvalidValue("name", value, "must not be all digits (it would read as an address)")
+    if name == "localhost":
+        raise InvalidValue("name", value, "'localhost' is reserved for 127.0.0.1")
+    return name
+
+
+def parse_port(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise InvalidValue("port", value, "must be a TCP port number from 1 to 65535")
+    return value
+
+
+def build_spec(
+    *,
+    ip: str,
+    name: str,
+    port: int = DEFAULT_PORT,
+    notebook_dir: str | None = None,
+    python: str | None = None,
+) -> BundleSpec:
+    """Validate every input, in the order --help lists the flags."""
+    ip = parse_ip(ip)
+    name = parse_name(name)
+    port = parse_port(port)
+    nb_dir = parse_windows_path("notebook_dir", DEFAULT_NOTEBOOK_DIR if notebook_dir is None else notebook_dir)
+    python_path = parse_windows_path("python", DEFAULT_PYTHON if python is None else python)
+    if not python_path.rest.lower().endswith(".exe"):
+        raise InvalidValue("python", str(python_path), "must name the python.exe file, ending in .exe")
+    return BundleSpec(ip=ip, name=name, port=port, notebook_dir=nb_dir, python=python_path)

@@ -1,0 +1,130 @@
+"""Windows paths as the bundle's users write them, checked on a Linux build host.
+
+A path is either absolute (``C:\\dir`` or ``\\\\server\\share\\dir``) or starts
+with one well-known environment variable (``%USERPROFILE%\\Notebooks``) that
+is expanded on the target machine, for the user the server runs as. Every
+other ``%`` is a literal character, and each file's escaping keeps it one.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from .errors import InvalidValue
+
+# Variables a path may start with, by their lowercase spelling. Only these are
+# expanded, so that a literal '%' elsewhere can never turn into an expansion.
+ENV_BASES = {
+    name.lower(): name
+    for name in ("USERPROFILE", "LOCALAPPDATA", "APPDATA", "ProgramFiles", "SystemDrive")
+}
+PER_USER_BASES = frozenset({"USERPROFILE", "LOCALAPPDATA", "APPDATA"})
+
+MAX_PATH_CHARS = 259  # MAX_PATH less the terminating NUL: no long-path opt-in needed
+FORBIDDEN_CHARS = set('"<>|?*')
+RESERVED_NAMES = frozenset(
+    ["con", "prn", "aux", "nul"]
+    + [f"com{i}" for i in "123456789"]
+    + [f"lpt{i}" for i in "123456789"]
+)
+
+_ENV_PREFIX = re.compile(r"%([A-Za-z]+)%(?:\\|$)")
+_DRIVE = re.compile(r"[A-Za-z]:\\")
+
+
+@dataclass(frozen=True)
+class WinPath:
+    """A validated Windows path: ``base`` is an environment variable or None."""
+
+    base: str | None
+    rest: str
+
+    def __str__(self) -> str:
+        if self.base is None:
+            return self.rest
+        return f"%{self.base}%" + (f"\\{self.rest}" if self.rest else "")
+
+    @property
+    def per_user(self) -> bool:
+        """True when the path differs for every user who runs the server."""
+        return self.base in PER_USER_BASES
+
+    def join(self, *parts: str) -> WinPath:
+        """A path below this one; parts are trusted constants of the bundle."""
+        tail = "\\".join(parts)
+        if not self.rest:
+            return WinPath(self.base, tail)
+        return WinPath(self.base, self.rest.rstrip("\\") + "\\" + tail)
+
+
+def _check_chars(param: str, value: str, text: str) -> None:
+    for ch in text:
+        category = unicodedata.category(ch)
+        if ch in FORBIDDEN_CHARS:
+            raise InvalidValue(param, value, f'Windows does not allow {ch!r} in a path (forbidden: " < > | ? *)')
+        if category in ("Cc", "Cs", "Zl", "Zp", "Cn") or ch == "\ufeff":
+            raise InvalidValue(
+                param, value,
+                f"control, separator or unassigned character U+{ord(ch):04X} is not allowed in a path",
+            )
+        if ch == "/":
+            raise InvalidValue(param, value, "write Windows paths with backslashes, not '/'")
+        if ch == ":":
+            raise InvalidValue(param, value, "':' is allowed only after the drive letter (C:\\...)")
+
+
+def _check_components(param: str, value: str, components: list[str]) -> None:
+    for part in components:
+        if part == "":
+            raise InvalidValue(param, value, "empty path component (doubled backslash)")
+        if part in (".", ".."):
+            raise InvalidValue(param, value, f"'{part}' components are not allowed; write the full path")
+        if part[-1] in " .":
+            raise InvalidValue(param, value, f"component {part!r} ends in a space or dot, which Windows strips")
+        if part.split(".")[0].rstrip(" ").lower() in RESERVED_NAMES:
+            raise InvalidValue(param, value, f"component {part!r} is a reserved device name on Windows")
+
+
+def parse_windows_path(param: str, value: str) -> WinPath:
+    """Check ``value`` against Windows' rules and split off an environment base.
+
+    A trailing backslash is dropped (``C:\\nb\\`` is ``C:\\nb``), except on a
+    drive root. Anything Windows would reject, or silently change, is refused
+    here so that no file in the bundle has to cope with it.
+    """
+    if not isinstance(value, str) or not value:
+        raise InvalidValue(param, value, "a Windows path is required")
+    if len(value) > MAX_PATH_CHARS:
+        raise InvalidValue(param, value, f"longer than {MAX_PATH_CHARS} characters (Windows MAX_PATH)")
+    env = _ENV_PREFIX.match(value)
+    if env:
+        base = ENV_BASES.get(env.group(1).lower())
+        if base is None:
+            allowed = ", ".join(f"%{b}%" for b in ENV_BASES.values())
+            raise InvalidValue(param, value, f"a path may start only with one of {allowed}")
+        rest = value[env.end():].rstrip("\\")
+        _check_chars(param, value, rest)
+        if rest:
+            _check_components(param, value, rest.split("\\"))
+        return WinPath(base, rest)
+    if value.startswith("\\\\"):
+        body = value[2:].rstrip("\\")
+        parts = body.split("\\")
+        if len(parts) < 2 or parts[0] in ("?", ".") or not parts[0] or not parts[1]:
+            raise InvalidValue(param, value, "a UNC path needs a server and a share: \\\\server\\share\\...")
+        _check_chars(param, value, body)
+        _check_components(param, value, parts)
+        return WinPath(None, "\\\\" + body)
+    if not _DRIVE.match(value):
+        raise InvalidValue(
+            param, value,
+            "must be an absolute Windows path (C:\\..., \\\\server\\share\\...) "
+            "or start with %USERPROFILE%\\ or another allowed variable",
+        )
+    _check_chars(param, value, value[2:])
+    stripped = value[:3] + value[3:].rstrip("\\")
+    if len(stripped) > 3:
+        _check_components(param, value, stripped[3:].split("\\"))
+    return WinPath(None, stripped)

@@ -1,0 +1,60 @@
+"""Shared fixtures. Outside CI a test whose tool is missing skips with the
+reason; in CI (CI=true) the same test fails, so nothing is silently skipped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from generator.render import render
+from generator.spec import build_spec
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+XSD_DIR = SHARED / "reference" / "task-scheduler"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need(ok: object, reason: str) -> None:
+    """Skip outside CI, fail in CI, when a tool or reference file is missing."""
+    if ok:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+CANONICAL = {"ip": "127.0.0.13", "name": "py"}
+
+
+@pytest.fixture(scope="session")
+def canonical_files() -> dict[str, bytes]:
+    return render(build_spec(**CANONICAL))
+
+
+@pytest.fixture(scope="session")
+def xsd_schemas():
+    """Both published Task Scheduler schemas, compiled once."""
+    from lxml import etree
+
+    paths = sorted(XSD_DIR.glob("*.xsd"))
+    need(len(paths) == 2, f"the two Task Scheduler XSDs in {XSD_DIR}")
+    return {p.name: etree.XMLSchema(etree.parse(str(p))) for p in paths}
+
+
+@pytest.fixture(scope="session")
+def wine(tmp_path_factory):
+    """A wine prefix and a Windows stub python.exe, shared by the session."""
+    from support.wine import Wine
+
+    need(shutil.which("wine"), "wine (Debian: apt-get install wine wine64)")
+    need(shutil.which("x86_64-w64-mingw32-gcc"), "mingw (Debian: apt-get install gcc-mingw-w64-x86-64-win32)")
+    box = Wine(tmp_path_factory.mktemp("wine"))
+    try:
+        yield box
+    finally:
+        box.close()

@@ -1,0 +1,102 @@
+"""Running generated .bat files under wine's cmd.exe with a stub python.exe.
+
+Facts this relies on (checked on wine 8): cmd waits for a Windows .exe and
+returns its exit code; wine's cmd reads a batch file in the OEM code page
+(437 here) and has no ``chcp 65001``, so non-ASCII bytes arrive decoded as
+cp437 - the tests compare against that decoding; and wine's cmd expands %
+again inside an expanded variable, which the launcher avoids by writing
+every value inline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path, PureWindowsPath
+
+STUB_SOURCE = Path(__file__).with_name("python_stub.c")
+WINE_OEM_CODEPAGE = "cp437"
+
+
+@dataclass
+class BatRun:
+    exit_code: int
+    output: str
+    argv_records: list[list[str]]
+
+
+class Wine:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.prefix = root / "prefix"
+        self.env = {
+            **os.environ,
+            "WINEPREFIX": str(self.prefix),
+            "WINEDEBUG": "-all",
+            "WINEDLLOVERRIDES": "mscoree,mshtml=",
+            "DISPLAY": "",
+        }
+        self.stub = root / "python_stub.exe"
+        subprocess.run(
+            ["x86_64-w64-mingw32-gcc", "-O2", "-o", str(self.stub), str(STUB_SOURCE), "-lshell32"],
+            check=True,
+        )
+        # Creating the prefix takes a few seconds; do it once, up front.
+        subprocess.run(["wine", "cmd", "/c", "exit 0"], env=self.env, check=True, capture_output=True, timeout=180)
+        self.drive_c = self.prefix / "drive_c"
+        self.user_home = self.drive_c / "users" / os.environ.get("USER", "root")
+
+    def close(self) -> None:
+        subprocess.run(["wineserver", "-k"], env=self.env, check=False)
+
+    def host_path(self, windows_path: str) -> Path:
+        """The Linux path behind a C:\\ path of this prefix."""
+        pure = PureWindowsPath(windows_path)
+        if pure.drive.upper() != "C:":
+            raise ValueError(f"only C: paths map into the prefix: {windows_path}")
+        path = self.drive_c
+        for part in pure.parts[1:]:  # wine matches names case-insensitively
+            if path.is_dir():
+                part = next((e.name for e in path.iterdir() if e.name.lower() == part.lower()), part)
+            path = path / part
+        return path
+
+    def expand(self, text: str) -> str:
+        """Expand the few variables the launcher uses, as wine defines them."""
+        values = {
+            "%USERPROFILE%": f"C:\\users\\{os.environ.get('USER', 'root')}",
+            "%LOCALAPPDATA%": f"C:\\users\\{os.environ.get('USER', 'root')}\\AppData\\Local",
+            "%APPDATA%": f"C:\\users\\{os.environ.get('USER', 'root')}\\AppData\\Roaming",
+            "%ProgramFiles%": "C:\\Program Files",
+            "%SystemDrive%": "C:",
+        }
+        for name, value in values.items():
+            if text.startswith(name):
+                return value + text[len(name):]
+        return text
+
+    def install_stub(self, windows_path: str) -> Path:
+        target = self.host_path(windows_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.stub, target)
+        return target
+
+    def run_bat(self, bat: str, *, stub_exit: int = 0, timeout: float = 60) -> BatRun:
+        """Run the batch file at the Windows path ``bat`` as a logon task would."""
+        log = self.root / "stub-argv.log"
+        log.unlink(missing_ok=True)
+        env = {**self.env, "STUB_LOG": "Z:" + str(log).replace("/", "\\"), "STUB_EXIT": str(stub_exit)}
+        proc = subprocess.run(
+            ["wine", "cmd", "/d", "/c", bat],
+            env=env,
+            capture_output=True,
+            timeout=timeout,
+        )
+        records = []
+        if log.exists():
+            for line in log.read_bytes().split(b"\n"):
+                if line:
+                    records.append([part.decode("utf-8") for part in line.split(b"\0")[:-1]])
+        return BatRun(proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", "replace"), records)

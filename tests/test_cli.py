@@ -1,0 +1,228 @@
+"""The command line: refusals, the output directory, --help, --version."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from generator import __version__
+from generator.cli import main
+
+from conftest import REPO
+
+OK = ["--ip", "127.0.0.13", "--name", "py"]
+
+
+def run(*args: str, out: Path):
+    return CliRunner().invoke(main, [*args, "--out", str(out)])
+
+
+def snapshot(root: Path) -> dict[str, object]:
+    """Everything a refusal must leave as it was: names, kinds, bytes, times."""
+    if not root.exists():
+        return {}
+    state = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        state[str(path.relative_to(root))] = (info.st_mode, info.st_mtime_ns, path.read_bytes() if path.is_file() else None)
+    state["."] = root.lstat().st_mtime_ns
+    return state
+
+
+REFUSALS = [
+    # (flag, value, words the message must hold)
+    ("--ip", "10.1.2.3", "loopback"),
+    ("--ip", "::1", "IPv4"),
+    ("--ip", "localhost", "IPv4"),
+    ("--ip", "127.0.0.13;x", "IPv4"),
+    ("--ip", "127.0.0.0", "network or broadcast"),
+    ("--ip", "127.255.255.255", "network or broadcast"),
+    ("--ip", "127.0.0.256", "0-255"),
+    ("--ip", "127.0.0.013", "IPv4"),
+    ("--ip", "127.1", "IPv4"),
+    ("--ip", " 127.0.0.13", "IPv4"),
+    ("--name", "localhost", "reserved"),
+    ("--name", "12345", "all digits"),
+    ("--name", "-py", "DNS label"),
+    ("--name", "py-", "DNS label"),
+    ("--name", "py.local", "DNS label"),
+    ("--name", "p_y", "DNS label"),
+    ("--name", "a" * 64, "DNS label"),
+    ("--name", "", "DNS label"),
+    ("--name", "pé", "DNS label"),
+    ("--port", "0", "1 to 65535"),
+    ("--port", "65536", "1 to 65535"),
+    ("--port", "-1", "1 to 65535"),
+    ("--port", "eighty", "not a valid integer"),
+    ("--notebook-dir", 'C:\\a"b', "does not allow"),
+    ("--notebook-dir", "C:\\a<b", "does not allow"),
+    ("--notebook-dir", "C:\\a>b", "does not allow"),
+    ("--notebook-dir", "C:\\a|b", "does not allow"),
+    ("--notebook-dir", "C:\\a?b", "does not allow"),
+    ("--notebook-dir", "C:\\a*b", "does not allow"),
+    ("--notebook-dir", "C:\\a\nb", "U+000A"),
+    ("--notebook-dir", "C:\\a\tb", "U+0009"),
+    ("--notebook-dir", "C:\\a\x1bb", "U+001B"),
+    ("--notebook-dir", "Notebooks", "absolute"),
+    ("--notebook-dir", "C:/Notebooks", "absolute"),
+    ("--notebook-dir", "C:\\a/b", "backslashes"),
+    ("--notebook-dir", "C:\\a:b", "drive letter"),
+    ("--notebook-dir", "C:\\CON\\x", "reserved device"),
+    ("--notebook-dir", "C:\\a\\..\\b", "'..'"),
+    ("--notebook-dir", "C:\\a \\b", "ends in a space"),
+    ("--notebook-dir", "%TEMP%\\x", "may start only with"),
+    ("--notebook-dir", "\\\\?\\C:\\x", "UNC"),
+    ("--notebook-dir", "C:\\" + "x" * 300, "MAX_PATH"),
+    ("--python", "C:\\Python313\\python", ".exe"),
+    ("--python", "C:\\Py|thon\\python.exe", "does not allow"),
+]
+
+
+@pytest.mark.parametrize("flag,value,words", REFUSALS, ids=[f"{f}={v!r}"[:40] for f, v, _ in REFUSALS])
+@pytest.mark.parametrize("state", ["missing", "previous-bundle"])
+def test_refusal_exits_2_names_value_and_rule_and_writes_nothing(tmp_path, flag, value, words, state):
+    out = tmp_path / "out"
+    if state == "previous-bundle":
+        assert run(*OK, out=out).exit_code == 0
+    before = snapshot(tmp_path)
+    args = [a for a in OK if True]
+    if flag in args:
+        args[args.index(flag) + 1] = value
+    else:
+        args += [flag, value]
+    result = run(*args, "--force", out=out)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert "Error: Invalid value for" in result.stderr and f"'{flag}'" in result.stderr
+    assert words in result.stderr
+    shown = value if value.isprintable() else repr(value)
+    if flag != "--port":
+        assert shown in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_foreign_files_are_never_overwritten_even_with_force(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "thesis.docx").write_bytes(b"years of work")
+    before = snapshot(tmp_path)
+    for extra in ([], ["--force"]):
+        result = run(*OK, *extra, out=out)
+        assert result.exit_code == 1
+        assert "did not write" in result.stderr
+        assert snapshot(tmp_path) == before
+
+
+def test_a_bundle_with_an_extra_file_counts_as_foreign(tmp_path):
+    out = tmp_path / "out"
+    assert run(*OK, out=out).exit_code == 0
+    (out / "notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    assert run(*OK, "--force", out=out).exit_code == 1
+    assert snapshot(tmp_path) == before
+
+
+def test_previous_bundle_is_replaced_only_with_force(tmp_path):
+    out = tmp_path / "out"
+    assert run(*OK, out=out).exit_code == 0
+    before = snapshot(tmp_path)
+    refused = run("--ip", "127.0.0.14", "--name", "lab", out=out)
+    assert refused.exit_code == 1 and "--force" in refused.stderr
+    assert snapshot(tmp_path) == before
+    replaced = run("--ip", "127.0.0.14", "--name", "lab", "--force", out=out)
+    assert replaced.exit_code == 0, replaced.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["README.md", "SHA256SUMS", "bundle.json", "hosts.txt", "install.ps1", "lab.task.xml",
+         "start-lab.bat", "uninstall.ps1"]
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging directories left behind
+
+
+def test_an_empty_directory_is_filled_and_a_file_is_refused(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run(*OK, out=empty).exit_code == 0
+    assert (empty / "start-py.bat").is_file()
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    result = CliRunner().invoke(main, [*OK, "--out", str(a_file)])
+    assert result.exit_code != 0
+    assert a_file.read_text() == "x"
+
+
+def test_a_failed_write_leaves_no_trace(tmp_path, monkeypatch):
+    import generator.output as output
+
+    out = tmp_path / "out"
+    assert run(*OK, out=out).exit_code == 0
+    before = snapshot(tmp_path)
+
+    def broken_rename(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(output.os, "rename", broken_rename)
+    result = run(*OK, "--force", out=out)
+    assert result.exit_code != 0
+    after = snapshot(tmp_path)
+    del before["."], after["."]  # the parent held a staging directory for a moment
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_name_is_written_lowercase(tmp_path):
+    out = tmp_path / "out"
+    assert run("--ip", "127.0.0.13", "--name", "PyLab", out=out).exit_code == 0
+    assert (out / "start-pylab.bat").is_file()
+    assert b"127.0.0.13 pylab\r\n" in (out / "hosts.txt").read_bytes()
+
+
+def test_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"gen-bundle {__version__}\n"
+
+
+def help_text() -> str:
+    result = CliRunner().invoke(main, ["--help"], prog_name="gen-bundle")
+    assert result.exit_code == 0
+    return result.output
+
+
+def test_readme_cli_reference_matches_help():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"<!-- cli-help -->\n```text\n(.*?)```\n", readme, re.S)
+    assert match, "README.md has no <!-- cli-help --> block"
+    assert match.group(1) == help_text(), "README's CLI reference is stale: paste `gen-bundle --help`"
+
+
+def test_help_shows_examples():
+    text = help_text()
+    assert "gen-bundle --ip 127.0.0.13 --name py\n" in text
+    for flag in ("--ip", "--name", "--port", "--notebook-dir", "--python", "--out", "--force", "--version"):
+        assert flag in text
+
+
+def test_python_dash_m_generator_runs_from_another_directory(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "generator", "--ip", "127.0.0.13", "--name", "py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    golden = REPO / "tests" / "golden" / "py"
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == {
+        p.name: p.read_bytes() for p in golden.iterdir()
+    }
+    bad = subprocess.run(
+        [sys.executable, "-m", "generator", "--ip", "10.0.0.1", "--name", "py", "--out", "x"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert bad.returncode == 2
+    assert "Error: Invalid value for '--ip': '10.0.0.1'" in bad.stderr
+    assert not (tmp_path / "x").exists()

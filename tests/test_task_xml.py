@@ -1,0 +1,48 @@
+"""The task definition: valid against both published schemas, and least privilege."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+NS = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
+
+
+def parse(data: bytes):
+    return etree.fromstring(data)
+
+
+def test_validates_against_both_schemas(canonical_files, xsd_schemas):
+    doc = parse(canonical_files["py.task.xml"])
+    for name, schema in xsd_schemas.items():
+        assert schema.validate(doc), f"{name}: {schema.error_log}"
+
+
+def test_schemas_reject_a_broken_task(canonical_files, xsd_schemas):
+    """The validation can fail: an unknown run level is refused by both."""
+    doc = parse(canonical_files["py.task.xml"])
+    doc.find("t:Principals/t:Principal/t:RunLevel", NS).text = "Administrator"
+    assert not any(schema.validate(doc) for schema in xsd_schemas.values())
+
+
+def test_declares_utf16_and_is_utf16le_with_bom(canonical_files):
+    data = canonical_files["py.task.xml"]
+    assert data.startswith(b"\xff\xfe<\x00?\x00x\x00m\x00l\x00")
+    text = data[2:].decode("utf-16-le")
+    assert text.startswith('<?xml version="1.0" encoding="UTF-16"?>\r\n')
+
+
+def test_runs_the_installed_launcher_for_every_user_with_least_privilege(canonical_files):
+    doc = parse(canonical_files["py.task.xml"])
+    assert doc.findtext("t:Principals/t:Principal/t:GroupId", namespaces=NS) == "S-1-5-32-545"
+    assert doc.findtext("t:Principals/t:Principal/t:RunLevel", namespaces=NS) == "LeastPrivilege"
+    assert doc.find("t:Triggers/t:LogonTrigger", NS) is not None
+    assert doc.find("t:Triggers/t:LogonTrigger/t:UserId", NS) is None
+    assert doc.findtext("t:Settings/t:ExecutionTimeLimit", namespaces=NS) == "PT0S"
+    assert doc.findtext("t:Settings/t:DisallowStartIfOnBatteries", namespaces=NS) == "false"
+    assert doc.findtext("t:Settings/t:StopIfGoingOnBatteries", namespaces=NS) == "false"
+    assert doc.findtext("t:Settings/t:Hidden", namespaces=NS) == "false"
+    assert doc.findtext("t:RegistrationInfo/t:URI", namespaces=NS) == "\\gen-bundle\\py"
+    assert doc.findtext("t:Actions/t:Exec/t:Command", namespaces=NS) == "%SystemRoot%\\System32\\cmd.exe"
+    assert doc.findtext("t:Actions/t:Exec/t:Arguments", namespaces=NS) == (
+        '/d /c ""%ProgramFiles%\\gen-bundle\\py\\start-py.bat""'
+    )
