@@ -49,7 +49,6 @@ def install_launcher(wine, spec) -> str:
 
 
 def run_launcher(wine, spec, stub_exit=0):
-    bat = install_launcher(wine, spec)
     nb_dir = as_wine_reads(wine.expand(str(spec.notebook_dir)))
     host_nb = wine.host_path(nb_dir)
     if host_nb.exists() and host_nb != wine.drive_c:  # start from a missing folder
@@ -57,6 +56,7 @@ def run_launcher(wine, spec, stub_exit=0):
     log_dir = wine.host_path(wine.expand(str(spec.log_dir)))
     if log_dir.exists():
         shutil.rmtree(log_dir)
+    bat = install_launcher(wine, spec)
     result = wine.run_bat(bat, stub_exit=stub_exit)
     return result, nb_dir, host_nb, log_dir
 

@@ -1,0 +1,150 @@
+"""Property tests: for any accepted input, every file still parses in its
+language and gives back exactly the value that went in."""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import PureWindowsPath
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from generator.errors import InvalidValue
+from generator.render import render
+from generator.spec import build_spec
+from generator.winpath import ENV_BASES, RESERVED_NAMES
+
+from support import pwsh
+
+# Characters Windows allows in a name, weighted towards the ones that mean
+# something to cmd.exe, PowerShell, XML or Markdown.
+SPECIALS = " &%^!'()`;,=+~@#$[]{}\u2018\u2019\u201a\u201b\u201c\u201d<>"
+ALLOWED_SPECIALS = "".join(ch for ch in SPECIALS if ch not in '<>')
+NON_ASCII = "éßØЖ日本語ñ\u00a0€"
+COMPONENT_CHARS = string.ascii_letters + string.digits + ALLOWED_SPECIALS + NON_ASCII + "-_."
+
+
+@st.composite
+def components(draw):
+    text = draw(st.text(alphabet=COMPONENT_CHARS, min_size=1, max_size=12))
+    if text[-1] in " .":
+        text = text + "x"
+    if text.split(".")[0].rstrip(" ").lower() in RESERVED_NAMES or text in (".", ".."):
+        text = "x" + text
+    return text
+
+
+@st.composite
+def windows_paths(draw, exe=False):
+    root = draw(
+        st.sampled_from(["C:\\", "D:\\", "\\\\fileserver\\share\\"] + [f"%{v}%\\" for v in ENV_BASES.values()])
+    )
+    parts = draw(st.lists(components(), min_size=1, max_size=4))
+    if exe:
+        parts.append("python.exe")
+    return root + "\\".join(parts)
+
+
+names = st.from_regex(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,20}[a-zA-Z0-9])?", fullmatch=True).filter(
+    lambda n: not n.isdigit() and n.lower() != "localhost"
+)
+ips = st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255)).filter(
+    lambda t: t not in ((0, 0, 0), (255, 255, 255))
+).map(lambda t: "127.%d.%d.%d" % t)
+ports = st.integers(1, 65535)
+
+
+def spec_for(ip, name, port, notebook_dir, python):
+    return build_spec(ip=ip, name=name, port=port, notebook_dir=notebook_dir, python=python)
+
+
+@pytest.fixture(scope="module")
+def grammars():
+    return pwsh.parsers()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ip=ips, name=names, port=ports, notebook_dir=windows_paths(), python=windows_paths(exe=True))
+def test_every_file_parses_and_gives_back_the_inputs(grammars, xsd_schemas, ip, name, port, notebook_dir, python):
+    spec = spec_for(ip, name, port, notebook_dir, python)
+    assert spec.name == name.lower()
+    assert str(spec.notebook_dir) in (notebook_dir, notebook_dir.rstrip("\\"))
+    files = render(spec)
+
+    # PowerShell: both grammars, and the python path read back from the literal.
+    install = pwsh.script_text(files["install.ps1"])
+    for grammar, parser in grammars.items():
+        tree = parser.parse(install)
+        assert pwsh.problems(tree) == [], grammar
+    values = pwsh.assignments(grammars["tree-sitter-pwsh"].parse(install))
+    python_value = values["PythonExe"]
+    if isinstance(python_value, tuple):
+        assert f"%{python_value[0]}%\\{python_value[1]}" == python
+    else:
+        assert python_value == python
+    assert values["BundleName"] == spec.name and values["BundleIp"] == ip and values["BundlePort"] == str(port)
+    uninstall = grammars["tree-sitter-pwsh"].parse(pwsh.script_text(files["uninstall.ps1"]))
+    assert pwsh.problems(uninstall) == []
+
+    # Task XML: valid against both schemas; the name and URL read back.
+    doc = etree.fromstring(files[spec.task_file])
+    for schema in xsd_schemas.values():
+        assert schema.validate(doc), schema.error_log
+    ns = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
+    assert doc.findtext("t:RegistrationInfo/t:URI", namespaces=ns) == f"\\gen-bundle\\{spec.name}"
+    assert spec.url in doc.findtext("t:RegistrationInfo/t:Description", namespaces=ns)
+
+    # bundle.json and the hosts block.
+    inputs = json.loads(files["bundle.json"])["inputs"]
+    assert inputs == {"ip": ip, "name": spec.name, "port": port, "notebook_dir": str(spec.notebook_dir), "python": python}
+    assert build_spec(**inputs) == spec
+    assert files["hosts.txt"].decode("ascii").split("\r\n")[1] == f"{ip} {spec.name}"
+
+    # README: each value is one Markdown code span holding exactly that value.
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(files["README.md"].decode("utf-8"))
+    spans = {child.content for token in tokens if token.children for child in token.children if child.type == "code_inline"}
+    assert {str(spec.notebook_dir), python, ip, spec.name}.issubset(spans)
+
+
+@settings(max_examples=200, deadline=None)
+@given(path=windows_paths())
+def test_accepted_paths_keep_their_spelling(path):
+    spec = build_spec(ip="127.0.0.13", name="py", notebook_dir=path)
+    assert str(spec.notebook_dir) == path
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    path=windows_paths(),
+    bad=st.sampled_from(list('"<>|?*') + [chr(c) for c in range(32)] + ["\x7f", "\u2028", "\ud800"]),
+    where=st.integers(min_value=3),
+)
+def test_any_forbidden_character_is_refused(path, bad, where):
+    where = min(where, len(path))
+    hostile = path[:where] + bad + path[where:]
+    with pytest.raises(InvalidValue) as caught:
+        build_spec(ip="127.0.0.13", name="py", notebook_dir=hostile)
+    assert caught.value.param == "notebook_dir"
+
+
+@pytest.mark.wine
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(notebook_dir=windows_paths(), python_parts=st.lists(components(), min_size=1, max_size=3))
+def test_hostile_paths_survive_wine_cmd_into_argv(wine, notebook_dir, python_parts):
+    """The launcher, run by wine's cmd.exe, hands python exactly these paths."""
+    from test_launcher_wine import as_wine_reads, expected_argv, run_launcher
+
+    if notebook_dir.startswith(("D:", "\\\\")):
+        notebook_dir = "C:" + notebook_dir[2:] if notebook_dir.startswith("D:") else "C:\\" + notebook_dir[2:]
+    python = "C:\\" + "\\".join(python_parts) + "\\python.exe"
+    spec = build_spec(ip="127.0.0.13", name="py", notebook_dir=notebook_dir, python=python)
+    result, nb_dir, host_nb, _ = run_launcher(wine, spec)
+    assert result.exit_code == 0, result.output
+    assert result.argv_records == [expected_argv(spec, as_wine_reads(python), nb_dir)], result.output
+    assert host_nb.is_dir()
+    assert PureWindowsPath(nb_dir).name == PureWindowsPath(as_wine_reads(wine.expand(str(spec.notebook_dir)))).name
