@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .output import write_bundle
 from .render import render
-from .spec import DEFAULT_PORT, build_spec
+from .spec import DEFAULT_AUTH, DEFAULT_PORT, DEFAULT_WINDOW, build_spec
 
 
 def generate(
@@ -16,6 +16,8 @@ def generate(
     port: int = DEFAULT_PORT,
     notebook_dir: str | None = None,
     python: str | None = None,
+    auth: str = DEFAULT_AUTH,
+    window: str = DEFAULT_WINDOW,
     out: str | Path = "out",
     force: bool = False,
 ) -> Path:
@@ -24,7 +26,9 @@ def generate(
     Raises InvalidValue for bad input and OutputError when ``out`` may not be
     replaced; in both cases nothing has been written.
     """
-    spec = build_spec(ip=ip, name=name, port=port, notebook_dir=notebook_dir, python=python)
+    spec = build_spec(
+        ip=ip, name=name, port=port, notebook_dir=notebook_dir, python=python, auth=auth, window=window
+    )
     out = Path(out)
     write_bundle(render(spec), out, force=force)
     return out

@@ -10,7 +10,15 @@ import click
 
 from . import __version__
 from .errors import GenBundleError, InvalidValue
-from .spec import DEFAULT_NOTEBOOK_DIR, DEFAULT_PORT, DEFAULT_PYTHON
+from .spec import (
+    AUTH_MODES,
+    DEFAULT_AUTH,
+    DEFAULT_NOTEBOOK_DIR,
+    DEFAULT_PORT,
+    DEFAULT_PYTHON,
+    DEFAULT_WINDOW,
+    WINDOW_MODES,
+)
 
 EPILOG = """\b
 Examples:
@@ -31,6 +39,8 @@ OPTION_FLAGS = {
     "port": "--port",
     "notebook_dir": "--notebook-dir",
     "python": "--python",
+    "auth": "--auth",
+    "window": "--window",
 }
 
 
@@ -56,6 +66,21 @@ OPTION_FLAGS = {
     help="python.exe on the target machines, in an environment that has notebook installed.",
 )
 @click.option(
+    "--auth",
+    type=click.Choice(AUTH_MODES),
+    default=DEFAULT_AUTH,
+    show_default=True,
+    help="token: each user's own secret, made on first start; one-click sign-in from the Start menu. "
+    "none: no sign-in - anyone on the PC can run code as that user.",
+)
+@click.option(
+    "--window",
+    type=click.Choice(WINDOW_MODES),
+    default=DEFAULT_WINDOW,
+    show_default=True,
+    help="hidden: no console window (conhost --headless). minimized: a minimized console window.",
+)
+@click.option(
     "--out",
     metavar="DIR",
     default="out",
@@ -64,7 +89,9 @@ OPTION_FLAGS = {
 )
 @click.option("--force", is_flag=True, help="Replace a bundle that an earlier run wrote to --out.")
 @click.version_option(__version__, "--version", prog_name="gen-bundle", message="%(prog)s %(version)s")
-def main(ip: str, name: str, port: int, notebook_dir: str, python: str, out: str, force: bool) -> None:
+def main(
+    ip: str, name: str, port: int, notebook_dir: str, python: str, auth: str, window: str, out: str, force: bool
+) -> None:
     """Render a Windows deployment bundle that runs a Jupyter notebook server at http://NAME/.
 
     The bundle (a launcher, a Task Scheduler task, a hosts-file block,
@@ -74,7 +101,10 @@ def main(ip: str, name: str, port: int, notebook_dir: str, python: str, out: str
     from .api import generate  # lazily: --help and --version need none of it
 
     try:
-        path = generate(ip=ip, name=name, port=port, notebook_dir=notebook_dir, python=python, out=out, force=force)
+        path = generate(
+            ip=ip, name=name, port=port, notebook_dir=notebook_dir, python=python,
+            auth=auth, window=window, out=out, force=force,
+        )
     except InvalidValue as exc:
         raise click.BadParameter(str(exc), param_hint=f"'{OPTION_FLAGS[exc.param]}'") from None
     except GenBundleError as exc:

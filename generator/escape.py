@@ -72,3 +72,10 @@ def md(value: str | int | WinPath) -> str:
     if text.startswith(("`", " ")) or text.endswith(("`", " ")):
         text = f" {text} "
     return f"{fence}{text}{fence}"
+
+
+def py(value: str | int) -> str:
+    """A Python literal for the value (the server's configuration file)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"{value!r}: only strings and integers are written into Python")
+    return repr(value)

@@ -39,6 +39,7 @@ def outputs(spec: BundleSpec) -> dict[str, Output]:
     """
     return {
         spec.launcher_file: Output("start.bat.j2", "utf-8", crlf=True),
+        spec.config_file: Output("server_config.py.j2", "utf-8", crlf=True),
         spec.task_file: Output("task.xml.j2", "utf-16", crlf=True),
         "hosts.txt": Output("hosts.txt.j2", "ascii", crlf=True),
         "install.ps1": Output("install.ps1.j2", "utf-8-sig", crlf=True),
@@ -92,7 +93,7 @@ def _environment():
         lstrip_blocks=True,
         autoescape=lambda name: bool(name) and name.endswith(".xml.j2"),
     )
-    env.filters.update(bat=escape.bat, ps=escape.ps, md=escape.md)
+    env.filters.update(bat=escape.bat, ps=escape.ps, md=escape.md, py=escape.py)
     return env
 
 
@@ -111,7 +112,9 @@ def render(spec: BundleSpec) -> dict[str, bytes]:
     """Every file of the bundle, by name, in sorted order."""
     env = _environment()
     files: dict[str, bytes] = {}
-    context = {"spec": spec, "bundle_files": bundle_files(spec)}
+    from . import spec as constants
+
+    context = {"spec": spec, "bundle_files": bundle_files(spec), "const": constants}
     for name, output in outputs(spec).items():
         text = env.get_template(output.template).render(context)
         files[name] = _encode(text, output)

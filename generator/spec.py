@@ -18,6 +18,22 @@ DEFAULT_PORT = 80
 DEFAULT_NOTEBOOK_DIR = "%USERPROFILE%\\Notebooks"
 DEFAULT_PYTHON = "%ProgramFiles%\\Python313\\python.exe"
 
+AUTH_MODES = ("token", "none")
+WINDOW_MODES = ("hidden", "minimized")
+DEFAULT_AUTH = "token"
+DEFAULT_WINDOW = "hidden"
+
+# Exit code the server uses when the process that started it is gone (the task
+# was stopped): the launcher then ends instead of starting a new server.
+LAUNCHER_GONE_EXIT = 86
+# Restart back-off of the launcher, in seconds: first wait, and the cap.
+BACKOFF_FIRST = 5
+BACKOFF_CAP = 300
+# A server that ran this long resets the back-off to BACKOFF_FIRST.
+STABLE_AFTER = 60
+# Launcher log size at which it is rotated (one old copy is kept).
+LOG_ROTATE_BYTES = 1024 * 1024
+
 INSTALL_ROOT = WinPath("ProgramFiles", "gen-bundle")
 TASK_FOLDER = "\\gen-bundle\\"
 
@@ -34,6 +50,8 @@ class BundleSpec:
     port: int
     notebook_dir: WinPath
     python: WinPath
+    auth: str = DEFAULT_AUTH
+    window: str = DEFAULT_WINDOW
     version: str = __version__
 
     @property
@@ -45,6 +63,15 @@ class BundleSpec:
     @property
     def launcher_file(self) -> str:
         return f"start-{self.name}.bat"
+
+    @property
+    def config_file(self) -> str:
+        return f"start-{self.name}.config.py"
+
+    @property
+    def shortcut_name(self) -> str:
+        """The per-user Start-menu entry that opens the server signed in."""
+        return f"{self.name} notebook.url"
 
     @property
     def task_file(self) -> str:
@@ -72,6 +99,30 @@ class BundleSpec:
         return self.install_dir.join(self.launcher_file)
 
     @property
+    def config_path(self) -> WinPath:
+        return self.install_dir.join(self.config_file)
+
+    @property
+    def task_command(self) -> str:
+        """What the task starts. Task Scheduler expands the %variables%.
+
+        hidden: conhost.exe --headless gives cmd.exe a console that is never
+        shown, and the task stays Running while the launcher runs.
+        minimized: cmd.exe's start /min opens the launcher in a minimized
+        window; the task itself ends at once.
+        """
+        if self.window == "hidden":
+            return "%SystemRoot%\\System32\\conhost.exe"
+        return "%SystemRoot%\\System32\\cmd.exe"
+
+    @property
+    def task_arguments(self) -> str:
+        launcher = f'/d /c ""{self.launcher_path}""'
+        if self.window == "hidden":
+            return f"--headless %SystemRoot%\\System32\\cmd.exe {launcher}"
+        return f'/d /c start "gen-bundle {self.name}" /min %SystemRoot%\\System32\\cmd.exe {launcher}'
+
+    @property
     def log_dir(self) -> WinPath:
         """Per-user, so each user's server writes only into that user's profile."""
         return WinPath("LOCALAPPDATA", f"gen-bundle\\{self.name}")
@@ -92,6 +143,8 @@ class BundleSpec:
             "port": self.port,
             "notebook_dir": str(self.notebook_dir),
             "python": str(self.python),
+            "auth": self.auth,
+            "window": self.window,
         }
 
 
@@ -132,6 +185,12 @@ def parse_port(value: int) -> int:
     return value
 
 
+def parse_choice(param: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise InvalidValue(param, value, "must be one of " + ", ".join(choices))
+    return value
+
+
 def build_spec(
     *,
     ip: str,
@@ -139,6 +198,8 @@ def build_spec(
     port: int = DEFAULT_PORT,
     notebook_dir: str | None = None,
     python: str | None = None,
+    auth: str = DEFAULT_AUTH,
+    window: str = DEFAULT_WINDOW,
 ) -> BundleSpec:
     """Validate every input, in the order --help lists the flags."""
     ip = parse_ip(ip)
@@ -148,4 +209,12 @@ def build_spec(
     python_path = parse_windows_path("python", DEFAULT_PYTHON if python is None else python)
     if not python_path.rest.lower().endswith(".exe"):
         raise InvalidValue("python", str(python_path), "must name the python.exe file, ending in .exe")
-    return BundleSpec(ip=ip, name=name, port=port, notebook_dir=nb_dir, python=python_path)
+    return BundleSpec(
+        ip=ip,
+        name=name,
+        port=port,
+        notebook_dir=nb_dir,
+        python=python_path,
+        auth=parse_choice("auth", auth, AUTH_MODES),
+        window=parse_choice("window", window, WINDOW_MODES),
+    )

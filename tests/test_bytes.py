@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-CRLF_FILES = ["start-py.bat", "install.ps1", "uninstall.ps1", "hosts.txt", "py.task.xml"]
+CRLF_FILES = ["start-py.bat", "start-py.config.py", "install.ps1", "uninstall.ps1", "hosts.txt", "py.task.xml"]
 
 
 def text_of(name: str, data: bytes) -> str:
@@ -82,6 +82,8 @@ def test_bundle_json_records_inputs_version_and_files(canonical_files):
             "port": 80,
             "notebook_dir": "%USERPROFILE%\\Notebooks",
             "python": "%ProgramFiles%\\Python313\\python.exe",
+            "auth": "token",
+            "window": "hidden",
         },
         "files": sorted(canonical_files),
     }
@@ -93,3 +95,17 @@ def test_bundle_json_inputs_rebuild_the_same_bundle(canonical_files):
 
     inputs = json.loads(canonical_files["bundle.json"])["inputs"]
     assert render(build_spec(**inputs)) == canonical_files
+
+
+def test_server_config_is_python_that_compiles(canonical_files):
+    import ast
+
+    source = canonical_files["start-py.config.py"].decode("utf-8")
+    tree = ast.parse(source)
+    compile(tree, "start-py.config.py", "exec")
+    constants = {
+        node.targets[0].id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.targets[0], ast.Name)
+    }
+    assert constants["NAME"] == "py" and constants["URL"] == "http://py/" and constants["AUTH"] == "token"

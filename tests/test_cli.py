@@ -81,6 +81,9 @@ REFUSALS = [
     ("--notebook-dir", "C:\\" + "x" * 300, "MAX_PATH"),
     ("--python", "C:\\Python313\\python", ".exe"),
     ("--python", "C:\\Py|thon\\python.exe", "does not allow"),
+    ("--auth", "password", "is not one of"),
+    ("--auth", "", "is not one of"),
+    ("--window", "visible", "is not one of"),
 ]
 
 
@@ -139,7 +142,7 @@ def test_previous_bundle_is_replaced_only_with_force(tmp_path):
     assert replaced.exit_code == 0, replaced.output
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["README.md", "SHA256SUMS", "bundle.json", "hosts.txt", "install.ps1", "lab.task.xml",
-         "start-lab.bat", "uninstall.ps1"]
+         "start-lab.bat", "start-lab.config.py", "uninstall.ps1"]
     )
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging directories left behind
 

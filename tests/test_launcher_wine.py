@@ -1,4 +1,5 @@
-"""The launcher, run by wine's cmd.exe as the logon task runs it."""
+"""The launcher, run by wine's cmd.exe as the logon task runs it, with a stub
+python.exe that records the command line it is given and exits as told."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ import sys
 import pytest
 
 from generator.render import render
-from generator.spec import build_spec
+from generator.spec import BACKOFF_FIRST, LAUNCHER_GONE_EXIT, build_spec
 
 from conftest import need
 from support.wine import WINE_OEM_CODEPAGE
 
+GONE = str(LAUNCHER_GONE_EXIT)  # a stub that exits with this ends the launcher's loop
 
-def expected_argv(spec, python_exe: str, notebook_dir: str) -> list[str]:
+
+def expected_argv(spec, python_exe: str, notebook_dir: str, config: str) -> list[str]:
     """What python.exe must receive: the command line the launcher promises."""
     return [
         python_exe,
@@ -29,6 +32,7 @@ def expected_argv(spec, python_exe: str, notebook_dir: str) -> list[str]:
         f"--ServerApp.root_dir={notebook_dir}",
         f"--ServerApp.local_hostnames={spec.name}",
         f"--ServerApp.custom_display_url={spec.url}",
+        f"--config={config}",
     ]
 
 
@@ -37,41 +41,56 @@ def as_wine_reads(text: str) -> str:
     return text.encode("utf-8").decode(WINE_OEM_CODEPAGE)
 
 
-def install_launcher(wine, spec) -> str:
-    """Put the launcher where install.ps1 puts it, and the stub where --python points."""
-    files = render(spec)
-    bat_windows = wine.expand(str(spec.launcher_path))
-    bat_host = wine.host_path(bat_windows)
-    bat_host.parent.mkdir(parents=True, exist_ok=True)
-    bat_host.write_bytes(files[spec.launcher_file])
-    wine.install_stub(as_wine_reads(wine.expand(str(spec.python))))
-    return bat_windows
+class Installed:
+    """The launcher and its config where install.ps1 puts them, the stub where --python points."""
 
+    def __init__(self, wine, spec, *, stub: bool = True) -> None:
+        self.wine, self.spec = wine, spec
+        files = render(spec)
+        self.bat = wine.expand(str(spec.launcher_path))
+        self.config = wine.expand(str(spec.config_path))
+        for name, windows in ((spec.launcher_file, self.bat), (spec.config_file, self.config)):
+            host = wine.host_path(windows)
+            host.parent.mkdir(parents=True, exist_ok=True)
+            host.write_bytes(files[name])
+        self.python = as_wine_reads(wine.expand(str(spec.python)))
+        self.notebook_dir = as_wine_reads(wine.expand(str(spec.notebook_dir)))
+        self.host_notebook_dir = wine.host_path(self.notebook_dir)
+        self.log_dir = wine.host_path(wine.expand(str(spec.log_dir)))
+        # Start from a user who never ran it: no notebook folder, no logs.
+        if self.host_notebook_dir.exists() and self.host_notebook_dir != wine.drive_c:
+            shutil.rmtree(self.host_notebook_dir)
+        if self.log_dir.exists():
+            shutil.rmtree(self.log_dir)
+        stub_host = wine.host_path(self.python)
+        if stub:
+            wine.install_stub(self.python)
+        elif stub_host.exists():
+            stub_host.unlink()
 
-def run_launcher(wine, spec, stub_exit=0):
-    nb_dir = as_wine_reads(wine.expand(str(spec.notebook_dir)))
-    host_nb = wine.host_path(nb_dir)
-    if host_nb.exists() and host_nb != wine.drive_c:  # start from a missing folder
-        shutil.rmtree(host_nb)
-    log_dir = wine.host_path(wine.expand(str(spec.log_dir)))
-    if log_dir.exists():
-        shutil.rmtree(log_dir)
-    bat = install_launcher(wine, spec)
-    result = wine.run_bat(bat, stub_exit=stub_exit)
-    return result, nb_dir, host_nb, log_dir
+    def argv(self) -> list[str]:
+        return expected_argv(self.spec, self.python, self.notebook_dir, self.config)
+
+    def log(self, name: str = "launcher.log") -> str:
+        path = self.log_dir / name
+        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
 
 
 @pytest.mark.wine
 def test_canonical_launcher_starts_the_server_with_the_intended_command_line(wine):
     spec = build_spec(ip="127.0.0.13", name="py")
-    result, nb_dir, host_nb, log_dir = run_launcher(wine, spec, stub_exit=7)
-    assert result.argv_records == [
-        expected_argv(spec, wine.expand(str(spec.python)), nb_dir)
-    ], result.output
-    assert result.exit_code == 7  # the server's exit code reaches the task
-    assert host_nb.is_dir()  # root_dir is created when missing
-    log = (log_dir / "server.log").read_text(encoding="utf-8", errors="replace")
-    assert "stub python.exe: started" in log and "stub python.exe: stderr line" in log
+    site = Installed(wine, spec)
+    result = wine.run_bat(site.bat, plan=GONE)
+    assert result.argv_records == [site.argv()], result.output
+    assert result.exit_code == 0  # the server said its launcher is gone: the loop ends
+    assert site.host_notebook_dir.is_dir()  # root_dir is created when missing
+    server_log = site.log("server.log")
+    assert "stub python.exe: started" in server_log and "stub python.exe: stderr line" in server_log
+    log = site.log()
+    assert "starting the notebook server for http://py/ on 127.0.0.13:80" in log
+    assert f"the server exited with code {GONE}" in log
+    assert "the task was stopped; the launcher ends" in log
+    assert "WARNING" not in log
 
 
 HOSTILE_DIRS = [
@@ -88,13 +107,95 @@ HOSTILE_DIRS = [
 def test_hostile_paths_reach_python_unchanged(wine, notebook_dir):
     python = r"C:\Tools & Co\Python 3 (x64) 100%\python.exe"
     spec = build_spec(ip="127.0.0.42", name="lab-1", port=8080, notebook_dir=notebook_dir, python=python)
-    result, nb_dir, host_nb, _ = run_launcher(wine, spec)
+    site = Installed(wine, spec)
+    result = wine.run_bat(site.bat, plan=GONE)
     assert result.exit_code == 0, result.output
-    assert result.argv_records == [expected_argv(spec, python, nb_dir)], result.output
-    assert host_nb.is_dir()
+    assert result.argv_records == [site.argv()], result.output
+    assert site.host_notebook_dir.is_dir()
+    assert "the task was stopped" in site.log()
+
+
+@pytest.mark.wine
+def test_restarts_with_backoff_after_the_server_exits(wine):
+    spec = build_spec(ip="127.0.0.13", name="py")
+    site = Installed(wine, spec)
+    result = wine.run_bat_until(site.bat, lambda: len(wine.starts()) >= 3, plan="1,1,stay")
+    starts = result.starts
+    assert len(starts) == 3, result.output + site.log()
+    assert all(start.argv == site.argv() for start in starts)
+    gaps = [(b.time_ms - a.time_ms) / 1000 for a, b in zip(starts, starts[1:])]
+    # The launcher waits 5 s, then 10 s; ping needs up to a second more to start and stop.
+    assert BACKOFF_FIRST <= gaps[0] < BACKOFF_FIRST + 3, gaps
+    assert 2 * BACKOFF_FIRST <= gaps[1] < 2 * BACKOFF_FIRST + 3, gaps
+    log = site.log()
+    assert log.count("starting the notebook server") == 3
+    assert log.count("the server exited with code 1") == 2
+    assert "waiting 5 s before the next start" in log and "waiting 10 s before the next start" in log
+    print(f"\nrestart gaps under wine: {gaps[0]:.2f} s, {gaps[1]:.2f} s")
+
+
+@pytest.mark.wine
+def test_missing_python_is_reported_and_retried_with_backoff(wine):
+    spec = build_spec(ip="127.0.0.13", name="py", python=r"C:\Missing Python\python.exe")
+    site = Installed(wine, spec, stub=False)
+    wine.run_bat_until(site.bat, lambda: site.log().count("python.exe not found") >= 2)
+    log = site.log()
+    assert log.count('ERROR: python.exe not found: "C:\\Missing Python\\python.exe". Fix: install Python') == 2
+    assert "waiting 5 s before the next start" in log
+    assert "waiting 10 s before the next start" in log
+    assert "starting the notebook server" not in log
+
+
+@pytest.mark.wine
+@pytest.mark.parametrize(
+    "server_says,logged",
+    [
+        ("C:\\Python\\python.exe: No module named notebook", "ERROR: the notebook package is not installed"),
+        ("[C ServerApp] ERROR: the Jupyter server could not be started because port 80 is not available.",
+         "ERROR: port 80 on 127.0.0.13 is in use. Fix:"),
+    ],
+)
+def test_known_failures_are_logged_with_their_fix(wine, server_says, logged):
+    spec = build_spec(ip="127.0.0.13", name="py")
+    site = Installed(wine, spec)
+    wine.run_bat_until(site.bat, lambda: "waiting 5 s" in site.log(), plan="1", say=server_says)
+    log = site.log()
+    assert "the server exited with code 1" in log
+    assert [line for line in log.splitlines() if "ERROR" in line] == [
+        line for line in log.splitlines() if logged in line
+    ], log
+    assert logged in log
+
+
+@pytest.mark.wine
+def test_a_plain_failure_is_not_mistaken_for_a_known_one(wine):
+    site = Installed(wine, build_spec(ip="127.0.0.13", name="py"))
+    wine.run_bat_until(site.bat, lambda: "waiting 5 s" in site.log(), plan="1")
+    assert "the server exited with code 1" in site.log()
+    assert "ERROR" not in site.log()
+
+
+@pytest.mark.wine
+def test_auth_none_warns_loudly_in_the_log(wine):
+    spec = build_spec(ip="127.0.0.13", name="py", auth="none")
+    site = Installed(wine, spec)
+    wine.run_bat(site.bat, plan=GONE)
+    assert "WARNING: sign-in is OFF (--auth none): anyone who can use this PC can open http://py/" in site.log()
+
+
+@pytest.mark.wine
+def test_launcher_log_is_rotated_at_one_mebibyte(wine):
+    spec = build_spec(ip="127.0.0.13", name="py")
+    site = Installed(wine, spec)
+    site.log_dir.mkdir(parents=True)
+    (site.log_dir / "launcher.log").write_bytes(b"old line\r\n" * 110_000)  # 1.1 MB
+    wine.run_bat(site.bat, plan=GONE)
+    assert (site.log_dir / "launcher.log.1").stat().st_size == 1_100_000
+    assert (site.log_dir / "launcher.log").stat().st_size < 4096
 
 
 def blinter_errors(tmp_path, name: str, data: bytes) -> list[dict]:
+    need(shutil.which("blinter") or _has_module("blinter"), "blinter (pip install blinter)")
     bat = tmp_path / name
     bat.write_bytes(data)
     report = tmp_path / (name + ".json")
@@ -107,10 +208,18 @@ def blinter_errors(tmp_path, name: str, data: bytes) -> list[dict]:
     return [issue for issue in json.loads(report.read_text())["issues"] if issue["severity"] == "Error"]
 
 
-def test_blinter_finds_no_errors(canonical_files, tmp_path):
-    assert blinter_errors(tmp_path, "start-py.bat", canonical_files["start-py.bat"]) == []
+@pytest.mark.parametrize("auth", ["token", "none"])
+def test_blinter_finds_no_errors(tmp_path, auth):
+    spec = build_spec(ip="127.0.0.13", name="py", auth=auth)
+    assert blinter_errors(tmp_path, spec.launcher_file, render(spec)[spec.launcher_file]) == []
 
 
 def test_blinter_would_see_a_broken_launcher(tmp_path):
     broken = b"@echo off\r\ngoto nowhere\r\n"
     assert [issue["code"] for issue in blinter_errors(tmp_path, "broken.bat", broken)] == ["E002"]
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import string
-from pathlib import PureWindowsPath
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -57,19 +56,22 @@ ips = st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255)).f
 ports = st.integers(1, 65535)
 
 
-def spec_for(ip, name, port, notebook_dir, python):
-    return build_spec(ip=ip, name=name, port=port, notebook_dir=notebook_dir, python=python)
-
-
 @pytest.fixture(scope="module")
 def grammars():
     return pwsh.parsers()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ip=ips, name=names, port=ports, notebook_dir=windows_paths(), python=windows_paths(exe=True))
-def test_every_file_parses_and_gives_back_the_inputs(grammars, xsd_schemas, ip, name, port, notebook_dir, python):
-    spec = spec_for(ip, name, port, notebook_dir, python)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    ip=ips, name=names, port=ports, notebook_dir=windows_paths(), python=windows_paths(exe=True),
+    auth=st.sampled_from(["token", "none"]), window=st.sampled_from(["hidden", "minimized"]),
+)
+def test_every_file_parses_and_gives_back_the_inputs(
+    grammars, xsd_schemas, ip, name, port, notebook_dir, python, auth, window
+):
+    spec = build_spec(
+        ip=ip, name=name, port=port, notebook_dir=notebook_dir, python=python, auth=auth, window=window
+    )
     assert spec.name == name.lower()
     assert str(spec.notebook_dir) in (notebook_dir, notebook_dir.rstrip("\\"))
     files = render(spec)
@@ -99,9 +101,23 @@ def test_every_file_parses_and_gives_back_the_inputs(grammars, xsd_schemas, ip, 
 
     # bundle.json and the hosts block.
     inputs = json.loads(files["bundle.json"])["inputs"]
-    assert inputs == {"ip": ip, "name": spec.name, "port": port, "notebook_dir": str(spec.notebook_dir), "python": python}
+    assert inputs == {
+        "ip": ip, "name": spec.name, "port": port, "notebook_dir": str(spec.notebook_dir), "python": python,
+        "auth": auth, "window": window,
+    }
     assert build_spec(**inputs) == spec
     assert files["hosts.txt"].decode("ascii").split("\r\n")[1] == f"{ip} {spec.name}"
+
+    # The server's Python config: compiles, and its constants read back.
+    import ast
+
+    tree = ast.parse(files[spec.config_file].decode("utf-8"))
+    constants = {
+        node.targets[0].id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.targets[0], ast.Name)
+    }
+    assert (constants["NAME"], constants["URL"], constants["AUTH"]) == (spec.name, spec.url, auth)
 
     # README: each value is one Markdown code span holding exactly that value.
     from markdown_it import MarkdownIt
@@ -137,14 +153,14 @@ def test_any_forbidden_character_is_refused(path, bad, where):
 @given(notebook_dir=windows_paths(), python_parts=st.lists(components(), min_size=1, max_size=3))
 def test_hostile_paths_survive_wine_cmd_into_argv(wine, notebook_dir, python_parts):
     """The launcher, run by wine's cmd.exe, hands python exactly these paths."""
-    from test_launcher_wine import as_wine_reads, expected_argv, run_launcher
+    from test_launcher_wine import GONE, Installed
 
     if notebook_dir.startswith(("D:", "\\\\")):
         notebook_dir = "C:" + notebook_dir[2:] if notebook_dir.startswith("D:") else "C:\\" + notebook_dir[2:]
     python = "C:\\" + "\\".join(python_parts) + "\\python.exe"
     spec = build_spec(ip="127.0.0.13", name="py", notebook_dir=notebook_dir, python=python)
-    result, nb_dir, host_nb, _ = run_launcher(wine, spec)
+    site = Installed(wine, spec)
+    result = wine.run_bat(site.bat, plan=GONE)
     assert result.exit_code == 0, result.output
-    assert result.argv_records == [expected_argv(spec, as_wine_reads(python), nb_dir)], result.output
-    assert host_nb.is_dir()
-    assert PureWindowsPath(nb_dir).name == PureWindowsPath(as_wine_reads(wine.expand(str(spec.notebook_dir)))).name
+    assert result.argv_records == [site.argv()], result.output
+    assert site.host_notebook_dir.is_dir()

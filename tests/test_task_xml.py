@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from lxml import etree
 
 NS = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
@@ -11,10 +12,33 @@ def parse(data: bytes):
     return etree.fromstring(data)
 
 
-def test_validates_against_both_schemas(canonical_files, xsd_schemas):
-    doc = parse(canonical_files["py.task.xml"])
+def task_for(**inputs) -> bytes:
+    from generator.render import render
+    from generator.spec import build_spec
+
+    spec = build_spec(ip="127.0.0.13", name="py", **inputs)
+    return render(spec)[spec.task_file]
+
+
+@pytest.mark.parametrize("window", ["hidden", "minimized"])
+@pytest.mark.parametrize("auth", ["token", "none"])
+def test_validates_against_both_schemas(xsd_schemas, window, auth):
+    doc = parse(task_for(window=window, auth=auth))
     for name, schema in xsd_schemas.items():
         assert schema.validate(doc), f"{name}: {schema.error_log}"
+
+
+def test_window_modes_start_the_launcher_without_a_window_or_minimized():
+    hidden = parse(task_for(window="hidden"))
+    assert hidden.findtext("t:Actions/t:Exec/t:Command", namespaces=NS) == "%SystemRoot%\\System32\\conhost.exe"
+    assert hidden.findtext("t:Actions/t:Exec/t:Arguments", namespaces=NS) == (
+        '--headless %SystemRoot%\\System32\\cmd.exe /d /c ""%ProgramFiles%\\gen-bundle\\py\\start-py.bat""'
+    )
+    minimized = parse(task_for(window="minimized"))
+    assert minimized.findtext("t:Actions/t:Exec/t:Command", namespaces=NS) == "%SystemRoot%\\System32\\cmd.exe"
+    assert minimized.findtext("t:Actions/t:Exec/t:Arguments", namespaces=NS) == (
+        '/d /c start "gen-bundle py" /min %SystemRoot%\\System32\\cmd.exe /d /c ""%ProgramFiles%\\gen-bundle\\py\\start-py.bat""'
+    )
 
 
 def test_schemas_reject_a_broken_task(canonical_files, xsd_schemas):
@@ -42,7 +66,4 @@ def test_runs_the_installed_launcher_for_every_user_with_least_privilege(canonic
     assert doc.findtext("t:Settings/t:StopIfGoingOnBatteries", namespaces=NS) == "false"
     assert doc.findtext("t:Settings/t:Hidden", namespaces=NS) == "false"
     assert doc.findtext("t:RegistrationInfo/t:URI", namespaces=NS) == "\\gen-bundle\\py"
-    assert doc.findtext("t:Actions/t:Exec/t:Command", namespaces=NS) == "%SystemRoot%\\System32\\cmd.exe"
-    assert doc.findtext("t:Actions/t:Exec/t:Arguments", namespaces=NS) == (
-        '/d /c ""%ProgramFiles%\\gen-bundle\\py\\start-py.bat""'
-    )
+    assert doc.find("t:Settings/t:RestartOnFailure", NS) is None  # restarts are the launcher's job

@@ -1,20 +1,47 @@
 /* A stand-in python.exe for running the launcher under wine.
- * Appends its own argv (as Windows' CommandLineToArgvW splits the command
- * line it was given) to %STUB_LOG%: each argument in UTF-8 followed by a NUL,
- * the record closed by a newline. Prints a line to stdout and stderr, so the
- * launcher's log redirection can be checked, and exits with %STUB_EXIT%. */
+ *
+ * Each start appends one record to %STUB_LOG%: the start time as
+ * "t=<milliseconds since 1970>", then its own argv as Windows'
+ * CommandLineToArgvW splits the command line it was given, each field in
+ * UTF-8 followed by a NUL, the record closed by a newline. It prints a line
+ * to stdout and one to stderr, so that the launcher's redirection can be
+ * checked, then exits.
+ *
+ * %STUB_PLAN% is what successive starts do, comma-separated: a number is an
+ * exit code, "stay" sleeps for two minutes (a server that stays up). The
+ * start count is kept in %STUB_LOG%.count. Without a plan: exit %STUB_EXIT%.
+ * %STUB_SAY%, when set, is printed to stderr too (a message of the real server). */
 #include <windows.h>
 #include <shellapi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+static int start_number(const wchar_t *log) {
+    wchar_t path[4200];
+    int n = 0;
+    _snwprintf(path, 4200, L"%ls.count", log);
+    FILE *f = _wfopen(path, L"rb");
+    if (f) { if (fscanf(f, "%d", &n) != 1) n = 0; fclose(f); }
+    f = _wfopen(path, L"wb");
+    if (f) { fprintf(f, "%d", n + 1); fclose(f); }
+    return n;
+}
 
 int main(void) {
     int argc = 0;
     LPWSTR *argv = CommandLineToArgvW(GetCommandLineW(), &argc);
     wchar_t log[4096];
+    int number = 0;
     if (argv && GetEnvironmentVariableW(L"STUB_LOG", log, 4096) > 0) {
+        number = start_number(log);
         FILE *out = _wfopen(log, L"ab");
         if (out) {
+            FILETIME ft;
+            GetSystemTimeAsFileTime(&ft);
+            unsigned long long t = ((unsigned long long)ft.dwHighDateTime << 32) | ft.dwLowDateTime;
+            fprintf(out, "t=%llu", (t - 116444736000000000ULL) / 10000ULL);
+            fputc(0, out);
             for (int i = 0; i < argc; i++) {
                 static char utf8[65536];
                 int n = WideCharToMultiByte(CP_UTF8, 0, argv[i], -1, utf8, sizeof utf8, NULL, NULL);
@@ -26,7 +53,19 @@ int main(void) {
     }
     printf("stub python.exe: started\n");
     fprintf(stderr, "stub python.exe: stderr line\n");
+    char say[1024];
+    DWORD said = GetEnvironmentVariableA("STUB_SAY", say, sizeof say);
+    if (said > 0 && said < sizeof say) fprintf(stderr, "%s\n", say);
     fflush(stdout);
+    fflush(stderr);
+    char plan[1024];
+    DWORD got = GetEnvironmentVariableA("STUB_PLAN", plan, sizeof plan);
+    if (got > 0 && got < sizeof plan) {
+        char *step = strtok(plan, ",");
+        for (int i = 0; step && i < number; i++) step = strtok(NULL, ",");
+        if (step && strcmp(step, "stay") == 0) { Sleep(120000); return 0; }
+        return step ? atoi(step) : 0;
+    }
     const char *code = getenv("STUB_EXIT");
     return code ? atoi(code) : 0;
 }

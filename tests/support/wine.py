@@ -21,10 +21,22 @@ WINE_OEM_CODEPAGE = "cp437"
 
 
 @dataclass
+class Start:
+    """One start of the stub python.exe: when, and the argv it was given."""
+
+    time_ms: int
+    argv: list[str]
+
+
+@dataclass
 class BatRun:
-    exit_code: int
+    exit_code: int | None
     output: str
-    argv_records: list[list[str]]
+    starts: list[Start]
+
+    @property
+    def argv_records(self) -> list[list[str]]:
+        return [start.argv for start in self.starts]
 
 
 class Wine:
@@ -83,20 +95,59 @@ class Wine:
         shutil.copyfile(self.stub, target)
         return target
 
-    def run_bat(self, bat: str, *, stub_exit: int = 0, timeout: float = 60) -> BatRun:
+    @property
+    def stub_log(self) -> Path:
+        return self.root / "stub-argv.log"
+
+    def _bat_env(self, stub_exit: int, plan: str | None, say: str | None = None) -> dict[str, str]:
+        for stale in (self.stub_log, self.stub_log.with_name(self.stub_log.name + ".count")):
+            stale.unlink(missing_ok=True)
+        env = {**self.env, "STUB_LOG": "Z:" + str(self.stub_log).replace("/", "\\"), "STUB_EXIT": str(stub_exit)}
+        if plan is not None:
+            env["STUB_PLAN"] = plan
+        if say is not None:
+            env["STUB_SAY"] = say
+        return env
+
+    def starts(self) -> list[Start]:
+        """What the stub recorded so far."""
+        found = []
+        if self.stub_log.exists():
+            for line in self.stub_log.read_bytes().split(b"\n"):
+                if line:
+                    fields = [part.decode("utf-8") for part in line.split(b"\0")[:-1]]
+                    found.append(Start(int(fields[0][2:]), fields[1:]))
+        return found
+
+    def run_bat(
+        self, bat: str, *, stub_exit: int = 0, plan: str | None = None, say: str | None = None, timeout: float = 60
+    ) -> BatRun:
         """Run the batch file at the Windows path ``bat`` as a logon task would."""
-        log = self.root / "stub-argv.log"
-        log.unlink(missing_ok=True)
-        env = {**self.env, "STUB_LOG": "Z:" + str(log).replace("/", "\\"), "STUB_EXIT": str(stub_exit)}
         proc = subprocess.run(
             ["wine", "cmd", "/d", "/c", bat],
-            env=env,
+            env=self._bat_env(stub_exit, plan, say),
             capture_output=True,
             timeout=timeout,
         )
-        records = []
-        if log.exists():
-            for line in log.read_bytes().split(b"\n"):
-                if line:
-                    records.append([part.decode("utf-8") for part in line.split(b"\0")[:-1]])
-        return BatRun(proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", "replace"), records)
+        return BatRun(proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", "replace"), self.starts())
+
+    def run_bat_until(
+        self, bat: str, done, *, plan: str | None = None, say: str | None = None, timeout: float = 90
+    ) -> BatRun:
+        """Run a launcher that never ends by itself until ``done()`` is true, then end wine."""
+        import time
+
+        proc = subprocess.Popen(
+            ["wine", "cmd", "/d", "/c", bat],
+            env=self._bat_env(0, plan, say),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        try:
+            while not done() and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.2)
+        finally:
+            subprocess.run(["wineserver", "-k"], env=self.env, check=False)
+            output = proc.communicate(timeout=30)[0]
+        return BatRun(proc.returncode, output.decode("utf-8", "replace"), self.starts())

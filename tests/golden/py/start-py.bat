@@ -1,7 +1,11 @@
 @echo off
-rem gen-bundle 0.1.0: starts the Jupyter notebook server for http://py/
+rem gen-bundle 0.1.0: keeps the Jupyter notebook server for http://py/ running.
 rem install.ps1 puts this file at %ProgramFiles%\gen-bundle\py\start-py.bat
 rem and the logon task \gen-bundle\py runs it as the user who logs on.
+rem It starts the server, and when the server exits starts it again after a pause that
+rem doubles from 5 s up to 300 s (back to 5 s after a run of 60 s or more).
+rem Log: %LOCALAPPDATA%\gen-bundle\py\launcher.log (starts, exits, problems and their fixes);
+rem the server's own output: server.log there (the previous run's: server.1.log).
 rem Every value below is in double quotes; a doubled %% is one literal percent sign.
 rem The next line makes cmd.exe read the rest of this UTF-8 file as UTF-8.
 chcp 65001 >nul
@@ -9,7 +13,19 @@ setlocal EnableExtensions DisableDelayedExpansion
 rem Run from the install folder (administrators only) so "python -m" finds no stray module.
 cd /d "%ProgramFiles%\gen-bundle\py"
 if not exist "%LOCALAPPDATA%\gen-bundle\py" mkdir "%LOCALAPPDATA%\gen-bundle\py"
+set /a DELAY=5
+
+:start
+if exist "%LOCALAPPDATA%\gen-bundle\py\launcher.log" for %%F in ("%LOCALAPPDATA%\gen-bundle\py\launcher.log") do if %%~zF GEQ 1048576 move /y "%%~fF" "%%~fF.1" >nul
+if exist "%ProgramFiles%\Python313\python.exe" goto python_found
+>>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% ERROR: python.exe not found: "%ProgramFiles%\Python313\python.exe". Fix: install Python with the notebook package there, or make a new bundle with the right --python. Trying again in %DELAY% s.
+goto wait
+
+:python_found
 if not exist "%USERPROFILE%\Notebooks" mkdir "%USERPROFILE%\Notebooks"
+if exist "%LOCALAPPDATA%\gen-bundle\py\server.log" move /y "%LOCALAPPDATA%\gen-bundle\py\server.log" "%LOCALAPPDATA%\gen-bundle\py\server.1.log" >nul
+if exist "%LOCALAPPDATA%\gen-bundle\py\stable" del "%LOCALAPPDATA%\gen-bundle\py\stable"
+>>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% starting the notebook server for http://py/ on 127.0.0.13:80
 "%ProgramFiles%\Python313\python.exe" -m notebook ^
  --no-browser ^
  --ServerApp.ip=127.0.0.13 ^
@@ -18,5 +34,25 @@ if not exist "%USERPROFILE%\Notebooks" mkdir "%USERPROFILE%\Notebooks"
  "--ServerApp.root_dir=%USERPROFILE%\Notebooks" ^
  --ServerApp.local_hostnames=py ^
  --ServerApp.custom_display_url=http://py/ ^
- >>"%LOCALAPPDATA%\gen-bundle\py\server.log" 2>&1
-exit /b %ERRORLEVEL%
+ "--config=%ProgramFiles%\gen-bundle\py\start-py.config.py" ^
+ >"%LOCALAPPDATA%\gen-bundle\py\server.log" 2>&1
+set RC=%ERRORLEVEL%
+>>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% the server exited with code %RC%
+if "%RC%"=="86" goto stopped
+"%SystemRoot%\System32\find.exe" "No module named notebook" "%LOCALAPPDATA%\gen-bundle\py\server.log" >nul 2>&1
+if not errorlevel 1 >>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% ERROR: the notebook package is not installed for "%ProgramFiles%\Python313\python.exe". Fix: run that python.exe with -m pip install notebook.
+"%SystemRoot%\System32\find.exe" "is not available" "%LOCALAPPDATA%\gen-bundle\py\server.log" >nul 2>&1
+if not errorlevel 1 >>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% ERROR: port 80 on 127.0.0.13 is in use. Fix: find the program with netstat -ano -p tcp and stop it; another user's server, IIS or another HTTP.sys service may hold it.
+if exist "%LOCALAPPDATA%\gen-bundle\py\stable" set /a DELAY=5
+
+:wait
+>>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% waiting %DELAY% s before the next start
+set /a PINGS=DELAY+1
+"%SystemRoot%\System32\ping.exe" -n %PINGS% 127.0.0.1 >nul
+set /a DELAY=DELAY*2
+if %DELAY% GTR 300 set /a DELAY=300
+goto start
+
+:stopped
+>>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% the task was stopped; the launcher ends
+exit /b 0
