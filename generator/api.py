@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .output import write_bundle
 from .render import render
-from .spec import DEFAULT_AUTH, DEFAULT_PORT, DEFAULT_WINDOW, build_spec
+from .spec import DEFAULT_AUTH, DEFAULT_PORT, DEFAULT_SCOPE, DEFAULT_WINDOW, build_spec
 
 
 def generate(
@@ -18,6 +18,8 @@ def generate(
     python: str | None = None,
     auth: str = DEFAULT_AUTH,
     window: str = DEFAULT_WINDOW,
+    scope: str = DEFAULT_SCOPE,
+    user: str | None = None,
     out: str | Path = "out",
     force: bool = False,
 ) -> Path:
@@ -27,7 +29,8 @@ def generate(
     replaced; in both cases nothing has been written.
     """
     spec = build_spec(
-        ip=ip, name=name, port=port, notebook_dir=notebook_dir, python=python, auth=auth, window=window
+        ip=ip, name=name, port=port, notebook_dir=notebook_dir, python=python,
+        auth=auth, window=window, scope=scope, user=user,
     )
     out = Path(out)
     write_bundle(render(spec), out, force=force)

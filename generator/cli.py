@@ -16,7 +16,9 @@ from .spec import (
     DEFAULT_NOTEBOOK_DIR,
     DEFAULT_PORT,
     DEFAULT_PYTHON,
+    DEFAULT_SCOPE,
     DEFAULT_WINDOW,
+    SCOPES,
     WINDOW_MODES,
 )
 
@@ -25,6 +27,7 @@ Examples:
   gen-bundle --ip 127.0.0.13 --name py
   gen-bundle --ip 127.0.0.20 --name lab --port 8080 --out lab-bundle
   gen-bundle --ip 127.0.0.13 --name py --notebook-dir "D:\\Data\\Notebooks" --force
+  gen-bundle --ip 127.0.0.13 --name py --scope user --user "CONTOSO\\alice"
   gen-bundle --ip 127.0.0.13 --name py --python "%LOCALAPPDATA%\\Programs\\Python\\Python313\\python.exe"
 
 \b
@@ -41,6 +44,8 @@ OPTION_FLAGS = {
     "python": "--python",
     "auth": "--auth",
     "window": "--window",
+    "scope": "--scope",
+    "user": "--user",
 }
 
 
@@ -81,6 +86,14 @@ OPTION_FLAGS = {
     help="hidden: no console window (conhost --headless). minimized: a minimized console window.",
 )
 @click.option(
+    "--scope",
+    type=click.Choice(SCOPES),
+    default=DEFAULT_SCOPE,
+    show_default=True,
+    help="machine: every user who logs on gets their own server. user: only the account given by --user.",
+)
+@click.option("--user", metavar="DOMAIN\\NAME", help="The account a --scope user bundle is for.")
+@click.option(
     "--out",
     metavar="DIR",
     default="out",
@@ -90,7 +103,17 @@ OPTION_FLAGS = {
 @click.option("--force", is_flag=True, help="Replace a bundle that an earlier run wrote to --out.")
 @click.version_option(__version__, "--version", prog_name="gen-bundle", message="%(prog)s %(version)s")
 def main(
-    ip: str, name: str, port: int, notebook_dir: str, python: str, auth: str, window: str, out: str, force: bool
+    ip: str,
+    name: str,
+    port: int,
+    notebook_dir: str,
+    python: str,
+    auth: str,
+    window: str,
+    scope: str,
+    user: str | None,
+    out: str,
+    force: bool,
 ) -> None:
     """Render a Windows deployment bundle that runs a Jupyter notebook server at http://NAME/.
 
@@ -103,7 +126,7 @@ def main(
     try:
         path = generate(
             ip=ip, name=name, port=port, notebook_dir=notebook_dir, python=python,
-            auth=auth, window=window, out=out, force=force,
+            auth=auth, window=window, scope=scope, user=user, out=out, force=force,
         )
     except InvalidValue as exc:
         raise click.BadParameter(str(exc), param_hint=f"'{OPTION_FLAGS[exc.param]}'") from None

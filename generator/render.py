@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import escape
+from . import spec as constants
 from .spec import BundleSpec
 
 BUNDLE_JSON = "bundle.json"
@@ -29,7 +30,10 @@ class Output:
 
 
 def outputs(spec: BundleSpec) -> dict[str, Output]:
-    """File name -> template and byte form, for every rendered file.
+    """File name -> template and byte form, for every rendered file, in render order.
+
+    The files install.ps1 copies come first: later templates may name their
+    SHA-256 (``sha`` in the template context), as detect.ps1 does.
 
     cmd.exe reads the launcher in the console code page: it switches to
     UTF-8 (chcp 65001) before any non-ASCII line, so the file is UTF-8
@@ -44,6 +48,7 @@ def outputs(spec: BundleSpec) -> dict[str, Output]:
         "hosts.txt": Output("hosts.txt.j2", "ascii", crlf=True),
         "install.ps1": Output("install.ps1.j2", "utf-8-sig", crlf=True),
         "uninstall.ps1": Output("uninstall.ps1.j2", "utf-8-sig", crlf=True),
+        "detect.ps1": Output("detect.ps1.j2", "utf-8-sig", crlf=True),
         "README.md": Output("README.md.j2", "utf-8", crlf=False),
     }
 
@@ -112,12 +117,12 @@ def render(spec: BundleSpec) -> dict[str, bytes]:
     """Every file of the bundle, by name, in sorted order."""
     env = _environment()
     files: dict[str, bytes] = {}
-    from . import spec as constants
-
-    context = {"spec": spec, "bundle_files": bundle_files(spec), "const": constants}
+    sha: dict[str, str] = {}
+    context = {"spec": spec, "bundle_files": bundle_files(spec), "const": constants, "sha": sha}
     for name, output in outputs(spec).items():
         text = env.get_template(output.template).render(context)
         files[name] = _encode(text, output)
+        sha[name] = hashlib.sha256(files[name]).hexdigest()
     manifest = {
         "generator": "gen-bundle",
         "version": spec.version,

@@ -19,6 +19,8 @@ DEFAULT_NOTEBOOK_DIR = "%USERPROFILE%\\Notebooks"
 DEFAULT_PYTHON = "%ProgramFiles%\\Python313\\python.exe"
 
 AUTH_MODES = ("token", "none")
+SCOPES = ("machine", "user")
+DEFAULT_SCOPE = "machine"
 WINDOW_MODES = ("hidden", "minimized")
 DEFAULT_AUTH = "token"
 DEFAULT_WINDOW = "hidden"
@@ -31,6 +33,8 @@ BACKOFF_FIRST = 5
 BACKOFF_CAP = 300
 # A server that ran this long resets the back-off to BACKOFF_FIRST.
 STABLE_AFTER = 60
+# How long install.ps1 waits for a server it started to answer.
+PROBE_SECONDS = 30
 # Launcher log size at which it is rotated (one old copy is kept).
 LOG_ROTATE_BYTES = 1024 * 1024
 
@@ -52,6 +56,8 @@ class BundleSpec:
     python: WinPath
     auth: str = DEFAULT_AUTH
     window: str = DEFAULT_WINDOW
+    scope: str = DEFAULT_SCOPE
+    user: str | None = None
     version: str = __version__
 
     @property
@@ -145,6 +151,8 @@ class BundleSpec:
             "python": str(self.python),
             "auth": self.auth,
             "window": self.window,
+            "scope": self.scope,
+            "user": self.user,
         }
 
 
@@ -185,6 +193,32 @@ def parse_port(value: int) -> int:
     return value
 
 
+_USER = re.compile(r"([A-Za-z0-9][A-Za-z0-9.-]{0,62})\\([^\\/\"\[\]:;|=,+*?<>@%$`(){}]{1,104})")
+
+
+def parse_user(scope: str, value: str | None) -> str | None:
+    """The one account a --scope user bundle is for, as DOMAIN\\name.
+
+    Task Scheduler resolves the name when install.ps1 registers the task, so
+    a typo fails there; here the form is checked, and characters that Windows
+    account names cannot hold are refused.
+    """
+    if scope == "machine":
+        if value is not None:
+            raise InvalidValue("user", value, "goes with --scope user only")
+        return None
+    if value is None:
+        raise InvalidValue("user", value, "--scope user needs --user DOMAIN\\name")
+    match = _USER.fullmatch(value) if isinstance(value, str) else None
+    if not match or match.group(2) != match.group(2).strip(" .") or not value.isprintable():
+        raise InvalidValue(
+            "user", value,
+            "must be DOMAIN\\name (for a local account, the computer's name as DOMAIN); a name cannot hold "
+            '\\ / " [ ] : ; | = , + * ? < > @ % $ ` ( ) { } or end in a space or dot',
+        )
+    return value
+
+
 def parse_choice(param: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise InvalidValue(param, value, "must be one of " + ", ".join(choices))
@@ -200,6 +234,8 @@ def build_spec(
     python: str | None = None,
     auth: str = DEFAULT_AUTH,
     window: str = DEFAULT_WINDOW,
+    scope: str = DEFAULT_SCOPE,
+    user: str | None = None,
 ) -> BundleSpec:
     """Validate every input, in the order --help lists the flags."""
     ip = parse_ip(ip)
@@ -217,4 +253,6 @@ def build_spec(
         python=python_path,
         auth=parse_choice("auth", auth, AUTH_MODES),
         window=parse_choice("window", window, WINDOW_MODES),
+        scope=parse_choice("scope", scope, SCOPES),
+        user=parse_user(scope, user),
     )

@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-CRLF_FILES = ["start-py.bat", "start-py.config.py", "install.ps1", "uninstall.ps1", "hosts.txt", "py.task.xml"]
+CRLF_FILES = [
+    "start-py.bat", "start-py.config.py", "install.ps1", "uninstall.ps1", "detect.ps1", "hosts.txt", "py.task.xml",
+]
 
 
 def text_of(name: str, data: bytes) -> str:
@@ -24,7 +26,7 @@ def test_crlf_line_endings_only(canonical_files, name):
     assert text.count("\r") == text.count("\r\n")
 
 
-@pytest.mark.parametrize("name", ["install.ps1", "uninstall.ps1"])
+@pytest.mark.parametrize("name", ["install.ps1", "uninstall.ps1", "detect.ps1"])
 def test_powershell_is_utf8_with_bom(canonical_files, name):
     data = canonical_files[name]
     assert data.startswith(b"\xef\xbb\xbf")
@@ -84,6 +86,8 @@ def test_bundle_json_records_inputs_version_and_files(canonical_files):
             "python": "%ProgramFiles%\\Python313\\python.exe",
             "auth": "token",
             "window": "hidden",
+            "scope": "machine",
+            "user": None,
         },
         "files": sorted(canonical_files),
     }

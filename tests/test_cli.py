@@ -84,7 +84,30 @@ REFUSALS = [
     ("--auth", "password", "is not one of"),
     ("--auth", "", "is not one of"),
     ("--window", "visible", "is not one of"),
+    ("--scope", "everyone", "is not one of"),
+    ("--user", "CONTOSO\\alice", "goes with --scope user only"),
 ]
+
+
+USER_REFUSALS = [
+    (None, "needs --user"),
+    ("alice", "DOMAIN\\name"),
+    ("CONTOSO\\al@ice", "cannot hold"),
+    ("CONTOSO\\a:b", "cannot hold"),
+    ("CONTOSO\\alice.", "cannot hold"),
+    ("CONTOSO\\a$(x)", "cannot hold"),
+    ("-bad\\alice", "DOMAIN\\name"),
+]
+
+
+@pytest.mark.parametrize("user,words", USER_REFUSALS)
+def test_scope_user_refusals(tmp_path, user, words):
+    out = tmp_path / "out"
+    args = [*OK, "--scope", "user"] + (["--user", user] if user is not None else [])
+    result = run(*args, out=out)
+    assert result.exit_code == 2, result.output
+    assert "'--user'" in result.stderr and words in result.stderr
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("flag,value,words", REFUSALS, ids=[f"{f}={v!r}"[:40] for f, v, _ in REFUSALS])
@@ -141,7 +164,7 @@ def test_previous_bundle_is_replaced_only_with_force(tmp_path):
     replaced = run("--ip", "127.0.0.14", "--name", "lab", "--force", out=out)
     assert replaced.exit_code == 0, replaced.output
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["README.md", "SHA256SUMS", "bundle.json", "hosts.txt", "install.ps1", "lab.task.xml",
+        ["README.md", "SHA256SUMS", "bundle.json", "detect.ps1", "hosts.txt", "install.ps1", "lab.task.xml",
          "start-lab.bat", "start-lab.config.py", "uninstall.ps1"]
     )
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging directories left behind

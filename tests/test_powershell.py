@@ -70,3 +70,85 @@ def test_comment_help_declares_whatif_support(canonical_files, grammars, script)
     help_block = next(c for c in comments if c.startswith("<#"))
     for keyword in (".SYNOPSIS", ".DESCRIPTION", ".EXAMPLE", ".NOTES"):
         assert keyword in help_block
+
+
+ALL_SCRIPTS = ["install.ps1", "uninstall.ps1", "detect.ps1"]
+SCOPES = [{}, {"scope": "user", "user": "CONTOSO\\alice"}, {"python": "%LOCALAPPDATA%\\Py\\python.exe"}]
+
+
+def bundle(**inputs):
+    from generator.render import render
+    from generator.spec import build_spec
+
+    return render(build_spec(ip="127.0.0.13", name="py", **inputs))
+
+
+@pytest.mark.parametrize("inputs", SCOPES, ids=["machine", "user", "per-user-python"])
+@pytest.mark.parametrize("script", ALL_SCRIPTS)
+def test_every_variant_parses_in_both_grammars(grammars, inputs, script):
+    source = pwsh.script_text(bundle(**inputs)[script])
+    for name, parser in grammars.items():
+        tree = parser.parse(source)
+        assert pwsh.problems(tree) == [], f"{name}: {script}"
+    assert pwsh.ps7_only(grammars["tree-sitter-pwsh"].parse(source)) == []
+
+
+@pytest.mark.parametrize("inputs", SCOPES, ids=["machine", "user", "per-user-python"])
+@pytest.mark.parametrize("script", ["install.ps1", "uninstall.ps1"])
+def test_every_state_change_sits_under_should_process(grammars, inputs, script):
+    tree = grammars["tree-sitter-pwsh"].parse(pwsh.script_text(bundle(**inputs)[script]))
+    assert pwsh.unguarded_changes(tree) == []
+
+
+def test_detect_changes_nothing_at_all(grammars):
+    tree = grammars["tree-sitter-pwsh"].parse(pwsh.script_text(bundle()["detect.ps1"]))
+    direct = [n for n in pwsh.walk(tree.root_node) if pwsh._changes_state(n)]
+    # Only the helpers shared with install/uninstall contain changes; detect never calls them.
+    called = {pwsh._command_name(n) for n in pwsh.walk(tree.root_node) if n.type == "command"}
+    assert {pwsh._enclosing_function(n) for n in direct} <= {"write-hostsfile", "clear-namecache", "stop-bundleprocess"}
+    assert not called & {"write-hostsfile", "clear-namecache", "stop-bundleprocess"}
+
+
+def test_the_should_process_check_can_fail(grammars):
+    parser = grammars["tree-sitter-pwsh"]
+    bad = parser.parse(
+        b"function Save-It {\r\n    Copy-Item -LiteralPath a -Destination b\r\n}\r\n"
+        b"if ($PSCmdlet.ShouldProcess('x', 'y')) { Remove-Item -LiteralPath c }\r\n"
+        b"Save-It\r\n"
+        b"[IO.File]::WriteAllBytes($p, $b)\r\n"
+        b"if ($x) { Stop-Process -Id 1 } elseif ($PSCmdlet.ShouldProcess('p', 'q')) { Stop-Process -Id 2 }\r\n"
+    )
+    found = pwsh.unguarded_changes(bad)
+    assert [line.split(":")[0] for line in found] == ["line 5", "line 6", "line 7"], found
+
+
+SENTINELS = {
+    "name": "zqxwvname",
+    "ip": "127.99.88.77",
+    "port": 54321,
+    "python": "C:\\SentinelPy Dir\\python.exe",
+    "notebook_dir": "C:\\SentinelNotebooks",
+}
+
+
+@pytest.mark.parametrize("script", ALL_SCRIPTS)
+@pytest.mark.parametrize("scope", ["machine", "user"])
+def test_bundle_values_appear_only_as_single_quoted_literals(grammars, script, scope):
+    inputs = dict(SENTINELS)
+    if scope == "user":
+        inputs.update(scope="user", user="SENTINELDOM\\sentineluser")
+    files = bundle(**inputs) if False else None
+    from generator.render import render
+    from generator.spec import build_spec
+
+    files = render(build_spec(**inputs))
+    tree = grammars["tree-sitter-pwsh"].parse(pwsh.script_text(files[script]))
+    sentinels = ["zqxwvname", "127.99.88.77", "54321", "SentinelPy", "SentinelNotebooks", "SENTINELDOM", "sentineluser"]
+    assert pwsh.literal_violations(tree, sentinels) == []
+    text = files[script].decode("utf-8-sig")
+    assert "'127.99.88.77'" in text  # the check saw the values it looks for
+
+
+def test_the_literal_check_can_fail(grammars):
+    tree = grammars["tree-sitter-pwsh"].parse(b"$a = 'zqxwvname'\r\n$b = \"zqxwvname\"\r\nWrite-Output zqxwvname\r\n")
+    assert len(pwsh.literal_violations(tree, ["zqxwvname"])) == 2

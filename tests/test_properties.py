@@ -54,6 +54,12 @@ ips = st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255)).f
     lambda t: t not in ((0, 0, 0), (255, 255, 255))
 ).map(lambda t: "127.%d.%d.%d" % t)
 ports = st.integers(1, 65535)
+USER_CHARS = string.ascii_letters + string.digits + " &'!^#~-_.\u2018\u2019éЖ日"
+accounts = st.tuples(
+    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9-]{0,10}", fullmatch=True),
+    st.text(alphabet=USER_CHARS, min_size=1, max_size=15).map(lambda n: n.strip(" .") or "x"),
+).map(lambda t: f"{t[0]}\\{t[1]}")
+scopes = st.one_of(st.just(("machine", None)), accounts.map(lambda user: ("user", user)))
 
 
 @pytest.fixture(scope="module")
@@ -64,19 +70,21 @@ def grammars():
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     ip=ips, name=names, port=ports, notebook_dir=windows_paths(), python=windows_paths(exe=True),
-    auth=st.sampled_from(["token", "none"]), window=st.sampled_from(["hidden", "minimized"]),
+    auth=st.sampled_from(["token", "none"]), window=st.sampled_from(["hidden", "minimized"]), scope=scopes,
 )
 def test_every_file_parses_and_gives_back_the_inputs(
-    grammars, xsd_schemas, ip, name, port, notebook_dir, python, auth, window
+    grammars, xsd_schemas, ip, name, port, notebook_dir, python, auth, window, scope
 ):
+    scope, user = scope
     spec = build_spec(
-        ip=ip, name=name, port=port, notebook_dir=notebook_dir, python=python, auth=auth, window=window
+        ip=ip, name=name, port=port, notebook_dir=notebook_dir, python=python, auth=auth, window=window,
+        scope=scope, user=user,
     )
     assert spec.name == name.lower()
     assert str(spec.notebook_dir) in (notebook_dir, notebook_dir.rstrip("\\"))
     files = render(spec)
 
-    # PowerShell: both grammars, and the python path read back from the literal.
+    # PowerShell: both grammars, and the values read back from the literals.
     install = pwsh.script_text(files["install.ps1"])
     for grammar, parser in grammars.items():
         tree = parser.parse(install)
@@ -88,6 +96,7 @@ def test_every_file_parses_and_gives_back_the_inputs(
     else:
         assert python_value == python
     assert values["BundleName"] == spec.name and values["BundleIp"] == ip and values["BundlePort"] == str(port)
+    assert values["TaskUser"] == (user or "")
     uninstall = grammars["tree-sitter-pwsh"].parse(pwsh.script_text(files["uninstall.ps1"]))
     assert pwsh.problems(uninstall) == []
 
@@ -98,12 +107,15 @@ def test_every_file_parses_and_gives_back_the_inputs(
     ns = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
     assert doc.findtext("t:RegistrationInfo/t:URI", namespaces=ns) == f"\\gen-bundle\\{spec.name}"
     assert spec.url in doc.findtext("t:RegistrationInfo/t:Description", namespaces=ns)
+    if user:
+        assert doc.findtext("t:Principals/t:Principal/t:UserId", namespaces=ns) == user
+        assert doc.findtext("t:Triggers/t:LogonTrigger/t:UserId", namespaces=ns) == user
 
     # bundle.json and the hosts block.
     inputs = json.loads(files["bundle.json"])["inputs"]
     assert inputs == {
         "ip": ip, "name": spec.name, "port": port, "notebook_dir": str(spec.notebook_dir), "python": python,
-        "auth": auth, "window": window,
+        "auth": auth, "window": window, "scope": scope, "user": user,
     }
     assert build_spec(**inputs) == spec
     assert files["hosts.txt"].decode("ascii").split("\r\n")[1] == f"{ip} {spec.name}"

@@ -102,3 +102,112 @@ def assignments(tree) -> dict[str, object]:
         else:
             result[name] = value.text.decode()
     return result
+
+
+# Commands and .NET methods that change the machine: each must run only under
+# a $PSCmdlet.ShouldProcess(...) branch, so that -WhatIf shows it and skips it.
+STATE_CHANGING_COMMANDS = frozenset(
+    name.lower()
+    for name in (
+        "Copy-Item", "Move-Item", "Remove-Item", "Rename-Item", "New-Item", "Set-Item", "Set-Content",
+        "Add-Content", "Out-File", "Set-ItemProperty", "New-ItemProperty", "Remove-ItemProperty", "Set-Acl",
+        "Register-ScheduledTask", "Unregister-ScheduledTask", "Start-ScheduledTask", "Stop-ScheduledTask",
+        "Set-ScheduledTask", "Enable-ScheduledTask", "Disable-ScheduledTask", "Stop-Process", "Start-Process",
+        "Clear-DnsClientCache", "Start-Transcript", "ipconfig.exe",
+    )
+)
+STATE_CHANGING_METHODS = frozenset(
+    {"writeallbytes", "writealltext", "appendalltext", "replace", "move", "delete", "copy", "setattributes",
+     "createdirectory", "deletefolder", "registertaskdefinition"}
+)
+
+
+def _command_name(node) -> str | None:
+    if node.type != "command":
+        return None
+    name = node.child_by_field_name("command_name") or next((c for c in node.children if c.type == "command_name"), None)
+    if name is None:
+        return None
+    text = name.text.decode().strip("'\"")
+    return text.rsplit("\\", 1)[-1].lower()
+
+
+def _changes_state(node) -> bool:
+    if _command_name(node) in STATE_CHANGING_COMMANDS:
+        return True
+    if node.type == "invocation_expression":
+        member = next((c for c in node.children if c.type == "member_name"), None)
+        if member is not None and member.text.decode().lower() in STATE_CHANGING_METHODS:
+            receiver = node.children[0].text.decode()
+            return receiver.lower().startswith(("[io.", "[system.io.")) or member.text.decode().lower() in (
+                "deletefolder", "registertaskdefinition")
+    return False
+
+
+def _condition(node) -> str:
+    pipeline = next((c for c in node.children if c.type == "pipeline"), None)
+    return pipeline.text.decode() if pipeline is not None else ""
+
+
+def _guarded(node) -> bool:
+    """Inside the 'then' block of an if/elseif whose condition asks ShouldProcess."""
+    child, parent = node, node.parent
+    while parent is not None:
+        if parent.type in ("if_statement", "elseif_clause") and child.type == "statement_block":
+            condition = _condition(parent)
+            if "$PSCmdlet.ShouldProcess(" in condition and "-not $PSCmdlet" not in condition:
+                return True
+        child, parent = parent, parent.parent
+    return False
+
+
+def _enclosing_function(node) -> str | None:
+    parent = node.parent
+    while parent is not None:
+        if parent.type == "function_statement":
+            name = next(c for c in parent.children if c.type == "function_name")
+            return name.text.decode().lower()
+        parent = parent.parent
+    return None
+
+
+def unguarded_changes(tree) -> list[str]:
+    """State changes that -WhatIf would not stop: calls outside a ShouldProcess
+    branch, directly or through a function called from outside one."""
+    nodes = list(walk(tree.root_node))
+    changing_functions: set[str] = set()
+    problems: list[str] = []
+    while True:
+        found = []
+        for node in nodes:
+            name = _command_name(node)
+            if _changes_state(node) or (name is not None and name in changing_functions):
+                if not _guarded(node):
+                    found.append(node)
+        new_functions = {f for f in map(_enclosing_function, found) if f is not None} - changing_functions
+        if not new_functions:
+            break
+        changing_functions |= new_functions
+    for node in found:
+        if _enclosing_function(node) is None:
+            problems.append(f"line {node.start_point[0] + 1}: {node.text.decode().splitlines()[0][:80]}")
+    return problems
+
+
+def literal_violations(tree, sentinels: list[str]) -> list[str]:
+    """Places where a bundle value stands other than in a single-quoted literal
+    (or a number, or a comment)."""
+    problems = []
+    for node in walk(tree.root_node):
+        expandable = node.type in ("expandable_string_literal", "expandable_here_string_literal")
+        if not expandable and (
+            node.child_count or node.type in ("comment", "verbatim_string_characters", "decimal_integer_literal")
+        ):
+            continue
+        if node.parent is not None and node.parent.type in ("expandable_string_literal", "expandable_here_string_literal"):
+            continue  # reported with the whole string
+        text = node.text.decode()
+        for sentinel in sentinels:
+            if sentinel in text:
+                problems.append(f"line {node.start_point[0] + 1}: {node.type} {text[:60]!r}")
+    return problems
