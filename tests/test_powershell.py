@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from support import pwsh
@@ -152,3 +154,38 @@ def test_bundle_values_appear_only_as_single_quoted_literals(grammars, script, s
 def test_the_literal_check_can_fail(grammars):
     tree = grammars["tree-sitter-pwsh"].parse(b"$a = 'zqxwvname'\r\n$b = \"zqxwvname\"\r\nWrite-Output zqxwvname\r\n")
     assert len(pwsh.literal_violations(tree, ["zqxwvname"])) == 2
+
+
+PESTER = sorted((Path(__file__).parent / "pester").glob("*.Tests.ps1"))
+
+
+def test_pester_suites_exist():
+    assert [p.name for p in PESTER] == ["Hosts.Tests.ps1", "Install.Tests.ps1"]
+
+
+@pytest.mark.parametrize("path", PESTER, ids=[p.name for p in PESTER])
+def test_pester_tests_parse_for_windows_powershell(grammars, path):
+    source = path.read_bytes()
+    assert source.isascii()
+    for name, parser in grammars.items():
+        tree = parser.parse(source)
+        assert pwsh.problems(tree) == [], name
+    assert pwsh.ps7_only(grammars["tree-sitter-pwsh"].parse(source)) == []
+
+
+def test_pester_covers_the_hosts_shapes():
+    """The hosts shapes the issue names are each a Describe case."""
+    text = (Path(__file__).parent / "pester" / "Hosts.Tests.ps1").read_text()
+    for shape in ("'utf8-bom'", "'utf8'", "'ansi'", "'lf'", "'crlf'", "'no-final-newline'", "'old-block'", "'foreign'"):
+        assert shape in text
+
+
+def test_windows_workflow_runs_pester_on_both_powershells():
+    import yaml
+
+    workflow = yaml.safe_load((Path(__file__).parent.parent / ".github" / "workflows" / "windows.yml").read_text())
+    job = workflow["jobs"]["pester"]
+    assert job["runs-on"].startswith("windows")
+    assert job["strategy"]["matrix"]["shell"] == ["powershell", "pwsh"]
+    steps = " ".join(step.get("run", "") for step in job["steps"])
+    assert "gen-bundle --ip 127.0.0.13 --name py" in steps and "Invoke-Pester -Path tests/pester" in steps

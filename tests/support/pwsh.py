@@ -58,6 +58,8 @@ def ps7_only(tree) -> list[str]:
             found.append(f"{node.type} at line {node.start_point[0] + 1}")
         elif node.type == "command_parameter" and node.text.decode().lower() == "-parallel":
             found.append(f"ForEach-Object -Parallel at line {node.start_point[0] + 1}")
+        elif node.type == "expandable_string_literal" and "`u{" in node.text.decode():
+            found.append(f"`u{{}} escape at line {node.start_point[0] + 1}")
     return found
 
 

@@ -1,0 +1,128 @@
+# Pester 5 tests of the hosts-file surgery in a generated install.ps1.
+# They run on Windows (Windows PowerShell 5.1 and PowerShell 7), see
+# .github/workflows/windows.yml; on Linux the test suite only parses them.
+# $env:GEN_BUNDLE_OUT is a folder holding a bundle made with --name py --ip 127.0.0.13.
+
+BeforeAll {
+    $script:Bundle = $env:GEN_BUNDLE_OUT
+    $path = Join-Path $script:Bundle 'install.ps1'
+    $tokens = $null
+    $errors = $null
+    $ast = [System.Management.Automation.Language.Parser]::ParseFile($path, [ref]$tokens, [ref]$errors)
+    if ($errors.Count -gt 0) {
+        throw "install.ps1 does not parse: $($errors[0].Message)"
+    }
+    # Load the script's functions without running its body.
+    $functions = $ast.FindAll({ param($node) $node -is [System.Management.Automation.Language.FunctionDefinitionAst] }, $false)
+    foreach ($function in $functions) {
+        . ([scriptblock]::Create($function.Extent.Text))
+    }
+    # Stop-Bundle ends the script; here it must only fail the call.
+    function Stop-Bundle {
+        param([int]$Code, [string]$Message)
+        throw "Stop-Bundle $Code $Message"
+    }
+    $script:HostsBegin = '# BEGIN gen-bundle py'
+    $script:HostsEnd = '# END gen-bundle py'
+    $script:BundleName = 'py'
+    $script:ExitPreflight = 4
+    $script:Latin1 = [Text.Encoding]::GetEncoding(28591)
+    $script:Utf8Bom = [string][char]0xEF + [char]0xBB + [char]0xBF
+    $script:Block = @([IO.File]::ReadAllLines((Join-Path $script:Bundle 'hosts.txt')))
+    $script:OldBlock = @('# BEGIN gen-bundle py', '127.0.0.99 py', '# END gen-bundle py')
+
+    function Get-Shape {
+        # Bytes of a hosts file in one of the shapes found on real machines.
+        param([string]$Name)
+        $ansiComment = [byte[]](0x23, 0x20, 0x63, 0x61, 0x66, 0xE9)  # "# caf\xe9" in Windows-1252
+        switch ($Name) {
+            'empty' { return [byte[]]@() }
+            'crlf' { return [Text.Encoding]::ASCII.GetBytes("# comment`r`n127.0.0.1 localhost`r`n10.0.0.5 pypi.example py-other`r`n") }
+            'lf' { return [Text.Encoding]::ASCII.GetBytes("# comment`n127.0.0.1 localhost`n") }
+            'no-final-newline' { return [Text.Encoding]::ASCII.GetBytes("127.0.0.1 localhost`r`n10.0.0.6 server") }
+            'utf8-bom' { return [byte[]](0xEF, 0xBB, 0xBF) + [Text.Encoding]::UTF8.GetBytes("# caf$([char]0xE9)`r`n127.0.0.1 localhost`r`n") }
+            'utf8' { return [Text.Encoding]::UTF8.GetBytes("# caf$([char]0xE9) $([char]0x2013)`r`n127.0.0.1 localhost`r`n") }
+            'ansi' { return $ansiComment + [Text.Encoding]::ASCII.GetBytes("`r`n127.0.0.1 localhost`r`n") }
+            'old-block' { return [Text.Encoding]::ASCII.GetBytes((@('127.0.0.1 localhost') + $script:OldBlock + @('# after', '')) -join "`r`n") }
+            'foreign' { return [Text.Encoding]::ASCII.GetBytes("127.0.0.1 localhost`r`n10.1.2.3 py`r`n") }
+        }
+    }
+}
+
+Describe 'Set-HostsBlock on <_>' -ForEach @('empty', 'crlf', 'lf', 'no-final-newline', 'utf8-bom', 'utf8', 'ansi', 'old-block') {
+    BeforeAll {
+        $script:Original = $script:Latin1.GetString((Get-Shape $_))
+        $script:Installed = Set-HostsBlock -Text $script:Original -Block $script:Block
+    }
+    It 'adds exactly the block, once' {
+        ([regex]::Matches($script:Installed, [regex]::Escape($script:Block[1]))).Count | Should -Be 1
+        $script:Installed.Contains($script:Block[0]) | Should -BeTrue
+        $script:Installed.Contains('127.0.0.99 py') | Should -BeFalse
+    }
+    It 'changes nothing on a second install' {
+        Set-HostsBlock -Text $script:Installed -Block $script:Block | Should -BeExactly $script:Installed
+    }
+    It 'gives back the original bytes on uninstall' {
+        $expected = $script:Original
+        if ($_ -eq 'old-block') {
+            # The old block was ours: uninstall takes it away with the new one.
+            $expected = $script:Original.Replace((($script:OldBlock + @('')) -join "`r`n"), '')
+        }
+        Set-HostsBlock -Text $script:Installed -Block @() | Should -BeExactly $expected
+    }
+    It 'keeps every line that is not ours, in order' {
+        $ours = @($script:Block) + @('127.0.0.99 py')
+        $before = @($script:Original -split "`r?`n" | Where-Object { $_ -and $ours -notcontains $_ })
+        $after = @($script:Installed -split "`r?`n" | Where-Object { $_ -and $ours -notcontains $_ })
+        ($after -join '|') | Should -BeExactly ($before -join '|')
+    }
+}
+
+Describe 'Get-HostsMapping' {
+    It 'finds a foreign entry for the name' {
+        $mapping = @(Get-HostsMapping -Text ($script:Latin1.GetString((Get-Shape 'foreign'))))
+        $mapping.Count | Should -Be 1
+        $mapping[0].Address | Should -Be '10.1.2.3'
+    }
+    It 'matches whole names only: pypi.example and py-other are not py' {
+        @(Get-HostsMapping -Text ($script:Latin1.GetString((Get-Shape 'crlf')))).Count | Should -Be 0
+    }
+}
+
+Describe 'Write-HostsFile' {
+    BeforeEach {
+        $script:Folder = Join-Path ([IO.Path]::GetTempPath()) ('gen-bundle-hosts-' + [Guid]::NewGuid().ToString('N'))
+        [void][IO.Directory]::CreateDirectory($script:Folder)
+        $script:HostsPath = Join-Path $script:Folder 'hosts'
+    }
+    AfterEach {
+        Get-ChildItem -LiteralPath $script:Folder -Force | ForEach-Object { $_.Attributes = 'Normal' }
+        Remove-Item -LiteralPath $script:Folder -Recurse -Force
+    }
+    It 'swaps the file, keeps a backup and restores read-only and hidden' {
+        $original = Get-Shape 'crlf'
+        [IO.File]::WriteAllBytes($script:HostsPath, $original)
+        [IO.File]::SetAttributes($script:HostsPath, [IO.FileAttributes]'ReadOnly, Hidden')
+        Write-HostsFile -Block $script:Block | Out-Null
+        $attributes = [IO.File]::GetAttributes($script:HostsPath)
+        ($attributes -band [IO.FileAttributes]::ReadOnly) | Should -Be ([IO.FileAttributes]::ReadOnly)
+        ($attributes -band [IO.FileAttributes]::Hidden) | Should -Be ([IO.FileAttributes]::Hidden)
+        $backup = @(Get-ChildItem -LiteralPath $script:Folder -Force -Filter 'hosts.gen-bundle-*.bak')
+        $backup.Count | Should -Be 1
+        [IO.File]::ReadAllBytes($backup[0].FullName) | Should -Be $original
+        @(Get-ChildItem -LiteralPath $script:Folder -Force -Filter '*.tmp').Count | Should -Be 0
+    }
+    It 'round-trips install and uninstall byte for byte' {
+        $original = Get-Shape 'utf8-bom'
+        [IO.File]::WriteAllBytes($script:HostsPath, $original)
+        Write-HostsFile -Block $script:Block | Out-Null
+        Write-HostsFile -Block @() | Out-Null
+        [IO.File]::ReadAllBytes($script:HostsPath) | Should -Be $original
+    }
+    It 'refuses a UTF-16 hosts file and leaves it alone' {
+        $original = [byte[]](0xFF, 0xFE) + [Text.Encoding]::Unicode.GetBytes("127.0.0.1 localhost`r`n")
+        [IO.File]::WriteAllBytes($script:HostsPath, $original)
+        { Write-HostsFile -Block $script:Block } | Should -Throw '*Stop-Bundle 4*'
+        [IO.File]::ReadAllBytes($script:HostsPath) | Should -Be $original
+    }
+}

@@ -1,0 +1,67 @@
+# Pester 5 tests that run the generated scripts for real on a Windows runner
+# (elevated, as GitHub's hosted Windows runners are). See .github/workflows/windows.yml.
+# $env:GEN_BUNDLE_OUT is a folder holding a bundle made with --name py --ip 127.0.0.13.
+
+BeforeAll {
+    $script:Bundle = $env:GEN_BUNDLE_OUT
+    $script:Hosts = Join-Path $env:SystemRoot 'System32\drivers\etc\hosts'
+    $script:Shell = (Get-Process -Id $PID).Path
+    function Invoke-Bundle {
+        param([string]$Script, [string[]]$Arguments = @())
+        $output = & $script:Shell -NoProfile -ExecutionPolicy Bypass -File (Join-Path $script:Bundle $Script) @Arguments 2>&1
+        [pscustomobject]@{ ExitCode = $LASTEXITCODE; Output = ($output | Out-String) }
+    }
+    $script:HostsBefore = [IO.File]::ReadAllBytes($script:Hosts)
+}
+
+Describe 'install.ps1 and uninstall.ps1 on this machine' {
+    It 'changes nothing with -WhatIf, and says what it would do' {
+        $run = Invoke-Bundle 'install.ps1' @('-WhatIf')
+        $run.ExitCode | Should -Be 0
+        $run.Output | Should -Match 'What if'
+        $run.Output | Should -Match '\+ 127\.0\.0\.13 py'
+        [IO.File]::ReadAllBytes($script:Hosts) | Should -Be $script:HostsBefore
+        Get-ScheduledTask -TaskPath '\gen-bundle\' -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        Test-Path -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle\py') | Should -BeFalse
+    }
+    It 'refuses a bundle changed after review, with exit code 2' {
+        $copy = Join-Path ([IO.Path]::GetTempPath()) ('gen-bundle-tampered-' + [Guid]::NewGuid().ToString('N'))
+        Copy-Item -LiteralPath $script:Bundle -Destination $copy -Recurse
+        Add-Content -LiteralPath (Join-Path $copy 'hosts.txt') -Value '10.0.0.1 py'
+        & $script:Shell -NoProfile -ExecutionPolicy Bypass -File (Join-Path $copy 'install.ps1') | Out-Null
+        $LASTEXITCODE | Should -Be 2
+        Remove-Item -LiteralPath $copy -Recurse -Force
+    }
+    It 'installs: files, hosts block, task, receipt; detect.ps1 sees it' {
+        $run = Invoke-Bundle 'install.ps1'
+        $run.ExitCode | Should -Be 0 -Because $run.Output
+        Test-Path -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle\py\start-py.bat') | Should -BeTrue
+        (Get-Content -LiteralPath $script:Hosts) -contains '127.0.0.13 py' | Should -BeTrue
+        $task = Get-ScheduledTask -TaskPath '\gen-bundle\' -TaskName 'py'
+        $task.Author | Should -Be 'gen-bundle'
+        $task.Principal.RunLevel | Should -Be 'Limited'
+        Test-Path -LiteralPath (Join-Path $env:ProgramData 'gen-bundle\py\receipt.json') | Should -BeTrue
+        (Invoke-Bundle 'detect.ps1').Output | Should -Match 'gen-bundle py .* is installed'
+    }
+    It 'changes nothing when run again' {
+        $hosts = [IO.File]::ReadAllBytes($script:Hosts)
+        $run = Invoke-Bundle 'install.ps1'
+        $run.ExitCode | Should -Be 0
+        $run.Output | Should -Match 'already in place'
+        $run.Output | Should -Match 'already registered'
+        [IO.File]::ReadAllBytes($script:Hosts) | Should -Be $hosts
+    }
+    It 'uninstalls everything and gives back the hosts file byte for byte' {
+        $run = Invoke-Bundle 'uninstall.ps1'
+        $run.ExitCode | Should -Be 0 -Because $run.Output
+        [IO.File]::ReadAllBytes($script:Hosts) | Should -Be $script:HostsBefore
+        Get-ScheduledTask -TaskPath '\gen-bundle\' -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        Test-Path -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle') | Should -BeFalse
+        Test-Path -LiteralPath (Join-Path $env:ProgramData 'gen-bundle\py\receipt.json') | Should -BeFalse
+        (Invoke-Bundle 'detect.ps1').Output.Trim() | Should -BeNullOrEmpty
+    }
+    It 'changes nothing when uninstall runs again' {
+        (Invoke-Bundle 'uninstall.ps1').ExitCode | Should -Be 0
+        [IO.File]::ReadAllBytes($script:Hosts) | Should -Be $script:HostsBefore
+    }
+}
