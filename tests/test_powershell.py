@@ -107,8 +107,9 @@ def test_detect_changes_nothing_at_all(grammars):
     direct = [n for n in pwsh.walk(tree.root_node) if pwsh._changes_state(n)]
     # Only the helpers shared with install/uninstall contain changes; detect never calls them.
     called = {pwsh._command_name(n) for n in pwsh.walk(tree.root_node) if n.type == "command"}
-    assert {pwsh._enclosing_function(n) for n in direct} <= {"write-hostsfile", "clear-namecache", "stop-bundleprocess"}
-    assert not called & {"write-hostsfile", "clear-namecache", "stop-bundleprocess"}
+    helpers = {"write-hostsfile", "clear-namecache", "stop-bundleprocess", "protect-statedirectory"}
+    assert {pwsh._enclosing_function(n) for n in direct} <= helpers
+    assert not called & helpers
 
 
 def test_the_should_process_check_can_fail(grammars):
@@ -189,3 +190,17 @@ def test_windows_workflow_runs_pester_on_both_powershells():
     assert job["strategy"]["matrix"]["shell"] == ["powershell", "pwsh"]
     steps = " ".join(step.get("run", "") for step in job["steps"])
     assert "gen-bundle --ip 127.0.0.13 --name py" in steps and "Invoke-Pester -Path tests/pester" in steps
+
+
+@pytest.mark.parametrize("inputs", SCOPES, ids=["machine", "user", "per-user-python"])
+@pytest.mark.parametrize("script", ALL_SCRIPTS)
+def test_function_results_are_collected_before_counting(grammars, inputs, script):
+    tree = grammars["tree-sitter-pwsh"].parse(pwsh.script_text(bundle(**inputs)[script]))
+    assert pwsh.unwrapped_counts(tree) == []
+
+
+def test_the_count_check_can_fail(grammars):
+    tree = grammars["tree-sitter-pwsh"].parse(
+        b"function Get-Task {\r\n    return @(1)\r\n}\r\n$task = Get-Task\r\n$ok = @(Get-Task)\r\nif ($task.Count -eq 0) { }\r\nif ($ok.Count) { }\r\n"
+    )
+    assert [p.split(":")[0] for p in pwsh.unwrapped_counts(tree)] == ["line 4"]

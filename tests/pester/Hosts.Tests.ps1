@@ -32,19 +32,20 @@ BeforeAll {
     $script:OldBlock = @('# BEGIN gen-bundle py', '127.0.0.99 py', '# END gen-bundle py')
 
     function Get-Shape {
-        # Bytes of a hosts file in one of the shapes found on real machines.
+        # Bytes of a hosts file in one of the shapes found on real machines
+        # (returned with a leading comma, so that an empty array stays an array).
         param([string]$Name)
         $ansiComment = [byte[]](0x23, 0x20, 0x63, 0x61, 0x66, 0xE9)  # "# caf\xe9" in Windows-1252
         switch ($Name) {
-            'empty' { return [byte[]]@() }
-            'crlf' { return [Text.Encoding]::ASCII.GetBytes("# comment`r`n127.0.0.1 localhost`r`n10.0.0.5 pypi.example py-other`r`n") }
-            'lf' { return [Text.Encoding]::ASCII.GetBytes("# comment`n127.0.0.1 localhost`n") }
-            'no-final-newline' { return [Text.Encoding]::ASCII.GetBytes("127.0.0.1 localhost`r`n10.0.0.6 server") }
-            'utf8-bom' { return [byte[]](0xEF, 0xBB, 0xBF) + [Text.Encoding]::UTF8.GetBytes("# caf$([char]0xE9)`r`n127.0.0.1 localhost`r`n") }
-            'utf8' { return [Text.Encoding]::UTF8.GetBytes("# caf$([char]0xE9) $([char]0x2013)`r`n127.0.0.1 localhost`r`n") }
-            'ansi' { return $ansiComment + [Text.Encoding]::ASCII.GetBytes("`r`n127.0.0.1 localhost`r`n") }
-            'old-block' { return [Text.Encoding]::ASCII.GetBytes((@('127.0.0.1 localhost') + $script:OldBlock + @('# after', '')) -join "`r`n") }
-            'foreign' { return [Text.Encoding]::ASCII.GetBytes("127.0.0.1 localhost`r`n10.1.2.3 py`r`n") }
+            'empty' { return ,[byte[]]@() }
+            'crlf' { return ,[Text.Encoding]::ASCII.GetBytes("# comment`r`n127.0.0.1 localhost`r`n10.0.0.5 pypi.example py-other`r`n") }
+            'lf' { return ,[Text.Encoding]::ASCII.GetBytes("# comment`n127.0.0.1 localhost`n") }
+            'no-final-newline' { return ,[Text.Encoding]::ASCII.GetBytes("127.0.0.1 localhost`r`n10.0.0.6 server") }
+            'utf8-bom' { return ,[byte[]]([byte[]](0xEF, 0xBB, 0xBF) + [Text.Encoding]::UTF8.GetBytes("# caf$([char]0xE9)`r`n127.0.0.1 localhost`r`n")) }
+            'utf8' { return ,[Text.Encoding]::UTF8.GetBytes("# caf$([char]0xE9) $([char]0x2013)`r`n127.0.0.1 localhost`r`n") }
+            'ansi' { return ,[byte[]]($ansiComment + [Text.Encoding]::ASCII.GetBytes("`r`n127.0.0.1 localhost`r`n")) }
+            'old-block' { return ,[Text.Encoding]::ASCII.GetBytes((@('127.0.0.1 localhost') + $script:OldBlock + @('# after', '')) -join "`r`n") }
+            'foreign' { return ,[Text.Encoding]::ASCII.GetBytes("127.0.0.1 localhost`r`n10.1.2.3 py`r`n") }
         }
     }
 }

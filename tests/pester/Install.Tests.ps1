@@ -7,8 +7,9 @@ BeforeAll {
     $script:Hosts = Join-Path $env:SystemRoot 'System32\drivers\etc\hosts'
     $script:Shell = (Get-Process -Id $PID).Path
     function Invoke-Bundle {
-        param([string]$Script, [string[]]$Arguments = @())
-        $output = & $script:Shell -NoProfile -ExecutionPolicy Bypass -File (Join-Path $script:Bundle $Script) @Arguments 2>&1
+        param([string]$Script, [string[]]$Arguments = @(), [string]$Folder = $script:Bundle)
+        $ErrorActionPreference = 'Continue'  # 5.1 would turn the child's stderr into an error
+        $output = & $script:Shell -NoProfile -ExecutionPolicy Bypass -File (Join-Path $Folder $Script) @Arguments 2>&1
         [pscustomobject]@{ ExitCode = $LASTEXITCODE; Output = ($output | Out-String) }
     }
     $script:HostsBefore = [IO.File]::ReadAllBytes($script:Hosts)
@@ -28,8 +29,9 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         $copy = Join-Path ([IO.Path]::GetTempPath()) ('gen-bundle-tampered-' + [Guid]::NewGuid().ToString('N'))
         Copy-Item -LiteralPath $script:Bundle -Destination $copy -Recurse
         Add-Content -LiteralPath (Join-Path $copy 'hosts.txt') -Value '10.0.0.1 py'
-        & $script:Shell -NoProfile -ExecutionPolicy Bypass -File (Join-Path $copy 'install.ps1') | Out-Null
-        $LASTEXITCODE | Should -Be 2
+        $run = Invoke-Bundle -Script 'install.ps1' -Folder $copy
+        $run.ExitCode | Should -Be 2
+        $run.Output | Should -Match 'does not match SHA256SUMS' 
         Remove-Item -LiteralPath $copy -Recurse -Force
     }
     It 'installs: files, hosts block, task, receipt; detect.ps1 sees it' {

@@ -213,3 +213,30 @@ def literal_violations(tree, sentinels: list[str]) -> list[str]:
             if sentinel in text:
                 problems.append(f"line {node.start_point[0] + 1}: {node.type} {text[:60]!r}")
     return problems
+
+
+def unwrapped_counts(tree) -> list[str]:
+    """``$x = Get-Thing`` then ``$x.Count``: PowerShell unrolls a function's one
+    result to a single object, whose .Count throws under Set-StrictMode 3.
+    Such results must be collected with @(...)."""
+    import re
+
+    functions = {
+        next(c for c in node.children if c.type == "function_name").text.decode().lower()
+        for node in walk(tree.root_node)
+        if node.type == "function_statement"
+    }
+    source = tree.root_node.text.decode()
+    problems = []
+    for node in walk(tree.root_node):
+        if node.type != "assignment_expression":
+            continue
+        variable = next((n for n in walk(node.children[0]) if n.type == "variable"), None)
+        value = node.children[-1].text.decode().strip()
+        called = value.split(None, 1)[0].lower() if value else ""
+        if variable is None or called not in functions:
+            continue
+        name = variable.text.decode()
+        if re.search(re.escape(name) + r"\.Count\b", source, re.IGNORECASE):
+            problems.append(f"line {node.start_point[0] + 1}: {name} = {value[:50]} (then {name}.Count)")
+    return problems

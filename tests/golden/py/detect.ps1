@@ -268,6 +268,7 @@ function Stop-BundleProcess {
     param([object[]]$Process)
     foreach ($process in $Process) {
         Stop-Process -Id $process.ProcessId -Force -ErrorAction SilentlyContinue
+        Wait-Process -Id $process.ProcessId -Timeout 10 -ErrorAction SilentlyContinue
         if (Get-Process -Id $process.ProcessId -ErrorAction SilentlyContinue) {
             Write-Warning "could not stop $($process.Name) (process $($process.ProcessId))"
         } else {
@@ -278,6 +279,33 @@ function Stop-BundleProcess {
 
 function Get-OurTask {
     return @(Get-ScheduledTask -TaskPath $TaskFolder -ErrorAction SilentlyContinue | Where-Object { $_.TaskName -eq $TaskName })
+}
+
+function Protect-StateDirectory {
+    # %ProgramData% lets users create folders (and own them): %ProgramData%\gen-bundle and
+    # its bundle folder get Administrators as owner, and SYSTEM and administrators alone
+    # may write there; users may read. A link planted there is refused.
+    foreach ($folder in @((Split-Path -Parent $StateDir), $StateDir)) {
+        if ((Test-Path -LiteralPath $folder) -and ((Get-Item -LiteralPath $folder -Force).Attributes -band [IO.FileAttributes]::ReparsePoint)) {
+            throw "$folder is a link (junction or symbolic link), which gen-bundle does not write through; remove it"
+        }
+        [void][IO.Directory]::CreateDirectory($folder)
+        $security = New-Object System.Security.AccessControl.DirectorySecurity
+        $security.SetOwner((New-Object System.Security.Principal.SecurityIdentifier('S-1-5-32-544')))
+        $security.SetAccessRuleProtection($true, $false)
+        foreach ($grant in @(@('S-1-5-18', 'FullControl'), @('S-1-5-32-544', 'FullControl'), @('S-1-5-32-545', 'ReadAndExecute'))) {
+            $identity = New-Object System.Security.Principal.SecurityIdentifier($grant[0])
+            $rule = New-Object System.Security.AccessControl.FileSystemAccessRule($identity, $grant[1], 'ContainerInherit, ObjectInherit', 'None', 'Allow')
+            $security.AddAccessRule($rule)
+        }
+        Set-Acl -LiteralPath $folder -AclObject $security
+    }
+}
+
+# Detection reports "not installed" and exits 0 whatever it finds: never exit from a helper.
+function Stop-Bundle {
+    param([int]$Code, [string]$Message)
+    throw $Message
 }
 
 $ExpectedSha = @{
@@ -298,7 +326,7 @@ function Test-Installed {
             return $false
         }
     }
-    $task = Get-OurTask
+    $task = @(Get-OurTask)
     if ($task.Count -eq 0 -or $task[0].Author -ne 'gen-bundle' -or $task[0].State -eq 'Disabled') {
         Write-Verbose "task $TaskFolder$TaskName: missing, foreign or disabled"
         return $false

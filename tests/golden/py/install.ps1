@@ -302,6 +302,7 @@ function Stop-BundleProcess {
     param([object[]]$Process)
     foreach ($process in $Process) {
         Stop-Process -Id $process.ProcessId -Force -ErrorAction SilentlyContinue
+        Wait-Process -Id $process.ProcessId -Timeout 10 -ErrorAction SilentlyContinue
         if (Get-Process -Id $process.ProcessId -ErrorAction SilentlyContinue) {
             Write-Warning "could not stop $($process.Name) (process $($process.ProcessId))"
         } else {
@@ -312,6 +313,27 @@ function Stop-BundleProcess {
 
 function Get-OurTask {
     return @(Get-ScheduledTask -TaskPath $TaskFolder -ErrorAction SilentlyContinue | Where-Object { $_.TaskName -eq $TaskName })
+}
+
+function Protect-StateDirectory {
+    # %ProgramData% lets users create folders (and own them): %ProgramData%\gen-bundle and
+    # its bundle folder get Administrators as owner, and SYSTEM and administrators alone
+    # may write there; users may read. A link planted there is refused.
+    foreach ($folder in @((Split-Path -Parent $StateDir), $StateDir)) {
+        if ((Test-Path -LiteralPath $folder) -and ((Get-Item -LiteralPath $folder -Force).Attributes -band [IO.FileAttributes]::ReparsePoint)) {
+            throw "$folder is a link (junction or symbolic link), which gen-bundle does not write through; remove it"
+        }
+        [void][IO.Directory]::CreateDirectory($folder)
+        $security = New-Object System.Security.AccessControl.DirectorySecurity
+        $security.SetOwner((New-Object System.Security.Principal.SecurityIdentifier('S-1-5-32-544')))
+        $security.SetAccessRuleProtection($true, $false)
+        foreach ($grant in @(@('S-1-5-18', 'FullControl'), @('S-1-5-32-544', 'FullControl'), @('S-1-5-32-545', 'ReadAndExecute'))) {
+            $identity = New-Object System.Security.Principal.SecurityIdentifier($grant[0])
+            $rule = New-Object System.Security.AccessControl.FileSystemAccessRule($identity, $grant[1], 'ContainerInherit, ObjectInherit', 'None', 'Allow')
+            $security.AddAccessRule($rule)
+        }
+        Set-Acl -LiteralPath $folder -AclObject $security
+    }
 }
 
 $TaskFile     = 'py.task.xml'
@@ -370,18 +392,21 @@ function Get-NonAdminWriter {
     # that may write to $Path: what runs from there must not be theirs to change.
     param([string]$Path)
     $trusted = @('S-1-5-18', 'S-1-5-32-544', 'S-1-3-0', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464')
-    $write = [System.Security.AccessControl.FileSystemRights]'WriteData, AppendData, WriteExtendedAttributes, WriteAttributes, Delete, DeleteSubdirectoriesAndFiles, ChangePermissions, TakeOwnership'
-    foreach ($rule in (Get-Acl -LiteralPath $Path).Access) {
-        if ($rule.AccessControlType -ne 'Allow' -or (($rule.FileSystemRights -band $write) -eq 0 -and ([int64]$rule.FileSystemRights -band 0x50000000) -eq 0)) {
+    $write = [int64][System.Security.AccessControl.FileSystemRights]'WriteData, AppendData, WriteExtendedAttributes, WriteAttributes, Delete, DeleteSubdirectoriesAndFiles, ChangePermissions, TakeOwnership'
+    $genericWrite = [int64]0x50000000  # GENERIC_ALL, GENERIC_WRITE
+    $acl = Get-Acl -LiteralPath $Path
+    foreach ($rule in $acl.GetAccessRules($true, $true, [Security.Principal.SecurityIdentifier])) {
+        $rights = [int64]$rule.FileSystemRights
+        if ($rule.AccessControlType -ne 'Allow' -or (($rights -band $write) -eq 0 -and ($rights -band $genericWrite) -eq 0)) {
             continue
         }
-        try {
-            $sid = $rule.IdentityReference.Translate([Security.Principal.SecurityIdentifier]).Value
-        } catch {
-            $sid = [string]$rule.IdentityReference
-        }
+        $sid = $rule.IdentityReference.Value
         if ($trusted -notcontains $sid) {
-            [string]$rule.IdentityReference
+            try {
+                $sid + ' (' + $rule.IdentityReference.Translate([Security.Principal.NTAccount]).Value + ')'
+            } catch {
+                $sid
+            }
         }
     }
 }
@@ -389,11 +414,15 @@ function Get-NonAdminWriter {
 function Get-PortProblem {
     # Why the server could not listen on $BundleIp:$BundlePort, if anything stands in its way.
     $listeners = @(Get-NetTCPConnection -State Listen -LocalPort $BundlePort -ErrorAction SilentlyContinue |
-        Where-Object { @($BundleIp, '0.0.0.0', '::') -contains $_.LocalAddress })
+        Where-Object { @($BundleIp, '0.0.0.0') -contains $_.LocalAddress })
     foreach ($listener in $listeners) {
         $owner = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $($listener.OwningProcess)" -ErrorAction SilentlyContinue
         if ($owner -and $owner.Name -eq 'python.exe' -and (Test-ServerCommandLine ([string]$owner.CommandLine))) {
             continue  # this bundle's own server, from an earlier install
+        }
+        if ($owner -and $owner.Name -eq 'python.exe' -and $null -eq $owner.CommandLine -and -not $elevated) {
+            Write-Warning "python.exe (process $($listener.OwningProcess)) listens on $($listener.LocalAddress):$BundlePort; not elevated, so it cannot be told from this bundle's own server"
+            continue
         }
         if ($listener.OwningProcess -eq 4) {
             "HTTP.sys (the System process) listens on $($listener.LocalAddress):$BundlePort for IIS or another service; see: netsh http show servicestate"
@@ -403,7 +432,10 @@ function Get-PortProblem {
             "process $($listener.OwningProcess) listens on $($listener.LocalAddress):$BundlePort"
         }
     }
-    foreach ($line in @(& "$env:SystemRoot\System32\netsh.exe" int ipv4 show excludedportrange protocol=tcp 2>$null)) {
+    $ErrorActionPreference = 'Continue'  # Windows PowerShell 5.1 turns a native command's stderr into an error
+    $ranges = @(& "$env:SystemRoot\System32\netsh.exe" int ipv4 show excludedportrange protocol=tcp 2>$null)
+    $ErrorActionPreference = 'Stop'
+    foreach ($line in $ranges) {
         if ($line -match '^\s*(\d+)\s+(\d+)') {
             if ($BundlePort -ge [int]$Matches[1] -and $BundlePort -le [int]$Matches[2]) {
                 "port $BundlePort is in an excluded port range ($($Matches[1])-$($Matches[2]), often reserved by Hyper-V or WSL); see: netsh int ipv4 show excludedportrange protocol=tcp"
@@ -445,36 +477,21 @@ function Test-ServerAnswer {
     return $false
 }
 
-function Protect-StateDirectory {
-    # %ProgramData% lets users create files in new folders: this one is for
-    # SYSTEM and administrators to write, and for users to read.
-    [void][IO.Directory]::CreateDirectory($StateDir)
-    $security = New-Object System.Security.AccessControl.DirectorySecurity
-    $security.SetAccessRuleProtection($true, $false)
-    foreach ($grant in @(@('S-1-5-18', 'FullControl'), @('S-1-5-32-544', 'FullControl'), @('S-1-5-32-545', 'ReadAndExecute'))) {
-        $identity = New-Object System.Security.Principal.SecurityIdentifier($grant[0])
-        $rule = New-Object System.Security.AccessControl.FileSystemAccessRule($identity, $grant[1], 'ContainerInherit, ObjectInherit', 'None', 'Allow')
-        $security.AddAccessRule($rule)
-    }
-    Set-Acl -LiteralPath $StateDir -AclObject $security
-}
-
 Test-BundleIntegrity
 $elevated = Test-Elevated
 if (-not $elevated -and -not $WhatIfPreference) {
     Stop-Bundle $ExitNotAdmin 'install.ps1 must run elevated (Run as administrator, or as a computer startup script). Nothing was changed.'
 }
 $transcript = $false
-$logDir = Join-Path $StateDir 'logs'
-if (-not $WhatIfPreference -and $PSCmdlet.ShouldProcess($logDir, 'Write the log of this run')) {
-    Protect-StateDirectory
-    [void][IO.Directory]::CreateDirectory($logDir)
-    Get-ChildItem -LiteralPath $logDir -Filter 'install-*.log' | Sort-Object Name -Descending | Select-Object -Skip ($KeepLogs - 1) | Remove-Item -Force
-    Start-Transcript -LiteralPath (Join-Path $logDir ('install-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.log')) -Append | Out-Null
-    $transcript = $true
-}
-
 try {
+    $logDir = Join-Path $StateDir 'logs'
+    if (-not $WhatIfPreference -and $PSCmdlet.ShouldProcess($logDir, 'Write the log of this run')) {
+        Protect-StateDirectory
+        [void][IO.Directory]::CreateDirectory($logDir)
+        Get-ChildItem -LiteralPath $logDir -Filter 'install-*.log' | Sort-Object Name -Descending | Select-Object -Skip ($KeepLogs - 1) | Remove-Item -Force
+        Start-Transcript -LiteralPath (Join-Path $logDir ('install-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.log')) -Append | Out-Null
+        $transcript = $true
+    }
     if (-not $elevated) {
         Write-Warning 'Not elevated: this shows what would change; the install itself needs an elevated prompt.'
     }
@@ -493,7 +510,7 @@ try {
     $problems += @(Get-PortProblem)
     $taskXml = Get-Content -LiteralPath (Join-Path $PSScriptRoot $TaskFile) -Raw
     $wanted = [xml]$taskXml
-    $existingTask = Get-OurTask
+    $existingTask = @(Get-OurTask)
     $registerTask = $true
     if ($existingTask.Count -gt 0) {
         $task = $existingTask[0]
@@ -502,7 +519,8 @@ try {
         }
         $action = @($task.Actions)[0]
         $trigger = @($task.Triggers)
-        $same = ($task.Author -eq 'gen-bundle') -and ($task.State -ne 'Disabled') -and
+        $isExec = $null -ne $action -and $action.CimClass.CimClassName -eq 'MSFT_TaskExecAction'
+        $same = ($task.Author -eq 'gen-bundle') -and ($task.State -ne 'Disabled') -and $isExec -and
             ($task.Description -ceq $wanted.Task.RegistrationInfo.Description) -and
             ($action.Execute -ceq $wanted.Task.Actions.Exec.Command) -and
             ($action.Arguments -ceq $wanted.Task.Actions.Exec.Arguments) -and
@@ -521,14 +539,12 @@ try {
         $same = $same -and ($group -eq 'S-1-5-32-545')
         $registerTask = -not $same
     }
-    $writers = @()
     foreach ($folder in @($InstallDir, $InstallRoot, $env:ProgramFiles)) {
         if (Test-Path -LiteralPath $folder -PathType Container) {
             $writers = @(Get-NonAdminWriter -Path $folder)
             if ($writers.Count -gt 0) {
                 $problems += "$folder can be changed by $($writers -join ', '): the task would run files that non-administrators can replace"
             }
-            break
         }
     }
     if (Test-Path -LiteralPath $PythonExe -PathType Leaf) {
@@ -595,7 +611,12 @@ try {
     $sums = (Get-FileHash -LiteralPath (Join-Path $PSScriptRoot 'SHA256SUMS') -Algorithm SHA256).Hash.ToLowerInvariant()
     $receiptCurrent = $false
     if (Test-Path -LiteralPath $ReceiptPath -PathType Leaf) {
-        $receiptCurrent = ((Get-Content -LiteralPath $ReceiptPath -Raw | ConvertFrom-Json).sha256sums -eq $sums)
+        try {
+            $old = Get-Content -LiteralPath $ReceiptPath -Raw | ConvertFrom-Json
+            $receiptCurrent = $null -ne $old.PSObject.Properties['sha256sums'] -and $old.sha256sums -eq $sums
+        } catch {
+            $receiptCurrent = $false  # unreadable: written anew
+        }
     }
     if (($changed.Count -gt 0 -or -not $receiptCurrent) -and $PSCmdlet.ShouldProcess($ReceiptPath, 'Write the receipt of this install')) {
         $receipt = [ordered]@{
@@ -620,6 +641,8 @@ try {
         Write-Output 'server: nobody is logged on; the server starts at the next logon'
     } elseif (Test-ServerAnswer -Seconds 1) {
         Write-Output "server: http://${BundleName}:$BundlePort/ already answers"
+    } elseif (@(Get-BundleProcess).Count -gt 0) {
+        Write-Warning "server: a launcher already runs but http://${BundleName}:$BundlePort/ does not answer; see the user's %LOCALAPPDATA%\gen-bundle\$BundleName\launcher.log"
     } elseif ($PSCmdlet.ShouldProcess("$TaskFolder$TaskName", "Start the task for $($users -join ', ')")) {
         Start-ScheduledTask -TaskName $TaskName -TaskPath $TaskFolder
         if (Test-ServerAnswer -Seconds $ProbeSeconds) {

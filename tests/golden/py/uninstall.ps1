@@ -292,6 +292,7 @@ function Stop-BundleProcess {
     param([object[]]$Process)
     foreach ($process in $Process) {
         Stop-Process -Id $process.ProcessId -Force -ErrorAction SilentlyContinue
+        Wait-Process -Id $process.ProcessId -Timeout 10 -ErrorAction SilentlyContinue
         if (Get-Process -Id $process.ProcessId -ErrorAction SilentlyContinue) {
             Write-Warning "could not stop $($process.Name) (process $($process.ProcessId))"
         } else {
@@ -304,26 +305,47 @@ function Get-OurTask {
     return @(Get-ScheduledTask -TaskPath $TaskFolder -ErrorAction SilentlyContinue | Where-Object { $_.TaskName -eq $TaskName })
 }
 
+function Protect-StateDirectory {
+    # %ProgramData% lets users create folders (and own them): %ProgramData%\gen-bundle and
+    # its bundle folder get Administrators as owner, and SYSTEM and administrators alone
+    # may write there; users may read. A link planted there is refused.
+    foreach ($folder in @((Split-Path -Parent $StateDir), $StateDir)) {
+        if ((Test-Path -LiteralPath $folder) -and ((Get-Item -LiteralPath $folder -Force).Attributes -band [IO.FileAttributes]::ReparsePoint)) {
+            throw "$folder is a link (junction or symbolic link), which gen-bundle does not write through; remove it"
+        }
+        [void][IO.Directory]::CreateDirectory($folder)
+        $security = New-Object System.Security.AccessControl.DirectorySecurity
+        $security.SetOwner((New-Object System.Security.Principal.SecurityIdentifier('S-1-5-32-544')))
+        $security.SetAccessRuleProtection($true, $false)
+        foreach ($grant in @(@('S-1-5-18', 'FullControl'), @('S-1-5-32-544', 'FullControl'), @('S-1-5-32-545', 'ReadAndExecute'))) {
+            $identity = New-Object System.Security.Principal.SecurityIdentifier($grant[0])
+            $rule = New-Object System.Security.AccessControl.FileSystemAccessRule($identity, $grant[1], 'ContainerInherit, ObjectInherit', 'None', 'Allow')
+            $security.AddAccessRule($rule)
+        }
+        Set-Acl -LiteralPath $folder -AclObject $security
+    }
+}
+
 $elevated = Test-Elevated
 if (-not $elevated -and -not $WhatIfPreference) {
     Stop-Bundle $ExitNotAdmin 'uninstall.ps1 must run elevated. Nothing was changed.'
 }
 $transcript = $false
-$logDir = Join-Path $StateDir 'logs'
-if ((Test-Path -LiteralPath $StateDir) -and -not $WhatIfPreference -and $PSCmdlet.ShouldProcess($logDir, 'Write the log of this run')) {
-    [void][IO.Directory]::CreateDirectory($logDir)
-    Start-Transcript -LiteralPath (Join-Path $logDir ('uninstall-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.log')) -Append | Out-Null
-    $transcript = $true
-}
-
 try {
+    $logDir = Join-Path $StateDir 'logs'
+    if ((Test-Path -LiteralPath $StateDir) -and -not $WhatIfPreference -and $PSCmdlet.ShouldProcess($logDir, 'Write the log of this run')) {
+        Protect-StateDirectory
+        [void][IO.Directory]::CreateDirectory($logDir)
+        Start-Transcript -LiteralPath (Join-Path $logDir ('uninstall-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.log')) -Append | Out-Null
+        $transcript = $true
+    }
     if (-not $elevated) {
         Write-Warning 'Not elevated: this shows what would change; the uninstall itself needs an elevated prompt.'
     }
     $hostsBefore = Read-HostsText
     $hostsAfter = Set-HostsBlock -Text $hostsBefore -Block @()
 
-    $task = Get-OurTask
+    $task = @(Get-OurTask)
     if ($task.Count -eq 0) {
         Write-Output "task: $TaskFolder$TaskName is not registered"
     } elseif ($task[0].Author -ne 'gen-bundle' -and -not $Force) {
@@ -364,7 +386,17 @@ try {
     if (-not (Test-Path -LiteralPath $InstallDir)) {
         Write-Output "files: $InstallDir is not there"
     } elseif ($PSCmdlet.ShouldProcess($InstallDir, 'Delete the folder and the files in it')) {
-        Remove-Item -LiteralPath $InstallDir -Recurse -Force
+        for ($attempt = 1; ; $attempt++) {
+            try {
+                Remove-Item -LiteralPath $InstallDir -Recurse -Force
+                break
+            } catch {
+                if ($attempt -ge 5) {
+                    throw
+                }
+                Start-Sleep -Seconds 1  # a process that was just stopped may still hold the folder
+            }
+        }
         Write-Output "files: deleted $InstallDir"
     }
     if ((Test-Path -LiteralPath $InstallRoot) -and @(Get-ChildItem -LiteralPath $InstallRoot -Force).Count -eq 0 -and
