@@ -102,19 +102,7 @@ OPTION_FLAGS = {
 )
 @click.option("--force", is_flag=True, help="Replace a bundle that an earlier run wrote to --out.")
 @click.version_option(__version__, "--version", prog_name="gen-bundle", message="%(prog)s %(version)s")
-def main(
-    ip: str,
-    name: str,
-    port: int,
-    notebook_dir: str,
-    python: str,
-    auth: str,
-    window: str,
-    scope: str,
-    user: str | None,
-    out: str,
-    force: bool,
-) -> None:
+def main(out: str, force: bool, **inputs: object) -> None:
     """Render a Windows deployment bundle that runs a Jupyter notebook server at http://NAME/.
 
     The bundle (a launcher, a Task Scheduler task, a hosts-file block,
@@ -124,10 +112,7 @@ def main(
     from .api import generate  # lazily: --help and --version need none of it
 
     try:
-        path = generate(
-            ip=ip, name=name, port=port, notebook_dir=notebook_dir, python=python,
-            auth=auth, window=window, scope=scope, user=user, out=out, force=force,
-        )
+        path = generate(out=out, force=force, **inputs)
     except InvalidValue as exc:
         raise click.BadParameter(str(exc), param_hint=f"'{OPTION_FLAGS[exc.param]}'") from None
     except GenBundleError as exc:
