@@ -130,7 +130,6 @@ def render(spec: BundleSpec) -> dict[str, bytes]:
         "files": bundle_files(spec),
     }
     files[BUNDLE_JSON] = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    files[SHA256SUMS] = "".join(
-        f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items())
-    ).encode("ascii")
+    sha[BUNDLE_JSON] = hashlib.sha256(files[BUNDLE_JSON]).hexdigest()
+    files[SHA256SUMS] = "".join(f"{sha[name]}  {name}\n" for name in sorted(sha)).encode("ascii")
     return dict(sorted(files.items()))

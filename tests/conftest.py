@@ -31,6 +31,24 @@ def need(ok: object, reason: str) -> None:
 CANONICAL = {"ip": "127.0.0.13", "name": "py"}
 
 
+def render_bundle(**inputs) -> dict[str, bytes]:
+    """The bundle for the canonical inputs, with any of them changed."""
+    return render(build_spec(**{**CANONICAL, **inputs}))
+
+
+def python_constants(source: bytes) -> dict[str, object]:
+    """Top-level ``NAME = <literal>`` assignments of a Python file, read by Python's parser."""
+    import ast
+
+    tree = ast.parse(source.decode("utf-8"))
+    compile(tree, "<bundle>", "exec")
+    return {
+        node.targets[0].id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.targets[0], ast.Name)
+    }
+
+
 @pytest.fixture(scope="session")
 def canonical_files() -> dict[str, bytes]:
     return render(build_spec(**CANONICAL))

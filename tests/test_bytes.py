@@ -102,14 +102,7 @@ def test_bundle_json_inputs_rebuild_the_same_bundle(canonical_files):
 
 
 def test_server_config_is_python_that_compiles(canonical_files):
-    import ast
+    from conftest import python_constants
 
-    source = canonical_files["start-py.config.py"].decode("utf-8")
-    tree = ast.parse(source)
-    compile(tree, "start-py.config.py", "exec")
-    constants = {
-        node.targets[0].id: node.value.value
-        for node in tree.body
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.targets[0], ast.Name)
-    }
+    constants = python_constants(canonical_files["start-py.config.py"])
     assert constants["NAME"] == "py" and constants["URL"] == "http://py/" and constants["AUTH"] == "token"

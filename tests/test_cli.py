@@ -117,7 +117,7 @@ def test_refusal_exits_2_names_value_and_rule_and_writes_nothing(tmp_path, flag,
     if state == "previous-bundle":
         assert run(*OK, out=out).exit_code == 0
     before = snapshot(tmp_path)
-    args = [a for a in OK if True]
+    args = list(OK)
     if flag in args:
         args[args.index(flag) + 1] = value
     else:

@@ -78,11 +78,7 @@ ALL_SCRIPTS = ["install.ps1", "uninstall.ps1", "detect.ps1"]
 SCOPES = [{}, {"scope": "user", "user": "CONTOSO\\alice"}, {"python": "%LOCALAPPDATA%\\Py\\python.exe"}]
 
 
-def bundle(**inputs):
-    from generator.render import render
-    from generator.spec import build_spec
-
-    return render(build_spec(ip="127.0.0.13", name="py", **inputs))
+from conftest import render_bundle as bundle  # noqa: E402
 
 
 @pytest.mark.parametrize("inputs", SCOPES, ids=["machine", "user", "per-user-python"])
@@ -140,11 +136,7 @@ def test_bundle_values_appear_only_as_single_quoted_literals(grammars, script, s
     inputs = dict(SENTINELS)
     if scope == "user":
         inputs.update(scope="user", user="SENTINELDOM\\sentineluser")
-    files = bundle(**inputs) if False else None
-    from generator.render import render
-    from generator.spec import build_spec
-
-    files = render(build_spec(**inputs))
+    files = bundle(**inputs)
     tree = grammars["tree-sitter-pwsh"].parse(pwsh.script_text(files[script]))
     sentinels = ["zqxwvname", "127.99.88.77", "54321", "SentinelPy", "SentinelNotebooks", "SENTINELDOM", "sentineluser"]
     assert pwsh.literal_violations(tree, sentinels) == []

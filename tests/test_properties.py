@@ -16,6 +16,7 @@ from generator.render import render
 from generator.spec import build_spec
 from generator.winpath import ENV_BASES, RESERVED_NAMES
 
+from conftest import python_constants
 from support import pwsh
 
 # Characters Windows allows in a name, weighted towards the ones that mean
@@ -121,14 +122,7 @@ def test_every_file_parses_and_gives_back_the_inputs(
     assert files["hosts.txt"].decode("ascii").split("\r\n")[1] == f"{ip} {spec.name}"
 
     # The server's Python config: compiles, and its constants read back.
-    import ast
-
-    tree = ast.parse(files[spec.config_file].decode("utf-8"))
-    constants = {
-        node.targets[0].id: node.value.value
-        for node in tree.body
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.targets[0], ast.Name)
-    }
+    constants = python_constants(files[spec.config_file])
     assert (constants["NAME"], constants["URL"], constants["AUTH"]) == (spec.name, spec.url, auth)
 
     # README: each value is one Markdown code span holding exactly that value.

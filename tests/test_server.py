@@ -271,10 +271,8 @@ def test_the_server_ends_when_its_launcher_is_gone(wine, tmp_path, notebook_avai
     spec = build_spec(ip="127.0.0.13", name="py")
     replay = replay_of(wine, tmp_path, spec)
     probe = f"http://{replay.ip}:{replay.port}/api"
-    env = {**replay.env}
-    argv = [a.replace("--ServerApp.local_hostnames=py", f"--ServerApp.local_hostnames=py") for a in replay.argv]
     proc = subprocess.run(
-        [sys.executable, "-c", SUPERVISOR, json.dumps([argv, env, probe])],
+        [sys.executable, "-c", SUPERVISOR, json.dumps([replay.argv, replay.env, probe])],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
+from conftest import render_bundle
+
 NS = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
 
 
@@ -13,11 +15,7 @@ def parse(data: bytes):
 
 
 def task_for(**inputs) -> bytes:
-    from generator.render import render
-    from generator.spec import build_spec
-
-    spec = build_spec(ip="127.0.0.13", name="py", **inputs)
-    return render(spec)[spec.task_file]
+    return render_bundle(**inputs)["py.task.xml"]
 
 
 @pytest.mark.parametrize("window", ["hidden", "minimized"])

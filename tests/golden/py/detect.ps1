@@ -83,6 +83,19 @@ function Test-Elevated {
     return $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
 }
 
+function Confirm-Elevated {
+    # Changes need an elevated prompt; -WhatIf only looks, and runs without one.
+    param([string]$Script)
+    $elevated = Test-Elevated
+    if (-not $elevated -and -not $WhatIfPreference) {
+        Stop-Bundle $ExitNotAdmin "$Script must run elevated (Run as administrator, or as a computer startup script). Nothing was changed."
+    }
+    if (-not $elevated) {
+        Write-Warning "Not elevated: this shows what would change; $Script itself needs an elevated prompt."
+    }
+    return $elevated
+}
+
 function Read-HostsText {
     if (-not (Test-Path -LiteralPath $HostsPath -PathType Leaf)) {
         return ''

@@ -117,6 +117,19 @@ function Test-Elevated {
     return $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
 }
 
+function Confirm-Elevated {
+    # Changes need an elevated prompt; -WhatIf only looks, and runs without one.
+    param([string]$Script)
+    $elevated = Test-Elevated
+    if (-not $elevated -and -not $WhatIfPreference) {
+        Stop-Bundle $ExitNotAdmin "$Script must run elevated (Run as administrator, or as a computer startup script). Nothing was changed."
+    }
+    if (-not $elevated) {
+        Write-Warning "Not elevated: this shows what would change; $Script itself needs an elevated prompt."
+    }
+    return $elevated
+}
+
 function Read-HostsText {
     if (-not (Test-Path -LiteralPath $HostsPath -PathType Leaf)) {
         return ''
@@ -478,10 +491,7 @@ function Test-ServerAnswer {
 }
 
 Test-BundleIntegrity
-$elevated = Test-Elevated
-if (-not $elevated -and -not $WhatIfPreference) {
-    Stop-Bundle $ExitNotAdmin 'install.ps1 must run elevated (Run as administrator, or as a computer startup script). Nothing was changed.'
-}
+$elevated = Confirm-Elevated -Script 'install.ps1'
 $transcript = $false
 try {
     $logDir = Join-Path $StateDir 'logs'
@@ -491,9 +501,6 @@ try {
         Get-ChildItem -LiteralPath $logDir -Filter 'install-*.log' | Sort-Object Name -Descending | Select-Object -Skip ($KeepLogs - 1) | Remove-Item -Force
         Start-Transcript -LiteralPath (Join-Path $logDir ('install-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.log')) -Append | Out-Null
         $transcript = $true
-    }
-    if (-not $elevated) {
-        Write-Warning 'Not elevated: this shows what would change; the install itself needs an elevated prompt.'
     }
 
     # ---- Preflight: decide everything before changing anything ----
@@ -564,12 +571,12 @@ try {
 
     # ---- Changes ----
     $changed = @()
-    $replacing = @($InstalledFiles | Where-Object {
+    $stale = @($InstalledFiles | Where-Object {
         $target = Join-Path $InstallDir $_
-        (Test-Path -LiteralPath $target -PathType Leaf) -and
+        -not (Test-Path -LiteralPath $target -PathType Leaf) -or
             ((Get-FileHash -LiteralPath $target -Algorithm SHA256).Hash -ne (Get-FileHash -LiteralPath (Join-Path $PSScriptRoot $_) -Algorithm SHA256).Hash)
     })
-    if ($replacing.Count -gt 0) {
+    if (@($stale | Where-Object { Test-Path -LiteralPath (Join-Path $InstallDir $_) }).Count -gt 0) {
         # cmd.exe reads a running batch file by offset: never change it under a running launcher.
         $running = @(Get-BundleProcess)
         if ($running.Count -gt 0 -and $PSCmdlet.ShouldProcess("$($running.Count) launcher and server processes", 'Stop them before their files are replaced')) {
@@ -577,15 +584,12 @@ try {
         }
     }
     foreach ($file in $InstalledFiles) {
-        $source = Join-Path $PSScriptRoot $file
         $target = Join-Path $InstallDir $file
-        $same = (Test-Path -LiteralPath $target -PathType Leaf) -and
-            ((Get-FileHash -LiteralPath $target -Algorithm SHA256).Hash -eq (Get-FileHash -LiteralPath $source -Algorithm SHA256).Hash)
-        if ($same) {
+        if ($stale -notcontains $file) {
             Write-Output "files: $target is already in place"
         } elseif ($PSCmdlet.ShouldProcess($target, "Copy $file")) {
             [void][IO.Directory]::CreateDirectory($InstallDir)
-            Copy-Item -LiteralPath $source -Destination $target -Force
+            Copy-Item -LiteralPath (Join-Path $PSScriptRoot $file) -Destination $target -Force
             Write-Output "files: copied $file to $target"
             $changed += "file $target"
         }

@@ -107,6 +107,19 @@ function Test-Elevated {
     return $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
 }
 
+function Confirm-Elevated {
+    # Changes need an elevated prompt; -WhatIf only looks, and runs without one.
+    param([string]$Script)
+    $elevated = Test-Elevated
+    if (-not $elevated -and -not $WhatIfPreference) {
+        Stop-Bundle $ExitNotAdmin "$Script must run elevated (Run as administrator, or as a computer startup script). Nothing was changed."
+    }
+    if (-not $elevated) {
+        Write-Warning "Not elevated: this shows what would change; $Script itself needs an elevated prompt."
+    }
+    return $elevated
+}
+
 function Read-HostsText {
     if (-not (Test-Path -LiteralPath $HostsPath -PathType Leaf)) {
         return ''
@@ -326,10 +339,7 @@ function Protect-StateDirectory {
     }
 }
 
-$elevated = Test-Elevated
-if (-not $elevated -and -not $WhatIfPreference) {
-    Stop-Bundle $ExitNotAdmin 'uninstall.ps1 must run elevated. Nothing was changed.'
-}
+$null = Confirm-Elevated -Script 'uninstall.ps1'
 $transcript = $false
 try {
     $logDir = Join-Path $StateDir 'logs'
@@ -338,9 +348,6 @@ try {
         [void][IO.Directory]::CreateDirectory($logDir)
         Start-Transcript -LiteralPath (Join-Path $logDir ('uninstall-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.log')) -Append | Out-Null
         $transcript = $true
-    }
-    if (-not $elevated) {
-        Write-Warning 'Not elevated: this shows what would change; the uninstall itself needs an elevated prompt.'
     }
     $hostsBefore = Read-HostsText
     $hostsAfter = Set-HostsBlock -Text $hostsBefore -Block @()
