@@ -31,12 +31,20 @@ LAUNCHER_GONE_EXIT = 86
 # Restart back-off of the launcher, in seconds: first wait, and the cap.
 BACKOFF_FIRST = 5
 BACKOFF_CAP = 300
+# How often a second launcher of the same user checks whether the first has ended.
+LOCK_RETRY = 60
 # A server that ran this long resets the back-off to BACKOFF_FIRST.
 STABLE_AFTER = 60
 # How long install.ps1 waits for a server it started to answer.
 PROBE_SECONDS = 30
+# install.ps1's exit code when it installed, but the server did not answer for a logged-on user.
+EXIT_NO_ANSWER = 5
+# How many of the last lines of a user's launcher.log install.ps1 prints when it exits EXIT_NO_ANSWER.
+LOG_TAIL_LINES = 15
 # Launcher log size at which it is rotated (one old copy is kept).
 LOG_ROTATE_BYTES = 1024 * 1024
+# The server's output within one run: past this size server.log moves to server.1.log.
+SERVER_LOG_BYTES = 1024 * 1024
 
 INSTALL_ROOT = WinPath("ProgramFiles", "gen-bundle")
 TASK_FOLDER = "\\gen-bundle\\"
@@ -113,9 +121,10 @@ class BundleSpec:
         """What the task starts. Task Scheduler expands the %variables%.
 
         hidden: conhost.exe --headless gives cmd.exe a console that is never
-        shown, and the task stays Running while the launcher runs.
-        minimized: cmd.exe's start /min opens the launcher in a minimized
-        window; the task itself ends at once.
+        shown, and the task stays Running for as long as the launcher runs.
+        minimized: cmd.exe, whose ``start /min`` opens the launcher in a
+        minimized window; the task itself ends at once. It avoids conhost's
+        undocumented --headless, which some security tools flag.
         """
         if self.window == "hidden":
             return "%SystemRoot%\\System32\\conhost.exe"
@@ -123,10 +132,32 @@ class BundleSpec:
 
     @property
     def task_arguments(self) -> str:
-        launcher = f'/d /c ""{self.launcher_path}""'
+        """The arguments hold no quote and no field with a space.
+
+        conhost splits its own command line with CommandLineToArgvW and joins
+        what follows its switches into the client's command line: older
+        versions join the fields as they are (quotes are lost), newer ones put
+        quotes around a field with a space. No quoting survives both, so the
+        launcher is named relative to the task's working directory (the
+        install folder). ``.\\`` makes it a path: cmd.exe may read a command
+        word that begins with a built-in's name (``start-py.bat``) as that
+        built-in. ``start`` gets no title: a title must be quoted.
+        """
+        launcher = f"%SystemRoot%\\System32\\cmd.exe /d /c .\\{self.launcher_file}"
         if self.window == "hidden":
-            return f"--headless %SystemRoot%\\System32\\cmd.exe {launcher}"
-        return f'/d /c start "gen-bundle {self.name}" /min %SystemRoot%\\System32\\cmd.exe {launcher}'
+            return f"--headless {launcher}"
+        return f"/d /c start /min {launcher}"
+
+    @property
+    def task_working_directory(self) -> WinPath:
+        """The install folder: the launcher's relative name is looked up there."""
+        return self.install_dir
+
+    @property
+    def watch_depth(self) -> int:
+        """How many processes above the server its watchdog watches: the
+        launcher's cmd.exe, and (hidden) conhost.exe, the task's own process."""
+        return 2 if self.window == "hidden" else 1
 
     @property
     def log_dir(self) -> WinPath:

@@ -7,11 +7,12 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
 from generator.render import render
-from generator.spec import BACKOFF_FIRST, LAUNCHER_GONE_EXIT, build_spec
+from generator.spec import BACKOFF_FIRST, LAUNCHER_GONE_EXIT, LOCK_RETRY, build_spec
 
 from conftest import need
 from support.wine import WINE_OEM_CODEPAGE
@@ -46,7 +47,7 @@ class Installed:
 
     def __init__(self, wine, spec, *, stub: bool = True) -> None:
         self.wine, self.spec = wine, spec
-        files = render(spec)
+        self.files = files = render(spec)
         self.bat = wine.expand(str(spec.launcher_path))
         self.config = wine.expand(str(spec.config_path))
         for name, windows in ((spec.launcher_file, self.bat), (spec.config_file, self.config)):
@@ -138,7 +139,7 @@ def test_restarts_with_backoff_after_the_server_exits(wine):
 def test_missing_python_is_reported_and_retried_with_backoff(wine):
     spec = build_spec(ip="127.0.0.13", name="py", python=r"C:\Missing Python\python.exe")
     site = Installed(wine, spec, stub=False)
-    wine.run_bat_until(site.bat, lambda: site.log().count("python.exe not found") >= 2)
+    wine.run_bat_until(site.bat, lambda: "waiting 10 s" in site.log())
     log = site.log()
     assert log.count('ERROR: python.exe not found: "C:\\Missing Python\\python.exe". Fix: install Python') == 2
     assert "waiting 5 s before the next start" in log
@@ -192,6 +193,55 @@ def test_launcher_log_is_rotated_at_one_mebibyte(wine):
     wine.run_bat(site.bat, plan=GONE)
     assert (site.log_dir / "launcher.log.1").stat().st_size == 1_100_000
     assert (site.log_dir / "launcher.log").stat().st_size < 4096
+
+
+@pytest.mark.wine
+def test_a_second_launcher_of_the_same_user_waits_and_then_takes_over(wine):
+    """The first launcher's server runs 8 s; a second launcher started meanwhile starts no
+    server, says why, and starts one once the first launcher has ended."""
+    spec = build_spec(ip="127.0.0.13", name="py")
+    site = Installed(wine, spec)
+    host_bat = wine.host_path(site.bat)
+    data = host_bat.read_bytes()
+    retry = f"set /a PINGS={LOCK_RETRY}+1".encode()
+    assert data.count(retry) == 1
+    host_bat.write_bytes(data.replace(retry, b"set /a PINGS=2+1"))  # retry every 2 s, not every minute
+    env = wine._bat_env(0, f"8:{GONE},stay")
+    first = subprocess.Popen(["wine", "cmd", "/d", "/c", site.bat], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not wine.starts() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(wine.starts()) == 1, site.log()
+        second = subprocess.Popen(["wine", "cmd", "/d", "/c", site.bat], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while len(wine.starts()) < 2 and time.monotonic() < deadline and second.poll() is None:
+            time.sleep(0.2)
+    finally:
+        subprocess.run(["wineserver", "-k"], env=wine.env, check=False)
+        first.wait(timeout=30)
+    starts = wine.starts()
+    log = site.log()
+    assert len(starts) == 2, log
+    assert starts[1].time_ms - starts[0].time_ms >= 8000  # not while the first server ran
+    assert log.count("another launcher for http://py/ already runs for") == 1, log
+    assert log.index("already runs") < log.index("the task was stopped; the launcher ends") < log.index("takes over")
+    assert log.count("starting the notebook server") == 2
+
+
+@pytest.mark.wine
+def test_a_missing_install_folder_ends_the_launcher_with_its_reason(wine):
+    """Run from anywhere but its install folder (here: it was removed), the launcher stops at once."""
+    spec = build_spec(ip="127.0.0.13", name="py")
+    site = Installed(wine, spec)
+    elsewhere = "C:\\stray\\" + spec.launcher_file
+    wine.host_path(elsewhere).parent.mkdir(parents=True, exist_ok=True)
+    wine.host_path(elsewhere).write_bytes(site.files[spec.launcher_file])
+    shutil.rmtree(wine.host_path(site.bat).parent)
+    result = wine.run_bat(elsewhere)
+    assert result.exit_code == 3
+    assert result.starts == []
+    assert 'ERROR: cannot change to the install folder "C:\\Program Files\\gen-bundle\\py"; the launcher ends.' in site.log()
 
 
 def blinter_errors(tmp_path, name: str, data: bytes) -> list[dict]:

@@ -51,7 +51,9 @@ class Replay:
         return self.home / "roaming" / "Microsoft" / "Windows" / "Start Menu" / "Programs" / self.spec.shortcut_name
 
     def start(self, log_name: str = "server.log") -> subprocess.Popen:
-        log = open(self.home / log_name, "ab")
+        """Start the server as the launcher does: its output to a file in the user's log folder."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        log = open(self.state / log_name, "ab")
         proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self.processes.append(proc)
         return proc
@@ -59,7 +61,7 @@ class Replay:
     def wait_ready(self, proc, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert proc.poll() is None, (self.home / "server.log").read_text()
+            assert proc.poll() is None, (self.state / "server.log").read_text()
             try:
                 if request(self, "GET", "/api", host=self.spec.name).status == 200:
                     return
@@ -173,8 +175,8 @@ def test_the_owner_gets_in_and_nobody_else(wine, tmp_path, notebook_available):
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         assert token not in " ".join(replay.argv)
         assert token.encode() not in Path(f"/proc/{server.pid}/cmdline").read_bytes()
-        assert token not in (tmp_path / "server.log").read_text()
-        assert "http://py/?token=..." in (tmp_path / "server.log").read_text()  # the friendly URL, masked
+        assert token not in (replay.state / "server.log").read_text()
+        assert "http://py/?token=..." in (replay.state / "server.log").read_text()  # the friendly URL, masked
         shortcut = replay.shortcut.read_bytes()
         assert shortcut == f"[InternetShortcut]\r\nURL=http://py/?token={token}\r\n".encode()
 
@@ -212,7 +214,7 @@ def test_the_owner_gets_in_and_nobody_else(wine, tmp_path, notebook_available):
         # A second server on the same port exits non-zero instead of moving to another port.
         second = replay.start("second.log")
         assert second.wait(timeout=60) != 0
-        assert "is not available" in (tmp_path / "second.log").read_text()
+        assert "is not available" in (replay.state / "second.log").read_text()
 
         # The owner stays signed in across a restart of the server.
         server.terminate()
@@ -236,7 +238,38 @@ def test_auth_none_serves_everyone(wine, tmp_path, notebook_available):
         assert request(replay, "GET", "/api/contents", host="py").status == 200
         assert not (replay.state / "token").exists()
         assert replay.shortcut.read_bytes() == b"[InternetShortcut]\r\nURL=http://py/\r\n"
-        assert "sign-in is OFF" in (tmp_path / "server.log").read_text()
+        assert "sign-in is OFF" in (replay.state / "server.log").read_text()
+    finally:
+        replay.stop_all()
+
+
+@pytest.mark.wine
+def test_the_server_output_stays_under_its_cap_while_it_runs(wine, tmp_path, notebook_available):
+    """Within one run, server.log never passes the cap; the older part moves to server.1.log."""
+    from generator.spec import SERVER_LOG_BYTES
+
+    spec = build_spec(ip="127.0.0.13", name="py")
+    replay = replay_of(wine, tmp_path, spec)
+    config = Path(next(arg for arg in replay.argv if arg.startswith("--config=")).split("=", 1)[1])
+    cap = 20_000
+    text = config.read_text()
+    assert text.count(f"SERVER_LOG_BYTES = {SERVER_LOG_BYTES}\n") == 1
+    config.write_text(text.replace(f"SERVER_LOG_BYTES = {SERVER_LOG_BYTES}\n", f"SERVER_LOG_BYTES = {cap}\n"))
+    log, older = replay.state / "server.log", replay.state / "server.1.log"
+    try:
+        server = replay.start()
+        replay.wait_ready(server)
+        sizes = []
+        for i in range(600):  # each 404 is logged as a warning of about 100 bytes
+            assert request(replay, "GET", f"/no-such-page-{i}", host="py").status == 404
+            sizes.append(log.stat().st_size)
+        time.sleep(1)
+        assert server.poll() is None
+        assert request(replay, "GET", "/api", host="py").status == 200
+        assert max(sizes) <= cap
+        assert 0 < older.stat().st_size <= cap
+        assert "/no-such-page-599" in log.read_text() + older.read_text()
+        print(f"\nserver.log sizes with a {cap}-byte cap: max {max(sizes)}, server.1.log {older.stat().st_size}")
     finally:
         replay.stop_all()
 

@@ -8,7 +8,8 @@
  * checked, then exits.
  *
  * %STUB_PLAN% is what successive starts do, comma-separated: a number is an
- * exit code, "stay" sleeps for two minutes (a server that stays up). The
+ * exit code, "stay" sleeps for two minutes (a server that stays up), "S:N"
+ * runs for S seconds and then exits with N. The
  * start count is kept in %STUB_LOG%.count. Without a plan: exit %STUB_EXIT%.
  * %STUB_SAY%, when set, is printed to stderr too (a message of the real server). */
 #include <windows.h>
@@ -64,6 +65,7 @@ int main(void) {
         char *step = strtok(plan, ",");
         for (int i = 0; step && i < number; i++) step = strtok(NULL, ",");
         if (step && strcmp(step, "stay") == 0) { Sleep(120000); return 0; }
+        if (step && strchr(step, ':')) { Sleep(1000 * (DWORD)atoi(step)); return atoi(strchr(step, ':') + 1); }
         return step ? atoi(step) : 0;
     }
     const char *code = getenv("STUB_EXIT");

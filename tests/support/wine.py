@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 
 STUB_SOURCE = Path(__file__).with_name("python_stub.c")
+CHAIN_HELPER_SOURCE = Path(__file__).with_name("chain_helper.c")
 WINE_OEM_CODEPAGE = "cp437"
 
 
@@ -55,10 +56,56 @@ class Wine:
             ["x86_64-w64-mingw32-gcc", "-O2", "-o", str(self.stub), str(STUB_SOURCE), "-lshell32"],
             check=True,
         )
+        self.chain_helper = root / "chain_helper.exe"
+        subprocess.run(
+            ["x86_64-w64-mingw32-gcc", "-O2", "-municode", "-o", str(self.chain_helper), str(CHAIN_HELPER_SOURCE),
+             "-lshell32"],
+            check=True,
+        )
         # Creating the prefix takes a few seconds; do it once, up front.
         subprocess.run(["wine", "cmd", "/c", "exit 0"], env=self.env, check=True, capture_output=True, timeout=180)
         self.drive_c = self.prefix / "drive_c"
         self.user_home = self.drive_c / "users" / os.environ.get("USER", "root")
+
+    def windows_path(self, path: Path) -> str:
+        """A Linux path as wine's programs name it (drive Z: is /)."""
+        return "Z:" + str(path).replace("/", "\\")
+
+    def environment(self) -> dict[str, str]:
+        """The variables wine's processes see, as cmd's ``set`` lists them."""
+        proc = subprocess.run(["wine", "cmd", "/c", "set"], env=self.env, capture_output=True, check=True, timeout=60)
+        pairs = (line.split("=", 1) for line in proc.stdout.decode("utf-8", "replace").splitlines() if "=" in line)
+        return {name: value.rstrip("\r") for name, value in pairs}
+
+    def split_command_line(self, line: str) -> list[str]:
+        """Windows' CommandLineToArgvW, run in wine on ``line`` exactly."""
+        source, fields = self.root / "split.in", self.root / "split.out"
+        source.write_bytes(line.encode("utf-8"))
+        subprocess.run(
+            ["wine", str(self.chain_helper), "split", self.windows_path(source), self.windows_path(fields)],
+            env=self.env, check=True, capture_output=True, timeout=60,
+        )
+        return [part.decode("utf-8") for part in fields.read_bytes().split(b"\0")[:-1]]
+
+    def _line_argv(self, directory: str, line: str) -> list[str]:
+        source = self.root / "run.in"
+        source.write_bytes(f"{directory}\n{line}".encode("utf-8"))
+        return ["wine", str(self.chain_helper), "run", self.windows_path(source)]
+
+    def run_line(self, directory: str, line: str, *, plan: str | None = None, timeout: float = 60) -> BatRun:
+        """Start ``line`` with CreateProcessW exactly as written, in ``directory``, and wait."""
+        proc = subprocess.run(
+            self._line_argv(directory, line), env=self._bat_env(0, plan), capture_output=True, timeout=timeout
+        )
+        return BatRun(proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", "replace"), self.starts())
+
+    def run_line_until(self, directory: str, line: str, done, *, plan: str | None = None, timeout: float = 90) -> BatRun:
+        """The same for a line that never ends by itself: until ``done()``, then end wine.
+
+        The line's own process may end first (``start`` without /wait leaves its child
+        running): then its children get 20 s more.
+        """
+        return self._run_until(self._line_argv(directory, line), done, plan=plan, say=None, timeout=timeout, grace=20)
 
     def close(self) -> None:
         subprocess.run(["wineserver", "-k"], env=self.env, check=False)
@@ -135,17 +182,26 @@ class Wine:
         self, bat: str, done, *, plan: str | None = None, say: str | None = None, timeout: float = 90
     ) -> BatRun:
         """Run a launcher that never ends by itself until ``done()`` is true, then end wine."""
+        return self._run_until(["wine", "cmd", "/d", "/c", bat], done, plan=plan, say=say, timeout=timeout)
+
+    def _run_until(
+        self, argv: list[str], done, *, plan: str | None, say: str | None, timeout: float, grace: float = 0
+    ) -> BatRun:
         import time
 
         proc = subprocess.Popen(
-            ["wine", "cmd", "/d", "/c", bat],
+            argv,
             env=self._bat_env(0, plan, say),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         try:
-            while not done() and time.monotonic() < deadline and proc.poll() is None:
+            ended = False
+            while not done() and time.monotonic() < deadline:
+                if not ended and proc.poll() is not None:
+                    ended = True
+                    deadline = min(deadline, time.monotonic() + grace)
                 time.sleep(0.2)
         finally:
             subprocess.run(["wineserver", "-k"], env=self.env, check=False)

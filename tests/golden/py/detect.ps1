@@ -16,6 +16,13 @@ both Intune and SCCM read as "not detected"):
 
 -Verbose says which check failed.
 
+What it proves, and what it does not: that this bundle's files, task, hosts block and receipt
+are on the machine. It does not prove that the task starts the launcher, or that any user's
+server answers: servers run per user, from their logon on, and a detection script runs as
+SYSTEM, often with nobody logged on. install.ps1 checks that (exit code 5 when the server
+of a logged-on user does not answer), and each user's
+%LOCALAPPDATA%\gen-bundle\py\launcher.log says what happened at their logon.
+
 .EXAMPLE
 powershell.exe -NoProfile -ExecutionPolicy Bypass -File .\detect.ps1 -Verbose
 #>
@@ -64,6 +71,7 @@ $ReceiptPath    = Join-Path $StateDir 'receipt.json'
 $ExitTampered  = 2     # a file differs from SHA256SUMS: the bundle changed after review
 $ExitNotAdmin  = 3     # not run elevated
 $ExitPreflight = 4     # a check before any change failed; nothing was changed
+$ExitNoAnswer  = 5     # installed, but the server did not answer for the user who is logged on
 $ExitFailure   = 1603  # anything else (the Windows Installer code for a fatal error)
 
 # Latin-1 maps every byte to one character and back, so the hosts file's bytes
@@ -266,13 +274,22 @@ function Test-ServerCommandLine {
     return $true
 }
 
+function Test-LauncherCommandLine {
+    # True for conhost.exe and cmd.exe running this bundle's launcher: the task names it
+    # relative to the install folder (its command line ends in ' /c .\<launcher>'), and
+    # an earlier version named it by its full path.
+    param([string]$CommandLine)
+    $line = $CommandLine.TrimEnd()
+    return $line.EndsWith(' /c .\' + $LauncherFile, [StringComparison]::OrdinalIgnoreCase) -or
+        $line.IndexOf((Join-Path $InstallDir $LauncherFile), [StringComparison]::OrdinalIgnoreCase) -ge 0
+}
+
 function Get-BundleProcess {
     # The launchers (conhost.exe and cmd.exe running the installed .bat) first,
     # so that none starts a new server, then the servers.
-    $launcherPath = Join-Path $InstallDir $LauncherFile
     $all = @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'cmd.exe' OR Name = 'conhost.exe' OR Name = 'python.exe'" |
         Where-Object { $null -ne $_.CommandLine })
-    $launchers = @($all | Where-Object { $_.Name -ne 'python.exe' -and $_.CommandLine.IndexOf($launcherPath, [StringComparison]::OrdinalIgnoreCase) -ge 0 })
+    $launchers = @($all | Where-Object { $_.Name -ne 'python.exe' -and (Test-LauncherCommandLine $_.CommandLine) })
     $servers = @($all | Where-Object { $_.Name -eq 'python.exe' -and (Test-ServerCommandLine $_.CommandLine) })
     return @($launchers + $servers)
 }
@@ -322,8 +339,8 @@ function Stop-Bundle {
 }
 
 $ExpectedSha = @{
-    'start-py.bat' = '3bc281a3a9c3d0e4e578e1909e5de2eadc0eb372f73d2ac618e763249aa8bc2b'
-    'start-py.config.py' = '9f25df7a590ecbf39d161dff524f45a0f701f43f0a21a96f6770dda3d0336420'
+    'start-py.bat' = '94f3ea3b7b23cce4722dbd111eaa1d740a5700e243c148ce4e8cfda9ec9baaed'
+    'start-py.config.py' = 'c044c680666a1fed16bfb86123975eb41d201da117318577faf635e48994e2e3'
 }
 $ExpectedHostsLines = @('# BEGIN gen-bundle py', '127.0.0.13 py', '# END gen-bundle py')
 

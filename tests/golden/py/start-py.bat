@@ -5,14 +5,39 @@ rem and the logon task \gen-bundle\py runs it as the user who logs on.
 rem It starts the server, and when the server exits starts it again after a pause that
 rem doubles from 5 s up to 300 s (back to 5 s after a run of 60 s or more).
 rem Log: %LOCALAPPDATA%\gen-bundle\py\launcher.log (starts, exits, problems and their fixes);
-rem the server's own output: server.log there (the previous run's: server.1.log).
+rem the server's own output: server.log there, kept under 1048576 bytes by the server's
+rem config (older output: server.1.log). One launcher runs per user: a second one (a second
+rem session of the same account, a second start of the task) waits until the first has ended.
 rem Every value below is in double quotes; a doubled %% is one literal percent sign.
 rem The next line makes cmd.exe read the rest of this UTF-8 file as UTF-8.
 chcp 65001 >nul
 setlocal EnableExtensions DisableDelayedExpansion
+if not exist "%LOCALAPPDATA%\gen-bundle\py" mkdir "%LOCALAPPDATA%\gen-bundle\py"
 rem Run from the install folder (administrators only) so "python -m" finds no stray module.
 cd /d "%ProgramFiles%\gen-bundle\py"
-if not exist "%LOCALAPPDATA%\gen-bundle\py" mkdir "%LOCALAPPDATA%\gen-bundle\py"
+if /i not "%CD%"=="%ProgramFiles%\gen-bundle\py" goto no_install_dir
+set LOCKED=0
+set WAITING=0
+
+:lock
+rem cmd.exe opens a redirection target for writing and shares it for reading only: while
+rem this launcher runs, launcher.lock stays open and a second launcher cannot open it.
+rem Windows closes it when the launcher ends, however it ends.
+call :locked 9>"%LOCALAPPDATA%\gen-bundle\py\launcher.lock"
+if "%LOCKED%"=="1" exit /b %ERRORLEVEL%
+if "%WAITING%"=="0" >>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% another launcher for http://py/ already runs for %USERNAME%; this one waits until it ends, checking every 60 s
+set WAITING=1
+set /a PINGS=60+1
+"%SystemRoot%\System32\ping.exe" -n %PINGS% 127.0.0.1 >nul
+goto lock
+
+:no_install_dir
+>>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% ERROR: cannot change to the install folder "%ProgramFiles%\gen-bundle\py"; the launcher ends. Fix: run install.ps1 again, or uninstall.ps1 to remove the task.
+exit /b 3
+
+:locked
+set LOCKED=1
+if "%WAITING%"=="1" >>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% the other launcher has ended; this one takes over
 set /a DELAY=5
 
 :start

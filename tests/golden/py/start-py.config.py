@@ -13,10 +13,16 @@ the user's secret: 256 random bits, made on the first start, kept
 opens http://py/ signed in, with one click; Jupyter then keeps the user
       signed in with a cookie, across restarts of the server.
 
+  %LOCALAPPDATA%\gen-bundle\py\server.log, server.1.log
+      the server's output (and its kernels'): the launcher opens server.log, and this
+      file keeps it under 1048576 bytes for as long as the server runs; the
+      older part moves to server.1.log.
+
 It also ends the server, with exit code 86, when the launcher that started it
 is gone (the task was stopped), so that no server is left running on its own.
 """
 
+import atexit
 import os
 import secrets
 import sys
@@ -27,8 +33,10 @@ NAME = 'py'
 URL = 'http://py/'
 AUTH = 'token'
 STABLE_AFTER = 60
+SERVER_LOG_BYTES = 1048576
 LAUNCHER_GONE_EXIT = 86
-# How many processes up the parent chain to watch: the launcher (cmd.exe), and conhost.exe, which runs it without a window.
+# How many processes up the parent chain to watch: the launcher (cmd.exe), and conhost.exe,
+# the task's own process, which Task Scheduler ends when the task is stopped.
 WATCH_DEPTH = 2
 
 STATE = Path(os.environ["LOCALAPPDATA"]) / "gen-bundle" / NAME
@@ -68,6 +76,62 @@ def write_if_changed(path: Path, text: str) -> None:
 
 def mark_stable() -> None:
     (STATE / "stable").write_text("the server ran for %d s\n" % STABLE_AFTER, encoding="ascii")
+
+
+class CappedOutput:
+    """The server's standard output and error, kept under SERVER_LOG_BYTES.
+
+    The launcher sends them to server.log, and cmd.exe holds that file open for
+    writing while the server runs, shared for reading only: no other handle may
+    write, rename or truncate it. So from here on the output goes through a pipe,
+    and a thread writes it through the launcher's own handle; when the next write
+    would pass the cap, the file's bytes are copied to server.1.log and the file
+    starts again from empty. Kernels inherit the pipe, so their output is capped too.
+    """
+
+    def __init__(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.target = os.dup(1)  # the launcher's handle to server.log; not inherited
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 1)
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        self.read_end = read_end
+        self.thread = threading.Thread(target=self.pump, name="gen-bundle-output", daemon=True)
+        self.thread.start()
+
+    def pump(self) -> None:
+        while True:
+            data = os.read(self.read_end, 65536)
+            if not data:
+                return
+            if os.fstat(self.target).st_size + len(data) > SERVER_LOG_BYTES:
+                self.rotate()
+            os.write(self.target, data)
+
+    def rotate(self) -> None:
+        try:
+            previous = (STATE / "server.log").read_bytes()
+            (STATE / "server.1.log.new").write_bytes(previous)
+            os.replace(STATE / "server.1.log.new", STATE / "server.1.log")
+        except OSError:
+            pass  # the older part is lost; the cap still holds
+        os.ftruncate(self.target, 0)
+        os.lseek(self.target, 0, os.SEEK_SET)
+
+    def finish(self) -> None:
+        """Write out what is still in the pipe: the last lines say why the server ended."""
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        os.close(null)
+        self.thread.join(2)  # a kernel that still runs keeps the pipe open: do not wait for it
 
 
 def ancestors_windows(depth: int) -> list[int]:
@@ -117,7 +181,29 @@ def watch_launcher() -> None:
 
         kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
         kernel32.OpenProcess.restype = wintypes.HANDLE
-        handles = [h for h in (kernel32.OpenProcess(0x00100000, False, pid) for pid in ancestors_windows(WATCH_DEPTH)) if h]
+        kernel32.GetCurrentProcess.restype = wintypes.HANDLE
+        kernel32.GetProcessTimes.argtypes = [wintypes.HANDLE] + [ctypes.POINTER(wintypes.FILETIME)] * 4
+
+        def created(handle) -> int:
+            times = [wintypes.FILETIME() for _ in range(4)]
+            if not kernel32.GetProcessTimes(handle, *[ctypes.byref(t) for t in times]):
+                return 0
+            return (times[0].dwHighDateTime << 32) | times[0].dwLowDateTime
+
+        handles = []
+        child = created(kernel32.GetCurrentProcess())
+        for pid in ancestors_windows(WATCH_DEPTH):
+            # SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION
+            handle = kernel32.OpenProcess(0x00100000 | 0x1000, False, pid)
+            if not handle:
+                break
+            born = created(handle)
+            if not born or born > child:
+                # The parent is gone and its process id was given to a newer process.
+                kernel32.CloseHandle(handle)
+                break
+            handles.append(handle)
+            child = born
         if not handles:
             return
         array = (wintypes.HANDLE * len(handles))(*handles)
@@ -129,11 +215,13 @@ def watch_launcher() -> None:
         while os.getppid() == parent:
             time.sleep(1)
     sys.stderr.write("gen-bundle: the launcher is gone; stopping the server\n")
-    sys.stderr.flush()
+    OUTPUT.finish()
     os._exit(LAUNCHER_GONE_EXIT)
 
 
 STATE.mkdir(parents=True, exist_ok=True)
+OUTPUT = CappedOutput()
+atexit.register(OUTPUT.finish)
 c = get_config()  # noqa: F821 - Jupyter defines get_config() for the files it loads
 if AUTH == "token":
     c.IdentityProvider.token = user_secret()

@@ -88,6 +88,7 @@ $ReceiptPath    = Join-Path $StateDir 'receipt.json'
 $ExitTampered  = 2     # a file differs from SHA256SUMS: the bundle changed after review
 $ExitNotAdmin  = 3     # not run elevated
 $ExitPreflight = 4     # a check before any change failed; nothing was changed
+$ExitNoAnswer  = 5     # installed, but the server did not answer for the user who is logged on
 $ExitFailure   = 1603  # anything else (the Windows Installer code for a fatal error)
 
 # Latin-1 maps every byte to one character and back, so the hosts file's bytes
@@ -290,13 +291,22 @@ function Test-ServerCommandLine {
     return $true
 }
 
+function Test-LauncherCommandLine {
+    # True for conhost.exe and cmd.exe running this bundle's launcher: the task names it
+    # relative to the install folder (its command line ends in ' /c .\<launcher>'), and
+    # an earlier version named it by its full path.
+    param([string]$CommandLine)
+    $line = $CommandLine.TrimEnd()
+    return $line.EndsWith(' /c .\' + $LauncherFile, [StringComparison]::OrdinalIgnoreCase) -or
+        $line.IndexOf((Join-Path $InstallDir $LauncherFile), [StringComparison]::OrdinalIgnoreCase) -ge 0
+}
+
 function Get-BundleProcess {
     # The launchers (conhost.exe and cmd.exe running the installed .bat) first,
     # so that none starts a new server, then the servers.
-    $launcherPath = Join-Path $InstallDir $LauncherFile
     $all = @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'cmd.exe' OR Name = 'conhost.exe' OR Name = 'python.exe'" |
         Where-Object { $null -ne $_.CommandLine })
-    $launchers = @($all | Where-Object { $_.Name -ne 'python.exe' -and $_.CommandLine.IndexOf($launcherPath, [StringComparison]::OrdinalIgnoreCase) -ge 0 })
+    $launchers = @($all | Where-Object { $_.Name -ne 'python.exe' -and (Test-LauncherCommandLine $_.CommandLine) })
     $servers = @($all | Where-Object { $_.Name -eq 'python.exe' -and (Test-ServerCommandLine $_.CommandLine) })
     return @($launchers + $servers)
 }

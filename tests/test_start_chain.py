@@ -1,0 +1,141 @@
+"""The whole start chain, from the task XML to python.exe, link by link.
+
+The task's Exec action is read from the rendered XML, expanded as Task
+Scheduler expands it, split by Windows' CommandLineToArgvW (in wine) as
+conhost.exe splits its own command line, joined both ways conhost has joined
+its client's fields, and each resulting line is started exactly, with
+CreateProcessW in the task's working directory, under wine: wine's real
+cmd.exe then runs the installed launcher, which must start the stub
+python.exe with ``-m notebook``. support/chain.py says where each link's
+rule comes from.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from generator.spec import LAUNCHER_GONE_EXIT, build_spec
+
+from support.chain import DIRECT, JOIN_AS_IS, JOIN_ESCAPED, Action, client_starts
+from test_launcher_wine import Installed
+
+VARIANTS = [
+    pytest.param({"scope": scope, "window": window, **extra}, id=f"{scope}-{window}")
+    for scope, extra in (("machine", {}), ("user", {"user": "CONTOSO\\alice"}))
+    for window in ("hidden", "minimized")
+]
+
+# The action of gen-bundle 0.1.0's default bundle, which started nothing on Windows.
+BROKEN_ACTION = Action(
+    "%SystemRoot%\\System32\\conhost.exe",
+    '--headless %SystemRoot%\\System32\\cmd.exe /d /c ""%ProgramFiles%\\gen-bundle\\py\\start-py.bat""',
+    "",
+)
+
+
+@pytest.fixture(scope="module")
+def wine_env(wine) -> dict[str, str]:
+    return wine.environment()
+
+
+def follow(wine, wine_env, spec, files) -> list:
+    action = Action.from_task_xml(files[spec.task_file])
+    return client_starts(action, wine_env, wine.split_command_line)
+
+
+def start_server_through(wine, site, start) -> list[str]:
+    """Run one client line until the stub python.exe has been started once; its argv."""
+    result = wine.run_line_until(start.directory, start.line, lambda: len(wine.starts()) >= 1, plan="stay")
+    assert result.starts, (
+        f"{start.how}: cmd.exe got {start.line!r} in {start.directory!r} and python.exe was never started\n"
+        f"{result.output}\nlauncher.log:\n{site.log()}"
+    )
+    assert "starting the notebook server" in site.log()
+    return result.starts[0].argv
+
+
+@pytest.mark.wine
+@pytest.mark.parametrize("inputs", VARIANTS)
+def test_the_task_starts_python_with_the_notebook_server(wine, wine_env, inputs, capsys):
+    spec = build_spec(ip="127.0.0.13", name="py", **inputs)
+    site = Installed(wine, spec)
+    starts = follow(wine, wine_env, spec, site.files)
+    for start in starts:
+        with capsys.disabled():
+            print(f"\n{spec.scope}/{spec.window}, {start.how}:\n  cmd.exe gets: {start.line}")
+        argv = start_server_through(wine, Installed(wine, spec), start)
+        assert argv == site.argv()
+        assert argv[1:3] == ["-m", "notebook"]
+    # With conhost.exe on the way, both of its joins were followed.
+    assert [start.how for start in starts] == ([JOIN_AS_IS, JOIN_ESCAPED] if spec.window == "hidden" else [DIRECT])
+
+
+@pytest.mark.wine
+def test_the_chain_catches_the_action_that_started_nothing(wine, wine_env, capsys):
+    """The same links, fed the 0.1.0 action: cmd.exe reads C:\\Program as the command, and
+    neither the launcher nor python.exe ever starts."""
+    site = Installed(wine, build_spec(ip="127.0.0.13", name="py"))
+    starts = client_starts(BROKEN_ACTION, wine_env, wine.split_command_line)
+    assert len(starts) == 2
+    for start in starts:
+        with capsys.disabled():
+            print(f"\n0.1.0 action, {start.how}:\n  cmd.exe gets: {start.line}")
+        result = wine.run_line(start.directory, start.line)
+        assert result.exit_code != 0, start
+        assert result.starts == [], start
+        assert site.log() == ""
+
+
+HOSTILE = [
+    {"notebook_dir": r"C:\Data\50% off & more (v2) ^caret !bang 'quote'", "python": r"C:\Tools & Co\Py 3 (x64) 100%\python.exe"},
+    {"notebook_dir": "C:\\Zoë\\‘curly’ 日本", "python": r"C:\a;b,c=d`e~f@g#h$i{j}k[l]m+n\python.exe", "window": "minimized"},
+]
+
+
+@pytest.mark.wine
+@pytest.mark.parametrize("inputs", HOSTILE, ids=["ascii", "unicode-minimized"])
+def test_hostile_install_inputs_through_the_chain(wine, wine_env, inputs):
+    spec = build_spec(ip="127.0.0.42", name="lab-1", port=8080, **inputs)
+    site = Installed(wine, spec)
+    for start in follow(wine, wine_env, spec, site.files):
+        assert start_server_through(wine, Installed(wine, spec), start) == site.argv()
+
+
+@pytest.mark.wine
+def test_a_server_that_reports_its_launcher_gone_ends_the_task_line(wine, wine_env):
+    """--window hidden: exit code 86 ends the launcher's loop, and the line conhost started
+    returns 0 (so the task's own process, and the task, end with it)."""
+    spec = build_spec(ip="127.0.0.13", name="py")
+    site = Installed(wine, spec)
+    start = follow(wine, wine_env, spec, site.files)[-1]
+    result = wine.run_line(start.directory, start.line, plan=str(LAUNCHER_GONE_EXIT))
+    assert result.exit_code == 0, result.output
+    assert len(result.starts) == 1
+    assert "the task was stopped; the launcher ends" in site.log()
+
+
+@pytest.mark.wine
+@pytest.mark.parametrize("inputs", VARIANTS)
+def test_wine_task_scheduler_registers_the_task(wine, inputs):
+    """A further, independent reading of the XML: wine's own ``schtasks /create /xml``.
+
+    What wine 8 does with it (seen here): it registers every variant (exit 0) and refuses
+    XML that is not well-formed, but stores only RegistrationInfo and Settings - the Exec
+    action arrives empty, without triggers or principal - so ``schtasks /run`` starts
+    nothing. It checks the file's form, not the chain; test_the_task_starts_python_... does that.
+    """
+    spec = build_spec(ip="127.0.0.13", name="py", **inputs)
+    data = Installed(wine, spec).files[spec.task_file]
+    xml = wine.drive_c / "task.xml"
+    xml.write_bytes(data)
+
+    def schtasks(*args: str) -> int:
+        import subprocess
+
+        return subprocess.run(["wine", "schtasks", *args], env=wine.env, capture_output=True, timeout=120).returncode
+
+    assert schtasks("/create", "/xml", "C:\\task.xml", "/tn", "\\gen-bundle\\py", "/f") == 0
+    stored = wine.host_path("C:\\windows\\system32\\tasks\\gen-bundle\\py").read_bytes().decode("utf-8-sig")
+    assert "<URI>\\gen-bundle\\py</URI>" in stored and "<Author>gen-bundle</Author>" in stored
+    xml.write_bytes(b"\xff\xfe" + "<Task>not a task".encode("utf-16-le"))  # not well-formed
+    assert schtasks("/create", "/xml", "C:\\task.xml", "/tn", "\\gen-bundle\\broken", "/f") != 0
