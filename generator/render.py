@@ -44,6 +44,7 @@ def outputs(spec: BundleSpec) -> dict[str, Output]:
     return {
         spec.launcher_file: Output("start.bat.j2", "utf-8", crlf=True),
         spec.config_file: Output("server_config.py.j2", "utf-8", crlf=True),
+        spec.guard_file: Output("guard.py.j2", "utf-8", crlf=True),
         spec.task_file: Output("task.xml.j2", "utf-16", crlf=True),
         "hosts.txt": Output("hosts.txt.j2", "ascii", crlf=True),
         "install.ps1": Output("install.ps1.j2", "utf-8-sig", crlf=True),

@@ -35,8 +35,9 @@ BACKOFF_CAP = 300
 LOCK_RETRY = 60
 # A server that ran this long resets the back-off to BACKOFF_FIRST.
 STABLE_AFTER = 60
-# How long install.ps1 waits for a server it started to answer.
-PROBE_SECONDS = 30
+# How long install.ps1 waits for a server it started to answer: a first start
+# (no bytecode cache under Program Files, antivirus scanning every file) is slow.
+PROBE_SECONDS = 90
 # install.ps1's exit code when it installed, but the server did not answer for a logged-on user.
 EXIT_NO_ANSWER = 5
 # How many of the last lines of a user's launcher.log install.ps1 prints when it exits EXIT_NO_ANSWER.
@@ -83,9 +84,22 @@ class BundleSpec:
         return f"start-{self.name}.config.py"
 
     @property
+    def guard_file(self) -> str:
+        return f"start-{self.name}.guard.py"
+
+    @property
+    def shortcut_title(self) -> str:
+        """The Start-menu entry, one for all users, that opens the server signed in."""
+        return f"{self.name} notebook"
+
+    @property
     def shortcut_name(self) -> str:
-        """The per-user Start-menu entry that opens the server signed in."""
-        return f"{self.name} notebook.url"
+        return f"{self.shortcut_title}.lnk"
+
+    @property
+    def legacy_shortcut_name(self) -> str:
+        """gen-bundle 0.1.0's per-user entry, which held the secret; removed wherever found."""
+        return f"{self.shortcut_title}.url"
 
     @property
     def task_file(self) -> str:
@@ -115,6 +129,10 @@ class BundleSpec:
     @property
     def config_path(self) -> WinPath:
         return self.install_dir.join(self.config_file)
+
+    @property
+    def guard_path(self) -> WinPath:
+        return self.install_dir.join(self.guard_file)
 
     @property
     def task_command(self) -> str:

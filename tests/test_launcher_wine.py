@@ -50,7 +50,8 @@ class Installed:
         self.files = files = render(spec)
         self.bat = wine.expand(str(spec.launcher_path))
         self.config = wine.expand(str(spec.config_path))
-        for name, windows in ((spec.launcher_file, self.bat), (spec.config_file, self.config)):
+        self.guard = wine.expand(str(spec.guard_path))
+        for name, windows in ((spec.launcher_file, self.bat), (spec.config_file, self.config), (spec.guard_file, self.guard)):
             host = wine.host_path(windows)
             host.parent.mkdir(parents=True, exist_ok=True)
             host.write_bytes(files[name])
@@ -72,6 +73,9 @@ class Installed:
     def argv(self) -> list[str]:
         return expected_argv(self.spec, self.python, self.notebook_dir, self.config)
 
+    def guard_argv(self, mode: str) -> list[str]:
+        return [self.python, "-I", self.guard, mode]
+
     def log(self, name: str = "launcher.log") -> str:
         path = self.log_dir / name
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
@@ -83,6 +87,7 @@ def test_canonical_launcher_starts_the_server_with_the_intended_command_line(win
     site = Installed(wine, spec)
     result = wine.run_bat(site.bat, plan=GONE)
     assert result.argv_records == [site.argv()], result.output
+    assert wine.guard_calls() == [site.guard_argv("check")]  # asked first who holds the address
     assert result.exit_code == 0  # the server said its launcher is gone: the loop ends
     assert site.host_notebook_dir.is_dir()  # root_dir is created when missing
     server_log = site.log("server.log")
@@ -224,9 +229,44 @@ def test_a_second_launcher_of_the_same_user_waits_and_then_takes_over(wine):
     log = site.log()
     assert len(starts) == 2, log
     assert starts[1].time_ms - starts[0].time_ms >= 8000  # not while the first server ran
-    assert log.count("another launcher for http://py/ already runs for") == 1, log
+    assert log.count("another launcher for http://py/ already runs for this user") == 1, log
     assert log.index("already runs") < log.index("the task was stopped; the launcher ends") < log.index("takes over")
     assert log.count("starting the notebook server") == 2
+
+
+@pytest.mark.wine
+def test_an_address_held_by_another_process_starts_no_server(wine):
+    """The guard says who holds IP:port; the launcher logs it and waits, starting nothing."""
+    site = Installed(wine, build_spec(ip="127.0.0.13", name="py"))
+    said = "2026-01-01 00:00:00 ERROR: 127.0.0.13:80 is in use by process 4242 of another account (PC\\mallory)"
+    wine.guard_env = {"STUB_GUARD": "1", "STUB_GUARD_SAY": said}
+    try:
+        wine.run_bat_until(site.bat, lambda: "waiting 10 s" in site.log())
+    finally:
+        wine.guard_env = {}
+    log = site.log()
+    assert wine.starts() == []
+    assert wine.guard_calls() == [site.guard_argv("check")] * 2
+    assert log.count(said) == 2
+    assert "waiting 5 s before the next start" in log and "starting the notebook server" not in log
+
+
+@pytest.mark.wine
+@pytest.mark.parametrize("answer", [0, 1])
+def test_open_runs_only_the_guard(wine, answer):
+    """The Start-menu entry's line (cmd.exe /d /c .\\start-py.bat open, in the install folder):
+    the guard decides; no server, lock or log is touched."""
+    spec = build_spec(ip="127.0.0.13", name="py")
+    site = Installed(wine, spec)
+    wine.guard_env = {"STUB_GUARD": str(answer)}
+    try:
+        result = wine.run_line(site.bat.rsplit("\\", 1)[0], f"C:\\windows\\system32\\cmd.exe /d /c .\\{spec.launcher_file} open")
+    finally:
+        wine.guard_env = {}
+    assert result.exit_code == answer
+    assert wine.guard_calls() == [site.guard_argv("open")]
+    assert wine.starts() == []
+    assert not site.log_dir.exists()
 
 
 @pytest.mark.wine

@@ -47,8 +47,8 @@ class Replay:
         return self.home / "local" / "gen-bundle" / self.spec.name
 
     @property
-    def shortcut(self) -> Path:
-        return self.home / "roaming" / "Microsoft" / "Windows" / "Start Menu" / "Programs" / self.spec.shortcut_name
+    def legacy_shortcut(self) -> Path:
+        return self.home / "roaming" / "Microsoft" / "Windows" / "Start Menu" / "Programs" / self.spec.legacy_shortcut_name
 
     def start(self, log_name: str = "server.log") -> subprocess.Popen:
         """Start the server as the launcher does: its output to a file in the user's log folder."""
@@ -126,13 +126,14 @@ def replay_of(wine, tmp_path: Path, spec) -> Replay:
     config.write_bytes(files[spec.config_file])
     root_dir = tmp_path / "Notebooks"
     root_dir.mkdir()
-    port = free_port(spec.ip)
+    port = spec.port if spec.port >= 1024 else free_port(spec.ip)  # a spec made for a free port keeps it
     mapped = {
         argv[0]: sys.executable,  # python.exe -> this environment's python, which has notebook
         f"--ServerApp.port={spec.port}": f"--ServerApp.port={port}",  # a free port
         f"--ServerApp.root_dir={site.notebook_dir}": f"--ServerApp.root_dir={root_dir}",
         f"--config={site.config}": f"--config={config}",
     }
+    mapped = {windows: linux for windows, linux in mapped.items() if windows != linux}
     linux_argv = [mapped.get(arg, arg) for arg in argv]
     assert sum(a != b for a, b in zip(argv, linux_argv)) == len(mapped)
     if os.geteuid() == 0:
@@ -164,11 +165,13 @@ def test_the_owner_gets_in_and_nobody_else(wine, tmp_path, notebook_available):
     spec = build_spec(ip="127.0.0.13", name="py")
     replay = replay_of(wine, tmp_path, spec)
     (replay.root_dir / "secret-notes.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    replay.legacy_shortcut.parent.mkdir(parents=True)
+    replay.legacy_shortcut.write_bytes(b"[InternetShortcut]\r\nURL=http://py/?token=" + b"a" * 43 + b"\r\n")
     try:
         server = replay.start()
         replay.wait_ready(server)
 
-        # The user's secret: made on first start, only for the user, never on the command line or in the log.
+        # The secret of this run: only for the user, never on the command line or in the log.
         token_file = replay.state / "token"
         token = token_file.read_text().strip()
         assert len(token) >= 43
@@ -177,8 +180,13 @@ def test_the_owner_gets_in_and_nobody_else(wine, tmp_path, notebook_available):
         assert token.encode() not in Path(f"/proc/{server.pid}/cmdline").read_bytes()
         assert token not in (replay.state / "server.log").read_text()
         assert "http://py/?token=..." in (replay.state / "server.log").read_text()  # the friendly URL, masked
-        shortcut = replay.shortcut.read_bytes()
-        assert shortcut == f"[InternetShortcut]\r\nURL=http://py/?token={token}\r\n".encode()
+        # 0.1.0's per-user entry with a lasting secret is gone; nothing in the roaming profile holds one.
+        assert not replay.legacy_shortcut.exists()
+        roaming = [p for p in (tmp_path / "roaming").rglob("*") if p.is_file()]
+        assert not any(token.encode() in p.read_bytes() for p in roaming), roaming
+        # Jupyter's runtime files (they hold the token) are in the local profile.
+        assert list((replay.state / "runtime").glob("jpserver-*.json"))
+        assert not list((tmp_path / "jupyter-runtime").glob("jpserver-*"))
 
         # Someone without the secret: the login page, and none of the user's files.
         stranger = {}
@@ -216,14 +224,22 @@ def test_the_owner_gets_in_and_nobody_else(wine, tmp_path, notebook_available):
         assert second.wait(timeout=60) != 0
         assert "is not available" in (replay.state / "second.log").read_text()
 
-        # The owner stays signed in across a restart of the server.
+        # No lasting password can be set from the token: Jupyter's form is off.
+        assert "new_password" not in request(replay, "GET", "/login", host="py").body
+
+        # A restart makes a new secret and a new cookie secret: what was valid before opens nothing.
         server.terminate()
         server.wait(timeout=20)
         restarted = replay.start()
         replay.wait_ready(restarted)
-        assert (replay.state / "token").read_text().strip() == token  # the same secret
-        again = request(replay, "GET", "/api/contents", host="py", cookies=dict(owner))
-        assert again.status == 200 and "secret-notes.ipynb" in again.body
+        new_token = (replay.state / "token").read_text().strip()
+        assert new_token != token
+        stale = request(replay, "GET", "/api/contents", host="py", cookies=dict(owner))
+        assert stale.status == 403 and "secret-notes" not in stale.body
+        assert request(replay, "GET", "/api/contents", host="py", headers={"Authorization": f"token {token}"}).status == 403
+        fresh = {}
+        assert browse(replay, "/?token=" + new_token, host="py", cookies=fresh).status == 200
+        assert request(replay, "GET", "/api/contents", host="py", cookies=fresh).status == 200
     finally:
         replay.stop_all()
 
@@ -237,7 +253,6 @@ def test_auth_none_serves_everyone(wine, tmp_path, notebook_available):
         replay.wait_ready(server)
         assert request(replay, "GET", "/api/contents", host="py").status == 200
         assert not (replay.state / "token").exists()
-        assert replay.shortcut.read_bytes() == b"[InternetShortcut]\r\nURL=http://py/\r\n"
         assert "sign-in is OFF" in (replay.state / "server.log").read_text()
     finally:
         replay.stop_all()

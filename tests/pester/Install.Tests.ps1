@@ -17,6 +17,16 @@ BeforeAll {
     # bundle's python.exe is not installed here, so that check fails with exit code 5.
     $script:Desktop = @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'explorer.exe'").Count -gt 0
     $script:InstalledExit = if ($script:Desktop) { 5 } else { 0 }
+    $script:Entry = Join-Path $env:ProgramData 'Microsoft\Windows\Start Menu\Programs\py notebook.lnk'
+    # gen-bundle 0.1.0's per-user entry, with a lasting secret, as it was left in a profile.
+    $script:Legacy = Join-Path $env:APPDATA 'Microsoft\Windows\Start Menu\Programs\py notebook.url'
+    function Get-StartMenuSecret {
+        # Every Start-menu entry, all users' and this user's, that holds a token.
+        foreach ($folder in @((Join-Path $env:ProgramData 'Microsoft\Windows\Start Menu'), (Join-Path $env:APPDATA 'Microsoft\Windows\Start Menu'))) {
+            Get-ChildItem -LiteralPath $folder -Recurse -File -Include '*.url', '*.lnk' -ErrorAction SilentlyContinue |
+                Where-Object { [Text.Encoding]::Unicode.GetString([IO.File]::ReadAllBytes($_.FullName)) + [Text.Encoding]::ASCII.GetString([IO.File]::ReadAllBytes($_.FullName)) -match 'token=' }
+        }
+    }
 }
 
 Describe 'install.ps1 and uninstall.ps1 on this machine' {
@@ -58,6 +68,11 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         $action.Arguments | Should -Match ' /c \.\\start-py\.bat$'
         Test-Path -LiteralPath (Join-Path $env:ProgramData 'gen-bundle\py\receipt.json') | Should -BeTrue
         (Invoke-Bundle 'detect.ps1').Output | Should -Match 'gen-bundle py .* is installed'
+        $link = (New-Object -ComObject WScript.Shell).CreateShortcut($script:Entry)
+        Test-Path -LiteralPath $script:Entry | Should -BeTrue
+        $link.Arguments | Should -Be '/d /c .\start-py.bat open'
+        $link.WorkingDirectory | Should -Be (Join-Path $env:ProgramFiles 'gen-bundle\py')
+        @(Get-StartMenuSecret) | Should -BeNullOrEmpty
     }
     It 'changes nothing when run again' {
         $hosts = [IO.File]::ReadAllBytes($script:Hosts)
@@ -68,6 +83,9 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         [IO.File]::ReadAllBytes($script:Hosts) | Should -Be $hosts
     }
     It 'uninstalls everything and gives back the hosts file byte for byte' {
+        [void][IO.Directory]::CreateDirectory((Split-Path -Parent $script:Legacy))
+        [IO.File]::WriteAllText($script:Legacy, "[InternetShortcut]`r`nURL=http://py/?token=$('a' * 43)`r`n")
+        @(Get-StartMenuSecret).Count | Should -BeGreaterThan 0  # the check below can fail
         $run = Invoke-Bundle 'uninstall.ps1'
         $run.ExitCode | Should -Be 0 -Because $run.Output
         [IO.File]::ReadAllBytes($script:Hosts) | Should -Be $script:HostsBefore
@@ -75,6 +93,9 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         Test-Path -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle') | Should -BeFalse
         Test-Path -LiteralPath (Join-Path $env:ProgramData 'gen-bundle\py\receipt.json') | Should -BeFalse
         (Invoke-Bundle 'detect.ps1').Output.Trim() | Should -BeNullOrEmpty
+        Test-Path -LiteralPath $script:Entry | Should -BeFalse
+        Test-Path -LiteralPath $script:Legacy | Should -BeFalse
+        @(Get-StartMenuSecret) | Should -BeNullOrEmpty
     }
     It 'changes nothing when uninstall runs again' {
         (Invoke-Bundle 'uninstall.ps1').ExitCode | Should -Be 0

@@ -120,7 +120,7 @@ STATE_CHANGING_COMMANDS = frozenset(
 )
 STATE_CHANGING_METHODS = frozenset(
     {"writeallbytes", "writealltext", "appendalltext", "replace", "move", "delete", "copy", "setattributes",
-     "createdirectory", "deletefolder", "registertaskdefinition"}
+     "createdirectory", "deletefolder", "registertaskdefinition", "save"}
 )
 
 
@@ -142,7 +142,7 @@ def _changes_state(node) -> bool:
         if member is not None and member.text.decode().lower() in STATE_CHANGING_METHODS:
             receiver = node.children[0].text.decode()
             return receiver.lower().startswith(("[io.", "[system.io.")) or member.text.decode().lower() in (
-                "deletefolder", "registertaskdefinition")
+                "deletefolder", "registertaskdefinition", "save")
     return False
 
 

@@ -11,7 +11,12 @@
  * exit code, "stay" sleeps for two minutes (a server that stays up), "S:N"
  * runs for S seconds and then exits with N. The
  * start count is kept in %STUB_LOG%.count. Without a plan: exit %STUB_EXIT%.
- * %STUB_SAY%, when set, is printed to stderr too (a message of the real server). */
+ * %STUB_SAY%, when set, is printed to stderr too (a message of the real server).
+ *
+ * A start whose first argument is -I is the launcher asking the bundle's guard
+ * script (python.exe -I guard.py check): it is recorded in %STUB_LOG%.guard
+ * instead, prints %STUB_GUARD_SAY% to stdout, exits %STUB_GUARD% (default 0),
+ * and uses no step of the plan. */
 #include <windows.h>
 #include <shellapi.h>
 #include <stdio.h>
@@ -34,6 +39,27 @@ int main(void) {
     LPWSTR *argv = CommandLineToArgvW(GetCommandLineW(), &argc);
     wchar_t log[4096];
     int number = 0;
+    int guard = argv && argc >= 2 && wcscmp(argv[1], L"-I") == 0;
+    if (guard && GetEnvironmentVariableW(L"STUB_LOG", log, 4000) > 0) {
+        wcscat(log, L".guard");
+        FILE *out = _wfopen(log, L"ab");
+        if (out) {
+            for (int i = 0; i < argc; i++) {
+                static char utf8[65536];
+                int n = WideCharToMultiByte(CP_UTF8, 0, argv[i], -1, utf8, sizeof utf8, NULL, NULL);
+                if (n > 0) fwrite(utf8, 1, (size_t)n, out);
+            }
+            fputc('\n', out);
+            fclose(out);
+        }
+    }
+    if (guard) {
+        char say[1024];
+        DWORD said = GetEnvironmentVariableA("STUB_GUARD_SAY", say, sizeof say);
+        if (said > 0 && said < sizeof say) printf("%s\n", say);
+        const char *code = getenv("STUB_GUARD");
+        return code ? atoi(code) : 0;
+    }
     if (argv && GetEnvironmentVariableW(L"STUB_LOG", log, 4096) > 0) {
         number = start_number(log);
         FILE *out = _wfopen(log, L"ab");

@@ -65,6 +65,7 @@ class Wine:
         # Creating the prefix takes a few seconds; do it once, up front.
         subprocess.run(["wine", "cmd", "/c", "exit 0"], env=self.env, check=True, capture_output=True, timeout=180)
         self.drive_c = self.prefix / "drive_c"
+        self.guard_env: dict[str, str] = {}  # STUB_GUARD, STUB_GUARD_SAY for the next runs
         self.user_home = self.drive_c / "users" / os.environ.get("USER", "root")
 
     def windows_path(self, path: Path) -> str:
@@ -146,10 +147,22 @@ class Wine:
     def stub_log(self) -> Path:
         return self.root / "stub-argv.log"
 
+    @property
+    def guard_log(self) -> Path:
+        return self.stub_log.with_name(self.stub_log.name + ".guard")
+
+    def guard_calls(self) -> list[list[str]]:
+        """The argv of each run of the guard script (python.exe -I guard.py ...)."""
+        if not self.guard_log.exists():
+            return []
+        return [[field.decode("utf-8") for field in line.split(b"\0")[:-1]]
+                for line in self.guard_log.read_bytes().split(b"\n") if line]
+
     def _bat_env(self, stub_exit: int, plan: str | None, say: str | None = None) -> dict[str, str]:
-        for stale in (self.stub_log, self.stub_log.with_name(self.stub_log.name + ".count")):
+        for stale in (self.stub_log, self.stub_log.with_name(self.stub_log.name + ".count"), self.guard_log):
             stale.unlink(missing_ok=True)
         env = {**self.env, "STUB_LOG": "Z:" + str(self.stub_log).replace("/", "\\"), "STUB_EXIT": str(stub_exit)}
+        env.update(self.guard_env)
         if plan is not None:
             env["STUB_PLAN"] = plan
         if say is not None:

@@ -54,13 +54,17 @@ $ErrorActionPreference = 'Stop'
 $BundleName     = 'py'
 $BundleVersion  = '0.1.0'
 $BundleIp       = '127.0.0.13'
+$BundleUrl      = 'http://py/'
 $BundlePort     = 80
 $TaskName       = 'py'
 $TaskFolder     = '\gen-bundle\'
 $InstallRoot    = (Join-Path $env:ProgramFiles 'gen-bundle')
 $InstallDir     = (Join-Path $env:ProgramFiles 'gen-bundle\py')
 $LauncherFile   = 'start-py.bat'
-$InstalledFiles = @('start-py.bat', 'start-py.config.py')
+$InstalledFiles = @('start-py.bat', 'start-py.config.py', 'start-py.guard.py')
+$ShortcutPath   = Join-Path $env:ProgramData 'Microsoft\Windows\Start Menu\Programs\py notebook.lnk'
+$ShortcutMark   = 'gen-bundle py:'  # how the Start-menu entry's description begins
+$LegacyShortcut = 'AppData\Roaming\Microsoft\Windows\Start Menu\Programs\py notebook.url'
 $HostsBegin     = '# BEGIN gen-bundle py'
 $HostsEnd       = '# END gen-bundle py'
 $HostsPath      = Join-Path $env:SystemRoot 'System32\drivers\etc\hosts'
@@ -287,11 +291,16 @@ function Test-LauncherCommandLine {
 function Get-BundleProcess {
     # The launchers (conhost.exe and cmd.exe running the installed .bat) first,
     # so that none starts a new server, then the servers.
-    $all = @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'cmd.exe' OR Name = 'conhost.exe' OR Name = 'python.exe'" |
-        Where-Object { $null -ne $_.CommandLine })
-    $launchers = @($all | Where-Object { $_.Name -ne 'python.exe' -and (Test-LauncherCommandLine $_.CommandLine) })
+    # The programs a launcher runs (ping.exe while it waits, the guard) inherit its lock on
+    # launcher.lock: they are stopped with it, or a new launcher would wait for them.
+    $all = @(Get-CimInstance -ClassName Win32_Process | Where-Object { $null -ne $_.CommandLine })
+    $launchers = @($all | Where-Object { @('cmd.exe', 'conhost.exe') -contains $_.Name -and (Test-LauncherCommandLine $_.CommandLine) })
     $servers = @($all | Where-Object { $_.Name -eq 'python.exe' -and (Test-ServerCommandLine $_.CommandLine) })
-    return @($launchers + $servers)
+    $launcherIds = @($launchers | ForEach-Object { $_.ProcessId })
+    $serverIds = @($servers | ForEach-Object { $_.ProcessId })
+    $children = @($all | Where-Object { $launcherIds -contains $_.ParentProcessId -and
+        $launcherIds -notcontains $_.ProcessId -and $serverIds -notcontains $_.ProcessId })
+    return @($launchers + $children + $servers)
 }
 
 function Stop-BundleProcess {
@@ -303,6 +312,29 @@ function Stop-BundleProcess {
             Write-Warning "could not stop $($process.Name) (process $($process.ProcessId))"
         } else {
             Write-Output "process: stopped $($process.Name) (process $($process.ProcessId))"
+        }
+    }
+}
+
+function Get-Shortcut {
+    # The Start-menu entry's current settings (WScript.Shell reads an existing .lnk), or $null.
+    if (-not (Test-Path -LiteralPath $ShortcutPath -PathType Leaf)) {
+        return $null
+    }
+    return (New-Object -ComObject WScript.Shell).CreateShortcut($ShortcutPath)
+}
+
+function Get-LegacyShortcut {
+    # gen-bundle 0.1.0 put a per-user Start-menu .url holding a lasting secret in each
+    # roaming profile: the ones that are ours (they start with this bundle's URL).
+    $mark = $Latin1.GetBytes("[InternetShortcut]`r`nURL=$BundleUrl")
+    foreach ($userProfile in @(Get-CimInstance -ClassName Win32_UserProfile -Filter 'Special = FALSE' -ErrorAction SilentlyContinue)) {
+        $path = Join-Path $userProfile.LocalPath $LegacyShortcut
+        if (Test-Path -LiteralPath $path -PathType Leaf) {
+            $bytes = [IO.File]::ReadAllBytes($path)
+            if ($bytes.Length -ge $mark.Length -and $Latin1.GetString($bytes, 0, $mark.Length) -ceq $Latin1.GetString($mark)) {
+                $path
+            }
         }
     }
 }
@@ -339,8 +371,8 @@ function Stop-Bundle {
 }
 
 $ExpectedSha = @{
-    'start-py.bat' = '94f3ea3b7b23cce4722dbd111eaa1d740a5700e243c148ce4e8cfda9ec9baaed'
-    'start-py.config.py' = 'c044c680666a1fed16bfb86123975eb41d201da117318577faf635e48994e2e3'
+    'start-py.bat' = '05e7cad8ae867bd6640084b15ad1a18a0f0c60e3e3c5794d7cf8b02243e7a730'
+    'start-py.config.py' = '6c52b6783098f9abba89f9a84b3d64e4a6a5d299d7c92abebb769aca36748cc8'
 }
 $ExpectedHostsLines = @('# BEGIN gen-bundle py', '127.0.0.13 py', '# END gen-bundle py')
 

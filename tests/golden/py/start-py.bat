@@ -8,10 +8,14 @@ rem Log: %LOCALAPPDATA%\gen-bundle\py\launcher.log (starts, exits, problems and 
 rem the server's own output: server.log there, kept under 1048576 bytes by the server's
 rem config (older output: server.1.log). One launcher runs per user: a second one (a second
 rem session of the same account, a second start of the task) waits until the first has ended.
+rem Before each start it asks start-py.guard.py whether another process holds 127.0.0.13:80.
+rem With the argument "open" (the Start-menu entry "py notebook") it only runs
+rem start-py.guard.py open, which opens http://py/ signed in when the server there is this user's.
 rem Every value below is in double quotes; a doubled %% is one literal percent sign.
 rem The next line makes cmd.exe read the rest of this UTF-8 file as UTF-8.
 chcp 65001 >nul
 setlocal EnableExtensions DisableDelayedExpansion
+if "%~1"=="open" goto open
 if not exist "%LOCALAPPDATA%\gen-bundle\py" mkdir "%LOCALAPPDATA%\gen-bundle\py"
 rem Run from the install folder (administrators only) so "python -m" finds no stray module.
 cd /d "%ProgramFiles%\gen-bundle\py"
@@ -22,14 +26,19 @@ set WAITING=0
 :lock
 rem cmd.exe opens a redirection target for writing and shares it for reading only: while
 rem this launcher runs, launcher.lock stays open and a second launcher cannot open it.
-rem Windows closes it when the launcher ends, however it ends.
+rem The programs it starts inherit the handle; Windows closes it when the launcher and
+rem they have ended, however they end (install.ps1 and uninstall.ps1 stop them all).
 call :locked 9>"%LOCALAPPDATA%\gen-bundle\py\launcher.lock"
 if "%LOCKED%"=="1" exit /b %ERRORLEVEL%
-if "%WAITING%"=="0" >>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% another launcher for http://py/ already runs for %USERNAME%; this one waits until it ends, checking every 60 s
+if "%WAITING%"=="0" >>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% another launcher for http://py/ already runs for this user; this one waits until it ends, checking every 60 s
 set WAITING=1
 set /a PINGS=60+1
 "%SystemRoot%\System32\ping.exe" -n %PINGS% 127.0.0.1 >nul
 goto lock
+
+:open
+"%ProgramFiles%\Python313\python.exe" -I "%ProgramFiles%\gen-bundle\py\start-py.guard.py" open
+exit /b %ERRORLEVEL%
 
 :no_install_dir
 >>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% ERROR: cannot change to the install folder "%ProgramFiles%\gen-bundle\py"; the launcher ends. Fix: run install.ps1 again, or uninstall.ps1 to remove the task.
@@ -47,6 +56,8 @@ if exist "%ProgramFiles%\Python313\python.exe" goto python_found
 goto wait
 
 :python_found
+"%ProgramFiles%\Python313\python.exe" -I "%ProgramFiles%\gen-bundle\py\start-py.guard.py" check >>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" 2>&1
+if errorlevel 1 goto wait
 if not exist "%USERPROFILE%\Notebooks" mkdir "%USERPROFILE%\Notebooks"
 if exist "%LOCALAPPDATA%\gen-bundle\py\server.log" move /y "%LOCALAPPDATA%\gen-bundle\py\server.log" "%LOCALAPPDATA%\gen-bundle\py\server.1.log" >nul
 if exist "%LOCALAPPDATA%\gen-bundle\py\stable" del "%LOCALAPPDATA%\gen-bundle\py\stable"

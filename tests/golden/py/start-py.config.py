@@ -4,19 +4,27 @@ start-py.bat passes this file to the server with --config. It runs inside
 the server, as the user who logged on, and reads and writes only that user's files:
 
   %LOCALAPPDATA%\gen-bundle\py\token
-the user's secret: 256 random bits, made on the first start, kept
-      in the user's own profile. It never appears on a command line or in a log.
+the secret of this run of the server: 256 random bits, made anew at every
+      start, in the user's own local (not roaming) profile. It never appears on a command
+      line or in a log. The Start-menu entry "py notebook" (start-py.guard.py) reads it
+      and hands it to the browser only after Windows has said that the process listening
+      on 127.0.0.13:80 runs as this same user.
+  %LOCALAPPDATA%\gen-bundle\py\runtime
+      Jupyter's runtime files (its jpserver-*.json, kernels' connection files), in the local
+      profile: the default, %APPDATA%\jupyter\runtime, roams to the profile server.
   %LOCALAPPDATA%\gen-bundle\py\stable
       written once the server has run for 60 s; the launcher then starts
       its restart back-off from 5 s again.
-  %APPDATA%\Microsoft\Windows\Start Menu\Programs\py notebook.url
-opens http://py/ signed in, with one click; Jupyter then keeps the user
-      signed in with a cookie, across restarts of the server.
-
   %LOCALAPPDATA%\gen-bundle\py\server.log, server.1.log
       the server's output (and its kernels'): the launcher opens server.log, and this
       file keeps it under 1048576 bytes for as long as the server runs; the
       older part moves to server.1.log.
+
+Each start also gets a new cookie secret, so neither a secret nor a sign-in cookie of an
+earlier run opens this one: whatever another process may have seen of them is worth
+nothing once the server starts again. Jupyter's "set a password" form is off: a password
+would outlive the run. gen-bundle 0.1.0's per-user Start-menu entry, which held a lasting
+secret, is deleted.
 
 It also ends the server, with exit code 86, when the launcher that started it
 is gone (the task was stopped), so that no server is left running on its own.
@@ -40,38 +48,30 @@ LAUNCHER_GONE_EXIT = 86
 WATCH_DEPTH = 2
 
 STATE = Path(os.environ["LOCALAPPDATA"]) / "gen-bundle" / NAME
-SHORTCUT = Path(os.environ["APPDATA"]) / "Microsoft" / "Windows" / "Start Menu" / "Programs" / 'py notebook.url'
+LEGACY_SHORTCUT = Path(os.environ["APPDATA"]) / "Microsoft" / "Windows" / "Start Menu" / "Programs" / 'py notebook.url'
 
 
-def user_secret() -> str:
-    """The user's token: made once with the operating system's random source."""
+def new_secret() -> str:
+    """The secret of this run: made with the operating system's random source, and
+    written where only this user can read it, for the Start-menu entry."""
+    token = secrets.token_urlsafe(32)
     path = STATE / "token"
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            token = path.read_text(encoding="ascii").strip()
-            if len(token) >= 43:
-                return token
-            path.unlink()  # empty or cut short by a crash: make a new one
-            continue
-        token = secrets.token_urlsafe(32)
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(token + "\n")
-        return token
-    raise RuntimeError(f"cannot create {path}")
-
-
-def write_if_changed(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        if path.read_text(encoding="ascii") == text:
-            return
-    except (OSError, UnicodeDecodeError):
-        pass
-    temporary = path.with_name(path.name + ".new")
-    temporary.write_text(text, encoding="ascii", newline="")
+    temporary = path.with_name("token.new")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(token + "\n")
     os.replace(temporary, path)
+    return token
+
+
+def remove_legacy_shortcut() -> None:
+    """gen-bundle 0.1.0 kept the secret in a per-user .url in the roaming profile."""
+    try:
+        if LEGACY_SHORTCUT.read_bytes().startswith(("[InternetShortcut]\r\nURL=" + URL).encode("ascii")):
+            LEGACY_SHORTCUT.unlink()
+    except OSError:
+        pass
 
 
 def mark_stable() -> None:
@@ -106,9 +106,12 @@ class CappedOutput:
             data = os.read(self.read_end, 65536)
             if not data:
                 return
-            if os.fstat(self.target).st_size + len(data) > SERVER_LOG_BYTES:
-                self.rotate()
-            os.write(self.target, data)
+            try:
+                if os.fstat(self.target).st_size + len(data) > SERVER_LOG_BYTES:
+                    self.rotate()
+                os.write(self.target, data)
+            except OSError:
+                pass  # disk full, file gone: drop this output, but keep the pipe drained so the server never blocks
 
     def rotate(self) -> None:
         try:
@@ -155,7 +158,13 @@ def ancestors_windows(depth: int) -> list[int]:
 
     kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
     kernel32.CreateToolhelp32Snapshot.restype = wintypes.HANDLE
+    kernel32.CreateToolhelp32Snapshot.argtypes = [wintypes.DWORD, wintypes.DWORD]
+    kernel32.Process32FirstW.argtypes = [wintypes.HANDLE, ctypes.c_void_p]
+    kernel32.Process32NextW.argtypes = [wintypes.HANDLE, ctypes.c_void_p]
+    kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
     snapshot = kernel32.CreateToolhelp32Snapshot(0x00000002, 0)  # TH32CS_SNAPPROCESS
+    if snapshot in (None, ctypes.c_void_p(-1).value):  # INVALID_HANDLE_VALUE
+        return []
     parents = {}
     entry = Entry()
     entry.dwSize = ctypes.sizeof(Entry)
@@ -182,6 +191,9 @@ def watch_launcher() -> None:
         kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
         kernel32.OpenProcess.restype = wintypes.HANDLE
         kernel32.GetCurrentProcess.restype = wintypes.HANDLE
+        kernel32.OpenProcess.argtypes = [wintypes.DWORD, wintypes.BOOL, wintypes.DWORD]
+        kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
+        kernel32.WaitForMultipleObjects.argtypes = [wintypes.DWORD, ctypes.c_void_p, wintypes.BOOL, wintypes.DWORD]
         kernel32.GetProcessTimes.argtypes = [wintypes.HANDLE] + [ctypes.POINTER(wintypes.FILETIME)] * 4
 
         def created(handle) -> int:
@@ -222,17 +234,23 @@ def watch_launcher() -> None:
 STATE.mkdir(parents=True, exist_ok=True)
 OUTPUT = CappedOutput()
 atexit.register(OUTPUT.finish)
-c = get_config()  # noqa: F821 - Jupyter defines get_config() for the files it loads
-if AUTH == "token":
-    c.IdentityProvider.token = user_secret()
-    link = URL + "?token=" + c.IdentityProvider.token
-else:
-    c.IdentityProvider.token = ""
-    link = URL
-    sys.stderr.write("gen-bundle: WARNING: sign-in is OFF (--auth none): anyone who can use this PC can open "
-                     + URL + " and run code as this user\n")
-write_if_changed(SHORTCUT, "[InternetShortcut]\r\nURL=" + link + "\r\n")
+threading.Thread(target=watch_launcher, name="gen-bundle-watch", daemon=True).start()
 stable_timer = threading.Timer(STABLE_AFTER, mark_stable)
 stable_timer.daemon = True
 stable_timer.start()
-threading.Thread(target=watch_launcher, name="gen-bundle-watch", daemon=True).start()
+os.environ["JUPYTER_RUNTIME_DIR"] = str(STATE / "runtime")  # read by the server after this file, and by kernels
+c = get_config()  # noqa: F821 - Jupyter defines get_config() for the files it loads
+c.ServerApp.cookie_secret = secrets.token_bytes(32)
+c.PasswordIdentityProvider.allow_password_change = False
+if AUTH == "token":
+    try:
+        c.IdentityProvider.token = new_secret()
+    except OSError as exc:
+        # Jupyter only logs an error raised here and would go on with a secret nobody has.
+        sys.exit("gen-bundle: cannot write this run's secret to %s (%s); the server does not start" % (STATE / "token", exc))
+else:
+    c.IdentityProvider.token = ""
+    (STATE / "token").unlink(missing_ok=True)
+    sys.stderr.write("gen-bundle: WARNING: sign-in is OFF (--auth none): anyone who can use this PC can open "
+                     + URL + " and run code as this user\n")
+remove_legacy_shortcut()
