@@ -124,6 +124,8 @@ def test_every_file_parses_and_gives_back_the_inputs(
     # The server's Python config: compiles, and its constants read back.
     constants = python_constants(files[spec.config_file])
     assert (constants["NAME"], constants["URL"], constants["AUTH"]) == (spec.name, spec.url, auth)
+    guard = python_constants(files[spec.guard_file])
+    assert (guard["NAME"], guard["URL"], guard["IP"], guard["PORT"], guard["AUTH"]) == (spec.name, spec.url, ip, port, auth)
 
     # README: each value is one Markdown code span holding exactly that value.
     from markdown_it import MarkdownIt
