@@ -103,7 +103,7 @@ def test_detect_changes_nothing_at_all(grammars):
     direct = [n for n in pwsh.walk(tree.root_node) if pwsh._changes_state(n)]
     # Only the helpers shared with install/uninstall contain changes; detect never calls them.
     called = {pwsh._command_name(n) for n in pwsh.walk(tree.root_node) if n.type == "command"}
-    helpers = {"write-hostsfile", "clear-namecache", "stop-bundleprocess", "protect-statedirectory"}
+    helpers = {"write-hostsfile", "clear-namecache", "stop-bundleprocess", "protect-statedirectory", "new-adminonlyfolder"}
     assert {pwsh._enclosing_function(n) for n in direct} <= helpers
     assert not called & helpers
 

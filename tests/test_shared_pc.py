@@ -215,6 +215,22 @@ def test_the_guard_knows_the_owners_own_server(wine, tmp_path):
     try:
         assert guard.run("check").returncode == 0  # nothing listens yet
         assert "is not running for you" in guard.run("open").stderr
+        # Another program of this same account on the address: named, but no secret for it.
+        (replay.state).mkdir(parents=True, exist_ok=True)
+        (replay.state / "server.pid").write_text("999999")
+        other = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", spec.ip, str(spec.port)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while guard.run("check").returncode == 0 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            refused = guard.run("open")
+            assert refused.returncode == 1
+            assert f"process {other.pid} of this account" in refused.stderr and "not your notebook server" in refused.stderr
+            assert guard.urls() == []
+        finally:
+            other.terminate()
+            other.wait(timeout=10)
         server = replay.start()
         replay.wait_ready(server)
         check = guard.run("check")

@@ -61,9 +61,11 @@ $TaskFolder     = '\gen-bundle\'
 $InstallRoot    = (Join-Path $env:ProgramFiles 'gen-bundle')
 $InstallDir     = (Join-Path $env:ProgramFiles 'gen-bundle\py')
 $LauncherFile   = 'start-py.bat'
+$GuardFile      = 'start-py.guard.py'
 $InstalledFiles = @('start-py.bat', 'start-py.config.py', 'start-py.guard.py')
 $ShortcutPath   = Join-Path $env:ProgramData 'Microsoft\Windows\Start Menu\Programs\py notebook.lnk'
 $ShortcutMark   = 'gen-bundle py:'  # how the Start-menu entry's description begins
+$JupyterShared  = Join-Path $env:ProgramData 'jupyter'
 $LegacyShortcut = 'AppData\Roaming\Microsoft\Windows\Start Menu\Programs\py notebook.url'
 $HostsBegin     = '# BEGIN gen-bundle py'
 $HostsEnd       = '# END gen-bundle py'
@@ -296,10 +298,18 @@ function Get-BundleProcess {
     $all = @(Get-CimInstance -ClassName Win32_Process | Where-Object { $null -ne $_.CommandLine })
     $launchers = @($all | Where-Object { @('cmd.exe', 'conhost.exe') -contains $_.Name -and (Test-LauncherCommandLine $_.CommandLine) })
     $servers = @($all | Where-Object { $_.Name -eq 'python.exe' -and (Test-ServerCommandLine $_.CommandLine) })
-    $launcherIds = @($launchers | ForEach-Object { $_.ProcessId })
-    $serverIds = @($servers | ForEach-Object { $_.ProcessId })
-    $children = @($all | Where-Object { $launcherIds -contains $_.ParentProcessId -and
-        $launcherIds -notcontains $_.ProcessId -and $serverIds -notcontains $_.ProcessId })
+    # A process's parent id may belong to a process that ended long ago and whose id a
+    # launcher now has: a child counts only when it is younger than the launcher, and
+    # only the programs a launcher runs are stopped.
+    $launcherStart = @{}
+    foreach ($launcher in $launchers) {
+        $launcherStart[[int]$launcher.ProcessId] = $launcher.CreationDate
+    }
+    $children = @($all | Where-Object {
+        $launcherStart.ContainsKey([int]$_.ParentProcessId) -and $_.CreationDate -ge $launcherStart[[int]$_.ParentProcessId] -and
+        (@('ping.exe', 'find.exe') -contains $_.Name -or
+            ($_.Name -eq 'python.exe' -and $_.CommandLine.IndexOf($GuardFile, [StringComparison]::OrdinalIgnoreCase) -ge 0))
+    })
     return @($launchers + $children + $servers)
 }
 
@@ -327,20 +337,58 @@ function Get-Shortcut {
 function Get-LegacyShortcut {
     # gen-bundle 0.1.0 put a per-user Start-menu .url holding a lasting secret in each
     # roaming profile: the ones that are ours (they start with this bundle's URL).
+    # Users own these files: read only their first bytes, skip links, and let no single
+    # file stop the run.
     $mark = $Latin1.GetBytes("[InternetShortcut]`r`nURL=$BundleUrl")
     foreach ($userProfile in @(Get-CimInstance -ClassName Win32_UserProfile -Filter 'Special = FALSE' -ErrorAction SilentlyContinue)) {
+        if ([string]::IsNullOrEmpty($userProfile.LocalPath)) {
+            continue
+        }
         $path = Join-Path $userProfile.LocalPath $LegacyShortcut
-        if (Test-Path -LiteralPath $path -PathType Leaf) {
-            $bytes = [IO.File]::ReadAllBytes($path)
-            if ($bytes.Length -ge $mark.Length -and $Latin1.GetString($bytes, 0, $mark.Length) -ceq $Latin1.GetString($mark)) {
+        try {
+            $item = Get-Item -LiteralPath $path -Force -ErrorAction Stop
+            if ($item.PSIsContainer -or ($item.Attributes -band [IO.FileAttributes]::ReparsePoint)) {
+                continue
+            }
+            $stream = [IO.File]::OpenRead($path)
+            try {
+                $head = New-Object byte[] $mark.Length
+                $read = $stream.Read($head, 0, $head.Length)
+            } finally {
+                $stream.Dispose()
+            }
+            if ($read -eq $mark.Length -and $Latin1.GetString($head) -ceq $Latin1.GetString($mark)) {
                 $path
             }
+        } catch {
+            Write-Verbose "start menu: $path was not read ($($_.Exception.Message))"
         }
     }
 }
 
 function Get-OurTask {
     return @(Get-ScheduledTask -TaskPath $TaskFolder -ErrorAction SilentlyContinue | Where-Object { $_.TaskName -eq $TaskName })
+}
+
+function New-AdminOnlyFolder {
+    # Creates $Path with its security set at creation: owner Administrators, SYSTEM and
+    # administrators write, users read; nothing inherited from %ProgramData%, where users
+    # may create files. CreateDirectory with a DirectorySecurity leaves no moment in which
+    # the folder has the inherited ACL.
+    param([string]$Path)
+    $security = New-Object System.Security.AccessControl.DirectorySecurity
+    $security.SetOwner((New-Object System.Security.Principal.SecurityIdentifier('S-1-5-32-544')))
+    $security.SetAccessRuleProtection($true, $false)
+    foreach ($grant in @(@('S-1-5-18', 'FullControl'), @('S-1-5-32-544', 'FullControl'), @('S-1-5-32-545', 'ReadAndExecute'))) {
+        $identity = New-Object System.Security.Principal.SecurityIdentifier($grant[0])
+        $rule = New-Object System.Security.AccessControl.FileSystemAccessRule($identity, $grant[1], 'ContainerInherit, ObjectInherit', 'None', 'Allow')
+        $security.AddAccessRule($rule)
+    }
+    if ($PSVersionTable.PSEdition -eq 'Core') {
+        [void][IO.FileSystemAclExtensions]::CreateDirectory($security, $Path)  # .NET 5 and later
+    } else {
+        [void][IO.Directory]::CreateDirectory($Path, $security)  # .NET Framework
+    }
 }
 
 function Protect-StateDirectory {
@@ -372,7 +420,7 @@ function Stop-Bundle {
 
 $ExpectedSha = @{
     'start-py.bat' = '05e7cad8ae867bd6640084b15ad1a18a0f0c60e3e3c5794d7cf8b02243e7a730'
-    'start-py.config.py' = '6c52b6783098f9abba89f9a84b3d64e4a6a5d299d7c92abebb769aca36748cc8'
+    'start-py.config.py' = 'f1d3f2f3eb77aebad8eea87a0e379b213f53137c28ce0bbb9289660d73a3816f'
 }
 $ExpectedHostsLines = @('# BEGIN gen-bundle py', '127.0.0.13 py', '# END gen-bundle py')
 

@@ -9,6 +9,9 @@ the secret of this run of the server: 256 random bits, made anew at every
       line or in a log. The Start-menu entry "py notebook" (start-py.guard.py) reads it
       and hands it to the browser only after Windows has said that the process listening
       on 127.0.0.13:80 runs as this same user.
+  %LOCALAPPDATA%\gen-bundle\py\server.pid
+      this server's process id: the Start-menu entry hands over the secret only to the
+      process that listens on 127.0.0.13:80 when it is this one.
   %LOCALAPPDATA%\gen-bundle\py\runtime
       Jupyter's runtime files (its jpserver-*.json, kernels' connection files), in the local
       profile: the default, %APPDATA%\jupyter\runtime, roams to the profile server.
@@ -219,7 +222,8 @@ def watch_launcher() -> None:
         if not handles:
             return
         array = (wintypes.HANDLE * len(handles))(*handles)
-        kernel32.WaitForMultipleObjects(len(handles), array, False, 0xFFFFFFFF)
+        if kernel32.WaitForMultipleObjects(len(handles), array, False, 0xFFFFFFFF) >= len(handles):
+            return  # WAIT_FAILED: no verdict, so the server keeps running
     else:
         import time
 
@@ -238,6 +242,7 @@ threading.Thread(target=watch_launcher, name="gen-bundle-watch", daemon=True).st
 stable_timer = threading.Timer(STABLE_AFTER, mark_stable)
 stable_timer.daemon = True
 stable_timer.start()
+(STATE / "server.pid").write_text(str(os.getpid()), encoding="ascii")  # for the Start-menu entry's check
 os.environ["JUPYTER_RUNTIME_DIR"] = str(STATE / "runtime")  # read by the server after this file, and by kernels
 c = get_config()  # noqa: F821 - Jupyter defines get_config() for the files it loads
 c.ServerApp.cookie_secret = secrets.token_bytes(32)

@@ -14,7 +14,8 @@ no user site-packages):
   open    the Start-menu entry "py notebook". Opens http://py/ signed in
           (the server's secret of this run, from %LOCALAPPDATA%\gen-bundle\py\token)
           only when the process that listens on the address runs as this same
-          account. Otherwise it says who holds the address and opens nothing.
+          account and is the server it started last (server.pid there). Otherwise it
+          says who holds the address and opens nothing.
 
 Standard library only; reads, and never writes, anything.
 """
@@ -204,6 +205,15 @@ def open_signed_in():
     if not holder.mine:
         return tell("%s is answered by %s, not by your server.\n\nNothing was sent to it. Your server starts once "
                     "the address is free; see %s" % (URL, holder.describe(), LAUNCHER_LOG))
+    try:
+        server = int((STATE / "server.pid").read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        server = None
+    if holder.pid is None or holder.pid != server:
+        # This account's process, but not the server this account started last (a process id
+        # that went to another process, or another program): no secret for it either.
+        return tell("%s is answered by %s, which is not your notebook server (process %s).\n\nNothing was "
+                    "sent to it; see %s" % (URL, holder.describe(), server, LAUNCHER_LOG))
     link = URL
     if AUTH == "token":
         try:
