@@ -17,6 +17,13 @@ BeforeAll {
     # bundle's python.exe is not installed here, so that check fails with exit code 5.
     $script:Desktop = @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'explorer.exe'").Count -gt 0
     $script:InstalledExit = if ($script:Desktop) { 5 } else { 0 }
+    # The runner image may bring its own %ProgramData%\jupyter, which users can write to and
+    # install.ps1 would rightly refuse: set it aside for these tests.
+    $script:JupyterShared = Join-Path $env:ProgramData 'jupyter'
+    $script:JupyterAside = $script:JupyterShared + '.gen-bundle-test-aside'
+    if (Test-Path -LiteralPath $script:JupyterShared) {
+        Move-Item -LiteralPath $script:JupyterShared -Destination $script:JupyterAside
+    }
     $script:Entry = Join-Path $env:ProgramData 'Microsoft\Windows\Start Menu\Programs\py notebook.lnk'
     # gen-bundle 0.1.0's per-user entry, with a lasting secret, as it was left in a profile.
     $script:Legacy = Join-Path $env:APPDATA 'Microsoft\Windows\Start Menu\Programs\py notebook.url'
@@ -73,6 +80,9 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         $link.Arguments | Should -Be '/d /c .\start-py.bat open'
         $link.WorkingDirectory | Should -Be (Join-Path $env:ProgramFiles 'gen-bundle\py')
         @(Get-StartMenuSecret) | Should -BeNullOrEmpty
+        $jupyterAcl = Get-Acl -LiteralPath $script:JupyterShared
+        $jupyterAcl.GetOwner([Security.Principal.SecurityIdentifier]).Value | Should -Be 'S-1-5-32-544'
+        $jupyterAcl.AreAccessRulesProtected | Should -BeTrue
     }
     It 'changes nothing when run again' {
         $hosts = [IO.File]::ReadAllBytes($script:Hosts)
@@ -95,10 +105,20 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         (Invoke-Bundle 'detect.ps1').Output.Trim() | Should -BeNullOrEmpty
         Test-Path -LiteralPath $script:Entry | Should -BeFalse
         Test-Path -LiteralPath $script:Legacy | Should -BeFalse
+        Test-Path -LiteralPath $script:JupyterShared | Should -BeFalse
         @(Get-StartMenuSecret) | Should -BeNullOrEmpty
     }
     It 'changes nothing when uninstall runs again' {
         (Invoke-Bundle 'uninstall.ps1').ExitCode | Should -Be 0
         [IO.File]::ReadAllBytes($script:Hosts) | Should -Be $script:HostsBefore
+    }
+}
+
+AfterAll {
+    if (Test-Path -LiteralPath $script:JupyterAside) {
+        if (Test-Path -LiteralPath $script:JupyterShared) {
+            Remove-Item -LiteralPath $script:JupyterShared -Recurse -Force
+        }
+        Move-Item -LiteralPath $script:JupyterAside -Destination $script:JupyterShared
     }
 }
