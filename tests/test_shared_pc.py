@@ -52,7 +52,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
     def log_message(self, *args):
         pass
-server = http.server.HTTPServer((ip, port), Handler)
+class Dual(http.server.HTTPServer):
+    address_family = __import__("socket").AF_INET6
+    def server_bind(self):
+        self.socket.setsockopt(__import__("socket").IPPROTO_IPV6, __import__("socket").IPV6_V6ONLY, 0)
+        super().server_bind()
+server = Dual(("::", port), Handler) if mode == "dual-stack" else http.server.HTTPServer((ip, port), Handler)
 print("ready", flush=True)
 server.serve_forever()
 """
@@ -257,3 +262,19 @@ def test_the_guard_is_python_that_both_branches_can_run(tmp_path):
     path.write_bytes(source)
     wrong = subprocess.run([sys.executable, "-I", str(path), "steal"], capture_output=True, text=True)
     assert wrong.returncode == 2 and "usage" in wrong.stderr
+
+
+def test_a_dual_stack_squatter_on_ipv6_is_seen(tmp_path, squatter_account):
+    """A listener on [::] (IPv6, taking IPv4 too) answers connections to the address as well."""
+    spec = spec_on_free_port()
+    guard = Guard(tmp_path, spec, tmp_path / "local")
+    squatter = Squatter(squatter_account, spec.ip, spec.port, "dual-stack")
+    try:
+        check = guard.run("check")
+        assert check.returncode == 1
+        assert f"is in use by process {squatter.proc.pid} of another account ({squatter_account})" in check.stdout
+        refused = guard.run("open")
+        assert refused.returncode == 1 and "another account" in refused.stderr
+        assert guard.urls() == []
+    finally:
+        assert squatter.stop() == []  # the guard sent it nothing

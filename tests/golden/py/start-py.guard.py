@@ -50,19 +50,36 @@ class Holder:
         return "process " + (str(self.pid) if self.pid is not None else "(id not shown)") + " of " + who
 
 
+# Who answers a connection to IP:PORT, most specific first: a listener on the address
+# itself, on 0.0.0.0, on the IPv4-mapped IPv6 address, on [::] (a dual-stack socket).
+def candidates(ip):
+    return [(socket.AF_INET, ip), (socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::ffff:" + ip), (socket.AF_INET6, "::")]
+
+
 def holder_posix(ip, port):
-    """/proc/net/tcp lists every socket with its owner's uid, readable without privilege."""
+    """/proc/net/tcp and tcp6 list every socket with its owner's uid, readable without privilege."""
     import pwd
 
-    wanted = [socket.inet_aton(address)[::-1].hex().upper() + ":%04X" % port for address in (ip, "0.0.0.0")]
+    def key(family, address):
+        packed = socket.inet_pton(family, address)
+        # The kernel prints each 32-bit word of the address in host (little-endian) order.
+        words = [packed[i:i + 4][::-1].hex().upper() for i in range(0, len(packed), 4)]
+        return "".join(words) + ":%04X" % port
+
+    wanted = [key(family, address) for family, address in candidates(ip)]
     found = {}
-    with open("/proc/net/tcp", encoding="ascii") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            if fields[3] == "0A" and fields[1] in wanted:  # 0A: LISTEN
-                found[fields[1]] = (int(fields[7]), fields[9])
-    for key in wanted:  # a listener on the address itself answers before one on 0.0.0.0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            table = open(name, encoding="ascii")
+        except OSError:
+            continue
+        with table:
+            next(table)
+            for line in table:
+                fields = line.split()
+                if fields[3] == "0A" and fields[1] in wanted:  # 0A: LISTEN
+                    found[fields[1]] = (int(fields[7]), fields[9])
+    for key in wanted:
         if key in found:
             uid, inode = found[key]
             try:
@@ -116,24 +133,33 @@ def holder_windows(ip, port):
         _fields_ = [("state", wintypes.DWORD), ("local_addr", wintypes.DWORD), ("local_port", wintypes.DWORD),
                     ("remote_addr", wintypes.DWORD), ("remote_port", wintypes.DWORD), ("pid", wintypes.DWORD)]
 
-    size = wintypes.DWORD(0)
-    for _ in range(5):  # the table may grow between the two calls
-        buffer = ctypes.create_string_buffer(size.value or 4)
-        status = iphlpapi.GetExtendedTcpTable(buffer, ctypes.byref(size), False, 2, 3, 0)  # AF_INET, OWNER_PID_LISTENER
-        if status == 0:
-            break
-        if status != 122:  # ERROR_INSUFFICIENT_BUFFER
-            raise OSError("GetExtendedTcpTable failed with error %d" % status)
-    else:
-        raise OSError("GetExtendedTcpTable kept growing")
-    count = wintypes.DWORD.from_buffer(buffer).value
-    rows = (Row * count).from_buffer(buffer, ctypes.sizeof(wintypes.DWORD))
+    class Row6(ctypes.Structure):  # MIB_TCP6ROW_OWNER_PID
+        _fields_ = [("local_addr", ctypes.c_ubyte * 16), ("local_scope", wintypes.DWORD), ("local_port", wintypes.DWORD),
+                    ("remote_addr", ctypes.c_ubyte * 16), ("remote_scope", wintypes.DWORD),
+                    ("remote_port", wintypes.DWORD), ("state", wintypes.DWORD), ("pid", wintypes.DWORD)]
+
+    def listeners(family, row_type):
+        size = wintypes.DWORD(0)
+        for _ in range(5):  # the table may grow between the two calls
+            buffer = ctypes.create_string_buffer(size.value or 4)
+            status = iphlpapi.GetExtendedTcpTable(buffer, ctypes.byref(size), False, family, 3, 0)  # OWNER_PID_LISTENER
+            if status == 0:
+                break
+            if status != 122:  # ERROR_INSUFFICIENT_BUFFER
+                raise OSError("GetExtendedTcpTable failed with error %d" % status)
+        else:
+            raise OSError("GetExtendedTcpTable kept growing")
+        count = wintypes.DWORD.from_buffer(buffer).value
+        return (row_type * count).from_buffer(buffer, ctypes.sizeof(wintypes.DWORD))
+
     by_address = {}
-    for row in rows:
-        address = socket.inet_ntoa(int(row.local_addr).to_bytes(4, "little"))  # network byte order in memory
+    for row in listeners(2, Row):  # AF_INET; the address is in network byte order in memory
         if socket.ntohs(row.local_port & 0xFFFF) == port:
-            by_address[address] = row.pid
-    pid = by_address.get(ip, by_address.get("0.0.0.0"))
+            by_address.setdefault((socket.AF_INET, socket.inet_ntoa(int(row.local_addr).to_bytes(4, "little"))), row.pid)
+    for row in listeners(23, Row6):  # AF_INET6
+        if socket.ntohs(row.local_port & 0xFFFF) == port:
+            by_address.setdefault((socket.AF_INET6, socket.inet_ntop(socket.AF_INET6, bytes(row.local_addr))), row.pid)
+    pid = next((by_address[c] for c in candidates(ip) if c in by_address), None)
     if pid is None:
         return None
     if pid in (0, 4):
