@@ -97,6 +97,12 @@ class BundleSpec:
         return f"{self.shortcut_title}.lnk"
 
     @property
+    def shortcut_arguments(self) -> str:
+        """What the Start-menu entry passes to cmd.exe, in the install folder: the launcher's
+        "open", which hands the browser the secret only if the server is the user's own."""
+        return f"/d /c .\\{self.launcher_file} open"
+
+    @property
     def legacy_shortcut_name(self) -> str:
         """gen-bundle 0.1.0's per-user entry, which held the secret; removed wherever found."""
         return f"{self.shortcut_title}.url"

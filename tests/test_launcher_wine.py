@@ -254,13 +254,13 @@ def test_an_address_held_by_another_process_starts_no_server(wine):
 @pytest.mark.wine
 @pytest.mark.parametrize("answer", [0, 1])
 def test_open_runs_only_the_guard(wine, answer):
-    """The Start-menu entry's line (cmd.exe /d /c .\\start-py.bat open, in the install folder):
-    the guard decides; no server, lock or log is touched."""
+    """The Start-menu entry's line (cmd.exe with the arguments install.ps1 gives the entry,
+    in the install folder): the guard decides; no server, lock or log is touched."""
     spec = build_spec(ip="127.0.0.13", name="py")
     site = Installed(wine, spec)
     wine.guard_env = {"STUB_GUARD": str(answer)}
     try:
-        result = wine.run_line(site.bat.rsplit("\\", 1)[0], f"C:\\windows\\system32\\cmd.exe /d /c .\\{spec.launcher_file} open")
+        result = wine.run_line(site.bat.rsplit("\\", 1)[0], f"C:\\windows\\system32\\cmd.exe {spec.shortcut_arguments}")
     finally:
         wine.guard_env = {}
     assert result.exit_code == answer

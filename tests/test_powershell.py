@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from generator.spec import build_spec
 from support import pwsh
 
 SCRIPTS = ["install.ps1", "uninstall.ps1"]
@@ -56,6 +57,8 @@ def test_bundle_values_are_single_quoted_literals(canonical_files, grammars, scr
 
 def test_install_knows_the_python_and_the_files_it_verifies(canonical_files, grammars):
     values = pwsh.assignments(grammars["tree-sitter-pwsh"].parse(pwsh.script_text(canonical_files["install.ps1"])))
+    # The Start-menu entry's arguments: the same line the launcher test runs under wine.
+    assert values["ShortcutArguments"] == build_spec(ip="127.0.0.13", name="py").shortcut_arguments == "/d /c .\\start-py.bat open"
     assert values["PythonExe"] == ("ProgramFiles", "Python313\\python.exe")
     listed = values["BundleFiles"]
     for name in canonical_files:

@@ -64,6 +64,7 @@ $LauncherFile   = 'start-py.bat'
 $GuardFile      = 'start-py.guard.py'
 $InstalledFiles = @('start-py.bat', 'start-py.config.py', 'start-py.guard.py')
 $ShortcutPath   = Join-Path $env:ProgramData 'Microsoft\Windows\Start Menu\Programs\py notebook.lnk'
+$ShortcutArguments = '/d /c .\start-py.bat open'  # cmd.exe's, in the install folder
 $ShortcutMark   = 'gen-bundle py:'  # how the Start-menu entry's description begins
 $JupyterShared  = Join-Path $env:ProgramData 'jupyter'
 $LegacyShortcut = 'AppData\Roaming\Microsoft\Windows\Start Menu\Programs\py notebook.url'
@@ -370,12 +371,9 @@ function Get-OurTask {
     return @(Get-ScheduledTask -TaskPath $TaskFolder -ErrorAction SilentlyContinue | Where-Object { $_.TaskName -eq $TaskName })
 }
 
-function New-AdminOnlyFolder {
-    # Creates $Path with its security set at creation: owner Administrators, SYSTEM and
-    # administrators write, users read; nothing inherited from %ProgramData%, where users
-    # may create files. CreateDirectory with a DirectorySecurity leaves no moment in which
-    # the folder has the inherited ACL.
-    param([string]$Path)
+function New-AdminOnlySecurity {
+    # Owner Administrators; SYSTEM and administrators write, users read; nothing inherited
+    # from %ProgramData%, where users may create files.
     $security = New-Object System.Security.AccessControl.DirectorySecurity
     $security.SetOwner((New-Object System.Security.Principal.SecurityIdentifier('S-1-5-32-544')))
     $security.SetAccessRuleProtection($true, $false)
@@ -384,6 +382,14 @@ function New-AdminOnlyFolder {
         $rule = New-Object System.Security.AccessControl.FileSystemAccessRule($identity, $grant[1], 'ContainerInherit, ObjectInherit', 'None', 'Allow')
         $security.AddAccessRule($rule)
     }
+    return $security
+}
+
+function New-AdminOnlyFolder {
+    # Creates $Path with New-AdminOnlySecurity set at creation: CreateDirectory with a
+    # DirectorySecurity leaves no moment in which the folder has the inherited ACL.
+    param([string]$Path)
+    $security = New-AdminOnlySecurity
     if ($PSVersionTable.PSEdition -eq 'Core') {
         [void][IO.FileSystemAclExtensions]::CreateDirectory($security, $Path)  # .NET 5 and later
     } else {
@@ -400,15 +406,7 @@ function Protect-StateDirectory {
             throw "$folder is a link (junction or symbolic link), which gen-bundle does not write through; remove it"
         }
         [void][IO.Directory]::CreateDirectory($folder)
-        $security = New-Object System.Security.AccessControl.DirectorySecurity
-        $security.SetOwner((New-Object System.Security.Principal.SecurityIdentifier('S-1-5-32-544')))
-        $security.SetAccessRuleProtection($true, $false)
-        foreach ($grant in @(@('S-1-5-18', 'FullControl'), @('S-1-5-32-544', 'FullControl'), @('S-1-5-32-545', 'ReadAndExecute'))) {
-            $identity = New-Object System.Security.Principal.SecurityIdentifier($grant[0])
-            $rule = New-Object System.Security.AccessControl.FileSystemAccessRule($identity, $grant[1], 'ContainerInherit, ObjectInherit', 'None', 'Allow')
-            $security.AddAccessRule($rule)
-        }
-        Set-Acl -LiteralPath $folder -AclObject $security
+        Set-Acl -LiteralPath $folder -AclObject (New-AdminOnlySecurity)
     }
 }
 

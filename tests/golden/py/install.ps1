@@ -111,6 +111,7 @@ $LauncherFile   = 'start-py.bat'
 $GuardFile      = 'start-py.guard.py'
 $InstalledFiles = @('start-py.bat', 'start-py.config.py', 'start-py.guard.py')
 $ShortcutPath   = Join-Path $env:ProgramData 'Microsoft\Windows\Start Menu\Programs\py notebook.lnk'
+$ShortcutArguments = '/d /c .\start-py.bat open'  # cmd.exe's, in the install folder
 $ShortcutMark   = 'gen-bundle py:'  # how the Start-menu entry's description begins
 $JupyterShared  = Join-Path $env:ProgramData 'jupyter'
 $LegacyShortcut = 'AppData\Roaming\Microsoft\Windows\Start Menu\Programs\py notebook.url'
@@ -417,12 +418,9 @@ function Get-OurTask {
     return @(Get-ScheduledTask -TaskPath $TaskFolder -ErrorAction SilentlyContinue | Where-Object { $_.TaskName -eq $TaskName })
 }
 
-function New-AdminOnlyFolder {
-    # Creates $Path with its security set at creation: owner Administrators, SYSTEM and
-    # administrators write, users read; nothing inherited from %ProgramData%, where users
-    # may create files. CreateDirectory with a DirectorySecurity leaves no moment in which
-    # the folder has the inherited ACL.
-    param([string]$Path)
+function New-AdminOnlySecurity {
+    # Owner Administrators; SYSTEM and administrators write, users read; nothing inherited
+    # from %ProgramData%, where users may create files.
     $security = New-Object System.Security.AccessControl.DirectorySecurity
     $security.SetOwner((New-Object System.Security.Principal.SecurityIdentifier('S-1-5-32-544')))
     $security.SetAccessRuleProtection($true, $false)
@@ -431,6 +429,14 @@ function New-AdminOnlyFolder {
         $rule = New-Object System.Security.AccessControl.FileSystemAccessRule($identity, $grant[1], 'ContainerInherit, ObjectInherit', 'None', 'Allow')
         $security.AddAccessRule($rule)
     }
+    return $security
+}
+
+function New-AdminOnlyFolder {
+    # Creates $Path with New-AdminOnlySecurity set at creation: CreateDirectory with a
+    # DirectorySecurity leaves no moment in which the folder has the inherited ACL.
+    param([string]$Path)
+    $security = New-AdminOnlySecurity
     if ($PSVersionTable.PSEdition -eq 'Core') {
         [void][IO.FileSystemAclExtensions]::CreateDirectory($security, $Path)  # .NET 5 and later
     } else {
@@ -447,15 +453,7 @@ function Protect-StateDirectory {
             throw "$folder is a link (junction or symbolic link), which gen-bundle does not write through; remove it"
         }
         [void][IO.Directory]::CreateDirectory($folder)
-        $security = New-Object System.Security.AccessControl.DirectorySecurity
-        $security.SetOwner((New-Object System.Security.Principal.SecurityIdentifier('S-1-5-32-544')))
-        $security.SetAccessRuleProtection($true, $false)
-        foreach ($grant in @(@('S-1-5-18', 'FullControl'), @('S-1-5-32-544', 'FullControl'), @('S-1-5-32-545', 'ReadAndExecute'))) {
-            $identity = New-Object System.Security.Principal.SecurityIdentifier($grant[0])
-            $rule = New-Object System.Security.AccessControl.FileSystemAccessRule($identity, $grant[1], 'ContainerInherit, ObjectInherit', 'None', 'Allow')
-            $security.AddAccessRule($rule)
-        }
-        Set-Acl -LiteralPath $folder -AclObject $security
+        Set-Acl -LiteralPath $folder -AclObject (New-AdminOnlySecurity)
     }
 }
 
@@ -732,7 +730,7 @@ try {
         $problems += "Windows build $([Environment]::OSVersion.Version.Build) has no conhost.exe --headless (it came with Windows 10 1809, build 17763), so the task could not start the launcher: make the bundle with --window minimized"
     }
     $shortcut = Get-Shortcut
-    if ($null -ne $shortcut -and -not $shortcut.Description.StartsWith($ShortcutMark) -and -not $Force) {
+    if ($null -ne $shortcut -and -not ([string]$shortcut.Description).StartsWith($ShortcutMark, [StringComparison]::Ordinal) -and -not $Force) {
         $problems += "$ShortcutPath exists and gen-bundle did not create it: run with -Force to replace it"
     }
     $terminal = @(Get-CimInstance -Namespace 'root\cimv2\TerminalServices' -ClassName Win32_TerminalServiceSetting -ErrorAction SilentlyContinue)
@@ -798,15 +796,14 @@ try {
     }
 
     $shortcutTarget = Join-Path $env:SystemRoot 'System32\cmd.exe'
-    $shortcutArguments = '/d /c .\' + $LauncherFile + ' open'
     $shortcutDescription = "$ShortcutMark opens $BundleUrl signed in, when the server there runs as you"
-    if ($null -ne $shortcut -and $shortcut.TargetPath -ieq $shortcutTarget -and $shortcut.Arguments -ceq $shortcutArguments -and
+    if ($null -ne $shortcut -and $shortcut.TargetPath -ieq $shortcutTarget -and $shortcut.Arguments -ceq $ShortcutArguments -and
         $shortcut.WorkingDirectory -ieq $InstallDir -and $shortcut.Description -ceq $shortcutDescription) {
         Write-Output "start menu: $ShortcutPath is already in place"
     } elseif ($PSCmdlet.ShouldProcess($ShortcutPath, 'Create the Start-menu entry for all users')) {
         $link = (New-Object -ComObject WScript.Shell).CreateShortcut($ShortcutPath)
         $link.TargetPath = $shortcutTarget
-        $link.Arguments = $shortcutArguments
+        $link.Arguments = $ShortcutArguments
         $link.WorkingDirectory = $InstallDir
         $link.WindowStyle = 7  # minimized: the console window of cmd.exe is not shown in front
         $link.Description = $shortcutDescription
