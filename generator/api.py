@@ -6,27 +6,29 @@ from pathlib import Path
 
 from .output import write_bundle
 from .render import render
-from .spec import DEFAULT_AUTH, DEFAULT_PORT, DEFAULT_SCOPE, DEFAULT_WINDOW, build_spec
+from .spec import build_spec
 
 
 def generate(
     *,
     ip: str,
     name: str,
-    port: int = DEFAULT_PORT,
+    port: int | None = None,
     notebook_dir: str | None = None,
     python: str | None = None,
-    auth: str = DEFAULT_AUTH,
-    window: str = DEFAULT_WINDOW,
-    scope: str = DEFAULT_SCOPE,
+    auth: str | None = None,
+    window: str | None = None,
+    scope: str | None = None,
     user: str | None = None,
     out: str | Path = "out",
     force: bool = False,
 ) -> Path:
     """Validate, render in memory, then write the bundle atomically to ``out``.
 
-    Raises InvalidValue for bad input and OutputError when ``out`` may not be
-    replaced; in both cases nothing has been written.
+    An input left as None takes its default from spec.DEFAULTS, the one place
+    defaults are written. Raises InvalidValue for bad input and OutputError
+    when ``out`` may not be replaced or cannot be written; in both cases
+    nothing has been written, and no folder created.
     """
     spec = build_spec(
         ip=ip, name=name, port=port, notebook_dir=notebook_dir, python=python,

@@ -2,6 +2,8 @@
 
 Errors become exit codes here and only here: bad input exits 2 (click's
 usage-error code), a refused or failed write exits 1; messages go to stderr.
+The options take text and leave every check to the spec, so that a refusal
+reads the same whichever rule it breaks.
 """
 
 from __future__ import annotations
@@ -10,17 +12,7 @@ import click
 
 from . import __version__
 from .errors import GenBundleError, InvalidValue
-from .spec import (
-    AUTH_MODES,
-    DEFAULT_AUTH,
-    DEFAULT_NOTEBOOK_DIR,
-    DEFAULT_PORT,
-    DEFAULT_PYTHON,
-    DEFAULT_SCOPE,
-    DEFAULT_WINDOW,
-    SCOPES,
-    WINDOW_MODES,
-)
+from .spec import AUTH_MODES, DEFAULTS, SCOPES, WINDOW_MODES
 
 EPILOG = """\b
 Examples:
@@ -53,42 +45,46 @@ OPTION_FLAGS = {
     epilog=EPILOG,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100, "terminal_width": 100},
 )
-@click.option("--ip", required=True, metavar="ADDRESS", help="Loopback address the server listens on, inside 127.0.0.0/8.")
+@click.option(
+    "--ip", required=True, metavar="ADDRESS", help="Loopback address the server listens on, inside 127.0.0.0/8."
+)
 @click.option("--name", required=True, metavar="NAME", help="Host name for the browser (http://NAME/): one DNS label.")
-@click.option("--port", type=int, metavar="PORT", default=DEFAULT_PORT, show_default=True, help="TCP port of the server.")
+@click.option(
+    "--port", type=str, metavar="PORT", default=DEFAULTS["port"], show_default=True, help="TCP port of the server."
+)
 @click.option(
     "--notebook-dir",
     metavar="PATH",
-    default=DEFAULT_NOTEBOOK_DIR,
+    default=DEFAULTS["notebook_dir"],
     show_default=True,
     help="Folder the notebook server opens; created at start when missing.",
 )
 @click.option(
     "--python",
     metavar="PATH",
-    default=DEFAULT_PYTHON,
+    default=DEFAULTS["python"],
     show_default=True,
     help="python.exe on the target machines, in an environment that has notebook installed.",
 )
 @click.option(
     "--auth",
-    type=click.Choice(AUTH_MODES),
-    default=DEFAULT_AUTH,
+    metavar="[" + "|".join(AUTH_MODES) + "]",
+    default=DEFAULTS["auth"],
     show_default=True,
     help="token: each user's own secret, made on first start; one-click sign-in from the Start menu. "
     "none: no sign-in - anyone on the PC can run code as that user.",
 )
 @click.option(
     "--window",
-    type=click.Choice(WINDOW_MODES),
-    default=DEFAULT_WINDOW,
+    metavar="[" + "|".join(WINDOW_MODES) + "]",
+    default=DEFAULTS["window"],
     show_default=True,
     help="hidden: no console window (conhost --headless). minimized: a minimized console window.",
 )
 @click.option(
     "--scope",
-    type=click.Choice(SCOPES),
-    default=DEFAULT_SCOPE,
+    metavar="[" + "|".join(SCOPES) + "]",
+    default=DEFAULTS["scope"],
     show_default=True,
     help="machine: every user who logs on gets their own server. user: only the account given by --user.",
 )
@@ -114,8 +110,13 @@ def main(out: str, force: bool, **inputs: object) -> None:
     try:
         path = generate(out=out, force=force, **inputs)
     except InvalidValue as exc:
-        raise click.BadParameter(str(exc), param_hint=f"'{OPTION_FLAGS[exc.param]}'") from None
+        # Every refusal of an input, whichever rule it breaks, reads the same way:
+        # "Invalid value for '--flag': 'value': rule" (click's form), exit 2.
+        raise click.BadParameter(str(exc), param_hint=f"'{OPTION_FLAGS.get(exc.param, exc.param)}'") from None
     except GenBundleError as exc:
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(exc.exit_code) from None
+    except OSError as exc:  # reading gen-bundle's own templates failed: a broken installation
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(1) from None
     click.echo(f"Wrote the bundle to {path}; its README.md says how to review and install it.", err=True)

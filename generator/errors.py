@@ -9,7 +9,7 @@ class GenBundleError(Exception):
     exit_code = 1
 
 
-class InvalidValue(GenBundleError):
+class InvalidValue(GenBundleError, ValueError):
     """An input that breaks a rule; nothing has been written when it is raised.
 
     ``param`` is the keyword argument's name, so the CLI can name the flag.
@@ -21,7 +21,12 @@ class InvalidValue(GenBundleError):
         self.param = param
         self.value = value
         self.rule = rule
-        shown = f"'{value}'" if isinstance(value, str) and value.isprintable() else repr(value)
+        if value is None:
+            shown = "none given"
+        elif isinstance(value, str) and value.isprintable():
+            shown = f"'{value}'"
+        else:
+            shown = repr(value)
         super().__init__(f"{shown}: {rule}")
 
 

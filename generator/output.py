@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,12 +13,24 @@ from pathlib import Path
 from .errors import OutputError
 from .render import BUNDLE_JSON
 
+# An earlier bundle.json lists a dozen file names; anything much larger is not one.
+MAX_MANIFEST_BYTES = 64 * 1024
+
 
 def _holds_previous_bundle(out: Path) -> bool:
-    """True when every entry in ``out`` is a file an earlier bundle.json lists."""
+    """True when every entry in ``out`` is a file an earlier bundle.json lists.
+
+    bundle.json is read only when it is a regular file of a bundle's size: a link,
+    a FIFO or a huge file there is not an earlier bundle, and must not hang or
+    exhaust this run.
+    """
+    path = out / BUNDLE_JSON
     try:
-        manifest = json.loads((out / BUNDLE_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MANIFEST_BYTES:
+            return False
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return False
     if not isinstance(manifest, dict) or manifest.get("generator") != "gen-bundle":
         return False
@@ -53,12 +66,61 @@ def write_bundle(files: Mapping[str, bytes], out: Path, *, force: bool = False) 
     """Write ``files`` into ``out`` atomically: a directory beside it, then a rename.
 
     A reader of ``out`` sees the old bundle or the new one, never a mix; a
-    failure part-way leaves ``out`` as it was.
+    failure part-way leaves ``out`` as it was, and removes the parent folders
+    this run created. Any OSError becomes an OutputError naming the path.
     """
     out = Path(out)
-    check_target(out, force=force)
+    target = Path(os.path.abspath(out))  # '..' folded as the user means it, not as a folder to make
+    created: list[Path] = []
+    try:
+        check_target(target, force=force)
+        created = _make_parents(target.parent)
+        _write(files, target)
+    except OSError as exc:
+        _remove_empty(created)
+        raise OutputError(f"cannot write the bundle to {out}: {_reason(exc)}") from exc
+    except BaseException:
+        _remove_empty(created)
+        raise
+
+
+def _reason(exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    if exc.filename is not None:
+        reason += f": {exc.filename}"
+    return reason
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return the ones created, outermost first."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.is_dir():
+            break
+        if candidate.exists() or candidate.is_symlink():
+            raise OutputError(f"cannot write the bundle below {candidate}: it is not a directory")
+        missing.append(candidate)
+    created = []
+    try:
+        for candidate in reversed(missing):
+            candidate.mkdir()
+            created.append(candidate)
+    except BaseException:
+        _remove_empty(created)
+        raise
+    return created
+
+
+def _remove_empty(created: list[Path]) -> None:
+    for folder in reversed(created):
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # something else is in it now: leave it, and its parents
+
+
+def _write(files: Mapping[str, bytes], out: Path) -> None:
     parent = out.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=parent))
     try:
         umask = os.umask(0)

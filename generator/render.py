@@ -1,20 +1,25 @@
 """The pure render: a BundleSpec in, every file of the bundle as bytes out.
 
-No file system writes, clocks or randomness here: the same spec always gives
-the same bytes, which is what makes a reviewed bundle reproducible.
+No file system writes (not even a template cache), clocks or randomness
+here: the same spec always gives the same bytes, which is what makes a
+reviewed bundle reproducible.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import escape
 from . import spec as constants
 from .spec import BundleSpec
+
+if TYPE_CHECKING:
+    import jinja2
 
 BUNDLE_JSON = "bundle.json"
 SHA256SUMS = "SHA256SUMS"
@@ -25,8 +30,22 @@ class Output:
     """How one rendered text becomes bytes for the program that will read it."""
 
     template: str
+    language: str  # a key of FILTERS: the filters its {{ }} may use
     encoding: str  # a Python codec; 'utf-8-sig' and 'utf-16' write a BOM
     crlf: bool
+
+
+# The filters of each output language. In every file but XML, a {{ }} must end in one
+# of its language's filters, or the render fails (Environment.finalize): a value is
+# escaped because the template says how, never because the author remembered to.
+FILTERS = {
+    "bat": {"bat": escape.bat, "bat_text": escape.bat_text},
+    "ps": {"ps": escape.ps, "ps_text": escape.ps_text},
+    "py": {"py": escape.py, "py_text": escape.py_text},
+    "md": {"md": escape.md, "md_text": escape.md_text, "md_code": escape.md_code},
+    "hosts": {"hosts": escape.hosts},
+    "xml": {},  # autoescaped by Jinja; control characters refused (escape.xml_value)
+}
 
 
 def outputs(spec: BundleSpec) -> dict[str, Output]:
@@ -42,15 +61,15 @@ def outputs(spec: BundleSpec) -> dict[str, Output]:
     imports UTF-16LE with BOM, as Windows itself exports tasks.
     """
     return {
-        spec.launcher_file: Output("start.bat.j2", "utf-8", crlf=True),
-        spec.config_file: Output("server_config.py.j2", "utf-8", crlf=True),
-        spec.guard_file: Output("guard.py.j2", "utf-8", crlf=True),
-        spec.task_file: Output("task.xml.j2", "utf-16", crlf=True),
-        "hosts.txt": Output("hosts.txt.j2", "ascii", crlf=True),
-        "install.ps1": Output("install.ps1.j2", "utf-8-sig", crlf=True),
-        "uninstall.ps1": Output("uninstall.ps1.j2", "utf-8-sig", crlf=True),
-        "detect.ps1": Output("detect.ps1.j2", "utf-8-sig", crlf=True),
-        "README.md": Output("README.md.j2", "utf-8", crlf=False),
+        spec.launcher_file: Output("start.bat.j2", "bat", "utf-8", crlf=True),
+        spec.config_file: Output("server_config.py.j2", "py", "utf-8", crlf=True),
+        spec.guard_file: Output("guard.py.j2", "py", "utf-8", crlf=True),
+        spec.task_file: Output("task.xml.j2", "xml", "utf-16", crlf=True),
+        "hosts.txt": Output("hosts.txt.j2", "hosts", "ascii", crlf=True),
+        "install.ps1": Output("install.ps1.j2", "ps", "utf-8-sig", crlf=True),
+        "uninstall.ps1": Output("uninstall.ps1.j2", "ps", "utf-8-sig", crlf=True),
+        "detect.ps1": Output("detect.ps1.j2", "ps", "utf-8-sig", crlf=True),
+        "README.md": Output("README.md.j2", "md", "utf-8", crlf=False),
     }
 
 
@@ -68,39 +87,95 @@ def templates_dir() -> Path:
     raise FileNotFoundError(f"gen-bundle's templates are missing (looked beside {here})")
 
 
-def _bytecode_cache():
-    """Compiled templates, kept between runs: compiling them costs more than
-    everything else gen-bundle does. Jinja keys each entry by the template's
-    checksum and its own version, so an edited template is compiled anew.
-    Without a writable cache directory the templates are compiled every run.
-    """
-    import jinja2
-
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    directory = os.path.join(base, "gen-bundle", "jinja")
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    except OSError:
-        return None
-    if not os.access(directory, os.W_OK):
-        return None
-    return jinja2.FileSystemBytecodeCache(directory)
+def size(count: int) -> str:
+    """1048576 -> '1 MiB': the README says sizes the way people read them."""
+    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if count >= factor and count % factor == 0:
+            return f"{count // factor} {unit}"
+    return f"{count} bytes"
 
 
-def _environment():
+class Escaped(str):
+    """A value that went through a filter of ``language``: the only kind finalize lets through."""
+
+    __slots__ = ("language",)
+
+    def __new__(cls, text: str, language: str) -> Escaped:
+        self = super().__new__(cls, text)
+        self.language = language
+        return self
+
+
+class UnescapedValue(ValueError):
+    """A template writes a value without its file's escaping: a bug in the template."""
+
+
+def _marked(function, language: str):
+    def apply(value):
+        return Escaped(function(value), language)
+
+    apply.__name__ = function.__name__
+    return apply
+
+
+def _finalize(language: str):
+    if language == "xml":
+        return escape.xml_value
+
+    def finalize(value: object) -> object:
+        if isinstance(value, Escaped) and value.language == language:
+            return value
+        raise UnescapedValue(
+            f"{value!r} is written into a {language} file without one of its filters "
+            f"({', '.join(FILTERS[language])}): end the {{{{ }}}} with the one for its place"
+        )
+
+    return finalize
+
+
+def environment(language: str) -> jinja2.Environment:
+    """The Jinja environment for one output language: its filters, and only its."""
     import jinja2  # imported here, not at module load: --help and --version stay fast
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
-        bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=lambda name: bool(name) and name.endswith(".xml.j2"),
+        autoescape=language == "xml",
+        finalize=_finalize(language),
     )
-    env.filters.update(bat=escape.bat, ps=escape.ps, md=escape.md, py=escape.py)
+    env.filters.update({name: _marked(function, language) for name, function in FILTERS[language].items()})
+    env.filters["size"] = size  # a number of bytes as people say it; its result still needs a filter
+    env.globals["plain"] = _plain_reader(language)
     return env
+
+
+# The folders of plain partials, by the language of the files that paste them.
+PLAIN_FOLDERS = {"ps": "powershell", "py": "python"}
+PLAIN_NAME = re.compile(r"[a-z]+/[a-z][a-z_-]*\.(ps1|py)")
+
+
+def _plain_reader(language: str):
+    """``{{ plain('powershell/hosts-edit.ps1') }}``: a partial pasted as it is.
+
+    The partials (templates/powershell/*.ps1, templates/python/*.py) are plain
+    code, the same in every bundle: Jinja neither parses nor compiles them, so
+    nothing in them is ever read as template syntax, and they cost no compile
+    time. Their one final newline is dropped, as trim_blocks drops the one after
+    a block tag: the line that pastes a partial ends with the partial's last line.
+    """
+
+    folder = PLAIN_FOLDERS.get(language)
+
+    def plain(name: str) -> Escaped:
+        if folder is None or not PLAIN_NAME.fullmatch(name) or not name.startswith(folder + "/"):
+            raise UnescapedValue(f"plain({name!r}): a {language} file pastes only {folder}/<name> partials")
+        text = (templates_dir() / name).read_text(encoding="utf-8")
+        return Escaped(text[:-1] if text.endswith("\n") else text, language)
+
+    return plain
 
 
 def _encode(text: str, output: Output) -> bytes:
@@ -116,12 +191,20 @@ def _encode(text: str, output: Output) -> bytes:
 
 def render(spec: BundleSpec) -> dict[str, bytes]:
     """Every file of the bundle, by name, in sorted order."""
-    env = _environment()
+    environments: dict[str, jinja2.Environment] = {}
     files: dict[str, bytes] = {}
     sha: dict[str, str] = {}
-    context = {"spec": spec, "bundle_files": bundle_files(spec), "const": constants, "sha": sha}
+    context = {
+        "spec": spec,
+        "bundle_files": bundle_files(spec),
+        "verified_files": [name for name in bundle_files(spec) if name != SHA256SUMS],  # what SHA256SUMS lists
+        "const": constants,
+        "sha": sha,
+    }
     for name, output in outputs(spec).items():
-        text = env.get_template(output.template).render(context)
+        if output.language not in environments:
+            environments[output.language] = environment(output.language)
+        text = environments[output.language].get_template(output.template).render(context)
         files[name] = _encode(text, output)
         sha[name] = hashlib.sha256(files[name]).hexdigest()
     manifest = {

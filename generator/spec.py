@@ -14,16 +14,21 @@ from . import __version__
 from .errors import InvalidValue
 from .winpath import WinPath, parse_windows_path
 
-DEFAULT_PORT = 80
-DEFAULT_NOTEBOOK_DIR = "%USERPROFILE%\\Notebooks"
-DEFAULT_PYTHON = "%ProgramFiles%\\Python313\\python.exe"
-
 AUTH_MODES = ("token", "none")
-SCOPES = ("machine", "user")
-DEFAULT_SCOPE = "machine"
 WINDOW_MODES = ("hidden", "minimized")
-DEFAULT_AUTH = "token"
-DEFAULT_WINDOW = "hidden"
+SCOPES = ("machine", "user")
+
+# The inputs, in the order --help lists them, and the default of each: the one place a
+# default is written. The CLI shows these; the library fills them in for None.
+INPUTS = ("ip", "name", "port", "notebook_dir", "python", "auth", "window", "scope", "user")
+DEFAULTS: dict[str, object] = {
+    "port": 80,
+    "notebook_dir": "%USERPROFILE%\\Notebooks",
+    "python": "%ProgramFiles%\\Python313\\python.exe",
+    "auth": "token",
+    "window": "hidden",
+    "scope": "machine",
+}
 
 # Exit code the server uses when the process that started it is gone (the task
 # was stopped): the launcher then ends instead of starting a new server.
@@ -38,8 +43,12 @@ STABLE_AFTER = 60
 # How long install.ps1 waits for a server it started to answer: a first start
 # (no bytecode cache under Program Files, antivirus scanning every file) is slow.
 PROBE_SECONDS = 90
-# install.ps1's exit code when it installed, but the server did not answer for a logged-on user.
-EXIT_NO_ANSWER = 5
+# Exit codes of install.ps1 and uninstall.ps1, for Group Policy, SCCM and Intune reporting.
+EXIT_TAMPERED = 2  # a file differs from SHA256SUMS: the bundle changed after review
+EXIT_NOT_ADMIN = 3  # not run elevated
+EXIT_PREFLIGHT = 4  # a check before any change failed; nothing was changed
+EXIT_NO_ANSWER = 5  # installed, but the server did not answer for the user who is logged on
+EXIT_FAILURE = 1603  # anything else (the Windows Installer code for a fatal error)
 # How many of the last lines of a user's launcher.log install.ps1 prints when it exits EXIT_NO_ANSWER.
 LOG_TAIL_LINES = 15
 # Launcher log size at which it is rotated (one old copy is kept).
@@ -47,27 +56,60 @@ LOG_ROTATE_BYTES = 1024 * 1024
 # The server's output within one run: past this size server.log moves to server.1.log.
 SERVER_LOG_BYTES = 1024 * 1024
 
+# How many logs of install.ps1 runs %ProgramData%\\gen-bundle\\<name>\\logs keeps.
+KEEP_LOGS = 30
+
 INSTALL_ROOT = WinPath("ProgramFiles", "gen-bundle")
+STATE_ROOT = WinPath("ProgramData", "gen-bundle")
+START_MENU = WinPath("ProgramData", "Microsoft\\Windows\\Start Menu\\Programs")
+# Jupyter's machine-wide folder: every user's server reads settings and kernels from it.
+JUPYTER_SHARED = WinPath("ProgramData", "jupyter")
 TASK_FOLDER = "\\gen-bundle\\"
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _DOTTED_QUAD = re.compile(r"(0|[1-9][0-9]{0,2})(?:\.(0|[1-9][0-9]{0,2})){3}")
+_VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*(?:[a-z0-9.+-]*)")
 
 
 @dataclass(frozen=True)
 class BundleSpec:
-    """One bundle, fully decided: the render is a pure function of this."""
+    """One bundle, fully decided: the render is a pure function of this.
+
+    The checks run when a spec is made, however it is made (the constructor,
+    build_spec, ``dataclasses.replace``): an invalid spec cannot exist, so
+    nothing downstream checks again. Values are normalised on the way in (a
+    path given as text becomes a WinPath, the name becomes lowercase).
+    """
 
     ip: str
     name: str
     port: int
     notebook_dir: WinPath
     python: WinPath
-    auth: str = DEFAULT_AUTH
-    window: str = DEFAULT_WINDOW
-    scope: str = DEFAULT_SCOPE
-    user: str | None = None
+    auth: str
+    window: str
+    scope: str
+    user: str | None
     version: str = __version__
+
+    def __post_init__(self) -> None:
+        # In the order --help lists the flags, so the first bad flag is the one named;
+        # scope is decided before user, which depends on it.
+        checked = {
+            "ip": parse_ip(self.ip),
+            "name": parse_name(self.name),
+            "port": parse_port(self.port),
+            "notebook_dir": parse_windows_path("notebook_dir", _path_text(self.notebook_dir)),
+            "python": parse_python(self.python),
+            "auth": parse_choice("auth", self.auth, AUTH_MODES),
+            "window": parse_choice("window", self.window, WINDOW_MODES),
+            "scope": parse_choice("scope", self.scope, SCOPES),
+        }
+        checked["user"] = parse_user(checked["scope"], self.user)
+        if not isinstance(self.version, str) or not _VERSION.fullmatch(self.version):
+            raise InvalidValue("version", self.version, "must be a version number like 1.2.3")
+        for field, value in checked.items():
+            object.__setattr__(self, field, value)
 
     @property
     def url(self) -> str:
@@ -88,6 +130,11 @@ class BundleSpec:
         return f"start-{self.name}.guard.py"
 
     @property
+    def installed_files(self) -> tuple[str, ...]:
+        """The files install.ps1 copies to the install folder."""
+        return (self.launcher_file, self.config_file, self.guard_file)
+
+    @property
     def shortcut_title(self) -> str:
         """The Start-menu entry, one for all users, that opens the server signed in."""
         return f"{self.name} notebook"
@@ -101,6 +148,20 @@ class BundleSpec:
         """What the Start-menu entry passes to cmd.exe, in the install folder: the launcher's
         "open", which hands the browser the secret only if the server is the user's own."""
         return f"/d /c .\\{self.launcher_file} open"
+
+    @property
+    def shortcut_path(self) -> WinPath:
+        return START_MENU.join(self.shortcut_name)
+
+    @property
+    def shortcut_mark(self) -> str:
+        """How the entry's description begins: what tells gen-bundle's entry from another."""
+        return f"gen-bundle {self.name}:"
+
+    @property
+    def legacy_shortcut_profile_path(self) -> str:
+        """Where 0.1.0 put its entry, below each user profile (the roaming Start menu)."""
+        return f"AppData\\Roaming\\Microsoft\\Windows\\Start Menu\\Programs\\{self.legacy_shortcut_name}"
 
     @property
     def legacy_shortcut_name(self) -> str:
@@ -184,6 +245,20 @@ class BundleSpec:
         return 2 if self.window == "hidden" else 1
 
     @property
+    def state_dir(self) -> WinPath:
+        """Machine-wide state of the install (receipt, logs of each run): administrators only."""
+        return STATE_ROOT.join(self.name)
+
+    @property
+    def receipt_path(self) -> WinPath:
+        return self.state_dir.join("receipt.json")
+
+    @property
+    def state_log_dir(self) -> WinPath:
+        """install.ps1's and uninstall.ps1's log of each run."""
+        return self.state_dir.join("logs")
+
+    @property
     def log_dir(self) -> WinPath:
         """Per-user, so each user's server writes only into that user's profile."""
         return WinPath("LOCALAPPDATA", f"gen-bundle\\{self.name}")
@@ -196,19 +271,15 @@ class BundleSpec:
     def hosts_end(self) -> str:
         return f"# END gen-bundle {self.name}"
 
+    @property
+    def hosts_lines(self) -> tuple[str, str, str]:
+        """The marked block install.ps1 puts in the hosts file (hosts.txt), line by line."""
+        return (self.hosts_begin, f"{self.ip} {self.name}", self.hosts_end)
+
     def inputs(self) -> dict[str, object]:
         """The inputs as the user would pass them again (bundle.json)."""
-        return {
-            "ip": self.ip,
-            "name": self.name,
-            "port": self.port,
-            "notebook_dir": str(self.notebook_dir),
-            "python": str(self.python),
-            "auth": self.auth,
-            "window": self.window,
-            "scope": self.scope,
-            "user": self.user,
-        }
+        values = {key: getattr(self, key) for key in INPUTS}
+        return {key: str(value) if isinstance(value, WinPath) else value for key, value in values.items()}
 
 
 def parse_ip(value: str) -> str:
@@ -226,9 +297,19 @@ def parse_ip(value: str) -> str:
 
 
 def parse_name(value: str) -> str:
-    """One DNS label (RFC 1123), lowercase: browsers send the Host lowercase."""
+    """One DNS label (RFC 1123), lowercase: browsers send the Host lowercase.
+
+    ASCII is checked before lowercasing: str.lower() maps some non-ASCII
+    letters to ASCII ones (the Kelvin sign U+212A becomes 'k'), which would
+    turn a name the user did not type into the one the bundle uses.
+    """
     if not isinstance(value, str):
         raise InvalidValue("name", value, "a host name is required")
+    for ch in value:
+        if not ch.isascii():
+            raise InvalidValue(
+                "name", value, f"U+{ord(ch):04X} is not ASCII: a name is ASCII letters, digits and hyphens"
+            )
     name = value.lower()
     if not _LABEL.fullmatch(name):
         raise InvalidValue(
@@ -242,10 +323,12 @@ def parse_name(value: str) -> str:
     return name
 
 
-def parse_port(value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+def parse_port(value: int | str) -> int:
+    """A port as a number, or as the decimal digits the command line gives."""
+    number = int(value) if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 5 else value
+    if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 65535:
         raise InvalidValue("port", value, "must be a TCP port number from 1 to 65535")
-    return value
+    return number
 
 
 _USER = re.compile(r"([A-Za-z0-9][A-Za-z0-9.-]{0,62})\\([^\\/\"\[\]:;|=,+*?<>@%$`(){}]{1,104})")
@@ -275,39 +358,28 @@ def parse_user(scope: str, value: str | None) -> str | None:
 
 
 def parse_choice(param: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise InvalidValue(param, value, "must be one of " + ", ".join(choices))
     return value
 
 
-def build_spec(
-    *,
-    ip: str,
-    name: str,
-    port: int = DEFAULT_PORT,
-    notebook_dir: str | None = None,
-    python: str | None = None,
-    auth: str = DEFAULT_AUTH,
-    window: str = DEFAULT_WINDOW,
-    scope: str = DEFAULT_SCOPE,
-    user: str | None = None,
-) -> BundleSpec:
-    """Validate every input, in the order --help lists the flags."""
-    ip = parse_ip(ip)
-    name = parse_name(name)
-    port = parse_port(port)
-    nb_dir = parse_windows_path("notebook_dir", DEFAULT_NOTEBOOK_DIR if notebook_dir is None else notebook_dir)
-    python_path = parse_windows_path("python", DEFAULT_PYTHON if python is None else python)
-    if not python_path.rest.lower().endswith(".exe"):
-        raise InvalidValue("python", str(python_path), "must name the python.exe file, ending in .exe")
-    return BundleSpec(
-        ip=ip,
-        name=name,
-        port=port,
-        notebook_dir=nb_dir,
-        python=python_path,
-        auth=parse_choice("auth", auth, AUTH_MODES),
-        window=parse_choice("window", window, WINDOW_MODES),
-        scope=parse_choice("scope", scope, SCOPES),
-        user=parse_user(scope, user),
-    )
+def parse_python(value: str | WinPath) -> WinPath:
+    path = parse_windows_path("python", _path_text(value))
+    if not path.rest.lower().endswith(".exe"):
+        raise InvalidValue("python", str(path), "must name the python.exe file, ending in .exe")
+    return path
+
+
+def _path_text(value: object) -> object:
+    """A WinPath is checked again from its text: one made by hand gets no pass."""
+    return str(value) if isinstance(value, WinPath) else value
+
+
+def build_spec(**inputs: object) -> BundleSpec:
+    """The spec for the given inputs (keyword arguments named as in DEFAULTS),
+    the defaults filled in for those left out or given as None."""
+    unknown = sorted(set(inputs) - set(INPUTS))
+    if unknown:
+        raise TypeError(f"build_spec() got unexpected inputs: {', '.join(unknown)}")
+    values = {key: DEFAULTS.get(key) if inputs.get(key) is None else inputs[key] for key in INPUTS}
+    return BundleSpec(**values)  # type: ignore[arg-type]

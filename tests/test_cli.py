@@ -30,7 +30,8 @@ def snapshot(root: Path) -> dict[str, object]:
     state = {}
     for path in sorted(root.rglob("*")):
         info = path.lstat()
-        state[str(path.relative_to(root))] = (info.st_mode, info.st_mtime_ns, path.read_bytes() if path.is_file() else None)
+        data = path.read_bytes() if path.is_file() else None
+        state[str(path.relative_to(root))] = (info.st_mode, info.st_mtime_ns, data)
     state["."] = root.lstat().st_mtime_ns
     return state
 
@@ -55,11 +56,11 @@ REFUSALS = [
     ("--name", "p_y", "DNS label"),
     ("--name", "a" * 64, "DNS label"),
     ("--name", "", "DNS label"),
-    ("--name", "pé", "DNS label"),
+    ("--name", "pé", "U+00E9 is not ASCII"),
     ("--port", "0", "1 to 65535"),
     ("--port", "65536", "1 to 65535"),
     ("--port", "-1", "1 to 65535"),
-    ("--port", "eighty", "not a valid integer"),
+    ("--port", "eighty", "1 to 65535"),
     ("--notebook-dir", 'C:\\a"b', "does not allow"),
     ("--notebook-dir", "C:\\a<b", "does not allow"),
     ("--notebook-dir", "C:\\a>b", "does not allow"),
@@ -81,10 +82,10 @@ REFUSALS = [
     ("--notebook-dir", "C:\\" + "x" * 300, "MAX_PATH"),
     ("--python", "C:\\Python313\\python", ".exe"),
     ("--python", "C:\\Py|thon\\python.exe", "does not allow"),
-    ("--auth", "password", "is not one of"),
-    ("--auth", "", "is not one of"),
-    ("--window", "visible", "is not one of"),
-    ("--scope", "everyone", "is not one of"),
+    ("--auth", "password", "must be one of"),
+    ("--auth", "", "must be one of"),
+    ("--window", "visible", "must be one of"),
+    ("--scope", "everyone", "must be one of"),
     ("--user", "CONTOSO\\alice", "goes with --scope user only"),
 ]
 
@@ -127,10 +128,21 @@ def test_refusal_exits_2_names_value_and_rule_and_writes_nothing(tmp_path, flag,
     assert result.stdout == ""
     assert "Error: Invalid value for" in result.stderr and f"'{flag}'" in result.stderr
     assert words in result.stderr
-    shown = value if value.isprintable() else repr(value)
-    if flag != "--port":
-        assert shown in result.stderr
+    shown = f"'{value}'" if value.isprintable() else repr(value)
+    assert f"Error: Invalid value for '{flag}': {shown}: " in result.stderr
     assert snapshot(tmp_path) == before
+
+
+def assert_write_error(result, path: Path, *words: str) -> None:
+    """A refused or failed write: exit 1, nothing on stdout, one ``Error: `` message on
+    stderr that names the path (--out, or the part of it at fault) and any further words."""
+    assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
+    assert result.stdout == ""
+    assert result.stderr.startswith("Error: "), result.stderr
+    assert str(path) in result.stderr, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_foreign_files_are_never_overwritten_even_with_force(tmp_path):
@@ -140,8 +152,7 @@ def test_foreign_files_are_never_overwritten_even_with_force(tmp_path):
     before = snapshot(tmp_path)
     for extra in ([], ["--force"]):
         result = run(*OK, *extra, out=out)
-        assert result.exit_code == 1
-        assert "did not write" in result.stderr
+        assert_write_error(result, out, "did not write")
         assert snapshot(tmp_path) == before
 
 
@@ -150,7 +161,7 @@ def test_a_bundle_with_an_extra_file_counts_as_foreign(tmp_path):
     assert run(*OK, out=out).exit_code == 0
     (out / "notes.txt").write_text("mine")
     before = snapshot(tmp_path)
-    assert run(*OK, "--force", out=out).exit_code == 1
+    assert_write_error(run(*OK, "--force", out=out), out, "did not write")
     assert snapshot(tmp_path) == before
 
 
@@ -159,7 +170,7 @@ def test_previous_bundle_is_replaced_only_with_force(tmp_path):
     assert run(*OK, out=out).exit_code == 0
     before = snapshot(tmp_path)
     refused = run("--ip", "127.0.0.14", "--name", "lab", out=out)
-    assert refused.exit_code == 1 and "--force" in refused.stderr
+    assert_write_error(refused, out, "--force")
     assert snapshot(tmp_path) == before
     replaced = run("--ip", "127.0.0.14", "--name", "lab", "--force", out=out)
     assert replaced.exit_code == 0, replaced.output
@@ -170,35 +181,81 @@ def test_previous_bundle_is_replaced_only_with_force(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging directories left behind
 
 
-def test_an_empty_directory_is_filled_and_a_file_is_refused(tmp_path):
+def test_an_empty_directory_is_filled(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert run(*OK, out=empty).exit_code == 0
     assert (empty / "start-py.bat").is_file()
+
+
+def test_a_file_given_as_out_is_refused(tmp_path):
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    result = CliRunner().invoke(main, [*OK, "--out", str(a_file)])
-    assert result.exit_code != 0
-    assert a_file.read_text() == "x"
-
-
-def test_a_failed_write_leaves_no_trace(tmp_path, monkeypatch):
-    import generator.output as output
-
-    out = tmp_path / "out"
-    assert run(*OK, out=out).exit_code == 0
     before = snapshot(tmp_path)
+    assert_write_error(run(*OK, out=a_file), a_file, "not a directory")
+    assert snapshot(tmp_path) == before
+
+
+def test_an_out_below_a_file_is_an_error_not_a_traceback(tmp_path):
+    """A real OSError from the file system (the parent 'folder' is a file); the
+    message names that file (or the whole --out, which holds it)."""
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    out = a_file / "sub" / "out"
+    before = snapshot(tmp_path)
+    assert_write_error(run(*OK, out=out), a_file)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("state", ["new-folders", "previous-bundle"])
+def test_a_failed_write_leaves_no_trace(tmp_path, monkeypatch, state):
+    """The last step (the rename into place) fails: exit 1, ``Error: ...``, and
+    the tree as it was - no bundle, no staging folder, no parent folders made."""
+    import errno
+
+    if state == "previous-bundle":
+        out = tmp_path / "out"
+        assert run(*OK, out=out).exit_code == 0
+        extra = ["--force"]
+    else:
+        out = tmp_path / "new" / "deeper" / "out"
+        extra = []
+    before = snapshot(tmp_path)
+    names_before = sorted(p.name for p in tmp_path.iterdir())
 
     def broken_rename(src, dst):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "disk full")
 
-    monkeypatch.setattr(output.os, "rename", broken_rename)
-    result = run(*OK, "--force", out=out)
-    assert result.exit_code != 0
+    monkeypatch.setattr(os, "rename", broken_rename)
+    result = run(*OK, *extra, out=out)
+    monkeypatch.undo()
+    assert_write_error(result, out, "disk full")
     after = snapshot(tmp_path)
     del before["."], after["."]  # the parent held a staging directory for a moment
     assert after == before
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names_before
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE of a child process")
+def test_a_write_cut_short_by_the_file_size_limit_leaves_no_trace(tmp_path):
+    """A real failed write, no monkeypatching: ``python -m generator`` under a file-size
+    limit smaller than install.ps1 gets EFBIG part-way through the staging folder."""
+    import resource
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    out = tmp_path / "new" / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "generator", *OK, "--out", str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, preexec_fn=small_files,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("Error: ") and str(out) in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_name_is_written_lowercase(tmp_path):
@@ -242,9 +299,10 @@ def test_python_dash_m_generator_runs_from_another_directory(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     golden = REPO / "tests" / "golden" / "py"
-    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == {
-        p.name: p.read_bytes() for p in golden.iterdir()
-    }
+    written = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    assert sorted(written) == sorted(p.name for p in golden.iterdir())
+    different = [name for name in sorted(written) if written[name] != (golden / name).read_bytes()]
+    assert different == [], f"differ from tests/golden/py/ (see test_golden.py): {different}"
     bad = subprocess.run(
         [sys.executable, "-m", "generator", "--ip", "10.0.0.1", "--name", "py", "--out", "x"],
         cwd=tmp_path, env=env, capture_output=True, text=True,

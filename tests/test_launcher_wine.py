@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from itertools import pairwise
 
 import pytest
 
@@ -51,7 +52,8 @@ class Installed:
         self.bat = wine.expand(str(spec.launcher_path))
         self.config = wine.expand(str(spec.config_path))
         self.guard = wine.expand(str(spec.guard_path))
-        for name, windows in ((spec.launcher_file, self.bat), (spec.config_file, self.config), (spec.guard_file, self.guard)):
+        placed = ((spec.launcher_file, self.bat), (spec.config_file, self.config), (spec.guard_file, self.guard))
+        for name, windows in placed:
             host = wine.host_path(windows)
             host.parent.mkdir(parents=True, exist_ok=True)
             host.write_bytes(files[name])
@@ -129,7 +131,7 @@ def test_restarts_with_backoff_after_the_server_exits(wine):
     starts = result.starts
     assert len(starts) == 3, result.output + site.log()
     assert all(start.argv == site.argv() for start in starts)
-    gaps = [(b.time_ms - a.time_ms) / 1000 for a, b in zip(starts, starts[1:])]
+    gaps = [(b.time_ms - a.time_ms) / 1000 for a, b in pairwise(starts)]
     # The launcher waits 5 s, then 10 s; ping needs up to a second more to start and stop.
     assert BACKOFF_FIRST <= gaps[0] < BACKOFF_FIRST + 3, gaps
     assert 2 * BACKOFF_FIRST <= gaps[1] < 2 * BACKOFF_FIRST + 3, gaps
@@ -212,13 +214,14 @@ def test_a_second_launcher_of_the_same_user_waits_and_then_takes_over(wine):
     assert data.count(retry) == 1
     host_bat.write_bytes(data.replace(retry, b"set /a PINGS=2+1"))  # retry every 2 s, not every minute
     env = wine._bat_env(0, f"8:{GONE},stay")
-    first = subprocess.Popen(["wine", "cmd", "/d", "/c", site.bat], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    first = subprocess.Popen(["wine", "cmd", "/d", "/c", site.bat], **quiet)
     try:
         deadline = time.monotonic() + 60
         while not wine.starts() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert len(wine.starts()) == 1, site.log()
-        second = subprocess.Popen(["wine", "cmd", "/d", "/c", site.bat], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        second = subprocess.Popen(["wine", "cmd", "/d", "/c", site.bat], **quiet)
         deadline = time.monotonic() + 60
         while len(wine.starts()) < 2 and time.monotonic() < deadline and second.poll() is None:
             time.sleep(0.2)
@@ -281,7 +284,10 @@ def test_a_missing_install_folder_ends_the_launcher_with_its_reason(wine):
     result = wine.run_bat(elsewhere)
     assert result.exit_code == 3
     assert result.starts == []
-    assert 'ERROR: cannot change to the install folder "C:\\Program Files\\gen-bundle\\py"; the launcher ends.' in site.log()
+    assert (
+        'ERROR: cannot change to the install folder "C:\\Program Files\\gen-bundle\\py"; the launcher ends.'
+        in site.log()
+    )
 
 
 def blinter_errors(tmp_path, name: str, data: bytes) -> list[dict]:

@@ -1,4 +1,5 @@
-"""install.ps1 and uninstall.ps1: parsed by two PowerShell grammars."""
+"""install.ps1, uninstall.ps1 and detect.ps1 read by two PowerShell grammars; the Pester suites
+and the Windows workflow read against the scripts they test."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from generator.spec import build_spec
+
+from conftest import REPO
 from support import pwsh
 
 SCRIPTS = ["install.ps1", "uninstall.ps1"]
@@ -58,12 +61,13 @@ def test_bundle_values_are_single_quoted_literals(canonical_files, grammars, scr
 def test_install_knows_the_python_and_the_files_it_verifies(canonical_files, grammars):
     values = pwsh.assignments(grammars["tree-sitter-pwsh"].parse(pwsh.script_text(canonical_files["install.ps1"])))
     # The Start-menu entry's arguments: the same line the launcher test runs under wine.
-    assert values["ShortcutArguments"] == build_spec(ip="127.0.0.13", name="py").shortcut_arguments == "/d /c .\\start-py.bat open"
+    shortcut = build_spec(ip="127.0.0.13", name="py").shortcut_arguments
+    assert values["ShortcutArguments"] == shortcut == "/d /c .\\start-py.bat open"
     assert values["PythonExe"] == ("ProgramFiles", "Python313\\python.exe")
-    listed = values["BundleFiles"]
-    for name in canonical_files:
-        if name != "SHA256SUMS":
-            assert f"'{name}'" in listed
+    array = grammars["tree-sitter-pwsh"].parse(values["BundleFiles"].encode())
+    strings = [n for n in pwsh.walk(array.root_node) if n.type == "verbatim_string_characters"]
+    listed = [pwsh.decode_verbatim(n.text.decode()) for n in strings]
+    assert sorted(listed) == sorted(set(canonical_files) - {"SHA256SUMS"})  # every file, once, and no other
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -106,7 +110,9 @@ def test_detect_changes_nothing_at_all(grammars):
     direct = [n for n in pwsh.walk(tree.root_node) if pwsh._changes_state(n)]
     # Only the helpers shared with install/uninstall contain changes; detect never calls them.
     called = {pwsh._command_name(n) for n in pwsh.walk(tree.root_node) if n.type == "command"}
-    helpers = {"write-hostsfile", "clear-namecache", "stop-bundleprocess", "protect-statedirectory", "new-adminonlyfolder"}
+    helpers = {
+        "write-hostsfile", "clear-namecache", "stop-bundleprocess", "protect-statedirectory", "new-adminonlyfolder",
+    }
     assert {pwsh._enclosing_function(n) for n in direct} <= helpers
     assert not called & helpers
 
@@ -143,8 +149,8 @@ def test_bundle_values_appear_only_as_single_quoted_literals(grammars, script, s
     tree = grammars["tree-sitter-pwsh"].parse(pwsh.script_text(files[script]))
     sentinels = ["zqxwvname", "127.99.88.77", "54321", "SentinelPy", "SentinelNotebooks", "SENTINELDOM", "sentineluser"]
     assert pwsh.literal_violations(tree, sentinels) == []
-    text = files[script].decode("utf-8-sig")
-    assert "'127.99.88.77'" in text  # the check saw the values it looks for
+    values = pwsh.assignments(tree)  # the check saw the values it looks for
+    assert (values["BundleName"], values["BundleIp"]) == ("zqxwvname", "127.99.88.77")
 
 
 def test_the_literal_check_can_fail(grammars):
@@ -152,39 +158,355 @@ def test_the_literal_check_can_fail(grammars):
     assert len(pwsh.literal_violations(tree, ["zqxwvname"])) == 2
 
 
-PESTER = sorted((Path(__file__).parent / "pester").glob("*.Tests.ps1"))
+PESTER_DIR = Path(__file__).parent / "pester"
+# Named, not globbed: a suite that goes missing fails to parse below; a new one is parsed too.
+PESTER = sorted({"Hosts.Tests.ps1", "Install.Tests.ps1"} | {p.name for p in PESTER_DIR.glob("*.Tests.ps1")})
 
 
-def test_pester_suites_exist():
-    assert [p.name for p in PESTER] == ["Hosts.Tests.ps1", "Install.Tests.ps1"]
-
-
-@pytest.mark.parametrize("path", PESTER, ids=[p.name for p in PESTER])
-def test_pester_tests_parse_for_windows_powershell(grammars, path):
-    source = path.read_bytes()
+@pytest.mark.parametrize("name", PESTER)
+def test_pester_tests_parse_for_windows_powershell(grammars, name):
+    source = (PESTER_DIR / name).read_bytes()
     assert source.isascii()
-    for name, parser in grammars.items():
+    for grammar, parser in grammars.items():
         tree = parser.parse(source)
-        assert pwsh.problems(tree) == [], name
+        assert pwsh.problems(tree) == [], grammar
     assert pwsh.ps7_only(grammars["tree-sitter-pwsh"].parse(source)) == []
 
 
-def test_pester_covers_the_hosts_shapes():
-    """The hosts shapes the issue names are each a Describe case."""
-    text = (Path(__file__).parent / "pester" / "Hosts.Tests.ps1").read_text()
-    for shape in ("'utf8-bom'", "'utf8'", "'ansi'", "'lf'", "'crlf'", "'no-final-newline'", "'old-block'", "'foreign'"):
-        assert shape in text
+# --- Hosts.Tests.ps1 against the install.ps1 it dot-sources ---------------------------
+#
+# The suite loads install.ps1's functions and stands in for the script-level variables
+# they read. On Linux it cannot run, so these checks read both parse trees: a function
+# renamed, a parameter dropped, a variable added or a marker changed in install.ps1
+# fails here instead of on the Windows runner.
+
+# Commands of PowerShell and Pester that the Hosts suite may call besides install.ps1's functions.
+BUILTIN_COMMANDS = frozenset(
+    {"describe", "context", "it", "beforeall", "beforeeach", "aftereach", "afterall", "should", "mock",
+     "join-path", "split-path", "get-childitem", "remove-item", "foreach-object", "where-object", "out-null",
+     "test-path", "get-content", "set-content", "new-item", "write-output", "write-verbose"}
+)
+AUTOMATIC_VARIABLES = frozenset(
+    {"_", "psitem", "true", "false", "null", "args", "input", "this", "matches", "lastexitcode", "error",
+     "pscmdlet", "psboundparameters", "myinvocation", "psscriptroot", "pscommandpath", "pid", "home", "host",
+     "pwd", "erroractionpreference", "verbosepreference", "warningpreference", "whatifpreference",
+     "confirmpreference", "psversiontable", "executioncontext", "ofs", "foreach", "switch", "iswindows"}
+)
+# The hosts-file shapes the issue names: each must be made by Get-Shape and fed to a test.
+HOSTS_SHAPES = {"utf8-bom", "utf8", "ansi", "lf", "crlf", "no-final-newline", "old-block", "foreign"}
 
 
-def test_windows_workflow_runs_pester_on_both_powershells():
+def tree_of(grammars, data: bytes):
+    return grammars["tree-sitter-pwsh"].parse(pwsh.script_text(data))
+
+
+def functions(node, *, top_level: bool) -> dict:
+    """Function definitions by lower-case name (the first one of each name)."""
+    found = {}
+    for n in pwsh.walk(node):
+        if n.type == "function_statement" and (not top_level or pwsh._enclosing_function(n) is None):
+            name = next(c for c in n.children if c.type == "function_name").text.decode().lower()
+            found.setdefault(name, n)
+    return found
+
+
+def variable_name(node) -> str:
+    """``$script:Name`` and ``$Name`` alike, lower case, without the sigil."""
+    name = node.text.decode()[1:].lower()
+    return name.split(":", 1)[1] if name.startswith(("script:", "global:", "local:")) else name
+
+
+def parameters(function) -> set[str]:
+    return {variable_name(v) for n in pwsh.walk(function) if n.type == "script_parameter"
+            for v in n.children if v.type == "variable"}
+
+
+def arguments(command) -> list[tuple[str | None, object]]:
+    """(parameter, value node) pairs: a switch has value None, a positional argument parameter None."""
+    elements = next((c for c in command.children if c.type == "command_elements"), None)
+    items = [c for c in elements.children if c.type != "command_argument_sep"] if elements else []
+    pairs, i = [], 0
+    while i < len(items):
+        if items[i].type == "command_parameter":
+            value = items[i + 1] if i + 1 < len(items) and items[i + 1].type != "command_parameter" else None
+            pairs.append((items[i].text.decode().lstrip("-").rstrip(":").lower(), value))
+            i += 2 if value is not None else 1
+        else:
+            pairs.append((None, items[i]))
+            i += 1
+    return pairs
+
+
+def literal(node) -> str:
+    """A single-quoted literal's value; any other node's source text."""
+    strings = [n for n in pwsh.walk(node) if n.type == "verbatim_string_characters"]
+    if len(strings) == 1 and node.text.decode().strip() == strings[0].text.decode():
+        return pwsh.decode_verbatim(strings[0].text.decode())
+    return node.text.decode().strip()
+
+
+def commands(node) -> list:
+    return [n for n in pwsh.walk(node) if n.type == "command"]
+
+
+def reachable(library: dict, called: set[str], overridden: set[str]) -> set[str]:
+    """The library's functions that ``called`` runs, directly or through each other."""
+    seen, todo = set(), [c for c in called if c in library and c not in overridden]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += [c for c in map(pwsh._command_name, commands(library[name]))
+                     if c in library and c not in overridden and c not in seen]
+    return seen
+
+
+def free_variables(function) -> set[str]:
+    """Variables a function reads but neither declares, assigns nor gets from PowerShell."""
+    used, bound = set(), parameters(function)
+    for n in pwsh.walk(function):
+        if n.type != "variable" or n.text.decode().lower().startswith("$env:"):
+            continue
+        name = variable_name(n)
+        parent = n.parent
+        while parent is not None and parent.type in ("unary_expression", "array_literal_expression"):
+            parent = parent.parent
+        if parent is not None and (parent.type == "left_assignment_expression" or parent.type == "foreach_statement"):
+            bound.add(name)
+        else:
+            used.add(name)
+    return used - bound - AUTOMATIC_VARIABLES
+
+
+def script_assignments(tree) -> dict[str, object]:
+    """Every ``$Name = value`` / ``$script:Name = value`` of a file: name -> value node (first one)."""
+    found = {}
+    for n in pwsh.walk(tree.root_node):
+        if n.type == "assignment_expression":
+            left = n.children[0]
+            variables = [v for v in pwsh.walk(left) if v.type == "variable"]
+            if len(variables) == 1 and not variables[0].text.decode().lower().startswith("$env:"):
+                found.setdefault(variable_name(variables[0]), n.children[-1])
+    return found
+
+
+def suite_problems(suite, install) -> list[str]:
+    """What would break the suite on Windows, or make it test something install.ps1 no longer is."""
+    problems = []
+    library = functions(install.root_node, top_level=True)
+    own = functions(suite.root_node, top_level=False)
+    called = set()
+    for command in commands(suite.root_node):
+        name = pwsh._command_name(command)
+        if name is None or not name[0].isalpha() or name in BUILTIN_COMMANDS or name in own:
+            continue
+        if name not in library:
+            problems.append(f"calls {name}, which install.ps1 does not define")
+            continue
+        called.add(name)
+        declared = parameters(library[name])
+        for parameter, _ in arguments(command):
+            if parameter is not None and parameter not in declared:
+                problems.append(f"calls {name} -{parameter}, which install.ps1's {name} does not declare")
+    # The variables those functions read from the script scope must be set by the suite,
+    # and where the suite sets them at the top (not per test), to install.ps1's values.
+    set_by_suite = script_assignments(suite)
+    file_level = next(c for c in commands(suite.root_node) if pwsh._command_name(c) == "beforeall")
+    at_top = script_assignments(type("T", (), {"root_node": file_level})())
+    install_values = script_assignments(install)
+    for function in sorted(reachable(library, called, set(own))):
+        for variable in sorted(free_variables(library[function])):
+            if variable not in set_by_suite:
+                problems.append(f"{function} reads ${variable}, which the suite never sets")
+            elif variable in at_top and variable in install_values:
+                mine, theirs = literal(at_top[variable]), literal(install_values[variable])
+                if mine != theirs:
+                    problems.append(f"${variable} is {mine!r} in the suite but {theirs!r} in install.ps1")
+    problems += throw_problems(suite, library, install_values, set(own))
+    return problems
+
+
+def throw_problems(suite, library, install_values, overridden) -> list[str]:
+    """Each ``{ ... } | Should -Throw`` expects an error that the code it runs can raise:
+    the exception type is thrown there, the message is one of its strings, and a
+    ``*Stop-Bundle N*`` message (the suite's stand-in for Stop-Bundle) has a call with code N."""
+    import fnmatch
+
+    problems = []
+    for should in commands(suite.root_node):
+        if pwsh._command_name(should) != "should":
+            continue
+        args = arguments(should)
+        if "throw" not in [p for p, _ in args]:
+            continue
+        block = next((c for c in should.parent.children if c.type == "unary_expression"), None)
+        called = {pwsh._command_name(c) for c in commands(block)} if block is not None else set()
+        scope = reachable(library, called, overridden)
+        nodes = [n for f in scope for n in pwsh.walk(library[f])]
+        expected_type = next((v for p, v in args if p == "exceptiontype"), None)
+        # Should's -Throw takes the expected message as its (positional) value.
+        message = next((v for p, v in args if p in ("throw", "expectedmessage") and v is not None), None)
+        where = f"line {should.start_point[0] + 1}"
+        if expected_type is not None:
+            wanted = literal(expected_type).strip("()[]").lower().removeprefix("system.")
+            thrown = {t.text.decode().lower().removeprefix("system.") for n in nodes
+                      if n.type == "flow_control_statement" and n.children[0].type == "throw"
+                      for t in pwsh.walk(n) if t.type == "type_spec"}
+            if wanted not in thrown:
+                problems.append(f"{where}: expects [{wanted}], which {sorted(scope)} never throw")
+        if message is not None:
+            pattern = literal(message).lower()
+            if pattern.strip("*").startswith("stop-bundle "):
+                code = pattern.strip("*").split()[1]
+                codes = {
+                    literal(install_values[variable_name(v)])
+                    for c in nodes
+                    if pwsh._command_name(c) == "stop-bundle"
+                    for p, v in arguments(c)[:1]
+                    if p is None and v.text.decode().startswith("$") and variable_name(v) in install_values
+                }
+                if code not in codes:
+                    problems.append(
+                        f"{where}: expects Stop-Bundle {code}, but {sorted(scope)} stop only with {sorted(codes)}"
+                    )
+            else:
+                strings = [n.text.decode().lower() for n in nodes if n.type == "string_literal"]
+                if not any(fnmatch.fnmatchcase(text.strip("'\""), pattern) for text in strings):
+                    problems.append(
+                        f"{where}: expects a message like {pattern!r}, which no string of {sorted(scope)} is"
+                    )
+    return problems
+
+
+def shape_problems(suite) -> list[str]:
+    """Every shape a test asks Get-Shape for is one of its switch arms, each arm returns
+    its bytes with the leading comma (an empty array must stay an array), no arm is unused,
+    and the issue's shapes are all asked for."""
+    get_shape = functions(suite.root_node, top_level=False)["get-shape"]
+    arms = {}
+    for clause in (n for n in pwsh.walk(get_shape) if n.type == "switch_clause"):
+        condition = next(c for c in clause.children if c.type == "switch_clause_condition")
+        arms[literal(condition)] = next(c for c in clause.children if c.type == "statement_block")
+    asked = {}
+    for command in commands(suite.root_node):
+        name = pwsh._command_name(command)
+        if name == "get-shape":
+            for parameter, value in arguments(command):
+                if parameter is None and value.type != "variable" and not value.text.startswith(b"$"):
+                    asked[literal(value)] = command
+        elif name == "describe":
+            args = arguments(command)
+            cases = next((v for p, v in args if p == "foreach"), None)
+            body = next((v for p, v in args if p is None and v.text.startswith(b"{")), None)
+            if cases is not None and body is not None and any(
+                pwsh._command_name(c) == "get-shape" and literal(arguments(c)[0][1]) == "$_" for c in commands(body)
+            ):
+                for string in (n for n in pwsh.walk(cases) if n.type == "verbatim_string_characters"):
+                    asked[pwsh.decode_verbatim(string.text.decode())] = command
+    problems = [
+        f"line {c.start_point[0] + 1}: Get-Shape has no '{shape}'"
+        for shape, c in sorted(asked.items())
+        if shape not in arms
+    ]
+    problems += [f"Get-Shape '{shape}' is never used" for shape in sorted(set(arms) - set(asked))]
+    for shape, block in sorted(arms.items()):
+        statements = [c for c in pwsh.walk(block) if c.type == "flow_control_statement"]
+        if not statements or not all(
+            s.children[0].type == "return" and s.children[-1].text.decode().lstrip().startswith(",") for s in statements
+        ):
+            problems.append(f"Get-Shape '{shape}' does not return ,<bytes>")
+    problems += [f"no test uses the '{shape}' shape" for shape in sorted(HOSTS_SHAPES - set(asked))]
+    return problems
+
+
+def test_hosts_suite_matches_the_install_script_it_loads(grammars, canonical_files):
+    suite = grammars["tree-sitter-pwsh"].parse((PESTER_DIR / "Hosts.Tests.ps1").read_bytes())
+    install = tree_of(grammars, canonical_files["install.ps1"])
+    assert suite_problems(suite, install) == []
+    # Not vacuous: the suite does call the hosts functions and stands in for their variables.
+    called = {pwsh._command_name(c) for c in commands(suite.root_node)}
+    assert {"set-hostsblock", "get-hostsmapping", "write-hostsfile"} <= called
+
+
+def test_hosts_suite_makes_every_shape_it_tests(grammars):
+    suite = grammars["tree-sitter-pwsh"].parse((PESTER_DIR / "Hosts.Tests.ps1").read_bytes())
+    assert shape_problems(suite) == []
+
+
+def test_the_suite_checks_can_fail(grammars):
+    parser = grammars["tree-sitter-pwsh"]
+    install = parser.parse(
+        b"$HostsBegin = '# BEGIN gen-bundle py'\r\n$ExitPreflight = 4\r\n$ExitTampered = 2\r\n"
+        b"function Set-HostsBlock {\r\n    param([string]$Text)\r\n    return $HostsBegin + $HostsEnd + $Text\r\n}\r\n"
+        b"function Read-It {\r\n    param()\r\n    throw [IO.IOException]::new('cannot read')\r\n}\r\n"
+        b"function Write-It {\r\n    param()\r\n    Read-It\r\n    Stop-Bundle $ExitTampered 'changed'\r\n}\r\n"
+    )
+    suite = parser.parse(
+        b"BeforeAll {\r\n    $script:HostsBegin = '# BEGIN gen-bundle other'\r\n"
+        b"    function Get-Shape {\r\n        param([string]$Name)\r\n        switch ($Name) {\r\n"
+        b"            'crlf' { return ,[byte[]]@(13, 10) }\r\n            'lf' { return [byte[]]@(10) }\r\n"
+        b"            'spare' { return ,[byte[]]@() }\r\n        }\r\n    }\r\n}\r\n"
+        b"Describe 'x <_>' -ForEach @('crlf', 'lf', 'utf8-bmo') {\r\n    It 'y' {\r\n"
+        b"        Set-HostsBlock -Text (Get-Shape $_) -Block @() | Should -Be 1\r\n        Set-HostsBlok -Text 'a'\r\n"
+        b"        { Write-It } | Should -Throw -ExceptionType ([IO.InvalidDataException])"
+        b" -ExpectedMessage '*UTF-16*'\r\n"
+        b"        { Write-It } | Should -Throw '*Stop-Bundle 4*'\r\n"
+        b"        { Write-It } | Should -Throw '*cannot read*'\r\n"
+        b"    }\r\n}\r\n"
+    )
+    assert pwsh.problems(install) == [] and pwsh.problems(suite) == []
+    assert suite_problems(suite, install) == [
+        "calls set-hostsblock -block, which install.ps1's set-hostsblock does not declare",
+        "calls set-hostsblok, which install.ps1 does not define",
+        "$hostsbegin is '# BEGIN gen-bundle other' in the suite but '# BEGIN gen-bundle py' in install.ps1",
+        "set-hostsblock reads $hostsend, which the suite never sets",
+        "write-it reads $exittampered, which the suite never sets",
+        "line 16: expects [io.invaliddataexception], which ['read-it', 'write-it'] never throw",
+        "line 16: expects a message like '*utf-16*', which no string of ['read-it', 'write-it'] is",
+        "line 17: expects Stop-Bundle 4, but ['read-it', 'write-it'] stop only with ['2']",
+    ]
+    assert shape_problems(suite) == [
+        "line 12: Get-Shape has no 'utf8-bmo'",
+        "Get-Shape 'spare' is never used",
+        "Get-Shape 'lf' does not return ,<bytes>",
+    ] + [f"no test uses the '{shape}' shape" for shape in sorted(HOSTS_SHAPES - {"crlf", "lf"})]
+
+
+def test_windows_workflow_runs_pester_on_both_powershells(grammars):
+    """The workflow's steps, read as the PowerShell they are: the bundle is made with the
+    name and address the suites assume, in the folder they are pointed at, and a failed
+    Pester test fails the job."""
     import yaml
 
-    workflow = yaml.safe_load((Path(__file__).parent.parent / ".github" / "workflows" / "windows.yml").read_text())
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "windows.yml").read_text())
     job = workflow["jobs"]["pester"]
     assert job["runs-on"].startswith("windows")
     assert job["strategy"]["matrix"]["shell"] == ["powershell", "pwsh"]
-    steps = " ".join(step.get("run", "") for step in job["steps"])
-    assert "gen-bundle --ip 127.0.0.13 --name py" in steps and "Invoke-Pester -Path tests/pester" in steps
+    assert job["defaults"]["run"]["shell"] == "${{ matrix.shell }}"
+    trees = []
+    for step in job["steps"]:
+        if "run" in step:
+            tree = grammars["tree-sitter-pwsh"].parse(step["run"].encode())
+            assert pwsh.problems(tree) == [], step.get("name")
+            assert pwsh.ps7_only(tree) == [], step.get("name")  # the powershell leg is 5.1
+            trees.append(tree)
+    found = {pwsh._command_name(c): c for t in trees for c in commands(t.root_node)}
+    made = {p: v.text.decode() for p, v in arguments(found["gen-bundle"]) if p is not None}
+    suite = grammars["tree-sitter-pwsh"].parse((PESTER_DIR / "Hosts.Tests.ps1").read_bytes())
+    assumed = {name: literal(value) for name, value in script_assignments(suite).items()}
+    assert made["name"] == assumed["bundlename"] and made["ip"] == "127.0.0.13"
+    handed = [n.children[-1].text.decode() for t in trees for n in pwsh.walk(t.root_node)
+              if n.type == "assignment_expression" and n.children[0].text.decode().lower() == "$env:gen_bundle_out"]
+    assert handed == [made["out"]]
+    pester = {p: v for p, v in arguments(found["invoke-pester"])}
+    assert (REPO / pester["path"].text.decode()).resolve() == PESTER_DIR.resolve()
+    assert "passthru" in pester
+    result = next(n for t in trees for n in pwsh.walk(t.root_node)
+                  if n.type == "assignment_expression" and "Invoke-Pester" in n.children[-1].text.decode())
+    variable = result.children[0].text.decode()
+    exits = [n for t in trees for n in pwsh.walk(t.root_node) if n.type == "if_statement"
+             and f"{variable}.FailedCount" in n.text.decode() and "exit 1" in n.text.decode()]
+    assert exits, "a failed Pester test must fail the step"
 
 
 @pytest.mark.parametrize("inputs", SCOPES, ids=["machine", "user", "per-user-python"])
@@ -196,6 +518,7 @@ def test_function_results_are_collected_before_counting(grammars, inputs, script
 
 def test_the_count_check_can_fail(grammars):
     tree = grammars["tree-sitter-pwsh"].parse(
-        b"function Get-Task {\r\n    return @(1)\r\n}\r\n$task = Get-Task\r\n$ok = @(Get-Task)\r\nif ($task.Count -eq 0) { }\r\nif ($ok.Count) { }\r\n"
+        b"function Get-Task {\r\n    return @(1)\r\n}\r\n$task = Get-Task\r\n$ok = @(Get-Task)\r\n"
+        b"if ($task.Count -eq 0) { }\r\nif ($ok.Count) { }\r\n"
     )
     assert [p.split(":")[0] for p in pwsh.unwrapped_counts(tree)] == ["line 4"]

@@ -48,7 +48,8 @@ class Replay:
 
     @property
     def legacy_shortcut(self) -> Path:
-        return self.home / "roaming" / "Microsoft" / "Windows" / "Start Menu" / "Programs" / self.spec.legacy_shortcut_name
+        programs = self.home / "roaming" / "Microsoft" / "Windows" / "Start Menu" / "Programs"
+        return programs / self.spec.legacy_shortcut_name
 
     def start(self, log_name: str = "server.log") -> subprocess.Popen:
         """Start the server as the launcher does: its output to a file in the user's log folder."""
@@ -135,7 +136,7 @@ def replay_of(wine, tmp_path: Path, spec) -> Replay:
     }
     mapped = {windows: linux for windows, linux in mapped.items() if windows != linux}
     linux_argv = [mapped.get(arg, arg) for arg in argv]
-    assert sum(a != b for a, b in zip(argv, linux_argv)) == len(mapped)
+    assert sum(a != b for a, b in zip(argv, linux_argv, strict=True)) == len(mapped)
     if os.geteuid() == 0:
         linux_argv.append("--allow-root")  # Jupyter refuses root on Linux; Windows has no such check
     for sub in ("local", "roaming", "jupyter-runtime", "jupyter-config", "jupyter-data"):
@@ -164,7 +165,8 @@ def notebook_available():
 def test_the_owner_gets_in_and_nobody_else(wine, tmp_path, notebook_available):
     spec = build_spec(ip="127.0.0.13", name="py")
     replay = replay_of(wine, tmp_path, spec)
-    (replay.root_dir / "secret-notes.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    notebook = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+    (replay.root_dir / "secret-notes.ipynb").write_text(notebook)
     replay.legacy_shortcut.parent.mkdir(parents=True)
     replay.legacy_shortcut.write_bytes(b"[InternetShortcut]\r\nURL=http://py/?token=" + b"a" * 43 + b"\r\n")
     try:
@@ -236,7 +238,8 @@ def test_the_owner_gets_in_and_nobody_else(wine, tmp_path, notebook_available):
         assert new_token != token
         stale = request(replay, "GET", "/api/contents", host="py", cookies=dict(owner))
         assert stale.status == 403 and "secret-notes" not in stale.body
-        assert request(replay, "GET", "/api/contents", host="py", headers={"Authorization": f"token {token}"}).status == 403
+        old_header = {"Authorization": f"token {token}"}
+        assert request(replay, "GET", "/api/contents", host="py", headers=old_header).status == 403
         fresh = {}
         assert browse(replay, "/?token=" + new_token, host="py", cookies=fresh).status == 200
         assert request(replay, "GET", "/api/contents", host="py", cookies=fresh).status == 200
@@ -293,10 +296,8 @@ SUPERVISOR = r"""
 import ctypes, json, os, subprocess, sys, time, urllib.request
 ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come to us
 argv, env, probe = json.loads(sys.argv[1])
-launcher = subprocess.Popen(
-    [sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen(sys.argv[1:]); print(p.pid, flush=True); p.wait()", *argv],
-    env=env, stdout=subprocess.PIPE,
-)
+spawn = "import subprocess, sys; p = subprocess.Popen(sys.argv[1:]); print(p.pid, flush=True); p.wait()"
+launcher = subprocess.Popen([sys.executable, "-c", spawn, *argv], env=env, stdout=subprocess.PIPE)
 server = int(launcher.stdout.readline())
 deadline = time.monotonic() + 60
 while time.monotonic() < deadline:

@@ -161,7 +161,8 @@ def test_a_squatter_gets_nothing_that_opens_the_victims_server(wine, tmp_path, s
             # What a browser tab left open on the old run would still send to the address.
             import http.client
 
-            for path, headers in (("/tree", {"Cookie": "; ".join(f"{k}={v}" for k, v in owner.items())}), (link.split(host, 1)[1], {})):
+            owner_cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in owner.items())}
+            for path, headers in (("/tree", owner_cookie), (link.split(host, 1)[1], {})):
                 conn = http.client.HTTPConnection(spec.ip, spec.port, timeout=10)
                 conn.request("GET", path, headers={"Host": host, **headers})
                 conn.getresponse().read()
@@ -175,7 +176,8 @@ def test_a_squatter_gets_nothing_that_opens_the_victims_server(wine, tmp_path, s
         replay.wait_ready(second)
         for request_seen in seen:
             # Followed as a browser would, with the cookies the squatter saw.
-            jar = dict(part.strip().split("=", 1) for part in request_seen["headers"].get("Cookie", "").split(";") if "=" in part)
+            cookie = request_seen["headers"].get("Cookie", "")
+            jar = dict(part.strip().split("=", 1) for part in cookie.split(";") if "=" in part)
             landed = browse(replay, request_seen["path"], host=host, cookies=jar)
             assert "jupyter-config-data" not in landed.body
             assert request(replay, "GET", "/api/contents", host=host, cookies=jar).status == 403
@@ -231,7 +233,8 @@ def test_the_guard_knows_the_owners_own_server(wine, tmp_path):
                 time.sleep(0.2)
             refused = guard.run("open")
             assert refused.returncode == 1
-            assert f"process {other.pid} of this account" in refused.stderr and "not your notebook server" in refused.stderr
+            assert f"process {other.pid} of this account" in refused.stderr
+            assert "not your notebook server" in refused.stderr
             assert guard.urls() == []
         finally:
             other.terminate()

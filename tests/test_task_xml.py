@@ -18,12 +18,39 @@ def task_for(**inputs) -> bytes:
     return render_bundle(**inputs)["py.task.xml"]
 
 
-@pytest.mark.parametrize("window", ["hidden", "minimized"])
-@pytest.mark.parametrize("auth", ["token", "none"])
-def test_validates_against_both_schemas(xsd_schemas, window, auth):
-    doc = parse(task_for(window=window, auth=auth))
+# What changes the task XML: the scope (who it runs for) and the window (which console host).
+SCOPES = {"machine": {}, "user": {"scope": "user", "user": "CONTOSO\\alice"}}
+WINDOWS = ["hidden", "minimized"]
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("scope", sorted(SCOPES))
+def test_validates_against_both_schemas(xsd_schemas, scope, window):
+    doc = parse(task_for(window=window, **SCOPES[scope]))
     for name, schema in xsd_schemas.items():
         assert schema.validate(doc), f"{name}: {schema.error_log}"
+
+
+def skeleton(data: bytes) -> bytes:
+    """The task as the schemas see it, less the free-text description (any xs:string)."""
+    doc = parse(data)
+    doc.find("t:RegistrationInfo/t:Description", NS).text = ""
+    return etree.tostring(doc, method="c14n")
+
+
+def test_the_schema_matrix_covers_what_changes_the_xml():
+    """Each scope x window pair gives its own XML, and the other inputs that do not
+    name the bundle (auth, port, paths) change no more than the description: were
+    that to change, the matrix above would have to grow."""
+    variants = {
+        (scope, window): task_for(window=window, **inputs) for scope, inputs in SCOPES.items() for window in WINDOWS
+    }
+    assert len({skeleton(data) for data in variants.values()}) == len(variants)
+    user_doc = parse(variants["user", "hidden"])
+    assert user_doc.findtext("t:Principals/t:Principal/t:UserId", namespaces=NS) == "CONTOSO\\alice"
+    base = skeleton(variants["machine", "hidden"])
+    for other in ({"auth": "none"}, {"port": 8080}, {"notebook_dir": "D:\\Data"}, {"python": "D:\\Py\\python.exe"}):
+        assert skeleton(task_for(**other)) == base, f"{other} changes the task XML: add it to the schema matrix"
 
 
 @pytest.mark.parametrize("window", ["hidden", "minimized"])

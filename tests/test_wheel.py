@@ -1,30 +1,127 @@
-"""The installed wheel carries the templates and works from any directory."""
+"""The packages as they are published: the sdist, and the wheel built from it (as
+pip builds one from an sdist). Both carry the licence; the wheel carries the
+templates and py.typed, declares pyproject's dependency floors, and, installed
+in a fresh venv, works from any directory."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import tarfile
+import tomllib
 import zipfile
+from email.message import Message
+from email.parser import HeaderParser
+from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow
 
-@pytest.mark.slow
-def test_wheel_in_a_fresh_venv_renders_the_golden_bundle(tmp_path):
-    dist = tmp_path / "dist"
+PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+LICENSE = (REPO / "LICENSE").read_bytes()
+
+
+def templates() -> dict[str, bytes]:
+    """templates/ as the wheel must carry it, by path relative to templates/."""
+    root = REPO / "templates"
+    found = {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in root.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    assert "start.bat.j2" in found
+    return found
+
+
+def requirement(text: str) -> str:
+    """One spelling for a requirement: `Jinja2 >= 3.1` and `jinja2>=3.1` are the same."""
+    req = Requirement(text)
+    req.name = canonicalize_name(req.name)
+    return str(req)
+
+
+def floors(requirements: list[str]) -> dict[str, str]:
+    """name -> the version after `>=`, for requirements without a marker (the runtime ones)."""
+    found = {}
+    for text in requirements:
+        req = Requirement(text)
+        if req.marker is None:
+            (floor,) = [spec.version for spec in req.specifier if spec.operator == ">="]
+            found[canonicalize_name(req.name)] = floor
+    return found
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, Path]:
+    """The sdist and the wheel built from it, by the standard front end."""
+    dist = tmp_path_factory.mktemp("dist")
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(REPO)],
+        [sys.executable, "-m", "build", "--outdir", str(dist), str(REPO)],
         capture_output=True, text=True,
     )
-    assert build.returncode == 0, build.stderr
+    assert build.returncode == 0, build.stdout + build.stderr
+    (sdist,) = dist.glob("gen_bundle-*.tar.gz")
     (wheel,) = dist.glob("gen_bundle-*.whl")
-    names = zipfile.ZipFile(wheel).namelist()
-    assert "generator/templates/start.bat.j2" in names
-    assert not any(name.startswith(("tests/", "templates/")) for name in names)
+    return sdist, wheel
 
+
+def wheel_metadata(wheel: Path) -> tuple[set[str], str, Message]:
+    """The wheel's file names, its .dist-info folder, and its METADATA."""
+    with zipfile.ZipFile(wheel) as whl:
+        names = set(whl.namelist())
+        (dist_info,) = {name.split("/")[0] for name in names if name.split("/")[0].endswith(".dist-info")}
+        metadata = HeaderParser().parsestr(whl.read(f"{dist_info}/METADATA").decode("utf-8"))
+    return names, dist_info, metadata
+
+
+def test_sdist_carries_the_license_and_the_sources(built):
+    sdist, _ = built
+    with tarfile.open(sdist) as tar:
+        names = set(tar.getnames())
+        (root,) = {name.split("/")[0] for name in names}
+        assert tar.extractfile(f"{root}/LICENSE").read() == LICENSE
+        pkg_info = HeaderParser().parsestr(tar.extractfile(f"{root}/PKG-INFO").read().decode("utf-8"))
+    assert pkg_info["License-Expression"] == PROJECT["license"]
+    assert pkg_info.get_all("License-File") == ["LICENSE"]
+    assert f"{root}/generator/py.typed" in names
+    assert {f"{root}/templates/{name}" for name in templates()} <= names
+
+
+def test_wheel_carries_the_templates_py_typed_and_the_license(built):
+    _, wheel = built
+    names, dist_info, metadata = wheel_metadata(wheel)
+    with zipfile.ZipFile(wheel) as whl:
+        for name, data in templates().items():
+            assert f"generator/templates/{name}" in names, f"the wheel lacks templates/{name}"
+            assert whl.read(f"generator/templates/{name}") == data, name
+        assert whl.read(f"{dist_info}/licenses/LICENSE") == LICENSE
+    assert "generator/py.typed" in names  # PEP 561: type checkers use the package's annotations
+    assert metadata["License-Expression"] == PROJECT["license"]
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    assert not any(name.startswith(("tests/", "templates/", "benchmarks/")) for name in names)
+
+
+def test_wheel_requires_what_pyproject_declares_with_its_floors(built):
+    _, wheel = built
+    _, _, metadata = wheel_metadata(wheel)
+    requires = metadata.get_all("Requires-Dist") or []
+    declared = list(PROJECT["dependencies"]) + [
+        f"{text}; extra == '{extra}'" for extra, texts in PROJECT["optional-dependencies"].items() for text in texts
+    ]
+    assert sorted(map(requirement, requires)) == sorted(map(requirement, declared))
+    # Each runtime dependency has one floor, which .ci/run installs and tests.
+    assert floors(requires) == floors(PROJECT["dependencies"])
+    assert set(floors(requires)) == {"click", "jinja2"}
+
+
+def test_wheel_in_a_fresh_venv_renders_the_golden_bundle(built, tmp_path):
+    _, wheel = built
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     install = subprocess.run(
@@ -44,7 +141,8 @@ def test_wheel_in_a_fresh_venv_renders_the_golden_bundle(tmp_path):
         p.name: p.read_bytes() for p in golden.iterdir()
     }
     listing = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "list", "--format", "json", "--exclude", "pip", "--exclude", "setuptools"],
+        [str(venv / "bin" / "python"), "-m", "pip", "list", "--format", "json", "--exclude", "pip",
+         "--exclude", "setuptools"],
         capture_output=True, text=True,
     )
     installed = {entry["name"].lower() for entry in json.loads(listing.stdout)}

@@ -123,7 +123,10 @@ Describe 'Write-HostsFile' {
     It 'refuses a UTF-16 hosts file and leaves it alone' {
         $original = [byte[]](0xFF, 0xFE) + [Text.Encoding]::Unicode.GetBytes("127.0.0.1 localhost`r`n")
         [IO.File]::WriteAllBytes($script:HostsPath, $original)
-        { Write-HostsFile -Block $script:Block } | Should -Throw '*Stop-Bundle 4*'
+        # Read-HostsText refuses it with InvalidDataException: in the preflight, install.ps1 turns that
+        # into exit $ExitPreflight. Write-HostsFile runs after other changes, so there it is a failure.
+        { Read-HostsText } | Should -Throw -ExceptionType ([IO.InvalidDataException]) -ExpectedMessage '*is UTF-16*'
+        { Write-HostsFile -Block $script:Block } | Should -Throw -ExceptionType ([InvalidOperationException]) -ExpectedMessage '*changed while this script ran*'
         [IO.File]::ReadAllBytes($script:HostsPath) | Should -Be $original
     }
 }

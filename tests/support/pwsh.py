@@ -127,7 +127,9 @@ STATE_CHANGING_METHODS = frozenset(
 def _command_name(node) -> str | None:
     if node.type != "command":
         return None
-    name = node.child_by_field_name("command_name") or next((c for c in node.children if c.type == "command_name"), None)
+    name = node.child_by_field_name("command_name") or next(
+        (c for c in node.children if c.type == "command_name"), None
+    )
     if name is None:
         return None
     text = name.text.decode().strip("'\"")
@@ -200,13 +202,14 @@ def literal_violations(tree, sentinels: list[str]) -> list[str]:
     """Places where a bundle value stands other than in a single-quoted literal
     (or a number, or a comment)."""
     problems = []
+    expandable_strings = ("expandable_string_literal", "expandable_here_string_literal")
     for node in walk(tree.root_node):
-        expandable = node.type in ("expandable_string_literal", "expandable_here_string_literal")
+        expandable = node.type in expandable_strings
         if not expandable and (
             node.child_count or node.type in ("comment", "verbatim_string_characters", "decimal_integer_literal")
         ):
             continue
-        if node.parent is not None and node.parent.type in ("expandable_string_literal", "expandable_here_string_literal"):
+        if node.parent is not None and node.parent.type in expandable_strings:
             continue  # reported with the whole string
         text = node.text.decode()
         for sentinel in sentinels:

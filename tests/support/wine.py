@@ -90,7 +90,7 @@ class Wine:
 
     def _line_argv(self, directory: str, line: str) -> list[str]:
         source = self.root / "run.in"
-        source.write_bytes(f"{directory}\n{line}".encode("utf-8"))
+        source.write_bytes(f"{directory}\n{line}".encode())
         return ["wine", str(self.chain_helper), "run", self.windows_path(source)]
 
     def run_line(self, directory: str, line: str, *, plan: str | None = None, timeout: float = 60) -> BatRun:
@@ -100,7 +100,9 @@ class Wine:
         )
         return BatRun(proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", "replace"), self.starts())
 
-    def run_line_until(self, directory: str, line: str, done, *, plan: str | None = None, timeout: float = 90) -> BatRun:
+    def run_line_until(
+        self, directory: str, line: str, done, *, plan: str | None = None, timeout: float = 90
+    ) -> BatRun:
         """The same for a line that never ends by itself: until ``done()``, then end wine.
 
         The line's own process may end first (``start`` without /wait leaves its child

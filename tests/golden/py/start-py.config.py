@@ -33,6 +33,23 @@ It also ends the server, with exit code 86, when the launcher that started it
 is gone (the task was stopped), so that no server is left running on its own.
 """
 
+# ==== This bundle's values, rendered by gen-bundle from its inputs. ====
+STATE_BASE = 'LOCALAPPDATA'  # this user's state: %STATE_BASE%\STATE_PATH
+STATE_PATH = 'gen-bundle\\py'
+NAME = 'py'
+URL = 'http://py/'
+AUTH = 'token'
+STABLE_AFTER = 60
+SERVER_LOG_BYTES = 1048576
+LAUNCHER_GONE_EXIT = 86
+# How many processes up the parent chain to watch: the launcher (cmd.exe), and with --window
+# hidden conhost.exe too, the task's own process, which Task Scheduler ends when the task is stopped.
+WATCH_DEPTH = 2
+LEGACY_SHORTCUT_NAME = 'py notebook.url'
+
+# ==== Below this line the file is the same in every bundle: gen-bundle's templates/python/server_config.py.
+# ==== The values it uses are the bundle's, above.
+
 import atexit
 import os
 import secrets
@@ -40,19 +57,8 @@ import sys
 import threading
 from pathlib import Path
 
-NAME = 'py'
-URL = 'http://py/'
-AUTH = 'token'
-STABLE_AFTER = 60
-SERVER_LOG_BYTES = 1048576
-LAUNCHER_GONE_EXIT = 86
-# How many processes up the parent chain to watch: the launcher (cmd.exe), and conhost.exe,
-# the task's own process, which Task Scheduler ends when the task is stopped.
-WATCH_DEPTH = 2
-
-STATE = Path(os.environ["LOCALAPPDATA"]) / "gen-bundle" / NAME
-LEGACY_SHORTCUT = Path(os.environ["APPDATA"]) / "Microsoft" / "Windows" / "Start Menu" / "Programs" / 'py notebook.url'
-
+STATE = Path(os.environ[STATE_BASE], *STATE_PATH.split("\\"))
+LEGACY_SHORTCUT = Path(os.environ["APPDATA"], "Microsoft", "Windows", "Start Menu", "Programs", LEGACY_SHORTCUT_NAME)
 
 def new_secret() -> str:
     """The secret of this run: made with the operating system's random source, and
@@ -252,7 +258,8 @@ if AUTH == "token":
         c.IdentityProvider.token = new_secret()
     except OSError as exc:
         # Jupyter only logs an error raised here and would go on with a secret nobody has.
-        sys.exit("gen-bundle: cannot write this run's secret to %s (%s); the server does not start" % (STATE / "token", exc))
+        sys.exit("gen-bundle: cannot write this run's secret to %s (%s); the server does not start"
+                 % (STATE / "token", exc))
 else:
     c.IdentityProvider.token = ""
     (STATE / "token").unlink(missing_ok=True)

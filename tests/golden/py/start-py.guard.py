@@ -20,21 +20,27 @@ no user site-packages):
 Standard library only; reads, and never writes, anything.
 """
 
-import os
-import socket
-import sys
-import time
-from pathlib import Path
-
+# ==== This bundle's values, rendered by gen-bundle from its inputs. ====
+STATE_BASE = 'LOCALAPPDATA'  # this user's state: %STATE_BASE%\STATE_PATH
+STATE_PATH = 'gen-bundle\\py'
 NAME = 'py'
 URL = 'http://py/'
 IP = '127.0.0.13'
 PORT = 80
 AUTH = 'token'
 TITLE = 'gen-bundle py'
-STATE = Path(os.environ.get("LOCALAPPDATA", "")) / "gen-bundle" / NAME
-LAUNCHER_LOG = STATE / "launcher.log"
 
+# ==== Below this line the file is the same in every bundle: gen-bundle's templates/python/guard.py.
+# ==== The values it uses are the bundle's, above.
+
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+STATE = Path(os.environ.get(STATE_BASE, ""), *STATE_PATH.split("\\"))
+LAUNCHER_LOG = STATE / "launcher.log"
 
 class Holder:
     """The process that listens on IP:PORT, as far as this account may see it."""
@@ -46,14 +52,17 @@ class Holder:
 
     def describe(self):
         who = "this account (" + self.account + ")" if self.mine else (
-            "another account" + (" (" + self.account + ")" if self.account else ", whose name Windows does not show to this user"))
+            "another account"
+            + (" (" + self.account + ")" if self.account else ", whose name Windows does not show to this user"))
         return "process " + (str(self.pid) if self.pid is not None else "(id not shown)") + " of " + who
 
 
 # Who answers a connection to IP:PORT, most specific first: a listener on the address
 # itself, on 0.0.0.0, on the IPv4-mapped IPv6 address, on [::] (a dual-stack socket).
 def candidates(ip):
-    return [(socket.AF_INET, ip), (socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::ffff:" + ip), (socket.AF_INET6, "::")]
+    return [
+        (socket.AF_INET, ip), (socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::ffff:" + ip), (socket.AF_INET6, "::"),
+    ]
 
 
 def holder_posix(ip, port):
@@ -134,7 +143,8 @@ def holder_windows(ip, port):
                     ("remote_addr", wintypes.DWORD), ("remote_port", wintypes.DWORD), ("pid", wintypes.DWORD)]
 
     class Row6(ctypes.Structure):  # MIB_TCP6ROW_OWNER_PID
-        _fields_ = [("local_addr", ctypes.c_ubyte * 16), ("local_scope", wintypes.DWORD), ("local_port", wintypes.DWORD),
+        _fields_ = [("local_addr", ctypes.c_ubyte * 16), ("local_scope", wintypes.DWORD),
+                    ("local_port", wintypes.DWORD),
                     ("remote_addr", ctypes.c_ubyte * 16), ("remote_scope", wintypes.DWORD),
                     ("remote_port", wintypes.DWORD), ("state", wintypes.DWORD), ("pid", wintypes.DWORD)]
 
@@ -155,7 +165,8 @@ def holder_windows(ip, port):
     by_address = {}
     for row in listeners(2, Row):  # AF_INET; the address is in network byte order in memory
         if socket.ntohs(row.local_port & 0xFFFF) == port:
-            by_address.setdefault((socket.AF_INET, socket.inet_ntoa(int(row.local_addr).to_bytes(4, "little"))), row.pid)
+            address = socket.inet_ntoa(int(row.local_addr).to_bytes(4, "little"))
+            by_address.setdefault((socket.AF_INET, address), row.pid)
     for row in listeners(23, Row6):  # AF_INET6
         if socket.ntohs(row.local_port & 0xFFFF) == port:
             by_address.setdefault((socket.AF_INET6, socket.inet_ntop(socket.AF_INET6, bytes(row.local_addr))), row.pid)
@@ -209,7 +220,8 @@ def check():
     try:
         holder = find_holder()
     except Exception as exc:  # never keep the server from trying because this check broke
-        print(stamp() + " WARNING: could not tell who listens on %s:%d (%s); starting the server anyway" % (IP, PORT, exc))
+        print(stamp() + " WARNING: could not tell who listens on %s:%d (%s); starting the server anyway"
+              % (IP, PORT, exc))
         return 0
     if holder is None:
         return 0

@@ -1,3 +1,4 @@
+# ---- native: run in 64-bit PowerShell ----
 # 32-bit PowerShell on 64-bit Windows (Intune's and some SCCM agents' default) sees
 # %ProgramFiles% as "Program Files (x86)"; run again in the 64-bit PowerShell instead.
 if ([Environment]::Is64BitOperatingSystem -and -not [Environment]::Is64BitProcess) {

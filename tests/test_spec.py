@@ -1,0 +1,137 @@
+"""One validation gate: an invalid BundleSpec cannot be made, however it is made."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from generator.api import generate
+from generator.cli import main
+from generator.errors import InvalidValue
+from generator.spec import DEFAULTS, INPUTS, BundleSpec, build_spec
+from generator.winpath import WinPath
+
+from conftest import CANONICAL
+
+CANONICAL_SPEC = build_spec(**CANONICAL)
+
+# (field, invalid value, words of the rule)
+INVALID = [
+    ("ip", "10.0.0.1", "loopback"),
+    ("name", "x&y", "DNS label"),
+    ("name", "\u212ay", "U+212A is not ASCII"),
+    ("port", 99999, "1 to 65535"),
+    ("port", True, "1 to 65535"),
+    ("port", "80 ", "1 to 65535"),
+    ("notebook_dir", WinPath(None, "x&y"), "absolute"),
+    ("notebook_dir", WinPath("USERPROFILE", "a\\..\\b"), "'..'"),
+    ("python", WinPath(None, "C:\\Python\\python"), ".exe"),
+    ("python", "C:\\Py\"thon\\python.exe", "does not allow"),
+    ("auth", "off", "token, none"),
+    ("window", "max", "hidden, minimized"),
+    ("scope", "site", "machine, user"),
+    ("user", "CONTOSO\\alice", "--scope user only"),
+    ("version", "1.0; rm", "version number"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "words"), INVALID)
+def test_replace_cannot_make_an_invalid_spec(field, value, words):
+    with pytest.raises(InvalidValue, match=re.escape(words)) as caught:
+        dataclasses.replace(CANONICAL_SPEC, **{field: value})
+    assert caught.value.param == field
+
+
+@pytest.mark.parametrize(("field", "value", "words"), INVALID)
+def test_the_constructor_cannot_make_an_invalid_spec(field, value, words):
+    fields = {f.name: getattr(CANONICAL_SPEC, f.name) for f in dataclasses.fields(BundleSpec)}
+    with pytest.raises(InvalidValue, match=re.escape(words)):
+        BundleSpec(**{**fields, field: value})
+
+
+def test_a_valid_replace_is_normalised_like_build_spec():
+    spec = dataclasses.replace(CANONICAL_SPEC, name="PY", port="8080", notebook_dir="D:\\Data\\")
+    assert spec == build_spec(**{**CANONICAL, "name": "py", "port": 8080, "notebook_dir": "D:\\Data"})
+    assert spec.notebook_dir == WinPath(None, "D:\\Data")
+    user = dataclasses.replace(CANONICAL_SPEC, scope="user", user="CONTOSO\\alice")
+    assert (user.scope, user.user) == ("user", "CONTOSO\\alice")
+
+
+def test_the_kelvin_sign_is_refused_not_lowercased_into_k():
+    assert "\u212a".lower() == "k"  # why the check comes before lowercasing
+    with pytest.raises(InvalidValue, match="U\\+212A is not ASCII"):
+        build_spec(ip="127.0.0.13", name="\u212ay")
+    result = CliRunner().invoke(main, ["--ip", "127.0.0.13", "--name", "\u212ay", "--out", "unused"])
+    assert result.exit_code == 2
+    assert "Error: Invalid value for '--name': '\u212ay': U+212A is not ASCII" in result.stderr
+
+
+def test_scope_is_decided_before_user_whatever_the_argument_order(tmp_path):
+    cases = (
+        ["--scope", "site"],  # judged before user, the missing --user is not the error
+        ["--scope", "site", "--user", "CONTOSO\\alice"],
+        ["--user", "CONTOSO\\alice", "--scope", "site"],
+    )
+    for args in cases:
+        result = CliRunner().invoke(main, ["--ip", "127.0.0.13", "--name", "py", *args, "--out", str(tmp_path / "o")])
+        assert result.exit_code == 2
+        assert "Error: Invalid value for '--scope': 'site': must be one of machine, user" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+# Every refusal of a value reads the same, whether the rule is a type, a choice or a check.
+ONE_STYLE = [
+    ("--port", "eighty", "must be a TCP port number from 1 to 65535"),
+    ("--port", "99999", "must be a TCP port number from 1 to 65535"),
+    ("--auth", "off", "must be one of token, none"),
+    ("--window", "max", "must be one of hidden, minimized"),
+    ("--scope", "site", "must be one of machine, user"),
+    ("--ip", "10.0.0.1", "must be a loopback address inside 127.0.0.0/8"),
+    ("--name", "x&y", "must be one DNS label"),
+    ("--notebook-dir", "Notebooks", "must be an absolute Windows path"),
+    ("--python", "C:\\Python\\python", "must name the python.exe file"),
+]
+
+
+@pytest.mark.parametrize(("flag", "value", "rule"), ONE_STYLE)
+def test_every_refusal_has_one_message_style(tmp_path, flag, value, rule):
+    args = ["--ip", "127.0.0.13", "--name", "py", flag, value, "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: Invalid value for '{flag}': '{value}': {rule}"), last
+    assert not (tmp_path / "o").exists()
+
+
+def test_defaults_are_written_once():
+    for field in dataclasses.fields(BundleSpec):
+        if field.name in INPUTS:
+            assert field.default is dataclasses.MISSING, f"BundleSpec.{field.name} has its own default"
+    assert set(DEFAULTS) <= set(INPUTS)
+    spec = build_spec(**CANONICAL)
+    for key, value in DEFAULTS.items():
+        assert spec.inputs()[key] == value
+    ctx = main.make_context("gen-bundle", ["--ip", "127.0.0.13", "--name", "py"])
+    for key, value in DEFAULTS.items():
+        assert ctx.params[key] == str(value), key
+
+
+def test_the_library_fills_in_the_same_defaults(tmp_path):
+    out = generate(ip="127.0.0.13", name="py", out=tmp_path / "lib")
+    cli = tmp_path / "cli"
+    assert CliRunner().invoke(main, ["--ip", "127.0.0.13", "--name", "py", "--out", str(cli)]).exit_code == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {p.name: p.read_bytes() for p in cli.iterdir()}
+
+
+def test_a_missing_user_is_said_so_not_shown_as_none():
+    result = CliRunner().invoke(main, ["--ip", "127.0.0.13", "--name", "py", "--scope", "user", "--out", "unused"])
+    assert result.exit_code == 2
+    assert "Error: Invalid value for '--user': none given: --scope user needs --user DOMAIN\\name" in result.stderr
+
+
+def test_build_spec_refuses_an_unknown_input():
+    with pytest.raises(TypeError, match="nmae"):
+        build_spec(ip="127.0.0.13", nmae="py")

@@ -1,0 +1,293 @@
+"""The templates as a maintainer meets them: escaping by default, scripts made of
+plain partials that each script uses, and the same logic text in every bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from generator.render import FILTERS, UnescapedValue, environment, outputs, render, templates_dir
+from generator.spec import build_spec
+
+from conftest import CANONICAL, need, render_bundle
+from support.pwsh import walk
+
+TEMPLATES = templates_dir()
+PARTIAL_DIRS = ("powershell", "python")
+SCRIPTS = ("install.ps1", "uninstall.ps1", "detect.ps1")
+END_OF_VALUES = "# ==== End of this bundle's values. ===="
+START_OF_BODY = "# ==== Below this line the file is the same in every bundle"
+
+# Inputs that change every value the scripts hold, and every branch the templates take.
+VARIANTS = [
+    {},
+    {"scope": "user", "user": "CONTOSO\\alice", "window": "minimized"},
+    {"auth": "none", "port": 8080, "name": "lab-1", "ip": "127.0.0.42"},
+    {"python": "%LOCALAPPDATA%\\Programs\\Python\\Python313\\python.exe", "notebook_dir": "D:\\Data & Co\\100%"},
+]
+
+
+@pytest.fixture(scope="module")
+def grammars():
+    from support import pwsh
+
+    try:
+        return pwsh.parsers()
+    except ImportError as exc:  # pragma: no cover - the test extras install both
+        need(False, f"the tree-sitter PowerShell grammars ({exc})")
+
+
+# ---- escaping by default ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", sorted(set(FILTERS) - {"xml"}))
+def test_a_value_without_its_language_filter_is_refused(language):
+    env = environment(language)
+    with pytest.raises(UnescapedValue, match=language):
+        env.from_string("{{ value }}").render(value="a")
+    with pytest.raises(UnescapedValue):
+        env.from_string("{{ (value ~ '') if value else value }}").render(value="a")
+    for name in FILTERS[language]:
+        assert env.from_string("{{ value|" + name + " }}").render(value="a")
+
+
+@pytest.mark.parametrize("language", sorted(FILTERS))
+def test_another_language_filter_does_not_exist_there(language):
+    import jinja2
+
+    env = environment(language)
+    foreign = {name for filters in FILTERS.values() for name in filters} - set(FILTERS[language])
+    assert foreign
+    for name in foreign:
+        with pytest.raises(jinja2.TemplateAssertionError):
+            env.from_string("{{ value|" + name + " }}")
+
+
+def test_xml_is_autoescaped_and_refuses_control_characters():
+    env = environment("xml")
+    assert env.from_string("{{ value }}").render(value="a<b&c") == "a&lt;b&amp;c"
+    with pytest.raises(ValueError, match="control character"):
+        env.from_string("{{ value }}").render(value="a\x01b")
+
+
+def unfiltered_outputs(source: str, language: str) -> list[str]:
+    """Each {{ }} of ``source`` that does not end in a filter of ``language``, and each
+    way around finalize and autoescape ({% filter %} blocks, ``|safe``), read from
+    Jinja's own parse tree: it covers the branches a render does not take."""
+    from jinja2 import nodes
+
+    env = environment(language)
+    tree = env.parse(source)
+    found = [f"line {node.lineno}: FilterBlock" for node in tree.find_all(nodes.FilterBlock)]
+    found += [f"line {node.lineno}: |{node.name}" for node in tree.find_all(nodes.Filter) if node.name == "safe"]
+    for output in tree.find_all(nodes.Output):
+        for child in output.nodes:
+            if isinstance(child, nodes.TemplateData) or language == "xml":
+                continue
+            if isinstance(child, nodes.Call) and isinstance(child.node, nodes.Name) and child.node.name == "plain":
+                if len(child.args) == 1 and isinstance(child.args[0], nodes.Const):
+                    continue  # a partial pasted as it is (render.plain): a name render checks
+            if not (isinstance(child, nodes.Filter) and child.name in FILTERS[language]):
+                found.append(f"line {child.lineno}: {type(child).__name__}")
+    return found
+
+
+def template_languages() -> dict[str, str]:
+    """Every template and partial, with the language of the file it ends up in."""
+    languages = {output.template: output.language for output in outputs(build_spec(**CANONICAL)).values()}
+    include = re.compile(r"\{%\s*include\s+'([^']+)'\s*%\}|\{\{\s*plain\('([^']+)'\)\s*\}\}")
+    for template, language in list(languages.items()):
+        for name in (a or b for a, b in include.findall((TEMPLATES / template).read_text(encoding="utf-8"))):
+            assert languages.setdefault(name, language) == language, f"{name} is included into two languages"
+    return languages
+
+
+def test_every_value_in_every_template_goes_through_its_language_filter():
+    languages = template_languages()
+    on_disk = {str(p.relative_to(TEMPLATES)) for p in TEMPLATES.rglob("*") if p.is_file()}
+    assert set(languages) == on_disk, "a template is neither rendered nor included"
+    for template, language in sorted(languages.items()):
+        source = (TEMPLATES / template).read_text(encoding="utf-8")
+        assert unfiltered_outputs(source, language) == [], template
+
+
+def test_the_filter_check_can_fail():
+    assert unfiltered_outputs("<# {{ spec.user }} #>", "ps") == ["line 1: Getattr"]
+    assert unfiltered_outputs("{{ spec.user|bat }}", "ps") == ["line 1: Filter"]
+    assert unfiltered_outputs("{{ (a if b else c)|ps }} {{ a if b else c|ps }}", "ps") == ["line 1: CondExpr"]
+    assert unfiltered_outputs("{% filter replace('X', v) %}X{% endfilter %}", "ps") == ["line 1: FilterBlock"]
+    assert unfiltered_outputs("<a>{{ v|safe }}</a>", "xml") == ["line 1: |safe"]
+    assert unfiltered_outputs("{{ plain(name) }}", "ps") == ["line 1: Call"]
+
+
+def test_plain_pastes_only_its_language_partials():
+    ps = environment("ps")
+    assert ps.from_string("{{ plain('powershell/task.ps1') }}").render().startswith("# ---- task")
+    for name in ("../README.md", "python/guard.py", "powershell/../../etc/passwd", "/etc/hostname"):
+        with pytest.raises(UnescapedValue, match="pastes only powershell/"):
+            ps.from_string("{{ plain(name) }}").render(name=name)
+    with pytest.raises(UnescapedValue):
+        environment("md").from_string("{{ plain('python/guard.py') }}").render()
+
+
+def test_comment_text_cannot_close_its_comment():
+    ps = environment("ps")
+    with pytest.raises(ValueError, match="block comment"):
+        ps.from_string("<# {{ value|ps_text }} #>").render(value="x #> Remove-Item C:\\")
+    py = environment("py")
+    with pytest.raises(ValueError, match="Python string"):
+        py.from_string('r"""{{ value|py_text }}"""').render(value='x"""; import os')
+    bat = environment("bat")
+    assert bat.from_string("echo {{ value|bat_text }}").render(value="a & b %PATH% (c)") == "echo a ^& b %%PATH%% ^(c^)"
+
+
+# ---- templates by concern -------------------------------------------------------
+
+
+def test_partials_are_plain_powershell_and_python():
+    partials = [p for d in PARTIAL_DIRS for p in (TEMPLATES / d).iterdir() if p.suffix in (".ps1", ".py")]
+    assert len(partials) >= 10
+    for path in partials:
+        text = path.read_text(encoding="utf-8")
+        for mark in ("{{", "{%", "{#"):
+            assert mark not in text, f"{path.name} holds template syntax {mark}"
+
+
+def after(marker: str, text: str) -> str:
+    assert text.count(marker) == 1, marker
+    return text[text.index(marker):]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_logic_is_the_same_text_in_every_bundle(script):
+    bodies = {after(END_OF_VALUES, render_bundle(**v)[script].decode("utf-8-sig")) for v in VARIANTS}
+    assert len(bodies) == 1
+    # The values block does differ: the check compares what it claims to.
+    heads = {render_bundle(**v)[script].decode("utf-8-sig").split(END_OF_VALUES)[0] for v in VARIANTS}
+    assert len(heads) >= 3
+
+
+@pytest.mark.parametrize("kind", ["config", "guard"])
+def test_python_logic_is_the_same_text_in_every_bundle(kind):
+    def body(inputs):
+        spec = build_spec(**{**CANONICAL, **inputs})
+        name = spec.config_file if kind == "config" else spec.guard_file
+        return after(START_OF_BODY, render(spec)[name].decode("utf-8"))
+
+    assert len({body(v) for v in VARIANTS}) == 1
+    source_file = TEMPLATES / "python" / ("server_config.py" if kind == "config" else "guard.py")
+    source = source_file.read_text(encoding="utf-8")
+    assert body({}).replace("\r\n", "\n") == source
+
+
+def functions_and_calls(source: bytes, grammar) -> tuple[list[str], set[str]]:
+    tree = grammar.parse(source)
+    defined, called = [], set()
+    for node in walk(tree.root_node):
+        if node.type == "function_statement":
+            name = next(c for c in node.children if c.type == "function_name")
+            defined.append(name.text.decode().lower())
+        elif node.type == "command_name":
+            called.add(node.text.decode().lower())
+    return defined, called
+
+
+def unused_or_repeated(source: bytes, grammar, ours: set[str] = frozenset()) -> list[str]:
+    """Functions defined twice or never called, and functions of ``ours`` (the partials')
+    called without being defined: a partial pasted without the partials it needs."""
+    defined, called = functions_and_calls(source, grammar)
+    names = sorted(set(defined))
+    problems = [f"{name} defined {defined.count(name)} times" for name in names if defined.count(name) > 1]
+    problems += [f"{name} is never called" for name in names if name not in called]
+    problems += [f"{name} is called, not defined" for name in sorted((called & ours) - set(defined))]
+    return problems
+
+
+def partial_functions(grammar) -> set[str]:
+    found: set[str] = set()
+    for path in (TEMPLATES / "powershell").glob("*.ps1"):
+        found.update(functions_and_calls(path.read_bytes(), grammar)[0])
+    return found
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("variant", range(len(VARIANTS)))
+def test_each_script_holds_only_the_functions_it_uses(grammars, script, variant):
+    from support.pwsh import script_text
+
+    source = script_text(render_bundle(**VARIANTS[variant])[script])
+    for name, grammar in grammars.items():
+        ours = partial_functions(grammar)
+        assert len(ours) > 20
+        assert unused_or_repeated(source, grammar, ours) == [], f"{script} ({name})"
+
+
+def test_the_functions_check_can_fail(grammars):
+    source = b"function Get-A { 1 }\nfunction Get-B { 2 }\nfunction Get-A { 3 }\nGet-A\nRead-HostsText\n"
+    for grammar in grammars.values():
+        assert unused_or_repeated(source, grammar, partial_functions(grammar)) == [
+            "get-a defined 2 times", "get-b is never called", "read-hoststext is called, not defined",
+        ]
+
+
+def test_detect_is_small_and_knows_every_installed_file(canonical_files, grammars):
+    from support.pwsh import script_text
+
+    spec = build_spec(**CANONICAL)
+    source = script_text(canonical_files["detect.ps1"])
+    text = source.decode("utf-8")
+    block = text[text.index("$ExpectedSha = @{"):text.index("}", text.index("$ExpectedSha = @{"))]
+    pairs = dict(re.findall(r"'([^']+)' = '([0-9a-f]{64})'", block))
+    assert pairs == {name: hashlib.sha256(canonical_files[name]).hexdigest() for name in spec.installed_files}
+    for grammar in grammars.values():
+        defined, _ = functions_and_calls(source, grammar)
+        assert sorted(defined) == ["get-ourtask", "read-hoststext", "test-installed"]
+
+
+# ---- the server's settings and the guard: plain Python, read by a linter ----------------
+
+
+def ruff_findings(path: Path) -> str:
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    need(Path(ruff).exists(), "ruff (pip install ruff)")
+    result = subprocess.run(
+        [ruff, "check", "--no-cache", "--isolated", "--select", "F,E9,B", "--output-format", "concise", str(path)],
+        capture_output=True, text=True,
+    )
+    return result.stdout if result.returncode else ""
+
+
+@pytest.mark.parametrize("variant", range(len(VARIANTS)))
+def test_rendered_python_passes_the_linter(tmp_path, variant):
+    spec = build_spec(**{**CANONICAL, **VARIANTS[variant]})
+    files = render(spec)
+    for name in (spec.config_file, spec.guard_file):
+        path = tmp_path / name
+        path.write_bytes(files[name])
+        assert ruff_findings(path) == "", name
+
+
+def test_the_linter_check_can_fail(tmp_path):
+    spec = build_spec(**CANONICAL)
+    path = tmp_path / "broken.py"
+    path.write_bytes(render(spec)[spec.config_file].replace(b"\r\nAUTH = ", b"\r\nAUTHS = "))
+    assert "F821" in ruff_findings(path)
+
+
+# ---- the render is pure -----------------------------------------------------------------
+
+
+def test_render_writes_nothing(tmp_path, monkeypatch):
+    for variable in ("HOME", "XDG_CACHE_HOME", "TMPDIR"):
+        (tmp_path / variable).mkdir()
+        monkeypatch.setenv(variable, str(tmp_path / variable))
+    before = {p.name: p.stat().st_mtime_ns for p in TEMPLATES.rglob("*")}
+    render(build_spec(**CANONICAL))
+    assert [str(p) for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert {p.name: p.stat().st_mtime_ns for p in TEMPLATES.rglob("*")} == before

@@ -1,0 +1,90 @@
+"""A write that fails is a message and an exit code, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from click.testing import CliRunner
+
+from generator import output
+from generator.cli import main
+
+OK = ["--ip", "127.0.0.13", "--name", "py"]
+
+
+def tree(root) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_out_below_a_file_is_a_message_not_a_traceback(tmp_path):
+    blocker = tmp_path / "passwd"
+    blocker.write_text("root:x:0:0\n")
+    result = CliRunner().invoke(main, [*OK, "--out", str(blocker / "out")])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: cannot write the bundle below {blocker}: it is not a directory\n"
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert tree(tmp_path) == ["passwd"]
+    assert blocker.read_text() == "root:x:0:0\n"
+
+
+def test_etc_passwd_out_from_the_issue(tmp_path):
+    result = CliRunner().invoke(main, [*OK, "--out", "/etc/passwd/out"])
+    assert result.exit_code == 1
+    assert result.stderr == "Error: cannot write the bundle below /etc/passwd: it is not a directory\n"
+
+
+def test_a_failed_write_removes_the_parent_folders_it_made(tmp_path, monkeypatch):
+    def no_space(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+    monkeypatch.setattr(output.os, "rename", no_space)
+    out = tmp_path / "a" / "b" / "out"
+    result = CliRunner().invoke(main, [*OK, "--out", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: cannot write the bundle to {out}: {os.strerror(errno.ENOSPC)}: {out}\n"
+    assert tree(tmp_path) == []
+
+
+def test_a_failed_write_keeps_folders_that_were_there(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "keep.txt").write_text("mine")
+
+    def denied(suffix=None, prefix=None, dir=None):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
+
+    monkeypatch.setattr(output.tempfile, "mkdtemp", denied)
+    out = tmp_path / "a" / "b" / "out"
+    result = CliRunner().invoke(main, [*OK, "--out", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: cannot write the bundle to {out}: {os.strerror(errno.EACCES)}")
+    assert tree(tmp_path) == ["a", "a/keep.txt"]
+
+
+def test_made_parent_folders_stay_when_the_write_succeeds(tmp_path):
+    out = tmp_path / "a" / "b" / "out"
+    result = CliRunner().invoke(main, [*OK, "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert (out / "install.ps1").is_file()
+
+
+def test_out_with_dot_dot_is_written_where_it_points(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, [*OK, "--out", "new/x/../out"])
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "new" / "out" / "install.ps1").is_file()
+    assert tree(tmp_path / "new") == sorted(["out", *(f"out/{p.name}" for p in (tmp_path / "new" / "out").iterdir())])
+
+
+def test_an_odd_bundle_json_is_not_read_as_an_earlier_bundle(tmp_path):
+    for name, make in (
+        ("fifo", lambda path: os.mkfifo(path)),
+        ("deep", lambda path: path.write_text("[" * 200000)),
+        ("link", lambda path: path.symlink_to("/dev/zero")),
+    ):
+        out = tmp_path / name
+        out.mkdir()
+        make(out / "bundle.json")
+        result = CliRunner().invoke(main, [*OK, "--out", str(out), "--force"])
+        assert result.exit_code == 1, name
+        assert result.stderr.startswith(f"Error: {out} holds files that gen-bundle did not write"), name
