@@ -58,6 +58,10 @@ SERVER_LOG_BYTES = 1024 * 1024
 
 # How many logs of install.ps1 runs %ProgramData%\\gen-bundle\\<name>\\logs keeps.
 KEEP_LOGS = 30
+# How many of a bundle's hosts backups (hosts.gen-bundle-<name>-<time>.bak) stay beside hosts.
+KEEP_HOSTS_BACKUPS = 3
+# jupyter_core before this loads settings and kernels from %ProgramData%\\jupyter (CVE-2025-30167).
+JUPYTER_CORE_MINIMUM = "5.8.1"
 
 INSTALL_ROOT = WinPath("ProgramFiles", "gen-bundle")
 STATE_ROOT = WinPath("ProgramData", "gen-bundle")
@@ -248,6 +252,10 @@ class BundleSpec:
     def state_dir(self) -> WinPath:
         """Machine-wide state of the install (receipt, logs of each run): administrators only."""
         return STATE_ROOT.join(self.name)
+
+    @property
+    def state_root(self) -> WinPath:
+        return STATE_ROOT
 
     @property
     def receipt_path(self) -> WinPath:

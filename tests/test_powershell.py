@@ -184,7 +184,8 @@ def test_pester_tests_parse_for_windows_powershell(grammars, name):
 BUILTIN_COMMANDS = frozenset(
     {"describe", "context", "it", "beforeall", "beforeeach", "aftereach", "afterall", "should", "mock",
      "join-path", "split-path", "get-childitem", "remove-item", "foreach-object", "where-object", "out-null",
-     "test-path", "get-content", "set-content", "new-item", "write-output", "write-verbose"}
+     "test-path", "get-content", "set-content", "new-item", "write-output", "write-verbose", "start-sleep",
+     "sort-object"}
 )
 AUTOMATIC_VARIABLES = frozenset(
     {"_", "psitem", "true", "false", "null", "args", "input", "this", "matches", "lastexitcode", "error",

@@ -1,4 +1,9 @@
 # ---- admin-only folders: who else may write, and creating one no user can change ----
+# Users may create folders under %ProgramData%, and own what they create. SYSTEM writes
+# there only through a folder that it created with its ACL set at creation, or that is a
+# real folder (no link) owned by SYSTEM or Administrators which nobody else may change: a
+# user can neither swap nor change such a folder later, so no window opens between the
+# check and the write.
 
 function Get-NonAdminWriter {
     # Accounts other than SYSTEM, Administrators, TrustedInstaller and CREATOR OWNER
@@ -34,4 +39,50 @@ function New-AdminOnlyFolder {
     } else {
         [void][IO.Directory]::CreateDirectory($Path, $security)  # .NET Framework
     }
+}
+
+function New-AdminOnlySecurity {
+    # Owner Administrators; SYSTEM and administrators write, users read; nothing inherited
+    # from %ProgramData%, where users may create files.
+    $security = New-Object System.Security.AccessControl.DirectorySecurity
+    $security.SetOwner((New-Object System.Security.Principal.SecurityIdentifier('S-1-5-32-544')))
+    $security.SetAccessRuleProtection($true, $false)
+    foreach ($grant in @(@('S-1-5-18', 'FullControl'), @('S-1-5-32-544', 'FullControl'), @('S-1-5-32-545', 'ReadAndExecute'))) {
+        $identity = New-Object System.Security.Principal.SecurityIdentifier($grant[0])
+        $rule = New-Object System.Security.AccessControl.FileSystemAccessRule($identity, $grant[1], 'ContainerInherit, ObjectInherit', 'None', 'Allow')
+        $security.AddAccessRule($rule)
+    }
+    return $security
+}
+
+function Test-Entry {
+    # True when $Path names anything, a link whose target is gone included: GetAttributes
+    # reads the last component itself, it does not follow it.
+    param([string]$Path)
+    try {
+        [void][IO.File]::GetAttributes($Path)
+        return $true
+    } catch [IO.FileNotFoundException] {
+        return $false
+    } catch [IO.DirectoryNotFoundException] {
+        return $false
+    }
+}
+
+function Get-AdminOnlyProblem {
+    # Why SYSTEM must not write through the folder $Path, or nothing.
+    param([string]$Path)
+    $attributes = [IO.File]::GetAttributes($Path)
+    if ($attributes -band [IO.FileAttributes]::ReparsePoint) {
+        return "$Path is a link (junction or symbolic link)"
+    }
+    if (-not ($attributes -band [IO.FileAttributes]::Directory)) {
+        return "$Path is a file, not a folder"
+    }
+    $owner = (Get-Acl -LiteralPath $Path).GetOwner([Security.Principal.SecurityIdentifier]).Value
+    $writers = @(Get-NonAdminWriter -Path $Path)
+    if (@('S-1-5-18', 'S-1-5-32-544') -notcontains $owner -or $writers.Count -gt 0) {
+        return "$Path can be changed by $((@($owner) + $writers | Sort-Object -Unique) -join ', ')"
+    }
+    return $null
 }

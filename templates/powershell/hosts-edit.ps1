@@ -6,7 +6,7 @@ function Set-HostsBlock {
     # or removed when $Block is empty. Lines keep their own endings; a UTF-8 BOM stays first.
     param([string]$Text, [string[]]$Block)
     $bom = ''
-    if ($Text.StartsWith($Utf8Bom)) {
+    if ($Text.StartsWith($Utf8Bom, [StringComparison]::Ordinal)) {
         $bom = $Utf8Bom
         $Text = $Text.Substring(3)
     }
@@ -23,14 +23,14 @@ function Set-HostsBlock {
         }
         $bare = $line.TrimEnd([char[]]"`r`n")
         if (-not $inside) {
-            if ($bare -ceq $HostsBegin) {
+            if ([string]::Equals($bare, $HostsBegin, [StringComparison]::Ordinal)) {
                 $inside = $true
             } else {
                 [void]$out.Append($line)
             }
             continue
         }
-        if ($bare -cne $HostsEnd) {
+        if (-not [string]::Equals($bare, $HostsEnd, [StringComparison]::Ordinal)) {
             continue
         }
         $inside = $false
@@ -42,9 +42,9 @@ function Set-HostsBlock {
             # The block closed the file without a final newline: install added the
             # newline before it, so removing the block takes that newline back too.
             $current = $out.ToString()
-            if ($current.EndsWith("`r`n")) {
+            if ($current.EndsWith("`r`n", [StringComparison]::Ordinal)) {
                 [void]$out.Remove($out.Length - 2, 2)
-            } elseif ($current.EndsWith("`n")) {
+            } elseif ($current.EndsWith("`n", [StringComparison]::Ordinal)) {
                 [void]$out.Remove($out.Length - 1, 1)
             }
         }
@@ -54,7 +54,7 @@ function Set-HostsBlock {
     }
     if ($Block.Count -gt 0 -and -not $written) {
         $current = $out.ToString()
-        if ($current.Length -eq 0 -or $current.EndsWith("`n")) {
+        if ($current.Length -eq 0 -or $current.EndsWith("`n", [StringComparison]::Ordinal)) {
             [void]$out.Append(($Block -join $newline) + $newline)
         } else {
             # Keep the file's missing final newline: the block goes on new lines
@@ -65,20 +65,49 @@ function Set-HostsBlock {
     return $bom + $out.ToString()
 }
 
-function Get-LineDiff {
-    # The lines only in $Before ('-') and only in $After ('+'): what -WhatIf shows.
-    param([string]$Before, [string]$After)
-    $old = @($Before -split "`r?`n")
-    $new = @($After -split "`r?`n")
-    $lines = @()
-    foreach ($line in $old) {
-        if ($new -cnotcontains $line) {
-            $lines += "- $line"
+function Show-Bytes {
+    # $Text (one character a byte, Latin-1) as readable text: \r, \n, \t and every byte outside
+    # printable ASCII as \xHH; a new line after each \n, so that lines stay lines.
+    param([string]$Text)
+    $out = New-Object System.Text.StringBuilder
+    foreach ($ch in $Text.ToCharArray()) {
+        $code = [int]$ch
+        if ($code -eq 13) {
+            [void]$out.Append('\r')
+        } elseif ($code -eq 10) {
+            [void]$out.Append("\n`n")
+        } elseif ($code -eq 9) {
+            [void]$out.Append('\t')
+        } elseif ($code -lt 32 -or $code -gt 126 -or $code -eq 92) {
+            [void]$out.Append(('\x{0:X2}' -f $code))
+        } else {
+            [void]$out.Append($ch)
         }
     }
-    foreach ($line in $new) {
-        if ($old -cnotcontains $line) {
-            $lines += "+ $line"
+    return $out.ToString()
+}
+
+function Get-ByteDiff {
+    # What -WhatIf shows: the one span of bytes that differs between $Before and $After (both
+    # Latin-1, one character a byte), with line endings, BOM and final newline made visible.
+    param([string]$Before, [string]$After)
+    $start = 0
+    $shorter = [Math]::Min($Before.Length, $After.Length)
+    while ($start -lt $shorter -and [int]$Before[$start] -eq [int]$After[$start]) {
+        $start++
+    }
+    $endBefore = $Before.Length
+    $endAfter = $After.Length
+    while ($endBefore -gt $start -and $endAfter -gt $start -and [int]$Before[$endBefore - 1] -eq [int]$After[$endAfter - 1]) {
+        $endBefore--
+        $endAfter--
+    }
+    $lines = @("at byte $start of $($Before.Length) (\r\n is a Windows line end, \xEF\xBB\xBF a UTF-8 BOM):")
+    foreach ($change in @(@('-', $Before.Substring($start, $endBefore - $start)), @('+', $After.Substring($start, $endAfter - $start)))) {
+        if ($change[1].Length -gt 0) {
+            foreach ($line in ((Show-Bytes $change[1]).TrimEnd("`n") -split "`n")) {
+                $lines += "$($change[0]) $line"
+            }
         }
     }
     return ($lines -join "`n")
@@ -101,12 +130,12 @@ function Write-HostsFile {
             }
             $old = Read-HostsText
             $new = Set-HostsBlock -Text $old -Block $Block
-            if ($new -ceq $old) {
+            if ([string]::Equals($new, $old, [StringComparison]::Ordinal)) {
                 return
             }
             [IO.File]::WriteAllBytes($temp, $Latin1.GetBytes($new))
             if ($exists) {
-                $backup = $HostsPath + '.gen-bundle-' + (Get-Date -Format 'yyyyMMdd-HHmmss-fff') + '.bak'
+                $backup = $HostsPath + '.gen-bundle-' + $BundleName + '-' + (Get-Date -Format 'yyyyMMdd-HHmmss-fff') + '.bak'
                 $attributes = [IO.File]::GetAttributes($HostsPath)
                 [IO.File]::SetAttributes($HostsPath, [IO.FileAttributes]::Normal)
                 try {
@@ -121,6 +150,7 @@ function Write-HostsFile {
                     }
                 }
                 Write-Output "hosts: updated $HostsPath (the previous file is kept as $backup)"
+                Remove-OldHostsBackup
             } else {
                 [IO.File]::Move($temp, $HostsPath)
                 Write-Output "hosts: created $HostsPath"
@@ -141,6 +171,17 @@ function Write-HostsFile {
                 [IO.File]::Delete($temp)
             }
         }
+    }
+}
+
+function Remove-OldHostsBackup {
+    # This bundle's backups beside hosts, past the newest $KeepHostsBackups: another tool that
+    # rewrites hosts at every boot would otherwise add one backup per boot, forever.
+    $old = @(Get-ChildItem -LiteralPath $HostsFolder -Filter ('hosts.gen-bundle-' + $BundleName + '-*.bak') -File |
+        Where-Object { -not ($_.Attributes -band [IO.FileAttributes]::ReparsePoint) } |
+        Sort-Object Name -Descending | Select-Object -Skip $KeepHostsBackups)
+    foreach ($file in $old) {
+        Remove-Item -LiteralPath $file.FullName -Force -ErrorAction SilentlyContinue
     }
 }
 

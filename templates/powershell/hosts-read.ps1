@@ -1,5 +1,11 @@
 # ---- hosts, read: the hosts file's bytes as text, whatever its encoding ----
-$HostsPath = Join-Path $env:SystemRoot 'System32\drivers\etc\hosts'
+# Windows reads hosts from the folder the DataBasePath value names (REG_EXPAND_SZ; PowerShell
+# expands it), %SystemRoot%\System32\drivers\etc unless an administrator moved it.
+$HostsFolder = (Get-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters' -Name 'DataBasePath' -ErrorAction SilentlyContinue).DataBasePath
+if ([string]::IsNullOrEmpty($HostsFolder)) {
+    $HostsFolder = Join-Path $env:SystemRoot 'System32\drivers\etc'
+}
+$HostsPath = Join-Path $HostsFolder 'hosts'
 # A hosts file that gen-bundle cannot edit throws InvalidDataException: before any change the
 # scripts exit with $ExitPreflight, detect.ps1 reports "not installed".
 # Latin-1 maps every byte to one character and back, so the hosts file's bytes

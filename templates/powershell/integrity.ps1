@@ -1,26 +1,52 @@
-# ---- integrity: the bundle's files against SHA256SUMS ----
+# ---- integrity: the bundle's files against SHA256SUMS, read once ----
 
-function Test-BundleIntegrity {
-    # The reviewer approved these exact bytes; refuse anything else.
+function Get-Sha256 {
+    param([byte[]]$Bytes)
+    $sha = [Security.Cryptography.SHA256]::Create()
+    try {
+        return ([BitConverter]::ToString($sha.ComputeHash($Bytes)) -replace '-', '').ToLowerInvariant()
+    } finally {
+        $sha.Dispose()
+    }
+}
+
+function Read-VerifiedBundle {
+    # The reviewer approved these exact bytes. Each file is read once, into memory, and
+    # checked there; the script uses only these bytes afterwards, never the files again, so
+    # a share that changes after the check cannot hand it other bytes. With -SumsSha256 the
+    # SHA-256 of SHA256SUMS itself must be the one the deployment names outside the bundle.
+    param([string]$PinnedSums)
     $sumsPath = Join-Path $PSScriptRoot 'SHA256SUMS'
     if (-not (Test-Path -LiteralPath $sumsPath -PathType Leaf)) {
         Stop-Bundle $ExitTampered 'SHA256SUMS is missing beside install.ps1. Nothing was changed.'
     }
+    $sumsBytes = [IO.File]::ReadAllBytes($sumsPath)
+    $sumsSha = Get-Sha256 $sumsBytes
+    if ($PinnedSums -and -not [string]::Equals($sumsSha, $PinnedSums.Trim(), [StringComparison]::OrdinalIgnoreCase)) {
+        Stop-Bundle $ExitTampered "SHA256SUMS has SHA-256 $sumsSha, not $($PinnedSums.Trim()) as -SumsSha256 says: the bundle is not the one approved. Nothing was changed."
+    }
     $expected = @{}
-    foreach ($line in [IO.File]::ReadAllLines($sumsPath)) {
+    foreach ($line in ($Latin1.GetString($sumsBytes) -split "`n")) {
+        $line = $line.TrimEnd([char]13)
+        if ($line.Length -eq 0) {
+            continue
+        }
         if ($line -cnotmatch '^([0-9a-f]{64})  (\S+)$') {
             Stop-Bundle $ExitTampered "SHA256SUMS has a line that is not '<sha256>  <file>': '$line'. Nothing was changed."
         }
         $expected[$Matches[2]] = $Matches[1]
     }
+    $bundle = @{ 'SHA256SUMS' = $sumsBytes }
     foreach ($file in $BundleFiles) {
         $path = Join-Path $PSScriptRoot $file
         if (-not $expected.ContainsKey($file) -or -not (Test-Path -LiteralPath $path -PathType Leaf)) {
             Stop-Bundle $ExitTampered "$file is missing from the bundle or from SHA256SUMS. Nothing was changed."
         }
-        $actual = (Get-FileHash -LiteralPath $path -Algorithm SHA256).Hash.ToLowerInvariant()
-        if ($actual -cne $expected[$file]) {
+        $bytes = [IO.File]::ReadAllBytes($path)
+        if (-not [string]::Equals((Get-Sha256 $bytes), $expected[$file], [StringComparison]::Ordinal)) {
             Stop-Bundle $ExitTampered "$file does not match SHA256SUMS: the bundle changed after review. Nothing was changed."
         }
+        $bundle[$file] = $bytes
     }
+    return $bundle
 }

@@ -23,7 +23,7 @@ function Get-LegacyShortcut {
             } finally {
                 $stream.Dispose()
             }
-            if ($read -eq $mark.Length -and $Latin1.GetString($head) -ceq $Latin1.GetString($mark)) {
+            if ($read -eq $mark.Length -and [string]::Equals($Latin1.GetString($head), $Latin1.GetString($mark), [StringComparison]::Ordinal)) {
                 $path
             }
         } catch {

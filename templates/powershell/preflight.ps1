@@ -11,7 +11,7 @@ function Get-HostsMapping {
         }
         $fields = @($data -split '\s+')
         for ($i = 1; $i -lt $fields.Count; $i++) {
-            if ($fields[$i] -ieq $BundleName) {
+            if ([string]::Equals($fields[$i], $BundleName, [StringComparison]::OrdinalIgnoreCase)) {
                 [pscustomobject]@{ Address = $fields[0]; Line = $line }
                 break
             }
@@ -22,7 +22,7 @@ function Get-HostsMapping {
 function Get-PortProblem {
     # Why the server could not listen on $BundleIp:$BundlePort, if anything stands in its way.
     $listeners = @(Get-NetTCPConnection -State Listen -LocalPort $BundlePort -ErrorAction SilentlyContinue |
-        Where-Object { @($BundleIp, '0.0.0.0') -contains $_.LocalAddress })
+        Where-Object { @($BundleIp, '0.0.0.0', '::', "::ffff:$BundleIp") -contains $_.LocalAddress })
     foreach ($listener in $listeners) {
         $owner = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $($listener.OwningProcess)" -ErrorAction SilentlyContinue
         if ($owner -and $owner.Name -eq 'python.exe' -and (Test-ServerCommandLine ([string]$owner.CommandLine))) {
@@ -48,6 +48,85 @@ function Get-PortProblem {
             if ($BundlePort -ge [int]$Matches[1] -and $BundlePort -le [int]$Matches[2]) {
                 "port $BundlePort is in an excluded port range ($($Matches[1])-$($Matches[2]), often reserved by Hyper-V or WSL); see: netsh int ipv4 show excludedportrange protocol=tcp"
             }
+        }
+    }
+}
+
+function Get-JupyterCoreVersion {
+    # The version of jupyter_core installed for $PythonExe (a base install, or a virtual
+    # environment's Scripts\python.exe), read from its dist-info METADATA: no Python runs.
+    $pythonFolder = Split-Path -Parent $PythonExe
+    foreach ($sitePackages in @((Join-Path $pythonFolder 'Lib\site-packages'), (Join-Path (Split-Path -Parent $pythonFolder) 'Lib\site-packages'))) {
+        if (-not (Test-Path -LiteralPath $sitePackages -PathType Container)) {
+            continue
+        }
+        foreach ($info in @(Get-ChildItem -LiteralPath $sitePackages -Directory -Filter 'jupyter_core-*.dist-info')) {
+            $metadata = Join-Path $info.FullName 'METADATA'
+            if (-not (Test-Path -LiteralPath $metadata -PathType Leaf)) {
+                continue
+            }
+            foreach ($line in [IO.File]::ReadAllLines($metadata)) {
+                if ($line.Length -eq 0) {
+                    break  # the headers end here
+                }
+                if ($line -cmatch '^Version:\s*(\S+)') {
+                    return $Matches[1]
+                }
+            }
+        }
+    }
+    return $null
+}
+
+function Test-VersionBelow {
+    # True when $Version (its leading numbers: 5.8.0rc1 reads as 5.8.0) is below $Minimum.
+    param([string]$Version, [string]$Minimum)
+    $have = @(([regex]::Match($Version, '^[0-9]+(\.[0-9]+)*').Value -split '\.') | ForEach-Object { [int]('0' + $_) })
+    $need = @($Minimum -split '\.' | ForEach-Object { [int]$_ })
+    for ($i = 0; $i -lt $need.Count; $i++) {
+        $part = 0
+        if ($i -lt $have.Count) {
+            $part = $have[$i]
+        }
+        if ($part -ne $need[$i]) {
+            return $part -lt $need[$i]
+        }
+    }
+    return $false
+}
+
+function Get-PythonTreeProblem {
+    # What every user's server runs and imports, checked at each run: python.exe's folder
+    # (or, for a virtual environment's Scripts\python.exe, the environment's), every folder
+    # below its Lib, DLLs and Scripts, the programs and DLLs beside python.exe, and every
+    # .pth and ._pth file (each line of one can run code at start). Files take their
+    # folder's rights, unless an administrator set others: only folders are walked, not
+    # the thousands of files in them. Owners are not judged: pip run by an administrator
+    # leaves folders owned by that administrator's own account.
+    $folder = Split-Path -Parent $PythonExe
+    $base = $folder
+    if ([string]::Equals((Split-Path -Leaf $folder), 'Scripts', [StringComparison]::OrdinalIgnoreCase)) {
+        $base = Split-Path -Parent $folder
+    }
+    $paths = @($base, $folder | Select-Object -Unique)
+    foreach ($name in @('Lib', 'DLLs', 'Scripts')) {
+        $tree = Join-Path $base $name
+        if (Test-Path -LiteralPath $tree -PathType Container) {
+            $paths += $tree
+            $paths += @([IO.Directory]::GetDirectories($tree, '*', [IO.SearchOption]::AllDirectories))
+        }
+    }
+    foreach ($pattern in @('*.exe', '*.dll', '*._pth', '*.pth')) {
+        $paths += @(Get-ChildItem -LiteralPath $folder -File -Filter $pattern | ForEach-Object { $_.FullName })
+    }
+    $sitePackages = Join-Path $base 'Lib\site-packages'
+    if (Test-Path -LiteralPath $sitePackages -PathType Container) {
+        $paths += @(Get-ChildItem -LiteralPath $sitePackages -File -Filter '*.pth' | ForEach-Object { $_.FullName })
+    }
+    foreach ($path in $paths) {
+        $writers = @(Get-NonAdminWriter -Path $path)
+        if ($writers.Count -gt 0) {
+            "$path ($($writers -join ', '))"
         }
     }
 }

@@ -46,8 +46,15 @@ function Get-BundleProcess {
 }
 
 function Stop-BundleProcess {
+    # Each process is stopped only while its id still belongs to the process that was listed
+    # (same creation time): an id that was freed and given to another program is left alone.
     param([object[]]$Process)
     foreach ($process in $Process) {
+        $now = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $([int]$process.ProcessId)" -ErrorAction SilentlyContinue
+        if ($null -eq $now -or $now.CreationDate -ne $process.CreationDate) {
+            Write-Output "process: $($process.Name) (process $($process.ProcessId)) has already ended"
+            continue
+        }
         Stop-Process -Id $process.ProcessId -Force -ErrorAction SilentlyContinue
         Wait-Process -Id $process.ProcessId -Timeout 10 -ErrorAction SilentlyContinue
         if (Get-Process -Id $process.ProcessId -ErrorAction SilentlyContinue) {

@@ -26,6 +26,7 @@ BeforeAll {
     $script:HostsEnd = '# END gen-bundle py'
     $script:BundleName = 'py'
     $script:ExitPreflight = 4
+    $script:KeepHostsBackups = 3
     $script:Latin1 = [Text.Encoding]::GetEncoding(28591)
     $script:Utf8Bom = [string][char]0xEF + [char]0xBB + [char]0xBF
     $script:Block = @([IO.File]::ReadAllLines((Join-Path $script:Bundle 'hosts.txt')))
@@ -90,10 +91,27 @@ Describe 'Get-HostsMapping' {
     }
 }
 
+Describe 'Get-ByteDiff' {
+    It 'shows a change of line endings, which a diff of lines would not' {
+        $diff = Get-ByteDiff -Before "127.0.0.1 localhost`r`n" -After "127.0.0.1 localhost`n"
+        $diff | Should -Match 'at byte 19 of 21'
+        $diff | Should -Match '(?m)^- \\r\\n$'
+        $diff | Should -Match '(?m)^\+ \\n$'
+    }
+    It 'shows a BOM and a missing final newline' {
+        $bom = [string][char]0xEF + [char]0xBB + [char]0xBF
+        $diff = Get-ByteDiff -Before ($bom + 'a') -After ($bom + "a`r`n" + $script:HostsBegin)
+        $diff | Should -Match '(?m)^\+ \\r\\n$'
+        $diff | Should -Match '(?m)^\+ # BEGIN gen-bundle py$'
+        Get-ByteDiff -Before $bom -After '' | Should -Match '\\xEF\\xBB\\xBF'
+    }
+}
+
 Describe 'Write-HostsFile' {
     BeforeEach {
         $script:Folder = Join-Path ([IO.Path]::GetTempPath()) ('gen-bundle-hosts-' + [Guid]::NewGuid().ToString('N'))
         [void][IO.Directory]::CreateDirectory($script:Folder)
+        $script:HostsFolder = $script:Folder
         $script:HostsPath = Join-Path $script:Folder 'hosts'
     }
     AfterEach {
@@ -112,6 +130,21 @@ Describe 'Write-HostsFile' {
         $backup.Count | Should -Be 1
         [IO.File]::ReadAllBytes($backup[0].FullName) | Should -Be $original
         @(Get-ChildItem -LiteralPath $script:Folder -Force -Filter '*.tmp').Count | Should -Be 0
+    }
+    It 'keeps only the newest backups of this bundle, and leaves other files alone' {
+        [IO.File]::WriteAllBytes((Join-Path $script:Folder 'hosts.gen-bundle-lab-20200101-000000-000.bak'), [byte[]](1, 2))
+        [IO.File]::WriteAllBytes((Join-Path $script:Folder 'hosts.bak'), [byte[]](3))
+        for ($run = 1; $run -le 5; $run++) {
+            # Another tool rewrites hosts at every boot; each install puts the block back.
+            [IO.File]::WriteAllBytes($script:HostsPath, [Text.Encoding]::ASCII.GetBytes("127.0.0.1 localhost $($run)`r`n"))
+            Write-HostsFile -Block $script:Block | Out-Null
+            Start-Sleep -Milliseconds 20  # backups are named by time, to the millisecond
+        }
+        $ours = @(Get-ChildItem -LiteralPath $script:Folder -Force -Filter 'hosts.gen-bundle-py-*.bak' | Sort-Object Name)
+        $ours.Count | Should -Be $script:KeepHostsBackups
+        $script:Latin1.GetString([IO.File]::ReadAllBytes($ours[-1].FullName)) | Should -Be "127.0.0.1 localhost 5`r`n"
+        Test-Path -LiteralPath (Join-Path $script:Folder 'hosts.gen-bundle-lab-20200101-000000-000.bak') | Should -BeTrue
+        Test-Path -LiteralPath (Join-Path $script:Folder 'hosts.bak') | Should -BeTrue
     }
     It 'round-trips install and uninstall byte for byte' {
         $original = Get-Shape 'utf8-bom'

@@ -45,6 +45,14 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         [IO.File]::ReadAllBytes($script:Hosts) | Should -Be $script:HostsBefore
         Get-ScheduledTask -TaskPath '\gen-bundle\' -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         Test-Path -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle\py') | Should -BeFalse
+        Test-Path -LiteralPath (Join-Path $env:ProgramData 'gen-bundle') | Should -BeFalse  # no folder, no ACL, no log
+    }
+    It 'refuses a SHA256SUMS other than the one -SumsSha256 names, and takes the right one' {
+        $run = Invoke-Bundle 'install.ps1' @('-WhatIf', '-SumsSha256', ('0' * 64))
+        $run.ExitCode | Should -Be 2 -Because $run.Output
+        $run.Output | Should -Match 'SumsSha256'
+        $sums = (Get-FileHash -LiteralPath (Join-Path $script:Bundle 'SHA256SUMS') -Algorithm SHA256).Hash
+        (Invoke-Bundle 'install.ps1' @('-WhatIf', '-SumsSha256', $sums)).ExitCode | Should -Be 0
     }
     It 'refuses a bundle changed after review, with exit code 2' {
         $copy = Join-Path ([IO.Path]::GetTempPath()) ('gen-bundle-tampered-' + [Guid]::NewGuid().ToString('N'))
@@ -84,6 +92,16 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         $jupyterAcl.GetOwner([Security.Principal.SecurityIdentifier]).Value | Should -Be 'S-1-5-32-544'
         $jupyterAcl.AreAccessRulesProtected | Should -BeTrue
     }
+    It 'leaves a task an administrator disabled disabled, changes nothing, and exits 0' {
+        Disable-ScheduledTask -TaskPath '\gen-bundle\' -TaskName 'py' | Out-Null
+        $hosts = [IO.File]::ReadAllBytes($script:Hosts)
+        $run = Invoke-Bundle 'install.ps1'
+        $run.ExitCode | Should -Be 0 -Because $run.Output
+        $run.Output | Should -Match 'is disabled'
+        (Get-ScheduledTask -TaskPath '\gen-bundle\' -TaskName 'py').State | Should -Be 'Disabled'
+        [IO.File]::ReadAllBytes($script:Hosts) | Should -Be $hosts
+        Enable-ScheduledTask -TaskPath '\gen-bundle\' -TaskName 'py' | Out-Null
+    }
     It 'changes nothing when run again' {
         $hosts = [IO.File]::ReadAllBytes($script:Hosts)
         $run = Invoke-Bundle 'install.ps1'
@@ -111,6 +129,30 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
     It 'changes nothing when uninstall runs again' {
         (Invoke-Bundle 'uninstall.ps1').ExitCode | Should -Be 0
         [IO.File]::ReadAllBytes($script:Hosts) | Should -Be $script:HostsBefore
+    }
+    It 'refuses a logs folder that is a junction, and writes nothing through it' {
+        # What a user could plant: the state folder stays after uninstall (its logs), so the
+        # logs level is replaced here by a junction to a folder of the test's choosing.
+        $logs = Join-Path $env:ProgramData 'gen-bundle\py\logs'
+        $target = Join-Path ([IO.Path]::GetTempPath()) ('gen-bundle-junction-' + [Guid]::NewGuid().ToString('N'))
+        [void][IO.Directory]::CreateDirectory($target)
+        Remove-Item -LiteralPath $logs -Recurse -Force
+        New-Item -ItemType Junction -Path $logs -Target $target | Out-Null
+        try {
+            $run = Invoke-Bundle 'install.ps1'
+            $run.ExitCode | Should -Be 4 -Because $run.Output
+            $run.Output | Should -Match 'is a link'
+            @(Get-ChildItem -LiteralPath $target -Force).Count | Should -Be 0
+            Get-ScheduledTask -TaskPath '\gen-bundle\' -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            $run = Invoke-Bundle 'uninstall.ps1'
+            $run.ExitCode | Should -Be 0 -Because $run.Output
+            $run.Output | Should -Match 'writes no log'
+            @(Get-ChildItem -LiteralPath $target -Force).Count | Should -Be 0
+        } finally {
+            [IO.Directory]::Delete($logs)  # the junction itself, not its target
+            Remove-Item -LiteralPath $target -Recurse -Force
+            Remove-Item -LiteralPath (Join-Path $env:ProgramData 'gen-bundle') -Recurse -Force
+        }
     }
 }
 

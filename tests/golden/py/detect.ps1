@@ -29,6 +29,12 @@ powershell.exe -NoProfile -ExecutionPolicy Bypass -File .\detect.ps1 -Verbose
 [CmdletBinding()]
 param()
 
+# Detection reports "not installed" (no output, exit 0) whatever fails, wherever it fails.
+trap {
+    Write-Verbose "detection failed: $($_.Exception.Message)"
+    exit 0
+}
+
 # ==== This bundle: every value in this block was rendered by gen-bundle 0.1.0 from its inputs. ====
 # ==== Below the block, the script is the same text in every bundle: scope, window and paths are data here. ====
 Set-StrictMode -Version 3.0
@@ -58,8 +64,10 @@ $HostsEnd          = '# END gen-bundle py'
 $UserStateDir      = 'AppData\Local\gen-bundle\py'  # %LOCALAPPDATA%\..., below each user profile: the launcher's logs
 $StateDir          = (Join-Path $env:ProgramData 'gen-bundle\py')
 $StateLogDir       = (Join-Path $env:ProgramData 'gen-bundle\py\logs')  # a transcript of each run of install.ps1 and uninstall.ps1
+$StateRoot         = (Join-Path $env:ProgramData 'gen-bundle')
 $ReceiptPath       = (Join-Path $env:ProgramData 'gen-bundle\py\receipt.json')
 $KeepLogs          = 30  # logs of earlier runs kept in the state folder's logs
+$KeepHostsBackups  = 3  # this bundle's backups kept beside the hosts file
 $ExitTampered      = 2  # a file differs from SHA256SUMS: the bundle changed after review
 $ExitNotAdmin      = 3  # not run elevated
 $ExitPreflight     = 4  # a check before any change failed; nothing was changed
@@ -93,7 +101,13 @@ if ([Environment]::Is64BitOperatingSystem -and -not [Environment]::Is64BitProces
 }
 
 # ---- hosts, read: the hosts file's bytes as text, whatever its encoding ----
-$HostsPath = Join-Path $env:SystemRoot 'System32\drivers\etc\hosts'
+# Windows reads hosts from the folder the DataBasePath value names (REG_EXPAND_SZ; PowerShell
+# expands it), %SystemRoot%\System32\drivers\etc unless an administrator moved it.
+$HostsFolder = (Get-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters' -Name 'DataBasePath' -ErrorAction SilentlyContinue).DataBasePath
+if ([string]::IsNullOrEmpty($HostsFolder)) {
+    $HostsFolder = Join-Path $env:SystemRoot 'System32\drivers\etc'
+}
+$HostsPath = Join-Path $HostsFolder 'hosts'
 # A hosts file that gen-bundle cannot edit throws InvalidDataException: before any change the
 # scripts exit with $ExitPreflight, detect.ps1 reports "not installed".
 # Latin-1 maps every byte to one character and back, so the hosts file's bytes
@@ -125,7 +139,7 @@ function Test-Installed {
             Write-Verbose "missing: $path"
             return $false
         }
-        if ((Get-FileHash -LiteralPath $path -Algorithm SHA256).Hash.ToLowerInvariant() -cne $ExpectedSha[$file]) {
+        if (-not [string]::Equals((Get-FileHash -LiteralPath $path -Algorithm SHA256).Hash, $ExpectedSha[$file], [StringComparison]::OrdinalIgnoreCase)) {
             Write-Verbose "not this bundle's: $path"
             return $false
         }
@@ -137,7 +151,8 @@ function Test-Installed {
     }
     $hostsLines = @((Read-HostsText) -split "`r?`n" | ForEach-Object { $_.TrimStart([char]0xEF, [char]0xBB, [char]0xBF) })
     $at = [array]::IndexOf($hostsLines, $ExpectedHostsLines[0])
-    if ($at -lt 0 -or $at + 2 -ge $hostsLines.Count -or $hostsLines[$at + 1] -cne $ExpectedHostsLines[1] -or $hostsLines[$at + 2] -cne $ExpectedHostsLines[2]) {
+    if ($at -lt 0 -or $at + 2 -ge $hostsLines.Count -or -not [string]::Equals($hostsLines[$at + 1], $ExpectedHostsLines[1], [StringComparison]::Ordinal) -or
+        -not [string]::Equals($hostsLines[$at + 2], $ExpectedHostsLines[2], [StringComparison]::Ordinal)) {
         Write-Verbose "hosts: gen-bundle's block for '$BundleName' is missing or different"
         return $false
     }

@@ -1,0 +1,309 @@
+"""install.ps1 and uninstall.ps1 after the IT security review, on their parse trees.
+
+Each check runs on the rendered scripts (it must pass) and on a few lines in the
+shape of the script before the fix (it must fail), so that a check that cannot
+fail shows up here. What needs Windows to be seen is in tests/pester/.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import need, render_bundle
+from support.pwsh import _changes_state, _command_name, _enclosing_function, script_text, walk
+
+SCRIPTS = ("install.ps1", "uninstall.ps1")
+
+
+@pytest.fixture(scope="module")
+def grammar():
+    from support import pwsh
+
+    try:
+        return pwsh.parsers()["tree-sitter-pwsh"]
+    except ImportError as exc:  # pragma: no cover - the test extras install it
+        need(False, f"the tree-sitter PowerShell grammar ({exc})")
+
+
+def tree(grammar, source: bytes | str):
+    return grammar.parse(source.encode() if isinstance(source, str) else script_text(source))
+
+
+def script(grammar, name: str, **inputs):
+    return tree(grammar, render_bundle(**inputs)[name])
+
+
+def commands(root) -> list:
+    """(name, node) of every command and .NET method call, in the order of the text."""
+    found = []
+    for node in walk(root.root_node):
+        name = _command_name(node)
+        if name is not None:
+            found.append((name, node))
+        elif node.type == "invocation_expression":
+            member = next((c for c in node.children if c.type == "member_name"), None)
+            if member is not None:
+                found.append((member.text.decode().lower(), node))
+    return found
+
+
+def function(root, name: str):
+    return next(node for node in walk(root.root_node) if node.type == "function_statement"
+                and next(c for c in node.children if c.type == "function_name").text.decode() == name)
+
+
+def main_body(root) -> list:
+    """The commands of the script's own steps: outside every function."""
+    return [(name, node) for name, node in commands(root) if _enclosing_function(node) is None]
+
+
+# ---- 1 and 2: nothing written before the preflight ends; SYSTEM writes through no user's folder ----
+
+WRITES_BEFORE = {"new-statefolder", "start-runlog", "protect-statedirectory", "start-transcript", "set-acl",
+                 "new-adminonlyfolder", "createdirectory", "writeallbytes", "writealltext", "copy-item"}
+
+
+def writes_before_preflight_ends(root) -> list[str]:
+    body = main_body(root)
+    ends = [node.start_byte for name, node in body if name == "stop-bundle" and "$ExitPreflight" in node.text.decode()]
+    assert ends, "no preflight refusal in the script"
+    return [f"{name} at line {node.start_point[0] + 1}" for name, node in body
+            if node.start_byte < ends[-1] and (name in WRITES_BEFORE or _changes_state(node))]
+
+
+def test_install_writes_nothing_before_its_preflight_ends(grammar):
+    for inputs in ({}, {"scope": "user", "user": "CONTOSO\\alice"}):
+        assert writes_before_preflight_ends(script(grammar, "install.ps1", **inputs)) == []
+
+
+def test_the_preflight_order_check_can_fail(grammar):
+    old = """
+try {
+    if (-not $WhatIfPreference -and $PSCmdlet.ShouldProcess($logDir, 'Write the log of this run')) {
+        Protect-StateDirectory
+        Start-Transcript -LiteralPath $log
+    }
+    if ($problems.Count -gt 0) {
+        Stop-Bundle $ExitPreflight 'a check before any change failed (above). Nothing was changed.'
+    }
+} catch {}
+"""
+    assert writes_before_preflight_ends(tree(grammar, old)) == ["protect-statedirectory at line 4",
+                                                                 "start-transcript at line 5"]
+
+
+def unsafe_folder_writes(root) -> list[str]:
+    """Folders made, or ACLs set, other than through the admin-only helper (or under
+    %ProgramFiles%, where users cannot create folders)."""
+    problems = []
+    for name, node in commands(root):
+        text = node.text.decode()
+        if name == "set-acl" or name == "protect-statedirectory":
+            problems.append(f"{name} at line {node.start_point[0] + 1}")
+        elif (name == "createdirectory" and _enclosing_function(node) != "new-adminonlyfolder"
+              and "$InstallDir" not in text):
+            problems.append(f"CreateDirectory at line {node.start_point[0] + 1}: {text[:60]}")
+    return problems
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_folders_under_programdata_are_made_admin_only_from_the_start(grammar, name):
+    root = script(grammar, name)
+    assert unsafe_folder_writes(root) == []
+    # The state folders, all three levels, are made by the helper and checked after it.
+    text = function(root, "New-StateFolder").text.decode()
+    assert "@($StateRoot, $StateDir, $StateLogDir)" in text
+    assert text.index("New-AdminOnlyFolder") < text.index("Get-AdminOnlyProblem") < text.index("throw")
+
+
+def test_the_folder_check_can_fail(grammar):
+    old = """
+function Protect-StateDirectory {
+    foreach ($folder in @((Split-Path -Parent $StateDir), $StateDir)) {
+        [void][IO.Directory]::CreateDirectory($folder)
+        Set-Acl -LiteralPath $folder -AclObject (New-AdminOnlySecurity)
+    }
+}
+"""
+    assert unsafe_folder_writes(tree(grammar, old)) == [
+        "CreateDirectory at line 4: [IO.Directory]::CreateDirectory($folder)", "set-acl at line 5"]
+
+
+# ---- 3: check, then use the same bytes ----
+
+def second_reads(root) -> list[str]:
+    """Bundle files read outside the one function that reads and checks them."""
+    return [f"line {node.start_point[0] + 1}" for node in walk(root.root_node)
+            if node.type == "variable" and node.text.decode().lower() == "$psscriptroot"
+            and _enclosing_function(node) != "read-verifiedbundle"]
+
+
+def test_install_uses_only_the_bytes_it_checked(grammar):
+    root = script(grammar, "install.ps1")
+    assert second_reads(root) == []
+    assert root.root_node.text.decode().count("$PSScriptRoot") == 2  # SHA256SUMS, and each file it lists
+
+
+def test_the_second_read_check_can_fail(grammar):
+    old = """
+function Read-VerifiedBundle { [IO.File]::ReadAllBytes((Join-Path $PSScriptRoot 'SHA256SUMS')) }
+$taskXml = Get-Content -LiteralPath (Join-Path $PSScriptRoot $TaskFile) -Raw
+Copy-Item -LiteralPath (Join-Path $PSScriptRoot $file) -Destination $target -Force
+"""
+    assert second_reads(tree(grammar, old)) == ["line 3", "line 4"]
+
+
+def test_the_pinned_sums_parameter_is_declared_and_checked_first(grammar):
+    root = script(grammar, "install.ps1")
+    params = [n.text.decode() for n in walk(root.root_node) if n.type == "script_parameter"]
+    assert "[string]$SumsSha256" in params
+    names = [name for name, _ in main_body(root)]
+    read = names.index("read-verifiedbundle")
+    assert read < names.index("confirm-elevated") < names.index("get-portproblem")
+    node = main_body(root)[read][1]
+    assert "-PinnedSums $SumsSha256" in node.text.decode()
+
+
+# ---- 4: a disabled task stays disabled; backups are capped ----
+
+def disabled_task_exit(root) -> str | None:
+    """The branch that leaves a disabled task alone: its exit code, when it comes before any change."""
+    first_change = min(node.start_byte for name, node in main_body(root) if "ShouldProcess" in node.text.decode()
+                       or name == "shouldprocess")
+    for node in walk(root.root_node):
+        if node.type == "if_statement" and node.start_byte < first_change:
+            condition = node.children[2].text.decode() if len(node.children) > 2 else ""
+            if "'Disabled'" in condition and "-not $Force" in condition:
+                exits = [n.text.decode() for n in walk(node) if n.type == "flow_control_statement"]
+                return exits[0] if exits else None
+    return None
+
+
+def test_a_disabled_task_is_left_disabled_and_install_exits_0(grammar):
+    assert disabled_task_exit(script(grammar, "install.ps1")) == "exit 0"
+
+
+def test_the_disabled_task_check_can_fail(grammar):
+    old = """
+$same = ($task.Author -eq 'gen-bundle') -and ($task.State -ne 'Disabled')
+if ($PSCmdlet.ShouldProcess("$TaskFolder$TaskName", 'Register')) { Register-ScheduledTask -Xml $x }
+"""
+    assert disabled_task_exit(tree(grammar, old)) is None
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_hosts_backup_write_prunes_the_old_ones(grammar, name):
+    root = script(grammar, name)
+    write = function(root, "Write-HostsFile")
+    calls = [name for name, node in commands(root) if write.start_byte <= node.start_byte < write.end_byte]
+    assert calls.index("replace") < calls.index("remove-oldhostsbackup")
+    assert "$KeepHostsBackups" in root.root_node.text.decode()
+
+
+# ---- 5: exit codes ----
+
+def first_statement_exit(root) -> str | None:
+    """The exit of a trap that is the first statement after param(): it covers the whole script."""
+    param = next(n for n in walk(root.root_node) if n.type == "param_block")
+    statements = next((n for n in root.root_node.children
+                       if n.start_byte > param.end_byte and n.type == "statement_list"), None)
+    first = next((n for n in statements.children if n.type != "comment"), None) if statements is not None else None
+    if first is None or first.type != "trap_statement":
+        return None
+    exits = [n.text.decode() for n in walk(first) if n.type == "flow_control_statement"]
+    return exits[-1] if exits else None
+
+
+@pytest.mark.parametrize(("name", "code"), [("install.ps1", "exit 1603"), ("uninstall.ps1", "exit 1603"),
+                                            ("detect.ps1", "exit 0")])
+def test_a_trap_gives_the_documented_code_for_any_failure(grammar, name, code):
+    root = script(grammar, name)
+    assert first_statement_exit(root) == code
+    exits = {n.text.decode() for n in walk(root.root_node) if n.type == "flow_control_statement"
+             if n.text.decode().startswith("exit ")}
+    assert "exit 1" not in exits
+    assert "exit $LASTEXITCODE" in exits  # the 64-bit relaunch passes the child's code through
+
+
+def test_the_trap_check_can_fail(grammar):
+    assert first_statement_exit(tree(grammar, "param()\n$x = 1\ntrap { exit 1603 }\n")) is None
+    assert first_statement_exit(tree(grammar, "param()\ntrap { exit 1 }\n")) == "exit 1"
+
+
+# ---- 8: smaller ----
+
+def test_processes_are_stopped_only_while_they_are_the_ones_listed(grammar):
+    root = script(grammar, "install.ps1")
+    text = function(root, "Stop-BundleProcess").text.decode()
+    recheck = text.index("$now.CreationDate -ne $process.CreationDate")
+    assert recheck < text.index("continue") < text.index("Stop-Process")
+
+
+def test_whatif_sends_no_request(grammar):
+    root = script(grammar, "install.ps1")
+    body = main_body(root)
+    probes = [node.start_byte for name, node in body if name == "test-serveranswer"]
+    guard = [node for node in walk(root.root_node) if node.type == "if_statement"
+             and node.children[2].text.decode().strip() == "$WhatIfPreference"
+             and any(n.text.decode() == "exit 0" for n in walk(node))]
+    assert probes and guard and guard[0].end_byte < min(probes)
+
+
+def test_the_port_preflight_sees_ipv6_listeners_and_hosts_follows_databasepath(grammar):
+    text = script(grammar, "install.ps1").root_node.text.decode()
+    assert """@($BundleIp, '0.0.0.0', '::', "::ffff:$BundleIp")""" in text
+    assert "'DataBasePath'" in text and "$HostsPath = Join-Path $HostsFolder 'hosts'" in text
+
+
+CULTURE_OPERATORS = ("-ceq", "-cne", "-ieq", "-ine", "-ccontains", "-cnotcontains", "-icontains", "-inotcontains")
+
+
+def culture_comparisons(root) -> list[str]:
+    """String comparisons that follow the culture's rules, where paths and markers need ordinal ones:
+    the case-explicit operators, and StartsWith/EndsWith/IndexOf of a string without a StringComparison."""
+    found = []
+    for node in walk(root.root_node):
+        text = node.text.decode()
+        if text.lower() in CULTURE_OPERATORS and (node.type == "comparison_operator" or node.child_count == 0):
+            found.append(f"line {node.start_point[0] + 1}: {text}")
+        elif node.type == "invocation_expression":
+            member = next((c for c in node.children if c.type == "member_name"), None)
+            if member is not None and member.text.decode() in ("StartsWith", "EndsWith", "IndexOf"):
+                if "StringComparison" not in text and not text.startswith("[array]::"):
+                    found.append(f"line {node.start_point[0] + 1}: {text[:60]}")
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("name", (*SCRIPTS, "detect.ps1"))
+def test_paths_and_markers_are_compared_ordinally(grammar, name):
+    assert culture_comparisons(script(grammar, name)) == []
+
+
+def test_the_ordinal_check_can_fail(grammar):
+    old = """
+if ($bare -ceq $HostsBegin) { 1 }
+if ($Text.StartsWith($Utf8Bom)) { 2 }
+if ($shortcut.TargetPath -ieq $shortcutTarget) { 3 }
+"""
+    found = culture_comparisons(tree(grammar, old))
+    assert [line.split(":")[0] for line in found] == ["line 2", "line 3", "line 4"]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_whatif_shows_the_hosts_change_byte_for_byte(grammar, name):
+    root = script(grammar, name)
+    names = {name for name, _ in commands(root)}
+    assert "get-bytediff" in names and "get-linediff" not in names
+    message = next(node.text.decode() for name, node in commands(root)
+                   if name == "shouldprocess" and "$HostsPath" in node.text.decode())
+    assert "Get-ByteDiff -Before $hostsBefore -After $hostsAfter" in message
+
+
+def test_the_whole_python_tree_is_checked_at_every_run(grammar):
+    root = script(grammar, "install.ps1")
+    text = function(root, "Get-PythonTreeProblem").text.decode()
+    for part in ("@('Lib', 'DLLs', 'Scripts')", "[IO.SearchOption]::AllDirectories", "'*.pth'", "'*._pth'",
+                 "Get-NonAdminWriter -Path $path"):
+        assert part in text
+    body = [name for name, _ in main_body(root)]
+    assert "get-pythontreeproblem" in body and "get-nonadminwriter" in [n for n, _ in commands(root)]
