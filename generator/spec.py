@@ -56,7 +56,7 @@ LOG_ROTATE_BYTES = 1024 * 1024
 # The server's output within one run: past this size server.log moves to server.1.log.
 SERVER_LOG_BYTES = 1024 * 1024
 
-# How many logs of install.ps1 runs %ProgramData%\\gen-bundle\\<name>\\logs keeps.
+# How many logs of each script's runs the state folder's logs keep.
 KEEP_LOGS = 30
 # How many of a bundle's hosts backups (hosts.gen-bundle-<name>-<time>.bak) stay beside hosts.
 KEEP_HOSTS_BACKUPS = 3
@@ -64,7 +64,9 @@ KEEP_HOSTS_BACKUPS = 3
 JUPYTER_CORE_MINIMUM = "5.8.1"
 
 INSTALL_ROOT = WinPath("ProgramFiles", "gen-bundle")
-STATE_ROOT = WinPath("ProgramData", "gen-bundle")
+# The install's own state (receipt, logs of each run): under %ProgramFiles%, where users cannot
+# create anything, not under %ProgramData%, where any user can create the folder first.
+STATE_ROOT = INSTALL_ROOT.join("state")
 START_MENU = WinPath("ProgramData", "Microsoft\\Windows\\Start Menu\\Programs")
 # Jupyter's machine-wide folder: every user's server reads settings and kernels from it.
 JUPYTER_SHARED = WinPath("ProgramData", "jupyter")
@@ -161,11 +163,6 @@ class BundleSpec:
     def shortcut_mark(self) -> str:
         """How the entry's description begins: what tells gen-bundle's entry from another."""
         return f"gen-bundle {self.name}:"
-
-    @property
-    def legacy_shortcut_profile_path(self) -> str:
-        """Where 0.1.0 put its entry, below each user profile (the roaming Start menu)."""
-        return f"AppData\\Roaming\\Microsoft\\Windows\\Start Menu\\Programs\\{self.legacy_shortcut_name}"
 
     @property
     def legacy_shortcut_name(self) -> str:

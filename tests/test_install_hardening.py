@@ -296,13 +296,16 @@ def test_whatif_shows_the_hosts_change_byte_for_byte(grammar, name):
     assert "get-bytediff" in names and "get-linediff" not in names
     message = next(node.text.decode() for name, node in commands(root)
                    if name == "shouldprocess" and "$HostsPath" in node.text.decode())
-    assert "Get-ByteDiff -Before $hostsBefore -After $hostsAfter" in message
+    assert "Get-HostsChange -Before $hostsBefore -After $hostsAfter" in message
+    change = function(root, "Get-HostsChange").text.decode()
+    assert change.index("if ($WhatIfPreference)") < change.index("Get-ByteDiff -Before $Before -After $After")
 
 
 def test_the_whole_python_tree_is_checked_at_every_run(grammar):
     root = script(grammar, "install.ps1")
     text = function(root, "Get-PythonTreeProblem").text.decode()
-    for part in ("@('Lib', 'DLLs', 'Scripts')", "[IO.SearchOption]::AllDirectories", "'*.pth'", "'*._pth'",
+    for part in ("@('Lib', 'DLLs', 'Scripts', 'share', 'etc')", "'pyvenv.cfg'", "[IO.SearchOption]::AllDirectories",
+                 "'*.pth'", "'*._pth'",
                  "Get-NonAdminWriter -Path $path"):
         assert part in text
     body = [name for name, _ in main_body(root)]

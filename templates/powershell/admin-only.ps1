@@ -1,9 +1,9 @@
 # ---- admin-only folders: who else may write, and creating one no user can change ----
-# Users may create folders under %ProgramData%, and own what they create. SYSTEM writes
-# there only through a folder that it created with its ACL set at creation, or that is a
-# real folder (no link) owned by SYSTEM or Administrators which nobody else may change: a
-# user can neither swap nor change such a folder later, so no window opens between the
-# check and the write.
+# The state folders are under %ProgramFiles% (the preflight checks that no user can write
+# there), and %ProgramData%\jupyter under %ProgramData%, where users may create folders and
+# own what they create. SYSTEM writes only into a folder that it created with its ACL set at
+# creation, or that is a real folder (no link) owned by SYSTEM or Administrators which
+# nobody else may change.
 
 function Get-NonAdminWriter {
     # Accounts other than SYSTEM, Administrators, TrustedInstaller and CREATOR OWNER
@@ -31,9 +31,10 @@ function Get-NonAdminWriter {
 
 function New-AdminOnlyFolder {
     # Creates $Path with New-AdminOnlySecurity set at creation: CreateDirectory with a
-    # DirectorySecurity leaves no moment in which the folder has the inherited ACL.
-    param([string]$Path)
-    $security = New-AdminOnlySecurity
+    # DirectorySecurity leaves no moment in which the folder has the inherited ACL. It does
+    # nothing to a folder that is already there: callers check the result (Get-AdminOnlyProblem).
+    param([string]$Path, [switch]$UsersRead)
+    $security = New-AdminOnlySecurity -UsersRead:$UsersRead
     if ($PSVersionTable.PSEdition -eq 'Core') {
         [void][IO.FileSystemAclExtensions]::CreateDirectory($security, $Path)  # .NET 5 and later
     } else {
@@ -42,12 +43,18 @@ function New-AdminOnlyFolder {
 }
 
 function New-AdminOnlySecurity {
-    # Owner Administrators; SYSTEM and administrators write, users read; nothing inherited
-    # from %ProgramData%, where users may create files.
+    # Owner Administrators; SYSTEM and administrators write; nothing inherited from the
+    # parent. -UsersRead: users may read too (Jupyter reads %ProgramData%\jupyter as each
+    # user). The state folders are for administrators only: their logs quote users' logs.
+    param([switch]$UsersRead)
     $security = New-Object System.Security.AccessControl.DirectorySecurity
     $security.SetOwner((New-Object System.Security.Principal.SecurityIdentifier('S-1-5-32-544')))
     $security.SetAccessRuleProtection($true, $false)
-    foreach ($grant in @(@('S-1-5-18', 'FullControl'), @('S-1-5-32-544', 'FullControl'), @('S-1-5-32-545', 'ReadAndExecute'))) {
+    $grants = @(@('S-1-5-18', 'FullControl'), @('S-1-5-32-544', 'FullControl'))
+    if ($UsersRead) {
+        $grants += ,@('S-1-5-32-545', 'ReadAndExecute')
+    }
+    foreach ($grant in $grants) {
         $identity = New-Object System.Security.Principal.SecurityIdentifier($grant[0])
         $rule = New-Object System.Security.AccessControl.FileSystemAccessRule($identity, $grant[1], 'ContainerInherit, ObjectInherit', 'None', 'Allow')
         $security.AddAccessRule($rule)

@@ -113,6 +113,16 @@ function Get-ByteDiff {
     return ($lines -join "`n")
 }
 
+function Get-HostsChange {
+    # The ShouldProcess text of a hosts change: the byte diff under -WhatIf, where it is read;
+    # a real run does not pay for it (a hosts file of blocked sites has megabytes).
+    param([string]$Before, [string]$After)
+    if ($WhatIfPreference) {
+        return "Change the hosts file, byte for byte:`n" + (Get-ByteDiff -Before $Before -After $After)
+    }
+    return 'Change the hosts file'
+}
+
 function Write-HostsFile {
     # Writes a temporary file beside hosts and swaps it in (the old file stays
     # beside it as a backup), so a failure never leaves hosts half-written.
@@ -177,8 +187,9 @@ function Write-HostsFile {
 function Remove-OldHostsBackup {
     # This bundle's backups beside hosts, past the newest $KeepHostsBackups: another tool that
     # rewrites hosts at every boot would otherwise add one backup per boot, forever.
+    $pattern = '^hosts\.gen-bundle-' + [regex]::Escape($BundleName) + '-[0-9]{8}-[0-9]{6}-[0-9]{3}\.bak$'  # not py-2's
     $old = @(Get-ChildItem -LiteralPath $HostsFolder -Filter ('hosts.gen-bundle-' + $BundleName + '-*.bak') -File |
-        Where-Object { -not ($_.Attributes -band [IO.FileAttributes]::ReparsePoint) } |
+        Where-Object { $_.Name -cmatch $pattern -and -not ($_.Attributes -band [IO.FileAttributes]::ReparsePoint) } |
         Sort-Object Name -Descending | Select-Object -Skip $KeepHostsBackups)
     foreach ($file in $old) {
         Remove-Item -LiteralPath $file.FullName -Force -ErrorAction SilentlyContinue

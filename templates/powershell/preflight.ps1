@@ -97,9 +97,10 @@ function Test-VersionBelow {
 
 function Get-PythonTreeProblem {
     # What every user's server runs and imports, checked at each run: python.exe's folder
-    # (or, for a virtual environment's Scripts\python.exe, the environment's), every folder
-    # below its Lib, DLLs and Scripts, the programs and DLLs beside python.exe, and every
-    # .pth and ._pth file (each line of one can run code at start). Files take their
+    # (or, for a virtual environment's Scripts\python.exe, the environment's, and the base
+    # Python its pyvenv.cfg names), every folder below their Lib, DLLs and Scripts and below
+    # share and etc (where Jupyter finds kernels and settings), the programs and DLLs beside
+    # python.exe, and every .pth and ._pth file (each line of one can run code at start). Files take their
     # folder's rights, unless an administrator set others: only folders are walked, not
     # the thousands of files in them. Owners are not judged: pip run by an administrator
     # leaves folders owned by that administrator's own account.
@@ -108,12 +109,23 @@ function Get-PythonTreeProblem {
     if ([string]::Equals((Split-Path -Leaf $folder), 'Scripts', [StringComparison]::OrdinalIgnoreCase)) {
         $base = Split-Path -Parent $folder
     }
-    $paths = @($base, $folder | Select-Object -Unique)
-    foreach ($name in @('Lib', 'DLLs', 'Scripts')) {
-        $tree = Join-Path $base $name
-        if (Test-Path -LiteralPath $tree -PathType Container) {
-            $paths += $tree
-            $paths += @([IO.Directory]::GetDirectories($tree, '*', [IO.SearchOption]::AllDirectories))
+    $roots = @($base)
+    $venv = Join-Path $base 'pyvenv.cfg'
+    if (Test-Path -LiteralPath $venv -PathType Leaf) {
+        foreach ($line in [IO.File]::ReadAllLines($venv)) {
+            if ($line -cmatch '^\s*home\s*=\s*(.+?)\s*$' -and (Test-Path -LiteralPath $Matches[1] -PathType Container)) {
+                $roots += $Matches[1]
+            }
+        }
+    }
+    $paths = @($roots + $folder | Select-Object -Unique)
+    foreach ($root in $roots) {
+        foreach ($name in @('Lib', 'DLLs', 'Scripts', 'share', 'etc')) {
+            $tree = Join-Path $root $name
+            if (Test-Path -LiteralPath $tree -PathType Container) {
+                $paths += $tree
+                $paths += @([IO.Directory]::GetDirectories($tree, '*', [IO.SearchOption]::AllDirectories))
+            }
         }
     }
     foreach ($pattern in @('*.exe', '*.dll', '*._pth', '*.pth')) {

@@ -1,4 +1,4 @@
-# ---- state folders: %ProgramData%\gen-bundle, the bundle's folder there, and its logs ----
+# ---- state folders: $StateRoot, the bundle's folder there, and its logs (administrators only) ----
 
 function Get-StateFolderProblem {
     # Each level that is there and that SYSTEM must not write through (admin-only.ps1).

@@ -12,7 +12,7 @@ both Intune and SCCM read as "not detected"):
     (their SHA-256 is written below);
   - the task \gen-bundle\py is registered by gen-bundle and enabled;
   - the hosts file holds gen-bundle's block for 'py' with this bundle's lines;
-  - the receipt %ProgramData%\gen-bundle\py\receipt.json is there.
+  - the receipt %ProgramFiles%\gen-bundle\state\py\receipt.json is there.
 
 -Verbose says which check failed.
 
@@ -57,15 +57,14 @@ $InstalledFiles    = @('start-py.bat', 'start-py.config.py', 'start-py.guard.py'
 $ShortcutPath      = (Join-Path $env:ProgramData 'Microsoft\Windows\Start Menu\Programs\py notebook.lnk')
 $ShortcutArguments = '/d /c .\start-py.bat open'  # cmd.exe's, in the install folder
 $ShortcutMark      = 'gen-bundle py:'  # how the Start-menu entry's description begins
-$LegacyShortcut    = 'AppData\Roaming\Microsoft\Windows\Start Menu\Programs\py notebook.url'  # below each user profile
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
 $HostsBegin        = '# BEGIN gen-bundle py'
 $HostsEnd          = '# END gen-bundle py'
 $UserStateDir      = 'AppData\Local\gen-bundle\py'  # %LOCALAPPDATA%\..., below each user profile: the launcher's logs
-$StateDir          = (Join-Path $env:ProgramData 'gen-bundle\py')
-$StateLogDir       = (Join-Path $env:ProgramData 'gen-bundle\py\logs')  # a transcript of each run of install.ps1 and uninstall.ps1
-$StateRoot         = (Join-Path $env:ProgramData 'gen-bundle')
-$ReceiptPath       = (Join-Path $env:ProgramData 'gen-bundle\py\receipt.json')
+$StateDir          = (Join-Path $env:ProgramFiles 'gen-bundle\state\py')
+$StateLogDir       = (Join-Path $env:ProgramFiles 'gen-bundle\state\py\logs')  # a transcript of each run of install.ps1 and uninstall.ps1
+$StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')
+$ReceiptPath       = (Join-Path $env:ProgramFiles 'gen-bundle\state\py\receipt.json')
 $KeepLogs          = 30  # logs of earlier runs kept in the state folder's logs
 $KeepHostsBackups  = 3  # this bundle's backups kept beside the hosts file
 $ExitTampered      = 2  # a file differs from SHA256SUMS: the bundle changed after review
