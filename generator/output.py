@@ -71,16 +71,15 @@ def write_bundle(files: Mapping[str, bytes], out: Path, *, force: bool = False) 
     """
     out = Path(out)
     target = Path(os.path.abspath(out))  # '..' folded as the user means it, not as a folder to make
-    created: list[Path] = []
+    created: list[Path] = []  # the parent folders this run made, outermost first
     try:
         check_target(target, force=force)
-        created = _make_parents(target.parent)
+        _make_parents(target.parent, created)
         _write(files, target)
-    except OSError as exc:
+    except BaseException as exc:
         _remove_empty(created)
-        raise OutputError(f"cannot write the bundle to {out}: {_reason(exc)}") from exc
-    except BaseException:
-        _remove_empty(created)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write the bundle to {out}: {_reason(exc)}") from exc
         raise
 
 
@@ -91,8 +90,8 @@ def _reason(exc: OSError) -> str:
     return reason
 
 
-def _make_parents(folder: Path) -> list[Path]:
-    """Create ``folder`` and its missing parents; return the ones created, outermost first."""
+def _make_parents(folder: Path, created: list[Path]) -> None:
+    """Create ``folder`` and its missing parents, adding each to ``created`` as it is made."""
     missing = []
     for candidate in (folder, *folder.parents):
         if candidate.is_dir():
@@ -100,15 +99,9 @@ def _make_parents(folder: Path) -> list[Path]:
         if candidate.exists() or candidate.is_symlink():
             raise OutputError(f"cannot write the bundle below {candidate}: it is not a directory")
         missing.append(candidate)
-    created = []
-    try:
-        for candidate in reversed(missing):
-            candidate.mkdir()
-            created.append(candidate)
-    except BaseException:
-        _remove_empty(created)
-        raise
-    return created
+    for candidate in reversed(missing):
+        candidate.mkdir()
+        created.append(candidate)
 
 
 def _remove_empty(created: list[Path]) -> None:
@@ -120,8 +113,7 @@ def _remove_empty(created: list[Path]) -> None:
 
 
 def _write(files: Mapping[str, bytes], out: Path) -> None:
-    parent = out.absolute().parent
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     try:
         umask = os.umask(0)
         os.umask(umask)

@@ -137,8 +137,9 @@ def environment(language: str) -> jinja2.Environment:
     """The Jinja environment for one output language: its filters, and only its."""
     import jinja2  # imported here, not at module load: --help and --version stay fast
 
+    root = templates_dir()
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        loader=jinja2.FileSystemLoader(str(root)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -148,7 +149,7 @@ def environment(language: str) -> jinja2.Environment:
     )
     env.filters.update({name: _marked(function, language) for name, function in FILTERS[language].items()})
     env.filters["size"] = size  # a number of bytes as people say it; its result still needs a filter
-    env.globals["plain"] = _plain_reader(language)
+    env.globals["plain"] = _plain_reader(language, root)
     return env
 
 
@@ -157,7 +158,7 @@ PLAIN_FOLDERS = {"ps": "powershell", "py": "python"}
 PLAIN_NAME = re.compile(r"[a-z]+/[a-z][a-z_-]*\.(ps1|py)")
 
 
-def _plain_reader(language: str):
+def _plain_reader(language: str, root: Path):
     """``{{ plain('powershell/hosts-edit.ps1') }}``: a partial pasted as it is.
 
     The partials (templates/powershell/*.ps1, templates/python/*.py) are plain
@@ -172,7 +173,7 @@ def _plain_reader(language: str):
     def plain(name: str) -> Escaped:
         if folder is None or not PLAIN_NAME.fullmatch(name) or not name.startswith(folder + "/"):
             raise UnescapedValue(f"plain({name!r}): a {language} file pastes only {folder}/<name> partials")
-        text = (templates_dir() / name).read_text(encoding="utf-8")
+        text = (root / name).read_text(encoding="utf-8")
         return Escaped(text[:-1] if text.endswith("\n") else text, language)
 
     return plain
@@ -194,10 +195,11 @@ def render(spec: BundleSpec) -> dict[str, bytes]:
     environments: dict[str, jinja2.Environment] = {}
     files: dict[str, bytes] = {}
     sha: dict[str, str] = {}
+    names = bundle_files(spec)
     context = {
         "spec": spec,
-        "bundle_files": bundle_files(spec),
-        "verified_files": [name for name in bundle_files(spec) if name != SHA256SUMS],  # what SHA256SUMS lists
+        "bundle_files": names,
+        "verified_files": [name for name in names if name != SHA256SUMS],  # what SHA256SUMS lists
         "const": constants,
         "sha": sha,
     }
@@ -211,7 +213,7 @@ def render(spec: BundleSpec) -> dict[str, bytes]:
         "generator": "gen-bundle",
         "version": spec.version,
         "inputs": spec.inputs(),
-        "files": bundle_files(spec),
+        "files": names,
     }
     files[BUNDLE_JSON] = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     sha[BUNDLE_JSON] = hashlib.sha256(files[BUNDLE_JSON]).hexdigest()

@@ -166,7 +166,7 @@ class BundleSpec:
 
     @property
     def legacy_shortcut_name(self) -> str:
-        """gen-bundle 0.1.0's per-user entry, which held the secret; removed wherever found."""
+        """gen-bundle 0.1.0's per-user entry, which held the secret; each user's server removes it."""
         return f"{self.shortcut_title}.url"
 
     @property
