@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
-from .output import write_bundle
+from .errors import InvalidValue
+from .output import check_target, write_bundle
 from .render import render
-from .spec import build_spec
+from .spec import BundleSpec, build_spec
+
+# A requirements file or a lock is text of a few hundred KiB at most.
+MAX_INPUT_FILE_BYTES = 16 * 1024 * 1024
 
 
 def generate(
@@ -20,20 +26,98 @@ def generate(
     window: str | None = None,
     scope: str | None = None,
     user: str | None = None,
+    env: bool | None = None,
+    python_version: str | None = None,
+    packages: Iterable[str] | None = None,
+    requirements: str | Path | None = None,
+    lock: str | Path | None = None,
+    offline: bool = False,
+    cache: str | Path | None = None,
     out: str | Path = "out",
     force: bool = False,
 ) -> Path:
-    """Validate, render in memory, then write the bundle atomically to ``out``.
+    """Validate, build the environment (with ``env``), render in memory, then write the bundle
+    atomically to ``out``.
 
     An input left as None takes its default from spec.DEFAULTS, the one place
-    defaults are written. Raises InvalidValue for bad input and OutputError
-    when ``out`` may not be replaced or cannot be written; in both cases
-    nothing has been written, and no folder created.
+    defaults are written. ``requirements`` is a file of packages, one per line, added
+    to ``packages``; ``lock`` an earlier bundle's pylock.toml to build the same
+    environment from. Raises InvalidValue for bad input, EnvBuildError when the
+    environment cannot be built and OutputError when ``out`` may not be replaced or
+    cannot be written; in every case nothing has been written, and no folder created.
     """
+    wanted = list(packages or ())
+    if requirements is not None:
+        wanted += read_requirements(requirements)
+    if not env and (lock is not None or offline):
+        raise InvalidValue("lock" if lock is not None else "offline", str(lock or "--offline"), "goes with --env only")
     spec = build_spec(
         ip=ip, name=name, port=port, notebook_dir=notebook_dir, python=python,
         auth=auth, window=window, scope=scope, user=user,
+        env=env, python_version=python_version, packages=tuple(wanted),
     )
+    lock_text = _read_text("lock", lock) if lock is not None else None
     out = Path(out)
-    write_bundle(render(spec), out, force=force)
+    check_target(Path(os.path.abspath(out)), force=force)  # before minutes of downloads, not after
+    built = build_env(spec, lock=lock_text, lock_source=str(lock), offline=offline, cache=cache) if spec.env else None
+    write_bundle(render(spec, env=built), out, force=force)
     return out
+
+
+def build_env(spec: BundleSpec, *, lock: str | None, lock_source: str, offline: bool, cache: str | Path | None):
+    """The spec's environment, for Windows x64 and its CPython version (imported only with --env)."""
+    from .environment import Target, build_environment
+    from .environment.lock import normalize
+
+    built = build_environment(
+        requirements=spec.packages,
+        target=Target("windows", spec.python_version),
+        cache=Path(cache) if cache is not None else None,
+        offline=offline,
+        lock=lock,
+        lock_source=lock_source,
+        name=spec.name,
+        generator_version=spec.version,
+    )
+    pinned = {normalize(package.name) for package in built.packages}
+    for requirement in spec.packages:
+        name = requirement.split("[")[0]
+        for mark in "=!~<>":
+            name = name.split(mark)[0]
+        if normalize(name) not in pinned:
+            raise InvalidValue("lock", lock_source, f"does not pin {name}, which --package or --requirements asks for")
+    return built
+
+
+def _read_text(param: str, path: str | Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_INPUT_FILE_BYTES + 1)
+    except OSError as exc:
+        raise InvalidValue(param, str(path), f"cannot be read: {exc.strerror or exc}") from None
+    if len(data) > MAX_INPUT_FILE_BYTES:
+        raise InvalidValue(param, str(path), f"is larger than {MAX_INPUT_FILE_BYTES} bytes")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidValue(param, str(path), "is not UTF-8 text") from None
+
+
+def read_requirements(path: str | Path) -> list[str]:
+    """The packages of a requirements file: one per line, '#' comments and blank lines ignored.
+
+    Only package requirements: a line with an option (-r, --index-url, -e), a URL, a
+    path or a marker is refused, naming the file and line, rather than passed on.
+    """
+    from .spec import parse_package
+
+    packages = []
+    for number, line in enumerate(_read_text("requirements", path).splitlines(), start=1):
+        text = line.split(" #", 1)[0].strip() if not line.lstrip().startswith("#") else ""
+        if not text:
+            continue
+        try:
+            packages.append(parse_package(text, param="requirements"))
+        except InvalidValue as exc:
+            raise InvalidValue("requirements", f"{path}:{number}: {text}", exc.rule) from None
+    return packages

@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING
 from . import escape
 from . import spec as constants
 from .spec import BundleSpec
+from .winpath import WinPath
 
 if TYPE_CHECKING:
     import jinja2
+
+    from .environment import BuiltEnv
 
 BUNDLE_JSON = "bundle.json"
 SHA256SUMS = "SHA256SUMS"
@@ -73,9 +76,20 @@ def outputs(spec: BundleSpec) -> dict[str, Output]:
     }
 
 
+# The environment's files in a bundle made with --env (environment/build.py writes them).
+ENV_FILES = ("pylock.toml", "python-env.zip", "sbom.cdx.json")
+
+
 def bundle_files(spec: BundleSpec) -> list[str]:
     """Every file name of the bundle, sorted: the list bundle.json records."""
-    return sorted([*outputs(spec), BUNDLE_JSON, SHA256SUMS])
+    return sorted([*outputs(spec), *(ENV_FILES if spec.env else ()), BUNDLE_JSON, SHA256SUMS])
+
+
+def server_python(spec: BundleSpec, env: BuiltEnv | None) -> WinPath:
+    """The python.exe the launcher runs: the environment's, when the bundle brings one."""
+    if env is None:
+        return spec.python
+    return spec.install_dir.join(env.folder, "Scripts", "python.exe")
 
 
 def templates_dir() -> Path:
@@ -85,6 +99,11 @@ def templates_dir() -> Path:
         if (candidate / "start.bat.j2").is_file():
             return candidate
     raise FileNotFoundError(f"gen-bundle's templates are missing (looked beside {here})")
+
+
+def size_mb(count: int) -> str:
+    """57159404 -> '57.2 MB': an environment's size as download tools print it."""
+    return f"{count / 1e6:.1f} MB"
 
 
 def size(count: int) -> str:
@@ -149,6 +168,7 @@ def environment(language: str) -> jinja2.Environment:
     )
     env.filters.update({name: _marked(function, language) for name, function in FILTERS[language].items()})
     env.filters["size"] = size  # a number of bytes as people say it; its result still needs a filter
+    env.filters["size_mb"] = size_mb
     env.globals["plain"] = _plain_reader(language, root)
     return env
 
@@ -190,13 +210,23 @@ def _encode(text: str, output: Output) -> bytes:
     return text.encode(output.encoding)
 
 
-def render(spec: BundleSpec) -> dict[str, bytes]:
-    """Every file of the bundle, by name, in sorted order."""
+def render(spec: BundleSpec, env: BuiltEnv | None = None) -> dict[str, bytes]:
+    """Every file of the bundle, by name, in sorted order.
+
+    ``env`` is the built environment of a spec with ``env``: its archive, lock and
+    SBOM are files of the bundle, and the templates name its folder and packages.
+    """
+    if spec.env != (env is not None):
+        raise ValueError("render: a spec with env needs its built environment, and only such a spec")
     environments: dict[str, jinja2.Environment] = {}
-    files: dict[str, bytes] = {}
-    sha: dict[str, str] = {}
+    files: dict[str, bytes] = dict(env.files_of_bundle) if env else {}
+    sha: dict[str, str] = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    if set(files) != set(ENV_FILES if env else ()):
+        raise ValueError(f"render: the environment's files are {sorted(files)}, not {list(ENV_FILES)}")
     names = bundle_files(spec)
     context = {
+        "env": env,
+        "python_exe": server_python(spec, env),
         "spec": spec,
         "bundle_files": names,
         "verified_files": [name for name in names if name != SHA256SUMS],  # what SHA256SUMS lists

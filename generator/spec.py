@@ -20,7 +20,13 @@ SCOPES = ("machine", "user")
 
 # The inputs, in the order --help lists them, and the default of each: the one place a
 # default is written. The CLI shows these; the library fills them in for None.
-INPUTS = ("ip", "name", "port", "notebook_dir", "python", "auth", "window", "scope", "user")
+INPUTS = (
+    "ip", "name", "port", "notebook_dir", "python", "auth", "window", "scope", "user",
+    "env", "python_version", "packages",
+)
+# The inputs of a bundle that brings its own environment (--env); a bundle without one
+# records none of them, so that it is the same, byte for byte, as before they existed.
+ENV_INPUTS = ("env", "python_version", "packages")
 DEFAULTS: dict[str, object] = {
     "port": 80,
     "notebook_dir": "%USERPROFILE%\\Notebooks",
@@ -29,6 +35,11 @@ DEFAULTS: dict[str, object] = {
     "window": "hidden",
     "scope": "machine",
 }
+# The defaults of the environment's inputs: no environment, no packages beyond notebook.
+# (--python-version has none: it is read from --python.)
+ENV_DEFAULTS: dict[str, object] = {"env": False, "packages": ()}
+# The package every environment has: the launcher runs its "python -m notebook".
+NOTEBOOK_PACKAGE = "notebook"
 
 # Exit code the server uses when the process that started it is gone (the task
 # was stopped): the launcher then ends instead of starting a new server.
@@ -49,6 +60,8 @@ EXIT_NOT_ADMIN = 3  # not run elevated
 EXIT_PREFLIGHT = 4  # a check before any change failed; nothing was changed
 EXIT_NO_ANSWER = 5  # installed, but the server did not answer for the user who is logged on
 EXIT_FAILURE = 1603  # anything else (the Windows Installer code for a fatal error)
+# How long install.ps1 or uninstall.ps1 waits for another run of the same bundle to end.
+LOCK_WAIT_SECONDS = 900
 # How many of the last lines of a user's launcher.log install.ps1 prints when it exits EXIT_NO_ANSWER.
 LOG_TAIL_LINES = 15
 # Launcher log size at which it is rotated (one old copy is kept).
@@ -96,6 +109,9 @@ class BundleSpec:
     window: str
     scope: str
     user: str | None
+    env: bool
+    python_version: str | None
+    packages: tuple[str, ...]
     version: str = __version__
 
     def __post_init__(self) -> None:
@@ -112,6 +128,9 @@ class BundleSpec:
             "scope": parse_choice("scope", self.scope, SCOPES),
         }
         checked["user"] = parse_user(checked["scope"], self.user)
+        checked["env"] = parse_flag("env", self.env)
+        checked["python_version"] = parse_python_version(checked["env"], self.python_version, checked["python"])
+        checked["packages"] = parse_packages(checked["env"], self.packages)
         if not isinstance(self.version, str) or not _VERSION.fullmatch(self.version):
             raise InvalidValue("version", self.version, "must be a version number like 1.2.3")
         for field, value in checked.items():
@@ -282,9 +301,13 @@ class BundleSpec:
         return (self.hosts_begin, f"{self.ip} {self.name}", self.hosts_end)
 
     def inputs(self) -> dict[str, object]:
-        """The inputs as the user would pass them again (bundle.json)."""
-        values = {key: getattr(self, key) for key in INPUTS}
-        return {key: str(value) if isinstance(value, WinPath) else value for key, value in values.items()}
+        """The inputs as the user would pass them again (bundle.json); the environment's only with --env."""
+        keys = INPUTS if self.env else tuple(key for key in INPUTS if key not in ENV_INPUTS)
+        values = {key: getattr(self, key) for key in keys}
+        return {
+            key: str(value) if isinstance(value, WinPath) else list(value) if isinstance(value, tuple) else value
+            for key, value in values.items()
+        }
 
 
 def parse_ip(value: str) -> str:
@@ -375,6 +398,97 @@ def parse_python(value: str | WinPath) -> WinPath:
     return path
 
 
+def parse_flag(param: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidValue(param, value, "must be true or false")
+    return value
+
+
+_PYTHON_FOLDER = re.compile(r"python3(1[0-9])(?:-64)?", re.IGNORECASE)
+_MINOR = re.compile(r"3\.(1[0-9])")
+
+
+def parse_python_version(env: bool, value: object, python: WinPath) -> str | None:
+    """The CPython minor version of the target's base Python: the environment's wheels are for it.
+
+    By default it is read from --python's folder, as the python.org installer names it
+    (Python313); a value given that contradicts that folder is refused.
+    """
+    folder = python.rest.replace("/", "\\").split("\\")[-2] if "\\" in python.rest else ""
+    named = _PYTHON_FOLDER.fullmatch(folder)
+    from_folder = f"3.{named.group(1)}" if named else None
+    if not env:
+        if value is not None:
+            raise InvalidValue("python_version", value, "goes with --env only")
+        return None
+    if python.per_user:
+        raise InvalidValue(
+            "python", str(python),
+            "--env needs a Python installed for all users: the environment under %ProgramFiles% is wired to "
+            "one base install, which users must not be able to change (e.g. %ProgramFiles%\\Python313\\python.exe)",
+        )
+    if value is None:
+        if from_folder is None:
+            raise InvalidValue(
+                "python_version", value,
+                f"--env needs the target's CPython version (like 3.13): --python '{python}' does not name it",
+            )
+        return from_folder
+    if not isinstance(value, str) or not _MINOR.fullmatch(value):
+        raise InvalidValue("python_version", value, "must be a CPython version 3.10 to 3.19, written like 3.13")
+    if from_folder is not None and from_folder != value:
+        raise InvalidValue(
+            "python_version", value, f"contradicts --python '{python}', which is the folder of Python {from_folder}"
+        )
+    return value
+
+
+_REQUIREMENT = re.compile(
+    r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)"
+    r"(?:\[[A-Za-z0-9._-]+(?:,[A-Za-z0-9._-]+)*\])?"
+    r"(?:(?:===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!_-]+(?:,(?:===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!_-]+)*)?"
+)
+
+
+def normalize_package(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def parse_package(value: object, *, param: str = "packages") -> str:
+    """NAME, NAME[extra] or NAME with version comparisons, spaces removed; nothing that
+    could make the resolver fetch or run something else (URLs, paths, options, markers)."""
+    text = "".join(value.split()) if isinstance(value, str) else value
+    if not isinstance(text, str) or not text.isascii() or not _REQUIREMENT.fullmatch(text):
+        raise InvalidValue(
+            param, value,
+            "must be a package NAME, NAME==VERSION or NAME with version comparisons such as NAME>=1.2,<2 "
+            "(no URLs, paths, options or markers)",
+        )
+    return text
+
+
+def parse_packages(env: bool, value: object) -> tuple[str, ...]:
+    """The environment's packages: notebook first (always), then the others in the order given."""
+    if isinstance(value, str) or not isinstance(value, (tuple, list)):
+        raise InvalidValue("packages", value, "must be a list of package requirements")
+    if not env:
+        if value:
+            raise InvalidValue("packages", value[0], "goes with --env only")
+        return ()
+    packages: dict[str, str] = {}
+    for item in value:
+        requirement = parse_package(item)
+        key = normalize_package(_REQUIREMENT.fullmatch(requirement).group("name"))
+        if key in packages:
+            raise InvalidValue("packages", item, "names a package that is already listed")
+        packages[key] = requirement
+    if NOTEBOOK_PACKAGE not in packages:
+        packages = {NOTEBOOK_PACKAGE: NOTEBOOK_PACKAGE, **packages}
+    else:
+        packages = {NOTEBOOK_PACKAGE: packages.pop(NOTEBOOK_PACKAGE), **packages}
+    return tuple(packages.values())
+
+
 def _path_text(value: object) -> object:
     """A WinPath is checked again from its text: one made by hand gets no pass."""
     return str(value) if isinstance(value, WinPath) else value
@@ -386,5 +500,8 @@ def build_spec(**inputs: object) -> BundleSpec:
     unknown = sorted(set(inputs) - set(INPUTS))
     if unknown:
         raise TypeError(f"build_spec() got unexpected inputs: {', '.join(unknown)}")
-    values = {key: DEFAULTS.get(key) if inputs.get(key) is None else inputs[key] for key in INPUTS}
+    defaults = {**DEFAULTS, **ENV_DEFAULTS}
+    values = {key: defaults.get(key) if inputs.get(key) is None else inputs[key] for key in INPUTS}
+    if isinstance(values["packages"], list):
+        values["packages"] = tuple(values["packages"])
     return BundleSpec(**values)  # type: ignore[arg-type]

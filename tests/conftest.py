@@ -77,3 +77,32 @@ def wine(tmp_path_factory):
         yield box
     finally:
         box.close()
+
+
+@pytest.fixture(scope="session")
+def env_cache() -> Path:
+    """One wheel cache for the session's environment builds (kept between sessions outside CI):
+    the first build resolves and downloads for real, the others read it."""
+    path = Path(os.environ.get("GEN_BUNDLE_TEST_CACHE") or Path.home() / ".cache" / "gen-bundle-tests")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def uv_bin() -> str:
+    from generator.environment.build import find_uv
+    from generator.environment.errors import EnvBuildError
+
+    try:
+        return find_uv()
+    except EnvBuildError as exc:
+        need(False, str(exc))
+
+
+@pytest.fixture(scope="session")
+def windows_env(env_cache, uv_bin):
+    """The default environment (notebook) for Windows x64, CPython 3.13, resolved against the real index."""
+    from generator.environment import Target, build_environment
+
+    return build_environment(requirements=("notebook",), target=Target("windows", "3.13"), cache=env_cache,
+                             name="py", generator_version="0.0.0")

@@ -94,14 +94,15 @@ try {
 
 def unsafe_folder_writes(root) -> list[str]:
     """Folders made, or ACLs set, other than through the admin-only helper (or under
-    %ProgramFiles%, where users cannot create folders)."""
+    %ProgramFiles%, where users cannot create folders: $InstallDir, and Install-Environment,
+    which makes folders only below its staging folder in $InstallDir)."""
     problems = []
     for name, node in commands(root):
         text = node.text.decode()
         if name == "set-acl" or name == "protect-statedirectory":
             problems.append(f"{name} at line {node.start_point[0] + 1}")
-        elif (name == "createdirectory" and _enclosing_function(node) != "new-adminonlyfolder"
-              and "$InstallDir" not in text):
+        elif (name == "createdirectory" and "$InstallDir" not in text
+              and _enclosing_function(node) not in ("new-adminonlyfolder", "install-environment")):
             problems.append(f"CreateDirectory at line {node.start_point[0] + 1}: {text[:60]}")
     return problems
 
@@ -309,3 +310,76 @@ def test_the_whole_python_tree_is_checked_at_every_run(grammar):
                  "Get-NonAdminWriter -Path $path"):
         assert part in text
     assert "get-pythontreeproblem" in [name for name, _ in main_body(root)]
+
+
+# ---- the bundle's own environment (--env): extracted, never run; swapped whole ----
+
+class _Part:
+    """One function of a script, in the shape commands() reads."""
+
+    def __init__(self, node):
+        self.root_node = node
+
+
+def env_problems(root) -> list[str]:
+    """What would let a server see a half-written environment, or delete one in use.
+
+    The script's body is the same text in every bundle (only the values block differs), so
+    the canonical bundle's install.ps1 holds the code that an --env bundle runs.
+    """
+    problems = []
+    install = [(name, node.text.decode()) for name, node in commands(_Part(function(root, "Install-Environment")))]
+    names = [name for name, _ in install]
+    marker = next((i for i, (name, text) in enumerate(install)
+                   if name == "writealltext" and "gen-bundle-env.txt" in text), None)
+    after = [name for name, _ in install[marker + 1:]] if marker is not None else []
+    # After the marker: the one rename into place (retried, with a pause, while an antivirus holds a file).
+    if marker is None or names.count("move") != 1 or after.count("move") != 1 or set(after) - {
+            "move", "start-sleep", "join-path"}:
+        problems.append("Install-Environment: the marker, then one rename into place, must come last")
+    if "createnew" not in " ".join(text.lower() for _, text in install) or names.index("getfullpath") > names.index(
+            "copyto"):
+        problems.append("Install-Environment: each entry's path is checked before it is written, and never overwrites")
+    remove = [name for name, _ in commands(_Part(function(root, "Remove-EnvironmentFolder")))]
+    last_delete = len(remove) - 1 - remove[::-1].index("remove-item") if "remove-item" in remove else -1
+    if "move" not in remove or remove.index("move") > last_delete:
+        problems.append("Remove-EnvironmentFolder: rename first, delete only what could be renamed")
+    steps = [name for name, _ in main_body(root)]
+    if not steps.index("install-environment") < steps.index("writeallbytes") < steps.index("remove-environmentfolder"):
+        problems.append("install: new environment, then the launcher that points at it, then the old one removed")
+    return problems
+
+
+def python_runs(root) -> list[str]:
+    """Commands that would run a Python (as the administrator who runs install.ps1)."""
+    found = []
+    for name, node in commands(root):
+        text = node.text.decode().lower()
+        if (("python" in name and name.endswith((".exe", "python", "pythonexe"))) or name in ("start-process", "&")
+                or text.startswith(("& $pythonexe", "& $envpython", "&$pythonexe"))):
+            found.append(f"line {node.start_point[0] + 1}: {text[:60]}")
+    return found
+
+
+def test_the_environment_is_extracted_whole_and_swapped_in_order(grammar):
+    assert env_problems(script(grammar, "install.ps1")) == []
+
+
+def test_the_environment_order_check_can_fail(grammar):
+    source = render_bundle()["install.ps1"].decode("utf-8-sig")
+    # The rename before the marker: a folder could appear complete without being so.
+    marker = "    [IO.File]::WriteAllText((Join-Path $staging 'gen-bundle-env.txt')"
+    moved = source.replace(marker, "    [IO.Directory]::Move($staging, $final)\r\n" + marker)
+    assert moved != source
+    assert env_problems(tree(grammar, moved)) == ["Install-Environment: the marker, then one rename into place, "
+                                                  "must come last"]
+    deleted = source.replace("            [IO.Directory]::Move($Path, $retired)\r\n", "")
+    assert deleted != source
+    assert "Remove-EnvironmentFolder: rename first" in env_problems(tree(grammar, deleted))[0]
+
+
+def test_install_runs_no_python(grammar):
+    for name in ("install.ps1", "uninstall.ps1"):
+        assert python_runs(script(grammar, name)) == [], name
+    assert python_runs(tree(grammar, "& $PythonExe -m pip install notebook\r\nStart-Process python.exe\r\n")) == [
+        "line 1: & $pythonexe -m pip install notebook", "line 2: start-process python.exe"]

@@ -180,7 +180,7 @@ BUILTIN_COMMANDS = frozenset(
     {"describe", "context", "it", "beforeall", "beforeeach", "aftereach", "afterall", "should", "mock",
      "join-path", "split-path", "get-childitem", "remove-item", "foreach-object", "where-object", "out-null",
      "test-path", "get-content", "set-content", "new-item", "write-output", "write-verbose", "start-sleep",
-     "sort-object"}
+     "sort-object", "get-ciminstance", "start-process", "stop-process"}
 )
 AUTOMATIC_VARIABLES = frozenset(
     {"_", "psitem", "true", "false", "null", "args", "input", "this", "matches", "lastexitcode", "error",
@@ -415,6 +415,17 @@ def shape_problems(suite) -> list[str]:
     return problems
 
 
+def test_environment_suite_matches_the_install_script_it_loads(grammars, canonical_files):
+    """Environment.Tests.ps1 loads an --env bundle's install.ps1; below the values block it is
+    the canonical one's text, so the canonical script is what the suite is checked against."""
+    suite = grammars["tree-sitter-pwsh"].parse((PESTER_DIR / "Environment.Tests.ps1").read_bytes())
+    install = tree_of(grammars, canonical_files["install.ps1"])
+    assert suite_problems(suite, install) == []
+    called = {pwsh._command_name(c) for c in commands(suite.root_node)}
+    assert {"install-environment", "remove-environmentfolder", "get-basepythonproblem", "test-environmentinplace",
+            "get-oldenvironment"} <= called
+
+
 def test_hosts_suite_matches_the_install_script_it_loads(grammars, canonical_files):
     suite = grammars["tree-sitter-pwsh"].parse((PESTER_DIR / "Hosts.Tests.ps1").read_bytes())
     install = tree_of(grammars, canonical_files["install.ps1"])
@@ -487,13 +498,21 @@ def test_windows_workflow_runs_pester_on_both_powershells(grammars):
             assert pwsh.ps7_only(tree) == [], step.get("name")  # the powershell leg is 5.1
             trees.append(tree)
     found = {pwsh._command_name(c): c for t in trees for c in commands(t.root_node)}
-    made = {p: v.text.decode() for p, v in arguments(found["gen-bundle"]) if p is not None}
+    bundles = [dict((p, v.text.decode() if v is not None else None) for p, v in arguments(c))
+               for t in trees for c in commands(t.root_node) if pwsh._command_name(c) == "gen-bundle"]
+    made = next(b for b in bundles if "env" not in b)
+    with_env = next(b for b in bundles if "env" in b)
+    assert with_env["python-version"] == "3.11" and "pythonLocation" in with_env["python"]
     suite = grammars["tree-sitter-pwsh"].parse((PESTER_DIR / "Hosts.Tests.ps1").read_bytes())
     assumed = {name: literal(value) for name, value in script_assignments(suite).items()}
     assert made["name"] == assumed["bundlename"] and made["ip"] == "127.0.0.13"
     handed = [n.children[-1].text.decode() for t in trees for n in pwsh.walk(t.root_node)
               if n.type == "assignment_expression" and n.children[0].text.decode().lower() == "$env:gen_bundle_out"]
     assert handed == [made["out"]]
+    handed_env = [n.children[-1].text.decode() for t in trees for n in pwsh.walk(t.root_node)
+                  if n.type == "assignment_expression"
+                  and n.children[0].text.decode().lower() == "$env:gen_bundle_env_out"]
+    assert handed_env == [with_env["out"]]
     pester = {p: v for p, v in arguments(found["invoke-pester"])}
     assert (REPO / pester["path"].text.decode()).resolve() == PESTER_DIR.resolve()
     assert "passthru" in pester

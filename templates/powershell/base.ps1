@@ -24,3 +24,19 @@ function Confirm-Elevated {
     }
     return $elevated
 }
+
+function Lock-Bundle {
+    # One run of this bundle's install.ps1 or uninstall.ps1 at a time on this machine (a
+    # Group Policy startup script, Intune and an administrator may overlap): the next one
+    # waits. Windows releases the lock when the process ends, however it ends.
+    param([int]$Seconds)
+    $mutex = New-Object Threading.Mutex($false, "Global\gen-bundle-$BundleName")
+    try {
+        if (-not $mutex.WaitOne([TimeSpan]::FromSeconds($Seconds))) {
+            Stop-Bundle $ExitFailure "another run of install.ps1 or uninstall.ps1 for '$BundleName' still runs after $Seconds s. Nothing was changed."
+        }
+    } catch [Threading.AbandonedMutexException] {
+        Write-Verbose 'an earlier run ended without releasing the lock; this run holds it now'
+    }
+    return $mutex
+}

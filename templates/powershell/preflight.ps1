@@ -104,7 +104,8 @@ function Get-PythonTreeProblem {
     # folder's rights, unless an administrator set others: only folders are walked, not
     # the thousands of files in them. Owners are not judged: pip run by an administrator
     # leaves folders owned by that administrator's own account.
-    $folder = Split-Path -Parent $PythonExe
+    param([string]$Python = $PythonExe)
+    $folder = Split-Path -Parent $Python
     $base = $folder
     if ([string]::Equals((Split-Path -Leaf $folder), 'Scripts', [StringComparison]::OrdinalIgnoreCase)) {
         $base = Split-Path -Parent $folder

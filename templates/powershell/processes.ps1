@@ -30,6 +30,20 @@ function Get-BundleProcess {
     $all = @(Get-CimInstance -ClassName Win32_Process | Where-Object { $null -ne $_.CommandLine })
     $launchers = @($all | Where-Object { @('cmd.exe', 'conhost.exe') -contains $_.Name -and (Test-LauncherCommandLine $_.CommandLine) })
     $servers = @($all | Where-Object { $_.Name -eq 'python.exe' -and (Test-ServerCommandLine $_.CommandLine) })
+    # With the bundle's own environment: every program that runs from the install folder (its
+    # Scripts\python.exe, the launcher of a server or of a kernel) and the python.exe each one starts.
+    $fromInstall = @($all | Where-Object {
+        $null -ne $_.ExecutablePath -and $_.ExecutablePath.StartsWith($InstallDir + '\', [StringComparison]::OrdinalIgnoreCase)
+    })
+    $fromInstallStart = @{}
+    foreach ($process in $fromInstall) {
+        $fromInstallStart[[int]$process.ProcessId] = $process.CreationDate
+    }
+    $started = @($all | Where-Object {
+        $_.Name -eq 'python.exe' -and $fromInstallStart.ContainsKey([int]$_.ParentProcessId) -and
+            $_.CreationDate -ge $fromInstallStart[[int]$_.ParentProcessId]
+    })
+    $servers = @(@($servers) + $fromInstall + $started | Sort-Object -Property ProcessId -Unique)
     # A process's parent id may belong to a process that ended long ago and whose id a
     # launcher now has: a child counts only when it is younger than the launcher, and
     # only the programs a launcher runs are stopped.

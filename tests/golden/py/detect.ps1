@@ -54,6 +54,11 @@ $InstallDir        = (Join-Path $env:ProgramFiles 'gen-bundle\py')
 $LauncherFile      = 'start-py.bat'
 $GuardFile         = 'start-py.guard.py'
 $InstalledFiles    = @('start-py.bat', 'start-py.config.py', 'start-py.guard.py')  # copied to $InstallDir
+$EnvFolder         = ''  # the bundle's Python environment in $InstallDir (--env); '' for none
+$EnvArchive        = ''
+$EnvArchiveSha256  = ''
+$EnvPythonVersion  = ''  # the CPython version the environment's wheels are for
+$EnvUnpackedBytes  = 0  # the size of its files, once extracted
 $ShortcutPath      = (Join-Path $env:ProgramData 'Microsoft\Windows\Start Menu\Programs\py notebook.lnk')
 $ShortcutArguments = '/d /c .\start-py.bat open'  # cmd.exe's, in the install folder
 $ShortcutMark      = 'gen-bundle py:'  # how the Start-menu entry's description begins
@@ -140,6 +145,20 @@ function Test-Installed {
         }
         if (-not [string]::Equals((Get-FileHash -LiteralPath $path -Algorithm SHA256).Hash, $ExpectedSha[$file], [StringComparison]::OrdinalIgnoreCase)) {
             Write-Verbose "not this bundle's: $path"
+            return $false
+        }
+    }
+    if ($EnvFolder) {
+        # The marker install.ps1 writes last: the archive's SHA-256 and how many files the folder holds.
+        $folder = Join-Path $InstallDir $EnvFolder
+        $marker = Join-Path $folder 'gen-bundle-env.txt'
+        $fields = @()
+        if (Test-Path -LiteralPath $marker -PathType Leaf) {
+            $fields = [IO.File]::ReadAllText($marker).Trim().Split(' ')
+        }
+        if ($fields.Count -ne 2 -or -not [string]::Equals($fields[0], $EnvArchiveSha256, [StringComparison]::Ordinal) -or
+            [string]([IO.Directory]::GetFiles($folder, '*', [IO.SearchOption]::AllDirectories).Length) -ne $fields[1]) {
+            Write-Verbose "environment: $folder is missing or incomplete"
             return $false
         }
     }

@@ -121,6 +121,11 @@ $InstallDir        = (Join-Path $env:ProgramFiles 'gen-bundle\py')
 $LauncherFile      = 'start-py.bat'
 $GuardFile         = 'start-py.guard.py'
 $InstalledFiles    = @('start-py.bat', 'start-py.config.py', 'start-py.guard.py')  # copied to $InstallDir
+$EnvFolder         = ''  # the bundle's Python environment in $InstallDir (--env); '' for none
+$EnvArchive        = ''
+$EnvArchiveSha256  = ''
+$EnvPythonVersion  = ''  # the CPython version the environment's wheels are for
+$EnvUnpackedBytes  = 0  # the size of its files, once extracted
 $ShortcutPath      = (Join-Path $env:ProgramData 'Microsoft\Windows\Start Menu\Programs\py notebook.lnk')
 $ShortcutArguments = '/d /c .\start-py.bat open'  # cmd.exe's, in the install folder
 $ShortcutMark      = 'gen-bundle py:'  # how the Start-menu entry's description begins
@@ -194,6 +199,22 @@ function Confirm-Elevated {
     return $elevated
 }
 
+function Lock-Bundle {
+    # One run of this bundle's install.ps1 or uninstall.ps1 at a time on this machine (a
+    # Group Policy startup script, Intune and an administrator may overlap): the next one
+    # waits. Windows releases the lock when the process ends, however it ends.
+    param([int]$Seconds)
+    $mutex = New-Object Threading.Mutex($false, "Global\gen-bundle-$BundleName")
+    try {
+        if (-not $mutex.WaitOne([TimeSpan]::FromSeconds($Seconds))) {
+            Stop-Bundle $ExitFailure "another run of install.ps1 or uninstall.ps1 for '$BundleName' still runs after $Seconds s. Nothing was changed."
+        }
+    } catch [Threading.AbandonedMutexException] {
+        Write-Verbose 'an earlier run ended without releasing the lock; this run holds it now'
+    }
+    return $mutex
+}
+
 # ---- integrity: the bundle's files against SHA256SUMS, read once ----
 
 function Get-Sha256 {
@@ -211,7 +232,10 @@ function Read-VerifiedBundle {
     # checked there; the script uses only these bytes afterwards, never the files again, so
     # a share that changes after the check cannot hand it other bytes. With -SumsSha256 the
     # SHA-256 of SHA256SUMS itself must be the one the deployment names outside the bundle.
-    param([string]$PinnedSums)
+    # -InPlace names files whose bytes are already installed, by their SHA-256 (the bundle's
+    # environment, extracted and marked with it): when SHA256SUMS lists that same SHA-256,
+    # such a file is not read again (57 MB from SYSVOL at every boot), only found there.
+    param([string]$PinnedSums, [hashtable]$InPlace = @{})
     $sumsPath = Join-Path $PSScriptRoot 'SHA256SUMS'
     if (-not (Test-Path -LiteralPath $sumsPath -PathType Leaf)) {
         Stop-Bundle $ExitTampered 'SHA256SUMS is missing beside install.ps1. Nothing was changed.'
@@ -237,6 +261,10 @@ function Read-VerifiedBundle {
         $path = Join-Path $PSScriptRoot $file
         if (-not $expected.ContainsKey($file) -or -not (Test-Path -LiteralPath $path -PathType Leaf)) {
             Stop-Bundle $ExitTampered "$file is missing from the bundle or from SHA256SUMS. Nothing was changed."
+        }
+        if ($InPlace.ContainsKey($file) -and [string]::Equals($InPlace[$file], $expected[$file], [StringComparison]::Ordinal)) {
+            $bundle[$file] = $null  # installed from bytes with this SHA-256; not needed again
+            continue
         }
         $bytes = [IO.File]::ReadAllBytes($path)
         if (-not [string]::Equals((Get-Sha256 $bytes), $expected[$file], [StringComparison]::Ordinal)) {
@@ -516,6 +544,20 @@ function Get-BundleProcess {
     $all = @(Get-CimInstance -ClassName Win32_Process | Where-Object { $null -ne $_.CommandLine })
     $launchers = @($all | Where-Object { @('cmd.exe', 'conhost.exe') -contains $_.Name -and (Test-LauncherCommandLine $_.CommandLine) })
     $servers = @($all | Where-Object { $_.Name -eq 'python.exe' -and (Test-ServerCommandLine $_.CommandLine) })
+    # With the bundle's own environment: every program that runs from the install folder (its
+    # Scripts\python.exe, the launcher of a server or of a kernel) and the python.exe each one starts.
+    $fromInstall = @($all | Where-Object {
+        $null -ne $_.ExecutablePath -and $_.ExecutablePath.StartsWith($InstallDir + '\', [StringComparison]::OrdinalIgnoreCase)
+    })
+    $fromInstallStart = @{}
+    foreach ($process in $fromInstall) {
+        $fromInstallStart[[int]$process.ProcessId] = $process.CreationDate
+    }
+    $started = @($all | Where-Object {
+        $_.Name -eq 'python.exe' -and $fromInstallStart.ContainsKey([int]$_.ParentProcessId) -and
+            $_.CreationDate -ge $fromInstallStart[[int]$_.ParentProcessId]
+    })
+    $servers = @(@($servers) + $fromInstall + $started | Sort-Object -Property ProcessId -Unique)
     # A process's parent id may belong to a process that ended long ago and whose id a
     # launcher now has: a child counts only when it is younger than the launcher, and
     # only the programs a launcher runs are stopped.
@@ -802,7 +844,8 @@ function Get-PythonTreeProblem {
     # folder's rights, unless an administrator set others: only folders are walked, not
     # the thousands of files in them. Owners are not judged: pip run by an administrator
     # leaves folders owned by that administrator's own account.
-    $folder = Split-Path -Parent $PythonExe
+    param([string]$Python = $PythonExe)
+    $folder = Split-Path -Parent $Python
     $base = $folder
     if ([string]::Equals((Split-Path -Leaf $folder), 'Scripts', [StringComparison]::OrdinalIgnoreCase)) {
         $base = Split-Path -Parent $folder
@@ -915,8 +958,239 @@ function Test-ServerAnswer {
     return $false
 }
 
+# ---- environment-remove: deleting the bundle's Python environments, each whole or not at all ----
+
+function Get-EnvironmentFolder {
+    # This bundle's environment folders in the install folder, whichever lock made them:
+    # env-<12 hex>, and what an interrupted run left (.env-<12 hex>.partial or .remove).
+    if (-not (Test-Path -LiteralPath $InstallDir -PathType Container)) {
+        return @()
+    }
+    return @(Get-ChildItem -LiteralPath $InstallDir -Directory -Force | Where-Object {
+        $_.Name -cmatch '^(env-[0-9a-f]{12}|\.env-[0-9a-f]{12}\.(partial|remove))$'
+    } | ForEach-Object { $_.FullName })
+}
+
+function Remove-EnvironmentFolder {
+    # An environment goes whole or not at all: it is first renamed, which Windows refuses while
+    # any process runs a program from it or holds one of its files open (a server, a kernel);
+    # only a folder that nothing uses is then deleted. Returns $false when it is in use.
+    param([string]$Path)
+    $running = @(Get-CimInstance -ClassName Win32_Process | Where-Object {
+        $null -ne $_.ExecutablePath -and $_.ExecutablePath.StartsWith($Path + '\', [StringComparison]::OrdinalIgnoreCase)
+    })
+    if ($running.Count -gt 0) {
+        return $false
+    }
+    $leaf = Split-Path -Leaf $Path
+    $retired = $Path
+    if (-not $leaf.EndsWith('.remove', [StringComparison]::Ordinal)) {
+        $retired = Join-Path $InstallDir ('.' + $leaf.TrimStart('.') + '.remove')
+        if (Test-Path -LiteralPath $retired) {
+            Remove-Item -LiteralPath $retired -Recurse -Force
+        }
+        try {
+            [IO.Directory]::Move($Path, $retired)
+        } catch {
+            return $false
+        }
+    }
+    try {
+        Remove-Item -LiteralPath $retired -Recurse -Force
+    } catch {
+        Write-Warning "environment: $retired could not be deleted yet ($($_.Exception.Message)); the next run deletes it"
+        return $false
+    }
+    return $true
+}
+
+# ---- environment: the bundle's own Python environment (--env), extracted beside the launcher ----
+# python-env.zip holds the files of every wheel of pylock.toml, already installed (on the build
+# machine) as a virtual environment. Here they are only extracted and wired to the base Python:
+# nothing of the environment runs while it is installed, and nothing runs pip.
+
+function Get-PeMachine {
+    # The CPU an .exe is built for, from its PE header (0x8664: x64), read without running it.
+    param([string]$Path)
+    $stream = [IO.File]::OpenRead($Path)
+    try {
+        $reader = New-Object IO.BinaryReader($stream)
+        if ($stream.Length -lt 64) {
+            return 0
+        }
+        $stream.Position = 60
+        $offset = $reader.ReadInt32()
+        if ($offset -lt 0 -or $offset + 6 -gt $stream.Length) {
+            return 0
+        }
+        $stream.Position = $offset
+        if ($reader.ReadUInt32() -ne 0x00004550) {
+            return 0  # no "PE\0\0" signature
+        }
+        return [int]$reader.ReadUInt16()
+    } finally {
+        $stream.Dispose()
+    }
+}
+
+function Get-VenvLauncher {
+    # The launcher a base install carries for virtual environments, as python -m venv copies it:
+    # Lib\venv\scripts\nt\venvlauncher.exe (CPython 3.13 and later), else python.exe there.
+    param([string]$Window)
+    $nt = Join-Path (Split-Path -Parent $PythonExe) 'Lib\venv\scripts\nt'
+    foreach ($name in @("venv$($Window)launcher.exe", "python$Window.exe")) {
+        $path = Join-Path $nt $name
+        if (Test-Path -LiteralPath $path -PathType Leaf) {
+            return $path
+        }
+    }
+    return $null
+}
+
+function Get-BasePythonProblem {
+    # The base Python the environment is wired to, checked from its files, never run: python.exe,
+    # the python3NN.dll of the CPython version the wheels are for, x64, and its venv launcher.
+    $folder = Split-Path -Parent $PythonExe
+    $minor = $EnvPythonVersion.Split('.')[1]
+    $installer = "the python.org installer python-$EnvPythonVersion.<n>-amd64.exe for all users first (InstallAllUsers=1 TargetDir=`"$folder`")"
+    if (-not (Test-Path -LiteralPath $PythonExe -PathType Leaf)) {
+        return @("the environment runs on Python $EnvPythonVersion (64-bit) at $PythonExe, which is not there: deploy $installer")
+    }
+    $problems = @()
+    if (-not (Test-Path -LiteralPath (Join-Path $folder "python3$minor.dll") -PathType Leaf)) {
+        $found = @(Get-ChildItem -LiteralPath $folder -Filter 'python3*.dll' -ErrorAction SilentlyContinue | ForEach-Object { $_.Name }) -join ', '
+        $problems += "the environment's wheels are for CPython $EnvPythonVersion, but $folder has no python3$minor.dll (it has: $(if ($found) { $found } else { 'none' })): deploy $installer, or make the bundle for the version installed there (--python-version)"
+    }
+    if ((Get-PeMachine $PythonExe) -ne 0x8664) {
+        $problems += "$PythonExe is not a 64-bit (x64) Python, and the environment's wheels are win_amd64: deploy $installer"
+    }
+    if ($null -eq (Get-VenvLauncher)) {
+        $problems += "$folder\Lib\venv\scripts\nt holds no venv launcher (venvlauncher.exe or python.exe), which the environment's Scripts\python.exe is a copy of: repair that Python with $installer"
+    }
+    return $problems
+}
+
+function Test-EnvironmentInPlace {
+    # Complete only when its marker names this archive and the folder still holds as many files
+    # as it had when the marker was written (one that an antivirus quarantined, or a half-deleted
+    # one, is not): the marker is written last, inside the staging folder, before the one rename
+    # that gives the folder its final name.
+    $folder = Join-Path $InstallDir $EnvFolder
+    $marker = Join-Path $folder 'gen-bundle-env.txt'
+    if (-not (Test-Path -LiteralPath $marker -PathType Leaf)) {
+        return $false
+    }
+    $fields = [IO.File]::ReadAllText($marker).Trim().Split(' ')
+    if ($fields.Count -ne 2 -or -not [string]::Equals($fields[0], $EnvArchiveSha256, [StringComparison]::Ordinal)) {
+        return $false
+    }
+    return [string]([IO.Directory]::GetFiles($folder, '*', [IO.SearchOption]::AllDirectories).Length) -eq $fields[1]
+}
+
+function Get-EnvironmentSpaceProblem {
+    # Room for the environment beside the one in use (its files, and some to spare).
+    $drive = New-Object IO.DriveInfo([IO.Path]::GetPathRoot($InstallRoot))
+    $needed = $EnvUnpackedBytes + 64 * 1024 * 1024
+    if ($drive.AvailableFreeSpace -lt $needed) {
+        return "the environment needs $([math]::Ceiling($needed / 1048576)) MB on drive $($drive.Name), which has $([math]::Floor($drive.AvailableFreeSpace / 1048576)) MB free"
+    }
+}
+
+function Get-OldEnvironment {
+    # This bundle's environment folders but the current one: earlier locks' environments, and
+    # what an interrupted run left.
+    return @(Get-EnvironmentFolder | Where-Object { -not [string]::Equals((Split-Path -Leaf $_), $EnvFolder, [StringComparison]::OrdinalIgnoreCase) })
+}
+
+function Install-Environment {
+    # Extracts the verified archive into a staging folder beside the final one, wires it to the
+    # base Python as python -m venv would (pyvenv.cfg, the venv launcher as Scripts\python.exe),
+    # writes the marker, and renames it into place: a server never sees a half-written environment.
+    param([byte[]]$Archive)
+    $final = Join-Path $InstallDir $EnvFolder
+    $staging = Join-Path $InstallDir ".$EnvFolder.partial"
+    foreach ($leftover in @($staging, $final)) {
+        if ((Test-Path -LiteralPath $leftover) -and -not (Remove-EnvironmentFolder -Path $leftover)) {
+            throw "$leftover is incomplete and in use by a running program: stop it, then run install.ps1 again"
+        }
+    }
+    # SYSTEM and administrators write, users read and run: set on the folder itself, not
+    # inherited, so that a right given to users on the install folder does not reach it.
+    New-AdminOnlyFolder -Path $staging -UsersRead
+    $root = [IO.Path]::GetFullPath($staging).TrimEnd('\') + '\'
+    Add-Type -AssemblyName System.IO.Compression
+    $zip = New-Object IO.Compression.ZipArchive((New-Object IO.MemoryStream(, $Archive)), [IO.Compression.ZipArchiveMode]::Read)
+    $count = 0
+    try {
+        foreach ($entry in $zip.Entries) {
+            $name = $entry.FullName
+            if ($name.EndsWith('/', [StringComparison]::Ordinal)) {
+                continue
+            }
+            # The archive was checked against SHA256SUMS; its names are checked all the same.
+            if ($name.Contains('\') -or $name.Contains(':') -or $name.StartsWith('/', [StringComparison]::Ordinal) -or @($name.Split('/')) -contains '..') {
+                throw "$EnvArchive holds the entry '$name', which is not a plain relative path"
+            }
+            $path = [IO.Path]::GetFullPath($root + $name.Replace('/', '\'))
+            if (-not $path.StartsWith($root, [StringComparison]::OrdinalIgnoreCase)) {
+                throw "$EnvArchive holds the entry '$name', which points outside the environment"
+            }
+            [void][IO.Directory]::CreateDirectory([IO.Path]::GetDirectoryName($path))
+            $source = $entry.Open()
+            try {
+                $target = New-Object IO.FileStream($path, [IO.FileMode]::CreateNew, [IO.FileAccess]::Write)
+                try {
+                    $source.CopyTo($target)
+                } finally {
+                    $target.Dispose()
+                }
+            } finally {
+                $source.Dispose()
+            }
+            $count++
+        }
+    } finally {
+        $zip.Dispose()
+    }
+    $baseFolder = Split-Path -Parent $PythonExe
+    $version = [string](Get-Item -LiteralPath $PythonExe).VersionInfo.ProductVersion
+    if ($version -notmatch '^3\.[0-9]+\.[0-9]+') {
+        $version = $EnvPythonVersion
+    }
+    $config = "home = $baseFolder`r`ninclude-system-site-packages = false`r`nversion = $version`r`nexecutable = $PythonExe`r`n"
+    [IO.File]::WriteAllText((Join-Path $staging 'pyvenv.cfg'), $config, (New-Object Text.UTF8Encoding($false)))
+    [void][IO.Directory]::CreateDirectory((Join-Path $staging 'Scripts'))
+    Copy-Item -LiteralPath (Get-VenvLauncher) -Destination (Join-Path $staging 'Scripts\python.exe')
+    $windowed = Get-VenvLauncher -Window 'w'
+    if ($null -ne $windowed) {
+        Copy-Item -LiteralPath $windowed -Destination (Join-Path $staging 'Scripts\pythonw.exe')
+    }
+    $files = [IO.Directory]::GetFiles($staging, '*', [IO.SearchOption]::AllDirectories).Length + 1
+    [IO.File]::WriteAllText((Join-Path $staging 'gen-bundle-env.txt'), "$EnvArchiveSha256 $files", [Text.Encoding]::ASCII)
+    for ($attempt = 1; ; $attempt++) {
+        try {
+            [IO.Directory]::Move($staging, $final)  # an antivirus scanning the new files may hold one briefly
+            break
+        } catch {
+            if ($attempt -ge 5) {
+                throw
+            }
+            Start-Sleep -Seconds 2
+        }
+    }
+    return $count
+}
+
 # ---- install ----
-$bundle = Read-VerifiedBundle -PinnedSums $SumsSha256
+if (-not $WhatIfPreference) {
+    $lock = Lock-Bundle -Seconds 900
+}
+# The environment already extracted from the archive with this SHA-256 needs no second read.
+$inPlace = @{}
+if ($EnvFolder -and (Test-EnvironmentInPlace)) {
+    $inPlace[$EnvArchive] = $EnvArchiveSha256
+}
+$bundle = Read-VerifiedBundle -PinnedSums $SumsSha256 -InPlace $inPlace
 $elevated = Confirm-Elevated -Script 'install.ps1'
 $transcript = $false
 try {
@@ -1003,14 +1277,31 @@ try {
         if ($pythonProblems.Count -gt 0) {
             $problems += "the Python that every user's server runs can be changed by others than administrators, who could then run code as every user: $(@($pythonProblems | Select-Object -First 5) -join '; ')$(if ($pythonProblems.Count -gt 5) { " and $($pythonProblems.Count - 5) more" }). Install Python for all users under %ProgramFiles%, or make a bundle with a per-user --python"
         }
-        $jupyterCore = Get-JupyterCoreVersion
-        if ($null -eq $jupyterCore) {
+        $jupyterCore = $null
+        if (-not $EnvFolder) {
+            $jupyterCore = Get-JupyterCoreVersion  # with an environment, its jupyter_core is the locked one
+        }
+        if ($EnvFolder) {
+            Write-Verbose "jupyter_core: the environment's own, pinned in pylock.toml"
+        } elseif ($null -eq $jupyterCore) {
             Write-Warning "jupyter_core is not installed for $PythonExe yet (no jupyter_core-*.dist-info): install the notebook package there"
         } elseif (Test-VersionBelow -Version $jupyterCore -Minimum $JupyterCoreMinimum) {
             $problems += "jupyter_core $jupyterCore is installed for $PythonExe: before $JupyterCoreMinimum it reads settings and kernels from $JupyterShared for every user (CVE-2025-30167). Upgrade it first: `"$PythonExe`" -m pip install --upgrade `"jupyter_core>=$JupyterCoreMinimum`""
         }
-    } else {
+    } elseif (-not $EnvFolder) {
         Write-Warning "$PythonExe is not there yet: the servers start once Python with the notebook package is installed at that path."
+    }
+    if ($EnvFolder) {
+        $problems += @(Get-BasePythonProblem)
+        if ($inPlace.Count -eq 0) {
+            $problems += @(Get-EnvironmentSpaceProblem)
+        } else {
+            # What every user's server imports from the environment: no one else may change it.
+            $envProblems = @(Get-PythonTreeProblem -Python (Join-Path $InstallDir "$EnvFolder\Scripts\python.exe"))
+            if ($envProblems.Count -gt 0) {
+                $problems += "the bundle's environment can be changed by others than administrators, who could then run code as every user: $(@($envProblems | Select-Object -First 5) -join '; '). Run uninstall.ps1, then install.ps1, to extract it again admin-only"
+            }
+        }
     }
     if ($BundleWindow -eq 'hidden' -and [Environment]::OSVersion.Version.Build -lt 17763) {
         $problems += "Windows build $([Environment]::OSVersion.Version.Build) has no conhost.exe --headless (it came with Windows 10 1809, build 17763), so the task could not start the launcher: make the bundle with --window minimized"
@@ -1039,6 +1330,18 @@ try {
         $transcript = Start-RunLog -Script 'install'
         Write-Output 'preflight: passed (every check above)'
     }
+    # The environment first, beside any earlier one: the launcher written below switches to it.
+    if ($EnvFolder) {
+        $envPath = Join-Path $InstallDir $EnvFolder
+        if ($inPlace.Count -gt 0) {
+            Write-Output "environment: $envPath is already in place"
+        } elseif ($PSCmdlet.ShouldProcess($envPath, "Extract $EnvArchive there (through a staging folder beside it) and wire it to $PythonExe")) {
+            [void][IO.Directory]::CreateDirectory($InstallDir)
+            $extracted = Install-Environment -Archive $bundle[$EnvArchive]
+            Write-Output "environment: extracted $extracted files to $envPath, wired to $PythonExe"
+            $changed += "environment $envPath"
+        }
+    }
     $stale = @($InstalledFiles | Where-Object {
         $target = Join-Path $InstallDir $_
         -not (Test-Path -LiteralPath $target -PathType Leaf) -or
@@ -1060,6 +1363,19 @@ try {
             [IO.File]::WriteAllBytes($target, $bundle[$file])  # the bytes checked against SHA256SUMS
             Write-Output "files: wrote $file to $target"
             $changed += "file $target"
+        }
+    }
+
+    if ($EnvFolder) {
+        foreach ($old in @(Get-OldEnvironment)) {
+            if ($PSCmdlet.ShouldProcess($old, 'Delete this earlier environment of the bundle, unless a program still runs from it')) {
+                if (Remove-EnvironmentFolder -Path $old) {
+                    Write-Output "environment: deleted the earlier $old"
+                    $changed += "deleted $old"
+                } else {
+                    Write-Warning "environment: $old is still in use (a server or kernel runs from it); it stays whole, and the next run of install.ps1 deletes it"
+                }
+            }
         }
     }
 
@@ -1129,6 +1445,7 @@ try {
             installedAt = (Get-Date).ToUniversalTime().ToString('o')
             installedBy = "$env:USERDOMAIN\$env:USERNAME"
             files       = @($InstalledFiles | ForEach-Object { Join-Path $InstallDir $_ })
+            environment = $(if ($EnvFolder) { Join-Path $InstallDir $EnvFolder } else { $null })
             hostsFile   = $HostsPath
             hostsLines  = $hostsLines
             task        = "$TaskFolder$TaskName"

@@ -1,0 +1,178 @@
+"""From a request to a built environment: resolve (or reuse a lock), fetch, lay out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .archive import install_archive
+from .errors import EnvBuildError
+from .fetch import fetch
+from .lock import Pin, normalize, parse_lock, resolve
+from .sbom import cyclonedx, licence_text
+from .target import Target
+
+ARCHIVE_FILE = "python-env.zip"
+LOCK_FILE = "pylock.toml"
+SBOM_FILE = "sbom.cdx.json"
+# The launcher runs the environment's "python -m notebook"; older jupyter_core loads settings
+# from %ProgramData%\jupyter (CVE-2025-30167): a lock must not bring either back.
+REQUIRED = {"notebook": None, "jupyter-core": "5.8.1"}
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    version: str
+    licence: str
+
+
+@dataclass(frozen=True)
+class BuiltEnv:
+    """The environment's three files of the bundle, and what the README says about them."""
+
+    target: Target
+    archive: bytes
+    lock: bytes
+    sbom: bytes
+    packages: tuple[Package, ...]
+    files: int
+    unpacked_bytes: int
+    wheel_bytes: int
+
+    @property
+    def archive_sha256(self) -> str:
+        return hashlib.sha256(self.archive).hexdigest()
+
+    @property
+    def folder(self) -> str:
+        """The environment's folder in the install folder: named by the archive, so a new lock
+        gets a new folder beside the old one (side by side, then the launcher switches)."""
+        return f"env-{self.archive_sha256[:12]}"
+
+    @property
+    def files_of_bundle(self) -> dict[str, bytes]:
+        return {ARCHIVE_FILE: self.archive, LOCK_FILE: self.lock, SBOM_FILE: self.sbom}
+
+
+def default_cache() -> Path:
+    """GEN_BUNDLE_CACHE_DIR, else the user's cache folder (XDG_CACHE_HOME, ~/.cache)."""
+    explicit = os.environ.get("GEN_BUNDLE_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gen-bundle"
+
+
+def find_uv() -> str:
+    """uv from the uv package (gen-bundle[env]), else on PATH."""
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        pass
+    found = shutil.which("uv")
+    if found is None:
+        raise EnvBuildError(
+            "--env needs uv to resolve the environment: pip install 'gen-bundle[env]' (or put uv on PATH)"
+        )
+    return found
+
+
+def _release(version: str) -> tuple[int, ...]:
+    match = re.match(r"[0-9]+(?:\.[0-9]+)*", version)
+    return tuple(int(part) for part in match.group(0).split(".")) if match else ()
+
+
+def _check_required(pins: tuple[Pin, ...], source: str) -> None:
+    versions = {normalize(pin.name): pin.version for pin in pins}
+    for name, minimum in REQUIRED.items():
+        if name not in versions:
+            raise EnvBuildError(f"{source} does not pin {name}, which the launcher needs")
+        if minimum and _release(versions[name]) < _release(minimum):
+            raise EnvBuildError(
+                f"{source} pins {name} {versions[name]}: before {minimum} it reads settings and kernels from "
+                "%ProgramData%\\jupyter for every user (CVE-2025-30167)"
+            )
+
+
+# The longest path install.ps1 makes for a file of the environment, less the file's own path
+# in the archive: C:\Program Files\gen-bundle\<name>\.env-<12 hex>.remove\ (the name of an
+# old environment while it is deleted). Windows PowerShell 5.1's file APIs stop at 259.
+MAX_PATH_CHARS = 259
+
+
+def _check_path_length(longest: str, name: str) -> None:
+    prefix = f"C:\\Program Files\\gen-bundle\\{name}\\.env-{'0' * 12}.remove\\"
+    if len(prefix) + len(longest) > MAX_PATH_CHARS:
+        raise EnvBuildError(
+            f"{longest} would be {len(prefix) + len(longest)} characters long below {prefix}: more than the "
+            f"{MAX_PATH_CHARS} Windows PowerShell 5.1 can write. A shorter --name leaves more room"
+        )
+
+
+def lock_text(pins: tuple[Pin, ...], target: Target, generator_version: str) -> bytes:
+    """The bundle's lock (PEP 751 pylock.toml): exactly the wheels in the archive."""
+    lines = [
+        f"# gen-bundle {generator_version}: the lock of {ARCHIVE_FILE}, for {target.description}.",
+        "# Each package is pinned to one wheel by its SHA-256. The same archive, byte for byte:",
+        "#   gen-bundle <the inputs in bundle.json> --lock pylock.toml",
+        'lock-version = "1.0"',
+        'created-by = "gen-bundle"',
+        f'requires-python = "=={target.python_version}.*"',
+    ]
+    for pin in pins:
+        wheel = f"name = {json.dumps(pin.filename)}, url = {json.dumps(pin.url)}"
+        if pin.size is not None:
+            wheel += f", size = {pin.size}"
+        wheel += f", hashes = {{ sha256 = {json.dumps(pin.sha256)} }}"
+        lines += ["", "[[packages]]", f"name = {json.dumps(pin.name)}", f"version = {json.dumps(pin.version)}",
+                  f"wheels = [{{ {wheel} }}]"]
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def build_environment(
+    *,
+    requirements: tuple[str, ...],
+    target: Target,
+    cache: Path | None = None,
+    offline: bool = False,
+    lock: str | None = None,
+    lock_source: str = "the lock",
+    name: str = "notebook",
+    generator_version: str = "0",
+) -> BuiltEnv:
+    """Resolve ``requirements`` for ``target`` (or take the pylock.toml text ``lock``), fetch the
+    wheels and lay them out. Writes only into the cache; raises EnvBuildError with the reason."""
+    cache = cache or default_cache()
+    if lock is None:
+        lock = resolve(requirements, target, uv=find_uv(), cache=cache, offline=offline)
+        lock_source = f"the resolution for {target.description}"
+    pins = parse_lock(lock, target, source=lock_source)
+    _check_required(pins, lock_source)
+    wheels = fetch(pins, cache=cache, offline=offline)
+    installed = install_archive(pins, wheels, target)
+    _check_path_length(installed.longest_path, name)
+    archive_sha256 = hashlib.sha256(installed.archive).hexdigest()
+    sbom = cyclonedx(
+        pins, installed.metadata, archive_sha256=archive_sha256, name=f"{name} notebook environment",
+        description=f"{ARCHIVE_FILE}: {len(pins)} packages for {target.description}",
+        generator_version=generator_version,
+    )
+    packages = tuple(Package(pin.name, pin.version, licence_text(installed.metadata[pin.sha256])) for pin in pins)
+    return BuiltEnv(
+        target=target,
+        archive=installed.archive,
+        lock=lock_text(pins, target, generator_version),
+        sbom=sbom,
+        packages=packages,
+        files=installed.files,
+        unpacked_bytes=installed.unpacked_bytes,
+        wheel_bytes=sum(len(wheels[pin.sha256]) for pin in pins),
+    )

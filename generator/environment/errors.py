@@ -1,0 +1,11 @@
+"""Why an environment could not be built: the resolver, the index or a wheel said no."""
+
+from __future__ import annotations
+
+from ..errors import GenBundleError
+
+
+class EnvBuildError(GenBundleError):
+    """The environment cannot be built; nothing has been written when it is raised."""
+
+    exit_code = 1

@@ -1,0 +1,92 @@
+"""The wheels a lock pins: from the cache when there, else downloaded once; always checked.
+
+The cache keys each wheel by its SHA-256, so a cached file is used only for the pin
+that names that digest, and it is hashed again when read: a changed cache file is
+downloaded anew. A second build from a warm cache sends no request at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .errors import EnvBuildError
+from .lock import Pin
+
+# A wheel larger than this is not one the notebook environment needs (the largest is about 10 MB).
+MAX_WHEEL_BYTES = 512 * 1024 * 1024
+TIMEOUT_SECONDS = 120
+
+
+def cached_path(cache: Path, pin: Pin) -> Path:
+    return cache / "wheels" / pin.sha256[:2] / pin.sha256 / pin.filename
+
+
+def fetch(pins: tuple[Pin, ...], *, cache: Path, offline: bool) -> dict[str, bytes]:
+    """SHA-256 -> the wheel's bytes, for every pin; each one matches its pin's digest."""
+    wheels: dict[str, bytes] = {}
+    for pin in pins:
+        path = cached_path(cache, pin)
+        data = _read_cached(path, pin)
+        if data is None:
+            if offline:
+                raise EnvBuildError(
+                    f"--offline: {pin.filename} ({pin.name} {pin.version}) is not in the cache {cache}; "
+                    "build once with the network first"
+                )
+            data = _download(pin)
+            _store(path, data)
+        wheels[pin.sha256] = data
+    return wheels
+
+
+def _read_cached(path: Path, pin: Pin) -> bytes | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == pin.sha256 else None
+
+
+def _download(pin: Pin) -> bytes:
+    request = urllib.request.Request(pin.url, headers={"User-Agent": "gen-bundle"})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310 (http(s) only: lock.py)
+            data = response.read(MAX_WHEEL_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        raise EnvBuildError(
+            f"cannot download {pin.filename} ({pin.name} {pin.version}): {exc.code} {exc.reason} from {pin.url}"
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise EnvBuildError(
+            f"cannot download {pin.filename} ({pin.name} {pin.version}) from {pin.url}: {reason}. "
+            "Check the network; a build with a warm cache (see --offline) needs none"
+        ) from None
+    if len(data) > MAX_WHEEL_BYTES:
+        raise EnvBuildError(f"{pin.filename} is larger than {MAX_WHEEL_BYTES} bytes; refused")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != pin.sha256:
+        raise EnvBuildError(
+            f"{pin.filename} ({pin.name} {pin.version}) does not match its lock: SHA-256 {digest}, "
+            f"the lock pins {pin.sha256}. The file at {pin.url} is not the one that was locked; nothing was written"
+        )
+    if pin.size is not None and len(data) != pin.size:
+        raise EnvBuildError(f"{pin.filename}: {len(data)} bytes, the lock says {pin.size}")
+    return data
+
+
+def _store(path: Path, data: bytes) -> None:
+    """Write atomically; a cache that cannot be written only costs the next build a download."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except OSError:
+        pass
