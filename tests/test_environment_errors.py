@@ -248,3 +248,12 @@ def test_environment_flags_need_env(tmp_path, flags):
     assert result.exit_code == 2
     assert "goes with --env only" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_path_too_long_for_windows_powershell_is_refused_at_build_time():
+    from generator.environment.build import _check_path_length
+
+    longest = "Lib/site-packages/" + "x" * 150 + ".py"
+    _check_path_length(longest, "py")  # 219 characters below the install folder: fine
+    with pytest.raises(EnvBuildError, match="more than the 259 Windows PowerShell 5.1 can write. A shorter --name"):
+        _check_path_length(longest, "n" * 63)
