@@ -1,5 +1,7 @@
-"""The command line: a thin click layer over generator.api.generate.
+"""The command line: a thin click layer over generator.api and the trust commands.
 
+``gen-bundle --ip ... --name ...`` renders a bundle (the group's own options, as
+before there were subcommands); ``gen-bundle check|diff|sign`` are subcommands.
 Errors become exit codes here and only here: bad input exits 2 (click's
 usage-error code), a refused or failed write exits 1; messages go to stderr.
 The options take text and leave every check to the spec, so that a refusal
@@ -23,6 +25,9 @@ Examples:
   gen-bundle --ip 127.0.0.13 --name py --python "%LOCALAPPDATA%\\Programs\\Python\\Python313\\python.exe"
   gen-bundle --ip 127.0.0.13 --name py --env --package pandas --package matplotlib
   gen-bundle --ip 127.0.0.13 --name py --env --lock out/pylock.toml --out out-again
+  gen-bundle --from out/bundle.json --out out-new      (the same inputs, this version)
+  gen-bundle check out          gen-bundle diff out out-new
+  gen-bundle sign out --cert signer.pem --key signer.key
 
 \b
 Paths are Windows paths on the target machines. A path may start with
@@ -49,14 +54,32 @@ OPTION_FLAGS = {
 }
 
 
-@click.command(
+class BundleGroup(click.Group):
+    """The group whose own options render a bundle: its usage line says both ways to call it."""
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[OPTIONS]  |  COMMAND [ARGS]...")
+
+
+def _show_help(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(ctx.get_help(), color=ctx.color)
+        ctx.exit()
+
+
+@click.group(
+    cls=BundleGroup,
+    invoke_without_command=True,
     epilog=EPILOG,
+    # The group's -h/--help is its own option (below), with its text given: click's own asks
+    # gettext for it, which costs every start the locale module and a search for catalogues.
+    add_help_option=False,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100, "terminal_width": 100},
 )
+@click.option("--ip", metavar="ADDRESS", help="Loopback address the server listens on, inside 127.0.0.0/8.  [required]")
 @click.option(
-    "--ip", required=True, metavar="ADDRESS", help="Loopback address the server listens on, inside 127.0.0.0/8."
+    "--name", metavar="NAME", help="Host name for the browser (http://NAME/): one DNS label.  [required]"
 )
-@click.option("--name", required=True, metavar="NAME", help="Host name for the browser (http://NAME/): one DNS label.")
 @click.option(
     "--port", type=str, metavar="PORT", default=DEFAULTS["port"], show_default=True, help="TCP port of the server."
 )
@@ -136,14 +159,71 @@ OPTION_FLAGS = {
     help="Directory to write the bundle to.",
 )
 @click.option("--force", is_flag=True, help="Replace a bundle that an earlier run wrote to --out.")
-@click.version_option(__version__, "--version", prog_name="gen-bundle", message="%(prog)s %(version)s")
-def main(out: str, force: bool, **inputs: object) -> None:
+@click.option(
+    "--from",
+    "from_",
+    metavar="BUNDLE.JSON",
+    help="Render the inputs of an earlier bundle's bundle.json with this version (its pylock.toml, with --env).",
+)
+# The help text given here spares click a gettext lookup (and the locale module) at every start.
+@click.version_option(
+    __version__, "--version", prog_name="gen-bundle", message="%(prog)s %(version)s", help="Show the version and exit."
+)
+@click.option("-h", "--help", is_flag=True, expose_value=False, is_eager=True, callback=_show_help,
+              help="Show this message and exit.")
+@click.pass_context
+def main(ctx: click.Context, out: str, force: bool, from_: str | None, **inputs: object) -> None:
     """Render a Windows deployment bundle that runs a Jupyter notebook server at http://NAME/.
 
     The bundle (a launcher, a Task Scheduler task, a hosts-file block,
     install.ps1, uninstall.ps1 and a README for the reviewer) is written to
-    --out. Nothing is installed on this machine.
+    --out. Nothing is installed on this machine. The commands below check,
+    compare and sign bundles.
     """
+    given = [name for name, value in inputs.items() if _given(ctx, name, value)]
+    if ctx.invoked_subcommand is not None:
+        if given or from_ or _given(ctx, "out", out) or force:
+            raise click.UsageError(f"the options of a bundle go without a command ({ctx.invoked_subcommand})")
+        return
+    if from_ is not None:
+        allowed = {"offline"}
+        if set(given) - allowed:
+            flags = ", ".join(OPTION_FLAGS[name] for name in given if name not in allowed)
+            raise click.UsageError(f"--from takes the inputs from bundle.json: {flags} cannot be given with it")
+        inputs = _inputs_from(from_, offline=bool(inputs.get("offline")))
+    else:
+        for required in ("ip", "name"):
+            if inputs.get(required) is None:
+                param = next(p for p in ctx.command.params if p.name == required)
+                raise click.MissingParameter(ctx=ctx, param=param)
+    _generate(out, force, inputs)
+
+
+def _given(ctx: click.Context, name: str, value: object) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE" and value not in (None, False, ())
+
+
+def _inputs_from(manifest_path: str, *, offline: bool) -> dict[str, object]:
+    """The inputs of an earlier bundle, as keyword arguments of generate; its lock with --env."""
+    from pathlib import Path
+
+    from .bundle import NotABundle, read_manifest
+
+    try:
+        manifest = read_manifest(Path(manifest_path))
+    except NotABundle as exc:
+        raise click.BadParameter(str(exc), param_hint="'--from'") from None
+    inputs = dict(manifest["inputs"])
+    if inputs.get("env"):
+        lock = Path(manifest_path).parent / "pylock.toml"
+        inputs.update(lock=str(lock), offline=offline)
+    elif offline:
+        raise click.UsageError("--offline goes with a bundle that has an environment")
+    return inputs
+
+
+def _generate(out: str, force: bool, inputs: dict[str, object]) -> None:
     import time
 
     from .api import generate  # lazily: --help and --version need none of it
@@ -170,3 +250,90 @@ def main(out: str, force: bool, **inputs: object) -> None:
             err=True,
         )
     click.echo(f"Wrote the bundle to {path}; its README.md says how to review and install it.", err=True)
+
+
+def _fail(exc: Exception, code: int | None = None) -> None:
+    click.echo(f"Error: {exc}", err=True)
+    raise SystemExit(code if code is not None else getattr(exc, "exit_code", 1))
+
+
+@main.command()
+@click.argument("folder", metavar="DIR")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for a pipeline).")
+@click.option("--ca", metavar="FILE", help="A signed bundle: verify its signatures up to this root certificate "
+              "(PEM) instead of the certificate the bundle names.")
+@click.option("--offline", is_flag=True, help="A bundle with an environment: rebuild it from the cache only.")
+def check(folder: str, as_json: bool, ca: str | None, offline: bool) -> None:
+    """Is DIR exactly what was approved, and what this gen-bundle renders from its bundle.json?
+
+    Every file is checked against SHA256SUMS, and bundle.json's inputs are rendered again
+    and compared byte for byte (a signed bundle with its signature blocks set aside, and
+    each signature verified). Exit 0: identical. 1: differences, listed. 2: DIR is not a bundle.
+    """
+    from .bundle import NotABundle
+    from .check import check_bundle
+
+    try:
+        report = check_bundle(folder, ca=ca, offline=offline)
+    except NotABundle as exc:
+        _fail(exc, 2)
+    except GenBundleError as exc:
+        _fail(exc)
+    click.echo(report.as_json() if as_json else report.as_text())
+    raise SystemExit(0 if report.identical else 1)
+
+
+@main.command()
+@click.argument("old", metavar="OLD")
+@click.argument("new", metavar="NEW")
+def diff(old: str, new: str) -> None:
+    """What changed from bundle OLD to bundle NEW, for the re-review.
+
+    Inputs, generator version, files added and removed, the hosts block, the task's
+    settings and the environment's packages in plain words; then a unified diff of each
+    changed text file. Exit 0 (and no output) when identical, 1 when not, 2 for a folder
+    that is not a bundle.
+    """
+    from .bundle import NotABundle
+    from .diff import diff_bundles
+
+    try:
+        lines = diff_bundles(old, new)
+    except NotABundle as exc:
+        _fail(exc, 2)
+    for line in lines:
+        click.echo(line)
+    raise SystemExit(1 if lines else 0)
+
+
+@main.command()
+@click.argument("folder", metavar="DIR")
+@click.option("--pfx", metavar="FILE", help="The signing certificate and key, PKCS#12. Password: "
+              "GEN_BUNDLE_SIGN_PASSWORD, else asked for.")
+@click.option("--cert", metavar="FILE", help="The signing certificate, PEM (with --key).")
+@click.option("--key", metavar="FILE", help="Its private key, PEM (a password, if any: GEN_BUNDLE_SIGN_PASSWORD).")
+@click.option("--timestamp", metavar="URL", help="An RFC 3161 time-stamping server, so that signatures outlive "
+              "the certificate.")
+def sign(folder: str, pfx: str | None, cert: str | None, key: str | None, timestamp: str | None) -> None:
+    """Sign the bundle's PowerShell scripts (Authenticode, SHA-256) for AllSigned and WDAC.
+
+    Adds publisher.cer (the certificate, for Trusted Publishers), records its thumbprint in
+    bundle.json and refreshes SHA256SUMS; the folder is replaced atomically. The password is
+    never a flag: it would land in shell history.
+    """
+    import os
+
+    from .bundle import NotABundle
+    from .sign import PASSWORD_VARIABLE, sign_bundle
+
+    password = os.environ.get(PASSWORD_VARIABLE)
+    if pfx is not None and password is None:
+        password = click.prompt(f"Password of {pfx}", hide_input=True, default="", show_default=False, err=True)
+    try:
+        signature = sign_bundle(folder, pfx=pfx, password=password, cert=cert, key=key, timestamp=timestamp)
+    except NotABundle as exc:
+        _fail(exc, 2)
+    except GenBundleError as exc:
+        _fail(exc)
+    click.echo(f"Signed {', '.join(signature['scripts'])} in {folder} as {signature['subject']} "
+               f"(thumbprint {signature['thumbprint']}); SHA256SUMS refreshed.", err=True)

@@ -152,13 +152,23 @@ def _finalize(language: str):
     return finalize
 
 
-def environment(language: str) -> jinja2.Environment:
-    """The Jinja environment for one output language: its filters, and only its."""
+def environment(language: str, *, compiled: bool = True) -> jinja2.Environment:
+    """The Jinja environment for one output language: its filters, and only its.
+
+    Its templates come compiled from the wheel when it carries them for this jinja2
+    (generator/precompile.py), else from templates/, compiled on use.
+    """
     import jinja2  # imported here, not at module load: --help and --version stay fast
 
     root = templates_dir()
+    folder = None
+    if compiled:
+        from .precompile import compiled_folder
+
+        folder = compiled_folder(language)
+    loader = jinja2.ModuleLoader(str(folder)) if folder else jinja2.FileSystemLoader(str(root))
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(root)),
+        loader=loader,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -175,7 +185,7 @@ def environment(language: str) -> jinja2.Environment:
 
 # The folders of plain partials, by the language of the files that paste them.
 PLAIN_FOLDERS = {"ps": "powershell", "py": "python"}
-PLAIN_NAME = re.compile(r"[a-z]+/[a-z][a-z_-]*\.(ps1|py)")
+PLAIN_NAME = r"[a-z]+/[a-z][a-z_-]*\.(ps1|py)"  # compiled on first use
 
 
 def _plain_reader(language: str, root: Path):
@@ -191,7 +201,7 @@ def _plain_reader(language: str, root: Path):
     folder = PLAIN_FOLDERS.get(language)
 
     def plain(name: str) -> Escaped:
-        if folder is None or not PLAIN_NAME.fullmatch(name) or not name.startswith(folder + "/"):
+        if folder is None or not re.fullmatch(PLAIN_NAME, name) or not name.startswith(folder + "/"):
             raise UnescapedValue(f"plain({name!r}): a {language} file pastes only {folder}/<name> partials")
         text = (root / name).read_text(encoding="utf-8")
         return Escaped(text[:-1] if text.endswith("\n") else text, language)

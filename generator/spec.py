@@ -85,9 +85,10 @@ START_MENU = WinPath("ProgramData", "Microsoft\\Windows\\Start Menu\\Programs")
 JUPYTER_SHARED = WinPath("ProgramData", "jupyter")
 TASK_FOLDER = "\\gen-bundle\\"
 
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_DOTTED_QUAD = re.compile(r"(0|[1-9][0-9]{0,2})(?:\.(0|[1-9][0-9]{0,2})){3}")
-_VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*(?:[a-z0-9.+-]*)")
+# Patterns are compiled on first use (re caches them): only those a run needs cost start-up time.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DOTTED_QUAD = r"(0|[1-9][0-9]{0,2})(?:\.(0|[1-9][0-9]{0,2})){3}"
+_VERSION = r"[0-9]+(?:\.[0-9]+)*(?:[a-z0-9.+-]*)"
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class BundleSpec:
         checked["env"] = parse_flag("env", self.env)
         checked["python_version"] = parse_python_version(checked["env"], self.python_version, checked["python"])
         checked["packages"] = parse_packages(checked["env"], self.packages)
-        if not isinstance(self.version, str) or not _VERSION.fullmatch(self.version):
+        if not isinstance(self.version, str) or not re.fullmatch(_VERSION, self.version):
             raise InvalidValue("version", self.version, "must be a version number like 1.2.3")
         for field, value in checked.items():
             object.__setattr__(self, field, value)
@@ -312,7 +313,7 @@ class BundleSpec:
 
 def parse_ip(value: str) -> str:
     """A loopback host address: Windows routes all of 127.0.0.0/8 to this PC."""
-    if not isinstance(value, str) or not _DOTTED_QUAD.fullmatch(value):
+    if not isinstance(value, str) or not re.fullmatch(_DOTTED_QUAD, value):
         raise InvalidValue("ip", value, "must be an IPv4 address written as four decimal numbers, like 127.0.0.13")
     octets = [int(part) for part in value.split(".")]
     if any(octet > 255 for octet in octets):
@@ -339,7 +340,7 @@ def parse_name(value: str) -> str:
                 "name", value, f"U+{ord(ch):04X} is not ASCII: a name is ASCII letters, digits and hyphens"
             )
     name = value.lower()
-    if not _LABEL.fullmatch(name):
+    if not re.fullmatch(_LABEL, name):
         raise InvalidValue(
             "name", value,
             "must be one DNS label: 1-63 letters, digits and hyphens, not starting or ending with a hyphen",
@@ -359,7 +360,7 @@ def parse_port(value: int | str) -> int:
     return number
 
 
-_USER = re.compile(r"([A-Za-z0-9][A-Za-z0-9.-]{0,62})\\([^\\/\"\[\]:;|=,+*?<>@%$`(){}]{1,104})")
+_USER = r"([A-Za-z0-9][A-Za-z0-9.-]{0,62})\\([^\\/\"\[\]:;|=,+*?<>@%$`(){}]{1,104})"
 
 
 def parse_user(scope: str, value: str | None) -> str | None:
@@ -375,7 +376,7 @@ def parse_user(scope: str, value: str | None) -> str | None:
         return None
     if value is None:
         raise InvalidValue("user", value, "--scope user needs --user DOMAIN\\name")
-    match = _USER.fullmatch(value) if isinstance(value, str) else None
+    match = re.fullmatch(_USER, value) if isinstance(value, str) else None
     if not match or match.group(2) != match.group(2).strip(" .") or not value.isprintable():
         raise InvalidValue(
             "user", value,
@@ -404,8 +405,8 @@ def parse_flag(param: str, value: object) -> bool:
     return value
 
 
-_PYTHON_FOLDER = re.compile(r"python3(1[0-9])(?:-64)?", re.IGNORECASE)
-_MINOR = re.compile(r"3\.(1[0-9])")
+_PYTHON_FOLDER = r"(?i)python3(1[0-9])(?:-64)?"  # compiled on first use (re caches it)
+_MINOR = r"3\.(1[0-9])"
 
 
 def parse_python_version(env: bool, value: object, python: WinPath) -> str | None:
@@ -414,13 +415,13 @@ def parse_python_version(env: bool, value: object, python: WinPath) -> str | Non
     By default it is read from --python's folder, as the python.org installer names it
     (Python313); a value given that contradicts that folder is refused.
     """
-    folder = python.rest.replace("/", "\\").split("\\")[-2] if "\\" in python.rest else ""
-    named = _PYTHON_FOLDER.fullmatch(folder)
-    from_folder = f"3.{named.group(1)}" if named else None
     if not env:
         if value is not None:
             raise InvalidValue("python_version", value, "goes with --env only")
         return None
+    folder = python.rest.replace("/", "\\").split("\\")[-2] if "\\" in python.rest else ""
+    named = re.fullmatch(_PYTHON_FOLDER, folder)
+    from_folder = f"3.{named.group(1)}" if named else None
     if python.per_user:
         raise InvalidValue(
             "python", str(python),
@@ -434,7 +435,7 @@ def parse_python_version(env: bool, value: object, python: WinPath) -> str | Non
                 f"--env needs the target's CPython version (like 3.13): --python '{python}' does not name it",
             )
         return from_folder
-    if not isinstance(value, str) or not _MINOR.fullmatch(value):
+    if not isinstance(value, str) or not re.fullmatch(_MINOR, value):
         raise InvalidValue("python_version", value, "must be a CPython version 3.10 to 3.19, written like 3.13")
     if from_folder is not None and from_folder != value:
         raise InvalidValue(
@@ -443,7 +444,7 @@ def parse_python_version(env: bool, value: object, python: WinPath) -> str | Non
     return value
 
 
-_REQUIREMENT = re.compile(
+_REQUIREMENT = (  # compiled on first use (re caches it)
     r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)"
     r"(?:\[[A-Za-z0-9._-]+(?:,[A-Za-z0-9._-]+)*\])?"
     r"(?:(?:===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!_-]+(?:,(?:===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!_-]+)*)?"
@@ -458,7 +459,7 @@ def parse_package(value: object, *, param: str = "packages") -> str:
     """NAME, NAME[extra] or NAME with version comparisons, spaces removed; nothing that
     could make the resolver fetch or run something else (URLs, paths, options, markers)."""
     text = "".join(value.split()) if isinstance(value, str) else value
-    if not isinstance(text, str) or not text.isascii() or not _REQUIREMENT.fullmatch(text):
+    if not isinstance(text, str) or not text.isascii() or not re.fullmatch(_REQUIREMENT, text):
         raise InvalidValue(
             param, value,
             "must be a package NAME, NAME==VERSION or NAME with version comparisons such as NAME>=1.2,<2 "
@@ -478,7 +479,7 @@ def parse_packages(env: bool, value: object) -> tuple[str, ...]:
     packages: dict[str, str] = {}
     for item in value:
         requirement = parse_package(item)
-        key = normalize_package(_REQUIREMENT.fullmatch(requirement).group("name"))
+        key = normalize_package(re.fullmatch(_REQUIREMENT, requirement).group("name"))
         if key in packages:
             raise InvalidValue("packages", item, "names a package that is already listed")
         packages[key] = requirement

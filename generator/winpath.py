@@ -30,8 +30,8 @@ RESERVED_NAMES = frozenset(
     + [f"lpt{i}" for i in "123456789"]
 )
 
-_ENV_PREFIX = re.compile(r"%([A-Za-z]+)%(?:\\|$)")
-_DRIVE = re.compile(r"[A-Za-z]:\\")
+_ENV_PREFIX = r"%([A-Za-z]+)%(?:\\|$)"  # compiled on first use
+_DRIVE = r"[A-Za-z]:\\"  # compiled on first use
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def parse_windows_path(param: str, value: str) -> WinPath:
         raise InvalidValue(param, value, "a Windows path is required")
     if len(value) > MAX_PATH_CHARS:
         raise InvalidValue(param, value, f"longer than {MAX_PATH_CHARS} characters (Windows MAX_PATH)")
-    env = _ENV_PREFIX.match(value)
+    env = re.match(_ENV_PREFIX, value)
     if env:
         base = ENV_BASES.get(env.group(1).lower())
         if base is None:
@@ -117,7 +117,7 @@ def parse_windows_path(param: str, value: str) -> WinPath:
         _check_chars(param, value, body)
         _check_components(param, value, parts)
         return WinPath(None, "\\\\" + body)
-    if not _DRIVE.match(value):
+    if not re.match(_DRIVE, value):
         raise InvalidValue(
             param, value,
             "must be an absolute Windows path (C:\\..., \\\\server\\share\\...) "

@@ -291,3 +291,20 @@ def test_render_writes_nothing(tmp_path, monkeypatch):
     render(build_spec(**CANONICAL))
     assert [str(p) for p in tmp_path.rglob("*") if p.is_file()] == []
     assert {p.name: p.stat().st_mtime_ns for p in TEMPLATES.rglob("*")} == before
+
+
+def test_compiled_templates_render_the_same_bytes(tmp_path, monkeypatch):
+    """What the wheel ships compiled (generator/precompile.py) renders what the templates render."""
+    import generator.precompile as precompile
+    from generator.render import render
+    from generator.spec import build_spec
+
+    specs = [build_spec(**CANONICAL), build_spec(**CANONICAL, scope="user", user="CONTOSO\\alice", window="minimized",
+                                                  auth="none", port=8080)]
+    from_source = [render(spec) for spec in specs]
+    compiled = tmp_path / "generator" / "compiled"
+    precompile.compile_all(compiled)
+    (tmp_path / "generator" / "templates").mkdir()  # the wheel's layout: compiled beside templates
+    monkeypatch.setattr(precompile, "COMPILED", compiled)
+    assert precompile.compiled_folder("md") == compiled / "md"
+    assert [render(spec) for spec in specs] == from_source

@@ -107,6 +107,17 @@ def test_wheel_carries_the_templates_py_typed_and_the_license(built):
     assert not any(name.startswith(("tests/", "templates/", "benchmarks/")) for name in names)
 
 
+def test_wheel_carries_the_templates_compiled(built):
+    """Compiled at build time for each output language, with the jinja2 version that compiled them."""
+    _, wheel = built
+    names, _, _ = wheel_metadata(wheel)
+    with zipfile.ZipFile(wheel) as whl:
+        version = whl.read("generator/compiled/JINJA_VERSION").decode().strip()
+    assert version.startswith("3.")
+    for language in ("bat", "hosts", "md", "ps", "py", "xml"):
+        assert any(name.startswith(f"generator/compiled/{language}/tmpl_") for name in names), language
+
+
 def test_wheel_requires_what_pyproject_declares_with_its_floors(built):
     _, wheel = built
     _, _, metadata = wheel_metadata(wheel)
@@ -136,6 +147,14 @@ def test_wheel_in_a_fresh_venv_renders_the_golden_bundle(built, tmp_path):
         cwd=elsewhere, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert run.returncode == 0, run.stderr
+    # ... from the templates the wheel carries compiled: no run compiles one.
+    used = subprocess.run(
+        [str(venv / "bin" / "python"), "-c",
+         "from generator.precompile import compiled_folder; print(all(compiled_folder(l) for l in "
+         "('bat', 'hosts', 'md', 'ps', 'py', 'xml')))"],
+        capture_output=True, text=True, check=True, cwd=elsewhere,  # not the checkout's generator/
+    )
+    assert used.stdout.strip() == "True", used.stdout + used.stderr
     golden = REPO / "tests" / "golden" / "py"
     assert {p.name: p.read_bytes() for p in (elsewhere / "out").iterdir()} == {
         p.name: p.read_bytes() for p in golden.iterdir()

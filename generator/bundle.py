@@ -1,0 +1,108 @@
+"""A bundle on disk, read back: its files and its bundle.json, for check, diff, sign and --from.
+
+Only what a bundle can hold is read: the regular files of one folder, each within a
+size limit, and a bundle.json that is a gen-bundle manifest. Anything else is a reason
+to stop (a UsageError: exit 2), not to guess.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import GenBundleError
+from .render import BUNDLE_JSON, SHA256SUMS
+from .spec import INPUTS
+
+MAX_MANIFEST_BYTES = 64 * 1024
+MAX_FILE_BYTES = 1024 * 1024 * 1024  # an environment's archive is about 60 MB
+SIGNATURE_BEGIN = b"\r\n# SIG # Begin signature block\r\n"
+SIGNATURE_END = b"# SIG # End signature block\r\n"
+PUBLISHER_FILE = "publisher.cer"
+
+
+class NotABundle(GenBundleError):
+    """The folder given is not a bundle gen-bundle can read."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    files: dict[str, bytes]  # every regular file of the folder, by name
+    others: tuple[str, ...]  # entries that are not regular files (folders, links)
+    manifest: dict
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest.get("version"))
+
+    @property
+    def inputs(self) -> dict[str, object]:
+        return dict(self.manifest.get("inputs") or {})
+
+    @property
+    def signature(self) -> dict | None:
+        signature = self.manifest.get("signature")
+        return signature if isinstance(signature, dict) else None
+
+    def sums(self) -> dict[str, str]:
+        """SHA256SUMS as name -> digest; an unreadable line is left out (check names the file)."""
+        found = {}
+        for line in self.files.get(SHA256SUMS, b"").decode("ascii", "replace").splitlines():
+            digest, sep, name = line.partition("  ")
+            if sep and len(digest) == 64:
+                found[name] = digest
+        return found
+
+
+def read_manifest(path: Path) -> dict:
+    """bundle.json, when it is a regular file of a manifest's size holding a gen-bundle manifest."""
+    try:
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MANIFEST_BYTES:
+            raise NotABundle(f"{path} is not a bundle.json (not a regular file of at most {MAX_MANIFEST_BYTES} bytes)")
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise NotABundle(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError):
+        raise NotABundle(f"{path} is not JSON") from None
+    if not isinstance(manifest, dict) or manifest.get("generator") != "gen-bundle":
+        raise NotABundle(f"{path} is not a gen-bundle bundle.json")
+    inputs = manifest.get("inputs")
+    if not isinstance(inputs, dict) or not set(inputs) <= set(INPUTS) or "ip" not in inputs:
+        raise NotABundle(f"{path} does not hold gen-bundle's inputs")
+    return manifest
+
+
+def read_bundle(folder: str | Path) -> Bundle:
+    path = Path(folder)
+    if not path.is_dir():
+        raise NotABundle(f"{path} is not a folder")
+    manifest = read_manifest(path / BUNDLE_JSON)
+    files: dict[str, bytes] = {}
+    others = []
+    for entry in sorted(path.iterdir()):
+        info = entry.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            others.append(entry.name)
+            continue
+        if info.st_size > MAX_FILE_BYTES:
+            raise NotABundle(f"{entry} is larger than {MAX_FILE_BYTES} bytes: not a bundle's file")
+        files[entry.name] = entry.read_bytes()
+    return Bundle(path, files, tuple(others), manifest)
+
+
+def strip_signature(data: bytes) -> bytes:
+    """A script as it was before Authenticode signing appended its signature block."""
+    at = data.rfind(SIGNATURE_BEGIN)
+    if at >= 0 and data.endswith(SIGNATURE_END):
+        return data[:at]
+    return data
+
+
+def is_signed(data: bytes) -> bool:
+    return strip_signature(data) != data

@@ -1,0 +1,148 @@
+"""gen-bundle check: is this folder exactly a bundle that this gen-bundle renders?
+
+Two independent questions, both answered for every file:
+1. Does each file match SHA256SUMS (what the reviewer's approval pins)?
+2. Does this gen-bundle, given the inputs in bundle.json, render the same bytes?
+   That catches what hashes cannot: a file changed together with its SHA256SUMS line.
+A signed bundle is compared with its signature blocks set aside, and each signature is
+verified (osslsigncode) against the certificate bundle.json names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .bundle import PUBLISHER_FILE, Bundle, is_signed, read_bundle, strip_signature
+from .errors import GenBundleError
+from .render import BUNDLE_JSON, SHA256SUMS
+
+
+@dataclass(frozen=True)
+class Finding:
+    file: str
+    problem: str
+
+
+@dataclass
+class Report:
+    bundle: str
+    bundle_version: str
+    this_version: str = __version__
+    signed_by: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return not self.findings
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {
+                "bundle": self.bundle,
+                "identical": self.identical,
+                "generator": {"bundle": self.bundle_version, "this": self.this_version},
+                "signed_by": self.signed_by,
+                "findings": [{"file": f.file, "problem": f.problem} for f in self.findings],
+            },
+            indent=2,
+        )
+
+    def as_text(self) -> str:
+        if self.identical:
+            signed = f", signed by {self.signed_by}" if self.signed_by else ""
+            return (f"{self.bundle}: every file matches SHA256SUMS and is what gen-bundle {self.this_version} "
+                    f"renders from bundle.json{signed}")
+        lines = [f"{self.bundle}: {len(self.findings)} difference(s):"]
+        lines += [f"  {f.file}: {f.problem}" for f in self.findings]
+        return "\n".join(lines)
+
+
+def _sums_findings(bundle: Bundle) -> list[Finding]:
+    findings = []
+    sums = bundle.sums()
+    if SHA256SUMS not in bundle.files:
+        return [Finding(SHA256SUMS, "missing")]
+    for name, digest in sorted(sums.items()):
+        data = bundle.files.get(name)
+        if data is None:
+            findings.append(Finding(name, "listed in SHA256SUMS but missing"))
+        elif hashlib.sha256(data).hexdigest() != digest:
+            findings.append(Finding(name, "differs from SHA256SUMS"))
+    for name in sorted(set(bundle.files) - set(sums) - {SHA256SUMS}):
+        findings.append(Finding(name, "not listed in SHA256SUMS"))
+    for name in bundle.others:
+        findings.append(Finding(name, "not a regular file: a bundle holds files only"))
+    return findings
+
+
+def expected_files(bundle: Bundle, *, offline: bool = False, cache: str | Path | None = None) -> dict[str, bytes]:
+    """What this gen-bundle renders from the bundle's bundle.json (its environment from its own lock)."""
+    from .api import build_env
+    from .render import render
+    from .spec import build_spec
+
+    spec = build_spec(**bundle.inputs)
+    built = None
+    if spec.env:
+        lock = bundle.files.get("pylock.toml")
+        if lock is None:
+            raise GenBundleError("bundle.json asks for an environment, and the bundle has no pylock.toml")
+        built = build_env(spec, lock=lock.decode("utf-8"), lock_source=f"{bundle.path}/pylock.toml",
+                          offline=offline, cache=cache)
+    return render(spec, env=built)
+
+
+def _unsigned_manifest(bundle: Bundle) -> bytes:
+    """bundle.json as it was before signing: without the signature and the publisher's certificate."""
+    manifest = {key: value for key, value in bundle.manifest.items() if key != "signature"}
+    manifest["files"] = [name for name in manifest.get("files", []) if name != PUBLISHER_FILE]
+    return (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def check_bundle(folder: str | Path, *, ca: str | Path | None = None, offline: bool = False,
+                 cache: str | Path | None = None) -> Report:
+    bundle = read_bundle(folder)
+    report = Report(str(folder), bundle.version)
+    report.findings += _sums_findings(bundle)
+    if bundle.version != __version__:
+        report.findings.append(Finding(
+            BUNDLE_JSON,
+            f"made by gen-bundle {bundle.version}, not by this gen-bundle {__version__}: its files cannot be "
+            f"re-rendered by this version (gen-bundle --from {Path(folder) / BUNDLE_JSON} renders its inputs "
+            "with this one; gen-bundle diff shows what changes)",
+        ))
+        return report
+    try:
+        expected = expected_files(bundle, offline=offline, cache=cache)
+    except GenBundleError as exc:
+        report.findings.append(Finding(BUNDLE_JSON, f"its inputs cannot be rendered: {exc}"))
+        return report
+    signature = bundle.signature
+    actual = dict(bundle.files)
+    if signature is not None:
+        from .sign import verify_signatures
+
+        report.signed_by = str(signature.get("thumbprint"))
+        report.findings += verify_signatures(bundle, ca=ca)
+        actual = {name: strip_signature(data) if name.endswith(".ps1") else data for name, data in actual.items()}
+        if BUNDLE_JSON in actual:
+            actual[BUNDLE_JSON] = _unsigned_manifest(bundle)
+        actual.pop(PUBLISHER_FILE, None)
+        expected.pop(SHA256SUMS)  # refreshed by signing; every file was checked against it above
+        actual.pop(SHA256SUMS, None)
+    else:
+        for name, data in actual.items():
+            if name.endswith(".ps1") and is_signed(data):
+                report.findings.append(Finding(name, "carries a signature, but bundle.json names no signer"))
+    for name in sorted(set(expected) | set(actual)):
+        if name not in actual:
+            report.findings.append(Finding(name, "missing: gen-bundle renders it from bundle.json"))
+        elif name not in expected:
+            report.findings.append(Finding(name, "not a file gen-bundle renders from bundle.json"))
+        elif actual[name] != expected[name]:
+            report.findings.append(Finding(name, "differs from what gen-bundle renders from bundle.json"))
+    return report

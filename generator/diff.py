@@ -1,0 +1,158 @@
+"""gen-bundle diff OLD NEW: what a re-reviewer reads before approving a new bundle.
+
+First what changed in plain words (inputs, generator version, files, the hosts block,
+the task's settings, the environment's packages), then a unified diff of each changed
+text file: the task XML decoded from UTF-16, line endings shown only where they changed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import tomllib
+import xml.etree.ElementTree as ElementTree
+
+from .bundle import Bundle, read_bundle
+
+TASK_NS = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
+TEXT_SUFFIXES = (".ps1", ".bat", ".py", ".md", ".txt", ".json", ".toml", ".xml")
+NO_SUMS = frozenset({"SHA256SUMS"})  # its changes follow from the files'; its lines would only repeat them
+WELL_KNOWN = {"S-1-5-32-545": "BUILTIN\\Users", "S-1-5-32-544": "BUILTIN\\Administrators", "S-1-5-18": "SYSTEM"}
+
+
+def _text(name: str, data: bytes) -> str | None:
+    if not name.endswith(TEXT_SUFFIXES) and name != "SHA256SUMS":
+        return None
+    try:
+        if data.startswith(b"\xff\xfe"):
+            return data[2:].decode("utf-16-le")
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+
+
+def task_settings(data: bytes | None) -> dict[str, str]:
+    """The settings of a task XML a reviewer weighs, in words."""
+    if data is None:
+        return {}
+    text = _text("task.xml", data)
+    try:
+        root = ElementTree.fromstring(text.encode("utf-8").replace(b'encoding="UTF-16"', b'encoding="UTF-8"'))
+    except (ElementTree.ParseError, AttributeError):
+        return {"task": "not readable XML"}
+
+    def value(path: str) -> str:
+        node = root.find(path, TASK_NS)
+        return (node.text or "").strip() if node is not None else ""
+
+    group, user = value("t:Principals/t:Principal/t:GroupId"), value("t:Principals/t:Principal/t:UserId")
+    principal = f"group {group} ({WELL_KNOWN.get(group, group)})" if group else f"user {user}"
+    trigger_user = value("t:Triggers/t:LogonTrigger/t:UserId")
+    return {
+        "runs as": f"{principal}, run level {value('t:Principals/t:Principal/t:RunLevel')}",
+        "starts at": "the logon of " + (trigger_user or "any user"),
+        "command": f"{value('t:Actions/t:Exec/t:Command')} {value('t:Actions/t:Exec/t:Arguments')}".strip(),
+        "working directory": value("t:Actions/t:Exec/t:WorkingDirectory"),
+        "more than one instance": value("t:Settings/t:MultipleInstancesPolicy"),
+        "time limit": value("t:Settings/t:ExecutionTimeLimit"),
+    }
+
+
+def _task_file(bundle: Bundle) -> bytes | None:
+    return next((data for name, data in bundle.files.items() if name.endswith(".task.xml")), None)
+
+
+def _packages(bundle: Bundle) -> dict[str, str]:
+    lock = bundle.files.get("pylock.toml")
+    if lock is None:
+        return {}
+    try:
+        document = tomllib.loads(lock.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return {"(pylock.toml)": "not readable"}
+    return {str(p.get("name")): str(p.get("version")) for p in document.get("packages", []) if isinstance(p, dict)}
+
+
+def _hosts(bundle: Bundle) -> list[str]:
+    text = _text("hosts.txt", bundle.files.get("hosts.txt", b"")) or ""
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def _show(line: str) -> tuple[str, str]:
+    body = line.rstrip("\r\n")
+    return body, line[len(body):]
+
+
+def unified(name: str, old: str, new: str) -> list[str]:
+    """A unified diff; a line whose only change is its line ending says so ([CRLF] / [LF])."""
+    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    out = []
+    for line in difflib.unified_diff(a, b, f"a/{name}", f"b/{name}", n=2):
+        if line.startswith(("---", "+++", "@@")):
+            out.append(line.rstrip("\n"))
+            continue
+        out.append(line)
+    # Mark the ending of a changed line whose text is on the other side with another ending.
+    sides: dict[str, set[tuple[str, str]]] = {"-": set(), "+": set()}
+    for line in out:
+        if line[:1] in sides and not line.startswith(("---", "+++")):
+            sides[line[0]].add(_show(line[1:]))
+    shown = []
+    for line in out:
+        if line[:1] in sides and not line.startswith(("---", "+++")):
+            body, ending = _show(line[1:])
+            other = sides["+" if line[0] == "-" else "-"]
+            if (body, ending) not in other and any(body == text for text, _ in other):
+                body += {"\r\n": " [CRLF]", "\n": " [LF]", "": " [no newline at end]"}.get(ending, f" [{ending!r}]")
+            shown.append(line[0] + body)
+        else:
+            shown.append(_show(line)[0])
+    return shown
+
+
+def diff_bundles(old_folder: str, new_folder: str) -> list[str]:
+    """The lines of the report; none when the two bundles are identical, file for file."""
+    old, new = read_bundle(old_folder), read_bundle(new_folder)
+    if old.files == new.files and old.others == new.others:
+        return []
+    lines = []
+    if old.version != new.version:
+        lines.append(f"generator: gen-bundle {old.version} -> {new.version}")
+    for key in sorted(set(old.inputs) | set(new.inputs), key=lambda k: (k not in old.inputs, k)):
+        before, after = old.inputs.get(key, "(not set)"), new.inputs.get(key, "(not set)")
+        if before != after:
+            lines.append(f"input {key}: {before} -> {after}")
+    if (old.signature or {}).get("thumbprint") != (new.signature or {}).get("thumbprint"):
+        lines.append(f"signed by: {(old.signature or {}).get('thumbprint', 'nobody')} -> "
+                     f"{(new.signature or {}).get('thumbprint', 'nobody')}")
+    added, removed = sorted(set(new.files) - set(old.files)), sorted(set(old.files) - set(new.files))
+    lines += [f"file added: {name}" for name in added] + [f"file removed: {name}" for name in removed]
+    if _hosts(old) != _hosts(new):
+        before, after = " / ".join(_hosts(old)) or "(none)", " / ".join(_hosts(new)) or "(none)"
+        lines.append(f"hosts file block: {before} -> {after}")
+    old_task, new_task = task_settings(_task_file(old)), task_settings(_task_file(new))
+    for key in [k for k in new_task if k in old_task] + [k for k in new_task if k not in old_task]:
+        if old_task.get(key) != new_task.get(key):
+            lines.append(f"task {key}: {old_task.get(key, '(none)')} -> {new_task[key]}")
+    old_packages, new_packages = _packages(old), _packages(new)
+    for package in sorted(set(old_packages) | set(new_packages), key=str.lower):
+        before, after = old_packages.get(package), new_packages.get(package)
+        if before != after:
+            lines.append(f"package {package}: {before or '(none)'} -> {after or '(removed)'}")
+    for name in sorted(set(old.files) & set(new.files) - NO_SUMS):
+        a, b = old.files[name], new.files[name]
+        if a == b:
+            continue
+        old_text, new_text = _text(name, a), _text(name, b)
+        if old_text is None or new_text is None:
+            lines.append(f"file changed: {name} (binary: SHA-256 {hashlib.sha256(a).hexdigest()[:16]}... -> "
+                         f"{hashlib.sha256(b).hexdigest()[:16]}..., {len(a)} -> {len(b)} bytes)")
+            continue
+        lines += unified(name, old_text, new_text)
+    return lines
+
+
+def plain_words(lines: list[str]) -> list[str]:
+    """The summary part of a report: the lines before the first file's diff."""
+    return [line for line in lines if not re.match(r"(---|\+\+\+|@@|[-+ ])", line)]
