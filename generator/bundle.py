@@ -8,6 +8,7 @@ to stop (a UsageError: exit 2), not to guess.
 from __future__ import annotations
 
 import json
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from .spec import INPUTS
 
 MAX_MANIFEST_BYTES = 64 * 1024
 MAX_FILE_BYTES = 1024 * 1024 * 1024  # an environment's archive is about 60 MB
+MAX_BUNDLE_BYTES = 2 * MAX_FILE_BYTES
 SIGNATURE_BEGIN = b"\r\n# SIG # Begin signature block\r\n"
 SIGNATURE_END = b"# SIG # End signature block\r\n"
 PUBLISHER_FILE = "publisher.cer"
@@ -59,22 +61,38 @@ class Bundle:
         return found
 
 
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    keys = [key for key, _ in pairs]
+    duplicated = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicated:
+        # A reader sees the first value, Python's json the last: such a file is not a manifest.
+        raise ValueError(f"the key {duplicated[0]!r} appears twice")
+    return dict(pairs)
+
+
 def read_manifest(path: Path) -> dict:
     """bundle.json, when it is a regular file of a manifest's size holding a gen-bundle manifest."""
     try:
         info = path.lstat()
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MANIFEST_BYTES:
             raise NotABundle(f"{path} is not a bundle.json (not a regular file of at most {MAX_MANIFEST_BYTES} bytes)")
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
     except OSError as exc:
         raise NotABundle(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (ValueError, RecursionError):
-        raise NotABundle(f"{path} is not JSON") from None
+    except (ValueError, RecursionError) as exc:
+        raise NotABundle(f"{path} is not a JSON manifest: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("generator") != "gen-bundle":
         raise NotABundle(f"{path} is not a gen-bundle bundle.json")
     inputs = manifest.get("inputs")
     if not isinstance(inputs, dict) or not set(inputs) <= set(INPUTS) or "ip" not in inputs:
         raise NotABundle(f"{path} does not hold gen-bundle's inputs")
+    files = manifest.get("files")
+    if not isinstance(files, list) or not all(isinstance(name, str) for name in files):
+        raise NotABundle(f"{path}: 'files' is not a list of file names")
+    if not isinstance(manifest.get("version"), str):
+        raise NotABundle(f"{path}: 'version' is not a version")
+    if "signature" in manifest and not isinstance(manifest["signature"], dict):
+        raise NotABundle(f"{path}: 'signature' is not an object")
     return manifest
 
 
@@ -85,23 +103,37 @@ def read_bundle(folder: str | Path) -> Bundle:
     manifest = read_manifest(path / BUNDLE_JSON)
     files: dict[str, bytes] = {}
     others = []
+    total = 0
     for entry in sorted(path.iterdir()):
         info = entry.lstat()
         if not stat.S_ISREG(info.st_mode):
             others.append(entry.name)
             continue
-        if info.st_size > MAX_FILE_BYTES:
-            raise NotABundle(f"{entry} is larger than {MAX_FILE_BYTES} bytes: not a bundle's file")
+        total += info.st_size
+        if info.st_size > MAX_FILE_BYTES or total > MAX_BUNDLE_BYTES:
+            raise NotABundle(f"{entry}: larger than a bundle's files can be ({MAX_BUNDLE_BYTES} bytes in all)")
         files[entry.name] = entry.read_bytes()
     return Bundle(path, files, tuple(others), manifest)
 
 
+_SIGNATURE_LINE = re.compile(rb"# [A-Za-z0-9+/]+=*\r\n")
+
+
 def strip_signature(data: bytes) -> bytes:
-    """A script as it was before Authenticode signing appended its signature block."""
+    """A script as it was before Authenticode signing appended its signature block.
+
+    Only a block in the form signing writes is set aside: the two marker lines and, between
+    them, nothing but comment lines of base64. Anything else in it (a line of code that
+    PowerShell would run, a blank line) leaves the script as it is, so that it differs.
+    """
     at = data.rfind(SIGNATURE_BEGIN)
-    if at >= 0 and data.endswith(SIGNATURE_END):
-        return data[:at]
-    return data
+    if at < 0 or not data.endswith(SIGNATURE_END):
+        return data
+    body = data[at + len(SIGNATURE_BEGIN) : len(data) - len(SIGNATURE_END)]
+    lines = body.splitlines(keepends=True)
+    if not lines or not all(_SIGNATURE_LINE.fullmatch(line) for line in lines):
+        return data
+    return data[:at]
 
 
 def is_signed(data: bytes) -> bool:

@@ -79,8 +79,12 @@ def _sums_findings(bundle: Bundle) -> list[Finding]:
     return findings
 
 
-def expected_files(bundle: Bundle, *, offline: bool = False, cache: str | Path | None = None) -> dict[str, bytes]:
-    """What this gen-bundle renders from the bundle's bundle.json (its environment from its own lock)."""
+def expected_files(bundle: Bundle, *, offline: bool = True, cache: str | Path | None = None) -> dict[str, bytes]:
+    """What this gen-bundle renders from the bundle's bundle.json (its environment from its own lock).
+
+    Offline unless asked: the wheel addresses in a bundle's lock are the bundle's to choose,
+    and checking a bundle must not make requests it picked. The wheels come from the cache.
+    """
     from .api import build_env
     from .render import render
     from .spec import build_spec
@@ -96,15 +100,26 @@ def expected_files(bundle: Bundle, *, offline: bool = False, cache: str | Path |
     return render(spec, env=built)
 
 
-def _unsigned_manifest(bundle: Bundle) -> bytes:
-    """bundle.json as it was before signing: without the signature and the publisher's certificate."""
-    manifest = {key: value for key, value in bundle.manifest.items() if key != "signature"}
-    manifest["files"] = [name for name in manifest.get("files", []) if name != PUBLISHER_FILE]
+def signed_manifest(rendered: bytes, signature: dict) -> bytes:
+    """bundle.json of a signed bundle: the rendered one, with the signer and publisher.cer added.
+
+    sign writes it and check compares it byte for byte, so that nothing else (another key,
+    a key written twice, another signer's name) can ride along in a signed bundle.json.
+    """
+    manifest = json.loads(rendered)
+    manifest["signature"] = signature
+    manifest["files"] = sorted([*manifest["files"], PUBLISHER_FILE])
     return (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def check_bundle(folder: str | Path, *, ca: str | Path | None = None, offline: bool = False,
-                 cache: str | Path | None = None) -> Report:
+def sums_of(files: dict[str, bytes]) -> bytes:
+    """SHA256SUMS for ``files`` (every file but itself), in the form the render writes."""
+    sums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items() if name != SHA256SUMS}
+    return "".join(f"{sums[name]}  {name}\n" for name in sorted(sums)).encode("ascii")
+
+
+def check_bundle(folder: str | Path, *, ca: str | Path | None = None, signer: str | None = None,
+                 download: bool = False, cache: str | Path | None = None) -> Report:
     bundle = read_bundle(folder)
     report = Report(str(folder), bundle.version)
     report.findings += _sums_findings(bundle)
@@ -117,23 +132,38 @@ def check_bundle(folder: str | Path, *, ca: str | Path | None = None, offline: b
         ))
         return report
     try:
-        expected = expected_files(bundle, offline=offline, cache=cache)
+        expected = expected_files(bundle, offline=not download, cache=cache)
     except GenBundleError as exc:
-        report.findings.append(Finding(BUNDLE_JSON, f"its inputs cannot be rendered: {exc}"))
+        hint = " (the wheels are not all in the cache: check --download fetches those pylock.toml names)" if (
+            "--offline" in str(exc)) else ""
+        report.findings.append(Finding(BUNDLE_JSON, f"its inputs cannot be rendered: {exc}{hint}"))
         return report
     signature = bundle.signature
     actual = dict(bundle.files)
+    if signer is not None and (signature or {}).get("thumbprint") != signer.upper():
+        report.findings.append(Finding(BUNDLE_JSON, f"signed by {(signature or {}).get('thumbprint', 'nobody')}, "
+                                                    f"not by {signer.upper()} as --signer asks"))
     if signature is not None:
-        from .sign import verify_signatures
+        from .sign import signature_entry, verify_signatures
 
         report.signed_by = str(signature.get("thumbprint"))
         report.findings += verify_signatures(bundle, ca=ca)
         actual = {name: strip_signature(data) if name.endswith(".ps1") else data for name, data in actual.items()}
-        if BUNDLE_JSON in actual:
-            actual[BUNDLE_JSON] = _unsigned_manifest(bundle)
-        actual.pop(PUBLISHER_FILE, None)
-        expected.pop(SHA256SUMS)  # refreshed by signing; every file was checked against it above
-        actual.pop(SHA256SUMS, None)
+        der = bundle.files.get(PUBLISHER_FILE)
+        if der is not None:
+            scripts = sorted(name for name in expected if name.endswith(".ps1"))
+            timestamp = signature.get("timestamp")
+            try:
+                canonical = signature_entry(der, scripts, timestamp if isinstance(timestamp, str) else None)
+                expected[BUNDLE_JSON] = signed_manifest(expected[BUNDLE_JSON], canonical)
+            except GenBundleError as exc:
+                report.findings.append(Finding(PUBLISHER_FILE, str(exc)))
+            expected[PUBLISHER_FILE] = der
+        # SHA256SUMS is refreshed by signing: it must list every file, in the form signing writes
+        # (each file against its line was checked above), and nothing else.
+        listed = bundle.sums()
+        expected[SHA256SUMS] = "".join(f"{listed.get(name, '?')}  {name}\n" for name in sorted(
+            set(bundle.files) - {SHA256SUMS})).encode("ascii")
     else:
         for name, data in actual.items():
             if name.endswith(".ps1") and is_signed(data):

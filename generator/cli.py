@@ -262,8 +262,11 @@ def _fail(exc: Exception, code: int | None = None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for a pipeline).")
 @click.option("--ca", metavar="FILE", help="A signed bundle: verify its signatures up to this root certificate "
               "(PEM) instead of the certificate the bundle names.")
-@click.option("--offline", is_flag=True, help="A bundle with an environment: rebuild it from the cache only.")
-def check(folder: str, as_json: bool, ca: str | None, offline: bool) -> None:
+@click.option("--signer", metavar="THUMBPRINT", help="A signed bundle: the certificate thumbprint it must be "
+              "signed with (as Windows shows it).")
+@click.option("--download", is_flag=True, help="A bundle with an environment: download the wheels its pylock.toml "
+              "names that the cache lacks (by default nothing is fetched from addresses a bundle chose).")
+def check(folder: str, as_json: bool, ca: str | None, signer: str | None, download: bool) -> None:
     """Is DIR exactly what was approved, and what this gen-bundle renders from its bundle.json?
 
     Every file is checked against SHA256SUMS, and bundle.json's inputs are rendered again
@@ -274,7 +277,7 @@ def check(folder: str, as_json: bool, ca: str | None, offline: bool) -> None:
     from .check import check_bundle
 
     try:
-        report = check_bundle(folder, ca=ca, offline=offline)
+        report = check_bundle(folder, ca=ca, signer=signer, download=download)
     except NotABundle as exc:
         _fail(exc, 2)
     except GenBundleError as exc:

@@ -17,7 +17,6 @@ from .bundle import Bundle, read_bundle
 
 TASK_NS = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
 TEXT_SUFFIXES = (".ps1", ".bat", ".py", ".md", ".txt", ".json", ".toml", ".xml")
-NO_SUMS = frozenset({"SHA256SUMS"})  # its changes follow from the files'; its lines would only repeat them
 WELL_KNOWN = {"S-1-5-32-545": "BUILTIN\\Users", "S-1-5-32-544": "BUILTIN\\Administrators", "S-1-5-18": "SYSTEM"}
 
 
@@ -40,19 +39,30 @@ def task_settings(data: bytes | None) -> dict[str, str]:
     try:
         root = ElementTree.fromstring(text.encode("utf-8").replace(b'encoding="UTF-16"', b'encoding="UTF-8"'))
     except (ElementTree.ParseError, AttributeError):
-        return {"task": "not readable XML"}
+        return {"XML": "not readable"}
 
     def value(path: str) -> str:
         node = root.find(path, TASK_NS)
         return (node.text or "").strip() if node is not None else ""
 
-    group, user = value("t:Principals/t:Principal/t:GroupId"), value("t:Principals/t:Principal/t:UserId")
-    principal = f"group {group} ({WELL_KNOWN.get(group, group)})" if group else f"user {user}"
-    trigger_user = value("t:Triggers/t:LogonTrigger/t:UserId")
+    def text(node, path: str) -> str:
+        found = node.find(path, TASK_NS)
+        return (found.text or "").strip() if found is not None else ""
+
+    principals = []
+    for principal in root.findall("t:Principals/t:Principal", TASK_NS):
+        group, user = text(principal, "t:GroupId"), text(principal, "t:UserId")
+        who = f"group {group} ({WELL_KNOWN.get(group, group)})" if group else f"user {WELL_KNOWN.get(user, user)}"
+        principals.append(f"{who}, run level {text(principal, 't:RunLevel')} (id {principal.get('id', '')})")
+    actions = root.find("t:Actions", TASK_NS)
+    commands = [f"{text(e, 't:Command')} {text(e, 't:Arguments')}".strip()
+                for e in root.findall("t:Actions/*", TASK_NS)]
+    triggers = [f"{t.tag.split('}')[-1]} {text(t, 't:UserId')}".strip() for t in root.findall("t:Triggers/*", TASK_NS)]
     return {
-        "runs as": f"{principal}, run level {value('t:Principals/t:Principal/t:RunLevel')}",
-        "starts at": "the logon of " + (trigger_user or "any user"),
-        "command": f"{value('t:Actions/t:Exec/t:Command')} {value('t:Actions/t:Exec/t:Arguments')}".strip(),
+        "runs as": "; ".join(principals) or "(no principal)",
+        "actions run as": actions.get("Context", "") if actions is not None else "",
+        "starts at": "; ".join(triggers) or "(no trigger)",
+        "command": " ; ".join(commands) or "(no action)",
         "working directory": value("t:Actions/t:Exec/t:WorkingDirectory"),
         "more than one instance": value("t:Settings/t:MultipleInstancesPolicy"),
         "time limit": value("t:Settings/t:ExecutionTimeLimit"),
@@ -71,12 +81,23 @@ def _packages(bundle: Bundle) -> dict[str, str]:
         document = tomllib.loads(lock.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         return {"(pylock.toml)": "not readable"}
-    return {str(p.get("name")): str(p.get("version")) for p in document.get("packages", []) if isinstance(p, dict)}
+    packages = document.get("packages")
+    if not isinstance(packages, list):
+        return {"(pylock.toml)": "holds no list of packages"}
+    return {str(p.get("name")): str(p.get("version")) for p in packages if isinstance(p, dict)}
 
 
 def _hosts(bundle: Bundle) -> list[str]:
     text = _text("hosts.txt", bundle.files.get("hosts.txt", b"")) or ""
     return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def _form(data: bytes) -> str:
+    if data.startswith(b"\xff\xfe"):
+        return "UTF-16LE with BOM"
+    if data.startswith(b"\xef\xbb\xbf"):
+        return "UTF-8 with BOM"
+    return "no BOM"
 
 
 def _show(line: str) -> tuple[str, str]:
@@ -128,6 +149,9 @@ def diff_bundles(old_folder: str, new_folder: str) -> list[str]:
                      f"{(new.signature or {}).get('thumbprint', 'nobody')}")
     added, removed = sorted(set(new.files) - set(old.files)), sorted(set(old.files) - set(new.files))
     lines += [f"file added: {name}" for name in added] + [f"file removed: {name}" for name in removed]
+    lines += [f"entry added: {name} (not a regular file: a bundle holds files only)"
+              for name in sorted(set(new.others) - set(old.others))]
+    lines += [f"entry removed: {name} (not a regular file)" for name in sorted(set(old.others) - set(new.others))]
     if _hosts(old) != _hosts(new):
         before, after = " / ".join(_hosts(old)) or "(none)", " / ".join(_hosts(new)) or "(none)"
         lines.append(f"hosts file block: {before} -> {after}")
@@ -140,11 +164,15 @@ def diff_bundles(old_folder: str, new_folder: str) -> list[str]:
         before, after = old_packages.get(package), new_packages.get(package)
         if before != after:
             lines.append(f"package {package}: {before or '(none)'} -> {after or '(removed)'}")
-    for name in sorted(set(old.files) & set(new.files) - NO_SUMS):
+    for name in sorted(set(old.files) & set(new.files)):
         a, b = old.files[name], new.files[name]
         if a == b:
             continue
         old_text, new_text = _text(name, a), _text(name, b)
+        if old_text is not None and old_text == new_text:
+            lines.append(f"file changed: {name} (the same text in another encoding or byte order mark: "
+                         f"{_form(a)} -> {_form(b)})")
+            continue
         if old_text is None or new_text is None:
             lines.append(f"file changed: {name} (binary: SHA-256 {hashlib.sha256(a).hexdigest()[:16]}... -> "
                          f"{hashlib.sha256(b).hexdigest()[:16]}..., {len(a)} -> {len(b)} bytes)")

@@ -9,7 +9,6 @@ users of the build machine could read in the process list, nor a file.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import ssl
@@ -17,13 +16,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .bundle import PUBLISHER_FILE, Bundle, read_bundle, strip_signature
-from .check import Finding, _sums_findings
+from .bundle import PUBLISHER_FILE, Bundle, read_bundle
+from .check import Finding, check_bundle, expected_files, signed_manifest, sums_of
 from .errors import GenBundleError
 from .output import write_bundle
 from .render import BUNDLE_JSON, SHA256SUMS
 
 PASSWORD_VARIABLE = "GEN_BUNDLE_SIGN_PASSWORD"
+MAX_PASSWORD_BYTES = 4096  # a pipe holds 64 KiB; a password is far shorter
 
 
 class SigningError(GenBundleError):
@@ -43,12 +43,16 @@ def _run(command: list[str], *, password: str | None = None, what: str) -> subpr
     read_end = write_end = None
     try:
         if password is not None:
+            if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES or "\n" in password:
+                raise SigningError(f"the password is longer than {MAX_PASSWORD_BYTES} bytes or holds a line break")
             read_end, write_end = os.pipe()
             command = [part.replace("{pass_fd}", f"/dev/fd/{read_end}") for part in command]
             os.write(write_end, password.encode("utf-8") + b"\n")
             os.close(write_end)
             write_end = None
-        done = subprocess.run(command, capture_output=True, text=True, check=False,
+        # The tools get no copy of the password in their environment either.
+        environment = {key: value for key, value in os.environ.items() if key != PASSWORD_VARIABLE}
+        done = subprocess.run(command, capture_output=True, text=True, check=False, env=environment,
                               pass_fds=(read_end,) if read_end is not None else ())
     finally:
         for end in (read_end, write_end):
@@ -99,22 +103,27 @@ def sign_bundle(
         raise SigningError("give --pfx FILE, or --cert FILE with --key FILE")
     if timestamp is not None and not timestamp.startswith(("http://", "https://")):
         raise SigningError(f"--timestamp {timestamp!r}: a time-stamping server's http(s) URL")
-    bundle = read_bundle(folder)
-    problems = [f for f in _sums_findings(bundle) if f.file != PUBLISHER_FILE]
+    # Only what gen-bundle renders from bundle.json is signed: a script changed together with
+    # SHA256SUMS in the folder would otherwise be signed with the organisation's key.
+    report = check_bundle(folder, ca=None)
+    problems = [f for f in report.findings if not f.problem.startswith("its Authenticode signature")]
     if problems:
+        named = ", ".join(sorted({finding.file for finding in problems}))
         raise SigningError(
-            f"{folder} does not match its SHA256SUMS ({problems[0].file}: {problems[0].problem}); "
-            "sign only the bundle that was reviewed"
+            f"{folder} is not exactly what gen-bundle renders from its bundle.json ({named}: first, "
+            f"{problems[0].file}: {problems[0].problem}); sign only the bundle that was reviewed "
+            "(gen-bundle check lists every difference)"
         )
+    bundle = read_bundle(folder)
     der = _certificate_der(pfx=Path(pfx) if pfx else None, cert=Path(cert) if cert else None, password=password)
-    files = dict(bundle.files)
+    files = expected_files(bundle)  # the rendered, unsigned files: each signed afresh
     scripts = sorted(name for name in files if name.endswith(".ps1"))
     osslsigncode = _tool("osslsigncode")
     with tempfile.TemporaryDirectory() as scratch:
         for name in scripts:
             source = Path(scratch) / name
             target = Path(scratch) / f"signed-{name}"
-            source.write_bytes(strip_signature(files[name]))
+            source.write_bytes(files[name])
             command = [osslsigncode, "sign", "-h", "sha256"]
             if pfx is not None:
                 command += ["-pkcs12", str(pfx), "-readpass", "{pass_fd}"]
@@ -128,7 +137,17 @@ def sign_bundle(
             _run(command, password=password if (pfx is not None or password is not None) else None,
                  what=f"signing {name}")
             files[name] = target.read_bytes()
-    signature = {
+    signature = signature_entry(der, scripts, timestamp)
+    files[PUBLISHER_FILE] = der
+    files[BUNDLE_JSON] = signed_manifest(files[BUNDLE_JSON], signature)
+    files[SHA256SUMS] = sums_of(files)
+    write_bundle(dict(sorted(files.items())), Path(folder), force=True)
+    return signature
+
+
+def signature_entry(der: bytes, scripts: list[str], timestamp: str | None) -> dict:
+    """bundle.json's record of the signer, all of it derived from the certificate and the scripts."""
+    return {
         "thumbprint": thumbprint(der),
         "subject": _subject(der),
         "digest": "sha256",
@@ -136,15 +155,6 @@ def sign_bundle(
         "scripts": scripts,
         "certificate": PUBLISHER_FILE,
     }
-    manifest = dict(bundle.manifest)
-    manifest["signature"] = signature
-    manifest["files"] = sorted(set(manifest.get("files", [])) | {PUBLISHER_FILE})
-    files[PUBLISHER_FILE] = der
-    files[BUNDLE_JSON] = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    sums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items() if name != SHA256SUMS}
-    files[SHA256SUMS] = "".join(f"{sums[name]}  {name}\n" for name in sorted(sums)).encode("ascii")
-    write_bundle(dict(sorted(files.items())), Path(folder), force=True)
-    return signature
 
 
 def verify_signatures(bundle: Bundle, *, ca: str | Path | None = None) -> list[Finding]:

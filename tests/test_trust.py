@@ -173,9 +173,9 @@ def test_diff_names_the_port_and_the_task_principal(tmp_path):
     lines = result.output.splitlines()
     assert "input port: 80 -> 8080" in lines
     assert "input scope: machine -> user" in lines
-    assert ("task runs as: group S-1-5-32-545 (BUILTIN\\Users), run level LeastPrivilege -> "
-            "user CONTOSO\\alice, run level LeastPrivilege") in lines
-    assert "task starts at: the logon of any user -> the logon of CONTOSO\\alice" in lines
+    assert ("task runs as: group S-1-5-32-545 (BUILTIN\\Users), run level LeastPrivilege (id Users) -> "
+            "user CONTOSO\\alice, run level LeastPrivilege (id User)") in lines
+    assert "task starts at: LogonTrigger -> LogonTrigger CONTOSO\\alice" in lines
     # The task XML is shown decoded from UTF-16, as text.
     assert "--- a/py.task.xml" in lines and any(line.startswith("+") and "<UserId>" in line for line in lines)
 
@@ -242,7 +242,7 @@ def test_env_bundles_regenerate_from_their_own_lock(tmp_path, windows_env, env_c
     assert result.exit_code == 0, result.stderr
     again = {p.name: p.read_bytes() for p in (tmp_path / "again").iterdir()}
     assert again == files
-    assert gen("check", str(first), "--offline").exit_code == 0
+    assert gen("check", str(first)).exit_code == 0  # from the cache: check fetches nothing unless --download
 
 
 def test_the_help_examples_work_as_documented(tmp_path, signer, monkeypatch):
@@ -285,3 +285,157 @@ def _split_pairs(example: list[str]) -> list[list[str]]:
         else:
             break
     return [*commands, current]
+
+
+# ---- what a review of check, diff and sign found, each kept from coming back ----
+
+def signed_bundle(tmp_path: Path, signer: dict[str, Path], name: str = "s") -> Path:
+    bundle = make(tmp_path / name)
+    assert gen("sign", str(bundle), "--cert", str(signer["cert"]), "--key", str(signer["key"])).exit_code == 0
+    return bundle
+
+
+def test_code_hidden_in_a_signature_block_is_caught(tmp_path, signer):
+    bundle = signed_bundle(tmp_path, signer)
+    script = bundle / "detect.ps1"
+    data = script.read_bytes()
+    begin = data.rindex(b"# SIG # Begin signature block\r\n") + len(b"# SIG # Begin signature block\r\n")
+    script.write_bytes(data[:begin + 40] + b"\r\nStart-Process calc.exe\r\n" + data[begin + 40:])
+    rewrite_sums(bundle)
+    result = gen("check", str(bundle))
+    assert result.exit_code == 1
+    assert "detect.ps1: differs from what gen-bundle renders from bundle.json" in result.output
+
+
+def test_sign_signs_only_what_gen_bundle_renders(tmp_path, signer):
+    bundle = make(tmp_path / "b")
+    (bundle / "install.ps1").write_bytes((bundle / "install.ps1").read_bytes() + b"\r\nStart-Process calc.exe\r\n")
+    rewrite_sums(bundle)  # the folder's own SHA256SUMS agrees: that is not enough
+    result = gen("sign", str(bundle), "--cert", str(signer["cert"]), "--key", str(signer["key"]))
+    assert result.exit_code == 1
+    assert "is not exactly what gen-bundle renders from its bundle.json (SHA256SUMS, install.ps1:" in result.stderr
+    assert not (bundle / "publisher.cer").exists()
+
+
+def test_a_forged_signer_record_and_a_second_key_are_caught(tmp_path, signer):
+    bundle = signed_bundle(tmp_path, signer)
+    text = (bundle / "bundle.json").read_text()
+    forged = text.replace('"subject": "', '"subject": "CN=Microsoft Windows,', 1)
+    (bundle / "bundle.json").write_text(forged)
+    rewrite_sums(bundle)
+    assert gen("check", str(bundle)).exit_code == 1
+    twice = text.replace('"generator": "gen-bundle",',
+                         '"generator": "gen-bundle",\n  "inputs": {"ip": "127.0.0.99"},', 1)
+    (bundle / "bundle.json").write_text(twice)
+    rewrite_sums(bundle)
+    result = gen("check", str(bundle))
+    assert result.exit_code == 2 and "appears twice" in result.stderr
+
+
+def test_check_pins_the_signer_and_reads_sha256sums_exactly(tmp_path, signer):
+    bundle = signed_bundle(tmp_path, signer)
+    thumbprint = json.loads((bundle / "bundle.json").read_text())["signature"]["thumbprint"]
+    assert gen("check", str(bundle), "--signer", thumbprint.lower()).exit_code == 0
+    other = gen("check", str(bundle), "--signer", "0" * 40)
+    assert other.exit_code == 1 and f"signed by {thumbprint}, not by {'0' * 40}" in other.output
+    with open(bundle / "SHA256SUMS", "a") as sums:
+        sums.write("junk\n")  # install.ps1 stops on such a line: check must not pass it
+    result = gen("check", str(bundle))
+    assert result.exit_code == 1 and "SHA256SUMS: differs" in result.output
+
+
+def test_odd_manifests_and_locks_are_errors_not_tracebacks(tmp_path, signer):
+    bundle = signed_bundle(tmp_path, signer)
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    manifest["files"] = 5
+    (bundle / "bundle.json").write_text(json.dumps(manifest))
+    for command in (["check", str(bundle)], ["diff", str(bundle), str(bundle)]):
+        result = gen(*command)
+        assert result.exit_code == 2 and "'files' is not a list" in result.stderr, command
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    old, new = make(tmp_path / "old"), make(tmp_path / "new")
+    (old / "pylock.toml").write_text('lock-version = "1.0"\npackages = 5\n')
+    (new / "pylock.toml").write_text('lock-version = "1.0"\n')
+    result = gen("diff", str(old), str(new))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+
+
+def test_diff_names_every_difference(tmp_path):
+    old = make(tmp_path / "old")
+    cases = {
+        "sums": lambda b: (b / "SHA256SUMS").write_bytes((b / "SHA256SUMS").read_bytes() + b"\n"),
+        "entry": lambda b: (b / "sub").mkdir(),
+        "bom": lambda b: (b / "install.ps1").write_bytes((b / "install.ps1").read_bytes()[3:]),
+        "action": lambda b: (b / "py.task.xml").write_bytes((b / "py.task.xml").read_bytes().replace(
+            "</Exec>".encode("utf-16-le"),
+            "</Exec><Exec><Command>C:\\evil.exe</Command></Exec>".encode("utf-16-le"))),
+    }
+    expected = {
+        "sums": "--- a/SHA256SUMS",
+        "entry": "entry added: sub (not a regular file: a bundle holds files only)",
+        "bom": "file changed: install.ps1 (the same text in another encoding or byte order mark: "
+               "UTF-8 with BOM -> no BOM)",
+        "action": "C:\\evil.exe",
+    }
+    for case, change in cases.items():
+        new = tmp_path / case
+        shutil.copytree(old, new)
+        change(new)
+        result = gen("diff", str(old), str(new))
+        assert result.exit_code == 1, case
+        summary = [line for line in result.output.splitlines() if case != "action" or line.startswith("task command")]
+        assert any(expected[case] in line for line in summary), (case, result.output[:500])
+
+
+def test_check_fetches_nothing_a_bundle_names(tmp_path, windows_env, env_cache, monkeypatch):
+    """An --env bundle whose lock points at an address of its choosing: check does not go there."""
+    import http.server
+    import threading
+
+    requests: list[str] = []
+
+    class Index(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            requests.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Index)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        lock = tmp_path / "pylock.toml"
+        lock.write_bytes(windows_env.lock)
+        monkeypatch.setenv("GEN_BUNDLE_CACHE_DIR", str(env_cache))
+        bundle = make(tmp_path / "e", "--env", "--lock", str(lock), "--offline")
+        text = (bundle / "pylock.toml").read_text()
+        first = text.index('url = "') + len('url = "')
+        url = text[first:text.index('"', first)]
+        filename = url.rsplit("/", 1)[1]
+        (bundle / "pylock.toml").write_text(text.replace(url, f"http://127.0.0.1:{server.server_port}/{filename}"))
+        rewrite_sums(bundle)
+        monkeypatch.setenv("GEN_BUNDLE_CACHE_DIR", str(tmp_path / "empty-cache"))
+        result = gen("check", str(bundle))
+        assert result.exit_code == 1 and "check --download" in result.output
+        assert requests == []
+    finally:
+        server.shutdown()
+
+
+def test_the_password_is_in_no_child_environment(tmp_path, signer, monkeypatch):
+    bundle = make(tmp_path / "b")
+    environments: list[dict] = []
+    real_run = subprocess.run
+
+    def spy(argv, *args, **kwargs):
+        environments.append(kwargs.get("env") or dict(os.environ))
+        return real_run(argv, *args, **kwargs)
+
+    import os
+
+    monkeypatch.setattr(subprocess, "run", spy)
+    monkeypatch.setenv("GEN_BUNDLE_SIGN_PASSWORD", "correct horse")
+    assert gen("sign", str(bundle), "--pfx", str(signer["pfx"])).exit_code == 0
+    assert environments and all("correct horse" not in environment.values() for environment in environments)
