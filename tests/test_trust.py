@@ -439,3 +439,14 @@ def test_the_password_is_in_no_child_environment(tmp_path, signer, monkeypatch):
     monkeypatch.setenv("GEN_BUNDLE_SIGN_PASSWORD", "correct horse")
     assert gen("sign", str(bundle), "--pfx", str(signer["pfx"])).exit_code == 0
     assert environments and all("correct horse" not in environment.values() for environment in environments)
+
+
+def test_diff_names_package_version_changes_from_the_locks(tmp_path):
+    old, new = make(tmp_path / "old"), make(tmp_path / "new")
+    lock = ('lock-version = "1.0"\n[[packages]]\nname = "notebook"\nversion = "{}"\n'
+            '[[packages]]\nname = "{}"\nversion = "1"\n')
+    (old / "pylock.toml").write_text(lock.format("7.6.4", "six"))
+    (new / "pylock.toml").write_text(lock.format("7.6.5", "pandas"))
+    lines = gen("diff", str(old), str(new)).output.splitlines()
+    assert "package notebook: 7.6.4 -> 7.6.5" in lines
+    assert "package pandas: (none) -> 1" in lines and "package six: 1 -> (removed)" in lines
