@@ -59,7 +59,9 @@ def generate(
     lock_text = _read_text("lock", lock) if lock is not None else None
     out = Path(out)
     check_target(Path(os.path.abspath(out)), force=force)  # before minutes of downloads, not after
-    built = build_env(spec, lock=lock_text, lock_source=str(lock), offline=offline, cache=cache) if spec.env else None
+    built = None
+    if spec.env:
+        built = build_env(spec, lock=lock_text, lock_source=str(lock), offline=offline, cache=cache)
     write_bundle(render(spec, env=built), out, force=force)
     return out
 
@@ -67,7 +69,7 @@ def generate(
 def build_env(spec: BundleSpec, *, lock: str | None, lock_source: str, offline: bool, cache: str | Path | None):
     """The spec's environment, for Windows x64 and its CPython version (imported only with --env)."""
     from .environment import Target, build_environment
-    from .environment.lock import normalize
+    from .spec import normalize_package, requirement_name
 
     built = build_environment(
         requirements=spec.packages,
@@ -79,13 +81,11 @@ def build_env(spec: BundleSpec, *, lock: str | None, lock_source: str, offline: 
         name=spec.name,
         generator_version=spec.version,
     )
-    pinned = {normalize(package.name) for package in built.packages}
+    pinned = {normalize_package(package.name) for package in built.packages}
     for requirement in spec.packages:
-        name = requirement.split("[")[0]
-        for mark in "=!~<>":
-            name = name.split(mark)[0]
-        if normalize(name) not in pinned:
-            raise InvalidValue("lock", lock_source, f"does not pin {name}, which --package or --requirements asks for")
+        if requirement_name(requirement) not in pinned:
+            raise InvalidValue("lock", lock_source, f"does not pin {requirement_name(requirement)}, which --package "
+                                                    "or --requirements asks for")
     return built
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import __version__
 from .bundle import PUBLISHER_FILE, Bundle, is_signed, read_bundle, strip_signature
 from .errors import GenBundleError
-from .render import BUNDLE_JSON, SHA256SUMS
+from .render import BUNDLE_JSON, ENV_LOCK, SHA256SUMS, manifest_bytes, sums_text
 
 
 @dataclass(frozen=True)
@@ -92,10 +92,10 @@ def expected_files(bundle: Bundle, *, offline: bool = True, cache: str | Path | 
     spec = build_spec(**bundle.inputs)
     built = None
     if spec.env:
-        lock = bundle.files.get("pylock.toml")
+        lock = bundle.files.get(ENV_LOCK)
         if lock is None:
-            raise GenBundleError("bundle.json asks for an environment, and the bundle has no pylock.toml")
-        built = build_env(spec, lock=lock.decode("utf-8"), lock_source=f"{bundle.path}/pylock.toml",
+            raise GenBundleError(f"bundle.json asks for an environment, and the bundle has no {ENV_LOCK}")
+        built = build_env(spec, lock=lock.decode("utf-8"), lock_source=f"{bundle.path}/{ENV_LOCK}",
                           offline=offline, cache=cache)
     return render(spec, env=built)
 
@@ -109,18 +109,20 @@ def signed_manifest(rendered: bytes, signature: dict) -> bytes:
     manifest = json.loads(rendered)
     manifest["signature"] = signature
     manifest["files"] = sorted([*manifest["files"], PUBLISHER_FILE])
-    return (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def sums_of(files: dict[str, bytes]) -> bytes:
-    """SHA256SUMS for ``files`` (every file but itself), in the form the render writes."""
-    sums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items() if name != SHA256SUMS}
-    return "".join(f"{sums[name]}  {name}\n" for name in sorted(sums)).encode("ascii")
+    return manifest_bytes(manifest)
 
 
 def check_bundle(folder: str | Path, *, ca: str | Path | None = None, signer: str | None = None,
                  download: bool = False, cache: str | Path | None = None) -> Report:
-    bundle = read_bundle(folder)
+    return inspect(read_bundle(folder), ca=ca, signer=signer, download=download, cache=cache)[0]
+
+
+def inspect(bundle: Bundle, *, ca: str | Path | None = None, signer: str | None = None, download: bool = False,
+            cache: str | Path | None = None, verify: bool = True) -> tuple[Report, dict[str, bytes] | None]:
+    """The report on ``bundle``, and the unsigned files this gen-bundle renders from its bundle.json
+    (None when they cannot be rendered). ``verify=False`` leaves the signatures unverified (sign
+    replaces them)."""
+    folder = bundle.path
     report = Report(str(folder), bundle.version)
     report.findings += _sums_findings(bundle)
     if bundle.version != __version__:
@@ -130,14 +132,19 @@ def check_bundle(folder: str | Path, *, ca: str | Path | None = None, signer: st
             f"re-rendered by this version (gen-bundle --from {Path(folder) / BUNDLE_JSON} renders its inputs "
             "with this one; gen-bundle diff shows what changes)",
         ))
-        return report
+        return report, None
+    from .environment.errors import NotInCache
+
     try:
-        expected = expected_files(bundle, offline=not download, cache=cache)
+        rendered = expected_files(bundle, offline=not download, cache=cache)
+    except NotInCache as exc:
+        report.findings.append(Finding(BUNDLE_JSON, f"its inputs cannot be rendered: {exc} (check --download "
+                                                    f"fetches the wheels {ENV_LOCK} names)"))
+        return report, None
     except GenBundleError as exc:
-        hint = " (the wheels are not all in the cache: check --download fetches those pylock.toml names)" if (
-            "--offline" in str(exc)) else ""
-        report.findings.append(Finding(BUNDLE_JSON, f"its inputs cannot be rendered: {exc}{hint}"))
-        return report
+        report.findings.append(Finding(BUNDLE_JSON, f"its inputs cannot be rendered: {exc}"))
+        return report, None
+    expected = dict(rendered)
     signature = bundle.signature
     actual = dict(bundle.files)
     if signer is not None and (signature or {}).get("thumbprint") != signer.upper():
@@ -147,7 +154,8 @@ def check_bundle(folder: str | Path, *, ca: str | Path | None = None, signer: st
         from .sign import signature_entry, verify_signatures
 
         report.signed_by = str(signature.get("thumbprint"))
-        report.findings += verify_signatures(bundle, ca=ca)
+        if verify:
+            report.findings += verify_signatures(bundle, ca=ca)
         actual = {name: strip_signature(data) if name.endswith(".ps1") else data for name, data in actual.items()}
         der = bundle.files.get(PUBLISHER_FILE)
         if der is not None:
@@ -162,8 +170,7 @@ def check_bundle(folder: str | Path, *, ca: str | Path | None = None, signer: st
         # SHA256SUMS is refreshed by signing: it must list every file, in the form signing writes
         # (each file against its line was checked above), and nothing else.
         listed = bundle.sums()
-        expected[SHA256SUMS] = "".join(f"{listed.get(name, '?')}  {name}\n" for name in sorted(
-            set(bundle.files) - {SHA256SUMS})).encode("ascii")
+        expected[SHA256SUMS] = sums_text({name: listed.get(name, "?") for name in set(bundle.files) - {SHA256SUMS}})
     else:
         for name, data in actual.items():
             if name.endswith(".ps1") and is_signed(data):
@@ -175,4 +182,4 @@ def check_bundle(folder: str | Path, *, ca: str | Path | None = None, signer: st
             report.findings.append(Finding(name, "not a file gen-bundle renders from bundle.json"))
         elif actual[name] != expected[name]:
             report.findings.append(Finding(name, "differs from what gen-bundle renders from bundle.json"))
-    return report
+    return report, rendered

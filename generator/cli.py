@@ -216,7 +216,9 @@ def _inputs_from(manifest_path: str, *, offline: bool) -> dict[str, object]:
         raise click.BadParameter(str(exc), param_hint="'--from'") from None
     inputs = dict(manifest["inputs"])
     if inputs.get("env"):
-        lock = Path(manifest_path).parent / "pylock.toml"
+        from .render import ENV_LOCK
+
+        lock = Path(manifest_path).parent / ENV_LOCK
         inputs.update(lock=str(lock), offline=offline)
     elif offline:
         raise click.UsageError("--offline goes with a bundle that has an environment")
@@ -237,14 +239,14 @@ def _generate(out: str, force: bool, inputs: dict[str, object]) -> None:
         # Every refusal of an input, whichever rule it breaks, reads the same way:
         # "Invalid value for '--flag': 'value': rule" (click's form), exit 2.
         raise click.BadParameter(str(exc), param_hint=f"'{OPTION_FLAGS.get(exc.param, exc.param)}'") from None
-    except GenBundleError as exc:  # a write refused or failed, an environment that cannot be built
-        click.echo(f"Error: {exc}", err=True)
-        raise SystemExit(exc.exit_code) from None
-    except OSError as exc:  # reading gen-bundle's own templates failed: a broken installation
-        click.echo(f"Error: {exc}", err=True)
-        raise SystemExit(1) from None
+    except (GenBundleError, OSError) as exc:
+        # A write refused or failed, an environment that cannot be built; an OSError here is
+        # gen-bundle's own templates unreadable: a broken installation.
+        _fail(exc)
     if inputs.get("env"):
-        archive = path / "python-env.zip"
+        from .render import ENV_ARCHIVE
+
+        archive = path / ENV_ARCHIVE
         click.echo(
             f"Environment: {archive.stat().st_size / 1e6:.1f} MB archive, built in {time.monotonic() - started:.1f} s.",
             err=True,
@@ -252,9 +254,10 @@ def _generate(out: str, force: bool, inputs: dict[str, object]) -> None:
     click.echo(f"Wrote the bundle to {path}; its README.md says how to review and install it.", err=True)
 
 
-def _fail(exc: Exception, code: int | None = None) -> None:
+def _fail(exc: Exception) -> None:
+    """An error as every command reports it: the message on stderr, its exit code (1 by default)."""
     click.echo(f"Error: {exc}", err=True)
-    raise SystemExit(code if code is not None else getattr(exc, "exit_code", 1))
+    raise SystemExit(getattr(exc, "exit_code", 1)) from None
 
 
 @main.command()
@@ -273,14 +276,11 @@ def check(folder: str, as_json: bool, ca: str | None, signer: str | None, downlo
     and compared byte for byte (a signed bundle with its signature blocks set aside, and
     each signature verified). Exit 0: identical. 1: differences, listed. 2: DIR is not a bundle.
     """
-    from .bundle import NotABundle
     from .check import check_bundle
 
     try:
         report = check_bundle(folder, ca=ca, signer=signer, download=download)
-    except NotABundle as exc:
-        _fail(exc, 2)
-    except GenBundleError as exc:
+    except GenBundleError as exc:  # NotABundle: exit 2
         _fail(exc)
     click.echo(report.as_json() if as_json else report.as_text())
     raise SystemExit(0 if report.identical else 1)
@@ -297,13 +297,12 @@ def diff(old: str, new: str) -> None:
     changed text file. Exit 0 (and no output) when identical, 1 when not, 2 for a folder
     that is not a bundle.
     """
-    from .bundle import NotABundle
     from .diff import diff_bundles
 
     try:
         lines = diff_bundles(old, new)
-    except NotABundle as exc:
-        _fail(exc, 2)
+    except GenBundleError as exc:  # NotABundle: exit 2
+        _fail(exc)
     for line in lines:
         click.echo(line)
     raise SystemExit(1 if lines else 0)
@@ -326,7 +325,6 @@ def sign(folder: str, pfx: str | None, cert: str | None, key: str | None, timest
     """
     import os
 
-    from .bundle import NotABundle
     from .sign import PASSWORD_VARIABLE, sign_bundle
 
     password = os.environ.get(PASSWORD_VARIABLE)
@@ -334,9 +332,7 @@ def sign(folder: str, pfx: str | None, cert: str | None, key: str | None, timest
         password = click.prompt(f"Password of {pfx}", hide_input=True, default="", show_default=False, err=True)
     try:
         signature = sign_bundle(folder, pfx=pfx, password=password, cert=cert, key=key, timestamp=timestamp)
-    except NotABundle as exc:
-        _fail(exc, 2)
-    except GenBundleError as exc:
+    except GenBundleError as exc:  # NotABundle: exit 2
         _fail(exc)
     click.echo(f"Signed {', '.join(signature['scripts'])} in {folder} as {signature['subject']} "
                f"(thumbprint {signature['thumbprint']}); SHA256SUMS refreshed.", err=True)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import re
 import tomllib
 import xml.etree.ElementTree as ElementTree
 
 from .bundle import Bundle, read_bundle
+from .render import ENV_LOCK
 
 TASK_NS = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
 TEXT_SUFFIXES = (".ps1", ".bat", ".py", ".md", ".txt", ".json", ".toml", ".xml")
@@ -74,7 +74,7 @@ def _task_file(bundle: Bundle) -> bytes | None:
 
 
 def _packages(bundle: Bundle) -> dict[str, str]:
-    lock = bundle.files.get("pylock.toml")
+    lock = bundle.files.get(ENV_LOCK)
     if lock is None:
         return {}
     try:
@@ -180,7 +180,3 @@ def diff_bundles(old_folder: str, new_folder: str) -> list[str]:
         lines += unified(name, old_text, new_text)
     return lines
 
-
-def plain_words(lines: list[str]) -> list[str]:
-    """The summary part of a report: the lines before the first file's diff."""
-    return [line for line in lines if not re.match(r"(---|\+\+\+|@@|[-+ ])", line)]

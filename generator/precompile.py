@@ -11,6 +11,7 @@ otherwise (a checkout, another jinja2) the templates are compiled as before.
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -66,8 +67,13 @@ def compiled_folder(language: str) -> Path | None:
         return None
     import jinja2
 
+    return folder if _compiled_for() == jinja2.__version__ else None
+
+
+@functools.cache
+def _compiled_for() -> str | None:
+    """The jinja2 version the wheel's templates were compiled with (read once per run)."""
     try:
-        version = (COMPILED / "JINJA_VERSION").read_text(encoding="ascii").strip()
+        return (COMPILED / "JINJA_VERSION").read_text(encoding="ascii").strip()
     except OSError:
         return None
-    return folder if version == jinja2.__version__ else None

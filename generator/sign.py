@@ -17,10 +17,10 @@ import tempfile
 from pathlib import Path
 
 from .bundle import PUBLISHER_FILE, Bundle, read_bundle
-from .check import Finding, check_bundle, expected_files, signed_manifest, sums_of
+from .check import Finding, inspect, signed_manifest
 from .errors import GenBundleError
 from .output import write_bundle
-from .render import BUNDLE_JSON, SHA256SUMS
+from .render import BUNDLE_JSON, SHA256SUMS, sums_of
 
 PASSWORD_VARIABLE = "GEN_BUNDLE_SIGN_PASSWORD"
 MAX_PASSWORD_BYTES = 4096  # a pipe holds 64 KiB; a password is far shorter
@@ -105,18 +105,18 @@ def sign_bundle(
         raise SigningError(f"--timestamp {timestamp!r}: a time-stamping server's http(s) URL")
     # Only what gen-bundle renders from bundle.json is signed: a script changed together with
     # SHA256SUMS in the folder would otherwise be signed with the organisation's key.
-    report = check_bundle(folder, ca=None)
-    problems = [f for f in report.findings if not f.problem.startswith("its Authenticode signature")]
-    if problems:
+    bundle = read_bundle(folder)
+    report, rendered = inspect(bundle, verify=False)  # a bundle signed before is signed afresh
+    problems = report.findings
+    if problems:  # rendered is None only with a finding that says why
         named = ", ".join(sorted({finding.file for finding in problems}))
         raise SigningError(
             f"{folder} is not exactly what gen-bundle renders from its bundle.json ({named}: first, "
             f"{problems[0].file}: {problems[0].problem}); sign only the bundle that was reviewed "
             "(gen-bundle check lists every difference)"
         )
-    bundle = read_bundle(folder)
     der = _certificate_der(pfx=Path(pfx) if pfx else None, cert=Path(cert) if cert else None, password=password)
-    files = expected_files(bundle)  # the rendered, unsigned files: each signed afresh
+    files = dict(rendered)  # the rendered, unsigned files, equal to the folder's but for signatures
     scripts = sorted(name for name in files if name.endswith(".ps1"))
     osslsigncode = _tool("osslsigncode")
     with tempfile.TemporaryDirectory() as scratch:

@@ -406,7 +406,7 @@ def parse_flag(param: str, value: object) -> bool:
 
 
 _PYTHON_FOLDER = r"(?i)python3(1[0-9])(?:-64)?"  # compiled on first use (re caches it)
-_MINOR = r"3\.(1[0-9])"
+CPYTHON_MINOR = r"3\.(1[0-9])"
 
 
 def parse_python_version(env: bool, value: object, python: WinPath) -> str | None:
@@ -435,7 +435,7 @@ def parse_python_version(env: bool, value: object, python: WinPath) -> str | Non
                 f"--env needs the target's CPython version (like 3.13): --python '{python}' does not name it",
             )
         return from_folder
-    if not isinstance(value, str) or not re.fullmatch(_MINOR, value):
+    if not isinstance(value, str) or not re.fullmatch(CPYTHON_MINOR, value):
         raise InvalidValue("python_version", value, "must be a CPython version 3.10 to 3.19, written like 3.13")
     if from_folder is not None and from_folder != value:
         raise InvalidValue(
@@ -468,6 +468,11 @@ def parse_package(value: object, *, param: str = "packages") -> str:
     return text
 
 
+def requirement_name(requirement: str) -> str:
+    """The normalised package name of a requirement parse_package accepted."""
+    return normalize_package(re.fullmatch(_REQUIREMENT, requirement).group("name"))
+
+
 def parse_packages(env: bool, value: object) -> tuple[str, ...]:
     """The environment's packages: notebook first (always), then the others in the order given."""
     if isinstance(value, str) or not isinstance(value, (tuple, list)):
@@ -479,7 +484,7 @@ def parse_packages(env: bool, value: object) -> tuple[str, ...]:
     packages: dict[str, str] = {}
     for item in value:
         requirement = parse_package(item)
-        key = normalize_package(re.fullmatch(_REQUIREMENT, requirement).group("name"))
+        key = requirement_name(requirement)
         if key in packages:
             raise InvalidValue("packages", item, "names a package that is already listed")
         packages[key] = requirement

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tomllib
 import zipfile
 
@@ -124,9 +125,14 @@ def test_the_bundle_carries_the_environment_and_checks_it(windows_env):
     readme = files["README.md"].decode("utf-8")
     for package in windows_env.packages:
         assert f"| `{package.name}` | `{package.version}` |" in readme
-    install = files["install.ps1"].decode("utf-8-sig")
-    assert f"$EnvFolder         = '{folder}'" in install
-    assert f"$EnvArchiveSha256  = '{hashlib.sha256(windows_env.archive).hexdigest()}'" in install
+    from support import pwsh
+
+    for script in ("install.ps1", "uninstall.ps1", "detect.ps1"):
+        values = pwsh.assignments(pwsh.parsers()["tree-sitter-pwsh"].parse(pwsh.script_text(files[script])))
+        assert values["EnvFolder"] == folder, script
+        assert values["EnvArchive"] == "python-env.zip", script
+        assert values["EnvArchiveSha256"] == hashlib.sha256(windows_env.archive).hexdigest(), script
+        assert values["EnvPythonVersion"] == "3.13" and values["EnvUnpackedBytes"] == str(windows_env.unpacked_bytes)
 
 
 def test_without_env_the_bundle_has_none_of_it():
@@ -145,8 +151,10 @@ def test_the_cli_builds_it_from_the_warm_cache_offline(windows_env, env_cache, t
     result = CliRunner().invoke(main, ["--ip", "127.0.0.13", "--name", "py", "--env", "--offline", "--lock", str(lock),
                                        "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output + result.stderr
-    assert (tmp_path / "out" / "python-env.zip").read_bytes() == windows_env.archive
-    assert "Environment: 57" in result.stderr or "Environment:" in result.stderr
+    archive = tmp_path / "out" / "python-env.zip"
+    assert archive.read_bytes() == windows_env.archive
+    reported = re.search(r"Environment: ([0-9.]+) MB archive, built in [0-9.]+ s\.", result.stderr)
+    assert reported and float(reported.group(1)) == round(archive.stat().st_size / 1e6, 1), result.stderr
 
 
 @pytest.mark.parametrize("powershell", ["install.ps1", "uninstall.ps1", "detect.ps1"])

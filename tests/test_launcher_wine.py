@@ -12,7 +12,7 @@ from itertools import pairwise
 
 import pytest
 
-from generator.render import render
+from generator.render import render, server_python
 from generator.spec import BACKOFF_FIRST, LAUNCHER_GONE_EXIT, LOCK_RETRY, build_spec
 
 from conftest import need
@@ -46,9 +46,9 @@ def as_wine_reads(text: str) -> str:
 class Installed:
     """The launcher and its config where install.ps1 puts them, the stub where --python points."""
 
-    def __init__(self, wine, spec, *, stub: bool = True) -> None:
+    def __init__(self, wine, spec, *, stub: bool = True, env=None) -> None:
         self.wine, self.spec = wine, spec
-        self.files = files = render(spec)
+        self.files = files = render(spec, env=env)
         self.bat = wine.expand(str(spec.launcher_path))
         self.config = wine.expand(str(spec.config_path))
         self.guard = wine.expand(str(spec.guard_path))
@@ -57,7 +57,7 @@ class Installed:
             host = wine.host_path(windows)
             host.parent.mkdir(parents=True, exist_ok=True)
             host.write_bytes(files[name])
-        self.python = as_wine_reads(wine.expand(str(spec.python)))
+        self.python = as_wine_reads(wine.expand(str(server_python(spec, env))))
         self.notebook_dir = as_wine_reads(wine.expand(str(spec.notebook_dir)))
         self.host_notebook_dir = wine.host_path(self.notebook_dir)
         self.log_dir = wine.host_path(wine.expand(str(spec.log_dir)))
@@ -99,6 +99,25 @@ def test_canonical_launcher_starts_the_server_with_the_intended_command_line(win
     assert f"the server exited with code {GONE}" in log
     assert "the task was stopped; the launcher ends" in log
     assert "WARNING" not in log
+
+
+@pytest.mark.wine
+def test_an_env_bundle_launcher_starts_the_environments_python(wine, windows_env):
+    """--env: the launcher runs the environment's Scripts\\python.exe, for the server and the guard
+    alike, and hands the server a compiled-module folder of the user's own."""
+    spec = build_spec(ip="127.0.0.13", name="py", env=True)
+    site = Installed(wine, spec, env=windows_env)
+    assert site.python.endswith(f"\\gen-bundle\\py\\{windows_env.folder}\\Scripts\\python.exe")
+    result = wine.run_bat(site.bat, plan=GONE)
+    assert result.argv_records == [site.argv()], result.output
+    assert wine.guard_calls() == [site.guard_argv("check")]
+    assert result.exit_code == 0
+    cache = as_wine_reads(wine.expand(str(spec.log_dir.join("pycache"))))
+    assert f"stub python.exe: PYTHONPYCACHEPREFIX={cache}" in site.log("server.log")
+    # Without --env the launcher leaves Python's own choice alone.
+    plain = Installed(wine, build_spec(ip="127.0.0.13", name="py"))
+    wine.run_bat(plain.bat, plan=GONE)
+    assert "PYTHONPYCACHEPREFIX" not in plain.log("server.log")
 
 
 HOSTILE_DIRS = [

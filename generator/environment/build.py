@@ -10,6 +10,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..render import ENV_ARCHIVE, ENV_LOCK, ENV_SBOM
+from ..spec import JUPYTER_CORE_MINIMUM, NOTEBOOK_PACKAGE
+from ..winpath import MAX_PATH_CHARS
 from .archive import install_archive
 from .errors import EnvBuildError
 from .fetch import fetch
@@ -17,12 +20,9 @@ from .lock import Pin, normalize, parse_lock, resolve
 from .sbom import cyclonedx, licence_text
 from .target import Target
 
-ARCHIVE_FILE = "python-env.zip"
-LOCK_FILE = "pylock.toml"
-SBOM_FILE = "sbom.cdx.json"
 # The launcher runs the environment's "python -m notebook"; older jupyter_core loads settings
 # from %ProgramData%\jupyter (CVE-2025-30167): a lock must not bring either back.
-REQUIRED = {"notebook": None, "jupyter-core": "5.8.1"}
+REQUIRED = {NOTEBOOK_PACKAGE: None, "jupyter-core": JUPYTER_CORE_MINIMUM}
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class BuiltEnv:
 
     @property
     def files_of_bundle(self) -> dict[str, bytes]:
-        return {ARCHIVE_FILE: self.archive, LOCK_FILE: self.lock, SBOM_FILE: self.sbom}
+        return {ENV_ARCHIVE: self.archive, ENV_LOCK: self.lock, ENV_SBOM: self.sbom}
 
 
 def default_cache() -> Path:
@@ -102,13 +102,10 @@ def _check_required(pins: tuple[Pin, ...], source: str) -> None:
             )
 
 
-# The longest path install.ps1 makes for a file of the environment, less the file's own path
-# in the archive: C:\Program Files\gen-bundle\<name>\.env-<12 hex>.remove\ (the name of an
-# old environment while it is deleted). Windows PowerShell 5.1's file APIs stop at 259.
-MAX_PATH_CHARS = 259
-
-
 def _check_path_length(longest: str, name: str) -> None:
+    """The longest path install.ps1 makes for a file of the environment: below
+    C:\\Program Files\\gen-bundle\\<name>\\.env-<12 hex>.remove\\ (the name of an old environment
+    while it is deleted). Windows PowerShell 5.1's file APIs stop at MAX_PATH_CHARS."""
     prefix = f"C:\\Program Files\\gen-bundle\\{name}\\.env-{'0' * 12}.remove\\"
     if len(prefix) + len(longest) > MAX_PATH_CHARS:
         raise EnvBuildError(
@@ -120,7 +117,7 @@ def _check_path_length(longest: str, name: str) -> None:
 def lock_text(pins: tuple[Pin, ...], target: Target, generator_version: str) -> bytes:
     """The bundle's lock (PEP 751 pylock.toml): exactly the wheels in the archive."""
     lines = [
-        f"# gen-bundle {generator_version}: the lock of {ARCHIVE_FILE}, for {target.description}.",
+        f"# gen-bundle {generator_version}: the lock of {ENV_ARCHIVE}, for {target.description}.",
         "# Each package is pinned to one wheel by its SHA-256. The same archive, byte for byte:",
         "#   gen-bundle <the inputs in bundle.json> --lock pylock.toml",
         'lock-version = "1.0"',
@@ -162,7 +159,7 @@ def build_environment(
     archive_sha256 = hashlib.sha256(installed.archive).hexdigest()
     sbom = cyclonedx(
         pins, installed.metadata, archive_sha256=archive_sha256, name=f"{name} notebook environment",
-        description=f"{ARCHIVE_FILE}: {len(pins)} packages for {target.description}",
+        description=f"{ENV_ARCHIVE}: {len(pins)} packages for {target.description}",
         generator_version=generator_version,
     )
     packages = tuple(Package(pin.name, pin.version, licence_text(installed.metadata[pin.sha256])) for pin in pins)

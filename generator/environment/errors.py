@@ -9,3 +9,7 @@ class EnvBuildError(GenBundleError):
     """The environment cannot be built; nothing has been written when it is raised."""
 
     exit_code = 1
+
+
+class NotInCache(EnvBuildError):
+    """--offline (and check, which fetches nothing unless asked): a wheel the lock pins is not cached."""

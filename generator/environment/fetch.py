@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .errors import EnvBuildError
+from .errors import EnvBuildError, NotInCache
 from .lock import Pin
 
 # A wheel larger than this is not one the notebook environment needs (the largest is about 10 MB).
@@ -34,7 +34,7 @@ def fetch(pins: tuple[Pin, ...], *, cache: Path, offline: bool) -> dict[str, byt
         data = _read_cached(path, pin)
         if data is None:
             if offline:
-                raise EnvBuildError(
+                raise NotInCache(
                     f"--offline: {pin.filename} ({pin.name} {pin.version}) is not in the cache {cache}; "
                     "build once with the network first"
                 )

@@ -16,10 +16,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..spec import normalize_package as normalize  # PEP 503: 'Jupyter_Core' and 'jupyter-core' are one
 from .errors import EnvBuildError
 from .target import Target
 
-LOCK_FILE = "pylock.toml"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _WHEEL = re.compile(
     r"(?P<dist>[A-Za-z0-9_.]+)-(?P<version>[A-Za-z0-9_.!+]+)(?:-(?P<build>[0-9][A-Za-z0-9_.]*))?"
@@ -41,11 +41,6 @@ class Pin:
     size: int | None
 
 
-def normalize(name: str) -> str:
-    """PEP 503 name: 'Jupyter_Core' and 'jupyter-core' are one package."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def wheel_tags(filename: str) -> set[tuple[str, str, str]]:
     """The tags a wheel file name declares (compressed tag sets expanded)."""
     match = _WHEEL.fullmatch(filename)
@@ -59,9 +54,9 @@ def wheel_tags(filename: str) -> set[tuple[str, str, str]]:
     }
 
 
-def best_wheel(wheels: list[dict], target: Target) -> dict | None:
-    """Of a package's wheels, the one the target's installer would pick; None when none runs there."""
-    ranks = {tag: rank for rank, tag in enumerate(target.supported_tags())}
+def best_wheel(wheels: list[dict], ranks: dict[tuple[str, str, str], int]) -> dict | None:
+    """Of a package's wheels, the one the target's installer would pick (``ranks``: the target's
+    tags, best first); None when none runs there."""
     best, best_rank = None, len(ranks)
     for wheel in wheels:
         url = wheel.get("url") if isinstance(wheel, dict) else None
@@ -88,13 +83,14 @@ def parse_lock(text: str, target: Target, *, source: str) -> tuple[Pin, ...]:
     if len(packages) > MAX_PINS:
         raise EnvBuildError(f"{source} pins {len(packages)} packages, more than {MAX_PINS}")
     pins: dict[str, Pin] = {}
+    ranks = {tag: rank for rank, tag in enumerate(target.supported_tags())}
     for package in packages:
         name = package.get("name") if isinstance(package, dict) else None
         version = package.get("version") if isinstance(package, dict) else None
         if not isinstance(name, str) or not isinstance(version, str):
             raise EnvBuildError(f"{source}: a package without a name and a version: {package!r}")
         label = f"{name} {version}"
-        wheel = best_wheel(package.get("wheels") or [], target)
+        wheel = best_wheel(package.get("wheels") or [], ranks)
         if wheel is None:
             has_sdist = "sdist" in package
             raise EnvBuildError(

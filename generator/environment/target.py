@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_MINOR = re.compile(r"3\.(1[0-9])")
+from ..spec import CPYTHON_MINOR  # the CPython versions a bundle may name (--python-version)
+
 # Oldest glibc a manylinux wheel may need on the Linux target (Debian 10 and later have 2.28).
 LINUX_GLIBC = (2, 28)
 
@@ -23,7 +24,7 @@ class Target:
     python_version: str  # '3.13'
 
     def __post_init__(self) -> None:
-        if self.system not in ("windows", "linux") or not _MINOR.fullmatch(self.python_version):
+        if self.system not in ("windows", "linux") or not re.fullmatch(CPYTHON_MINOR, self.python_version):
             raise ValueError(f"unsupported target {self.system} CPython {self.python_version}")
 
     @property
@@ -85,9 +86,3 @@ class Target:
             return f"Include/{distribution}"
         return f"include/site/python{self.python_version}/{distribution}"
 
-
-def parse_python_version(value: object) -> str:
-    """'3.13' -> '3.13'; anything else is refused by the caller with its own message."""
-    if not isinstance(value, str) or not _MINOR.fullmatch(value):
-        raise ValueError(value)
-    return value

@@ -64,23 +64,6 @@ function Get-BasePythonProblem {
     return $problems
 }
 
-function Test-EnvironmentInPlace {
-    # Complete only when its marker names this archive and the folder still holds as many files
-    # as it had when the marker was written (one that an antivirus quarantined, or a half-deleted
-    # one, is not): the marker is written last, inside the staging folder, before the one rename
-    # that gives the folder its final name.
-    $folder = Join-Path $InstallDir $EnvFolder
-    $marker = Join-Path $folder 'gen-bundle-env.txt'
-    if (-not (Test-Path -LiteralPath $marker -PathType Leaf)) {
-        return $false
-    }
-    $fields = [IO.File]::ReadAllText($marker).Trim().Split(' ')
-    if ($fields.Count -ne 2 -or -not [string]::Equals($fields[0], $EnvArchiveSha256, [StringComparison]::Ordinal)) {
-        return $false
-    }
-    return [string]([IO.Directory]::GetFiles($folder, '*', [IO.SearchOption]::AllDirectories).Length) -eq $fields[1]
-}
-
 function Get-EnvironmentSpaceProblem {
     # Room for the environment beside the one in use (its files, and some to spare).
     $drive = New-Object IO.DriveInfo([IO.Path]::GetPathRoot($InstallRoot))

@@ -12,6 +12,8 @@
  * runs for S seconds and then exits with N. The
  * start count is kept in %STUB_LOG%.count. Without a plan: exit %STUB_EXIT%.
  * %STUB_SAY%, when set, is printed to stderr too (a message of the real server).
+ * %PYTHONPYCACHEPREFIX%, when the launcher set it, is printed to stdout, so that the test
+ * sees where the real python.exe would put compiled modules.
  *
  * A start whose first argument is -I is the launcher asking the bundle's guard
  * script (python.exe -I guard.py check): it is recorded in %STUB_LOG%.guard
@@ -79,6 +81,9 @@ int main(void) {
         }
     }
     printf("stub python.exe: started\n");
+    char prefix[4096];
+    DWORD prefixed = GetEnvironmentVariableA("PYTHONPYCACHEPREFIX", prefix, sizeof prefix);
+    if (prefixed > 0 && prefixed < sizeof prefix) printf("stub python.exe: PYTHONPYCACHEPREFIX=%s\n", prefix);
     fprintf(stderr, "stub python.exe: stderr line\n");
     char say[1024];
     DWORD said = GetEnvironmentVariableA("STUB_SAY", say, sizeof say);

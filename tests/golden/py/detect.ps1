@@ -135,6 +135,25 @@ function Get-OurTask {
     return @(Get-ScheduledTask -TaskPath $TaskFolder -ErrorAction SilentlyContinue | Where-Object { $_.TaskName -eq $TaskName })
 }
 
+# ---- environment-marker: is the bundle's Python environment in place, whole? ----
+
+function Test-EnvironmentInPlace {
+    # Complete only when its marker names this archive and the folder still holds as many files
+    # as it had when the marker was written (one that an antivirus quarantined, or a half-deleted
+    # one, is not): the marker is written last, inside the staging folder, before the one rename
+    # that gives the folder its final name.
+    $folder = Join-Path $InstallDir $EnvFolder
+    $marker = Join-Path $folder 'gen-bundle-env.txt'
+    if (-not (Test-Path -LiteralPath $marker -PathType Leaf)) {
+        return $false
+    }
+    $fields = [IO.File]::ReadAllText($marker).Trim().Split(' ')
+    if ($fields.Count -ne 2 -or -not [string]::Equals($fields[0], $EnvArchiveSha256, [StringComparison]::Ordinal)) {
+        return $false
+    }
+    return [string]([IO.Directory]::GetFiles($folder, '*', [IO.SearchOption]::AllDirectories).Length) -eq $fields[1]
+}
+
 # ---- detect: reports "not installed" (no output, exit 0) whatever it finds; nothing here exits early ----
 function Test-Installed {
     foreach ($file in $InstalledFiles) {
@@ -148,19 +167,9 @@ function Test-Installed {
             return $false
         }
     }
-    if ($EnvFolder) {
-        # The marker install.ps1 writes last: the archive's SHA-256 and how many files the folder holds.
-        $folder = Join-Path $InstallDir $EnvFolder
-        $marker = Join-Path $folder 'gen-bundle-env.txt'
-        $fields = @()
-        if (Test-Path -LiteralPath $marker -PathType Leaf) {
-            $fields = [IO.File]::ReadAllText($marker).Trim().Split(' ')
-        }
-        if ($fields.Count -ne 2 -or -not [string]::Equals($fields[0], $EnvArchiveSha256, [StringComparison]::Ordinal) -or
-            [string]([IO.Directory]::GetFiles($folder, '*', [IO.SearchOption]::AllDirectories).Length) -ne $fields[1]) {
-            Write-Verbose "environment: $folder is missing or incomplete"
-            return $false
-        }
+    if ($EnvFolder -and -not (Test-EnvironmentInPlace)) {
+        Write-Verbose "environment: $(Join-Path $InstallDir $EnvFolder) is missing or incomplete"
+        return $false
     }
     $task = @(Get-OurTask)
     if ($task.Count -eq 0 -or $task[0].Author -ne 'gen-bundle' -or $task[0].State -eq 'Disabled') {
