@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .bundle import PUBLISHER_FILE, Bundle, is_signed, read_bundle, strip_signature
-from .errors import GenBundleError
+from .errors import GenBundleError, NotInCache
 from .render import BUNDLE_JSON, ENV_LOCK, SHA256SUMS, manifest_bytes, sums_text
 
 
@@ -133,8 +133,6 @@ def inspect(bundle: Bundle, *, ca: str | Path | None = None, signer: str | None 
             "with this one; gen-bundle diff shows what changes)",
         ))
         return report, None
-    from .environment.errors import NotInCache
-
     try:
         rendered = expected_files(bundle, offline=not download, cache=cache)
     except NotInCache as exc:

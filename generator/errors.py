@@ -32,3 +32,15 @@ class InvalidValue(GenBundleError, ValueError):
 
 class OutputError(GenBundleError):
     """The output directory cannot be written without losing something."""
+
+
+class EnvBuildError(GenBundleError):
+    """The bundle's environment (--env) cannot be built: the resolver, the index or a wheel said
+    no. Nothing has been written when it is raised."""
+
+
+class NotInCache(EnvBuildError):
+    """--offline (and check, which fetches nothing unless asked): a wheel the lock pins is not cached.
+
+    Here, not in generator.environment, so that check can tell it apart without importing
+    the environment's build code (urllib, zipfile, tomllib) at every run."""

@@ -91,7 +91,7 @@ def env_cache() -> Path:
 @pytest.fixture(scope="session")
 def uv_bin() -> str:
     from generator.environment.build import find_uv
-    from generator.environment.errors import EnvBuildError
+    from generator.errors import EnvBuildError
 
     try:
         return find_uv()

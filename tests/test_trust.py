@@ -450,3 +450,18 @@ def test_diff_names_package_version_changes_from_the_locks(tmp_path):
     lines = gen("diff", str(old), str(new)).output.splitlines()
     assert "package notebook: 7.6.4 -> 7.6.5" in lines
     assert "package pandas: (none) -> 1" in lines and "package six: 1 -> (removed)" in lines
+
+
+@pytest.mark.parametrize("command", [["--ip", "127.0.0.13", "--name", "py", "--out", "again"], ["check", "b"]])
+def test_the_environments_build_code_is_loaded_only_with_env(tmp_path, command):
+    """Start-up is measured: the canonical run and check of a bundle without an environment
+    import nothing of generator.environment (urllib, zipfile, tomllib, uv)."""
+    import sys
+
+    make(tmp_path / "b")
+    probe = ("import sys\nfrom generator.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n"
+             "    assert exc.code in (0, None), exc.code\n"
+             "print(sorted(m for m in sys.modules if m.startswith('generator.environment') or m == 'urllib.request'))")
+    done = subprocess.run([sys.executable, "-c", probe, *command], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -9,8 +9,8 @@ the archive: nothing of the environment runs while it is installed.
 
 from __future__ import annotations
 
+from ..errors import EnvBuildError
 from .build import BuiltEnv, build_environment
-from .errors import EnvBuildError
 from .target import Target
 
 __all__ = ["BuiltEnv", "EnvBuildError", "Target", "build_environment"]

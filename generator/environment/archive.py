@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesHeaderParser
 
-from .errors import EnvBuildError
+from ..errors import EnvBuildError
 from .lock import Pin
 from .target import Target
 

@@ -10,11 +10,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import EnvBuildError
 from ..render import ENV_ARCHIVE, ENV_LOCK, ENV_SBOM
 from ..spec import JUPYTER_CORE_MINIMUM, NOTEBOOK_PACKAGE
 from ..winpath import MAX_PATH_CHARS
 from .archive import install_archive
-from .errors import EnvBuildError
 from .fetch import fetch
 from .lock import Pin, normalize, parse_lock, resolve
 from .sbom import cyclonedx, licence_text

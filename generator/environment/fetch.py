@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .errors import EnvBuildError, NotInCache
+from ..errors import EnvBuildError, NotInCache
 from .lock import Pin
 
 # A wheel larger than this is not one the notebook environment needs (the largest is about 10 MB).

@@ -16,8 +16,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import EnvBuildError
 from ..spec import normalize_package as normalize  # PEP 503: 'Jupyter_Core' and 'jupyter-core' are one
-from .errors import EnvBuildError
 from .target import Target
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
