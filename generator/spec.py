@@ -261,9 +261,10 @@ class BundleSpec:
 
     @property
     def watch_depth(self) -> int:
-        """How many processes above the server its watchdog watches: the
-        launcher's cmd.exe, and (hidden) conhost.exe, the task's own process."""
-        return 2 if self.window == "hidden" else 1
+        """How many processes above the server its watchdog watches: the launcher's
+        cmd.exe, (hidden) conhost.exe, the task's own process, and (--env) the venv
+        launcher, Scripts\\python.exe, which runs the base python.exe as its child."""
+        return (2 if self.window == "hidden" else 1) + (1 if self.env else 0)
 
     @property
     def state_dir(self) -> WinPath:

@@ -23,6 +23,9 @@ ENV_BASES = {
 PER_USER_BASES = frozenset({"USERPROFILE", "LOCALAPPDATA", "APPDATA"})
 
 MAX_PATH_CHARS = 259  # MAX_PATH less the terminating NUL: no long-path opt-in needed
+# CreateDirectory's limit for a folder's path ("a default string size limit for paths of 248
+# characters", room for an 8.3 file name below it), less the terminating NUL.
+MAX_FOLDER_CHARS = 247
 FORBIDDEN_CHARS = set('"<>|?*')
 RESERVED_NAMES = frozenset(
     ["con", "prn", "aux", "nul"]

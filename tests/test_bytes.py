@@ -37,7 +37,7 @@ def test_launcher_has_no_bom_and_switches_to_utf8_before_any_value(canonical_fil
     data = canonical_files["start-py.bat"]
     assert data.startswith(b"@echo off\r\n")
     lines = data.split(b"\r\n")
-    chcp = lines.index(b"chcp 65001 >nul")
+    chcp = lines.index(b'"%SystemRoot%\\System32\\chcp.com" 65001 >nul')
     assert all(line.isascii() for line in lines[: chcp + 1])
 
 

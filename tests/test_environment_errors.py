@@ -254,6 +254,9 @@ def test_a_path_too_long_for_windows_powershell_is_refused_at_build_time():
     from generator.environment.build import _check_path_length
 
     longest = "Lib/site-packages/" + "x" * 150 + ".py"
-    _check_path_length(longest, "py")  # 219 characters below the install folder: fine
+    _check_path_length(longest, "Lib/site-packages", "py")  # 228 characters with the staging folder: fine
     with pytest.raises(EnvBuildError, match="more than the 259 Windows PowerShell 5.1 can write. A shorter --name"):
-        _check_path_length(longest, "n" * 63)
+        _check_path_length(longest, "Lib/site-packages", "n" * 63)
+    folder = "Lib/site-packages/" + "x" * 176  # a folder of 251 characters, a file in it of 256
+    with pytest.raises(EnvBuildError, match="more than the 247 Windows PowerShell 5.1 can create"):
+        _check_path_length(folder + "/a.py", folder, "py")

@@ -7,6 +7,8 @@ fail shows up here. What needs Windows to be seen is in tests/pester/.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from conftest import need, render_bundle
@@ -111,10 +113,70 @@ def unsafe_folder_writes(root) -> list[str]:
 def test_folders_under_programdata_are_made_admin_only_from_the_start(grammar, name):
     root = script(grammar, name)
     assert unsafe_folder_writes(root) == []
-    # The state folders, all three levels, are made by the helper and checked after it.
+    # The state folders, every level, are made by the helper and checked after it.
     text = function(root, "New-StateFolder").text.decode()
-    assert "@($StateRoot, $StateDir, $StateLogDir)" in text
     assert text.index("New-AdminOnlyFolder") < text.index("Get-AdminOnlyProblem") < text.index("throw")
+
+
+def level_problems(root) -> list[str]:
+    """CreateDirectory(path, DirectorySecurity) creates every missing parent with that same ACL
+    (Microsoft's page for Directory.CreateDirectory(String, DirectorySecurity)). So New-StateFolder
+    must make one level at a time, from a folder every Windows has (%ProgramFiles%), each with
+    its own ACL: the install folder's parent lets users read (the launcher is below it), the
+    state folders do not; and New-AdminOnlyFolder must refuse a missing parent."""
+    from support.pwsh import assignments
+
+    values = assignments(root)
+    loop = next(n for n in walk(function(root, "New-StateFolder")) if n.type == "foreach_statement")
+    collection = next(c for c in loop.children if c.type == "pipeline").text.decode()
+    levels = re.findall(r"@\(\$(\w+), \$(true|false)\)", collection) or [
+        (name, "false") for name in re.findall(r"\$(\w+)", collection)]
+    problems, parent = [], ("ProgramFiles", "")
+    for name, users_read in levels:
+        path = values[name]
+        if (path[0], path[1].rpartition("\\")[0]) != parent:
+            problems.append(f"${name} ({path[1]}) is made before its parent")
+        wanted = name == "InstallRoot"
+        if (users_read == "true") != wanted:
+            problems.append(f"${name} gets {'users read' if users_read == 'true' else 'administrators only'}")
+        parent = path
+    install_dir = values["InstallDir"]
+    if ("InstallRoot", "true") not in levels or values["InstallRoot"][1] != install_dir[1].rpartition("\\")[0]:
+        problems.append("the install folder's parent is not made with users read")
+    helper = function(root, "New-AdminOnlyFolder")
+    create = min(n.start_byte for n in walk(helper) if n.type == "member_name" and n.text == b"CreateDirectory")
+    guards = [n for n in walk(helper) if n.type == "if_statement" and n.start_byte < create
+              and "Test-Path" in n.children[2].text.decode()
+              and "Split-Path -Parent $Path" in n.children[2].text.decode()
+              and any(t.type == "flow_control_statement" and t.text.startswith(b"throw") for t in walk(n))]
+    if not guards:
+        problems.append("New-AdminOnlyFolder does not refuse a missing parent")
+    return problems
+
+
+def test_each_folder_level_gets_its_own_acl(grammar):
+    for inputs in ({}, {"scope": "user", "user": "CONTOSO\\alice"}):
+        assert level_problems(script(grammar, "install.ps1", **inputs)) == []
+
+
+def test_the_level_check_can_fail(grammar):
+    current = script(grammar, "install.ps1").root_node.text.decode()
+    start = current.index("function New-StateFolder {")
+    end = current.index("\n}", start) + 2
+    old = current[:start] + """function New-StateFolder {
+    foreach ($folder in @($StateRoot, $StateDir, $StateLogDir)) {
+        if (-not (Test-Entry $folder)) {
+            New-AdminOnlyFolder -Path $folder
+        }
+    }
+}""" + current[end:]
+    guard = "if (-not (Test-Path -LiteralPath (Split-Path -Parent $Path) -PathType Container)) {"
+    old = old.replace(guard, "if ($false) {")
+    assert level_problems(tree(grammar, old)) == [
+        "$StateRoot (gen-bundle\\state) is made before its parent",
+        "the install folder's parent is not made with users read",
+        "New-AdminOnlyFolder does not refuse a missing parent",
+    ]
 
 
 def test_the_folder_check_can_fail(grammar):
@@ -174,7 +236,7 @@ def disabled_task_exit(root) -> str | None:
     for node in walk(root.root_node):
         if node.type == "if_statement" and node.start_byte < first_change:
             condition = node.children[2].text.decode() if len(node.children) > 2 else ""
-            if "'Disabled'" in condition and "-not $Force" in condition:
+            if ("'Disabled'" in condition or "Test-TaskDisabledByAdmin" in condition) and "-not $Force" in condition:
                 exits = [n.text.decode() for n in walk(node) if n.type == "flow_control_statement"]
                 return exits[0] if exits else None
     return None
@@ -305,7 +367,8 @@ def test_whatif_shows_the_hosts_change_byte_for_byte(grammar, name):
 def test_the_whole_python_tree_is_checked_at_every_run(grammar):
     root = script(grammar, "install.ps1")
     text = function(root, "Get-PythonTreeProblem").text.decode()
-    for part in ("@('Lib', 'DLLs', 'Scripts', 'share', 'etc')", "'pyvenv.cfg'", "[IO.SearchOption]::AllDirectories",
+    for part in ("@('Lib', 'DLLs', 'Scripts', 'share', 'etc')", "'pyvenv.cfg'", "[IO.Directory]::GetDirectories($tree)",
+                 "$trees.Add($child)",
                  "'*.pth'", "'*._pth'",
                  "Get-NonAdminWriter -Path $path"):
         assert part in text

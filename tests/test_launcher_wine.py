@@ -120,6 +120,30 @@ def test_an_env_bundle_launcher_starts_the_environments_python(wine, windows_env
     assert "PYTHONPYCACHEPREFIX" not in plain.log("server.log")
 
 
+@pytest.mark.wine
+def test_the_launcher_runs_no_program_that_a_folder_on_path_holds(wine, tmp_path):
+    """A folder on PATH before System32 (a user's own, or one an installer added to the system
+    PATH) holds chcp, ping and find: the launcher names each program by its full path, so
+    cmd.exe runs none of them. The same launcher with the bare `chcp` of earlier versions runs
+    the planted one: the test can fail."""
+    spec = build_spec(ip="127.0.0.13", name="py")
+    site = Installed(wine, spec)
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    marker = tmp_path / "ran.txt"
+    for program in ("chcp", "ping", "find"):
+        (planted / f"{program}.bat").write_bytes(
+            f"@echo off\r\necho {program}>>{wine.windows_path(marker)}\r\n".encode("ascii"))
+    result = wine.run_bat(site.bat, plan=GONE, path_first=wine.windows_path(planted))
+    assert result.argv_records == [site.argv()], result.output
+    assert not marker.exists(), marker.read_text()
+    old = site.files[spec.launcher_file].replace(b'"%SystemRoot%\\System32\\chcp.com" 65001 >nul', b"chcp 65001 >nul")
+    assert old != site.files[spec.launcher_file]
+    wine.host_path(site.bat).write_bytes(old)
+    wine.run_bat(site.bat, plan=GONE, path_first=wine.windows_path(planted))
+    assert marker.read_text().split() == ["chcp"]
+
+
 HOSTILE_DIRS = [
     r"C:\Data\50% off & more (v2) ^caret !bang 'quote'",
     r"C:\Users\Public\%USERPROFILE% is literal here",

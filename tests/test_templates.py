@@ -247,7 +247,9 @@ def test_detect_is_small_and_knows_every_installed_file(canonical_files, grammar
     assert pairs == {name: hashlib.sha256(canonical_files[name]).hexdigest() for name in spec.installed_files}
     for grammar in grammars.values():
         defined, _ = functions_and_calls(source, grammar)
-        assert sorted(defined) == ["get-ourtask", "read-hoststext", "test-environmentinplace", "test-installed"]
+        assert sorted(defined) == ["get-ourtask", "get-sha256", "read-hoststext", "read-verifiedbundle",
+                                   "test-environmentinplace", "test-installed", "test-taskdisabledbyadmin",
+                                   "test-taskvalue"]
 
 
 # ---- the server's settings and the guard: plain Python, read by a linter ----------------

@@ -58,7 +58,8 @@ class Installed:
     archive: bytes
     files: int
     unpacked_bytes: int
-    longest_path: str
+    longest_path: str  # the longest file name, and the longest folder name, below the environment
+    longest_folder: str
     metadata: dict[str, Message]  # by the pin's SHA-256
 
 
@@ -213,4 +214,6 @@ def install_archive(pins: tuple[Pin, ...], wheels: dict[str, bytes], target: Tar
             )
         seen[key] = entry.source
     longest = max((entry.path for entry in entries), key=len, default="")
-    return Installed(write_zip(entries), len(entries), sum(entry.size for entry in entries), longest, metadata)
+    folder = max((entry.path.rpartition("/")[0] for entry in entries), key=len, default="")
+    return Installed(write_zip(entries), len(entries), sum(entry.size for entry in entries), longest, folder,
+                     metadata)

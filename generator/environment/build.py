@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import EnvBuildError
 from ..render import ENV_ARCHIVE, ENV_LOCK, ENV_SBOM
 from ..spec import JUPYTER_CORE_MINIMUM, NOTEBOOK_PACKAGE
-from ..winpath import MAX_PATH_CHARS
+from ..winpath import MAX_FOLDER_CHARS, MAX_PATH_CHARS
 from .archive import install_archive
 from .fetch import fetch
 from .lock import Pin, normalize, parse_lock, resolve
@@ -102,16 +102,28 @@ def _check_required(pins: tuple[Pin, ...], source: str) -> None:
             )
 
 
-def _check_path_length(longest: str, name: str) -> None:
-    """The longest path install.ps1 makes for a file of the environment: below
-    C:\\Program Files\\gen-bundle\\<name>\\.env-<12 hex>.remove\\ (the name of an old environment
-    while it is deleted). Windows PowerShell 5.1's file APIs stop at MAX_PATH_CHARS."""
-    prefix = f"C:\\Program Files\\gen-bundle\\{name}\\.env-{'0' * 12}.remove\\"
-    if len(prefix) + len(longest) > MAX_PATH_CHARS:
-        raise EnvBuildError(
-            f"{longest} would be {len(prefix) + len(longest)} characters long below {prefix}: more than the "
-            f"{MAX_PATH_CHARS} Windows PowerShell 5.1 can write. A shorter --name leaves more room"
-        )
+# The names install.ps1 gives an environment's folder: extracted into the first, renamed to
+# the second, and to the third while an older one is deleted (templates/powershell/environment*.ps1).
+ENV_FOLDER_FORMS = (".env-{id}.partial", "env-{id}", ".env-{id}.remove")
+
+
+def env_folder_prefix(name: str) -> str:
+    """The longest folder an environment's files are ever in, on a PC with the usual %ProgramFiles%."""
+    forms = [form.format(id="0" * 12) for form in ENV_FOLDER_FORMS]
+    return f"C:\\Program Files\\gen-bundle\\{name}\\{max(forms, key=len)}\\"
+
+
+def _check_path_length(longest: str, longest_folder: str, name: str) -> None:
+    """The longest paths install.ps1 makes for the environment, below the longest name its folder
+    ever has (env_folder_prefix): Windows PowerShell 5.1's file APIs stop at MAX_PATH_CHARS for a
+    file, and CreateDirectory at MAX_FOLDER_CHARS for a folder."""
+    prefix = env_folder_prefix(name)
+    for path, limit, what in ((longest, MAX_PATH_CHARS, "write"), (longest_folder, MAX_FOLDER_CHARS, "create")):
+        if len(prefix) + len(path) > limit:
+            raise EnvBuildError(
+                f"{path} would be {len(prefix) + len(path)} characters long below {prefix}: more than the "
+                f"{limit} Windows PowerShell 5.1 can {what}. A shorter --name leaves more room"
+            )
 
 
 def lock_text(pins: tuple[Pin, ...], target: Target, generator_version: str) -> bytes:
@@ -155,7 +167,7 @@ def build_environment(
     _check_required(pins, lock_source)
     wheels = fetch(pins, cache=cache, offline=offline)
     installed = install_archive(pins, wheels, target)
-    _check_path_length(installed.longest_path, name)
+    _check_path_length(installed.longest_path, installed.longest_folder, name)
     archive_sha256 = hashlib.sha256(installed.archive).hexdigest()
     sbom = cyclonedx(
         pins, installed.metadata, archive_sha256=archive_sha256, name=f"{name} notebook environment",

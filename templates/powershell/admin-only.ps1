@@ -33,7 +33,13 @@ function New-AdminOnlyFolder {
     # Creates $Path with New-AdminOnlySecurity set at creation: CreateDirectory with a
     # DirectorySecurity leaves no moment in which the folder has the inherited ACL. It does
     # nothing to a folder that is already there: callers check the result (Get-AdminOnlyProblem).
+    # It creates that one level only: given a DirectorySecurity, CreateDirectory also creates
+    # every missing parent, each with this same ACL (Microsoft's API page), so a missing parent
+    # is an error here and callers create each level themselves, each with its own ACL.
     param([string]$Path, [switch]$UsersRead)
+    if (-not (Test-Path -LiteralPath (Split-Path -Parent $Path) -PathType Container)) {
+        throw "$(Split-Path -Parent $Path) is missing: it is created first, with its own ACL, before $Path"
+    }
     $security = New-AdminOnlySecurity -UsersRead:$UsersRead
     if ($PSVersionTable.PSEdition -eq 'Core') {
         [void][IO.FileSystemAclExtensions]::CreateDirectory($security, $Path)  # .NET 5 and later

@@ -14,5 +14,10 @@ function Test-EnvironmentInPlace {
     if ($fields.Count -ne 2 -or -not [string]::Equals($fields[0], $EnvArchiveSha256, [StringComparison]::Ordinal)) {
         return $false
     }
-    return [string]([IO.Directory]::GetFiles($folder, '*', [IO.SearchOption]::AllDirectories).Length) -eq $fields[1]
+    try {
+        $count = [IO.Directory]::GetFiles($folder, '*', [IO.SearchOption]::AllDirectories).Length
+    } catch {
+        return $false  # a folder in it cannot be listed: not whole, as far as this script can tell
+    }
+    return [string]$count -eq $fields[1]
 }

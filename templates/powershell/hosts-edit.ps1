@@ -200,6 +200,7 @@ function Clear-NameCache {
     if (Get-Command -Name Clear-DnsClientCache -ErrorAction SilentlyContinue) {
         Clear-DnsClientCache
     } else {
+        $ErrorActionPreference = 'Continue'  # Windows PowerShell 5.1 turns a native command's stderr into an error
         & "$env:SystemRoot\System32\ipconfig.exe" /flushdns | Out-Null
     }
 }

@@ -18,15 +18,22 @@ function Read-VerifiedBundle {
     # -InPlace names files whose bytes are already installed, by their SHA-256 (the bundle's
     # environment, extracted and marked with it): when SHA256SUMS lists that same SHA-256,
     # such a file is not read again (57 MB from SYSVOL at every boot), only found there.
-    param([string]$PinnedSums, [hashtable]$InPlace = @{})
+    # -Optional (detect.ps1): with no SHA256SUMS beside the script and no pin, there is nothing
+    # to check against (Intune runs a detection script alone, without its bundle), and it
+    # returns $null. A bundle that is not the one approved throws SecurityException.
+    param([string]$PinnedSums, [switch]$Optional, [hashtable]$InPlace = @{})
+    $script = Split-Path -Leaf $PSCommandPath
     $sumsPath = Join-Path $PSScriptRoot 'SHA256SUMS'
     if (-not (Test-Path -LiteralPath $sumsPath -PathType Leaf)) {
-        Stop-Bundle $ExitTampered 'SHA256SUMS is missing beside install.ps1. Nothing was changed.'
+        if ($Optional -and -not $PinnedSums) {
+            return $null
+        }
+        throw [Security.SecurityException]::new("SHA256SUMS is missing beside $script.")
     }
     $sumsBytes = [IO.File]::ReadAllBytes($sumsPath)
     $sumsSha = Get-Sha256 $sumsBytes
     if ($PinnedSums -and -not [string]::Equals($sumsSha, $PinnedSums.Trim(), [StringComparison]::OrdinalIgnoreCase)) {
-        Stop-Bundle $ExitTampered "SHA256SUMS has SHA-256 $sumsSha, not $($PinnedSums.Trim()) as -SumsSha256 says: the bundle is not the one approved. Nothing was changed."
+        throw [Security.SecurityException]::new("SHA256SUMS has SHA-256 $sumsSha, not $($PinnedSums.Trim()) as -SumsSha256 says: the bundle is not the one approved.")
     }
     $expected = @{}
     foreach ($line in ($Latin1.GetString($sumsBytes) -split "`n")) {
@@ -35,7 +42,7 @@ function Read-VerifiedBundle {
             continue
         }
         if ($line -cnotmatch '^([0-9a-f]{64})  (\S+)$') {
-            Stop-Bundle $ExitTampered "SHA256SUMS has a line that is not '<sha256>  <file>': '$line'. Nothing was changed."
+            throw [Security.SecurityException]::new("SHA256SUMS has a line that is not '<sha256>  <file>': '$line'.")
         }
         $expected[$Matches[2]] = $Matches[1]
     }
@@ -43,7 +50,7 @@ function Read-VerifiedBundle {
     foreach ($file in $BundleFiles) {
         $path = Join-Path $PSScriptRoot $file
         if (-not $expected.ContainsKey($file) -or -not (Test-Path -LiteralPath $path -PathType Leaf)) {
-            Stop-Bundle $ExitTampered "$file is missing from the bundle or from SHA256SUMS. Nothing was changed."
+            throw [Security.SecurityException]::new("$file is missing from the bundle or from SHA256SUMS.")
         }
         if ($InPlace.ContainsKey($file) -and [string]::Equals($InPlace[$file], $expected[$file], [StringComparison]::Ordinal)) {
             $bundle[$file] = $null  # installed from bytes with this SHA-256; not needed again
@@ -51,7 +58,7 @@ function Read-VerifiedBundle {
         }
         $bytes = [IO.File]::ReadAllBytes($path)
         if (-not [string]::Equals((Get-Sha256 $bytes), $expected[$file], [StringComparison]::Ordinal)) {
-            Stop-Bundle $ExitTampered "$file does not match SHA256SUMS: the bundle changed after review. Nothing was changed."
+            throw [Security.SecurityException]::new("$file does not match SHA256SUMS: the bundle changed after review.")
         }
         $bundle[$file] = $bytes
     }

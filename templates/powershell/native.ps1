@@ -13,6 +13,10 @@ if ([Environment]::Is64BitOperatingSystem -and -not [Environment]::Is64BitProces
             $forward += @('-' + $entry.Key, [string]$entry.Value)
         }
     }
+    # Not under 'Stop': when the host redirects its error stream, Windows PowerShell 5.1 turns each
+    # line the child writes there into an error record, and 'Stop' would end this script with
+    # the trap's 1603 instead of the child's own exit code.
+    $ErrorActionPreference = 'Continue'
     & $nativePowerShell @forward
     exit $LASTEXITCODE
 }

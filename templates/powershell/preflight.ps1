@@ -52,6 +52,29 @@ function Get-PortProblem {
     }
 }
 
+function Test-UsersRead {
+    # True when BUILTIN\Users (or Authenticated Users, Everyone, INTERACTIVE) may list $Path and
+    # read and run what is in it, and none of them is denied that: the logon task and the
+    # Start-menu entry run the launcher below $InstallRoot as each user.
+    param([string]$Path)
+    $readers = @('S-1-5-32-545', 'S-1-5-11', 'S-1-1-0', 'S-1-5-4')
+    $need = [int64][System.Security.AccessControl.FileSystemRights]'ReadAndExecute'
+    $allowed = $false
+    foreach ($rule in (Get-Acl -LiteralPath $Path).GetAccessRules($true, $true, [Security.Principal.SecurityIdentifier])) {
+        $rights = [int64]$rule.FileSystemRights
+        if ($readers -notcontains $rule.IdentityReference.Value -or ($rule.PropagationFlags -band [System.Security.AccessControl.PropagationFlags]::InheritOnly)) {
+            continue
+        }
+        if ($rule.AccessControlType -eq 'Deny' -and ($rights -band $need) -ne 0) {
+            return $false
+        }
+        if ($rule.AccessControlType -eq 'Allow' -and ($rights -band $need) -eq $need) {
+            $allowed = $true
+        }
+    }
+    return $allowed
+}
+
 function Get-JupyterCoreVersion {
     # The version of jupyter_core installed for $PythonExe (a base install, or a virtual
     # environment's Scripts\python.exe), read from its dist-info METADATA: no Python runs.
@@ -103,7 +126,11 @@ function Get-PythonTreeProblem {
     # python.exe, and every .pth and ._pth file (each line of one can run code at start). Files take their
     # folder's rights, unless an administrator set others: only folders are walked, not
     # the thousands of files in them. Owners are not judged: pip run by an administrator
-    # leaves folders owned by that administrator's own account.
+    # leaves folders owned by that administrator's own account. The folders are listed one
+    # level at a time: one that cannot be listed or whose rights cannot be read (access
+    # denied, or a path longer than Windows PowerShell 5.1 reads, 259 characters) is a
+    # problem named with its reason, not the end of the run, and it is not passed as checked;
+    # a link is not followed (its target could be anything), and is a problem too.
     param([string]$Python = $PythonExe)
     $folder = Split-Path -Parent $Python
     $base = $folder
@@ -119,25 +146,52 @@ function Get-PythonTreeProblem {
             }
         }
     }
-    $paths = @($roots + $folder | Select-Object -Unique)
+    $paths = New-Object System.Collections.Generic.List[string]
+    foreach ($path in @($roots + $folder | Select-Object -Unique)) {
+        $paths.Add($path)
+    }
+    $trees = New-Object System.Collections.Generic.List[string]
     foreach ($root in $roots) {
         foreach ($name in @('Lib', 'DLLs', 'Scripts', 'share', 'etc')) {
             $tree = Join-Path $root $name
             if (Test-Path -LiteralPath $tree -PathType Container) {
-                $paths += $tree
-                $paths += @([IO.Directory]::GetDirectories($tree, '*', [IO.SearchOption]::AllDirectories))
+                $trees.Add($tree)
             }
         }
     }
+    for ($i = 0; $i -lt $trees.Count; $i++) {  # $trees grows as each folder is listed
+        $tree = $trees[$i]
+        try {
+            if ([IO.File]::GetAttributes($tree) -band [IO.FileAttributes]::ReparsePoint) {
+                "$tree (a link: the Python that every user runs must be real folders)"
+                continue
+            }
+            $paths.Add($tree)
+            foreach ($child in [IO.Directory]::GetDirectories($tree)) {
+                $trees.Add($child)
+            }
+        } catch {
+            "$tree (could not be listed: $($_.Exception.Message))"
+        }
+    }
     foreach ($pattern in @('*.exe', '*.dll', '*._pth', '*.pth')) {
-        $paths += @(Get-ChildItem -LiteralPath $folder -File -Filter $pattern | ForEach-Object { $_.FullName })
+        foreach ($file in @(Get-ChildItem -LiteralPath $folder -File -Filter $pattern)) {
+            $paths.Add($file.FullName)
+        }
     }
     $sitePackages = Join-Path $base 'Lib\site-packages'
     if (Test-Path -LiteralPath $sitePackages -PathType Container) {
-        $paths += @(Get-ChildItem -LiteralPath $sitePackages -File -Filter '*.pth' | ForEach-Object { $_.FullName })
+        foreach ($file in @(Get-ChildItem -LiteralPath $sitePackages -File -Filter '*.pth')) {
+            $paths.Add($file.FullName)
+        }
     }
     foreach ($path in $paths) {
-        $writers = @(Get-NonAdminWriter -Path $path)
+        try {
+            $writers = @(Get-NonAdminWriter -Path $path)
+        } catch {
+            "$path (its rights could not be read: $($_.Exception.Message))"
+            continue
+        }
         if ($writers.Count -gt 0) {
             "$path ($($writers -join ', '))"
         }

@@ -41,7 +41,7 @@ function Write-ServerReport {
             Write-Output "server: $log does not exist: the task did not start the launcher for $name. Look at the task's last run result (Get-ScheduledTaskInfo -TaskPath '$TaskFolder' -TaskName '$TaskName') and its history (Event Viewer: Microsoft-Windows-TaskScheduler/Operational)."
         } else {
             Write-Output "server: the last lines of $log :"
-            foreach ($line in @(Get-Content -LiteralPath $log -Tail $LogTailLines)) {
+            foreach ($line in @(Get-Content -LiteralPath $log -Tail $LogTailLines -Encoding UTF8)) {  # the launcher writes UTF-8; 5.1 would read ANSI
                 Write-Output "    $line"
             }
             Write-Output "server: look at the ERROR lines above and their Fix; the server's own output is server.log beside that file."

@@ -13,12 +13,18 @@ function Get-StateFolderProblem {
 }
 
 function New-StateFolder {
-    # Creates each missing level, admin-only from its creation, then checks every level again:
-    # a folder that a user made first, in the meantime, is theirs, and is refused.
-    foreach ($folder in @($StateRoot, $StateDir, $StateLogDir)) {
-        if (-not (Test-Entry $folder)) {
-            New-AdminOnlyFolder -Path $folder
+    # Creates each missing level, one at a time, each with its own ACL from its creation:
+    # $InstallRoot lets users read and run what is below it (the launcher is in $InstallDir,
+    # which inherits that), the state folders are for administrators only. Then it checks the
+    # state levels again: a folder that a user made first, in the meantime, is theirs, and is
+    # refused. ($InstallRoot, which an administrator may have made, passed the preflight's check
+    # of who may write there.)
+    foreach ($level in @(@($InstallRoot, $true), @($StateRoot, $false), @($StateDir, $false), @($StateLogDir, $false))) {
+        if (-not (Test-Entry $level[0])) {
+            New-AdminOnlyFolder -Path $level[0] -UsersRead:$level[1]
         }
+    }
+    foreach ($folder in @($StateRoot, $StateDir, $StateLogDir)) {
         $problem = Get-AdminOnlyProblem $folder
         if ($problem) {
             throw "$problem; nothing was written there"

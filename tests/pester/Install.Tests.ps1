@@ -92,6 +92,17 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         $jupyterAcl.GetOwner([Security.Principal.SecurityIdentifier]).Value | Should -Be 'S-1-5-32-544'
         $jupyterAcl.AreAccessRulesProtected | Should -BeTrue
     }
+    It 'gives each folder level its own ACL: users read the install folder and its parent, not the state' {
+        $root = Join-Path $env:ProgramFiles 'gen-bundle'
+        foreach ($level in @(@($root, $true), @((Join-Path $root 'py'), $true), @((Join-Path $root 'py\start-py.bat'), $true),
+                @((Join-Path $root 'state'), $false), @((Join-Path $root 'state\py'), $false))) {
+            $users = @((Get-Acl -LiteralPath $level[0]).GetAccessRules($true, $true, [Security.Principal.SecurityIdentifier]) |
+                Where-Object { $_.IdentityReference.Value -eq 'S-1-5-32-545' -and $_.AccessControlType -eq 'Allow' -and
+                    (([int64]$_.FileSystemRights -band 0x1200A9) -eq 0x1200A9) })
+            ($users.Count -gt 0) | Should -Be $level[1] -Because $level[0]
+        }
+        (Get-Acl -LiteralPath $root).GetOwner([Security.Principal.SecurityIdentifier]).Value | Should -Be 'S-1-5-32-544'
+    }
     It 'leaves a task an administrator disabled disabled, changes nothing, and exits 0' {
         Disable-ScheduledTask -TaskPath '\gen-bundle\' -TaskName 'py' | Out-Null
         $hosts = [IO.File]::ReadAllBytes($script:Hosts)
@@ -100,6 +111,12 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         $run.Output | Should -Match 'is disabled'
         (Get-ScheduledTask -TaskPath '\gen-bundle\' -TaskName 'py').State | Should -Be 'Disabled'
         [IO.File]::ReadAllBytes($script:Hosts) | Should -Be $hosts
+        (Invoke-Bundle 'detect.ps1').Output | Should -Match 'is installed' -Because 'detect.ps1 agrees with install.ps1'
+        $copy = Join-Path ([IO.Path]::GetTempPath()) ('gen-bundle-detect-' + [Guid]::NewGuid().ToString('N'))
+        [void][IO.Directory]::CreateDirectory($copy)
+        Copy-Item -LiteralPath (Join-Path $script:Bundle 'detect.ps1') -Destination $copy
+        (Invoke-Bundle -Script 'detect.ps1' -Folder $copy).Output | Should -Match 'is installed' -Because 'Intune runs it alone'
+        Remove-Item -LiteralPath $copy -Recurse -Force
         Enable-ScheduledTask -TaskPath '\gen-bundle\' -TaskName 'py' | Out-Null
     }
     It 'changes nothing when run again' {
@@ -109,6 +126,12 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         $run.Output | Should -Match 'already in place'
         $run.Output | Should -Match 'already registered'
         [IO.File]::ReadAllBytes($script:Hosts) | Should -Be $hosts
+    }
+    It 'refuses to uninstall with a SHA256SUMS other than the one -SumsSha256 names, and changes nothing' {
+        $run = Invoke-Bundle 'uninstall.ps1' @('-SumsSha256', ('0' * 64))
+        $run.ExitCode | Should -Be 2 -Because $run.Output
+        Get-ScheduledTask -TaskPath '\gen-bundle\' -TaskName 'py' | Should -Not -BeNullOrEmpty
+        (Invoke-Bundle 'detect.ps1' @('-SumsSha256', ('0' * 64))).Output.Trim() | Should -BeNullOrEmpty
     }
     It 'uninstalls everything and gives back the hosts file byte for byte' {
         [void][IO.Directory]::CreateDirectory((Split-Path -Parent $script:Legacy))
@@ -131,6 +154,17 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
     It 'changes nothing when uninstall runs again' {
         (Invoke-Bundle 'uninstall.ps1').ExitCode | Should -Be 0
         [IO.File]::ReadAllBytes($script:Hosts) | Should -Be $script:HostsBefore
+    }
+    It 'leaves a %ProgramData%\jupyter that was there before the install' {
+        [void][IO.Directory]::CreateDirectory($script:JupyterShared)
+        $ErrorActionPreference = 'Continue'
+        & "$env:SystemRoot\System32\icacls.exe" $script:JupyterShared /setowner '*S-1-5-32-544' | Out-Null
+        & "$env:SystemRoot\System32\icacls.exe" $script:JupyterShared /inheritance:r /grant:r '*S-1-5-18:(OI)(CI)F' '*S-1-5-32-544:(OI)(CI)F' '*S-1-5-32-545:(OI)(CI)RX' | Out-Null
+        $run = Invoke-Bundle 'install.ps1'
+        $run.ExitCode | Should -Be $script:InstalledExit -Because $run.Output
+        (Invoke-Bundle 'uninstall.ps1').ExitCode | Should -Be 0
+        Test-Path -LiteralPath $script:JupyterShared | Should -BeTrue
+        Remove-Item -LiteralPath $script:JupyterShared -Recurse -Force
     }
     It 'refuses a logs folder that is a junction, and writes nothing through it' {
         # Users cannot create anything under %ProgramFiles%; an administrator's mistake can. The

@@ -160,10 +160,13 @@ class Wine:
         return [[field.decode("utf-8") for field in line.split(b"\0")[:-1]]
                 for line in self.guard_log.read_bytes().split(b"\n") if line]
 
-    def _bat_env(self, stub_exit: int, plan: str | None, say: str | None = None) -> dict[str, str]:
+    def _bat_env(self, stub_exit: int, plan: str | None, say: str | None = None, path_first: str | None = None
+                 ) -> dict[str, str]:
         for stale in (self.stub_log, self.stub_log.with_name(self.stub_log.name + ".count"), self.guard_log):
             stale.unlink(missing_ok=True)
         env = {**self.env, "STUB_LOG": "Z:" + str(self.stub_log).replace("/", "\\"), "STUB_EXIT": str(stub_exit)}
+        if path_first is not None:
+            env["WINEPATH"] = path_first  # put before the PATH of wine's processes (wine(1): WINEPATH)
         env.update(self.guard_env)
         if plan is not None:
             env["STUB_PLAN"] = plan
@@ -182,12 +185,14 @@ class Wine:
         return found
 
     def run_bat(
-        self, bat: str, *, stub_exit: int = 0, plan: str | None = None, say: str | None = None, timeout: float = 60
+        self, bat: str, *, stub_exit: int = 0, plan: str | None = None, say: str | None = None, timeout: float = 60,
+        path_first: str | None = None,
     ) -> BatRun:
-        """Run the batch file at the Windows path ``bat`` as a logon task would."""
+        """Run the batch file at the Windows path ``bat`` as a logon task would (``path_first``: a
+        folder searched before the others of PATH)."""
         proc = subprocess.run(
             ["wine", "cmd", "/d", "/c", bat],
-            env=self._bat_env(stub_exit, plan, say),
+            env=self._bat_env(stub_exit, plan, say, path_first),
             capture_output=True,
             timeout=timeout,
         )

@@ -14,6 +14,16 @@ both Intune and SCCM read as "not detected"):
   - the hosts file holds gen-bundle's block for 'py' with this bundle's lines;
   - the receipt %ProgramFiles%\gen-bundle\state\py\receipt.json is there.
 
+One state is reported as installed without those checks: gen-bundle's task, disabled. An
+administrator disabled it, and install.ps1 then changes nothing and exits 0; were detect.ps1
+to report "not installed", Intune or SCCM would run install.ps1 again at every cycle. Run
+install.ps1 -Force to install and enable it again.
+
+With SHA256SUMS beside it (the bundle's folder, a Group Policy share), detect.ps1 first checks
+itself against it, and SHA256SUMS against -SumsSha256 when given; a mismatch is "not detected".
+Intune runs a detection script alone, with no file beside it and no parameter: then there is
+nothing to check it against.
+
 -Verbose says which check failed.
 
 What it proves, and what it does not: that this bundle's files, task, hosts block and receipt
@@ -27,7 +37,9 @@ of a logged-on user does not answer), and each user's
 powershell.exe -NoProfile -ExecutionPolicy Bypass -File .\detect.ps1 -Verbose
 #>
 [CmdletBinding()]
-param()
+param(
+    [string]$SumsSha256
+)
 
 # Detection reports "not installed" (no output, exit 0) whatever fails, wherever it fails.
 trap {
@@ -78,11 +90,12 @@ $ExitPreflight     = 4  # a check before any change failed; nothing was changed
 $ExitNoAnswer      = 5  # installed, but the server did not answer for the user who is logged on
 $ExitFailure       = 1603  # anything else (the Windows Installer code for a fatal error)
 $ExpectedSha = @{
-    'start-py.bat' = '05e7cad8ae867bd6640084b15ad1a18a0f0c60e3e3c5794d7cf8b02243e7a730'
-    'start-py.config.py' = '7ea2daa62b8abb2a115fe18669e6d72542193ce6252f3a52c4868c01bcc14c89'
-    'start-py.guard.py' = '37cf70ef309f50413278a379071c64eb9fe65418a0fed631dfe2b63a38ee334b'
+    'start-py.bat' = '9d4ad9e98d52c2bef5345a8dcf5f1eacb855f60d5672a3bef661d4e3d97468ff'
+    'start-py.config.py' = '7dc26ef58ec8f56d50daa6ba27e734f73cd660df8d1e6fcc88f37fafcf8b7164'
+    'start-py.guard.py' = '000c13a8df3dd944e27617b01150c32892c99eca0de62241c860100952496a8a'
 }
 $ExpectedHostsLines = @('# BEGIN gen-bundle py', '127.0.0.13 py', '# END gen-bundle py')
+$BundleFiles       = @('detect.ps1')  # checked against SHA256SUMS, when it is beside this script
 # ==== End of this bundle's values. ====
 
 # ---- native: run in 64-bit PowerShell ----
@@ -100,8 +113,79 @@ if ([Environment]::Is64BitOperatingSystem -and -not [Environment]::Is64BitProces
             $forward += @('-' + $entry.Key, [string]$entry.Value)
         }
     }
+    # Not under 'Stop': when the host redirects its error stream, Windows PowerShell 5.1 turns each
+    # line the child writes there into an error record, and 'Stop' would end this script with
+    # the trap's 1603 instead of the child's own exit code.
+    $ErrorActionPreference = 'Continue'
     & $nativePowerShell @forward
     exit $LASTEXITCODE
+}
+
+# ---- integrity: the bundle's files against SHA256SUMS, read once ----
+
+function Get-Sha256 {
+    param([byte[]]$Bytes)
+    $sha = [Security.Cryptography.SHA256]::Create()
+    try {
+        return ([BitConverter]::ToString($sha.ComputeHash($Bytes)) -replace '-', '').ToLowerInvariant()
+    } finally {
+        $sha.Dispose()
+    }
+}
+
+function Read-VerifiedBundle {
+    # The reviewer approved these exact bytes. Each file is read once, into memory, and
+    # checked there; the script uses only these bytes afterwards, never the files again, so
+    # a share that changes after the check cannot hand it other bytes. With -SumsSha256 the
+    # SHA-256 of SHA256SUMS itself must be the one the deployment names outside the bundle.
+    # -InPlace names files whose bytes are already installed, by their SHA-256 (the bundle's
+    # environment, extracted and marked with it): when SHA256SUMS lists that same SHA-256,
+    # such a file is not read again (57 MB from SYSVOL at every boot), only found there.
+    # -Optional (detect.ps1): with no SHA256SUMS beside the script and no pin, there is nothing
+    # to check against (Intune runs a detection script alone, without its bundle), and it
+    # returns $null. A bundle that is not the one approved throws SecurityException.
+    param([string]$PinnedSums, [switch]$Optional, [hashtable]$InPlace = @{})
+    $script = Split-Path -Leaf $PSCommandPath
+    $sumsPath = Join-Path $PSScriptRoot 'SHA256SUMS'
+    if (-not (Test-Path -LiteralPath $sumsPath -PathType Leaf)) {
+        if ($Optional -and -not $PinnedSums) {
+            return $null
+        }
+        throw [Security.SecurityException]::new("SHA256SUMS is missing beside $script.")
+    }
+    $sumsBytes = [IO.File]::ReadAllBytes($sumsPath)
+    $sumsSha = Get-Sha256 $sumsBytes
+    if ($PinnedSums -and -not [string]::Equals($sumsSha, $PinnedSums.Trim(), [StringComparison]::OrdinalIgnoreCase)) {
+        throw [Security.SecurityException]::new("SHA256SUMS has SHA-256 $sumsSha, not $($PinnedSums.Trim()) as -SumsSha256 says: the bundle is not the one approved.")
+    }
+    $expected = @{}
+    foreach ($line in ($Latin1.GetString($sumsBytes) -split "`n")) {
+        $line = $line.TrimEnd([char]13)
+        if ($line.Length -eq 0) {
+            continue
+        }
+        if ($line -cnotmatch '^([0-9a-f]{64})  (\S+)$') {
+            throw [Security.SecurityException]::new("SHA256SUMS has a line that is not '<sha256>  <file>': '$line'.")
+        }
+        $expected[$Matches[2]] = $Matches[1]
+    }
+    $bundle = @{ 'SHA256SUMS' = $sumsBytes }
+    foreach ($file in $BundleFiles) {
+        $path = Join-Path $PSScriptRoot $file
+        if (-not $expected.ContainsKey($file) -or -not (Test-Path -LiteralPath $path -PathType Leaf)) {
+            throw [Security.SecurityException]::new("$file is missing from the bundle or from SHA256SUMS.")
+        }
+        if ($InPlace.ContainsKey($file) -and [string]::Equals($InPlace[$file], $expected[$file], [StringComparison]::Ordinal)) {
+            $bundle[$file] = $null  # installed from bytes with this SHA-256; not needed again
+            continue
+        }
+        $bytes = [IO.File]::ReadAllBytes($path)
+        if (-not [string]::Equals((Get-Sha256 $bytes), $expected[$file], [StringComparison]::Ordinal)) {
+            throw [Security.SecurityException]::new("$file does not match SHA256SUMS: the bundle changed after review.")
+        }
+        $bundle[$file] = $bytes
+    }
+    return $bundle
 }
 
 # ---- hosts, read: the hosts file's bytes as text, whatever its encoding ----
@@ -135,6 +219,34 @@ function Get-OurTask {
     return @(Get-ScheduledTask -TaskPath $TaskFolder -ErrorAction SilentlyContinue | Where-Object { $_.TaskName -eq $TaskName })
 }
 
+# ---- task state: the task's enumerations, and a task an administrator disabled ----
+# Get-ScheduledTask hands back the task's enumerations (State, RunLevel, MultipleInstances) by
+# name or by number, depending on how PowerShell adapts the CIM value: each is compared in both
+# forms. The numbers are Task Scheduler's (TASK_STATE, TASK_RUNLEVEL_TYPE, TASK_INSTANCES_POLICY,
+# https://learn.microsoft.com/windows/win32/taskschd/task-scheduler-enumerated-types).
+$TaskEnums = @{
+    State             = @{ Unknown = 0; Disabled = 1; Queued = 2; Ready = 3; Running = 4 }
+    RunLevel          = @{ Limited = 0; Highest = 1 }
+    MultipleInstances = @{ Parallel = 0; Queue = 1; IgnoreNew = 2; StopExisting = 3 }
+}
+
+function Test-TaskValue {
+    # True when $Value, one of the task's enumerations, is $Name: written as the name or as its number.
+    param([object]$Value, [string]$Enum, [string]$Name)
+    $text = [string]$Value
+    return [string]::Equals($text, $Name, [StringComparison]::OrdinalIgnoreCase) -or
+        [string]::Equals($text, [string]$TaskEnums[$Enum][$Name], [StringComparison]::Ordinal)
+}
+
+function Test-TaskDisabledByAdmin {
+    # gen-bundle's task, disabled: an administrator's choice. install.ps1 then changes nothing and
+    # exits 0, and detect.ps1 reports the bundle as installed, so that Intune or SCCM, which read
+    # the two together, do not run install.ps1 again and again.
+    param([object]$Task)
+    return [string]::Equals([string]$Task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and
+        (Test-TaskValue -Value $Task.State -Enum 'State' -Name 'Disabled')
+}
+
 # ---- environment-marker: is the bundle's Python environment in place, whole? ----
 
 function Test-EnvironmentInPlace {
@@ -151,11 +263,23 @@ function Test-EnvironmentInPlace {
     if ($fields.Count -ne 2 -or -not [string]::Equals($fields[0], $EnvArchiveSha256, [StringComparison]::Ordinal)) {
         return $false
     }
-    return [string]([IO.Directory]::GetFiles($folder, '*', [IO.SearchOption]::AllDirectories).Length) -eq $fields[1]
+    try {
+        $count = [IO.Directory]::GetFiles($folder, '*', [IO.SearchOption]::AllDirectories).Length
+    } catch {
+        return $false  # a folder in it cannot be listed: not whole, as far as this script can tell
+    }
+    return [string]$count -eq $fields[1]
 }
 
 # ---- detect: reports "not installed" (no output, exit 0) whatever it finds; nothing here exits early ----
 function Test-Installed {
+    $task = @(Get-OurTask)
+    if ($task.Count -gt 0 -and (Test-TaskDisabledByAdmin $task[0])) {
+        # install.ps1 changes nothing while an administrator keeps the task disabled (it exits 0):
+        # reported as installed, so that Intune or SCCM do not run install.ps1 at every cycle.
+        Write-Verbose "task $TaskFolder${TaskName}: disabled by an administrator; install.ps1 leaves the bundle as it is"
+        return $true
+    }
     foreach ($file in $InstalledFiles) {
         $path = Join-Path $InstallDir $file
         if (-not (Test-Path -LiteralPath $path -PathType Leaf)) {
@@ -171,9 +295,8 @@ function Test-Installed {
         Write-Verbose "environment: $(Join-Path $InstallDir $EnvFolder) is missing or incomplete"
         return $false
     }
-    $task = @(Get-OurTask)
-    if ($task.Count -eq 0 -or $task[0].Author -ne 'gen-bundle' -or $task[0].State -eq 'Disabled') {
-        Write-Verbose "task $TaskFolder$TaskName: missing, foreign or disabled"
+    if ($task.Count -eq 0 -or -not [string]::Equals([string]$task[0].Author, 'gen-bundle', [StringComparison]::Ordinal)) {
+        Write-Verbose "task $TaskFolder${TaskName}: missing, or not gen-bundle's"
         return $false
     }
     $hostsLines = @((Read-HostsText) -split "`r?`n" | ForEach-Object { $_.TrimStart([char]0xEF, [char]0xBB, [char]0xBF) })
@@ -191,6 +314,7 @@ function Test-Installed {
 }
 
 try {
+    $null = Read-VerifiedBundle -PinnedSums $SumsSha256 -Optional
     if (Test-Installed) {
         Write-Output "gen-bundle $BundleName $BundleVersion is installed"
     }

@@ -168,6 +168,10 @@ if ([Environment]::Is64BitOperatingSystem -and -not [Environment]::Is64BitProces
             $forward += @('-' + $entry.Key, [string]$entry.Value)
         }
     }
+    # Not under 'Stop': when the host redirects its error stream, Windows PowerShell 5.1 turns each
+    # line the child writes there into an error record, and 'Stop' would end this script with
+    # the trap's 1603 instead of the child's own exit code.
+    $ErrorActionPreference = 'Continue'
     & $nativePowerShell @forward
     exit $LASTEXITCODE
 }
@@ -235,15 +239,22 @@ function Read-VerifiedBundle {
     # -InPlace names files whose bytes are already installed, by their SHA-256 (the bundle's
     # environment, extracted and marked with it): when SHA256SUMS lists that same SHA-256,
     # such a file is not read again (57 MB from SYSVOL at every boot), only found there.
-    param([string]$PinnedSums, [hashtable]$InPlace = @{})
+    # -Optional (detect.ps1): with no SHA256SUMS beside the script and no pin, there is nothing
+    # to check against (Intune runs a detection script alone, without its bundle), and it
+    # returns $null. A bundle that is not the one approved throws SecurityException.
+    param([string]$PinnedSums, [switch]$Optional, [hashtable]$InPlace = @{})
+    $script = Split-Path -Leaf $PSCommandPath
     $sumsPath = Join-Path $PSScriptRoot 'SHA256SUMS'
     if (-not (Test-Path -LiteralPath $sumsPath -PathType Leaf)) {
-        Stop-Bundle $ExitTampered 'SHA256SUMS is missing beside install.ps1. Nothing was changed.'
+        if ($Optional -and -not $PinnedSums) {
+            return $null
+        }
+        throw [Security.SecurityException]::new("SHA256SUMS is missing beside $script.")
     }
     $sumsBytes = [IO.File]::ReadAllBytes($sumsPath)
     $sumsSha = Get-Sha256 $sumsBytes
     if ($PinnedSums -and -not [string]::Equals($sumsSha, $PinnedSums.Trim(), [StringComparison]::OrdinalIgnoreCase)) {
-        Stop-Bundle $ExitTampered "SHA256SUMS has SHA-256 $sumsSha, not $($PinnedSums.Trim()) as -SumsSha256 says: the bundle is not the one approved. Nothing was changed."
+        throw [Security.SecurityException]::new("SHA256SUMS has SHA-256 $sumsSha, not $($PinnedSums.Trim()) as -SumsSha256 says: the bundle is not the one approved.")
     }
     $expected = @{}
     foreach ($line in ($Latin1.GetString($sumsBytes) -split "`n")) {
@@ -252,7 +263,7 @@ function Read-VerifiedBundle {
             continue
         }
         if ($line -cnotmatch '^([0-9a-f]{64})  (\S+)$') {
-            Stop-Bundle $ExitTampered "SHA256SUMS has a line that is not '<sha256>  <file>': '$line'. Nothing was changed."
+            throw [Security.SecurityException]::new("SHA256SUMS has a line that is not '<sha256>  <file>': '$line'.")
         }
         $expected[$Matches[2]] = $Matches[1]
     }
@@ -260,7 +271,7 @@ function Read-VerifiedBundle {
     foreach ($file in $BundleFiles) {
         $path = Join-Path $PSScriptRoot $file
         if (-not $expected.ContainsKey($file) -or -not (Test-Path -LiteralPath $path -PathType Leaf)) {
-            Stop-Bundle $ExitTampered "$file is missing from the bundle or from SHA256SUMS. Nothing was changed."
+            throw [Security.SecurityException]::new("$file is missing from the bundle or from SHA256SUMS.")
         }
         if ($InPlace.ContainsKey($file) -and [string]::Equals($InPlace[$file], $expected[$file], [StringComparison]::Ordinal)) {
             $bundle[$file] = $null  # installed from bytes with this SHA-256; not needed again
@@ -268,7 +279,7 @@ function Read-VerifiedBundle {
         }
         $bytes = [IO.File]::ReadAllBytes($path)
         if (-not [string]::Equals((Get-Sha256 $bytes), $expected[$file], [StringComparison]::Ordinal)) {
-            Stop-Bundle $ExitTampered "$file does not match SHA256SUMS: the bundle changed after review. Nothing was changed."
+            throw [Security.SecurityException]::new("$file does not match SHA256SUMS: the bundle changed after review.")
         }
         $bundle[$file] = $bytes
     }
@@ -502,6 +513,7 @@ function Clear-NameCache {
     if (Get-Command -Name Clear-DnsClientCache -ErrorAction SilentlyContinue) {
         Clear-DnsClientCache
     } else {
+        $ErrorActionPreference = 'Continue'  # Windows PowerShell 5.1 turns a native command's stderr into an error
         & "$env:SystemRoot\System32\ipconfig.exe" /flushdns | Out-Null
     }
 }
@@ -510,6 +522,88 @@ function Clear-NameCache {
 
 function Get-OurTask {
     return @(Get-ScheduledTask -TaskPath $TaskFolder -ErrorAction SilentlyContinue | Where-Object { $_.TaskName -eq $TaskName })
+}
+
+# ---- task state: the task's enumerations, and a task an administrator disabled ----
+# Get-ScheduledTask hands back the task's enumerations (State, RunLevel, MultipleInstances) by
+# name or by number, depending on how PowerShell adapts the CIM value: each is compared in both
+# forms. The numbers are Task Scheduler's (TASK_STATE, TASK_RUNLEVEL_TYPE, TASK_INSTANCES_POLICY,
+# https://learn.microsoft.com/windows/win32/taskschd/task-scheduler-enumerated-types).
+$TaskEnums = @{
+    State             = @{ Unknown = 0; Disabled = 1; Queued = 2; Ready = 3; Running = 4 }
+    RunLevel          = @{ Limited = 0; Highest = 1 }
+    MultipleInstances = @{ Parallel = 0; Queue = 1; IgnoreNew = 2; StopExisting = 3 }
+}
+
+function Test-TaskValue {
+    # True when $Value, one of the task's enumerations, is $Name: written as the name or as its number.
+    param([object]$Value, [string]$Enum, [string]$Name)
+    $text = [string]$Value
+    return [string]::Equals($text, $Name, [StringComparison]::OrdinalIgnoreCase) -or
+        [string]::Equals($text, [string]$TaskEnums[$Enum][$Name], [StringComparison]::Ordinal)
+}
+
+function Test-TaskDisabledByAdmin {
+    # gen-bundle's task, disabled: an administrator's choice. install.ps1 then changes nothing and
+    # exits 0, and detect.ps1 reports the bundle as installed, so that Intune or SCCM, which read
+    # the two together, do not run install.ps1 again and again.
+    param([object]$Task)
+    return [string]::Equals([string]$Task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and
+        (Test-TaskValue -Value $Task.State -Enum 'State' -Name 'Disabled')
+}
+
+# ---- task match: is the registered task the one this bundle's task XML describes? ----
+
+function ConvertTo-Sid {
+    # An account as Task Scheduler may hand it back (DOMAIN\name, name, or a SID) as its SID;
+    # '' when Windows cannot tell (a domain account with no domain controller in reach).
+    param([string]$Account)
+    if ($Account -cmatch '^S-1-[0-9-]+$') {
+        return $Account
+    }
+    try {
+        return (New-Object Security.Principal.NTAccount($Account)).Translate([Security.Principal.SecurityIdentifier]).Value
+    } catch {
+        return ''
+    }
+}
+
+function Test-TaskCurrent {
+    # True when $Task is registered as $Wanted (the bundle's task XML) says: gen-bundle's, enabled,
+    # the same action, principal, trigger and settings, each compared in every form Windows may
+    # hand it back in (an enumeration by name or number, an account by name or SID). When not,
+    # install.ps1 registers the task again: a form it did not know would do that at every boot.
+    param([object]$Task, [xml]$Wanted)
+    $action = @($Task.Actions)[0]
+    $trigger = @($Task.Triggers)
+    $exec = $Wanted.Task.Actions.Exec
+    $principal = $Wanted.Task.Principals.Principal
+    $same = [string]::Equals([string]$Task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and
+        -not (Test-TaskValue -Value $Task.State -Enum 'State' -Name 'Disabled') -and
+        $null -ne $action -and $action.CimClass.CimClassName -eq 'MSFT_TaskExecAction' -and
+        [string]::Equals([string]$Task.Description, $Wanted.Task.RegistrationInfo.Description, [StringComparison]::Ordinal) -and
+        [string]::Equals([string]$action.Execute, $exec.Command, [StringComparison]::Ordinal) -and
+        [string]::Equals([string]$action.Arguments, $exec.Arguments, [StringComparison]::Ordinal) -and
+        [string]::Equals([string]$action.WorkingDirectory, $exec.WorkingDirectory, [StringComparison]::Ordinal) -and
+        (Test-TaskValue -Value $Task.Principal.RunLevel -Enum 'RunLevel' -Name 'Limited') -and
+        (Test-TaskValue -Value $Task.Settings.MultipleInstances -Enum 'MultipleInstances' -Name $Wanted.Task.Settings.MultipleInstancesPolicy) -and
+        [string]::Equals([string]$Task.Settings.ExecutionTimeLimit, $Wanted.Task.Settings.ExecutionTimeLimit, [StringComparison]::Ordinal) -and
+        $trigger.Count -eq 1 -and $trigger[0].CimClass.CimClassName -eq 'MSFT_TaskLogonTrigger'
+    if (-not $same) {
+        return $false
+    }
+    if ($BundleScope -eq 'machine') {
+        $want = ConvertTo-Sid $principal.GroupId
+        return $want -ne '' -and [string]::Equals((ConvertTo-Sid ([string]$Task.Principal.GroupId)), $want, [StringComparison]::Ordinal)
+    }
+    $have = [string]$Task.Principal.UserId
+    foreach ($form in @($principal.UserId, ($principal.UserId -split '\\')[-1])) {
+        if ([string]::Equals($have, $form, [StringComparison]::OrdinalIgnoreCase)) {
+            return $true
+        }
+    }
+    $want = ConvertTo-Sid $principal.UserId
+    return $want -ne '' -and [string]::Equals((ConvertTo-Sid $have), $want, [StringComparison]::Ordinal)
 }
 
 # ---- processes: the launchers and servers of this bundle, found by their command lines ----
@@ -618,12 +712,18 @@ function Get-StateFolderProblem {
 }
 
 function New-StateFolder {
-    # Creates each missing level, admin-only from its creation, then checks every level again:
-    # a folder that a user made first, in the meantime, is theirs, and is refused.
-    foreach ($folder in @($StateRoot, $StateDir, $StateLogDir)) {
-        if (-not (Test-Entry $folder)) {
-            New-AdminOnlyFolder -Path $folder
+    # Creates each missing level, one at a time, each with its own ACL from its creation:
+    # $InstallRoot lets users read and run what is below it (the launcher is in $InstallDir,
+    # which inherits that), the state folders are for administrators only. Then it checks the
+    # state levels again: a folder that a user made first, in the meantime, is theirs, and is
+    # refused. ($InstallRoot, which an administrator may have made, passed the preflight's check
+    # of who may write there.)
+    foreach ($level in @(@($InstallRoot, $true), @($StateRoot, $false), @($StateDir, $false), @($StateLogDir, $false))) {
+        if (-not (Test-Entry $level[0])) {
+            New-AdminOnlyFolder -Path $level[0] -UsersRead:$level[1]
         }
+    }
+    foreach ($folder in @($StateRoot, $StateDir, $StateLogDir)) {
         $problem = Get-AdminOnlyProblem $folder
         if ($problem) {
             throw "$problem; nothing was written there"
@@ -666,7 +766,13 @@ function New-AdminOnlyFolder {
     # Creates $Path with New-AdminOnlySecurity set at creation: CreateDirectory with a
     # DirectorySecurity leaves no moment in which the folder has the inherited ACL. It does
     # nothing to a folder that is already there: callers check the result (Get-AdminOnlyProblem).
+    # It creates that one level only: given a DirectorySecurity, CreateDirectory also creates
+    # every missing parent, each with this same ACL (Microsoft's API page), so a missing parent
+    # is an error here and callers create each level themselves, each with its own ACL.
     param([string]$Path, [switch]$UsersRead)
+    if (-not (Test-Path -LiteralPath (Split-Path -Parent $Path) -PathType Container)) {
+        throw "$(Split-Path -Parent $Path) is missing: it is created first, with its own ACL, before $Path"
+    }
     $security = New-AdminOnlySecurity -UsersRead:$UsersRead
     if ($PSVersionTable.PSEdition -eq 'Core') {
         [void][IO.FileSystemAclExtensions]::CreateDirectory($security, $Path)  # .NET 5 and later
@@ -738,6 +844,32 @@ function Start-RunLog {
     return $true
 }
 
+# ---- receipt: what install.ps1 did on this machine, read back by install.ps1 and uninstall.ps1 ----
+
+function Read-Receipt {
+    # The receipt in $StateDir (administrators only; the callers check that first), or $null when
+    # it is missing or unreadable. It is UTF-8 without a BOM, which Windows PowerShell 5.1 would
+    # read as ANSI unless told.
+    if (-not (Test-Path -LiteralPath $ReceiptPath -PathType Leaf)) {
+        return $null
+    }
+    try {
+        return [IO.File]::ReadAllText($ReceiptPath, [Text.Encoding]::UTF8) | ConvertFrom-Json
+    } catch {
+        return $null
+    }
+}
+
+function Get-ReceiptValue {
+    # One value of the receipt, or $null when the receipt or that value is missing (an older
+    # receipt has fewer): under Set-StrictMode a missing property would throw.
+    param([object]$Receipt, [string]$Name)
+    if ($null -eq $Receipt -or $null -eq $Receipt.PSObject.Properties[$Name]) {
+        return $null
+    }
+    return $Receipt.$Name
+}
+
 # ---- preflight: what stands in the way, found before any change ----
 
 function Get-HostsMapping {
@@ -792,6 +924,29 @@ function Get-PortProblem {
     }
 }
 
+function Test-UsersRead {
+    # True when BUILTIN\Users (or Authenticated Users, Everyone, INTERACTIVE) may list $Path and
+    # read and run what is in it, and none of them is denied that: the logon task and the
+    # Start-menu entry run the launcher below $InstallRoot as each user.
+    param([string]$Path)
+    $readers = @('S-1-5-32-545', 'S-1-5-11', 'S-1-1-0', 'S-1-5-4')
+    $need = [int64][System.Security.AccessControl.FileSystemRights]'ReadAndExecute'
+    $allowed = $false
+    foreach ($rule in (Get-Acl -LiteralPath $Path).GetAccessRules($true, $true, [Security.Principal.SecurityIdentifier])) {
+        $rights = [int64]$rule.FileSystemRights
+        if ($readers -notcontains $rule.IdentityReference.Value -or ($rule.PropagationFlags -band [System.Security.AccessControl.PropagationFlags]::InheritOnly)) {
+            continue
+        }
+        if ($rule.AccessControlType -eq 'Deny' -and ($rights -band $need) -ne 0) {
+            return $false
+        }
+        if ($rule.AccessControlType -eq 'Allow' -and ($rights -band $need) -eq $need) {
+            $allowed = $true
+        }
+    }
+    return $allowed
+}
+
 function Get-JupyterCoreVersion {
     # The version of jupyter_core installed for $PythonExe (a base install, or a virtual
     # environment's Scripts\python.exe), read from its dist-info METADATA: no Python runs.
@@ -843,7 +998,11 @@ function Get-PythonTreeProblem {
     # python.exe, and every .pth and ._pth file (each line of one can run code at start). Files take their
     # folder's rights, unless an administrator set others: only folders are walked, not
     # the thousands of files in them. Owners are not judged: pip run by an administrator
-    # leaves folders owned by that administrator's own account.
+    # leaves folders owned by that administrator's own account. The folders are listed one
+    # level at a time: one that cannot be listed or whose rights cannot be read (access
+    # denied, or a path longer than Windows PowerShell 5.1 reads, 259 characters) is a
+    # problem named with its reason, not the end of the run, and it is not passed as checked;
+    # a link is not followed (its target could be anything), and is a problem too.
     param([string]$Python = $PythonExe)
     $folder = Split-Path -Parent $Python
     $base = $folder
@@ -859,25 +1018,52 @@ function Get-PythonTreeProblem {
             }
         }
     }
-    $paths = @($roots + $folder | Select-Object -Unique)
+    $paths = New-Object System.Collections.Generic.List[string]
+    foreach ($path in @($roots + $folder | Select-Object -Unique)) {
+        $paths.Add($path)
+    }
+    $trees = New-Object System.Collections.Generic.List[string]
     foreach ($root in $roots) {
         foreach ($name in @('Lib', 'DLLs', 'Scripts', 'share', 'etc')) {
             $tree = Join-Path $root $name
             if (Test-Path -LiteralPath $tree -PathType Container) {
-                $paths += $tree
-                $paths += @([IO.Directory]::GetDirectories($tree, '*', [IO.SearchOption]::AllDirectories))
+                $trees.Add($tree)
             }
         }
     }
+    for ($i = 0; $i -lt $trees.Count; $i++) {  # $trees grows as each folder is listed
+        $tree = $trees[$i]
+        try {
+            if ([IO.File]::GetAttributes($tree) -band [IO.FileAttributes]::ReparsePoint) {
+                "$tree (a link: the Python that every user runs must be real folders)"
+                continue
+            }
+            $paths.Add($tree)
+            foreach ($child in [IO.Directory]::GetDirectories($tree)) {
+                $trees.Add($child)
+            }
+        } catch {
+            "$tree (could not be listed: $($_.Exception.Message))"
+        }
+    }
     foreach ($pattern in @('*.exe', '*.dll', '*._pth', '*.pth')) {
-        $paths += @(Get-ChildItem -LiteralPath $folder -File -Filter $pattern | ForEach-Object { $_.FullName })
+        foreach ($file in @(Get-ChildItem -LiteralPath $folder -File -Filter $pattern)) {
+            $paths.Add($file.FullName)
+        }
     }
     $sitePackages = Join-Path $base 'Lib\site-packages'
     if (Test-Path -LiteralPath $sitePackages -PathType Container) {
-        $paths += @(Get-ChildItem -LiteralPath $sitePackages -File -Filter '*.pth' | ForEach-Object { $_.FullName })
+        foreach ($file in @(Get-ChildItem -LiteralPath $sitePackages -File -Filter '*.pth')) {
+            $paths.Add($file.FullName)
+        }
     }
     foreach ($path in $paths) {
-        $writers = @(Get-NonAdminWriter -Path $path)
+        try {
+            $writers = @(Get-NonAdminWriter -Path $path)
+        } catch {
+            "$path (its rights could not be read: $($_.Exception.Message))"
+            continue
+        }
         if ($writers.Count -gt 0) {
             "$path ($($writers -join ', '))"
         }
@@ -927,7 +1113,7 @@ function Write-ServerReport {
             Write-Output "server: $log does not exist: the task did not start the launcher for $name. Look at the task's last run result (Get-ScheduledTaskInfo -TaskPath '$TaskFolder' -TaskName '$TaskName') and its history (Event Viewer: Microsoft-Windows-TaskScheduler/Operational)."
         } else {
             Write-Output "server: the last lines of $log :"
-            foreach ($line in @(Get-Content -LiteralPath $log -Tail $LogTailLines)) {
+            foreach ($line in @(Get-Content -LiteralPath $log -Tail $LogTailLines -Encoding UTF8)) {  # the launcher writes UTF-8; 5.1 would read ANSI
                 Write-Output "    $line"
             }
             Write-Output "server: look at the ERROR lines above and their Fix; the server's own output is server.log beside that file."
@@ -974,7 +1160,12 @@ function Test-EnvironmentInPlace {
     if ($fields.Count -ne 2 -or -not [string]::Equals($fields[0], $EnvArchiveSha256, [StringComparison]::Ordinal)) {
         return $false
     }
-    return [string]([IO.Directory]::GetFiles($folder, '*', [IO.SearchOption]::AllDirectories).Length) -eq $fields[1]
+    try {
+        $count = [IO.Directory]::GetFiles($folder, '*', [IO.SearchOption]::AllDirectories).Length
+    } catch {
+        return $false  # a folder in it cannot be listed: not whole, as far as this script can tell
+    }
+    return [string]$count -eq $fields[1]
 }
 
 # ---- environment-remove: deleting the bundle's Python environments, each whole or not at all ----
@@ -1192,7 +1383,11 @@ $inPlace = @{}
 if ($EnvFolder -and (Test-EnvironmentInPlace)) {
     $inPlace[$EnvArchive] = $EnvArchiveSha256
 }
-$bundle = Read-VerifiedBundle -PinnedSums $SumsSha256 -InPlace $inPlace
+try {
+    $bundle = Read-VerifiedBundle -PinnedSums $SumsSha256 -InPlace $inPlace
+} catch [Security.SecurityException] {
+    Stop-Bundle $ExitTampered "$($_.Exception.Message) Nothing was changed."
+}
 $elevated = Confirm-Elevated -Script 'install.ps1'
 $transcript = $false
 try {
@@ -1215,48 +1410,27 @@ try {
     $registerTask = $true
     if ($existingTask.Count -gt 0) {
         $task = $existingTask[0]
-        if ([string]::Equals($task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and [string]$task.State -eq 'Disabled' -and -not $Force) {
+        if ((Test-TaskDisabledByAdmin $task) -and -not $Force) {
             # An administrator disabled it: at every boot a startup script would otherwise enable
             # it again. Exit 0, not a failure code: the state is deliberate, and Group Policy or
-            # Intune would report every such machine as failed at every run.
+            # Intune would report every such machine as failed at every run. detect.ps1 reports
+            # the bundle as installed in this state too (task-state.ps1).
             Write-Warning "task: $TaskFolder$TaskName is disabled, as an administrator left it; install.ps1 changes nothing (run it with -Force to install and enable the task again)"
             exit 0
         }
-        if (-not [string]::Equals($task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and -not $Force) {
+        if (-not [string]::Equals([string]$task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and -not $Force) {
             $problems += "a task $TaskFolder$TaskName exists that gen-bundle did not create: run with -Force to replace it"
         }
-        $action = @($task.Actions)[0]
-        $trigger = @($task.Triggers)
-        $isExec = $null -ne $action -and $action.CimClass.CimClassName -eq 'MSFT_TaskExecAction'
-        $same = [string]::Equals($task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and ([string]$task.State -ne 'Disabled') -and $isExec -and
-            [string]::Equals($task.Description, $wanted.Task.RegistrationInfo.Description, [StringComparison]::Ordinal) -and
-            [string]::Equals($action.Execute, $wanted.Task.Actions.Exec.Command, [StringComparison]::Ordinal) -and
-            [string]::Equals($action.Arguments, $wanted.Task.Actions.Exec.Arguments, [StringComparison]::Ordinal) -and
-            [string]::Equals($action.WorkingDirectory, $wanted.Task.Actions.Exec.WorkingDirectory, [StringComparison]::Ordinal) -and
-            ([string]$task.Principal.RunLevel -eq 'Limited') -and
-            ([string]$task.Settings.MultipleInstances -eq [string]$wanted.Task.Settings.MultipleInstancesPolicy) -and
-            ($task.Settings.ExecutionTimeLimit -eq 'PT0S') -and
-            ($trigger.Count -eq 1) -and ($trigger[0].CimClass.CimClassName -eq 'MSFT_TaskLogonTrigger')
-        if ($BundleScope -eq 'machine') {
-            $group = [string]$task.Principal.GroupId
-            if ($group -and $group -notlike 'S-1-*') {
-                try {
-                    $group = (New-Object Security.Principal.NTAccount($group)).Translate([Security.Principal.SecurityIdentifier]).Value
-                } catch {
-                    $group = ''
-                }
-            }
-            $same = $same -and ($group -eq 'S-1-5-32-545')
-        } else {
-            $same = $same -and ($task.Principal.UserId -eq ($TaskUser -split '\\')[-1] -or $task.Principal.UserId -eq $TaskUser)
-        }
-        $registerTask = -not $same
+        $registerTask = -not (Test-TaskCurrent -Task $task -Wanted $wanted)
     }
     foreach ($folder in @($InstallDir, $InstallRoot, $env:ProgramFiles)) {
         if (Test-Path -LiteralPath $folder -PathType Container) {
             $writers = @(Get-NonAdminWriter -Path $folder)
             if ($writers.Count -gt 0) {
                 $problems += "$folder can be changed by $($writers -join ', '): the task would run files that non-administrators can replace"
+            }
+            if (-not (Test-UsersRead $folder)) {
+                $problems += "$folder does not let users read and run what is in it, and the task and the Start-menu entry run the launcher below it as each user. Let them: icacls `"$folder`" /grant *S-1-5-32-545:(OI)(CI)RX"
             }
         }
     }
@@ -1271,7 +1445,16 @@ try {
             $problems += "$($problem): every user's notebook server reads Jupyter settings and kernels from there, so whoever can change it could run code as every user. Check what is in it, then remove it or let only administrators write there (icacls `"$JupyterShared`" /setowner *S-1-5-32-544 /T and /inheritance:r /grant:r *S-1-5-18:(OI)(CI)F *S-1-5-32-544:(OI)(CI)F *S-1-5-32-545:(OI)(CI)RX)"
         }
     }
-    $problems += @(Get-StateFolderProblem)
+    $stateProblems = @(Get-StateFolderProblem)
+    $problems += $stateProblems
+    $oldReceipt = $null
+    if ($stateProblems.Count -eq 0) {
+        $oldReceipt = Read-Receipt  # missing or unreadable: written anew at the end
+    }
+    # uninstall.ps1 deletes %ProgramData%\jupyter only when an install created it: one that was
+    # there before belongs to whoever made it (and its removal would open every other Jupyter
+    # on the PC to CVE-2025-30167 again). The receipt carries that from run to run.
+    $jupyterCreated = (Get-ReceiptValue $oldReceipt 'jupyterSharedCreated') -eq $true
     if ($PythonPerUser) {
         Write-Verbose "python.exe is per user ($PythonExe); each user's own, so it is not checked here."
     } elseif (Test-Path -LiteralPath $PythonExe -PathType Leaf) {
@@ -1288,7 +1471,7 @@ try {
         } elseif ($null -eq $jupyterCore) {
             Write-Warning "jupyter_core is not installed for $PythonExe yet (no jupyter_core-*.dist-info): install the notebook package there"
         } elseif (Test-VersionBelow -Version $jupyterCore -Minimum $JupyterCoreMinimum) {
-            $problems += "jupyter_core $jupyterCore is installed for $PythonExe: before $JupyterCoreMinimum it reads settings and kernels from $JupyterShared for every user (CVE-2025-30167). Upgrade it first: `"$PythonExe`" -m pip install --upgrade `"jupyter_core>=$JupyterCoreMinimum`""
+            $problems += "jupyter_core $jupyterCore is installed for ${PythonExe}: before $JupyterCoreMinimum it reads settings and kernels from $JupyterShared for every user (CVE-2025-30167). Upgrade it first: `"$PythonExe`" -m pip install --upgrade `"jupyter_core>=$JupyterCoreMinimum`""
         }
     } elseif (-not $EnvFolder) {
         Write-Warning "$PythonExe is not there yet: the servers start once Python with the notebook package is installed at that path."
@@ -1312,10 +1495,16 @@ try {
     if ($null -ne $shortcut -and -not ([string]$shortcut.Description).StartsWith($ShortcutMark, [StringComparison]::Ordinal) -and -not $Force) {
         $problems += "$ShortcutPath exists and gen-bundle did not create it: run with -Force to replace it"
     }
-    if ($BundleScope -eq 'machine') {
-        $terminal = @(Get-CimInstance -Namespace 'root\cimv2\TerminalServices' -ClassName Win32_TerminalServiceSetting -ErrorAction SilentlyContinue)
-        if ($terminal.Count -gt 0 -and $terminal[0].TerminalServerMode -eq 1 -and -not $AllowSessionHost) {
-            $problems += "this computer is a Remote Desktop Session Host: every user who logs on gets a server at the same address, $BundleIp`:$BundlePort, and only one can hold it at a time, so the others' servers wait and their browsers reach someone else's (README.md, 'Shared PCs'). Make one bundle per user instead (gen-bundle --scope user --user DOMAIN\name, each with its own --name and --ip), or run install.ps1 -AllowSessionHost to accept this"
+    if ($BundleScope -eq 'machine' -and -not $AllowSessionHost) {
+        # A check that cannot be made refuses too: silence here would install a shared address
+        # on a Remote Desktop Session Host.
+        try {
+            $terminal = @(Get-CimInstance -Namespace 'root\cimv2\TerminalServices' -ClassName Win32_TerminalServiceSetting -ErrorAction Stop)
+            if ($terminal.Count -gt 0 -and $terminal[0].TerminalServerMode -eq 1) {
+                $problems += "this computer is a Remote Desktop Session Host: every user who logs on gets a server at the same address, $BundleIp`:$BundlePort, and only one can hold it at a time, so the others' servers wait and their browsers reach someone else's (README.md, 'Shared PCs'). Make one bundle per user instead (gen-bundle --scope user --user DOMAIN\name, each with its own --name and --ip), or run install.ps1 -AllowSessionHost to accept this"
+            }
+        } catch {
+            $problems += "whether this computer is a Remote Desktop Session Host could not be read (Win32_TerminalServiceSetting: $($_.Exception.Message)). On a Session Host every user's server would want the same address; run install.ps1 -AllowSessionHost to install without this check"
         }
     }
     if ($problems.Count -gt 0) {
@@ -1404,10 +1593,11 @@ try {
         New-AdminOnlyFolder -Path $JupyterShared -UsersRead
         $problem = Get-AdminOnlyProblem $JupyterShared
         if ($problem) {
-            throw "$problem: someone made it between the preflight and now; check what is in it, then remove it"
+            throw "${problem}: someone made it between the preflight and now; check what is in it, then remove it"
         }
         Write-Output "jupyter: created $JupyterShared (administrators write, users read)"
         $changed += "folder $JupyterShared"
+        $jupyterCreated = $true
     }
 
     $shortcutTarget = Join-Path $env:SystemRoot 'System32\cmd.exe'
@@ -1430,15 +1620,7 @@ try {
     }
 
     $sums = Get-Sha256 $bundle['SHA256SUMS']
-    $receiptCurrent = $false
-    if (Test-Path -LiteralPath $ReceiptPath -PathType Leaf) {
-        try {
-            $old = Get-Content -LiteralPath $ReceiptPath -Raw | ConvertFrom-Json
-            $receiptCurrent = $null -ne $old.PSObject.Properties['sha256sums'] -and $old.sha256sums -eq $sums
-        } catch {
-            $receiptCurrent = $false  # unreadable: written anew
-        }
-    }
+    $receiptCurrent = (Get-ReceiptValue $oldReceipt 'sha256sums') -eq $sums
     if (($changed.Count -gt 0 -or -not $receiptCurrent) -and $PSCmdlet.ShouldProcess($ReceiptPath, 'Write the receipt of this install')) {
         $receipt = [ordered]@{
             bundle      = $BundleName
@@ -1453,6 +1635,7 @@ try {
             task        = "$TaskFolder$TaskName"
             startMenu   = $ShortcutPath
             jupyterShared = $JupyterShared
+            jupyterSharedCreated = $jupyterCreated
             changedNow  = $changed
         }
         [IO.File]::WriteAllText($ReceiptPath, ($receipt | ConvertTo-Json -Depth 4), (New-Object Text.UTF8Encoding($false)))

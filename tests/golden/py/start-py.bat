@@ -13,7 +13,7 @@ rem With the argument "open" (the Start-menu entry "py notebook") it only runs
 rem start-py.guard.py open, which opens http://py/ signed in when the server there is this user's.
 rem Every value below is in double quotes; a doubled %% is one literal percent sign.
 rem The next line makes cmd.exe read the rest of this UTF-8 file as UTF-8.
-chcp 65001 >nul
+"%SystemRoot%\System32\chcp.com" 65001 >nul
 setlocal EnableExtensions DisableDelayedExpansion
 if "%~1"=="open" goto open
 if not exist "%LOCALAPPDATA%\gen-bundle\py" mkdir "%LOCALAPPDATA%\gen-bundle\py"

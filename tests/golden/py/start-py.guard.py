@@ -124,6 +124,7 @@ def holder_windows(ip, port):
     iphlpapi = ctypes.WinDLL("iphlpapi")
     kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
     advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
+    iphlpapi.GetExtendedTcpTable.restype = wintypes.DWORD
     iphlpapi.GetExtendedTcpTable.argtypes = [
         ctypes.c_void_p, ctypes.POINTER(wintypes.DWORD), wintypes.BOOL, wintypes.ULONG, ctypes.c_int, wintypes.ULONG]
     kernel32.OpenProcess.restype = wintypes.HANDLE
@@ -133,6 +134,7 @@ def holder_windows(ip, port):
     advapi32.OpenProcessToken.argtypes = [wintypes.HANDLE, wintypes.DWORD, ctypes.POINTER(wintypes.HANDLE)]
     advapi32.GetTokenInformation.argtypes = [
         wintypes.HANDLE, ctypes.c_int, ctypes.c_void_p, wintypes.DWORD, ctypes.POINTER(wintypes.DWORD)]
+    advapi32.GetLengthSid.restype = wintypes.DWORD
     advapi32.GetLengthSid.argtypes = [ctypes.c_void_p]
     advapi32.LookupAccountSidW.argtypes = [
         wintypes.LPCWSTR, ctypes.c_void_p, wintypes.LPWSTR, ctypes.POINTER(wintypes.DWORD),

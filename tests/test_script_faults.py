@@ -1,0 +1,395 @@
+"""The faults a Windows expert found by reading the scripts, each with a check that passes on
+the rendered scripts and fails on the old shape (kept here as a few lines, or made by undoing
+the fix in the rendered text). The folder-level ACLs are in test_install_hardening.py, the
+32-bit relaunch, the Remote Desktop check, the ctypes types and the watchdog's depth in
+test_windows_api.py, the launcher's chcp in test_launcher_wine.py; what only Windows can
+show is in tests/pester/.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from generator.environment.build import ENV_FOLDER_FORMS, env_folder_prefix
+from generator.render import render
+from generator.spec import build_spec
+from generator.winpath import MAX_FOLDER_CHARS, MAX_PATH_CHARS
+
+from conftest import CANONICAL, REPO, XSD_DIR, need, render_bundle
+from support import pscommands, pwsh
+
+USER = {"scope": "user", "user": "CONTOSO\\alice"}
+
+
+@pytest.fixture(scope="module")
+def grammar():
+    try:
+        return pwsh.parsers()["tree-sitter-pwsh"]
+    except ImportError as exc:  # pragma: no cover - the test extras install it
+        need(False, f"the tree-sitter PowerShell grammar ({exc})")
+
+
+def tree(grammar, source: bytes | str):
+    return grammar.parse(source.encode() if isinstance(source, str) else pwsh.script_text(source))
+
+
+def function(root, name: str):
+    return next(n for n in pwsh.walk(root.root_node) if n.type == "function_statement"
+                and next(c for c in n.children if c.type == "function_name").text.decode() == name)
+
+
+def calls_of(node, name: str) -> list:
+    return [n for n in pwsh.walk(node) if n.type == "command" and pwsh._command_name(n) == name.lower()]
+
+
+# ---- a task an administrator disabled: install.ps1 and detect.ps1 agree -------------------
+
+def detect_disabled_answer(root) -> str | None:
+    """What Test-Installed answers for gen-bundle's disabled task, when it decides that before
+    any other check: 'installed' (what install.ps1's exit 0 with no change needs), or None."""
+    body = function(root, "Test-Installed")
+    for node in pwsh.walk(body):
+        if node.type == "if_statement" and "Test-TaskDisabledByAdmin" in node.children[2].text.decode():
+            returns = [n.text.decode() for n in pwsh.walk(node) if n.type == "flow_control_statement"]
+            first_check = min((n.start_byte for n in pwsh.walk(body) if n.type == "command"
+                               and pwsh._command_name(n) in ("test-path", "get-filehash", "read-hoststext")),
+                              default=body.end_byte)
+            if returns == ["return $true"] and node.start_byte < first_check:
+                return "installed"
+    return None
+
+
+def test_detect_reports_a_disabled_task_as_install_leaves_it(grammar):
+    for inputs in ({}, USER):
+        files = render_bundle(**inputs)
+        assert detect_disabled_answer(tree(grammar, files["detect.ps1"])) == "installed"
+        # install.ps1 decides the same case with the same function (and exits 0 before any change:
+        # test_install_hardening.py).
+        install = tree(grammar, files["install.ps1"])
+        assert any("Test-TaskDisabledByAdmin $task" in n.children[2].text.decode() and "exit 0" in n.text.decode()
+                   for n in pwsh.walk(install.root_node) if n.type == "if_statement")
+
+
+def test_the_disabled_task_agreement_check_can_fail(grammar):
+    old = ("function Test-Installed {\r\n    if (-not (Test-Path -LiteralPath $x)) {\r\n"
+           "        return $false\r\n    }\r\n"
+           "    $task = @(Get-OurTask)\r\n"
+           "    if ($task.Count -eq 0 -or $task[0].Author -ne 'gen-bundle' -or $task[0].State -eq 'Disabled') {\r\n"
+           "        return $false\r\n    }\r\n    return $true\r\n}\r\n")
+    assert detect_disabled_answer(tree(grammar, old)) is None
+
+
+# ---- %ProgramData%\jupyter: uninstall.ps1 removes it only when install.ps1 made it ---------
+
+def jupyter_removal_problems(uninstall, install) -> list[str]:
+    problems = []
+    removals = [n for n in calls_of(uninstall.root_node, "Remove-Item") if "$JupyterShared" in n.text.decode()]
+    if not removals:
+        return ["uninstall.ps1 never removes %ProgramData%\\jupyter"]
+    for removal in removals:
+        conditions, child, parent = [], removal, removal.parent
+        while parent is not None:
+            if parent.type in ("if_statement", "elseif_clause") and child.type == "statement_block":
+                conditions.append(parent.children[2].text.decode())
+                # the branches before this one in the same chain are its conditions too, negated
+                chain = parent if parent.type == "if_statement" else parent.parent.parent
+                conditions += [chain.children[2].text.decode()] + [
+                    c.children[2].text.decode() for c in pwsh.walk(chain) if c.type == "elseif_clause"
+                    and c.start_byte < removal.start_byte]
+            child, parent = parent, parent.parent
+        if not any("Get-ReceiptValue $receipt 'jupyterSharedCreated'" in c for c in conditions):
+            problems.append(f"line {removal.start_point[0] + 1}: removed without the receipt saying install made it")
+    written = [n for n in pwsh.walk(install.root_node) if n.type == "hash_entry"
+               and n.children[0].text.decode() == "jupyterSharedCreated"]
+    if not written:
+        problems.append("install.ps1's receipt does not say whether it created %ProgramData%\\jupyter")
+    return problems
+
+
+def test_uninstall_deletes_programdata_jupyter_only_when_install_created_it(grammar):
+    files = render_bundle()
+    assert jupyter_removal_problems(tree(grammar, files["uninstall.ps1"]), tree(grammar, files["install.ps1"])) == []
+
+
+def test_the_jupyter_removal_check_can_fail(grammar):
+    old_uninstall = tree(grammar, (
+        "if ((Test-Path -LiteralPath $JupyterShared -PathType Container) -and @(Get-ChildItem -LiteralPath "
+        "$JupyterShared -Force).Count -eq 0 -and $PSCmdlet.ShouldProcess($JupyterShared, 'Delete')) {\r\n"
+        "    Remove-Item -LiteralPath $JupyterShared -Force\r\n}\r\n"))
+    old_install = tree(grammar, "$receipt = [ordered]@{\r\n    jupyterShared = $JupyterShared\r\n}\r\n")
+    assert jupyter_removal_problems(old_uninstall, old_install) == [
+        "line 2: removed without the receipt saying install made it",
+        "install.ps1's receipt does not say whether it created %ProgramData%\\jupyter",
+    ]
+
+
+# ---- the task's enumerations, compared in every form Windows hands them back in ------------
+
+TASK_ENUM_PROPERTIES = ("State", "RunLevel", "MultipleInstances", "LogonType")
+
+
+def enum_comparison_problems(root) -> list[str]:
+    """A task enumeration compared as text (-eq, -ne, [string]::Equals) outside Test-TaskValue:
+    Windows may hand it back as a number, and the task would be registered again at every boot."""
+    problems = []
+    for node in pwsh.walk(root.root_node):
+        text = node.text.decode()
+        if node.type not in ("comparison_expression", "invocation_expression"):
+            continue
+        if node.type == "invocation_expression" and not text.startswith("[string]::Equals("):
+            continue
+        for prop in TASK_ENUM_PROPERTIES:
+            if re.search(rf"\.{prop}\b", text) and pwsh._enclosing_function(node) != "test-taskvalue":
+                if node.type == "comparison_expression" and re.search(r"-(c|i)?(eq|ne)\b", text) is None:
+                    continue
+                problems.append(f"line {node.start_point[0] + 1}: {text[:70]}")
+                break
+    return problems
+
+
+def task_enum_numbers(root) -> dict[str, dict[str, int]]:
+    table = next(n for n in pwsh.walk(root.root_node) if n.type == "assignment_expression"
+                 and n.children[0].text.decode() == "$TaskEnums")
+    found = {}
+    for entry in (n for n in pwsh.walk(table) if n.type == "hash_entry" and n.parent.parent.parent.parent == table
+                  or (n.type == "hash_entry" and "@{" in n.text.decode())):
+        name = entry.children[0].text.decode()
+        found[name] = {k: int(v) for k, v in re.findall(r"(\w+) = (\d+)", entry.text.decode())}
+    return found
+
+
+def test_task_enumerations_are_compared_as_names_and_numbers(grammar):
+    for script in ("install.ps1", "detect.ps1"):
+        for inputs in ({}, USER):
+            root = tree(grammar, render_bundle(**inputs)[script])
+            assert enum_comparison_problems(root) == [], script
+    numbers = task_enum_numbers(tree(grammar, render_bundle()["install.ps1"]))
+    # Task Scheduler's own numbers (learn.microsoft.com/windows/win32/taskschd: RegisteredTask.State,
+    # Principal.RunLevel, TaskSettings.MultipleInstances); the schema lists MultipleInstancesPolicy's
+    # values in that order.
+    assert numbers["State"] == {"Unknown": 0, "Disabled": 1, "Queued": 2, "Ready": 3, "Running": 4}
+    assert numbers["RunLevel"] == {"Limited": 0, "Highest": 1}
+    schema = ET.parse(XSD_DIR / "microsoft-docs-task-scheduler.xsd").getroot()
+    ns = {"xs": "http://www.w3.org/2001/XMLSchema"}
+    policy = next(t for t in schema.iter("{http://www.w3.org/2001/XMLSchema}simpleType")
+                  if t.get("name") == "multipleInstancesPolicyType")
+    values = [e.get("value") for e in policy.findall(".//xs:enumeration", ns)]
+    assert numbers["MultipleInstances"] == {value: i for i, value in enumerate(values)}
+
+
+def test_the_enumeration_check_can_fail(grammar):
+    old = ("$same = ([string]$task.State -ne 'Disabled') -and\r\n"
+           "    ([string]$task.Principal.RunLevel -eq 'Limited') -and\r\n"
+           "    ([string]$task.Settings.MultipleInstances -eq\r\n"
+           "        [string]$wanted.Task.Settings.MultipleInstancesPolicy)\r\n"
+           "if ($task[0].State -eq 'Disabled') { }\r\n")
+    assert [p.split(":")[0] for p in enum_comparison_problems(tree(grammar, old))] == [
+        "line 1", "line 2", "line 3", "line 5"]
+
+
+# ---- reading what a user wrote: the encoding is named ----------------------------------------
+
+def encoding_problems(root) -> list[str]:
+    """Get-Content and its kin without -Encoding: Windows PowerShell 5.1 reads and writes the
+    ANSI code page, PowerShell 7 UTF-8 (about_Character_Encoding)."""
+    return [f"line {n.start_point[0] + 1}: {n.text.decode()[:60]}"
+            for name in ("Get-Content", "Set-Content", "Add-Content", "Out-File")
+            for n in calls_of(root.root_node, name) if not re.search(r"\s-Encoding\s", n.text.decode())]
+
+
+def test_text_files_are_read_with_their_encoding(grammar):
+    for script in ("install.ps1", "uninstall.ps1", "detect.ps1"):
+        assert encoding_problems(tree(grammar, render_bundle()[script])) == [], script
+
+
+def test_the_encoding_check_can_fail(grammar):
+    old = "foreach ($line in @(Get-Content -LiteralPath $log -Tail $LogTailLines)) { }\r\n"
+    assert encoding_problems(tree(grammar, old)) == ["line 1: Get-Content -LiteralPath $log -Tail $LogTailLines"]
+
+
+# ---- walking folders: one that cannot be read is a finding, not the end of the run ----------
+
+ENUMERATIONS = ("getdirectories", "getfiles", "enumeratedirectories", "enumeratefiles", "getfilesystementries")
+# Listings that may fail the run, and why that is right.
+WALKS_THAT_MAY_FAIL = {
+    "install-environment": "counts the staging folder it has just extracted, admin-only, whose paths the build "
+                           "keeps within Windows PowerShell 5.1's limits: a failure there fails the extraction",
+}
+
+
+def unguarded_walks(root) -> list[str]:
+    """Every listing of a folder tree (.NET's GetDirectories/GetFiles/Enumerate*) inside a try
+    whose catch handles the folder that cannot be read (access denied, a path longer than
+    Windows PowerShell 5.1 reads): otherwise the trap ends the run with 1603."""
+    problems = []
+    for node in pwsh.walk(root.root_node):
+        if node.type != "invocation_expression":
+            continue
+        member = next((c for c in node.children if c.type == "member_name"), None)
+        if member is None or member.text.decode().lower() not in ENUMERATIONS:
+            continue
+        if pwsh._enclosing_function(node) in WALKS_THAT_MAY_FAIL:
+            continue
+        parent, inside = node.parent, False
+        while parent is not None:
+            if parent.type == "statement_block" and parent.parent is not None and parent.parent.type == "try_statement":
+                inside = any(c.type == "catch_clauses" for c in parent.parent.children)
+                break
+            parent = parent.parent
+        if not inside:
+            problems.append(f"line {node.start_point[0] + 1}: {node.text.decode()[:70]}")
+    return problems
+
+
+@pytest.mark.parametrize("script", ["install.ps1", "uninstall.ps1", "detect.ps1"])
+def test_folder_walks_survive_a_folder_they_cannot_read(grammar, script):
+    assert unguarded_walks(tree(grammar, render_bundle()[script])) == []
+
+
+def test_the_walk_check_can_fail(grammar):
+    old = ("foreach ($name in @('Lib', 'DLLs')) {\r\n    $paths += @([IO.Directory]::GetDirectories($tree, '*', "
+           "[IO.SearchOption]::AllDirectories))\r\n}\r\n"
+           "return [string]([IO.Directory]::GetFiles($folder, '*', [IO.SearchOption]::AllDirectories).Length)\r\n")
+    assert [p.split(":")[0] for p in unguarded_walks(tree(grammar, old))] == ["line 2", "line 4"]
+
+
+def test_the_longest_path_of_the_environment_fits_windows_powershell(windows_env, grammar):
+    """Every file and folder of the real --env archive, below the longest name install.ps1 gives
+    the environment's folder (its staging folder while it extracts, .remove while it deletes),
+    under the usual C:\\Program Files: within what Windows PowerShell 5.1 can create and write."""
+    import io
+    import zipfile
+
+    names = zipfile.ZipFile(io.BytesIO(windows_env.archive)).namelist()
+    prefix = env_folder_prefix("py")
+    longest_file = max(len(prefix) + len(n) for n in names)
+    longest_folder = max(len(prefix) + len(n.rpartition("/")[0]) for n in names)
+    assert longest_file <= MAX_PATH_CHARS and longest_folder <= MAX_FOLDER_CHARS, (longest_file, longest_folder)
+    # The build's prefix is the longest folder name the scripts use: undo the staging name, and
+    # a prefix shorter than what install.ps1 writes into shows.
+    install = tree(grammar, render(build_spec(**CANONICAL, env=True), env=windows_env)["install.ps1"])
+    text = install.root_node.text.decode()
+    used = set(re.findall(r"\"\.\$EnvFolder\.(\w+)\"|'\.' \+ \$leaf\.TrimStart\('\.'\) \+ '\.(\w+)'", text))
+    suffixes = {s for pair in used for s in pair if s}
+    assert suffixes == {"partial", "remove"}
+    assert {f".env-{{id}}.{s}" for s in suffixes} | {"env-{id}"} == set(ENV_FOLDER_FORMS)
+    assert prefix.endswith("\\.env-000000000000.partial\\")
+    print(f"longest file {longest_file}, longest folder {longest_folder} characters (limits {MAX_PATH_CHARS}, "
+          f"{MAX_FOLDER_CHARS})")
+
+
+# ---- uninstall.ps1 and detect.ps1 check themselves, with the pin as install.ps1 does -------
+
+def pin_problems(root, script: str) -> list[str]:
+    problems = []
+    params = [n.text.decode() for n in pwsh.walk(root.root_node) if n.type == "script_parameter"
+              and pwsh._enclosing_function(n) is None]
+    if "[string]$SumsSha256" not in params:
+        problems.append(f"{script} has no -SumsSha256")
+    reads = [n for n in calls_of(root.root_node, "Read-VerifiedBundle") if pwsh._enclosing_function(n) is None
+             or pwsh._enclosing_function(n) == "test-installed"]
+    if not any("-PinnedSums $SumsSha256" in n.text.decode() for n in reads):
+        problems.append(f"{script} does not check SHA256SUMS against -SumsSha256")
+    values = pwsh.assignments(root)
+    if script not in str(values.get("BundleFiles", "")):
+        problems.append(f"{script} does not check its own bytes")
+    return problems
+
+
+@pytest.mark.parametrize("script", ["uninstall.ps1", "detect.ps1"])
+def test_uninstall_and_detect_check_themselves_against_the_pin(grammar, script):
+    root = tree(grammar, render_bundle()[script])
+    assert pin_problems(root, script) == []
+    if script == "uninstall.ps1":  # before any change: first of its steps
+        body = [pwsh._command_name(n) for n in pwsh.walk(root.root_node) if n.type == "command"
+                and pwsh._enclosing_function(n) is None and pwsh._command_name(n) is not None]
+        assert body.index("read-verifiedbundle") < body.index("confirm-elevated") < body.index("lock-bundle")
+
+
+def test_the_pin_check_can_fail(grammar):
+    old = "[CmdletBinding(SupportsShouldProcess = $true)]\r\nparam(\r\n    [switch]$Force\r\n)\r\n$x = 1\r\n"
+    assert pin_problems(tree(grammar, old), "uninstall.ps1") == [
+        "uninstall.ps1 has no -SumsSha256", "uninstall.ps1 does not check SHA256SUMS against -SumsSha256",
+        "uninstall.ps1 does not check its own bytes"]
+
+
+# ---- the READMEs say what each scope closes, and the two policies before deployment --------
+
+def section(markdown: str, title: str) -> str:
+    """A section's text, from its heading to the next heading of the same or a higher level."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt().parse(markdown)
+    lines = markdown.splitlines()
+    start = level = None
+    for i, token in enumerate(tokens):
+        if token.type == "heading_open":
+            text = tokens[i + 1].content
+            depth = int(token.tag[1])
+            if start is None and text == title:
+                start, level = token.map[0], depth
+            elif start is not None and depth <= level:
+                return "\n".join(lines[start:token.map[0]])
+    assert start is not None, title
+    return "\n".join(lines[start:])
+
+
+POLICIES = ("Configure list of allowed authentication servers", "Authentication server allowlist")
+
+
+def readme_problems(markdown: str, scope: str) -> list[str]:
+    problems = []
+    flat = " ".join(markdown.split())
+    install = " ".join(section(markdown, "Install").split())
+    for policy in POLICIES:
+        if policy not in install:
+            problems.append(f"Install does not name the policy '{policy}'")
+    shared = " ".join(section(markdown, "Shared PCs").split())
+    if scope == "user":
+        for claim in ("every user's server listens on", "give each user there a bundle of their own",
+                      "Only separate addresses per user"):
+            if claim in flat:
+                problems.append(f"the user-scope README says '{claim}'")
+        if "any other local account can listen there" not in shared:
+            problems.append("the user-scope README does not say that another account can take its address")
+    elif "any program of any local account that listens there first" not in shared:
+        problems.append("the machine-scope README does not say that any account can take its address")
+    return problems
+
+
+def test_each_scope_readme_says_what_it_closes_and_what_not():
+    assert readme_problems(render_bundle()["README.md"].decode(), "machine") == []
+    assert readme_problems(render_bundle(**USER)["README.md"].decode(), "user") == []
+    # The project README names the two policies in its deployment steps, too.
+    project = (REPO / "README.md").read_text(encoding="utf-8")
+    steps = " ".join(section(project, "How IT deploys it").split())
+    assert all(policy in steps for policy in POLICIES)
+
+
+def test_the_readme_check_can_fail():
+    old = ("# Bundle\n\n## Install\n\nOne PC.\n\n## Shared PCs\n\nOne address per machine: every user's server "
+           "listens on it; give each user there a bundle of their own (--scope user) instead. Only separate "
+           "addresses per user close this.\n")
+    assert readme_problems(old, "user") == [
+        f"Install does not name the policy '{POLICIES[0]}'", f"Install does not name the policy '{POLICIES[1]}'",
+        "the user-scope README says 'every user's server listens on'",
+        "the user-scope README says 'give each user there a bundle of their own'",
+        "the user-scope README says 'Only separate addresses per user'",
+        "the user-scope README does not say that another account can take its address",
+    ]
+
+
+def test_every_call_binds_after_the_fixes(grammar):
+    """The new helpers are called with the parameters they declare (the script's own functions
+    are bound like cmdlets in test_windows_api.py; here the ones this change added)."""
+    root = tree(grammar, render_bundle()["install.ps1"])
+    own = pscommands.functions(root)
+    for name in ("Test-TaskCurrent", "Test-TaskValue", "Test-TaskDisabledByAdmin", "Get-ReceiptValue",
+                 "Test-UsersRead"):
+        calls = [c for c in pscommands.calls(root) if c.name.lower() == name.lower()]
+        assert calls, name
+        for call in calls:
+            assert pscommands.bind(call, own[name.lower()]) == [], (name, call.line)
