@@ -60,8 +60,9 @@ EXIT_NOT_ADMIN = 3  # not run elevated
 EXIT_PREFLIGHT = 4  # a check before any change failed; nothing was changed
 EXIT_NO_ANSWER = 5  # installed, but the server did not answer for the user who is logged on
 EXIT_FAILURE = 1603  # anything else (the Windows Installer code for a fatal error)
-# How long install.ps1 or uninstall.ps1 waits for another run of the same bundle to end.
-LOCK_WAIT_SECONDS = 900
+# How long install.ps1 or uninstall.ps1 waits for another run of the same bundle to end: well
+# within the 600 s that Group Policy gives a startup script by default.
+LOCK_WAIT_SECONDS = 300
 # How many of the last lines of a user's launcher.log install.ps1 prints when it exits EXIT_NO_ANSWER.
 LOG_TAIL_LINES = 15
 # Launcher log size at which it is rotated (one old copy is kept).

@@ -308,6 +308,47 @@ def test_the_command_check_can_fail(grammar, reference, line):
     assert any(CMDLET_CONTROLS[line] in p for p in problems), problems
 
 
+# Cmdlets whose -WhatIf does not touch what the scripts use them for.
+WHATIF_IGNORED = {
+    # ShouldProcess only for -MemberName; a script block runs under -WhatIf all the same
+    # (PowerShell's InternalCommands.cs: NoShouldProcessForScriptBlockSet).
+    "foreach-object",
+}
+
+
+def whatif_problems(tree, ref: dict) -> list[str]:
+    """A cmdlet that honours -WhatIf (its table lists the parameter) and that the script calls to
+    read, not to change anything, passes -WhatIf:$false: under the script's -WhatIf it would
+    otherwise do nothing, and the script would go on with nothing (Invoke-CimMethod finding no
+    logged-on user). The cmdlets that change the machine are checked to sit under
+    ShouldProcess (test_powershell.py)."""
+    problems = []
+    for call in pscommands.calls(tree):
+        name = call.name.lower()
+        if pscommands.is_native(call) or name in pwsh.STATE_CHANGING_COMMANDS or name in WHATIF_IGNORED:
+            continue
+        signature = pscommands.cmdlet(ref, call.name, "5.1")
+        if signature is None or not any(p.name == "WhatIf" for p in signature.parameters):
+            continue
+        if not re.search(r"-WhatIf:\$false\b", call.node.text.decode(), re.I):
+            problems.append(f"line {call.line}: {call.name} honours -WhatIf and is not told -WhatIf:$false")
+    return problems
+
+
+def test_read_only_calls_of_whatif_cmdlets_say_whatif_false(trees, reference):
+    found = []
+    for (variant, script), tree in trees.items():
+        found += [f"{variant} {script}: {p}" for p in whatif_problems(tree, reference)]
+    assert found == []
+
+
+def test_the_whatif_check_can_fail(grammar, reference):
+    source = ("$owner = Invoke-CimMethod -InputObject $explorer -MethodName GetOwner -ErrorAction SilentlyContinue\r\n"
+              "$sid = Invoke-CimMethod -InputObject $e -MethodName GetOwnerSid -WhatIf:$false\r\n")
+    assert whatif_problems(parse(grammar, source), reference) == [
+        "line 1: Invoke-CimMethod honours -WhatIf and is not told -WhatIf:$false"]
+
+
 def test_the_command_check_follows_the_edition_branches(grammar, reference):
     """A parameter only 7.4 has is fine on the branch only 7.4 takes, and refused on the other."""
     source = ("if ($PSVersionTable.PSEdition -eq 'Core') {\r\n    Get-Content -LiteralPath $p -AsByteStream\r\n"
@@ -395,21 +436,46 @@ def test_the_dotnet_check_follows_the_edition_branches(grammar, dotnet):
 
 # ---- 3. Add-Type: C# compiled against .NET Framework 4.8, P/Invoke entry points ----------
 
-def test_add_type_loads_only_framework_assemblies(trees):
-    """The scripts compile no C# (under WDAC or AppLocker an Add-Type of C# is refused, and
-    endpoint protection flags PowerShell that runs the C# compiler): each Add-Type names a
-    .NET Framework 4.8 assembly, which must exist."""
-    named = set()
+def add_type_problems(tree) -> list[str]:
+    """Each Add-Type of C# compiles against .NET Framework 4.8, declares the types the script
+    then calls, and imports only Win32 functions of the table below that their DLL exports;
+    each Add-Type of an assembly names one of .NET Framework 4.8."""
+    problems = []
+    sources = addtype.sources(tree)
+    declared = {t.lower() for source in sources for t in source.types}
+    for source in sources:
+        errors = addtype.compile_errors(source)
+        if errors:
+            problems.append(f"line {source.line}: does not compile against .NET Framework 4.8: {errors}")
+        for dll, entry in addtype.pinvokes(source.code):
+            if (dll, entry) not in WIN32:
+                problems.append(f"line {source.line}: {dll}.{entry} is not in the table of Win32 functions")
+            elif not addtype.exported(dll, entry):
+                problems.append(f"line {source.line}: {dll}.dll exports no {entry}")
+    text = tree.root_node.text.decode()
+    for called in re.findall(r"\[([\w.]+)\]::", text):
+        namespace = called.rsplit(".", 1)[0].lower()
+        if declared and any(t.startswith(namespace + ".") for t in declared) and called.lower() not in declared:
+            problems.append(f"[{called}] is called, but the Add-Type sources declare only {sorted(declared)}")
+    for node in pwsh.walk(tree.root_node):
+        if node.type == "command" and pwsh._command_name(node) == "add-type":
+            assembly = re.search(r"-AssemblyName\s+([\w.]+)", node.text.decode())
+            if assembly and not (netref.REFERENCE_DIR / f"{assembly[1]}.dll").is_file():
+                problems.append(f"line {node.start_point[0] + 1}: no assembly {assembly[1]} in .NET Framework 4.8")
+    return problems
+
+
+def test_add_type_compiles_and_loads_only_framework_assemblies(trees):
+    """The scripts hand Add-Type no C# today (under WDAC or AppLocker an Add-Type of C# is
+    refused, and endpoint protection flags PowerShell that runs the C# compiler): the one
+    Add-Type names a .NET Framework 4.8 assembly. Should C# come, the same check compiles it."""
+    need(shutil.which("mcs") and shutil.which("x86_64-w64-mingw32-nm"), "mcs (mono-devel) and mingw-w64's nm")
     for (variant, script), tree in trees.items():
+        assert add_type_problems(tree) == [], f"{variant} {script}"
         assert addtype.sources(tree) == [], f"{variant} {script}"
-        for node in pwsh.walk(tree.root_node):
-            if node.type == "command" and pwsh._command_name(node) == "add-type":
-                assembly = re.search(r"-AssemblyName\s+([\w.]+)", node.text.decode())
-                assert assembly, node.text.decode()
-                named.add(assembly[1])
-    assert named == {"System.IO.Compression"}
-    for assembly in named:
-        assert (netref.REFERENCE_DIR / f"{assembly}.dll").is_file()
+    install = trees[("machine-hidden-env", "install.ps1")]
+    assert [n.text.decode() for n in pwsh.walk(install.root_node) if n.type == "command"
+            and pwsh._command_name(n) == "add-type"] == ["Add-Type -AssemblyName System.IO.Compression"]
 
 
 def test_the_add_type_check_can_fail(grammar, dotnet):
@@ -431,6 +497,15 @@ def test_the_add_type_check_can_fail(grammar, dotnet):
     typed = addtype.sources(parse(grammar, "Add-Type -TypeDefinition @'\r\nnamespace A { public static class B"
                                           " { public static int C() { return 1; } } }\r\n'@\r\n"))
     assert typed[0].types == ("A.B",) and addtype.compile_errors(typed[0]) == ""
+    # The whole check, on a script: what it calls, what it imports, what it loads.
+    planted = (good.replace("WaitForMultipleObjects(uint", "WaitForManyObjects(uint")
+               + "[GenBundle.Other]::Run()\r\nAdd-Type -AssemblyName System.IO.Compressio\r\n")
+    assert add_type_problems(parse(grammar, planted)) == [
+        "line 1: kernel32.WaitForManyObjects is not in the table of Win32 functions",
+        "[GenBundle.Other] is called, but the Add-Type sources declare only ['genbundle.native']",
+        "line 7: no assembly System.IO.Compressio in .NET Framework 4.8",
+    ]
+    assert add_type_problems(parse(grammar, bad))[0].startswith("line 1: does not compile against .NET Framework 4.8")
 
 
 # ---- 4. WMI/CIM classes and properties ---------------------------------------------------

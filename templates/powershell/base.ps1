@@ -30,7 +30,13 @@ function Lock-Bundle {
     # Group Policy startup script, Intune and an administrator may overlap): the next one
     # waits. Windows releases the lock when the process ends, however it ends.
     param([int]$Seconds)
-    $mutex = New-Object Threading.Mutex($false, "Global\gen-bundle-$BundleName")
+    try {
+        $mutex = New-Object Threading.Mutex($false, "Global\gen-bundle-$BundleName")
+    } catch [UnauthorizedAccessException] {
+        # A run as SYSTEM (Group Policy, Intune) made the lock, which an administrator's run may
+        # only wait on with rights SYSTEM's default does not give it.
+        Stop-Bundle $ExitFailure "another run of install.ps1 or uninstall.ps1 for '$BundleName' (as SYSTEM) holds the lock; run this again when it has ended. Nothing was changed."
+    }
     try {
         if (-not $mutex.WaitOne([TimeSpan]::FromSeconds($Seconds))) {
             Stop-Bundle $ExitFailure "another run of install.ps1 or uninstall.ps1 for '$BundleName' still runs after $Seconds s. Nothing was changed."

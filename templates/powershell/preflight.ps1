@@ -62,6 +62,9 @@ function Test-UsersRead {
     $allowed = $false
     foreach ($rule in (Get-Acl -LiteralPath $Path).GetAccessRules($true, $true, [Security.Principal.SecurityIdentifier])) {
         $rights = [int64]$rule.FileSystemRights
+        if (($rights -band 0x10000000) -ne 0 -or ($rights -band 0xA0000000) -eq 0xA0000000) {
+            $rights = $rights -bor $need  # GENERIC_ALL, or GENERIC_READ with GENERIC_EXECUTE
+        }
         if ($readers -notcontains $rule.IdentityReference.Value -or ($rule.PropagationFlags -band [System.Security.AccessControl.PropagationFlags]::InheritOnly)) {
             continue
         }
@@ -128,7 +131,7 @@ function Get-PythonTreeProblem {
     # the thousands of files in them. Owners are not judged: pip run by an administrator
     # leaves folders owned by that administrator's own account. The folders are listed one
     # level at a time: one that cannot be listed or whose rights cannot be read (access
-    # denied, or a path longer than Windows PowerShell 5.1 reads, 259 characters) is a
+    # denied, or a folder's path of 248 characters or more, which Windows PowerShell 5.1 cannot list) is a
     # problem named with its reason, not the end of the run, and it is not passed as checked;
     # a link is not followed (its target could be anything), and is a problem too.
     param([string]$Python = $PythonExe)

@@ -5,8 +5,9 @@ function Get-InteractiveUser {
     # SID comes from the process itself, so Entra ID (AzureAD\...) accounts need no lookup.
     $found = @{}
     foreach ($explorer in @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'explorer.exe'" -ErrorAction SilentlyContinue)) {
-        $owner = Invoke-CimMethod -InputObject $explorer -MethodName GetOwner -ErrorAction SilentlyContinue
-        $sid = Invoke-CimMethod -InputObject $explorer -MethodName GetOwnerSid -ErrorAction SilentlyContinue
+        # -WhatIf:$false: Invoke-CimMethod honours -WhatIf, and under it would call nothing and find nobody.
+        $owner = Invoke-CimMethod -InputObject $explorer -MethodName GetOwner -ErrorAction SilentlyContinue -WhatIf:$false
+        $sid = Invoke-CimMethod -InputObject $explorer -MethodName GetOwnerSid -ErrorAction SilentlyContinue -WhatIf:$false
         if ($owner -and $owner.ReturnValue -eq 0 -and $sid -and $sid.ReturnValue -eq 0) {
             $found[$sid.Sid] = [pscustomobject]@{ Name = ('{0}\{1}' -f $owner.Domain, $owner.User); Sid = $sid.Sid }
         }

@@ -4,7 +4,16 @@ function Get-StateFolderProblem {
     # Each level that is there and that SYSTEM must not write through (admin-only.ps1).
     foreach ($folder in @($StateRoot, $StateDir, $StateLogDir)) {
         if (Test-Entry $folder) {
-            $problem = Get-AdminOnlyProblem $folder
+            try {
+                $problem = Get-AdminOnlyProblem $folder
+            } catch [UnauthorizedAccessException] {
+                if ($elevated) {
+                    throw
+                }
+                # Not elevated (-WhatIf, which only looks): an admin-only folder cannot be read.
+                Write-Warning "state: $folder can be read by administrators only; run elevated to have it checked"
+                continue
+            }
             if ($problem) {
                 "$problem, and gen-bundle writes its receipt and logs there as SYSTEM: a user could make it write or delete elsewhere. Look at what is in it, then remove it"
             }

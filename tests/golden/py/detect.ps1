@@ -10,7 +10,8 @@ both Intune and SCCM read as "not detected"):
 
   - start-py.bat, start-py.config.py, start-py.guard.py in %ProgramFiles%\gen-bundle\py are this bundle's
     (their SHA-256 is written below);
-  - the task \gen-bundle\py is registered by gen-bundle and enabled;
+  - the task \gen-bundle\py is registered by gen-bundle (enabled, or disabled by an
+    administrator: below);
   - the hosts file holds gen-bundle's block for 'py' with this bundle's lines;
   - the receipt %ProgramFiles%\gen-bundle\state\py\receipt.json is there.
 

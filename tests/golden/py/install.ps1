@@ -208,7 +208,13 @@ function Lock-Bundle {
     # Group Policy startup script, Intune and an administrator may overlap): the next one
     # waits. Windows releases the lock when the process ends, however it ends.
     param([int]$Seconds)
-    $mutex = New-Object Threading.Mutex($false, "Global\gen-bundle-$BundleName")
+    try {
+        $mutex = New-Object Threading.Mutex($false, "Global\gen-bundle-$BundleName")
+    } catch [UnauthorizedAccessException] {
+        # A run as SYSTEM (Group Policy, Intune) made the lock, which an administrator's run may
+        # only wait on with rights SYSTEM's default does not give it.
+        Stop-Bundle $ExitFailure "another run of install.ps1 or uninstall.ps1 for '$BundleName' (as SYSTEM) holds the lock; run this again when it has ended. Nothing was changed."
+    }
     try {
         if (-not $mutex.WaitOne([TimeSpan]::FromSeconds($Seconds))) {
             Stop-Bundle $ExitFailure "another run of install.ps1 or uninstall.ps1 for '$BundleName' still runs after $Seconds s. Nothing was changed."
@@ -703,7 +709,16 @@ function Get-StateFolderProblem {
     # Each level that is there and that SYSTEM must not write through (admin-only.ps1).
     foreach ($folder in @($StateRoot, $StateDir, $StateLogDir)) {
         if (Test-Entry $folder) {
-            $problem = Get-AdminOnlyProblem $folder
+            try {
+                $problem = Get-AdminOnlyProblem $folder
+            } catch [UnauthorizedAccessException] {
+                if ($elevated) {
+                    throw
+                }
+                # Not elevated (-WhatIf, which only looks): an admin-only folder cannot be read.
+                Write-Warning "state: $folder can be read by administrators only; run elevated to have it checked"
+                continue
+            }
             if ($problem) {
                 "$problem, and gen-bundle writes its receipt and logs there as SYSTEM: a user could make it write or delete elsewhere. Look at what is in it, then remove it"
             }
@@ -934,6 +949,9 @@ function Test-UsersRead {
     $allowed = $false
     foreach ($rule in (Get-Acl -LiteralPath $Path).GetAccessRules($true, $true, [Security.Principal.SecurityIdentifier])) {
         $rights = [int64]$rule.FileSystemRights
+        if (($rights -band 0x10000000) -ne 0 -or ($rights -band 0xA0000000) -eq 0xA0000000) {
+            $rights = $rights -bor $need  # GENERIC_ALL, or GENERIC_READ with GENERIC_EXECUTE
+        }
         if ($readers -notcontains $rule.IdentityReference.Value -or ($rule.PropagationFlags -band [System.Security.AccessControl.PropagationFlags]::InheritOnly)) {
             continue
         }
@@ -1000,7 +1018,7 @@ function Get-PythonTreeProblem {
     # the thousands of files in them. Owners are not judged: pip run by an administrator
     # leaves folders owned by that administrator's own account. The folders are listed one
     # level at a time: one that cannot be listed or whose rights cannot be read (access
-    # denied, or a path longer than Windows PowerShell 5.1 reads, 259 characters) is a
+    # denied, or a folder's path of 248 characters or more, which Windows PowerShell 5.1 cannot list) is a
     # problem named with its reason, not the end of the run, and it is not passed as checked;
     # a link is not followed (its target could be anything), and is a problem too.
     param([string]$Python = $PythonExe)
@@ -1077,8 +1095,9 @@ function Get-InteractiveUser {
     # SID comes from the process itself, so Entra ID (AzureAD\...) accounts need no lookup.
     $found = @{}
     foreach ($explorer in @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'explorer.exe'" -ErrorAction SilentlyContinue)) {
-        $owner = Invoke-CimMethod -InputObject $explorer -MethodName GetOwner -ErrorAction SilentlyContinue
-        $sid = Invoke-CimMethod -InputObject $explorer -MethodName GetOwnerSid -ErrorAction SilentlyContinue
+        # -WhatIf:$false: Invoke-CimMethod honours -WhatIf, and under it would call nothing and find nobody.
+        $owner = Invoke-CimMethod -InputObject $explorer -MethodName GetOwner -ErrorAction SilentlyContinue -WhatIf:$false
+        $sid = Invoke-CimMethod -InputObject $explorer -MethodName GetOwnerSid -ErrorAction SilentlyContinue -WhatIf:$false
         if ($owner -and $owner.ReturnValue -eq 0 -and $sid -and $sid.ReturnValue -eq 0) {
             $found[$sid.Sid] = [pscustomobject]@{ Name = ('{0}\{1}' -f $owner.Domain, $owner.User); Sid = $sid.Sid }
         }
@@ -1376,7 +1395,7 @@ function Install-Environment {
 
 # ---- install ----
 if (-not $WhatIfPreference) {
-    $lock = Lock-Bundle -Seconds 900
+    $lock = Lock-Bundle -Seconds 300
 }
 # The environment already extracted from the archive with this SHA-256 needs no second read.
 $inPlace = @{}

@@ -174,7 +174,13 @@ function Lock-Bundle {
     # Group Policy startup script, Intune and an administrator may overlap): the next one
     # waits. Windows releases the lock when the process ends, however it ends.
     param([int]$Seconds)
-    $mutex = New-Object Threading.Mutex($false, "Global\gen-bundle-$BundleName")
+    try {
+        $mutex = New-Object Threading.Mutex($false, "Global\gen-bundle-$BundleName")
+    } catch [UnauthorizedAccessException] {
+        # A run as SYSTEM (Group Policy, Intune) made the lock, which an administrator's run may
+        # only wait on with rights SYSTEM's default does not give it.
+        Stop-Bundle $ExitFailure "another run of install.ps1 or uninstall.ps1 for '$BundleName' (as SYSTEM) holds the lock; run this again when it has ended. Nothing was changed."
+    }
     try {
         if (-not $mutex.WaitOne([TimeSpan]::FromSeconds($Seconds))) {
             Stop-Bundle $ExitFailure "another run of install.ps1 or uninstall.ps1 for '$BundleName' still runs after $Seconds s. Nothing was changed."
@@ -587,7 +593,16 @@ function Get-StateFolderProblem {
     # Each level that is there and that SYSTEM must not write through (admin-only.ps1).
     foreach ($folder in @($StateRoot, $StateDir, $StateLogDir)) {
         if (Test-Entry $folder) {
-            $problem = Get-AdminOnlyProblem $folder
+            try {
+                $problem = Get-AdminOnlyProblem $folder
+            } catch [UnauthorizedAccessException] {
+                if ($elevated) {
+                    throw
+                }
+                # Not elevated (-WhatIf, which only looks): an admin-only folder cannot be read.
+                Write-Warning "state: $folder can be read by administrators only; run elevated to have it checked"
+                continue
+            }
             if ($problem) {
                 "$problem, and gen-bundle writes its receipt and logs there as SYSTEM: a user could make it write or delete elsewhere. Look at what is in it, then remove it"
             }
@@ -806,9 +821,9 @@ try {
 } catch [Security.SecurityException] {
     Stop-Bundle $ExitTampered "$($_.Exception.Message) Nothing was changed."
 }
-$null = Confirm-Elevated -Script 'uninstall.ps1'
+$elevated = Confirm-Elevated -Script 'uninstall.ps1'
 if (-not $WhatIfPreference) {
-    $lock = Lock-Bundle -Seconds 900
+    $lock = Lock-Bundle -Seconds 300
 }
 $transcript = $false
 try {
