@@ -581,22 +581,24 @@ def _named(elements, names):
     return None
 
 
+# The switches of the cmdlets typed here (New-Object, Get-CimInstance, Invoke-CimMethod, Add-Type):
+# what follows one of them is an argument, not its value.
+SWITCHES = frozenset({"strict", "keyonly", "shallow", "passthru", "ignorewarnings", "whatif", "confirm", "verbose",
+                      "debug"})
+
+
 def _positional(elements, index):
     """The index-th element that is neither a parameter nor a parameter's value."""
     free, i = [], 0
     while i < len(elements):
         if elements[i].type == "command_parameter":
-            i += 2 if i + 1 < len(elements) and elements[i + 1].type != "command_parameter" and not \
-                _is_switch_name(_text(elements[i])) else 1
+            name = _text(elements[i]).lstrip("-").rstrip(":").lower()
+            takes = i + 1 < len(elements) and elements[i + 1].type != "command_parameter" and name not in SWITCHES
+            i += 2 if takes else 1
             continue
         free.append(elements[i])
         i += 1
     return free[index] if index < len(free) else None
-
-
-def _is_switch_name(text: str) -> bool:
-    return text.lstrip("-").lower() in ("force", "file", "directory", "recurse", "raw", "unique", "descending",
-                                          "parent", "leaf", "append", "passthru")
 
 
 def _named_or_positional(elements, names, index) -> str | None:
