@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import GenBundleError
-from .render import BUNDLE_JSON, SHA256SUMS
+from .render import BUNDLE_JSON, MANIFEST_SCHEMA, SHA256SUMS
 from .spec import INPUTS
 
 MAX_MANIFEST_BYTES = 64 * 1024
@@ -23,6 +23,8 @@ MAX_BUNDLE_BYTES = 2 * MAX_FILE_BYTES
 SIGNATURE_BEGIN = b"\r\n# SIG # Begin signature block\r\n"
 SIGNATURE_END = b"# SIG # End signature block\r\n"
 PUBLISHER_FILE = "publisher.cer"
+# The files Authenticode signs and PowerShell checks: the scripts and the engine (a module).
+SIGNED_SUFFIXES = (".ps1", ".psm1")
 
 
 class NotABundle(GenBundleError):
@@ -41,6 +43,16 @@ class Bundle:
     @property
     def version(self) -> str:
         return str(self.manifest.get("version"))
+
+    @property
+    def schema(self) -> int:
+        return int(self.manifest.get("schema", 1))
+
+    @property
+    def engine(self) -> tuple[str, str] | None:
+        """The engine's file name and its SHA-256 as rendered (unsigned), when the bundle has one."""
+        engine = self.manifest.get("engine")
+        return (engine["file"], engine["sha256"]) if isinstance(engine, dict) else None
 
     @property
     def inputs(self) -> dict[str, object]:
@@ -91,6 +103,14 @@ def read_manifest(path: Path) -> dict:
         raise NotABundle(f"{path}: 'files' is not a list of file names")
     if not isinstance(manifest.get("version"), str):
         raise NotABundle(f"{path}: 'version' is not a version")
+    schema = manifest.get("schema", 1)
+    if type(schema) is not int or not 1 <= schema <= MANIFEST_SCHEMA:
+        raise NotABundle(f"{path}: 'schema' {schema!r} is not a bundle.json form this gen-bundle reads "
+                         f"(1 to {MANIFEST_SCHEMA}; a later gen-bundle made it)")
+    engine = manifest.get("engine")
+    if "engine" in manifest and not (isinstance(engine, dict) and set(engine) == {"file", "sha256"}
+                                     and isinstance(engine["file"], str) and isinstance(engine["sha256"], str)):
+        raise NotABundle(f"{path}: 'engine' is not an engine's file name and SHA-256")
     if "signature" in manifest and not isinstance(manifest["signature"], dict):
         raise NotABundle(f"{path}: 'signature' is not an object")
     return manifest

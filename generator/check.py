@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .bundle import PUBLISHER_FILE, Bundle, is_signed, read_bundle, strip_signature
+from .bundle import PUBLISHER_FILE, SIGNED_SUFFIXES, Bundle, is_signed, read_bundle, strip_signature
 from .errors import GenBundleError, NotInCache
 from .render import BUNDLE_JSON, ENV_LOCK, SHA256SUMS, manifest_bytes, sums_text
 
@@ -154,10 +154,11 @@ def inspect(bundle: Bundle, *, ca: str | Path | None = None, signer: str | None 
         report.signed_by = str(signature.get("thumbprint"))
         if verify:
             report.findings += verify_signatures(bundle, ca=ca)
-        actual = {name: strip_signature(data) if name.endswith(".ps1") else data for name, data in actual.items()}
+        actual = {name: strip_signature(data) if name.endswith(SIGNED_SUFFIXES) else data
+                  for name, data in actual.items()}
         der = bundle.files.get(PUBLISHER_FILE)
         if der is not None:
-            scripts = sorted(name for name in expected if name.endswith(".ps1"))
+            scripts = sorted(name for name in expected if name.endswith(SIGNED_SUFFIXES))
             timestamp = signature.get("timestamp")
             try:
                 canonical = signature_entry(der, scripts, timestamp if isinstance(timestamp, str) else None)
@@ -171,7 +172,7 @@ def inspect(bundle: Bundle, *, ca: str | Path | None = None, signer: str | None 
         expected[SHA256SUMS] = sums_text({name: listed.get(name, "?") for name in set(bundle.files) - {SHA256SUMS}})
     else:
         for name, data in actual.items():
-            if name.endswith(".ps1") and is_signed(data):
+            if name.endswith(SIGNED_SUFFIXES) and is_signed(data):
                 report.findings.append(Finding(name, "carries a signature, but bundle.json names no signer"))
     for name in sorted(set(expected) | set(actual)):
         if name not in actual:

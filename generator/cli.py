@@ -287,20 +287,65 @@ def check(folder: str, as_json: bool, ca: str | None, signer: str | None, downlo
 
 
 @main.command()
+@click.option("--save", metavar="DIR", help="Also write the engine into DIR, to review it before any bundle (a "
+              "different file of its name there is left alone: exit 1).")
+def engine(save: str | None) -> None:
+    """The engine every bundle of this version shares: its SHA-256 and file name.
+
+    A reviewer who approved the engine once, in any bundle, recognises it in the next one by
+    this SHA-256 (printed as sha256sum prints it): the bundle's README and bundle.json give the
+    same. A signed bundle's engine has it once its signature block is set aside (gen-bundle
+    check does that).
+    """
+    import hashlib
+
+    from .render import engine as render_engine
+
+    name, data = render_engine(__version__)
+    if save is not None:
+        import os
+        import tempfile
+        from pathlib import Path
+
+        target = Path(save) / name
+        try:
+            if target.exists() and target.read_bytes() != data:
+                raise GenBundleError(f"{target} exists and is not this version's engine: nothing was written")
+            Path(save).mkdir(parents=True, exist_ok=True)
+            handle, staging = tempfile.mkstemp(dir=save, prefix=f".{name}.")
+            try:
+                with os.fdopen(handle, "wb") as stream:
+                    stream.write(data)
+                os.replace(staging, target)
+            finally:
+                if os.path.exists(staging):
+                    os.unlink(staging)
+        except OSError as exc:
+            _fail(GenBundleError(f"cannot write {target}: {exc.strerror or exc}"))
+        except GenBundleError as exc:
+            _fail(exc)
+    click.echo(f"{hashlib.sha256(data).hexdigest()}  {name}")
+
+
+@main.command()
 @click.argument("old", metavar="OLD")
 @click.argument("new", metavar="NEW")
-def diff(old: str, new: str) -> None:
+@click.option("--verbatim", is_flag=True, help="Diff the files as they are, every line that quotes a changed "
+              "input included.")
+def diff(old: str, new: str, verbatim: bool) -> None:
     """What changed from bundle OLD to bundle NEW, for the re-review.
 
-    Inputs, generator version, files added and removed, the hosts block, the task's
-    settings and the environment's packages in plain words; then a unified diff of each
-    changed text file. Exit 0 (and no output) when identical, 1 when not, 2 for a folder
-    that is not a bundle.
+    Inputs, generator version, the engine, files added, removed and renamed, the hosts block,
+    the task's settings and the environment's packages in plain words; then a unified diff
+    of each changed text file, the code first, taken after the new inputs' values are put
+    into the old file (lines that differ only by them are counted, not shown); the engine's
+    own diff last. Exit 0 (and no output) when identical, 1 when not, 2 for a folder that is
+    not a bundle.
     """
     from .diff import diff_bundles
 
     try:
-        lines = diff_bundles(old, new)
+        lines = diff_bundles(old, new, verbatim=verbatim)
     except GenBundleError as exc:  # NotABundle: exit 2
         _fail(exc)
     for line in lines:

@@ -68,10 +68,12 @@ def bat_text(value: str | int | WinPath) -> str:
     return "".join("%%" if ch == "%" else "^" + ch if ch in "^&|<>()" else ch for ch in text)
 
 
-def ps(value: str | int | WinPath | tuple | list) -> str:
+def ps(value: str | int | WinPath | tuple | list | dict) -> str:
     """A PowerShell expression for the value: a single-quoted literal, an array
-    ``@(...)`` of them, or ``Join-Path $env:BASE '...'`` for a path that starts
-    with a variable."""
+    ``@(...)`` or a hashtable ``@{...}`` of them, or ``Join-Path $env:BASE '...'`` for a
+    path that starts with a variable."""
+    if isinstance(value, dict):
+        return "@{ " + "; ".join(f"{ps(key)} = {ps(item)}" for key, item in value.items()) + " }"
     if isinstance(value, (tuple, list)):
         return "@(" + ", ".join(ps(item) for item in value) + ")"
     if isinstance(value, bool):

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 BUNDLE_JSON = "bundle.json"
 SHA256SUMS = "SHA256SUMS"
+# bundle.json's form: 1 (no "schema" key) before the engine; 2 adds "schema" and "engine".
+MANIFEST_SCHEMA = 2
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,12 @@ class Output:
     language: str  # a key of FILTERS: the filters its {{ }} may use
     encoding: str  # a Python codec; 'utf-8-sig' and 'utf-16' write a BOM
     crlf: bool
+    shared: bool = False  # rendered from the version alone (no input): the same bytes in every bundle
+
+
+def engine_file(version: str) -> str:
+    """The engine's file name: the PowerShell module every bundle of this version shares."""
+    return f"gen-bundle-{version}.psm1"
 
 
 # The filters of each output language. In every file but XML, a {{ }} must end in one
@@ -51,6 +59,9 @@ FILTERS = {
 }
 
 
+ENGINE_OUTPUT = Output("engine.psm1.j2", "ps", "utf-8-sig", crlf=True, shared=True)
+
+
 def outputs(spec: BundleSpec) -> dict[str, Output]:
     """File name -> template and byte form, for every rendered file, in render order.
 
@@ -64,6 +75,7 @@ def outputs(spec: BundleSpec) -> dict[str, Output]:
     imports UTF-16LE with BOM, as Windows itself exports tasks.
     """
     return {
+        engine_file(spec.version): ENGINE_OUTPUT,
         spec.launcher_file: Output("start.bat.j2", "bat", "utf-8", crlf=True),
         spec.config_file: Output("server_config.py.j2", "py", "utf-8", crlf=True),
         spec.guard_file: Output("guard.py.j2", "py", "utf-8", crlf=True),
@@ -223,6 +235,24 @@ def _encode(text: str, output: Output) -> bytes:
     return text.encode(output.encoding)
 
 
+def line_count(data: bytes) -> int:
+    """The lines of a rendered text file, whatever its encoding: what the README tells a reviewer."""
+    text = data.decode("utf-16") if data.startswith(b"\xff\xfe") else data.decode("utf-8", errors="replace")
+    return text.count("\n")
+
+
+def engine_parts(data: bytes) -> list[tuple[str, str, int, int]]:
+    """The engine's parts as (name, what it holds, first line, last line): each opens with a
+    ``# ---- name: what ----`` line, so the README says where each is and how long, measured."""
+    lines = data.decode("utf-8-sig").split("\r\n")
+    heads = [(number, *line[len("# ---- "):].removesuffix(" ----").split(": ", 1))
+             for number, line in enumerate(lines, 1) if line.startswith("# ---- ")]
+    ends = [head[0] - 1 for head in heads[1:]] + [len(lines) - 1]
+    return [("constants", "the same in every bundle of this version, and the exit codes", 1, heads[0][0] - 1)] + [
+        (name, what, start, end) for (start, name, what), end in zip(heads, ends, strict=True)
+    ]
+
+
 def render(spec: BundleSpec, env: BuiltEnv | None = None) -> dict[str, bytes]:
     """Every file of the bundle, by name, in sorted order.
 
@@ -236,6 +266,8 @@ def render(spec: BundleSpec, env: BuiltEnv | None = None) -> dict[str, bytes]:
     sha: dict[str, str] = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     names = bundle_files(spec)
     context = {
+        "engine_file": engine_file(spec.version),
+        "sha_of": lambda names: {name: sha[name] for name in names},
         "env": env,
         "python_exe": server_python(spec, env),
         "spec": spec,
@@ -243,23 +275,44 @@ def render(spec: BundleSpec, env: BuiltEnv | None = None) -> dict[str, bytes]:
         "verified_files": [name for name in names if name != SHA256SUMS],  # what SHA256SUMS lists
         "const": constants,
         "sha": sha,
+        "lines": lambda name: line_count(files[name]),  # of a file rendered before the README
+        "engine_parts": lambda: engine_parts(files[engine_file(spec.version)]),
     }
     for name, output in outputs(spec).items():
         if output.language not in environments:
             environments[output.language] = environment(output.language)
-        text = environments[output.language].get_template(output.template).render(context)
-        files[name] = _encode(text, output)
+        if output.shared:
+            files[name] = render_shared(output, spec.version, environments[output.language])
+        else:
+            text = environments[output.language].get_template(output.template).render(context)
+            files[name] = _encode(text, output)
         sha[name] = hashlib.sha256(files[name]).hexdigest()
     manifest = {
         "generator": "gen-bundle",
+        "schema": MANIFEST_SCHEMA,
         "version": spec.version,
         "inputs": spec.inputs(),
+        "engine": {"file": engine_file(spec.version), "sha256": sha[engine_file(spec.version)]},
         "files": names,
     }
     files[BUNDLE_JSON] = manifest_bytes(manifest)
     sha[BUNDLE_JSON] = hashlib.sha256(files[BUNDLE_JSON]).hexdigest()
     files[SHA256SUMS] = sums_text(sha)
     return dict(sorted(files.items()))
+
+
+def render_shared(output: Output, version: str, env: jinja2.Environment | None = None) -> bytes:
+    """A file every bundle of ``version`` shares (the engine): its template sees the version and
+    the constants, and nothing of any input, so its bytes cannot depend on one."""
+    env = env or environment(output.language)
+    text = env.get_template(output.template).render(
+        {"version": version, "engine_file": engine_file(version), "const": constants})
+    return _encode(text, output)
+
+
+def engine(version: str) -> tuple[str, bytes]:
+    """The engine of ``version``: its file name and bytes, as every bundle of that version holds them."""
+    return engine_file(version), render_shared(ENGINE_OUTPUT, version)
 
 
 def manifest_bytes(manifest: dict) -> bytes:

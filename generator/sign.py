@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .bundle import PUBLISHER_FILE, Bundle, read_bundle
+from .bundle import PUBLISHER_FILE, SIGNED_SUFFIXES, Bundle, read_bundle
 from .check import Finding, inspect, signed_manifest
 from .errors import GenBundleError
 from .output import write_bundle
@@ -97,7 +97,7 @@ def sign_bundle(
     folder: str | Path, *, pfx: str | Path | None = None, password: str | None = None, cert: str | Path | None = None,
     key: str | Path | None = None, timestamp: str | None = None,
 ) -> dict:
-    """Sign every .ps1 of the bundle (SHA-256), add publisher.cer, record the signer in
+    """Sign every script and the engine of the bundle (SHA-256), add publisher.cer, record the signer in
     bundle.json, refresh SHA256SUMS; written atomically. Returns bundle.json's signature entry."""
     if (pfx is None) == (cert is None) or (cert is None) != (key is None):
         raise SigningError("give --pfx FILE, or --cert FILE with --key FILE")
@@ -117,7 +117,7 @@ def sign_bundle(
         )
     der = _certificate_der(pfx=Path(pfx) if pfx else None, cert=Path(cert) if cert else None, password=password)
     files = dict(rendered)  # the rendered, unsigned files, equal to the folder's but for signatures
-    scripts = sorted(name for name in files if name.endswith(".ps1"))
+    scripts = sorted(name for name in files if name.endswith(SIGNED_SUFFIXES))
     osslsigncode = _tool("osslsigncode")
     with tempfile.TemporaryDirectory() as scratch:
         for name in scripts:
@@ -177,7 +177,7 @@ def verify_signatures(bundle: Bundle, *, ca: str | Path | None = None) -> list[F
         anchor = Path(ca) if ca else Path(scratch) / "publisher.pem"
         if ca is None:
             anchor.write_text(ssl.DER_cert_to_PEM_cert(der), encoding="ascii")
-        for name in sorted(n for n in bundle.files if n.endswith(".ps1")):
+        for name in sorted(n for n in bundle.files if n.endswith(SIGNED_SUFFIXES)):
             path = Path(scratch) / name
             path.write_bytes(bundle.files[name])
             done = subprocess.run([osslsigncode, "verify", "-in", str(path), "-CAfile", str(anchor)],

@@ -75,8 +75,10 @@ def test_bundle_json_records_inputs_version_and_files(canonical_files):
     from generator import __version__
 
     manifest = json.loads(canonical_files["bundle.json"])
+    engine = f"gen-bundle-{__version__}.psm1"
     assert manifest == {
         "generator": "gen-bundle",
+        "schema": 2,
         "version": __version__,
         "inputs": {
             "ip": "127.0.0.13",
@@ -89,8 +91,10 @@ def test_bundle_json_records_inputs_version_and_files(canonical_files):
             "scope": "machine",
             "user": None,
         },
+        "engine": {"file": engine, "sha256": hashlib.sha256(canonical_files[engine]).hexdigest()},
         "files": sorted(canonical_files),
     }
+    assert list(manifest) == ["generator", "schema", "version", "inputs", "engine", "files"]
 
 
 def test_bundle_json_inputs_rebuild_the_same_bundle(canonical_files):

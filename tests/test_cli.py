@@ -175,8 +175,9 @@ def test_previous_bundle_is_replaced_only_with_force(tmp_path):
     replaced = run("--ip", "127.0.0.14", "--name", "lab", "--force", out=out)
     assert replaced.exit_code == 0, replaced.output
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["README.md", "SHA256SUMS", "bundle.json", "detect.ps1", "hosts.txt", "install.ps1", "lab.task.xml",
-         "start-lab.bat", "start-lab.config.py", "start-lab.guard.py", "uninstall.ps1"]
+        ["README.md", "SHA256SUMS", "bundle.json", "detect.ps1", f"gen-bundle-{__version__}.psm1", "hosts.txt",
+         "install.ps1", "lab.task.xml", "start-lab.bat", "start-lab.config.py", "start-lab.guard.py",
+         "uninstall.ps1"]
     )
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging directories left behind
 

@@ -127,12 +127,16 @@ def test_the_bundle_carries_the_environment_and_checks_it(windows_env):
         assert f"| `{package.name}` | `{package.version}` |" in readme
     from support import pwsh
 
-    for script in ("install.ps1", "uninstall.ps1", "detect.ps1"):
-        values = pwsh.assignments(pwsh.parsers()["tree-sitter-pwsh"].parse(pwsh.script_text(files[script])))
+    parse = pwsh.parsers()["tree-sitter-pwsh"].parse
+    for script in ("install.ps1", "detect.ps1"):
+        values = pwsh.assignments(parse(pwsh.script_text(files[script])))
         assert values["EnvFolder"] == folder, script
-        assert values["EnvArchive"] == "python-env.zip", script
         assert values["EnvArchiveSha256"] == hashlib.sha256(windows_env.archive).hexdigest(), script
-        assert values["EnvPythonVersion"] == "3.13" and values["EnvUnpackedBytes"] == str(windows_env.unpacked_bytes)
+    values = pwsh.assignments(parse(pwsh.script_text(files["install.ps1"])))
+    assert values["EnvArchive"] == "python-env.zip"
+    assert values["EnvPythonVersion"] == "3.13" and values["EnvUnpackedBytes"] == str(windows_env.unpacked_bytes)
+    # uninstall.ps1 takes back any environment folder of the install folder, this one or an older one.
+    assert "EnvFolder" not in pwsh.assignments(parse(pwsh.script_text(files["uninstall.ps1"])))
 
 
 def test_without_env_the_bundle_has_none_of_it():
@@ -140,7 +144,7 @@ def test_without_env_the_bundle_has_none_of_it():
     assert not set(ENV_FILES) & set(files)
     manifest = json.loads(files["bundle.json"])
     assert "env" not in manifest["inputs"] and "packages" not in manifest["inputs"]
-    assert "$EnvFolder         = ''" in files["install.ps1"].decode("utf-8-sig")
+    assert "\n    EnvFolder          = ''  #" in files["install.ps1"].decode("utf-8-sig")
 
 
 def test_the_cli_builds_it_from_the_warm_cache_offline(windows_env, env_cache, tmp_path, monkeypatch):

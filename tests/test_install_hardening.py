@@ -32,7 +32,10 @@ def tree(grammar, source: bytes | str):
 
 
 def script(grammar, name: str, **inputs):
-    return tree(grammar, render_bundle(**inputs)[name])
+    """The script as it runs: its steps with the engine's step functions in place, then the engine."""
+    from support.program import inlined
+
+    return tree(grammar, inlined(render_bundle(**inputs), name, grammar))
 
 
 def commands(root) -> list:
@@ -70,7 +73,15 @@ def writes_before_preflight_ends(root) -> list[str]:
     ends = [node.start_byte for name, node in body if name == "stop-bundle" and "$ExitPreflight" in node.text.decode()]
     assert ends, "no preflight refusal in the script"
     return [f"{name} at line {node.start_point[0] + 1}" for name, node in body
-            if node.start_byte < ends[-1] and (name in WRITES_BEFORE or _changes_state(node))]
+            if node.start_byte < ends[-1] and (name in WRITES_BEFORE or _changes_state(node))
+            and not own_engine_copy(node)]
+
+
+def own_engine_copy(node) -> bool:
+    """The engine's copy for this run: written, before anything else, to a folder the script has
+    just made with its own ACL (only SYSTEM, administrators and the account that runs it), and
+    deleted at the end; no change to the machine."""
+    return "$engineFolder" in node.text.decode()
 
 
 def test_install_writes_nothing_before_its_preflight_ends(grammar):
@@ -103,7 +114,7 @@ def unsafe_folder_writes(root) -> list[str]:
         text = node.text.decode()
         if name == "set-acl" or name == "protect-statedirectory":
             problems.append(f"{name} at line {node.start_point[0] + 1}")
-        elif (name == "createdirectory" and "$InstallDir" not in text
+        elif (name == "createdirectory" and "$InstallDir" not in text and not own_engine_copy(node)
               and _enclosing_function(node) not in ("new-adminonlyfolder", "install-environment")):
             problems.append(f"CreateDirectory at line {node.start_point[0] + 1}: {text[:60]}")
     return problems
@@ -195,25 +206,37 @@ function Protect-StateDirectory {
 # ---- 3: check, then use the same bytes ----
 
 def second_reads(root) -> list[str]:
-    """Bundle files read outside the one function that reads and checks them."""
-    return [f"line {node.start_point[0] + 1}" for node in walk(root.root_node)
-            if node.type == "variable" and node.text.decode().lower() == "$psscriptroot"
-            and _enclosing_function(node) != "read-verifiedbundle"]
+    """Bundle files read outside the one function that reads and checks them: the engine reads the
+    bundle's folder ($Root) only there, and the script ($PSScriptRoot) only to read the engine's
+    bytes, which it checks against the SHA-256 it holds, and to hand the folder to the engine."""
+    found = []
+    for node in walk(root.root_node):
+        name = node.text.decode().lower() if node.type == "variable" else ""
+        if name == "$bundleroot" and _enclosing_function(node) != "read-verifiedbundle":
+            found.append(f"line {node.start_point[0] + 1}")
+        elif name == "$psscriptroot":
+            line = root.root_node.text.decode().split("\n")[node.start_point[0]]
+            if not line.startswith(("$enginePath = Join-Path $PSScriptRoot $Bundle.EngineFile",
+                                    "Initialize-GenBundle -Caller $PSCmdlet -Values ($Bundle + @{ BundleRoot = ")):
+                found.append(f"line {node.start_point[0] + 1}")
+    return found
 
 
 def test_install_uses_only_the_bytes_it_checked(grammar):
     root = script(grammar, "install.ps1")
     assert second_reads(root) == []
-    assert root.root_node.text.decode().count("$PSScriptRoot") == 2  # SHA256SUMS, and each file it lists
+    text = root.root_node.text.decode()
+    assert text.count("$PSScriptRoot") == 2 and text.count("Join-Path $BundleRoot ") == 2  # SHA256SUMS, each file
 
 
 def test_the_second_read_check_can_fail(grammar):
     old = """
-function Read-VerifiedBundle { [IO.File]::ReadAllBytes((Join-Path $PSScriptRoot 'SHA256SUMS')) }
+function Read-VerifiedBundle { [IO.File]::ReadAllBytes((Join-Path $BundleRoot 'SHA256SUMS')) }
 $taskXml = Get-Content -LiteralPath (Join-Path $PSScriptRoot $TaskFile) -Raw
 Copy-Item -LiteralPath (Join-Path $PSScriptRoot $file) -Destination $target -Force
+function Install-It { Copy-Item -LiteralPath (Join-Path $BundleRoot $file) -Destination $target }
 """
-    assert second_reads(tree(grammar, old)) == ["line 3", "line 4"]
+    assert second_reads(tree(grammar, old)) == ["line 3", "line 4", "line 5"]
 
 
 def test_the_pinned_sums_parameter_is_declared_and_checked_first(grammar):
@@ -224,7 +247,8 @@ def test_the_pinned_sums_parameter_is_declared_and_checked_first(grammar):
     read = names.index("read-verifiedbundle")
     assert read < names.index("confirm-elevated") < names.index("get-portproblem")
     node = main_body(root)[read][1]
-    assert "-PinnedSums $SumsSha256" in node.text.decode()
+    assert "-PinnedSums $PinnedSums" in node.text.decode()  # the step's parameter, which the script gives:
+    assert "Read-InstallBundle -PinnedSums $SumsSha256" in render_bundle()["install.ps1"].decode("utf-8-sig")
 
 
 # ---- 4: a disabled task stays disabled; backups are capped ----
@@ -232,12 +256,14 @@ def test_the_pinned_sums_parameter_is_declared_and_checked_first(grammar):
 def disabled_task_exit(root) -> str | None:
     """The branch that leaves a disabled task alone: its exit code, when it comes before any change."""
     first_change = min(node.start_byte for name, node in main_body(root) if "ShouldProcess" in node.text.decode()
-                       or name == "shouldprocess")
+                       or name in ("shouldprocess", "confirm-change"))
     for node in walk(root.root_node):
         if node.type == "if_statement" and node.start_byte < first_change:
             condition = node.children[2].text.decode() if len(node.children) > 2 else ""
             if ("'Disabled'" in condition or "Test-TaskDisabledByAdmin" in condition) and "-not $Force" in condition:
                 exits = [n.text.decode() for n in walk(node) if n.type == "flow_control_statement"]
+                exits += ["exit " + n.text.decode().split()[1] for n in walk(node)
+                          if n.type == "command" and _command_name(n) == "stop-bundle"]  # the engine's exit
                 return exits[0] if exits else None
     return None
 
@@ -308,7 +334,7 @@ def test_whatif_sends_no_request(grammar):
     probes = [node.start_byte for name, node in body if name == "test-serveranswer"]
     guard = [node for node in walk(root.root_node) if node.type == "if_statement"
              and node.children[2].text.decode().strip() == "$WhatIfPreference"
-             and any(n.text.decode() == "exit 0" for n in walk(node))]
+             and any(n.text.decode() in ("exit 0", "return") for n in walk(node))]
     assert probes and guard and guard[0].end_byte < min(probes)
 
 
@@ -358,8 +384,8 @@ def test_whatif_shows_the_hosts_change_byte_for_byte(grammar, name):
     names = {name for name, _ in commands(root)}
     assert "get-bytediff" in names and "get-linediff" not in names
     message = next(node.text.decode() for name, node in commands(root)
-                   if name == "shouldprocess" and "$HostsPath" in node.text.decode())
-    assert "Get-HostsChange -Before $hostsBefore -After $hostsAfter" in message
+                   if name == "confirm-change" and "-Target $HostsPath" in node.text.decode())
+    assert "-Action (Get-HostsChange -Before $Run.HostsBefore -After $after)" in message
     change = function(root, "Get-HostsChange").text.decode()
     assert change.index("if ($WhatIfPreference)") < change.index("Get-ByteDiff -Before $Before -After $After")
 
@@ -385,11 +411,7 @@ class _Part:
 
 
 def env_problems(root) -> list[str]:
-    """What would let a server see a half-written environment, or delete one in use.
-
-    The script's body is the same text in every bundle (only the values block differs), so
-    the canonical bundle's install.ps1 holds the code that an --env bundle runs.
-    """
+    """What would let a server see a half-written environment, or delete one in use."""
     problems = []
     install = [(name, node.text.decode()) for name, node in commands(_Part(function(root, "Install-Environment")))]
     names = [name for name, _ in install]
@@ -407,8 +429,8 @@ def env_problems(root) -> list[str]:
     last_delete = len(remove) - 1 - remove[::-1].index("remove-item") if "remove-item" in remove else -1
     if "move" not in remove or remove.index("move") > last_delete:
         problems.append("Remove-EnvironmentFolder: rename first, delete only what could be renamed")
-    steps = [name for name, _ in main_body(root)]
-    if not steps.index("install-environment") < steps.index("writeallbytes") < steps.index("remove-environmentfolder"):
+    steps = [name if "$bundle[$file]" not in node.text.decode() else "write-launcher" for name, node in main_body(root)]
+    if not steps.index("install-environment") < steps.index("write-launcher") < steps.index("remove-environmentfolder"):
         problems.append("install: new environment, then the launcher that points at it, then the old one removed")
     return problems
 
@@ -424,12 +446,23 @@ def python_runs(root) -> list[str]:
     return found
 
 
-def test_the_environment_is_extracted_whole_and_swapped_in_order(grammar):
-    assert env_problems(script(grammar, "install.ps1")) == []
+def env_install(grammar, windows_env) -> str:
+    """An --env bundle's install.ps1 with its steps in place, as text."""
+    from generator.render import render
+    from generator.spec import build_spec
+
+    from support.program import inlined
+
+    return inlined(render(build_spec(ip="127.0.0.13", name="py", env=True), env=windows_env), "install.ps1",
+                   grammar).decode("utf-8")
 
 
-def test_the_environment_order_check_can_fail(grammar):
-    source = render_bundle()["install.ps1"].decode("utf-8-sig")
+def test_the_environment_is_extracted_whole_and_swapped_in_order(grammar, windows_env):
+    assert env_problems(tree(grammar, env_install(grammar, windows_env))) == []
+
+
+def test_the_environment_order_check_can_fail(grammar, windows_env):
+    source = env_install(grammar, windows_env)
     # The rename before the marker: a folder could appear complete without being so.
     marker = "    [IO.File]::WriteAllText((Join-Path $staging 'gen-bundle-env.txt')"
     moved = source.replace(marker, "    [IO.Directory]::Move($staging, $final)\r\n" + marker)

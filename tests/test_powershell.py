@@ -9,8 +9,8 @@ import pytest
 
 from generator.spec import build_spec
 
-from conftest import REPO
-from support import pwsh
+from conftest import REPO, SHARED
+from support import program, pscommands, pwsh
 
 SCRIPTS = ["install.ps1", "uninstall.ps1"]
 
@@ -52,7 +52,9 @@ def test_bundle_values_are_single_quoted_literals(canonical_files, grammars, scr
     values = pwsh.assignments(grammars["tree-sitter-pwsh"].parse(pwsh.script_text(canonical_files[script])))
     assert values["BundleName"] == "py"
     assert values["BundleIp"] == "127.0.0.13"
-    assert values["TaskFolder"] == "\\gen-bundle\\"
+    engine = pwsh.assignments(grammars["tree-sitter-pwsh"].parse(pwsh.script_text(
+        canonical_files[program.engine_name(canonical_files)])))
+    assert engine["TaskFolder"] == "\\gen-bundle\\"  # the same in every bundle: the engine's
     assert values["InstallDir"] == ("ProgramFiles", "gen-bundle\\py")
     assert values["HostsBegin"] == "# BEGIN gen-bundle py"
     assert values["HostsEnd"] == "# END gen-bundle py"
@@ -101,15 +103,32 @@ def test_every_variant_parses_in_both_grammars(grammars, inputs, script):
 @pytest.mark.parametrize("inputs", SCOPES, ids=["machine", "user", "per-user-python"])
 @pytest.mark.parametrize("script", ["install.ps1", "uninstall.ps1"])
 def test_every_state_change_sits_under_should_process(grammars, inputs, script):
-    tree = grammars["tree-sitter-pwsh"].parse(pwsh.script_text(bundle(**inputs)[script]))
+    """In the script as it runs (its steps with the engine's functions in place): every change
+    is asked first, through the engine's Confirm-Change, of the script's ShouldProcess."""
+    parser = grammars["tree-sitter-pwsh"]
+    tree = parser.parse(program.inlined(bundle(**inputs), script, parser))
     assert pwsh.unguarded_changes(tree) == []
 
 
 def test_detect_changes_nothing_at_all(grammars):
-    tree = grammars["tree-sitter-pwsh"].parse(pwsh.script_text(bundle()["detect.ps1"]))
-    # detect.ps1 pastes only the partials it reads with: no command or call that changes anything.
-    direct = [n.text.decode()[:60] for n in pwsh.walk(tree.root_node) if pwsh._changes_state(n)]
-    assert direct == []
+    """detect.ps1, and every engine function it runs, change nothing."""
+    parser = grammars["tree-sitter-pwsh"]
+    files = bundle()
+    tree = parser.parse(pwsh.script_text(files["detect.ps1"]))
+    assert [n.text.decode()[:60] for n in pwsh.walk(tree.root_node) if pwsh._changes_state(n)] == []
+    engine = parser.parse(pwsh.script_text(files[program.engine_name(files)]))
+    functions = program.engine_functions(engine)
+    todo, seen = ["write-bundledetected"], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        body = functions[name]
+        assert [n.text.decode()[:60] for n in pwsh.walk(body) if pwsh._changes_state(n)] == [], name
+        todo += [pwsh._command_name(n) for n in pwsh.walk(body) if n.type == "command"
+                 and pwsh._command_name(n) in functions]
+    assert {"test-installed", "read-verifiedbundle", "read-hoststext"} <= seen
 
 
 def test_the_should_process_check_can_fail(grammars):
@@ -145,7 +164,8 @@ def test_bundle_values_appear_only_as_single_quoted_literals(grammars, script, s
     sentinels = ["zqxwvname", "127.99.88.77", "54321", "SentinelPy", "SentinelNotebooks", "SENTINELDOM", "sentineluser"]
     assert pwsh.literal_violations(tree, sentinels) == []
     values = pwsh.assignments(tree)  # the check saw the values it looks for
-    assert (values["BundleName"], values["BundleIp"]) == ("zqxwvname", "127.99.88.77")
+    assert values["BundleName"] == "zqxwvname"
+    assert values.get("BundleIp", "127.99.88.77") == "127.99.88.77"
 
 
 def test_the_literal_check_can_fail(grammars):
@@ -180,7 +200,7 @@ BUILTIN_COMMANDS = frozenset(
     {"describe", "context", "it", "beforeall", "beforeeach", "aftereach", "afterall", "should", "mock",
      "join-path", "split-path", "get-childitem", "remove-item", "foreach-object", "where-object", "out-null",
      "test-path", "get-content", "set-content", "new-item", "write-output", "write-verbose", "start-sleep",
-     "sort-object", "get-ciminstance", "start-process", "stop-process"}
+     "sort-object", "get-ciminstance", "start-process", "stop-process", "set-itresult"}
 )
 AUTOMATIC_VARIABLES = frozenset(
     {"_", "psitem", "true", "false", "null", "args", "input", "this", "matches", "lastexitcode", "error",
@@ -286,39 +306,62 @@ def script_assignments(tree) -> dict[str, object]:
     return found
 
 
-def suite_problems(suite, install) -> list[str]:
-    """What would break the suite on Windows, or make it test something install.ps1 no longer is."""
+LOADER = PESTER_DIR / "Engine.ps1"
+REFERENCE = SHARED / "reference" / "powershell" / "cmdlets.json"
+
+
+def given_values(suite) -> dict[str, object]:
+    """The engine's values a suite sets: the keys of each ``-Values @{ ... }`` it hands the engine."""
+    found = {}
+    for command in commands(suite.root_node):
+        if pwsh._command_name(command) in ("initialize-genbundle", "import-testengine"):
+            for parameter, value in arguments(command):
+                if parameter == "values" and value is not None:
+                    for entry in (n for n in pwsh.walk(value) if n.type == "hash_entry"):
+                        found.setdefault(entry.children[0].text.decode().lower(), entry)
+    return found
+
+
+def suite_problems(suite, engine, script) -> list[str]:
+    """What would break the suite on Windows, or make it test something the engine no longer is.
+    The suite loads the engine as the bundle's scripts do (Engine.ps1: the values of ``script``,
+    then its own): every function it calls is the engine's, with the parameters it declares; every
+    variable those functions read is the engine's own, one of the script's values, or one the
+    suite gives; and every value the suite gives is one an engine function reads."""
     problems = []
-    library = functions(install.root_node, top_level=True)
-    own = functions(suite.root_node, top_level=False)
+    library = functions(engine.root_node, top_level=True)
+    own = functions(suite.root_node, top_level=False) | functions(pwsh.parsers()["tree-sitter-pwsh"].parse(
+        LOADER.read_bytes()).root_node, top_level=False)
     called = set()
+    cmdlets = pscommands.reference(REFERENCE) if REFERENCE.is_file() else {"editions": {}}
     for command in commands(suite.root_node):
         name = pwsh._command_name(command)
         if name is None or not name[0].isalpha() or name in BUILTIN_COMMANDS or name in own:
             continue
+        if name not in library and any(pscommands._lookup(table, name) for table in cmdlets["editions"].values()):
+            continue  # a cmdlet (test_windows_api.py binds the scripts' own calls)
         if name not in library:
-            problems.append(f"calls {name}, which install.ps1 does not define")
+            problems.append(f"calls {name}, which the engine does not define")
             continue
         called.add(name)
         declared = parameters(library[name])
         for parameter, _ in arguments(command):
             if parameter is not None and parameter not in declared:
-                problems.append(f"calls {name} -{parameter}, which install.ps1's {name} does not declare")
-    # The variables those functions read from the script scope must be set by the suite,
-    # and where the suite sets them at the top (not per test), to install.ps1's values.
-    set_by_suite = script_assignments(suite)
-    file_level = next(c for c in commands(suite.root_node) if pwsh._command_name(c) == "beforeall")
-    at_top = script_assignments(type("T", (), {"root_node": file_level})())
-    install_values = script_assignments(install)
+                problems.append(f"calls {name} -{parameter}, which the engine's {name} does not declare")
+    engine_own = set(script_assignments(engine))
+    bundle_values = {name.lower() for name in pwsh.assignments(script)}
+    given = given_values(suite)
+    loader_given = {"bundleroot", "scriptname"}
+    read = set()
     for function in sorted(reachable(library, called, set(own))):
         for variable in sorted(free_variables(library[function])):
-            if variable not in set_by_suite:
-                problems.append(f"{function} reads ${variable}, which the suite never sets")
-            elif variable in at_top and variable in install_values:
-                mine, theirs = literal(at_top[variable]), literal(install_values[variable])
-                if mine != theirs:
-                    problems.append(f"${variable} is {mine!r} in the suite but {theirs!r} in install.ps1")
-    problems += throw_problems(suite, library, install_values, set(own))
+            read.add(variable)
+            if variable not in engine_own | bundle_values | set(given) | loader_given | {"cmdlet"}:
+                problems.append(f"{function} reads ${variable}, which neither the engine, the script's values "
+                                "nor the suite sets")
+    every_read = {v for f in library.values() for v in free_variables(f)}
+    problems += [f"gives ${name}, which no function of the engine reads" for name in sorted(set(given) - every_read)]
+    problems += throw_problems(suite, library, script_assignments(engine), set(own))
     return problems
 
 
@@ -415,24 +458,33 @@ def shape_problems(suite) -> list[str]:
     return problems
 
 
-def test_environment_suite_matches_the_install_script_it_loads(grammars, canonical_files):
-    """Environment.Tests.ps1 loads an --env bundle's install.ps1; below the values block it is
-    the canonical one's text, so the canonical script is what the suite is checked against."""
+def engine_and_script(grammars, files: dict[str, bytes], script: str):
+    parser = grammars["tree-sitter-pwsh"]
+    return (parser.parse(pwsh.script_text(files[program.engine_name(files)])),
+            parser.parse(pwsh.script_text(files[script])))
+
+
+def test_environment_suite_matches_the_engine_it_loads(grammars, windows_env):
+    """Environment.Tests.ps1 loads the engine with an --env bundle's install.ps1 values."""
+    from generator.render import render
+
     suite = grammars["tree-sitter-pwsh"].parse((PESTER_DIR / "Environment.Tests.ps1").read_bytes())
-    install = tree_of(grammars, canonical_files["install.ps1"])
-    assert suite_problems(suite, install) == []
+    files = render(build_spec(ip="127.0.0.13", name="py", env=True), env=windows_env)
+    assert suite_problems(suite, *engine_and_script(grammars, files, "install.ps1")) == []
     called = {pwsh._command_name(c) for c in commands(suite.root_node)}
     assert {"install-environment", "remove-environmentfolder", "get-basepythonproblem", "test-environmentinplace",
             "get-oldenvironment"} <= called
 
 
-def test_hosts_suite_matches_the_install_script_it_loads(grammars, canonical_files):
-    suite = grammars["tree-sitter-pwsh"].parse((PESTER_DIR / "Hosts.Tests.ps1").read_bytes())
-    install = tree_of(grammars, canonical_files["install.ps1"])
-    assert suite_problems(suite, install) == []
-    # Not vacuous: the suite does call the hosts functions and stands in for their variables.
+@pytest.mark.parametrize("name", ["Hosts.Tests.ps1", "Preflight.Tests.ps1"])
+def test_suite_matches_the_engine_it_loads(grammars, canonical_files, name):
+    suite = grammars["tree-sitter-pwsh"].parse((PESTER_DIR / name).read_bytes())
+    assert suite_problems(suite, *engine_and_script(grammars, canonical_files, "install.ps1")) == []
+    # Not vacuous: the suite does call the engine's functions and gives them values.
     called = {pwsh._command_name(c) for c in commands(suite.root_node)}
-    assert {"set-hostsblock", "get-hostsmapping", "write-hostsfile"} <= called
+    wanted = {"Hosts.Tests.ps1": {"set-hostsblock", "get-hostsmapping", "write-hostsfile"},
+              "Preflight.Tests.ps1": {"get-pythontreeproblem", "new-statefolder", "get-statefolderproblem"}}[name]
+    assert wanted <= called and given_values(suite)
 
 
 def test_hosts_suite_makes_every_shape_it_tests(grammars):
@@ -444,12 +496,13 @@ def test_the_suite_checks_can_fail(grammars):
     parser = grammars["tree-sitter-pwsh"]
     install = parser.parse(
         b"$HostsBegin = '# BEGIN gen-bundle py'\r\n$ExitPreflight = 4\r\n$ExitTampered = 2\r\n"
+        b"function Initialize-GenBundle {\r\n    param([hashtable]$Values, [object]$Caller)\r\n}\r\n"
         b"function Set-HostsBlock {\r\n    param([string]$Text)\r\n    return $HostsBegin + $HostsEnd + $Text\r\n}\r\n"
         b"function Read-It {\r\n    param()\r\n    throw [IO.IOException]::new('cannot read')\r\n}\r\n"
         b"function Write-It {\r\n    param()\r\n    Read-It\r\n    Stop-Bundle $ExitTampered 'changed'\r\n}\r\n"
     )
     suite = parser.parse(
-        b"BeforeAll {\r\n    $script:HostsBegin = '# BEGIN gen-bundle other'\r\n"
+        b"BeforeAll {\r\n    Initialize-GenBundle -Caller $null -Values @{ HostsBgin = 'x' }\r\n"
         b"    function Get-Shape {\r\n        param([string]$Name)\r\n        switch ($Name) {\r\n"
         b"            'crlf' { return ,[byte[]]@(13, 10) }\r\n            'lf' { return [byte[]]@(10) }\r\n"
         b"            'spare' { return ,[byte[]]@() }\r\n        }\r\n    }\r\n}\r\n"
@@ -462,12 +515,12 @@ def test_the_suite_checks_can_fail(grammars):
         b"    }\r\n}\r\n"
     )
     assert pwsh.problems(install) == [] and pwsh.problems(suite) == []
-    assert suite_problems(suite, install) == [
-        "calls set-hostsblock -block, which install.ps1's set-hostsblock does not declare",
-        "calls set-hostsblok, which install.ps1 does not define",
-        "$hostsbegin is '# BEGIN gen-bundle other' in the suite but '# BEGIN gen-bundle py' in install.ps1",
-        "set-hostsblock reads $hostsend, which the suite never sets",
-        "write-it reads $exittampered, which the suite never sets",
+    script = parser.parse(b"$Bundle = @{\r\n    BundleName = 'py'\r\n}\r\n")
+    assert suite_problems(suite, install, script) == [
+        "calls set-hostsblock -block, which the engine's set-hostsblock does not declare",
+        "calls set-hostsblok, which the engine does not define",
+        "set-hostsblock reads $hostsend, which neither the engine, the script's values nor the suite sets",
+        "gives $hostsbgin, which no function of the engine reads",
         "line 16: expects [io.invaliddataexception], which ['read-it', 'write-it'] never throw",
         "line 16: expects a message like '*utf-16*', which no string of ['read-it', 'write-it'] is",
         "line 17: expects Stop-Bundle 4, but ['read-it', 'write-it'] stop only with ['2']",
@@ -505,7 +558,7 @@ def test_windows_workflow_runs_pester_on_both_powershells(grammars):
     assert with_env["python-version"] == "3.11" and "pythonLocation" in with_env["python"]
     suite = grammars["tree-sitter-pwsh"].parse((PESTER_DIR / "Hosts.Tests.ps1").read_bytes())
     assumed = {name: literal(value) for name, value in script_assignments(suite).items()}
-    assert made["name"] == assumed["bundlename"] and made["ip"] == "127.0.0.13"
+    assert "# BEGIN gen-bundle " + made["name"] == assumed["hostsbegin"] and made["ip"] == "127.0.0.13"
     handed = [n.children[-1].text.decode() for t in trees for n in pwsh.walk(t.root_node)
               if n.type == "assignment_expression" and n.children[0].text.decode().lower() == "$env:gen_bundle_out"]
     assert handed == [made["out"]]

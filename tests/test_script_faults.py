@@ -32,6 +32,13 @@ def grammar():
         need(False, f"the tree-sitter PowerShell grammar ({exc})")
 
 
+def run(grammar, files: dict[str, bytes], script: str):
+    """The script as it runs: its steps with the engine's step functions in place, then the engine."""
+    from support.program import inlined
+
+    return grammar.parse(inlined(files, script, grammar))
+
+
 def tree(grammar, source: bytes | str):
     return grammar.parse(source.encode() if isinstance(source, str) else pwsh.script_text(source))
 
@@ -65,11 +72,12 @@ def detect_disabled_answer(root) -> str | None:
 def test_detect_reports_a_disabled_task_as_install_leaves_it(grammar):
     for inputs in ({}, USER):
         files = render_bundle(**inputs)
-        assert detect_disabled_answer(tree(grammar, files["detect.ps1"])) == "installed"
+        assert detect_disabled_answer(run(grammar, files, "detect.ps1")) == "installed"
         # install.ps1 decides the same case with the same function (and exits 0 before any change:
         # test_install_hardening.py).
-        install = tree(grammar, files["install.ps1"])
-        assert any("Test-TaskDisabledByAdmin $task" in n.children[2].text.decode() and "exit 0" in n.text.decode()
+        install = run(grammar, files, "install.ps1")
+        assert any("Test-TaskDisabledByAdmin $task" in n.children[2].text.decode()
+                   and "Stop-Bundle 0" in n.text.decode()
                    for n in pwsh.walk(install.root_node) if n.type == "if_statement")
 
 
@@ -100,8 +108,11 @@ def jupyter_removal_problems(uninstall, install) -> list[str]:
                     c.children[2].text.decode() for c in pwsh.walk(chain) if c.type == "elseif_clause"
                     and c.start_byte < removal.start_byte]
             child, parent = parent, parent.parent
-        if not any("Get-ReceiptValue $receipt 'jupyterSharedCreated'" in c for c in conditions):
+        if not any("Get-ReceiptValue $Run.Receipt 'jupyterSharedCreated'" in c for c in conditions):
             problems.append(f"line {removal.start_point[0] + 1}: removed without the receipt saying install made it")
+        # Another bundle's servers rely on it too: no other bundle's receipt in $StateRoot.
+        if not any("$StateRoot" in c and "'receipt.json'" in c for c in conditions):
+            problems.append(f"line {removal.start_point[0] + 1}: removed while another bundle may be installed")
     written = [n for n in pwsh.walk(install.root_node) if n.type == "hash_entry"
                and n.children[0].text.decode() == "jupyterSharedCreated"]
     if not written:
@@ -111,7 +122,7 @@ def jupyter_removal_problems(uninstall, install) -> list[str]:
 
 def test_uninstall_deletes_programdata_jupyter_only_when_install_created_it(grammar):
     files = render_bundle()
-    assert jupyter_removal_problems(tree(grammar, files["uninstall.ps1"]), tree(grammar, files["install.ps1"])) == []
+    assert jupyter_removal_problems(run(grammar, files, "uninstall.ps1"), run(grammar, files, "install.ps1")) == []
 
 
 def test_the_jupyter_removal_check_can_fail(grammar):
@@ -122,8 +133,17 @@ def test_the_jupyter_removal_check_can_fail(grammar):
     old_install = tree(grammar, "$receipt = [ordered]@{\r\n    jupyterShared = $JupyterShared\r\n}\r\n")
     assert jupyter_removal_problems(old_uninstall, old_install) == [
         "line 2: removed without the receipt saying install made it",
+        "line 2: removed while another bundle may be installed",
         "install.ps1's receipt does not say whether it created %ProgramData%\\jupyter",
     ]
+    # 0.2.0 before its review: the receipt asked, other bundles not.
+    files = render_bundle()
+    engine = files[next(name for name in files if name.endswith(".psm1"))].decode("utf-8-sig")
+    start = engine.index("    } elseif (@(Get-ChildItem -LiteralPath $StateRoot")
+    end = engine.index("    } elseif (", start + 1)
+    files[next(name for name in files if name.endswith(".psm1"))] = (engine[:start] + engine[end:]).encode("utf-8-sig")
+    found = jupyter_removal_problems(run(grammar, files, "uninstall.ps1"), run(grammar, files, "install.ps1"))
+    assert found and all(f.endswith(": removed while another bundle may be installed") for f in found), found
 
 
 # ---- the task's enumerations, compared in every form Windows hands them back in ------------
@@ -164,9 +184,9 @@ def task_enum_numbers(root) -> dict[str, dict[str, int]]:
 def test_task_enumerations_are_compared_as_names_and_numbers(grammar):
     for script in ("install.ps1", "detect.ps1"):
         for inputs in ({}, USER):
-            root = tree(grammar, render_bundle(**inputs)[script])
+            root = run(grammar, render_bundle(**inputs), script)
             assert enum_comparison_problems(root) == [], script
-    numbers = task_enum_numbers(tree(grammar, render_bundle()["install.ps1"]))
+    numbers = task_enum_numbers(run(grammar, render_bundle(), "install.ps1"))
     # Task Scheduler's own numbers (learn.microsoft.com/windows/win32/taskschd: RegisteredTask.State,
     # Principal.RunLevel, TaskSettings.MultipleInstances); the schema lists MultipleInstancesPolicy's
     # values in that order.
@@ -202,7 +222,7 @@ def encoding_problems(root) -> list[str]:
 
 def test_text_files_are_read_with_their_encoding(grammar):
     for script in ("install.ps1", "uninstall.ps1", "detect.ps1"):
-        assert encoding_problems(tree(grammar, render_bundle()[script])) == [], script
+        assert encoding_problems(run(grammar, render_bundle(), script)) == [], script
 
 
 def test_the_encoding_check_can_fail(grammar):
@@ -246,7 +266,7 @@ def unguarded_walks(root) -> list[str]:
 
 @pytest.mark.parametrize("script", ["install.ps1", "uninstall.ps1", "detect.ps1"])
 def test_folder_walks_survive_a_folder_they_cannot_read(grammar, script):
-    assert unguarded_walks(tree(grammar, render_bundle()[script])) == []
+    assert unguarded_walks(run(grammar, render_bundle(), script)) == []
 
 
 def test_the_walk_check_can_fail(grammar):
@@ -270,7 +290,7 @@ def test_the_longest_path_of_the_environment_fits_windows_powershell(windows_env
     assert longest_file <= MAX_PATH_CHARS and longest_folder <= MAX_FOLDER_CHARS, (longest_file, longest_folder)
     # The build's prefix is the longest folder name the scripts use: undo the staging name, and
     # a prefix shorter than what install.ps1 writes into shows.
-    install = tree(grammar, render(build_spec(**CANONICAL, env=True), env=windows_env)["install.ps1"])
+    install = run(grammar, render(build_spec(**CANONICAL, env=True), env=windows_env), "install.ps1")
     text = install.root_node.text.decode()
     used = set(re.findall(r"\"\.\$EnvFolder\.(\w+)\"|'\.' \+ \$leaf\.TrimStart\('\.'\) \+ '\.(\w+)'", text))
     suffixes = {s for pair in used for s in pair if s}
@@ -284,14 +304,17 @@ def test_the_longest_path_of_the_environment_fits_windows_powershell(windows_env
 # ---- uninstall.ps1 and detect.ps1 check themselves, with the pin as install.ps1 does -------
 
 def pin_problems(root, script: str) -> list[str]:
+    """The script takes -SumsSha256 and hands it to the step that reads SHA256SUMS, which hands
+    it to Read-VerifiedBundle; and lists itself among the files it checks."""
     problems = []
     params = [n.text.decode() for n in pwsh.walk(root.root_node) if n.type == "script_parameter"
               and pwsh._enclosing_function(n) is None]
     if "[string]$SumsSha256" not in params:
         problems.append(f"{script} has no -SumsSha256")
-    reads = [n for n in calls_of(root.root_node, "Read-VerifiedBundle") if pwsh._enclosing_function(n) is None
-             or pwsh._enclosing_function(n) == "test-installed"]
-    if not any("-PinnedSums $SumsSha256" in n.text.decode() for n in reads):
+    top = [n for n in pwsh.walk(root.root_node) if n.type == "command" and pwsh._enclosing_function(n) is None]
+    step = next((n for n in top if "-PinnedSums $SumsSha256" in n.text.decode()), None)
+    reads = [n for n in calls_of(root.root_node, "Read-VerifiedBundle") if "-PinnedSums $PinnedSums" in n.text.decode()]
+    if step is None or not any(pwsh._enclosing_function(n) == pwsh._command_name(step) for n in reads):
         problems.append(f"{script} does not check SHA256SUMS against -SumsSha256")
     values = pwsh.assignments(root)
     if script not in str(values.get("BundleFiles", "")):
@@ -301,10 +324,12 @@ def pin_problems(root, script: str) -> list[str]:
 
 @pytest.mark.parametrize("script", ["uninstall.ps1", "detect.ps1"])
 def test_uninstall_and_detect_check_themselves_against_the_pin(grammar, script):
-    root = tree(grammar, render_bundle()[script])
-    assert pin_problems(root, script) == []
+    files = render_bundle()
+    engine = grammar.parse(pwsh.script_text(files[next(n for n in files if n.endswith(".psm1"))]))
+    both = grammar.parse(pwsh.script_text(files[script]) + engine.root_node.text)
+    assert pin_problems(both, script) == []
     if script == "uninstall.ps1":  # before any change: first of its steps
-        body = [pwsh._command_name(n) for n in pwsh.walk(root.root_node) if n.type == "command"
+        body = [pwsh._command_name(n) for n in pwsh.walk(run(grammar, files, script).root_node) if n.type == "command"
                 and pwsh._enclosing_function(n) is None and pwsh._command_name(n) is not None]
         assert body.index("read-verifiedbundle") < body.index("confirm-elevated") < body.index("lock-bundle")
 
@@ -385,7 +410,7 @@ def test_the_readme_check_can_fail():
 def test_every_call_binds_after_the_fixes(grammar):
     """The new helpers are called with the parameters they declare (the script's own functions
     are bound like cmdlets in test_windows_api.py; here the ones this change added)."""
-    root = tree(grammar, render_bundle()["install.ps1"])
+    root = run(grammar, render_bundle(), "install.ps1")
     own = pscommands.functions(root)
     for name in ("Test-TaskCurrent", "Test-TaskValue", "Test-TaskDisabledByAdmin", "Get-ReceiptValue",
                  "Test-UsersRead"):

@@ -21,7 +21,7 @@ from support.pwsh import walk
 TEMPLATES = templates_dir()
 PARTIAL_DIRS = ("powershell", "python")
 SCRIPTS = ("install.ps1", "uninstall.ps1", "detect.ps1")
-END_OF_VALUES = "# ==== End of this bundle's values. ===="
+END_OF_VALUES = "# In 32-bit PowerShell on 64-bit Windows"  # the first line after the values block
 START_OF_BODY = "# ==== Below this line the file is the same in every bundle"
 
 # Inputs that change every value the scripts hold, and every branch the templates take.
@@ -165,12 +165,14 @@ def after(marker: str, text: str) -> str:
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_script_logic_is_the_same_text_in_every_bundle(script):
+def test_script_steps_are_the_same_text_in_every_bundle(script):
+    """Below the values block, a script is the same text in every bundle without --env (with it,
+    install.ps1 has two more steps, the environment's)."""
     bodies = {after(END_OF_VALUES, render_bundle(**v)[script].decode("utf-8-sig")) for v in VARIANTS}
     assert len(bodies) == 1
     # The values block does differ: the check compares what it claims to.
     heads = {render_bundle(**v)[script].decode("utf-8-sig").split(END_OF_VALUES)[0] for v in VARIANTS}
-    assert len(heads) >= 3
+    assert len(heads) >= 2
 
 
 @pytest.mark.parametrize("kind", ["config", "guard"])
@@ -198,58 +200,89 @@ def functions_and_calls(source: bytes, grammar) -> tuple[list[str], set[str]]:
     return defined, called
 
 
-def unused_or_repeated(source: bytes, grammar, ours: set[str] = frozenset()) -> list[str]:
-    """Functions defined twice or never called, and functions of ``ours`` (the partials')
-    called without being defined: a partial pasted without the partials it needs."""
-    defined, called = functions_and_calls(source, grammar)
-    names = sorted(set(defined))
-    problems = [f"{name} defined {defined.count(name)} times" for name in names if defined.count(name) > 1]
-    problems += [f"{name} is never called" for name in names if name not in called]
-    problems += [f"{name} is called, not defined" for name in sorted((called & ours) - set(defined))]
+def engine_problems(engine: bytes, scripts: list[bytes], grammar) -> list[str]:
+    """The scripts define no function and call only the engine's; the engine defines each function
+    once and none that neither a script nor the engine itself calls."""
+    defined, called_inside = functions_and_calls(engine, grammar)
+    problems = [f"{name} defined {defined.count(name)} times" for name in sorted(set(defined))
+                if defined.count(name) > 1]
+    called = set(called_inside)
+    for script in scripts:
+        own, calls = functions_and_calls(script, grammar)
+        problems += [f"a script defines {name}" for name in own]
+        called |= calls  # what else a script calls is bound against the cmdlets in test_windows_api.py
+    problems += [f"{name} is never called" for name in sorted(set(defined) - called)]
     return problems
 
 
-def partial_functions(grammar) -> set[str]:
-    found: set[str] = set()
-    for path in (TEMPLATES / "powershell").glob("*.ps1"):
-        found.update(functions_and_calls(path.read_bytes(), grammar)[0])
-    return found
+def engine_of(files: dict[str, bytes]) -> tuple[str, bytes]:
+    (name,) = [name for name in files if name.endswith(".psm1")]
+    return name, files[name]
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
-@pytest.mark.parametrize("variant", range(len(VARIANTS)))
-def test_each_script_holds_only_the_functions_it_uses(grammars, script, variant):
+def test_the_engine_holds_every_function_and_each_is_called(grammars, windows_env):
+    """Every function is the engine's, and each runs for some bundle (the environment's in an
+    --env bundle only)."""
     from support.pwsh import script_text
 
-    source = script_text(render_bundle(**VARIANTS[variant])[script])
-    for name, grammar in grammars.items():
-        ours = partial_functions(grammar)
-        assert len(ours) > 20
-        assert unused_or_repeated(source, grammar, ours) == [], f"{script} ({name})"
+    with_env = render(build_spec(**CANONICAL, env=True), env=windows_env)
+    for grammar in grammars.values():
+        for inputs in VARIANTS:
+            files = render_bundle(**inputs)
+            scripts = [script_text(files[name]) for name in SCRIPTS] + [script_text(with_env["install.ps1"])]
+            assert engine_problems(script_text(engine_of(files)[1]), scripts, grammar) == []
+
+
+ENGINE_INPUTS = VARIANTS + [
+    {"name": "x", "ip": "127.1.2.3", "port": 1, "window": "minimized"},
+    {"scope": "user", "user": "AzureAD\\Zoë O'Brien", "notebook_dir": "C:\\50% off & more (v2) ^!'"},
+    {"python": "C:\\Program Files\\Python313\\python.exe", "auth": "none", "name": "a-b-c"},
+]
+
+
+def test_the_engine_is_the_same_file_for_every_input_set(windows_env):
+    """One SHA-256 for the engine across scopes, windows, names, ports, accounts, hostile folders
+    and --env: what differs between two bundles of this version is in their scripts' values."""
+    engines = {engine_of(render_bundle(**inputs)) for inputs in ENGINE_INPUTS}
+    engines.add(engine_of(render(build_spec(**CANONICAL, env=True), env=windows_env)))
+    assert len(engines) == 1
+    name, data = engines.pop()
+    assert name == f"gen-bundle-{build_spec(**CANONICAL).version}.psm1"
+    assert b"127.0.0.13" not in data and b"'py'" not in data  # nothing of the canonical inputs
+
+
+# What a reviewer of a second bundle reads: the scripts of the default bundle, at most.
+SCRIPT_LINES = {"install.ps1": 150, "uninstall.ps1": 100, "detect.ps1": 60}
+
+
+def test_each_script_is_short_enough_to_read(canonical_files):
+    lines = {name: canonical_files[name].count(b"\n") for name in SCRIPT_LINES}
+    assert all(lines[name] <= limit for name, limit in SCRIPT_LINES.items()), lines
+    print(lines)
 
 
 def test_the_functions_check_can_fail(grammars):
-    source = b"function Get-A { 1 }\nfunction Get-B { 2 }\nfunction Get-A { 3 }\nGet-A\nRead-HostsText\n"
+    engine = b"function Get-A { 1 }\nfunction Get-B { 2 }\nfunction Get-A { 3 }\nGet-A\n"
     for grammar in grammars.values():
-        assert unused_or_repeated(source, grammar, partial_functions(grammar)) == [
-            "get-a defined 2 times", "get-b is never called", "read-hoststext is called, not defined",
+        assert engine_problems(engine, [b"function Get-C { 1 }\nGet-C\n"], grammar) == [
+            "get-a defined 2 times", "a script defines get-c", "get-b is never called",
         ]
 
 
 def test_detect_is_small_and_knows_every_installed_file(canonical_files, grammars):
-    from support.pwsh import script_text
+    from support.pwsh import assignments, script_text
 
     spec = build_spec(**CANONICAL)
     source = script_text(canonical_files["detect.ps1"])
     text = source.decode("utf-8")
-    block = text[text.index("$ExpectedSha = @{"):text.index("}", text.index("$ExpectedSha = @{"))]
+    block = text[text.index("ExpectedSha        = @{"):]
+    block = block[:block.index("}")]
     pairs = dict(re.findall(r"'([^']+)' = '([0-9a-f]{64})'", block))
     assert pairs == {name: hashlib.sha256(canonical_files[name]).hexdigest() for name in spec.installed_files}
     for grammar in grammars.values():
         defined, _ = functions_and_calls(source, grammar)
-        assert sorted(defined) == ["get-ourtask", "get-sha256", "read-hoststext", "read-verifiedbundle",
-                                   "test-environmentinplace", "test-installed", "test-taskdisabledbyadmin",
-                                   "test-taskvalue"]
+        assert defined == []
+        assert "Bundle" in assignments(grammar.parse(source))
 
 
 # ---- the server's settings and the guard: plain Python, read by a linter ----------------
@@ -310,3 +343,133 @@ def test_compiled_templates_render_the_same_bytes(tmp_path, monkeypatch):
     monkeypatch.setattr(precompile, "COMPILED", compiled)
     assert precompile.compiled_folder("md") == compiled / "md"
     assert [render(spec) for spec in specs] == from_source
+
+
+# ---- every change: the engine's kinds of change against the README's table --------------
+
+
+KIND_NAME = re.compile(r"[a-z]+(?:-[a-z]+)*")
+
+
+def change_kinds(engine: bytes, grammar) -> set[str]:
+    """Each kind the engine hands to Confirm-Change: a literal -Kind, or, where -Kind is a
+    variable, every '<kind>-remove' literal of the function that calls it (Remove-BundleState
+    walks a list of them). A -Kind that is neither is an error: the README could not list it."""
+    kinds: set[str] = set()
+    for node in walk(grammar.parse(engine).root_node):
+        if node.type != "command" or node.children[0].text.decode().lower() != "confirm-change":
+            continue
+        elements = [c for c in node.children[1].children if c.type != "command_argument_sep"]
+        at = next(i for i, c in enumerate(elements) if c.text.decode().lower() == "-kind")
+        value = elements[at + 1].text.decode()
+        if re.fullmatch(r"'[a-z-]+'", value):
+            kinds.add(value.strip("'"))
+            continue
+        function = node
+        while function is not None and function.type != "function_statement":
+            function = function.parent
+        assert function is not None, f"Confirm-Change -Kind {value} outside a function"
+        listed = set(re.findall(r"'([a-z]+(?:-[a-z]+)*-remove)'", function.text.decode()))
+        assert listed, f"Confirm-Change -Kind {value}: no '<kind>-remove' literal in its function"
+        kinds |= listed
+    return kinds
+
+
+def readme_kinds(readme: str) -> set[str]:
+    section = readme[readme.index("\n## Every change\n"):]
+    section = section[:section.index("\n## ", 1)]
+    return set(re.findall(r"^\| `([a-z-]+)` \|", section, re.M))
+
+
+def test_the_readme_lists_every_kind_of_change_the_engine_makes(canonical_files, grammars):
+    from support.pwsh import script_text
+
+    name, engine = engine_of(canonical_files)
+    listed = readme_kinds(canonical_files["README.md"].decode("utf-8"))
+    for grammar in grammars.values():
+        kinds = change_kinds(script_text(engine), grammar)
+        assert {"receipt-remove", "engine-copy-remove", "root-remove", "environment"} <= kinds
+        assert kinds == listed, (sorted(kinds - listed), sorted(listed - kinds))
+    # Each "taken back by" that names a kind names one of the table.
+    section = canonical_files["README.md"].decode("utf-8").split("\n## Every change\n")[1].split("\n## ")[0]
+    for row in re.findall(r"^\| `[a-z-]+` \|.*$", section, re.M):
+        for named in re.findall(r"`([a-z]+(?:-[a-z]+)+)`", row.rsplit("|", 2)[1]):
+            assert named in listed, row
+
+
+def test_the_kinds_check_can_fail(canonical_files, grammars):
+    from support.pwsh import script_text
+
+    engine = script_text(engine_of(canonical_files)[1])
+    readme = canonical_files["README.md"].decode("utf-8")
+    for grammar in grammars.values():
+        planted = change_kinds(engine.replace(b"-Kind 'task-start'", b"-Kind 'task-kick'"), grammar)
+        assert "task-kick" in planted and "task-start" not in planted
+        with pytest.raises(AssertionError, match="no '<kind>-remove' literal"):
+            change_kinds(b"function F { Confirm-Change -Kind $k -Target 1 }\n", grammar)
+    assert "shortcut" not in readme_kinds(readme.replace("| `shortcut` |", "| shortcut |"))
+
+
+def functions_reached(engine: bytes, scripts: list[bytes], grammar, *, env: bool) -> set[str]:
+    """The engine's functions that the scripts' calls reach, call by call. Without --env a branch
+    taken only when $EnvFolder is set (``if ($EnvFolder ...)``) is not followed: the values
+    block sets it to ''."""
+
+    def calls(node) -> set[str]:
+        found = set()
+        for inner in walk(node):
+            if inner.type != "command_name":
+                continue
+            skipped = False
+            ancestor = inner.parent
+            while ancestor is not None and ancestor is not node:
+                if ancestor.type == "statement_block" and not env:
+                    condition = ancestor.prev_named_sibling
+                    if condition is not None and re.match(r"\$EnvFolder\b(?!\s*-eq)", condition.text.decode()) \
+                            and ancestor.parent.type in ("if_statement", "elseif_clause"):
+                        skipped = True
+                        break
+                ancestor = ancestor.parent
+            if not skipped:
+                found.add(inner.text.decode().lower())
+        return found
+
+    bodies = {}
+    for node in walk(grammar.parse(engine).root_node):
+        if node.type == "function_statement":
+            name = next(c for c in node.children if c.type == "function_name").text.decode().lower()
+            bodies[name] = node
+    todo = set().union(*(calls(grammar.parse(script).root_node) for script in scripts)) & set(bodies)
+    reached: set[str] = set()
+    while todo:
+        name = todo.pop()
+        reached.add(name)
+        todo |= (calls(bodies[name]) & set(bodies)) - reached
+    return reached
+
+
+def environment_part(engine: bytes) -> set[str]:
+    tail = engine.decode("utf-8")[engine.decode("utf-8").index("\n# ==== environment: "):]
+    return {name.lower() for name in re.findall(r"^function (\S+) \{", tail, re.M)}
+
+
+def test_a_bundle_without_env_runs_nothing_of_the_engines_environment_part(canonical_files, grammars, windows_env):
+    """What the README's part table says: the 'environment' part runs only with --env."""
+    from support.pwsh import script_text
+
+    engine = script_text(engine_of(canonical_files)[1])
+    part = environment_part(engine)
+    assert {"install-bundleenvironment", "get-basepythonproblem", "install-environment"} <= part
+    with_env = render(build_spec(**CANONICAL, env=True), env=windows_env)
+    for grammar in grammars.values():
+        for inputs in VARIANTS:
+            files = render_bundle(**inputs)
+            reached = functions_reached(engine, [script_text(files[name]) for name in SCRIPTS], grammar, env=False)
+            assert {"install-bundlefiles", "test-installpreflight", "remove-bundlefiles"} <= reached
+            assert reached & part == set(), sorted(reached & part)
+        # The control: with --env, the part runs, and the branches on $EnvFolder reach it.
+        reached = functions_reached(engine, [script_text(with_env[name]) for name in SCRIPTS], grammar, env=True)
+        assert part <= reached, sorted(part - reached)
+        scripts = [script_text(canonical_files[name]) for name in SCRIPTS]
+        unpruned = functions_reached(engine, scripts, grammar, env=True)
+        assert "get-basepythonproblem" in unpruned

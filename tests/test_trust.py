@@ -67,7 +67,8 @@ def test_signed_scripts_verify_parse_and_check(tmp_path, signer):
     assert "CN=gen-bundle test signer" in manifest["signature"]["subject"]
     assert "publisher.cer" in manifest["files"]
     grammars = pwsh.parsers()
-    for name in ("install.ps1", "uninstall.ps1", "detect.ps1"):
+    engine = f"gen-bundle-{__version__}.psm1"
+    for name in ("install.ps1", "uninstall.ps1", "detect.ps1", engine):
         script = bundle / name
         assert osslsigncode_verifies(script, signer["cert"]), name
         assert b"# SIG # Begin signature block" in script.read_bytes()
@@ -79,7 +80,7 @@ def test_signed_scripts_verify_parse_and_check(tmp_path, signer):
     assert manifest["signature"]["thumbprint"] in check.output
     # One byte of a signed script changed: the signature, the sums and the re-render all say so.
     data = bytearray((bundle / "install.ps1").read_bytes())
-    at = data.index(b"$BundleName") + 1
+    at = data.index(b"BundleName") + 1
     data[at] = ord("c")
     (bundle / "install.ps1").write_bytes(bytes(data))
     assert not osslsigncode_verifies(bundle / "install.ps1", signer["cert"])
@@ -90,6 +91,46 @@ def test_signed_scripts_verify_parse_and_check(tmp_path, signer):
     assert ("install.ps1", "its Authenticode signature does not verify (osslsigncode verify)") in problems
     assert ("install.ps1", "differs from SHA256SUMS") in problems
     assert {f["file"] for f in report["findings"]} == {"install.ps1"}
+
+
+def engine_check_sha256(data: bytes) -> str:
+    """What the scripts' engine check hashes: the engine less a signature block, by its own regex.
+
+    The pattern is read from templates/powershell/engine-check.ps1 and run here with Python's
+    re, whose semantics for it (anchors, classes, repetition) are .NET's.
+    """
+    import hashlib
+    import re
+
+    from conftest import REPO
+
+    source = (REPO / "templates" / "powershell" / "engine-check.ps1").read_text(encoding="utf-8")
+    pattern = re.search(r"GetString\(\$engineBytes\), '([^']+)'\)", source)
+    assert pattern, "engine-check.ps1 no longer matches the signature block with one regex"
+    regex = pattern.group(1).replace("\\z", "\\Z")  # .NET's end of input is Python's \Z
+    found = re.search(regex, data.decode("latin-1"))
+    return hashlib.sha256(data[: found.start() if found else len(data)]).hexdigest()
+
+
+def test_the_scripts_recognise_the_engine_signed(tmp_path, signer):
+    from generator.render import engine
+
+    name, unsigned = engine(__version__)
+    bundle = make(tmp_path / "b")
+    result = gen("sign", str(bundle), "--cert", str(signer["cert"]), "--key", str(signer["key"]))
+    assert result.exit_code == 0, result.stderr
+    signed = (bundle / name).read_bytes()
+    assert signed != unsigned and osslsigncode_verifies(bundle / name, signer["cert"])
+    # install.ps1's check and gen-bundle engine agree on the signed engine's SHA-256...
+    printed = gen("engine").output.split()[0]
+    assert engine_check_sha256(signed) == printed == engine_check_sha256(unsigned)
+    # ...and a line of code after the block, or one changed byte, is not the engine.
+    assert engine_check_sha256(signed + b"Remove-Item C:\\ -Recurse\r\n") != printed
+    assert engine_check_sha256(signed.replace(b"Initialize-GenBundle", b"Initialize-GenBundlf", 1)) != printed
+    # gen-bundle check names a changed engine in a signed bundle.
+    (bundle / name).write_bytes(signed.replace(b"Initialize-GenBundle", b"Initialize-GenBundlf", 1))
+    report = json.loads(gen("check", str(bundle), "--json").output)
+    assert {f["file"] for f in report["findings"]} == {name}
 
 
 def test_a_pfx_password_never_reaches_a_command_line(tmp_path, signer, monkeypatch):
@@ -177,7 +218,8 @@ def test_diff_names_the_port_and_the_task_principal(tmp_path):
             "user CONTOSO\\alice, run level LeastPrivilege (id User)") in lines
     assert "task starts at: LogonTrigger -> LogonTrigger CONTOSO\\alice" in lines
     # The task XML is shown decoded from UTF-16, as text.
-    assert "--- a/py.task.xml" in lines and any(line.startswith("+") and "<UserId>" in line for line in lines)
+    assert "--- a/py.task.xml (new values put in)" in lines
+    assert any(line.startswith("+") and "<UserId>" in line for line in lines)
 
 
 def test_diff_of_identical_bundles_is_silent(tmp_path):
@@ -465,3 +507,123 @@ def test_the_environments_build_code_is_loaded_only_with_env(tmp_path, command):
     done = subprocess.run([sys.executable, "-c", probe, *command], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ---- the engine: one file a reviewer approves once per version --------------------------
+
+
+def test_the_engine_sha256_is_the_same_wherever_a_reviewer_reads_it(tmp_path):
+    import hashlib
+
+    bundle = make(tmp_path / "b")
+    name = f"gen-bundle-{__version__}.psm1"
+    sha = hashlib.sha256((bundle / name).read_bytes()).hexdigest()
+    printed = gen("engine")
+    assert printed.exit_code == 0 and printed.output == f"{sha}  {name}\n"
+    assert json.loads((bundle / "bundle.json").read_text())["engine"] == {"file": name, "sha256": sha}
+    readme = (bundle / "README.md").read_text(encoding="utf-8")
+    assert sha in readme.split("\n## ", 2)[1], "the review guide, the README's first section, names it"
+    for script in ("install.ps1", "uninstall.ps1", "detect.ps1"):
+        tree = pwsh.parsers()["tree-sitter-pwsh"].parse(pwsh.script_text((bundle / script).read_bytes()))
+        values = pwsh.assignments(tree)
+        assert values["EngineSha256"] == sha and values["EngineFile"] == name, script
+    # --save writes the same bytes, again without harm, and leaves another file of that name alone.
+    saved = tmp_path / "review"
+    for _ in range(2):
+        assert gen("engine", "--save", str(saved)).exit_code == 0
+        assert (saved / name).read_bytes() == (bundle / name).read_bytes()
+    assert sorted(p.name for p in saved.iterdir()) == [name]
+    (saved / name).write_bytes(b"someone else's\r\n")
+    refused = gen("engine", "--save", str(saved))
+    assert refused.exit_code == 1 and str(saved / name) in refused.stderr
+    assert (saved / name).read_bytes() == b"someone else's\r\n"
+
+
+def test_diff_of_two_bundles_of_one_version_says_engine_unchanged(tmp_path):
+    import hashlib
+
+    old, new = make(tmp_path / "old"), make(tmp_path / "new", "--port", "8080")
+    name = f"gen-bundle-{__version__}.psm1"
+    result = gen("diff", str(old), str(new))
+    assert result.exit_code == 1
+    sha = hashlib.sha256((new / name).read_bytes()).hexdigest()
+    assert f"engine unchanged: {name} (SHA-256 {sha})" in result.output.splitlines()
+    assert "==== engine" not in result.output
+    assert not [line for line in result.output.splitlines() if line.startswith("file ") and name in line]
+
+
+def test_diff_between_versions_shows_the_engine_as_one_section(tmp_path):
+    import hashlib
+
+    old, new = make(tmp_path / "old"), make(tmp_path / "new")
+    name = f"gen-bundle-{__version__}.psm1"
+    # The same bundle, as a fictitious earlier version whose engine had one line changed.
+    engine = (old / name).read_bytes().replace(b"$ExitFailure       = 1603", b"$ExitFailure       = 1602", 1)
+    (old / name).unlink()
+    (old / "gen-bundle-0.1.9.psm1").write_bytes(engine)
+    manifest = json.loads((old / "bundle.json").read_text())
+    manifest["version"] = "0.1.9"
+    manifest["engine"] = {"file": "gen-bundle-0.1.9.psm1", "sha256": hashlib.sha256(engine).hexdigest()}
+    manifest["files"] = sorted(p.name for p in old.iterdir() if p.name != "SHA256SUMS")
+    (old / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    rewrite_sums(old)
+    result = gen("diff", str(old), str(new))
+    lines = result.output.splitlines()
+    assert result.exit_code == 1 and "generator: gen-bundle 0.1.9 -> " + __version__ in lines
+    assert any(line.startswith(f"engine changed: gen-bundle-0.1.9.psm1 (SHA-256 {manifest['engine']['sha256']})"
+                               f" -> {name}") for line in lines)
+    section = result.output[result.output.index("==== engine: gen-bundle-0.1.9.psm1 -> " + name + " ====\n"):]
+    assert "\n-$ExitFailure       = 1602" in section and "\n+$ExitFailure       = 1603" in section
+    assert "\n====" not in section[1:] and "file added" not in result.output and "file removed" not in result.output
+
+
+def test_a_bundle_json_of_a_later_schema_is_refused_by_name(tmp_path):
+    bundle = make(tmp_path / "b")
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["schema"] == 2
+    manifest["schema"] = 3
+    (bundle / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    rewrite_sums(bundle)
+    for command in (["check", str(bundle)], ["diff", str(bundle), str(bundle)]):
+        result = gen(*command)
+        assert result.exit_code == 2 and "'schema' 3 is not a bundle.json form" in result.stderr, command
+
+
+SECOND_BUNDLES = [
+    ("--ip", "127.0.0.14", "--name", "lab", "--port", "8080"),
+    ("--port", "8080", "--scope", "user", "--user", "CONTOSO\\ada"),
+    ("--window", "minimized"),
+    ("--auth", "none", "--notebook-dir", "D:\\Data"),
+]
+
+
+@pytest.mark.parametrize("flags", SECOND_BUNDLES, ids=lambda flags: " ".join(flags[::2]))
+def test_a_second_bundle_of_one_version_is_read_in_fewer_than_200_lines(tmp_path, flags):
+    """What a reviewer who approved the canonical bundle reads for another: gen-bundle diff, up to
+    the README's section (documentation, which follows from the code above it)."""
+    first, second = make(tmp_path / "first"), make(tmp_path / "second", *flags)
+    lines = gen("diff", str(first), str(second)).output.splitlines()
+    assert any(line.startswith("engine unchanged: ") for line in lines)
+    code = lines[:next(i for i, line in enumerate(lines) if "README.md" in line)]
+    print(len(code), len(lines))
+    assert len(code) < 200, "\n".join(code)
+
+
+def test_putting_in_the_new_values_hides_no_other_change(tmp_path):
+    from generator.diff import put_in
+
+    old, new = make(tmp_path / "old"), make(tmp_path / "new", "--ip", "127.0.0.14", "--name", "lab")
+    launcher = new / "start-lab.bat"
+    launcher.write_bytes(launcher.read_bytes().replace(b"-m notebook", b"-m notebooq"))
+    lines = gen("diff", str(old), str(new)).output.splitlines()
+    assert "file changed: start-lab.bat" not in " ".join(lines)
+    assert any(line.startswith("+") and "-m notebooq" in line for line in lines)
+    assert any(line.startswith("-") and "-m notebook" in line for line in lines)
+    # --verbatim: every line that quotes a changed value, as it is.
+    verbatim = gen("diff", "--verbatim", str(old), str(new)).output.splitlines()
+    assert "-rem install.ps1 puts this file at %ProgramFiles%\\gen-bundle\\py\\start-py.bat" in verbatim
+    assert len(verbatim) > 3 * len(lines)
+    # A value is put in only where it stands alone, all at once, and never after a dot.
+    changes = [("py", "lab"), ("lab", "py")]
+    assert put_in("py lab python start-py.config.py gen-bundle\\py\\x", changes) == (
+        "lab py python start-lab.config.py gen-bundle\\lab\\x")

@@ -23,10 +23,11 @@ from generator.render import render
 from generator.spec import build_spec
 
 from conftest import CANONICAL, REPO, SHARED, need
-from support import addtype, netref, pscommands, pstoken, pstypes, pwsh
+from support import addtype, netref, program, pscommands, pstoken, pstypes, pwsh
 
 REFERENCE = SHARED / "reference" / "powershell" / "cmdlets.json"
 SCRIPTS = ("install.ps1", "uninstall.ps1", "detect.ps1")
+ENGINE = "engine"  # the engine, gen-bundle-<version>.psm1, by this name among the scripts of a variant
 SHAPES = {
     "machine-hidden": {},
     "machine-minimized": {"window": "minimized"},
@@ -59,8 +60,27 @@ def variants(windows_env) -> dict[str, dict[str, bytes]]:
 
 @pytest.fixture(scope="module")
 def trees(grammar, variants) -> dict[tuple[str, str], object]:
-    return {(variant, script): grammar.parse(pwsh.script_text(files[script]))
-            for variant, files in variants.items() for script in SCRIPTS}
+    """Each variant's scripts, and its engine (the same bytes in every variant: checked in each all the same)."""
+    return {(variant, script): grammar.parse(pwsh.script_text(source(files, script)))
+            for variant, files in variants.items() for script in (*SCRIPTS, ENGINE)}
+
+
+def source(files: dict[str, bytes], script: str) -> bytes:
+    return files[program.engine_name(files) if script == ENGINE else script]
+
+
+# What start.ps1 and detect.ps1 hand the engine besides the values block, and what the engine keeps.
+HANDED = frozenset({"bundleroot", "scriptname", "whatifpreference", "verbosepreference", "cmdlet"})
+
+
+def values_of(variants) -> frozenset[str]:
+    """Every key of every script's values block: the engine's functions read them as variables."""
+    parser = pwsh.parsers()["tree-sitter-pwsh"]
+    keys = set()
+    for files in variants.values():
+        for script in SCRIPTS:
+            keys |= {k.lower() for k in pwsh.assignments(parser.parse(pwsh.script_text(files[script])))}
+    return frozenset(keys) | HANDED
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +117,11 @@ AUTOMATIC = frozenset({
 })
 
 
-def undefined_variables(tree, source: bytes) -> list[str]:
+def undefined_variables(tree, source: bytes, given: frozenset[str] = frozenset()) -> list[str]:
     """Variables read (in code, strings and here-strings, as PowerShell's tokenizer names them)
-    that the script never sets: Set-StrictMode -Version 3.0 makes each one VariableIsUndefined."""
-    defined = set()
+    that the script never sets (nor, for the engine, the scripts hand it: ``given``):
+    Set-StrictMode -Version 3.0 makes each one VariableIsUndefined."""
+    defined = set(given)
     for node in pwsh.walk(tree.root_node):
         target = None
         if node.type == "left_assignment_expression":
@@ -148,14 +169,16 @@ def test_powershell_would_load_every_variant(trees, variants):
     """No construct on which PowerShell's tokenizer or parser stops the whole file, and no
     variable read that Set-StrictMode stops at."""
     found = []
+    given = values_of(variants)
     for (variant, script), tree in trees.items():
-        source = variants[variant][script]
-        found += [f"{variant} {script}: {f}" for f in pstoken.findings(source)]
+        data = source(variants[variant], script)
+        found += [f"{variant} {script}: {f}" for f in pstoken.findings(data)]
         found += [f"{variant} {script}: {p}" for p in parser_problems(tree)]
-        found += [f"{variant} {script}: VariableIsUndefined {v}" for v in undefined_variables(tree, source)]
+        found += [f"{variant} {script}: VariableIsUndefined {v}"
+                  for v in undefined_variables(tree, data, given if script == ENGINE else frozenset())]
     assert found == []
     # Not vacuous: the scan read every variable of every script, strings included.
-    reads = pstoken.variables(variants["machine-hidden"]["install.ps1"])
+    reads = pstoken.variables(source(variants["machine-hidden"], ENGINE))
     assert len(reads) > 1000 and any(v.in_string and v.name == "PythonExe" for v in reads)
 
 
@@ -225,10 +248,11 @@ def corrected(signature: pscommands.Signature) -> pscommands.Signature:
     return pscommands.Signature(signature.name, tuple(parameters), signature.sets, signature.source)
 
 
-def command_problems(tree, ref: dict) -> tuple[list[str], int]:
-    """Every command bound for each edition that reaches it; and how many were bound."""
+def command_problems(tree, ref: dict, engine=None) -> tuple[list[str], int]:
+    """Every command bound for each edition that reaches it (a function of the script's, or of the
+    engine it loads, against its param()); and how many were bound."""
     problems, bound = [], 0
-    own = pscommands.functions(tree)
+    own = pscommands.functions(tree) | (pscommands.functions(engine) if engine is not None else {})
     for call in pscommands.calls(tree):
         where = f"line {call.line}: {call.name}"
         if pscommands.is_native(call):
@@ -274,7 +298,7 @@ def native_problems(tree) -> list[str]:
 def test_every_command_binds_in_every_edition_that_runs_it(trees, reference):
     found, bound = [], 0
     for (variant, script), tree in trees.items():
-        problems, count = command_problems(tree, reference)
+        problems, count = command_problems(tree, reference, trees[(variant, ENGINE)])
         found += [f"{variant} {script}: {p}" for p in problems]
         found += [f"{variant} {script}: {p}" for p in native_problems(tree)]
         bound += count
@@ -386,7 +410,7 @@ def test_every_dotnet_type_and_member_exists_in_framework_48(trees, dotnet):
 
 
 def test_the_dotnet_check_saw_the_members_and_the_branches(trees, dotnet):
-    checker = pstypes.Checker(trees[("machine-hidden-env", "install.ps1")], dotnet, CIM, LOADED)
+    checker = pstypes.Checker(trees[("machine-hidden-env", ENGINE)], dotnet, CIM, LOADED)
     assert checker.run() == []
     uses = {(u.what, u.receiver, u.member, u.args, tuple(sorted(u.editions))) for u in checker.uses}
     for use in [
@@ -473,7 +497,7 @@ def test_add_type_compiles_and_loads_only_framework_assemblies(trees):
     for (variant, script), tree in trees.items():
         assert add_type_problems(tree) == [], f"{variant} {script}"
         assert addtype.sources(tree) == [], f"{variant} {script}"
-    install = trees[("machine-hidden-env", "install.ps1")]
+    install = trees[("machine-hidden-env", ENGINE)]
     assert [n.text.decode() for n in pwsh.walk(install.root_node) if n.type == "command"
             and pwsh._command_name(n) == "add-type"] == ["Add-Type -AssemblyName System.IO.Compression"]
 

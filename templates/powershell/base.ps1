@@ -1,10 +1,4 @@
-# ---- base: stopping with a message, elevation ----
-
-function Stop-Bundle {
-    param([int]$Code, [string]$Message)
-    $Host.UI.WriteErrorLine("ERROR: $Message")
-    exit $Code
-}
+# ---- base: elevation, and one run at a time ----
 
 function Test-Elevated {
     $identity = [Security.Principal.WindowsIdentity]::GetCurrent()
@@ -13,9 +7,11 @@ function Test-Elevated {
 }
 
 function Confirm-Elevated {
-    # Changes need an elevated prompt; -WhatIf only looks, and runs without one.
+    # Changes need an elevated prompt; -WhatIf only looks, and runs without one. The answer is
+    # kept ($elevated): some checks can be made only elevated, and say so otherwise.
     param([string]$Script)
     $elevated = Test-Elevated
+    $script:elevated = $elevated
     if (-not $elevated -and -not $WhatIfPreference) {
         Stop-Bundle $ExitNotAdmin "$Script must run elevated (Run as administrator, or as a computer startup script). Nothing was changed."
     }

@@ -157,3 +157,30 @@ function Install-Environment {
     }
     return $count
 }
+
+function Install-BundleEnvironment {
+    # The bundle's Python environment, beside any earlier one: the launcher written next switches to it.
+    $envPath = Join-Path $InstallDir $EnvFolder
+    if ($Run.InPlace) {
+        Write-Output "environment: $envPath is already in place"
+    } elseif (Confirm-Change -Kind 'environment' -Target $envPath -Action "Extract $EnvArchive there, through the staging folder .$EnvFolder.partial beside it, and wire it to $PythonExe" -Acl (Format-FolderSecurity (New-AdminOnlySecurity -UsersRead)) -Undo 'uninstall.ps1 deletes it') {
+        [void][IO.Directory]::CreateDirectory($InstallDir)
+        $extracted = Install-Environment -Archive $Run.Files[$EnvArchive]
+        Write-Output "environment: extracted $extracted files to $envPath, wired to $PythonExe"
+        $Run.Changed += "environment $envPath"
+    }
+}
+
+function Remove-OldEnvironment {
+    # Earlier environments of the bundle, each deleted whole, and only once no program runs from it.
+    foreach ($old in @(Get-OldEnvironment)) {
+        if (Confirm-Change -Kind 'environment-remove' -Target $old -Action 'Delete this earlier environment of the bundle, unless a program still runs from it' -Undo 'none needed: an earlier lock made it') {
+            if (Remove-EnvironmentFolder -Path $old) {
+                Write-Output "environment: deleted the earlier $old"
+                $Run.Changed += "deleted $old"
+            } else {
+                Write-Warning "environment: $old is still in use (a server or kernel runs from it); it stays whole, and the next run of install.ps1 deletes it"
+            }
+        }
+    }
+}

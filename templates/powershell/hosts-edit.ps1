@@ -114,13 +114,22 @@ function Get-ByteDiff {
 }
 
 function Get-HostsChange {
-    # The ShouldProcess text of a hosts change: the byte diff under -WhatIf, where it is read;
-    # a real run does not pay for it (a hosts file of blocked sites has megabytes).
+    # The ShouldProcess text of a hosts change: how it is written, what it keeps and deletes, and
+    # the byte diff under -WhatIf, where it is read (a real run does not pay for the diff: a hosts
+    # file of blocked sites has megabytes).
     param([string]$Before, [string]$After)
-    if ($WhatIfPreference) {
-        return "Change the hosts file, byte for byte:`n" + (Get-ByteDiff -Before $Before -After $After)
+    $text = 'Change the hosts file: a new file written beside it is swapped in'
+    if (Test-Path -LiteralPath $HostsPath -PathType Leaf) {
+        $text += ", the previous one kept beside it as hosts.gen-bundle-$BundleName-<time>.bak; its attributes ($([IO.File]::GetAttributes($HostsPath))) are cleared for the swap and set again"
+        $old = @(Get-OldHostsBackup -Keep ($KeepHostsBackups - 1))
+        if ($old.Count -gt 0) {
+            $text += "; the backups past the newest $KeepHostsBackups are deleted: $(@($old | ForEach-Object { $_.Name }) -join ', ')"
+        }
     }
-    return 'Change the hosts file'
+    if ($WhatIfPreference) {
+        return "$text. Byte for byte:`n" + (Get-ByteDiff -Before $Before -After $After)
+    }
+    return $text
 }
 
 function Write-HostsFile {
@@ -184,14 +193,19 @@ function Write-HostsFile {
     }
 }
 
+function Get-OldHostsBackup {
+    # This bundle's backups beside hosts past the newest $Keep (not another bundle's: py-2's).
+    param([int]$Keep)
+    $pattern = '^hosts\.gen-bundle-' + [regex]::Escape($BundleName) + '-[0-9]{8}-[0-9]{6}-[0-9]{3}\.bak$'
+    return @(Get-ChildItem -LiteralPath $HostsFolder -Filter ('hosts.gen-bundle-' + $BundleName + '-*.bak') -File |
+        Where-Object { $_.Name -cmatch $pattern -and -not ($_.Attributes -band [IO.FileAttributes]::ReparsePoint) } |
+        Sort-Object Name -Descending | Select-Object -Skip $Keep)
+}
+
 function Remove-OldHostsBackup {
     # This bundle's backups beside hosts, past the newest $KeepHostsBackups: another tool that
     # rewrites hosts at every boot would otherwise add one backup per boot, forever.
-    $pattern = '^hosts\.gen-bundle-' + [regex]::Escape($BundleName) + '-[0-9]{8}-[0-9]{6}-[0-9]{3}\.bak$'  # not py-2's
-    $old = @(Get-ChildItem -LiteralPath $HostsFolder -Filter ('hosts.gen-bundle-' + $BundleName + '-*.bak') -File |
-        Where-Object { $_.Name -cmatch $pattern -and -not ($_.Attributes -band [IO.FileAttributes]::ReparsePoint) } |
-        Sort-Object Name -Descending | Select-Object -Skip $KeepHostsBackups)
-    foreach ($file in $old) {
+    foreach ($file in @(Get-OldHostsBackup -Keep $KeepHostsBackups)) {
         Remove-Item -LiteralPath $file.FullName -Force -ErrorAction SilentlyContinue
     }
 }

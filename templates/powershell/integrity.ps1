@@ -22,13 +22,12 @@ function Read-VerifiedBundle {
     # to check against (Intune runs a detection script alone, without its bundle), and it
     # returns $null. A bundle that is not the one approved throws SecurityException.
     param([string]$PinnedSums, [switch]$Optional, [hashtable]$InPlace = @{})
-    $script = Split-Path -Leaf $PSCommandPath
-    $sumsPath = Join-Path $PSScriptRoot 'SHA256SUMS'
+    $sumsPath = Join-Path $BundleRoot 'SHA256SUMS'
     if (-not (Test-Path -LiteralPath $sumsPath -PathType Leaf)) {
         if ($Optional -and -not $PinnedSums) {
             return $null
         }
-        throw [Security.SecurityException]::new("SHA256SUMS is missing beside $script.")
+        throw [Security.SecurityException]::new("SHA256SUMS is missing beside $ScriptName.")
     }
     $sumsBytes = [IO.File]::ReadAllBytes($sumsPath)
     $sumsSha = Get-Sha256 $sumsBytes
@@ -48,7 +47,7 @@ function Read-VerifiedBundle {
     }
     $bundle = @{ 'SHA256SUMS' = $sumsBytes }
     foreach ($file in $BundleFiles) {
-        $path = Join-Path $PSScriptRoot $file
+        $path = Join-Path $BundleRoot $file
         if (-not $expected.ContainsKey($file) -or -not (Test-Path -LiteralPath $path -PathType Leaf)) {
             throw [Security.SecurityException]::new("$file is missing from the bundle or from SHA256SUMS.")
         }

@@ -59,22 +59,40 @@ function Get-BundleProcess {
     return @($launchers + $children + $servers)
 }
 
+function Get-ProcessOwner {
+    # DOMAIN\name of the account a process runs as, or '?' when Windows does not say.
+    param([object]$Process)
+    $owner = Invoke-CimMethod -InputObject $Process -MethodName GetOwner -ErrorAction SilentlyContinue -WhatIf:$false
+    if ($owner -and $owner.ReturnValue -eq 0) {
+        return "$($owner.Domain)\$($owner.User)"
+    }
+    return '?'
+}
+
 function Stop-BundleProcess {
-    # Each process is stopped only while its id still belongs to the process that was listed
-    # (same creation time): an id that was freed and given to another program is left alone.
-    param([object[]]$Process)
-    foreach ($process in $Process) {
-        $now = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $([int]$process.ProcessId)" -ErrorAction SilentlyContinue
-        if ($null -eq $now -or $now.CreationDate -ne $process.CreationDate) {
-            Write-Output "process: $($process.Name) (process $($process.ProcessId)) has already ended"
-            continue
-        }
-        Stop-Process -Id $process.ProcessId -Force -ErrorAction SilentlyContinue
-        Wait-Process -Id $process.ProcessId -Timeout 10 -ErrorAction SilentlyContinue
-        if (Get-Process -Id $process.ProcessId -ErrorAction SilentlyContinue) {
-            Write-Warning "could not stop $($process.Name) (process $($process.ProcessId))"
-        } else {
-            Write-Output "process: stopped $($process.Name) (process $($process.ProcessId))"
+    # Each process (named, with its id and account, in the question asked first) is stopped only
+    # while its id still belongs to the process that was listed (same creation time): an id that
+    # was freed and given to another program is left alone.
+    param([object[]]$Process, [string]$Reason)
+    if ($Process.Count -eq 0) {
+        Write-Output 'process: no launcher or server is running'
+        return
+    }
+    $list = @($Process | ForEach-Object { "$($_.Name) $($_.ProcessId) ($(Get-ProcessOwner $_))" }) -join ', '
+    if (Confirm-Change -Kind 'process-stop' -Target "$($Process.Count) launcher and server processes" -Action "Stop $list, $Reason" -Undo 'none needed: the task starts them again at the next logon') {
+        foreach ($process in $Process) {
+            $now = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $([int]$process.ProcessId)" -ErrorAction SilentlyContinue
+            if ($null -eq $now -or $now.CreationDate -ne $process.CreationDate) {
+                Write-Output "process: $($process.Name) (process $($process.ProcessId)) has already ended"
+                continue
+            }
+            Stop-Process -Id $process.ProcessId -Force -ErrorAction SilentlyContinue
+            Wait-Process -Id $process.ProcessId -Timeout 10 -ErrorAction SilentlyContinue
+            if (Get-Process -Id $process.ProcessId -ErrorAction SilentlyContinue) {
+                Write-Warning "could not stop $($process.Name) (process $($process.ProcessId))"
+            } else {
+                Write-Output "process: stopped $($process.Name) (process $($process.ProcessId))"
+            }
         }
     }
 }

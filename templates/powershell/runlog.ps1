@@ -1,10 +1,30 @@
 # ---- run log: a transcript of each run in $StateLogDir, the newest $KeepLogs of each script kept ----
 
-function Start-RunLog {
-    # After New-StateFolder: only SYSTEM and administrators can have put files there.
-    # Returns $true once the transcript runs; the caller stops it in its finally block.
+function Get-OldRunLog {
+    # The logs of this script's earlier runs that the next one pushes past the newest $KeepLogs
+    # (none when the folder is not there, or cannot be read without elevation).
     param([string]$Script)
-    Get-ChildItem -LiteralPath $StateLogDir -Filter "$Script-*.log" | Sort-Object Name -Descending | Select-Object -Skip ($KeepLogs - 1) | Remove-Item -Force -ErrorAction SilentlyContinue
-    Start-Transcript -LiteralPath (Join-Path $StateLogDir ($Script + '-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.log')) -Append | Out-Null
-    return $true
+    try {
+        return @(Get-ChildItem -LiteralPath $StateLogDir -Filter "$Script-*.log" -ErrorAction Stop |
+            Sort-Object Name -Descending | Select-Object -Skip ($KeepLogs - 1))
+    } catch {
+        return @()
+    }
+}
+
+function Start-BundleLog {
+    # The log of this run, in the state folder (after New-StateFolder: only SYSTEM and
+    # administrators can have put files there), the older ones past the newest $KeepLogs deleted.
+    # Sets $Run.Transcript once the transcript runs: Stop-BundleRun stops it.
+    param([string]$Script)
+    $old = @(Get-OldRunLog -Script $Script)
+    $action = 'Write the log of this run there'
+    if ($old.Count -gt 0) {
+        $action += ", and delete the older logs past the newest ${KeepLogs}: $(@($old | ForEach-Object { $_.Name }) -join ', ')"
+    }
+    if ((Test-Entry $StateLogDir) -and (Confirm-Change -Kind 'log' -Target $StateLogDir -Action $action -Undo 'stays: the logs of the runs, for the record')) {
+        $old | Remove-Item -Force -ErrorAction SilentlyContinue
+        Start-Transcript -LiteralPath (Join-Path $StateLogDir ($Script + '-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.log')) -Append | Out-Null
+        $Run.Transcript = $true
+    }
 }

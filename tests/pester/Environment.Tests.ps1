@@ -1,49 +1,30 @@
-# Pester 5 tests of the bundle's own Python environment (--env) on real Windows: the functions
-# of an --env bundle's install.ps1 extract python-env.zip, wire it to the runner's Python, and
+# Pester 5 tests of the bundle's own Python environment (--env) on real Windows: the engine's
+# functions, loaded as an --env bundle's install.ps1 loads them, extract python-env.zip, wire it to the runner's Python, and
 # swap environments only whole. They run on Windows (see .github/workflows/windows.yml); on
 # Linux the test suite only parses them.
 # $env:GEN_BUNDLE_ENV_OUT is a folder holding a bundle made with --env for the runner's
 # Python ($env:pythonLocation, CPython 3.11).
 
 BeforeAll {
+    . (Join-Path $PSScriptRoot 'Engine.ps1')
     $script:Bundle = $env:GEN_BUNDLE_ENV_OUT
-    $path = Join-Path $script:Bundle 'install.ps1'
-    $tokens = $null
-    $errors = $null
-    $ast = [System.Management.Automation.Language.Parser]::ParseFile($path, [ref]$tokens, [ref]$errors)
-    if ($errors.Count -gt 0) {
-        throw "install.ps1 does not parse: $($errors[0].Message)"
-    }
-    # Load the script's functions without running its body.
-    $functions = $ast.FindAll({ param($node) $node -is [System.Management.Automation.Language.FunctionDefinitionAst] }, $false)
-    foreach ($function in $functions) {
-        . ([scriptblock]::Create($function.Extent.Text))
-    }
-    # The bundle's own values, as its values block sets them.
-    $script:Values = @{}
-    $assignments = $ast.FindAll({ param($node) $node -is [System.Management.Automation.Language.AssignmentStatementAst] }, $false)
-    foreach ($assignment in $assignments) {
-        $name = $assignment.Left.Extent.Text.TrimStart('$')
-        if (@('EnvFolder', 'EnvArchive', 'EnvArchiveSha256', 'EnvPythonVersion', 'PythonExe') -contains $name -and -not $script:Values.ContainsKey($name)) {
-            $script:Values[$name] = [string]$assignment.Right.Extent.Text.Trim("'")
-        }
-    }
+    Import-TestEngine -Bundle $script:Bundle -Script 'install.ps1'
     $script:ArchiveBytes = [IO.File]::ReadAllBytes((Join-Path $script:Bundle 'python-env.zip'))
 }
 
 Describe 'the environment of an --env bundle' {
     BeforeAll {
-        $script:EnvFolder = $script:Values['EnvFolder']
-        $script:EnvArchive = $script:Values['EnvArchive']
-        $script:EnvArchiveSha256 = $script:Values['EnvArchiveSha256']
-        $script:EnvPythonVersion = $script:Values['EnvPythonVersion']
-        $script:PythonExe = $script:Values['PythonExe']
+        # The bundle's own values (the engine has them from install.ps1), for the test to compare with.
+        $script:EnvFolder = & (Get-Module -Name 'gen-bundle-*') { $EnvFolder }
+        $script:EnvPythonVersion = & (Get-Module -Name 'gen-bundle-*') { $EnvPythonVersion }
+        $script:PythonExe = & (Get-Module -Name 'gen-bundle-*') { $PythonExe }
     }
     BeforeEach {
         # RUNNER_TEMP is a long path; the profile's temp folder may be an 8.3 name (RUNNER~1).
         $temp = if ($env:RUNNER_TEMP) { $env:RUNNER_TEMP } else { [IO.Path]::GetTempPath() }
         $script:InstallDir = Join-Path $temp ('gen-bundle-env-' + [Guid]::NewGuid().ToString('N'))
         [void][IO.Directory]::CreateDirectory($script:InstallDir)
+        Initialize-GenBundle -Caller $null -Values @{ InstallDir = $script:InstallDir }
     }
     AfterEach {
         Get-CimInstance -ClassName Win32_Process | Where-Object { $null -ne $_.ExecutablePath -and $_.ExecutablePath.StartsWith($script:InstallDir, [StringComparison]::OrdinalIgnoreCase) } |
@@ -54,15 +35,15 @@ Describe 'the environment of an --env bundle' {
 
     It 'finds the runner''s Python fit, from its files, and names what is wrong otherwise' {
         @(Get-BasePythonProblem) | Should -BeNullOrEmpty
-        $script:EnvPythonVersion = '3.19'
+        Initialize-GenBundle -Caller $null -Values @{ EnvPythonVersion = '3.19' }
         $problem = @(Get-BasePythonProblem)
-        $script:EnvPythonVersion = $script:Values['EnvPythonVersion']
+        Initialize-GenBundle -Caller $null -Values @{ EnvPythonVersion = $script:EnvPythonVersion }
         $problem.Count | Should -Be 1
         $problem[0] | Should -Match 'python319\.dll'
         $problem[0] | Should -Match 'python-3\.19\.<n>-amd64\.exe'
-        $script:PythonExe = Join-Path $script:InstallDir 'no-python\python.exe'
+        Initialize-GenBundle -Caller $null -Values @{ PythonExe = (Join-Path $script:InstallDir 'no-python\python.exe') }
         $missing = @(Get-BasePythonProblem)
-        $script:PythonExe = $script:Values['PythonExe']
+        Initialize-GenBundle -Caller $null -Values @{ PythonExe = $script:PythonExe }
         $missing[0] | Should -Match 'which is not there'
     }
 
@@ -82,10 +63,9 @@ Describe 'the environment of an --env bundle' {
     }
 
     It 'leaves an environment that a program runs from whole, and deletes it once it has ended' {
-        $current = $script:EnvFolder
-        $script:EnvFolder = 'env-000000000000'
+        Initialize-GenBundle -Caller $null -Values @{ EnvFolder = 'env-000000000000' }
         [void](Install-Environment -Archive $script:ArchiveBytes)
-        $script:EnvFolder = $current
+        Initialize-GenBundle -Caller $null -Values @{ EnvFolder = $script:EnvFolder }
         $old = Join-Path $script:InstallDir 'env-000000000000'
         @(Get-OldEnvironment) | Should -Be @($old)
         $files = @(Get-ChildItem -LiteralPath $old -Recurse -File).Count

@@ -1,34 +1,16 @@
-# Pester 5 tests of the hosts-file surgery in a generated install.ps1.
+# Pester 5 tests of the hosts-file surgery of a bundle's engine, loaded as install.ps1 loads it.
 # They run on Windows (Windows PowerShell 5.1 and PowerShell 7), see
 # .github/workflows/windows.yml; on Linux the test suite only parses them.
 # $env:GEN_BUNDLE_OUT is a folder holding a bundle made with --name py --ip 127.0.0.13.
 
 BeforeAll {
+    . (Join-Path $PSScriptRoot 'Engine.ps1')
     $script:Bundle = $env:GEN_BUNDLE_OUT
-    $path = Join-Path $script:Bundle 'install.ps1'
-    $tokens = $null
-    $errors = $null
-    $ast = [System.Management.Automation.Language.Parser]::ParseFile($path, [ref]$tokens, [ref]$errors)
-    if ($errors.Count -gt 0) {
-        throw "install.ps1 does not parse: $($errors[0].Message)"
-    }
-    # Load the script's functions without running its body.
-    $functions = $ast.FindAll({ param($node) $node -is [System.Management.Automation.Language.FunctionDefinitionAst] }, $false)
-    foreach ($function in $functions) {
-        . ([scriptblock]::Create($function.Extent.Text))
-    }
-    # Stop-Bundle ends the script; here it must only fail the call.
-    function Stop-Bundle {
-        param([int]$Code, [string]$Message)
-        throw "Stop-Bundle $Code $Message"
-    }
+    Import-TestEngine -Bundle $script:Bundle -Script 'install.ps1'
+    # The test's own: what it compares with.
     $script:HostsBegin = '# BEGIN gen-bundle py'
-    $script:HostsEnd = '# END gen-bundle py'
-    $script:BundleName = 'py'
-    $script:ExitPreflight = 4
     $script:KeepHostsBackups = 3
     $script:Latin1 = [Text.Encoding]::GetEncoding(28591)
-    $script:Utf8Bom = [string][char]0xEF + [char]0xBB + [char]0xBF
     $script:Block = @([IO.File]::ReadAllLines((Join-Path $script:Bundle 'hosts.txt')))
     $script:OldBlock = @('# BEGIN gen-bundle py', '127.0.0.99 py', '# END gen-bundle py')
 
@@ -111,8 +93,8 @@ Describe 'Write-HostsFile' {
     BeforeEach {
         $script:Folder = Join-Path ([IO.Path]::GetTempPath()) ('gen-bundle-hosts-' + [Guid]::NewGuid().ToString('N'))
         [void][IO.Directory]::CreateDirectory($script:Folder)
-        $script:HostsFolder = $script:Folder
         $script:HostsPath = Join-Path $script:Folder 'hosts'
+        Initialize-GenBundle -Caller $null -Values @{ HostsFolder = $script:Folder; HostsPath = $script:HostsPath }
     }
     AfterEach {
         Get-ChildItem -LiteralPath $script:Folder -Force | ForEach-Object { $_.Attributes = 'Normal' }

@@ -63,6 +63,34 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         $run.Output | Should -Match 'does not match SHA256SUMS' 
         Remove-Item -LiteralPath $copy -Recurse -Force
     }
+    It 'writes the plan of -WhatIf as JSON, each kind one of the README''s "Every change" table' {
+        $plan = Join-Path ([IO.Path]::GetTempPath()) ('gen-bundle-plan-' + [Guid]::NewGuid().ToString('N') + '.json')
+        $run = Invoke-Bundle 'install.ps1' @('-WhatIf', '-Plan', $plan)
+        $run.ExitCode | Should -Be 0 -Because $run.Output
+        $entries = @(Get-Content -LiteralPath $plan -Raw -Encoding UTF8 | ConvertFrom-Json)
+        $readme = [IO.File]::ReadAllText((Join-Path $script:Bundle 'README.md'))
+        $listed = @([regex]::Matches($readme, '(?m)^\| `([a-z-]+)` \|') | ForEach-Object { $_.Groups[1].Value })
+        @($entries | Where-Object { $listed -notcontains $_.kind }) | Should -BeNullOrEmpty
+        @($entries.kind) | Should -Contain 'hosts'
+        @($entries.kind) | Should -Contain 'task'
+        @($entries | Where-Object { -not $_.undo }) | Should -BeNullOrEmpty
+        Test-Path -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle') | Should -BeFalse
+        Remove-Item -LiteralPath $plan
+    }
+    It 'refuses an engine that is not the one the script names, even with SHA256SUMS rewritten' {
+        $copy = Join-Path ([IO.Path]::GetTempPath()) ('gen-bundle-engine-' + [Guid]::NewGuid().ToString('N'))
+        Copy-Item -LiteralPath $script:Bundle -Destination $copy -Recurse
+        $engine = Get-ChildItem -LiteralPath $copy -Filter 'gen-bundle-*.psm1'
+        Add-Content -LiteralPath $engine.FullName -Value 'Write-Output planted'
+        $sums = [IO.File]::ReadAllText((Join-Path $copy 'SHA256SUMS')) -replace '(?m)^[0-9a-f]{64}(?=  gen-bundle-)', (Get-FileHash -LiteralPath $engine.FullName -Algorithm SHA256).Hash.ToLowerInvariant()
+        [IO.File]::WriteAllText((Join-Path $copy 'SHA256SUMS'), $sums)
+        foreach ($script in 'install.ps1', 'uninstall.ps1') {
+            $run = Invoke-Bundle -Script $script -Arguments @('-WhatIf') -Folder $copy
+            $run.ExitCode | Should -Be 2 -Because $run.Output
+            $run.Output | Should -Not -Match 'planted'
+        }
+        Remove-Item -LiteralPath $copy -Recurse -Force
+    }
     It 'installs: files, hosts block, task, receipt; detect.ps1 sees it' {
         $run = Invoke-Bundle 'install.ps1'
         $run.ExitCode | Should -Be $script:InstalledExit -Because $run.Output

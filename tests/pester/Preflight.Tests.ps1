@@ -1,27 +1,17 @@
-# Pester 5 tests of install.ps1's preflight helpers that read the disk without changing it:
+# Pester 5 tests of the engine's preflight helpers (loaded as install.ps1 loads it) that read the disk without changing it:
 # jupyter_core's version from its METADATA, and the state folders' safety. They run on
 # Windows (see .github/workflows/windows.yml); on Linux the test suite only parses them.
 # $env:GEN_BUNDLE_OUT is a folder holding a bundle made with --name py --ip 127.0.0.13.
 
 BeforeAll {
-    $path = Join-Path $env:GEN_BUNDLE_OUT 'install.ps1'
-    $tokens = $null
-    $errors = $null
-    $ast = [System.Management.Automation.Language.Parser]::ParseFile($path, [ref]$tokens, [ref]$errors)
-    if ($errors.Count -gt 0) {
-        throw "install.ps1 does not parse: $($errors[0].Message)"
-    }
-    # Load the script's functions without running its body.
-    $functions = $ast.FindAll({ param($node) $node -is [System.Management.Automation.Language.FunctionDefinitionAst] }, $false)
-    foreach ($function in $functions) {
-        . ([scriptblock]::Create($function.Extent.Text))
-    }
+    . (Join-Path $PSScriptRoot 'Engine.ps1')
+    Import-TestEngine -Bundle $env:GEN_BUNDLE_OUT -Script 'install.ps1'
 }
 
 Describe 'Get-JupyterCoreVersion' {
     BeforeEach {
         $script:Root = Join-Path ([IO.Path]::GetTempPath()) ('gen-bundle-python-' + [Guid]::NewGuid().ToString('N'))
-        $script:PythonExe = Join-Path $script:Root 'python.exe'
+        Initialize-GenBundle -Caller $null -Values @{ PythonExe = (Join-Path $script:Root 'python.exe') }
     }
     AfterEach {
         Remove-Item -LiteralPath $script:Root -Recurse -Force -ErrorAction SilentlyContinue
@@ -35,7 +25,7 @@ Describe 'Get-JupyterCoreVersion' {
         Get-JupyterCoreVersion | Should -Be '5.7.2'
     }
     It 'finds a virtual environment''s site-packages beside Scripts' {
-        $script:PythonExe = Join-Path $script:Root 'Scripts\python.exe'
+        Initialize-GenBundle -Caller $null -Values @{ PythonExe = (Join-Path $script:Root 'Scripts\python.exe') }
         $info = Join-Path $script:Root 'Lib\site-packages\jupyter_core-5.8.1.dist-info'
         [void][IO.Directory]::CreateDirectory($info)
         [IO.File]::WriteAllText((Join-Path $info 'METADATA'), "Name: jupyter_core`nVersion: 5.8.1`n")
@@ -60,8 +50,9 @@ Describe 'Get-PythonTreeProblem' {
         foreach ($folder in @('Lib\site-packages\somepkg\deep', 'DLLs', 'Scripts')) {
             [void][IO.Directory]::CreateDirectory((Join-Path $script:Root $folder))
         }
-        $script:PythonExe = Join-Path $script:Root 'python.exe'
-        [IO.File]::WriteAllBytes($script:PythonExe, [byte[]](0x4D, 0x5A))
+        $python = Join-Path $script:Root 'python.exe'
+        [IO.File]::WriteAllBytes($python, [byte[]](0x4D, 0x5A))
+        Initialize-GenBundle -Caller $null -Values @{ PythonExe = $python }
     }
     AfterEach {
         Remove-Item -LiteralPath $script:Root -Recurse -Force -ErrorAction SilentlyContinue
@@ -87,7 +78,7 @@ Describe 'Get-PythonTreeProblem' {
             Set-ItResult -Skipped -Because 'no python.exe on PATH'
             return
         }
-        $script:PythonExe = $python.Source
+        Initialize-GenBundle -Caller $null -Values @{ PythonExe = $python.Source }
         $time = Measure-Command { $script:Found = @(Get-PythonTreeProblem) }
         Write-Host "Get-PythonTreeProblem on $($python.Source): $([int]$time.TotalMilliseconds) ms, $($script:Found.Count) findings"
     }
@@ -95,10 +86,12 @@ Describe 'Get-PythonTreeProblem' {
 
 Describe 'Get-StateFolderProblem' {
     BeforeEach {
-        $script:StateRoot = Join-Path ([IO.Path]::GetTempPath()) ('gen-bundle-state-' + [Guid]::NewGuid().ToString('N'))
+        $script:InstallRoot = Join-Path ([IO.Path]::GetTempPath()) ('gen-bundle-state-' + [Guid]::NewGuid().ToString('N'))
+        $script:StateRoot = Join-Path $script:InstallRoot 'state'
         $script:StateDir = Join-Path $script:StateRoot 'py'
         $script:StateLogDir = Join-Path $script:StateDir 'logs'
-        $script:Target = $script:StateRoot + '-target'
+        Initialize-GenBundle -Caller $null -Values @{ InstallRoot = $script:InstallRoot; StateRoot = $script:StateRoot; StateDir = $script:StateDir; StateLogDir = $script:StateLogDir }
+        $script:Target = $script:InstallRoot + '-target'
         [void][IO.Directory]::CreateDirectory($script:Target)
     }
     AfterEach {
@@ -107,7 +100,7 @@ Describe 'Get-StateFolderProblem' {
                 [IO.Directory]::Delete($folder)
             }
         }
-        Remove-Item -LiteralPath $script:StateRoot, $script:Target -Recurse -Force -ErrorAction SilentlyContinue
+        Remove-Item -LiteralPath $script:InstallRoot, $script:Target -Recurse -Force -ErrorAction SilentlyContinue
     }
     It 'makes every level admin-only, and then finds nothing to refuse' {
         New-StateFolder
@@ -116,6 +109,7 @@ Describe 'Get-StateFolderProblem' {
     }
     It 'refuses a junction at the <_> level, and New-StateFolder writes nothing through it' -ForEach @('root', 'bundle', 'logs') {
         $levels = @{ root = $script:StateRoot; bundle = $script:StateDir; logs = $script:StateLogDir }
+        New-AdminOnlyFolder -Path $script:InstallRoot -UsersRead
         foreach ($parent in @($script:StateRoot, $script:StateDir, $script:StateLogDir)) {
             if ($parent -eq $levels[$_]) {
                 break
@@ -128,7 +122,7 @@ Describe 'Get-StateFolderProblem' {
         @(Get-ChildItem -LiteralPath $script:Target -Force).Count | Should -Be 0
     }
     It 'refuses a folder that users may change' {
-        [void][IO.Directory]::CreateDirectory($script:StateRoot)  # inherits the temp folder's ACL
+        [void][IO.Directory]::CreateDirectory($script:StateRoot)  # inherits the temp folder's ACL, with its parent
         $acl = Get-Acl -LiteralPath $script:StateRoot
         $acl.AddAccessRule((New-Object System.Security.AccessControl.FileSystemAccessRule((New-Object System.Security.Principal.SecurityIdentifier('S-1-5-32-545')), 'Modify', 'Allow')))
         Set-Acl -LiteralPath $script:StateRoot -AclObject $acl

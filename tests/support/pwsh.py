@@ -85,6 +85,12 @@ def assignments(tree) -> dict[str, object]:
     """
     result: dict[str, object] = {}
     for node in walk(tree.root_node):
+        if node.type == "hash_entry" and _in_bundle_values(node):
+            key = node.children[0].text.decode()
+            value = next((c for c in node.children if c.type == "pipeline"), None)
+            if value is not None and key not in result:
+                result[key] = _literal_value(value)
+            continue
         if node.type != "assignment_expression":
             continue
         left = node.child_by_field_name("left") or node.children[0]
@@ -95,15 +101,31 @@ def assignments(tree) -> dict[str, object]:
         name = variable.text.decode()[1:]
         if name in result:
             continue
-        strings = [n for n in walk(value) if n.type == "verbatim_string_characters"]
-        env = [n for n in walk(value) if n.type == "variable" and n.text.decode().lower().startswith("$env:")]
-        if env and len(strings) == 1:
-            result[name] = (env[0].text.decode()[5:], decode_verbatim(strings[0].text.decode()))
-        elif len(strings) == 1 and value.text.decode().strip() == strings[0].text.decode():
-            result[name] = decode_verbatim(strings[0].text.decode())
-        else:
-            result[name] = value.text.decode()
+        result[name] = _literal_value(value)
     return result
+
+
+def _in_bundle_values(entry) -> bool:
+    """A key of the scripts' values block, ``$Bundle = @{ ... }`` (not of a nested hashtable)."""
+    body = entry.parent
+    literal = body.parent if body is not None else None
+    assignment = literal
+    while assignment is not None and assignment.type != "assignment_expression":
+        if assignment.type == "hash_entry":
+            return False
+        assignment = assignment.parent
+    return assignment is not None and assignment.children[0].text.decode() == "$Bundle"
+
+
+def _literal_value(value) -> object:
+    """A single-quoted literal's string; ``Join-Path $env:X 'rest'`` as ('X', 'rest'); else the text."""
+    strings = [n for n in walk(value) if n.type == "verbatim_string_characters"]
+    env = [n for n in walk(value) if n.type == "variable" and n.text.decode().lower().startswith("$env:")]
+    if env and len(strings) == 1:
+        return env[0].text.decode()[5:], decode_verbatim(strings[0].text.decode())
+    if len(strings) == 1 and value.text.decode().strip() == strings[0].text.decode():
+        return decode_verbatim(strings[0].text.decode())
+    return value.text.decode()
 
 
 # Commands and .NET methods that change the machine: each must run only under
@@ -153,16 +175,27 @@ def _condition(node) -> str:
     return pipeline.text.decode() if pipeline is not None else ""
 
 
+GUARDS = ("$PSCmdlet.ShouldProcess(", "$Cmdlet.ShouldProcess(", "Confirm-Change ")
+
+
 def _guarded(node) -> bool:
-    """Inside the 'then' block of an if/elseif whose condition asks ShouldProcess."""
+    """Inside the 'then' block of an if/elseif whose condition asks ShouldProcess: the script's
+    own, or the engine's Confirm-Change, which asks the script's."""
     child, parent = node, node.parent
     while parent is not None:
         if parent.type in ("if_statement", "elseif_clause") and child.type == "statement_block":
             condition = _condition(parent)
-            if "$PSCmdlet.ShouldProcess(" in condition and "-not $PSCmdlet" not in condition:
+            if any(guard in condition for guard in GUARDS) and "-not $PSCmdlet" not in condition \
+                    and "-not (Confirm-Change" not in condition:
                 return True
         child, parent = parent, parent.parent
     return False
+
+
+# Changes outside the scripts' ShouldProcess, each for a reason: the engine's copy for this run,
+# in a folder the script makes with its own ACL and deletes at the end; the plan the caller
+# asked for with -Plan (Write-BundlePlan); Confirm-Change's own bookkeeping.
+UNGUARDED_BY_DESIGN = ("$engineFolder", "[IO.File]::WriteAllText($Path, (ConvertTo-Json -InputObject @($PlanEntries)")
 
 
 def _enclosing_function(node) -> str | None:
@@ -186,7 +219,7 @@ def unguarded_changes(tree) -> list[str]:
         for node in nodes:
             name = _command_name(node)
             if _changes_state(node) or (name is not None and name in changing_functions):
-                if not _guarded(node):
+                if not _guarded(node) and not any(reason in node.text.decode() for reason in UNGUARDED_BY_DESIGN):
                     found.append(node)
         new_functions = {f for f in map(_enclosing_function, found) if f is not None} - changing_functions
         if not new_functions:

@@ -1,0 +1,59 @@
+# ---- detect: is this bundle installed, at this version? Read only; nothing here changes anything ----
+
+function Test-Installed {
+    # The files, the environment, the task, the hosts block and the receipt are this bundle's; or
+    # gen-bundle's task is disabled by an administrator, which install.ps1 leaves as it is.
+    $task = @(Get-OurTask)
+    if ($task.Count -gt 0 -and (Test-TaskDisabledByAdmin $task[0])) {
+        # install.ps1 changes nothing while an administrator keeps the task disabled (it exits 0):
+        # reported as installed, so that Intune or SCCM do not run install.ps1 at every cycle.
+        Write-Verbose "task $TaskFolder${TaskName}: disabled by an administrator; install.ps1 leaves the bundle as it is"
+        return $true
+    }
+    foreach ($file in $InstalledFiles) {
+        $path = Join-Path $InstallDir $file
+        if (-not (Test-Path -LiteralPath $path -PathType Leaf)) {
+            Write-Verbose "missing: $path"
+            return $false
+        }
+        if (-not [string]::Equals((Get-FileHash -LiteralPath $path -Algorithm SHA256).Hash, $ExpectedSha[$file], [StringComparison]::OrdinalIgnoreCase)) {
+            Write-Verbose "not this bundle's: $path"
+            return $false
+        }
+    }
+    if ($EnvFolder -and -not (Test-EnvironmentInPlace)) {
+        Write-Verbose "environment: $(Join-Path $InstallDir $EnvFolder) is missing or incomplete"
+        return $false
+    }
+    if ($task.Count -eq 0 -or -not [string]::Equals([string]$task[0].Author, 'gen-bundle', [StringComparison]::Ordinal)) {
+        Write-Verbose "task $TaskFolder${TaskName}: missing, or not gen-bundle's"
+        return $false
+    }
+    $hostsLines = @((Read-HostsText) -split "`r?`n" | ForEach-Object { $_.TrimStart([char]0xEF, [char]0xBB, [char]0xBF) })
+    $at = [array]::IndexOf($hostsLines, $ExpectedHostsLines[0])
+    if ($at -lt 0 -or $at + 2 -ge $hostsLines.Count -or -not [string]::Equals($hostsLines[$at + 1], $ExpectedHostsLines[1], [StringComparison]::Ordinal) -or
+        -not [string]::Equals($hostsLines[$at + 2], $ExpectedHostsLines[2], [StringComparison]::Ordinal)) {
+        Write-Verbose "hosts: gen-bundle's block for '$BundleName' is missing or different"
+        return $false
+    }
+    if (-not (Test-Path -LiteralPath $ReceiptPath -PathType Leaf)) {
+        Write-Verbose "missing: $ReceiptPath"
+        return $false
+    }
+    return $true
+}
+
+function Write-BundleDetected {
+    # detect.ps1's answer: one line when the bundle is installed, at this version, else nothing
+    # (the reason with -Verbose), whatever fails on the way. First the script against SHA256SUMS
+    # when it is beside it (Intune runs it alone), then the machine.
+    param([string]$PinnedSums)
+    try {
+        $null = Read-VerifiedBundle -PinnedSums $PinnedSums -Optional
+        if (Test-Installed) {
+            Write-Output "gen-bundle $BundleName $EngineVersion is installed"
+        }
+    } catch {
+        Write-Verbose "detection failed: $($_.Exception.Message)"
+    }
+}

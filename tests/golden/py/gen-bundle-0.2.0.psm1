@@ -1,0 +1,1981 @@
+﻿# gen-bundle 0.2.0: the engine of every bundle this version makes.
+#
+# install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
+# this module holds what each step does. It is the same file, byte for byte, in every bundle
+# of gen-bundle 0.2.0, whatever its inputs: a reviewer who approved it once recognises it by
+# its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
+# bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
+# in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
+#
+# In a bundle without --env, the functions of the part "environment" below never run (the
+# scripts of such a bundle call none of them).
+Set-StrictMode -Version 3.0
+$ErrorActionPreference = 'Stop'
+
+# ==== The same in every bundle of this version ====
+$EngineVersion     = '0.2.0'
+$EngineFile        = 'gen-bundle-0.2.0.psm1'
+$InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
+$StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
+$JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
+$TaskFolder        = '\gen-bundle\'
+$ProbeSeconds      = 90  # how long install.ps1 waits for a server it started to answer
+$JupyterCoreMinimum = '5.8.1'  # older ones read %ProgramData%\jupyter (CVE-2025-30167)
+$LogTailLines      = 15  # lines of a user's launcher.log printed with exit code 5
+$LockWaitSeconds   = 300  # how long a run waits for another run of the same bundle
+$KeepLogs          = 30  # logs of earlier runs kept in the state folder's logs
+$KeepHostsBackups  = 3  # a bundle's backups kept beside the hosts file
+$ExitTampered      = 2  # a file differs from SHA256SUMS: the bundle changed after review
+$ExitNotAdmin      = 3  # not run elevated
+$ExitPreflight     = 4  # a check before any change failed; nothing was changed
+$ExitNoAnswer      = 5  # installed, but the server did not answer for the user who is logged on
+$ExitFailure       = 1603  # anything else (the Windows Installer code for a fatal error)
+
+# ---- engine: the values of the bundle that runs it, failures as exit codes, every change asked for ----
+# A module sees neither the variables nor the $PSCmdlet of the script that imports it: the
+# script hands them over once (Initialize-GenBundle), and the functions below read them as
+# this module's own. Nothing here exits: a failure is thrown with its exit code, and the
+# script's one catch turns it into that code (Resolve-BundleFailure).
+
+$PlanEntries = New-Object System.Collections.Generic.List[object]  # every change asked for, in order (-Plan)
+
+function Initialize-GenBundle {
+    # $Values: the bundle's values (the script's values block), the script's own (Root, ScriptName)
+    # and its -WhatIf and -Verbose ($WhatIfPreference, $VerbosePreference), which the cmdlets
+    # called here would not see otherwise. $Caller: the script's $PSCmdlet, which answers
+    # ShouldProcess for the script's -WhatIf and -Confirm.
+    param([hashtable]$Values, [object]$Caller)
+    foreach ($name in $Values.Keys) {
+        Set-Variable -Scope Script -Name $name -Value $Values[$name] -WhatIf:$false  # the values may set $WhatIfPreference
+    }
+    $script:Cmdlet = $Caller
+}
+
+function Stop-Bundle {
+    # Ends the run with $Code: the script's catch writes $Message and exits with the code.
+    param([int]$Code, [string]$Message)
+    $failure = New-Object InvalidOperationException($Message)
+    $failure.Data['GenBundleExitCode'] = $Code
+    throw $failure
+}
+
+function Resolve-BundleFailure {
+    # The exit code of what ended the run, its message written: a code Stop-Bundle gave, 4 for a
+    # hosts file that cannot be edited (InvalidDataException, nothing changed yet), else 1603.
+    param([System.Management.Automation.ErrorRecord]$Record)
+    $failure = $Record.Exception
+    $code = $ExitFailure
+    if ($failure.Data.Contains('GenBundleExitCode')) {
+        $code = [int]$failure.Data['GenBundleExitCode']
+    } elseif ($failure -is [IO.InvalidDataException]) {
+        $code = $ExitPreflight
+    }
+    if ($code -eq 0) {
+        Write-Warning $failure.Message
+    } elseif ($failure -is [IO.InvalidDataException]) {
+        $Host.UI.WriteErrorLine("ERROR: $($failure.Message). Nothing was changed.")
+    } else {
+        $Host.UI.WriteErrorLine("ERROR: $($failure.Message)")
+    }
+    return $code
+}
+
+function Confirm-Change {
+    # Every change the scripts make asks here first, and runs only when this returns $true: the
+    # script's ShouldProcess (-WhatIf shows it and skips it, -Confirm asks) with what changes and
+    # how, the ACL in words and as SDDL; and the change goes into the plan (-Plan), with the step
+    # of uninstall.ps1 that takes it back. $Kind is one of the kinds the bundle's README lists.
+    param([string]$Kind, [string]$Target, [string]$Action, [string]$Acl = '', [string]$Undo = '')
+    $PlanEntries.Add([pscustomobject][ordered]@{ kind = $Kind; target = $Target; action = $Action; acl = $Acl; undo = $Undo })
+    $text = $Action
+    if ($Acl) {
+        $text += "; ACL: $Acl"
+    }
+    return $Cmdlet.ShouldProcess($Target, $text)
+}
+
+function Format-FolderSecurity {
+    # A folder's DirectorySecurity as the reviewer reads it, in words, then as SDDL for the record.
+    param([System.Security.AccessControl.DirectorySecurity]$Security)
+    $names = @{ 'S-1-5-18' = 'SYSTEM'; 'S-1-5-32-544' = 'Administrators'; 'S-1-5-32-545' = 'Users' }
+    $rules = foreach ($rule in $Security.GetAccessRules($true, $false, [Security.Principal.SecurityIdentifier])) {
+        $who = $rule.IdentityReference.Value
+        if ($names.ContainsKey($who)) {
+            $who = $names[$who]
+        }
+        "$who $($rule.FileSystemRights)"
+    }
+    $owner = $Security.GetOwner([Security.Principal.SecurityIdentifier]).Value
+    if ($names.ContainsKey($owner)) {
+        $owner = $names[$owner]
+    }
+    return "owner $owner; $(@($rules) -join ', '); nothing inherited (SDDL $($Security.GetSecurityDescriptorSddlForm('All')))"
+}
+
+function Write-BundlePlan {
+    # The plan of this run, as JSON, to the file -Plan names: every change asked for, whether
+    # it was made or (-WhatIf) only shown. UTF-8 without a BOM.
+    param([string]$Path)
+    if ($Path) {
+        [IO.File]::WriteAllText($Path, (ConvertTo-Json -InputObject @($PlanEntries) -Depth 3), (New-Object Text.UTF8Encoding($false)))
+    }
+}
+
+# ---- base: elevation, and one run at a time ----
+
+function Test-Elevated {
+    $identity = [Security.Principal.WindowsIdentity]::GetCurrent()
+    $principal = New-Object Security.Principal.WindowsPrincipal($identity)
+    return $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
+}
+
+function Confirm-Elevated {
+    # Changes need an elevated prompt; -WhatIf only looks, and runs without one. The answer is
+    # kept ($elevated): some checks can be made only elevated, and say so otherwise.
+    param([string]$Script)
+    $elevated = Test-Elevated
+    $script:elevated = $elevated
+    if (-not $elevated -and -not $WhatIfPreference) {
+        Stop-Bundle $ExitNotAdmin "$Script must run elevated (Run as administrator, or as a computer startup script). Nothing was changed."
+    }
+    if (-not $elevated) {
+        Write-Warning "Not elevated: this shows what would change; $Script itself needs an elevated prompt."
+    }
+    return $elevated
+}
+
+function Lock-Bundle {
+    # One run of this bundle's install.ps1 or uninstall.ps1 at a time on this machine (a
+    # Group Policy startup script, Intune and an administrator may overlap): the next one
+    # waits. Windows releases the lock when the process ends, however it ends.
+    param([int]$Seconds)
+    try {
+        $mutex = New-Object Threading.Mutex($false, "Global\gen-bundle-$BundleName")
+    } catch [UnauthorizedAccessException] {
+        # A run as SYSTEM (Group Policy, Intune) made the lock, which an administrator's run may
+        # only wait on with rights SYSTEM's default does not give it.
+        Stop-Bundle $ExitFailure "another run of install.ps1 or uninstall.ps1 for '$BundleName' (as SYSTEM) holds the lock; run this again when it has ended. Nothing was changed."
+    }
+    try {
+        if (-not $mutex.WaitOne([TimeSpan]::FromSeconds($Seconds))) {
+            Stop-Bundle $ExitFailure "another run of install.ps1 or uninstall.ps1 for '$BundleName' still runs after $Seconds s. Nothing was changed."
+        }
+    } catch [Threading.AbandonedMutexException] {
+        Write-Verbose 'an earlier run ended without releasing the lock; this run holds it now'
+    }
+    return $mutex
+}
+
+# ---- integrity: the bundle's files against SHA256SUMS, read once ----
+
+function Get-Sha256 {
+    param([byte[]]$Bytes)
+    $sha = [Security.Cryptography.SHA256]::Create()
+    try {
+        return ([BitConverter]::ToString($sha.ComputeHash($Bytes)) -replace '-', '').ToLowerInvariant()
+    } finally {
+        $sha.Dispose()
+    }
+}
+
+function Read-VerifiedBundle {
+    # The reviewer approved these exact bytes. Each file is read once, into memory, and
+    # checked there; the script uses only these bytes afterwards, never the files again, so
+    # a share that changes after the check cannot hand it other bytes. With -SumsSha256 the
+    # SHA-256 of SHA256SUMS itself must be the one the deployment names outside the bundle.
+    # -InPlace names files whose bytes are already installed, by their SHA-256 (the bundle's
+    # environment, extracted and marked with it): when SHA256SUMS lists that same SHA-256,
+    # such a file is not read again (57 MB from SYSVOL at every boot), only found there.
+    # -Optional (detect.ps1): with no SHA256SUMS beside the script and no pin, there is nothing
+    # to check against (Intune runs a detection script alone, without its bundle), and it
+    # returns $null. A bundle that is not the one approved throws SecurityException.
+    param([string]$PinnedSums, [switch]$Optional, [hashtable]$InPlace = @{})
+    $sumsPath = Join-Path $BundleRoot 'SHA256SUMS'
+    if (-not (Test-Path -LiteralPath $sumsPath -PathType Leaf)) {
+        if ($Optional -and -not $PinnedSums) {
+            return $null
+        }
+        throw [Security.SecurityException]::new("SHA256SUMS is missing beside $ScriptName.")
+    }
+    $sumsBytes = [IO.File]::ReadAllBytes($sumsPath)
+    $sumsSha = Get-Sha256 $sumsBytes
+    if ($PinnedSums -and -not [string]::Equals($sumsSha, $PinnedSums.Trim(), [StringComparison]::OrdinalIgnoreCase)) {
+        throw [Security.SecurityException]::new("SHA256SUMS has SHA-256 $sumsSha, not $($PinnedSums.Trim()) as -SumsSha256 says: the bundle is not the one approved.")
+    }
+    $expected = @{}
+    foreach ($line in ($Latin1.GetString($sumsBytes) -split "`n")) {
+        $line = $line.TrimEnd([char]13)
+        if ($line.Length -eq 0) {
+            continue
+        }
+        if ($line -cnotmatch '^([0-9a-f]{64})  (\S+)$') {
+            throw [Security.SecurityException]::new("SHA256SUMS has a line that is not '<sha256>  <file>': '$line'.")
+        }
+        $expected[$Matches[2]] = $Matches[1]
+    }
+    $bundle = @{ 'SHA256SUMS' = $sumsBytes }
+    foreach ($file in $BundleFiles) {
+        $path = Join-Path $BundleRoot $file
+        if (-not $expected.ContainsKey($file) -or -not (Test-Path -LiteralPath $path -PathType Leaf)) {
+            throw [Security.SecurityException]::new("$file is missing from the bundle or from SHA256SUMS.")
+        }
+        if ($InPlace.ContainsKey($file) -and [string]::Equals($InPlace[$file], $expected[$file], [StringComparison]::Ordinal)) {
+            $bundle[$file] = $null  # installed from bytes with this SHA-256; not needed again
+            continue
+        }
+        $bytes = [IO.File]::ReadAllBytes($path)
+        if (-not [string]::Equals((Get-Sha256 $bytes), $expected[$file], [StringComparison]::Ordinal)) {
+            throw [Security.SecurityException]::new("$file does not match SHA256SUMS: the bundle changed after review.")
+        }
+        $bundle[$file] = $bytes
+    }
+    return $bundle
+}
+
+# ---- hosts, read: the hosts file's bytes as text, whatever its encoding ----
+# Windows reads hosts from the folder the DataBasePath value names (REG_EXPAND_SZ; PowerShell
+# expands it), %SystemRoot%\System32\drivers\etc unless an administrator moved it.
+$HostsFolder = (Get-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters' -Name 'DataBasePath' -ErrorAction SilentlyContinue).DataBasePath
+if ([string]::IsNullOrEmpty($HostsFolder)) {
+    $HostsFolder = Join-Path $env:SystemRoot 'System32\drivers\etc'
+}
+$HostsPath = Join-Path $HostsFolder 'hosts'
+# A hosts file that gen-bundle cannot edit throws InvalidDataException: before any change the
+# scripts exit with $ExitPreflight, detect.ps1 reports "not installed".
+# Latin-1 maps every byte to one character and back, so the hosts file's bytes
+# outside our block (any encoding, BOM, line endings) are written back unchanged.
+$Latin1 = [Text.Encoding]::GetEncoding(28591)
+
+function Read-HostsText {
+    if (-not (Test-Path -LiteralPath $HostsPath -PathType Leaf)) {
+        return ''
+    }
+    $bytes = [IO.File]::ReadAllBytes($HostsPath)
+    if ($bytes.Length -ge 2 -and (($bytes[0] -eq 0xFF -and $bytes[1] -eq 0xFE) -or ($bytes[0] -eq 0xFE -and $bytes[1] -eq 0xFF))) {
+        throw [IO.InvalidDataException]::new("$HostsPath is UTF-16; gen-bundle edits only byte-oriented hosts files")
+    }
+    return $Latin1.GetString($bytes)
+}
+
+# ---- hosts, edit: the bundle's marked block put in or taken out, every other byte kept ----
+$Utf8Bom = [string][char]0xEF + [char]0xBB + [char]0xBF
+
+function Set-HostsBlock {
+    # Returns $Text with the bundle's marked block replaced by $Block, in place,
+    # or removed when $Block is empty. Lines keep their own endings; a UTF-8 BOM stays first.
+    param([string]$Text, [string[]]$Block)
+    $bom = ''
+    if ($Text.StartsWith($Utf8Bom, [StringComparison]::Ordinal)) {
+        $bom = $Utf8Bom
+        $Text = $Text.Substring(3)
+    }
+    $newline = "`r`n"
+    if ((-not $Text.Contains("`r`n")) -and $Text.Contains("`n")) {
+        $newline = "`n"
+    }
+    $out = New-Object System.Text.StringBuilder
+    $inside = $false
+    $written = $false
+    foreach ($line in [regex]::Split($Text, '(?<=\n)')) {
+        if ($line.Length -eq 0) {
+            continue
+        }
+        $bare = $line.TrimEnd([char[]]"`r`n")
+        if (-not $inside) {
+            if ([string]::Equals($bare, $HostsBegin, [StringComparison]::Ordinal)) {
+                $inside = $true
+            } else {
+                [void]$out.Append($line)
+            }
+            continue
+        }
+        if (-not [string]::Equals($bare, $HostsEnd, [StringComparison]::Ordinal)) {
+            continue
+        }
+        $inside = $false
+        $ending = $line.Substring($bare.Length)
+        if ($Block.Count -gt 0 -and -not $written) {
+            [void]$out.Append(($Block -join $newline) + $ending)
+            $written = $true
+        } elseif ($ending.Length -eq 0) {
+            # The block closed the file without a final newline: install added the
+            # newline before it, so removing the block takes that newline back too.
+            $current = $out.ToString()
+            if ($current.EndsWith("`r`n", [StringComparison]::Ordinal)) {
+                [void]$out.Remove($out.Length - 2, 2)
+            } elseif ($current.EndsWith("`n", [StringComparison]::Ordinal)) {
+                [void]$out.Remove($out.Length - 1, 1)
+            }
+        }
+    }
+    if ($inside) {
+        throw [IO.InvalidDataException]::new("$HostsPath has the line '$HostsBegin' but no '$HostsEnd' after it; repair it by hand")
+    }
+    if ($Block.Count -gt 0 -and -not $written) {
+        $current = $out.ToString()
+        if ($current.Length -eq 0 -or $current.EndsWith("`n", [StringComparison]::Ordinal)) {
+            [void]$out.Append(($Block -join $newline) + $newline)
+        } else {
+            # Keep the file's missing final newline: the block goes on new lines
+            # and, like the file before, ends without one.
+            [void]$out.Append($newline + ($Block -join $newline))
+        }
+    }
+    return $bom + $out.ToString()
+}
+
+function Show-Bytes {
+    # $Text (one character a byte, Latin-1) as readable text: \r, \n, \t and every byte outside
+    # printable ASCII as \xHH; a new line after each \n, so that lines stay lines.
+    param([string]$Text)
+    $out = New-Object System.Text.StringBuilder
+    foreach ($ch in $Text.ToCharArray()) {
+        $code = [int]$ch
+        if ($code -eq 13) {
+            [void]$out.Append('\r')
+        } elseif ($code -eq 10) {
+            [void]$out.Append("\n`n")
+        } elseif ($code -eq 9) {
+            [void]$out.Append('\t')
+        } elseif ($code -lt 32 -or $code -gt 126 -or $code -eq 92) {
+            [void]$out.Append(('\x{0:X2}' -f $code))
+        } else {
+            [void]$out.Append($ch)
+        }
+    }
+    return $out.ToString()
+}
+
+function Get-ByteDiff {
+    # What -WhatIf shows: the one span of bytes that differs between $Before and $After (both
+    # Latin-1, one character a byte), with line endings, BOM and final newline made visible.
+    param([string]$Before, [string]$After)
+    $start = 0
+    $shorter = [Math]::Min($Before.Length, $After.Length)
+    while ($start -lt $shorter -and [int]$Before[$start] -eq [int]$After[$start]) {
+        $start++
+    }
+    $endBefore = $Before.Length
+    $endAfter = $After.Length
+    while ($endBefore -gt $start -and $endAfter -gt $start -and [int]$Before[$endBefore - 1] -eq [int]$After[$endAfter - 1]) {
+        $endBefore--
+        $endAfter--
+    }
+    $lines = @("at byte $start of $($Before.Length) (\r\n is a Windows line end, \xEF\xBB\xBF a UTF-8 BOM):")
+    foreach ($change in @(@('-', $Before.Substring($start, $endBefore - $start)), @('+', $After.Substring($start, $endAfter - $start)))) {
+        if ($change[1].Length -gt 0) {
+            foreach ($line in ((Show-Bytes $change[1]).TrimEnd("`n") -split "`n")) {
+                $lines += "$($change[0]) $line"
+            }
+        }
+    }
+    return ($lines -join "`n")
+}
+
+function Get-HostsChange {
+    # The ShouldProcess text of a hosts change: how it is written, what it keeps and deletes, and
+    # the byte diff under -WhatIf, where it is read (a real run does not pay for the diff: a hosts
+    # file of blocked sites has megabytes).
+    param([string]$Before, [string]$After)
+    $text = 'Change the hosts file: a new file written beside it is swapped in'
+    if (Test-Path -LiteralPath $HostsPath -PathType Leaf) {
+        $text += ", the previous one kept beside it as hosts.gen-bundle-$BundleName-<time>.bak; its attributes ($([IO.File]::GetAttributes($HostsPath))) are cleared for the swap and set again"
+        $old = @(Get-OldHostsBackup -Keep ($KeepHostsBackups - 1))
+        if ($old.Count -gt 0) {
+            $text += "; the backups past the newest $KeepHostsBackups are deleted: $(@($old | ForEach-Object { $_.Name }) -join ', ')"
+        }
+    }
+    if ($WhatIfPreference) {
+        return "$text. Byte for byte:`n" + (Get-ByteDiff -Before $Before -After $After)
+    }
+    return $text
+}
+
+function Write-HostsFile {
+    # Writes a temporary file beside hosts and swaps it in (the old file stays
+    # beside it as a backup), so a failure never leaves hosts half-written.
+    # Each retry re-reads hosts first: another program may have changed it.
+    param([string[]]$Block)
+    $folder = Split-Path -Parent $HostsPath
+    $existedBefore = Test-Path -LiteralPath $HostsPath -PathType Leaf
+    for ($attempt = 1; ; $attempt++) {
+        $temp = Join-Path $folder ('hosts.gen-bundle.' + [Guid]::NewGuid().ToString('N') + '.tmp')
+        try {
+            $exists = Test-Path -LiteralPath $HostsPath -PathType Leaf
+            if ($existedBefore -and -not $exists) {
+                # Never mistake a hosts file that went missing for an empty one.
+                throw [System.IO.IOException]::new("$HostsPath is missing")
+            }
+            $old = Read-HostsText
+            $new = Set-HostsBlock -Text $old -Block $Block
+            if ([string]::Equals($new, $old, [StringComparison]::Ordinal)) {
+                return
+            }
+            [IO.File]::WriteAllBytes($temp, $Latin1.GetBytes($new))
+            if ($exists) {
+                $backup = $HostsPath + '.gen-bundle-' + $BundleName + '-' + (Get-Date -Format 'yyyyMMdd-HHmmss-fff') + '.bak'
+                $attributes = [IO.File]::GetAttributes($HostsPath)
+                [IO.File]::SetAttributes($HostsPath, [IO.FileAttributes]::Normal)
+                try {
+                    [IO.File]::Replace($temp, $HostsPath, $backup)
+                } finally {
+                    if (-not (Test-Path -LiteralPath $HostsPath -PathType Leaf) -and (Test-Path -LiteralPath $backup -PathType Leaf)) {
+                        # ReplaceFile moved hosts aside but could not put the new one in: restore it.
+                        [IO.File]::Move($backup, $HostsPath)
+                    }
+                    if (Test-Path -LiteralPath $HostsPath -PathType Leaf) {
+                        [IO.File]::SetAttributes($HostsPath, $attributes)
+                    }
+                }
+                Write-Output "hosts: updated $HostsPath (the previous file is kept as $backup)"
+                Remove-OldHostsBackup
+            } else {
+                [IO.File]::Move($temp, $HostsPath)
+                Write-Output "hosts: created $HostsPath"
+            }
+            return
+        } catch [IO.InvalidDataException] {
+            # hosts was read again just now, after the script's earlier changes: another program
+            # made it UTF-16 or broke the block since the preflight. A failure, not a refusal.
+            throw [InvalidOperationException]::new("$HostsPath changed while this script ran: $($_.Exception.Message)")
+        } catch [System.IO.IOException] {
+            if ($attempt -ge 5) {
+                throw
+            }
+            Write-Verbose "hosts could not be written ($($_.Exception.Message)); trying again"
+            Start-Sleep -Milliseconds (250 * $attempt)
+        } finally {
+            if (Test-Path -LiteralPath $temp) {
+                [IO.File]::Delete($temp)
+            }
+        }
+    }
+}
+
+function Get-OldHostsBackup {
+    # This bundle's backups beside hosts past the newest $Keep (not another bundle's: py-2's).
+    param([int]$Keep)
+    $pattern = '^hosts\.gen-bundle-' + [regex]::Escape($BundleName) + '-[0-9]{8}-[0-9]{6}-[0-9]{3}\.bak$'
+    return @(Get-ChildItem -LiteralPath $HostsFolder -Filter ('hosts.gen-bundle-' + $BundleName + '-*.bak') -File |
+        Where-Object { $_.Name -cmatch $pattern -and -not ($_.Attributes -band [IO.FileAttributes]::ReparsePoint) } |
+        Sort-Object Name -Descending | Select-Object -Skip $Keep)
+}
+
+function Remove-OldHostsBackup {
+    # This bundle's backups beside hosts, past the newest $KeepHostsBackups: another tool that
+    # rewrites hosts at every boot would otherwise add one backup per boot, forever.
+    foreach ($file in @(Get-OldHostsBackup -Keep $KeepHostsBackups)) {
+        Remove-Item -LiteralPath $file.FullName -Force -ErrorAction SilentlyContinue
+    }
+}
+
+function Clear-NameCache {
+    if (Get-Command -Name Clear-DnsClientCache -ErrorAction SilentlyContinue) {
+        Clear-DnsClientCache
+    } else {
+        $ErrorActionPreference = 'Continue'  # Windows PowerShell 5.1 turns a native command's stderr into an error
+        & "$env:SystemRoot\System32\ipconfig.exe" /flushdns | Out-Null
+    }
+}
+
+# ---- task: the bundle's scheduled task ----
+
+function Get-OurTask {
+    return @(Get-ScheduledTask -TaskPath $TaskFolder -ErrorAction SilentlyContinue | Where-Object { $_.TaskName -eq $TaskName })
+}
+
+# ---- task state: the task's enumerations, and a task an administrator disabled ----
+# Get-ScheduledTask hands back the task's enumerations (State, RunLevel, MultipleInstances) by
+# name or by number, depending on how PowerShell adapts the CIM value: each is compared in both
+# forms. The numbers are Task Scheduler's (TASK_STATE, TASK_RUNLEVEL_TYPE, TASK_INSTANCES_POLICY,
+# https://learn.microsoft.com/windows/win32/taskschd/task-scheduler-enumerated-types).
+$TaskEnums = @{
+    State             = @{ Unknown = 0; Disabled = 1; Queued = 2; Ready = 3; Running = 4 }
+    RunLevel          = @{ Limited = 0; Highest = 1 }
+    MultipleInstances = @{ Parallel = 0; Queue = 1; IgnoreNew = 2; StopExisting = 3 }
+}
+
+function Test-TaskValue {
+    # True when $Value, one of the task's enumerations, is $Name: written as the name or as its number.
+    param([object]$Value, [string]$Enum, [string]$Name)
+    $text = [string]$Value
+    return [string]::Equals($text, $Name, [StringComparison]::OrdinalIgnoreCase) -or
+        [string]::Equals($text, [string]$TaskEnums[$Enum][$Name], [StringComparison]::Ordinal)
+}
+
+function Test-TaskDisabledByAdmin {
+    # gen-bundle's task, disabled: an administrator's choice. install.ps1 then changes nothing and
+    # exits 0, and detect.ps1 reports the bundle as installed, so that Intune or SCCM, which read
+    # the two together, do not run install.ps1 again and again.
+    param([object]$Task)
+    return [string]::Equals([string]$Task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and
+        (Test-TaskValue -Value $Task.State -Enum 'State' -Name 'Disabled')
+}
+
+# ---- task match: is the registered task the one this bundle's task XML describes? ----
+
+function ConvertTo-Sid {
+    # An account as Task Scheduler may hand it back (DOMAIN\name, name, or a SID) as its SID;
+    # '' when Windows cannot tell (a domain account with no domain controller in reach).
+    param([string]$Account)
+    if ($Account -cmatch '^S-1-[0-9-]+$') {
+        return $Account
+    }
+    try {
+        return (New-Object Security.Principal.NTAccount($Account)).Translate([Security.Principal.SecurityIdentifier]).Value
+    } catch {
+        return ''
+    }
+}
+
+function Test-TaskCurrent {
+    # True when $Task is registered as $Wanted (the bundle's task XML) says: gen-bundle's, enabled,
+    # the same action, principal, trigger and settings, each compared in every form Windows may
+    # hand it back in (an enumeration by name or number, an account by name or SID). When not,
+    # install.ps1 registers the task again: a form it did not know would do that at every boot.
+    param([object]$Task, [xml]$Wanted)
+    $action = @($Task.Actions)[0]
+    $trigger = @($Task.Triggers)
+    $exec = $Wanted.Task.Actions.Exec
+    $principal = $Wanted.Task.Principals.Principal
+    $same = [string]::Equals([string]$Task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and
+        -not (Test-TaskValue -Value $Task.State -Enum 'State' -Name 'Disabled') -and
+        $null -ne $action -and $action.CimClass.CimClassName -eq 'MSFT_TaskExecAction' -and
+        [string]::Equals([string]$Task.Description, $Wanted.Task.RegistrationInfo.Description, [StringComparison]::Ordinal) -and
+        [string]::Equals([string]$action.Execute, $exec.Command, [StringComparison]::Ordinal) -and
+        [string]::Equals([string]$action.Arguments, $exec.Arguments, [StringComparison]::Ordinal) -and
+        [string]::Equals([string]$action.WorkingDirectory, $exec.WorkingDirectory, [StringComparison]::Ordinal) -and
+        (Test-TaskValue -Value $Task.Principal.RunLevel -Enum 'RunLevel' -Name 'Limited') -and
+        (Test-TaskValue -Value $Task.Settings.MultipleInstances -Enum 'MultipleInstances' -Name $Wanted.Task.Settings.MultipleInstancesPolicy) -and
+        [string]::Equals([string]$Task.Settings.ExecutionTimeLimit, $Wanted.Task.Settings.ExecutionTimeLimit, [StringComparison]::Ordinal) -and
+        $trigger.Count -eq 1 -and $trigger[0].CimClass.CimClassName -eq 'MSFT_TaskLogonTrigger'
+    if (-not $same) {
+        return $false
+    }
+    if ($BundleScope -eq 'machine') {
+        $want = ConvertTo-Sid $principal.GroupId
+        return $want -ne '' -and [string]::Equals((ConvertTo-Sid ([string]$Task.Principal.GroupId)), $want, [StringComparison]::Ordinal)
+    }
+    $have = [string]$Task.Principal.UserId
+    foreach ($form in @($principal.UserId, ($principal.UserId -split '\\')[-1])) {
+        if ([string]::Equals($have, $form, [StringComparison]::OrdinalIgnoreCase)) {
+            return $true
+        }
+    }
+    $want = ConvertTo-Sid $principal.UserId
+    return $want -ne '' -and [string]::Equals((ConvertTo-Sid $have), $want, [StringComparison]::Ordinal)
+}
+
+# ---- processes: the launchers and servers of this bundle, found by their command lines ----
+
+function Test-ServerCommandLine {
+    # True for the command line of this bundle's notebook server, as the launcher builds it.
+    param([string]$CommandLine)
+    $line = $CommandLine + ' '
+    foreach ($mark in @(' -m notebook ', " --ServerApp.ip=$BundleIp ", " --ServerApp.port=$BundlePort ")) {
+        if (-not $line.Contains($mark)) {
+            return $false
+        }
+    }
+    return $true
+}
+
+function Test-LauncherCommandLine {
+    # True for conhost.exe and cmd.exe running this bundle's launcher: the task names it
+    # relative to the install folder (its command line ends in ' /c .\<launcher>'), and
+    # an earlier version named it by its full path.
+    param([string]$CommandLine)
+    $line = $CommandLine.TrimEnd()
+    return $line.EndsWith(' /c .\' + $LauncherFile, [StringComparison]::OrdinalIgnoreCase) -or
+        $line.IndexOf((Join-Path $InstallDir $LauncherFile), [StringComparison]::OrdinalIgnoreCase) -ge 0
+}
+
+function Get-BundleProcess {
+    # The launchers (conhost.exe and cmd.exe running the installed .bat) first,
+    # so that none starts a new server, then the servers.
+    # The programs a launcher runs (ping.exe while it waits, the guard) inherit its lock on
+    # launcher.lock: they are stopped with it, or a new launcher would wait for them.
+    $all = @(Get-CimInstance -ClassName Win32_Process | Where-Object { $null -ne $_.CommandLine })
+    $launchers = @($all | Where-Object { @('cmd.exe', 'conhost.exe') -contains $_.Name -and (Test-LauncherCommandLine $_.CommandLine) })
+    $servers = @($all | Where-Object { $_.Name -eq 'python.exe' -and (Test-ServerCommandLine $_.CommandLine) })
+    # With the bundle's own environment: every program that runs from the install folder (its
+    # Scripts\python.exe, the launcher of a server or of a kernel) and the python.exe each one starts.
+    $fromInstall = @($all | Where-Object {
+        $null -ne $_.ExecutablePath -and $_.ExecutablePath.StartsWith($InstallDir + '\', [StringComparison]::OrdinalIgnoreCase)
+    })
+    $fromInstallStart = @{}
+    foreach ($process in $fromInstall) {
+        $fromInstallStart[[int]$process.ProcessId] = $process.CreationDate
+    }
+    $started = @($all | Where-Object {
+        $_.Name -eq 'python.exe' -and $fromInstallStart.ContainsKey([int]$_.ParentProcessId) -and
+            $_.CreationDate -ge $fromInstallStart[[int]$_.ParentProcessId]
+    })
+    $servers = @(@($servers) + $fromInstall + $started | Sort-Object -Property ProcessId -Unique)
+    # A process's parent id may belong to a process that ended long ago and whose id a
+    # launcher now has: a child counts only when it is younger than the launcher, and
+    # only the programs a launcher runs are stopped.
+    $launcherStart = @{}
+    foreach ($launcher in $launchers) {
+        $launcherStart[[int]$launcher.ProcessId] = $launcher.CreationDate
+    }
+    $children = @($all | Where-Object {
+        $launcherStart.ContainsKey([int]$_.ParentProcessId) -and $_.CreationDate -ge $launcherStart[[int]$_.ParentProcessId] -and
+        (@('ping.exe', 'find.exe') -contains $_.Name -or
+            ($_.Name -eq 'python.exe' -and $_.CommandLine.IndexOf($GuardFile, [StringComparison]::OrdinalIgnoreCase) -ge 0))
+    })
+    return @($launchers + $children + $servers)
+}
+
+function Get-ProcessOwner {
+    # DOMAIN\name of the account a process runs as, or '?' when Windows does not say.
+    param([object]$Process)
+    $owner = Invoke-CimMethod -InputObject $Process -MethodName GetOwner -ErrorAction SilentlyContinue -WhatIf:$false
+    if ($owner -and $owner.ReturnValue -eq 0) {
+        return "$($owner.Domain)\$($owner.User)"
+    }
+    return '?'
+}
+
+function Stop-BundleProcess {
+    # Each process (named, with its id and account, in the question asked first) is stopped only
+    # while its id still belongs to the process that was listed (same creation time): an id that
+    # was freed and given to another program is left alone.
+    param([object[]]$Process, [string]$Reason)
+    if ($Process.Count -eq 0) {
+        Write-Output 'process: no launcher or server is running'
+        return
+    }
+    $list = @($Process | ForEach-Object { "$($_.Name) $($_.ProcessId) ($(Get-ProcessOwner $_))" }) -join ', '
+    if (Confirm-Change -Kind 'process-stop' -Target "$($Process.Count) launcher and server processes" -Action "Stop $list, $Reason" -Undo 'none needed: the task starts them again at the next logon') {
+        foreach ($process in $Process) {
+            $now = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $([int]$process.ProcessId)" -ErrorAction SilentlyContinue
+            if ($null -eq $now -or $now.CreationDate -ne $process.CreationDate) {
+                Write-Output "process: $($process.Name) (process $($process.ProcessId)) has already ended"
+                continue
+            }
+            Stop-Process -Id $process.ProcessId -Force -ErrorAction SilentlyContinue
+            Wait-Process -Id $process.ProcessId -Timeout 10 -ErrorAction SilentlyContinue
+            if (Get-Process -Id $process.ProcessId -ErrorAction SilentlyContinue) {
+                Write-Warning "could not stop $($process.Name) (process $($process.ProcessId))"
+            } else {
+                Write-Output "process: stopped $($process.Name) (process $($process.ProcessId))"
+            }
+        }
+    }
+}
+
+# ---- start menu: the entry for all users ----
+
+function Get-Shortcut {
+    # The Start-menu entry's current settings (WScript.Shell reads an existing .lnk), or $null.
+    if (-not (Test-Path -LiteralPath $ShortcutPath -PathType Leaf)) {
+        return $null
+    }
+    return (New-Object -ComObject WScript.Shell).CreateShortcut($ShortcutPath)
+}
+
+# ---- admin-only folders: who else may write, and creating one no user can change ----
+# The state folders are under %ProgramFiles% (the preflight checks that no user can write
+# there), and %ProgramData%\jupyter under %ProgramData%, where users may create folders and
+# own what they create. SYSTEM writes only into a folder that it created with its ACL set at
+# creation, or that is a real folder (no link) owned by SYSTEM or Administrators which
+# nobody else may change.
+
+function Get-NonAdminWriter {
+    # Accounts other than SYSTEM, Administrators, TrustedInstaller and CREATOR OWNER
+    # that may write to $Path: what runs from there must not be theirs to change.
+    param([string]$Path)
+    $trusted = @('S-1-5-18', 'S-1-5-32-544', 'S-1-3-0', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464')
+    $write = [int64][System.Security.AccessControl.FileSystemRights]'WriteData, AppendData, WriteExtendedAttributes, WriteAttributes, Delete, DeleteSubdirectoriesAndFiles, ChangePermissions, TakeOwnership'
+    $genericWrite = [int64]0x50000000  # GENERIC_ALL, GENERIC_WRITE
+    $acl = Get-Acl -LiteralPath $Path
+    foreach ($rule in $acl.GetAccessRules($true, $true, [Security.Principal.SecurityIdentifier])) {
+        $rights = [int64]$rule.FileSystemRights
+        if ($rule.AccessControlType -ne 'Allow' -or (($rights -band $write) -eq 0 -and ($rights -band $genericWrite) -eq 0)) {
+            continue
+        }
+        $sid = $rule.IdentityReference.Value
+        if ($trusted -notcontains $sid) {
+            try {
+                $sid + ' (' + $rule.IdentityReference.Translate([Security.Principal.NTAccount]).Value + ')'
+            } catch {
+                $sid
+            }
+        }
+    }
+}
+
+function New-AdminOnlyFolder {
+    # Creates $Path with New-AdminOnlySecurity set at creation: CreateDirectory with a
+    # DirectorySecurity leaves no moment in which the folder has the inherited ACL. It does
+    # nothing to a folder that is already there: callers check the result (Get-AdminOnlyProblem).
+    # It creates that one level only: given a DirectorySecurity, CreateDirectory also creates
+    # every missing parent, each with this same ACL (Microsoft's API page), so a missing parent
+    # is an error here and callers create each level themselves, each with its own ACL.
+    param([string]$Path, [switch]$UsersRead)
+    if (-not (Test-Path -LiteralPath (Split-Path -Parent $Path) -PathType Container)) {
+        throw "$(Split-Path -Parent $Path) is missing: it is created first, with its own ACL, before $Path"
+    }
+    $security = New-AdminOnlySecurity -UsersRead:$UsersRead
+    if ($PSVersionTable.PSEdition -eq 'Core') {
+        [void][IO.FileSystemAclExtensions]::CreateDirectory($security, $Path)  # .NET 5 and later
+    } else {
+        [void][IO.Directory]::CreateDirectory($Path, $security)  # .NET Framework
+    }
+}
+
+function New-AdminOnlySecurity {
+    # Owner Administrators; SYSTEM and administrators write; nothing inherited from the
+    # parent. -UsersRead: users may read too (Jupyter reads %ProgramData%\jupyter as each
+    # user). The state folders are for administrators only: their logs quote users' logs.
+    param([switch]$UsersRead)
+    $security = New-Object System.Security.AccessControl.DirectorySecurity
+    $security.SetOwner((New-Object System.Security.Principal.SecurityIdentifier('S-1-5-32-544')))
+    $security.SetAccessRuleProtection($true, $false)
+    $grants = @(@('S-1-5-18', 'FullControl'), @('S-1-5-32-544', 'FullControl'))
+    if ($UsersRead) {
+        $grants += ,@('S-1-5-32-545', 'ReadAndExecute')
+    }
+    foreach ($grant in $grants) {
+        $identity = New-Object System.Security.Principal.SecurityIdentifier($grant[0])
+        $rule = New-Object System.Security.AccessControl.FileSystemAccessRule($identity, $grant[1], 'ContainerInherit, ObjectInherit', 'None', 'Allow')
+        $security.AddAccessRule($rule)
+    }
+    return $security
+}
+
+function Test-Entry {
+    # True when $Path names anything, a link whose target is gone included: GetAttributes
+    # reads the last component itself, it does not follow it.
+    param([string]$Path)
+    try {
+        [void][IO.File]::GetAttributes($Path)
+        return $true
+    } catch [IO.FileNotFoundException] {
+        return $false
+    } catch [IO.DirectoryNotFoundException] {
+        return $false
+    }
+}
+
+function Get-AdminOnlyProblem {
+    # Why SYSTEM must not write through the folder $Path, or nothing.
+    param([string]$Path)
+    $attributes = [IO.File]::GetAttributes($Path)
+    if ($attributes -band [IO.FileAttributes]::ReparsePoint) {
+        return "$Path is a link (junction or symbolic link)"
+    }
+    if (-not ($attributes -band [IO.FileAttributes]::Directory)) {
+        return "$Path is a file, not a folder"
+    }
+    $owner = (Get-Acl -LiteralPath $Path).GetOwner([Security.Principal.SecurityIdentifier]).Value
+    $writers = @(Get-NonAdminWriter -Path $Path)
+    if (@('S-1-5-18', 'S-1-5-32-544') -notcontains $owner -or $writers.Count -gt 0) {
+        return "$Path can be changed by $((@($owner) + $writers | Sort-Object -Unique) -join ', ')"
+    }
+    return $null
+}
+
+# ---- state folders: $StateRoot, the bundle's folder there, and its logs (administrators only) ----
+
+function Get-StateFolderProblem {
+    # Each level that is there and that SYSTEM must not write through (admin-only.ps1).
+    foreach ($folder in @($StateRoot, $StateDir, $StateLogDir)) {
+        if (Test-Entry $folder) {
+            try {
+                $problem = Get-AdminOnlyProblem $folder
+            } catch [UnauthorizedAccessException] {
+                if ($elevated) {
+                    throw
+                }
+                # Not elevated (-WhatIf, which only looks): an admin-only folder cannot be read.
+                Write-Warning "state: $folder can be read by administrators only; run elevated to have it checked"
+                continue
+            }
+            if ($problem) {
+                "$problem, and gen-bundle writes its receipt and logs there as SYSTEM: a user could make it write or delete elsewhere. Look at what is in it, then remove it"
+            }
+        }
+    }
+}
+
+function New-StateFolder {
+    # Creates each missing level, one at a time, each with its own ACL from its creation:
+    # $InstallRoot lets users read and run what is below it (the launcher is in $InstallDir,
+    # which inherits that), the state folders are for administrators only. Then it checks the
+    # state levels again: a folder that a user made first, in the meantime, is theirs, and is
+    # refused. ($InstallRoot, which an administrator may have made, passed the preflight's check
+    # of who may write there.)
+    foreach ($level in @(@($InstallRoot, $true), @($StateRoot, $false), @($StateDir, $false), @($StateLogDir, $false))) {
+        if (-not (Test-Entry $level[0])) {
+            New-AdminOnlyFolder -Path $level[0] -UsersRead:$level[1]
+        }
+    }
+    foreach ($folder in @($StateRoot, $StateDir, $StateLogDir)) {
+        $problem = Get-AdminOnlyProblem $folder
+        if ($problem) {
+            throw "$problem; nothing was written there"
+        }
+    }
+}
+
+# ---- run log: a transcript of each run in $StateLogDir, the newest $KeepLogs of each script kept ----
+
+function Get-OldRunLog {
+    # The logs of this script's earlier runs that the next one pushes past the newest $KeepLogs
+    # (none when the folder is not there, or cannot be read without elevation).
+    param([string]$Script)
+    try {
+        return @(Get-ChildItem -LiteralPath $StateLogDir -Filter "$Script-*.log" -ErrorAction Stop |
+            Sort-Object Name -Descending | Select-Object -Skip ($KeepLogs - 1))
+    } catch {
+        return @()
+    }
+}
+
+function Start-BundleLog {
+    # The log of this run, in the state folder (after New-StateFolder: only SYSTEM and
+    # administrators can have put files there), the older ones past the newest $KeepLogs deleted.
+    # Sets $Run.Transcript once the transcript runs: Stop-BundleRun stops it.
+    param([string]$Script)
+    $old = @(Get-OldRunLog -Script $Script)
+    $action = 'Write the log of this run there'
+    if ($old.Count -gt 0) {
+        $action += ", and delete the older logs past the newest ${KeepLogs}: $(@($old | ForEach-Object { $_.Name }) -join ', ')"
+    }
+    if ((Test-Entry $StateLogDir) -and (Confirm-Change -Kind 'log' -Target $StateLogDir -Action $action -Undo 'stays: the logs of the runs, for the record')) {
+        $old | Remove-Item -Force -ErrorAction SilentlyContinue
+        Start-Transcript -LiteralPath (Join-Path $StateLogDir ($Script + '-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.log')) -Append | Out-Null
+        $Run.Transcript = $true
+    }
+}
+
+# ---- receipt: what install.ps1 did on this machine, read back by install.ps1 and uninstall.ps1 ----
+
+function Read-Receipt {
+    # The receipt in $StateDir (administrators only; the callers check that first), or $null when
+    # it is missing or unreadable. It is UTF-8 without a BOM, which Windows PowerShell 5.1 would
+    # read as ANSI unless told.
+    if (-not (Test-Path -LiteralPath $ReceiptPath -PathType Leaf)) {
+        return $null
+    }
+    try {
+        return [IO.File]::ReadAllText($ReceiptPath, [Text.Encoding]::UTF8) | ConvertFrom-Json
+    } catch {
+        return $null
+    }
+}
+
+function Get-ReceiptValue {
+    # One value of the receipt, or $null when the receipt or that value is missing (an older
+    # receipt has fewer): under Set-StrictMode a missing property would throw.
+    param([object]$Receipt, [string]$Name)
+    if ($null -eq $Receipt -or $null -eq $Receipt.PSObject.Properties[$Name]) {
+        return $null
+    }
+    return $Receipt.$Name
+}
+
+# ---- preflight: what stands in the way, found before any change ----
+
+function Get-HostsMapping {
+    # Lines outside our block that map our name: exact names, never substrings.
+    param([string]$Text)
+    $rest = Set-HostsBlock -Text $Text -Block @()
+    foreach ($line in ($rest -split "`r?`n")) {
+        $data = ($line -split '#', 2)[0].Trim()
+        if ($data.Length -eq 0) {
+            continue
+        }
+        $fields = @($data -split '\s+')
+        for ($i = 1; $i -lt $fields.Count; $i++) {
+            if ([string]::Equals($fields[$i], $BundleName, [StringComparison]::OrdinalIgnoreCase)) {
+                [pscustomobject]@{ Address = $fields[0]; Line = $line }
+                break
+            }
+        }
+    }
+}
+
+function Get-PortProblem {
+    # Why the server could not listen on $BundleIp:$BundlePort, if anything stands in its way.
+    $listeners = @(Get-NetTCPConnection -State Listen -LocalPort $BundlePort -ErrorAction SilentlyContinue |
+        Where-Object { @($BundleIp, '0.0.0.0', '::', "::ffff:$BundleIp") -contains $_.LocalAddress })
+    foreach ($listener in $listeners) {
+        $owner = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $($listener.OwningProcess)" -ErrorAction SilentlyContinue
+        if ($owner -and $owner.Name -eq 'python.exe' -and (Test-ServerCommandLine ([string]$owner.CommandLine))) {
+            continue  # this bundle's own server, from an earlier install
+        }
+        if ($owner -and $owner.Name -eq 'python.exe' -and $null -eq $owner.CommandLine -and -not $elevated) {
+            Write-Warning "python.exe (process $($listener.OwningProcess)) listens on $($listener.LocalAddress):$BundlePort; not elevated, so it cannot be told from this bundle's own server"
+            continue
+        }
+        if ($listener.OwningProcess -eq 4) {
+            "HTTP.sys (the System process) listens on $($listener.LocalAddress):$BundlePort for IIS or another service; see: netsh http show servicestate"
+        } elseif ($owner) {
+            "$($owner.Name) (process $($listener.OwningProcess)) listens on $($listener.LocalAddress):$BundlePort"
+        } else {
+            "process $($listener.OwningProcess) listens on $($listener.LocalAddress):$BundlePort"
+        }
+    }
+    $ErrorActionPreference = 'Continue'  # Windows PowerShell 5.1 turns a native command's stderr into an error
+    $ranges = @(& "$env:SystemRoot\System32\netsh.exe" int ipv4 show excludedportrange protocol=tcp 2>$null)
+    $ErrorActionPreference = 'Stop'
+    foreach ($line in $ranges) {
+        if ($line -match '^\s*(\d+)\s+(\d+)') {
+            if ($BundlePort -ge [int]$Matches[1] -and $BundlePort -le [int]$Matches[2]) {
+                "port $BundlePort is in an excluded port range ($($Matches[1])-$($Matches[2]), often reserved by Hyper-V or WSL); see: netsh int ipv4 show excludedportrange protocol=tcp"
+            }
+        }
+    }
+}
+
+function Test-UsersRead {
+    # True when BUILTIN\Users (or Authenticated Users, Everyone, INTERACTIVE) may list $Path and
+    # read and run what is in it, and none of them is denied that: the logon task and the
+    # Start-menu entry run the launcher below $InstallRoot as each user.
+    param([string]$Path)
+    $readers = @('S-1-5-32-545', 'S-1-5-11', 'S-1-1-0', 'S-1-5-4')
+    $need = [int64][System.Security.AccessControl.FileSystemRights]'ReadAndExecute'
+    $allowed = $false
+    foreach ($rule in (Get-Acl -LiteralPath $Path).GetAccessRules($true, $true, [Security.Principal.SecurityIdentifier])) {
+        $rights = [int64]$rule.FileSystemRights
+        if (($rights -band 0x10000000) -ne 0 -or ($rights -band 0xA0000000) -eq 0xA0000000) {
+            $rights = $rights -bor $need  # GENERIC_ALL, or GENERIC_READ with GENERIC_EXECUTE
+        }
+        if ($readers -notcontains $rule.IdentityReference.Value -or ($rule.PropagationFlags -band [System.Security.AccessControl.PropagationFlags]::InheritOnly)) {
+            continue
+        }
+        if ($rule.AccessControlType -eq 'Deny' -and ($rights -band $need) -ne 0) {
+            return $false
+        }
+        if ($rule.AccessControlType -eq 'Allow' -and ($rights -band $need) -eq $need) {
+            $allowed = $true
+        }
+    }
+    return $allowed
+}
+
+function Get-JupyterCoreVersion {
+    # The version of jupyter_core installed for $PythonExe (a base install, or a virtual
+    # environment's Scripts\python.exe), read from its dist-info METADATA: no Python runs.
+    $pythonFolder = Split-Path -Parent $PythonExe
+    foreach ($sitePackages in @((Join-Path $pythonFolder 'Lib\site-packages'), (Join-Path (Split-Path -Parent $pythonFolder) 'Lib\site-packages'))) {
+        if (-not (Test-Path -LiteralPath $sitePackages -PathType Container)) {
+            continue
+        }
+        foreach ($info in @(Get-ChildItem -LiteralPath $sitePackages -Directory -Filter 'jupyter_core-*.dist-info')) {
+            $metadata = Join-Path $info.FullName 'METADATA'
+            if (-not (Test-Path -LiteralPath $metadata -PathType Leaf)) {
+                continue
+            }
+            foreach ($line in [IO.File]::ReadAllLines($metadata)) {
+                if ($line.Length -eq 0) {
+                    break  # the headers end here
+                }
+                if ($line -cmatch '^Version:\s*(\S+)') {
+                    return $Matches[1]
+                }
+            }
+        }
+    }
+    return $null
+}
+
+function Test-VersionBelow {
+    # True when $Version (its leading numbers: 5.8.0rc1 reads as 5.8.0) is below $Minimum.
+    param([string]$Version, [string]$Minimum)
+    $have = @(([regex]::Match($Version, '^[0-9]+(\.[0-9]+)*').Value -split '\.') | ForEach-Object { [int]('0' + $_) })
+    $need = @($Minimum -split '\.' | ForEach-Object { [int]$_ })
+    for ($i = 0; $i -lt $need.Count; $i++) {
+        $part = 0
+        if ($i -lt $have.Count) {
+            $part = $have[$i]
+        }
+        if ($part -ne $need[$i]) {
+            return $part -lt $need[$i]
+        }
+    }
+    return $false
+}
+
+function Get-PythonTreeProblem {
+    # What every user's server runs and imports, checked at each run: python.exe's folder
+    # (or, for a virtual environment's Scripts\python.exe, the environment's, and the base
+    # Python its pyvenv.cfg names), every folder below their Lib, DLLs and Scripts and below
+    # share and etc (where Jupyter finds kernels and settings), the programs and DLLs beside
+    # python.exe, and every .pth and ._pth file (each line of one can run code at start). Files take their
+    # folder's rights, unless an administrator set others: only folders are walked, not
+    # the thousands of files in them. Owners are not judged: pip run by an administrator
+    # leaves folders owned by that administrator's own account. The folders are listed one
+    # level at a time: one that cannot be listed or whose rights cannot be read (access
+    # denied, or a folder's path of 248 characters or more, which Windows PowerShell 5.1 cannot list) is a
+    # problem named with its reason, not the end of the run, and it is not passed as checked;
+    # a link is not followed (its target could be anything), and is a problem too.
+    param([string]$Python = $PythonExe)
+    $folder = Split-Path -Parent $Python
+    $base = $folder
+    if ([string]::Equals((Split-Path -Leaf $folder), 'Scripts', [StringComparison]::OrdinalIgnoreCase)) {
+        $base = Split-Path -Parent $folder
+    }
+    $roots = @($base)
+    $venv = Join-Path $base 'pyvenv.cfg'
+    if (Test-Path -LiteralPath $venv -PathType Leaf) {
+        foreach ($line in [IO.File]::ReadAllLines($venv)) {
+            if ($line -cmatch '^\s*home\s*=\s*(.+?)\s*$' -and (Test-Path -LiteralPath $Matches[1] -PathType Container)) {
+                $roots += $Matches[1]
+            }
+        }
+    }
+    $paths = New-Object System.Collections.Generic.List[string]
+    foreach ($path in @($roots + $folder | Select-Object -Unique)) {
+        $paths.Add($path)
+    }
+    $trees = New-Object System.Collections.Generic.List[string]
+    foreach ($root in $roots) {
+        foreach ($name in @('Lib', 'DLLs', 'Scripts', 'share', 'etc')) {
+            $tree = Join-Path $root $name
+            if (Test-Path -LiteralPath $tree -PathType Container) {
+                $trees.Add($tree)
+            }
+        }
+    }
+    for ($i = 0; $i -lt $trees.Count; $i++) {  # $trees grows as each folder is listed
+        $tree = $trees[$i]
+        try {
+            if ([IO.File]::GetAttributes($tree) -band [IO.FileAttributes]::ReparsePoint) {
+                "$tree (a link: the Python that every user runs must be real folders)"
+                continue
+            }
+            $paths.Add($tree)
+            foreach ($child in [IO.Directory]::GetDirectories($tree)) {
+                $trees.Add($child)
+            }
+        } catch {
+            "$tree (could not be listed: $($_.Exception.Message))"
+        }
+    }
+    foreach ($pattern in @('*.exe', '*.dll', '*._pth', '*.pth')) {
+        foreach ($file in @(Get-ChildItem -LiteralPath $folder -File -Filter $pattern)) {
+            $paths.Add($file.FullName)
+        }
+    }
+    $sitePackages = Join-Path $base 'Lib\site-packages'
+    if (Test-Path -LiteralPath $sitePackages -PathType Container) {
+        foreach ($file in @(Get-ChildItem -LiteralPath $sitePackages -File -Filter '*.pth')) {
+            $paths.Add($file.FullName)
+        }
+    }
+    foreach ($path in $paths) {
+        try {
+            $writers = @(Get-NonAdminWriter -Path $path)
+        } catch {
+            "$path (its rights could not be read: $($_.Exception.Message))"
+            continue
+        }
+        if ($writers.Count -gt 0) {
+            "$path ($($writers -join ', '))"
+        }
+    }
+}
+
+# ---- probe: does the server answer for the user who is logged on, and if not, why ----
+
+function Get-InteractiveUser {
+    # Each user with a desktop (an explorer.exe) on this machine: DOMAIN\name and SID. The
+    # SID comes from the process itself, so Entra ID (AzureAD\...) accounts need no lookup.
+    $found = @{}
+    foreach ($explorer in @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'explorer.exe'" -ErrorAction SilentlyContinue)) {
+        # -WhatIf:$false: Invoke-CimMethod honours -WhatIf, and under it would call nothing and find nobody.
+        $owner = Invoke-CimMethod -InputObject $explorer -MethodName GetOwner -ErrorAction SilentlyContinue -WhatIf:$false
+        $sid = Invoke-CimMethod -InputObject $explorer -MethodName GetOwnerSid -ErrorAction SilentlyContinue -WhatIf:$false
+        if ($owner -and $owner.ReturnValue -eq 0 -and $sid -and $sid.ReturnValue -eq 0) {
+            $found[$sid.Sid] = [pscustomobject]@{ Name = ('{0}\{1}' -f $owner.Domain, $owner.User); Sid = $sid.Sid }
+        }
+    }
+    return @($found.Values | Sort-Object Name)
+}
+
+function Get-LauncherLog {
+    # The launcher's log of the user with SID $Sid: %LOCALAPPDATA%\gen-bundle\<name>\launcher.log
+    # in that user's profile, found through the profile list (this script runs as
+    # an administrator or SYSTEM, whose own %LOCALAPPDATA% is elsewhere).
+    param([string]$Sid)
+    if ($Sid -cnotmatch '^S-1-[0-9-]+$') {
+        return $null
+    }
+    $userProfile = @(Get-CimInstance -ClassName Win32_UserProfile -Filter "SID = '$Sid'" -ErrorAction SilentlyContinue)
+    if ($userProfile.Count -eq 0) {
+        return $null
+    }
+    return Join-Path $userProfile[0].LocalPath (Join-Path $UserStateDir 'launcher.log')
+}
+
+function Write-ServerReport {
+    # Why the server did not answer, as far as this script can see: each user's launcher log.
+    param([object[]]$User)
+    foreach ($account in $User) {
+        $name = $account.Name
+        $log = Get-LauncherLog -Sid $account.Sid
+        if ($null -eq $log) {
+            Write-Output "server: the profile of $name was not found; look at their %LOCALAPPDATA%\gen-bundle\$BundleName\launcher.log"
+        } elseif (-not (Test-Path -LiteralPath $log -PathType Leaf)) {
+            Write-Output "server: $log does not exist: the task did not start the launcher for $name. Look at the task's last run result (Get-ScheduledTaskInfo -TaskPath '$TaskFolder' -TaskName '$TaskName') and its history (Event Viewer: Microsoft-Windows-TaskScheduler/Operational)."
+        } else {
+            Write-Output "server: the last lines of $log :"
+            foreach ($line in @(Get-Content -LiteralPath $log -Tail $LogTailLines -Encoding UTF8)) {  # the launcher writes UTF-8; 5.1 would read ANSI
+                Write-Output "    $line"
+            }
+            Write-Output "server: look at the ERROR lines above and their Fix; the server's own output is server.log beside that file."
+        }
+    }
+}
+
+function Test-ServerAnswer {
+    # GET http://NAME:PORT/api until it answers 200 or $Seconds have passed.
+    param([int]$Seconds)
+    $url = "http://${BundleName}:$BundlePort/api"
+    $deadline = (Get-Date).AddSeconds($Seconds)
+    do {
+        try {
+            $request = [Net.WebRequest]::Create($url)
+            $request.Proxy = $null
+            $request.Timeout = 2000
+            $response = $request.GetResponse()
+            $status = [int]$response.StatusCode
+            $response.Close()
+            if ($status -eq 200) {
+                return $true
+            }
+        } catch {
+            Start-Sleep -Milliseconds 500
+        }
+    } while ((Get-Date) -lt $deadline)
+    return $false
+}
+
+# ---- install: the steps of install.ps1, in its order; each decides from what the preflight found ----
+# $Run holds what one step finds for the next: the bundle's checked bytes, the preflight's
+# decisions, and what changed.
+$Run = @{}
+
+function Read-InstallBundle {
+    # One run of the bundle at a time (not under -WhatIf, which changes nothing), then every file
+    # checked against SHA256SUMS, read once into memory (exit 2 when one differs). An environment
+    # already extracted from the archive with the SHA-256 SHA256SUMS names is not read again.
+    param([string]$PinnedSums)
+    if (-not $WhatIfPreference) {
+        $script:Lock = Lock-Bundle -Seconds $LockWaitSeconds
+    }
+    $inPlace = @{}
+    if ($EnvFolder -and (Test-EnvironmentInPlace)) {
+        $inPlace[$EnvArchive] = $EnvArchiveSha256
+    }
+    try {
+        $Run.Files = Read-VerifiedBundle -PinnedSums $PinnedSums -InPlace $inPlace
+    } catch [Security.SecurityException] {
+        Stop-Bundle $ExitTampered "$($_.Exception.Message) Nothing was changed."
+    }
+    $Run.InPlace = $inPlace.Count -gt 0
+    $Run.Changed = @()
+}
+
+function Test-InstallPreflight {
+    # Every check before any change: each problem is named, and the run ends with exit 4 having
+    # changed nothing. A task of gen-bundle's that an administrator disabled ends it with exit 0:
+    # at every boot a startup script would otherwise enable it again, and Group Policy or Intune
+    # would report a deliberate state as a failure at every run (detect.ps1 reports it installed).
+    param([switch]$Force, [switch]$AllowSessionHost)
+    $problems = @()
+    $bundle = $Run.Files
+    $Run.HostsLines = @(($Latin1.GetString($bundle['hosts.txt']) -split "`r`n") | Where-Object { $_.Length -gt 0 })
+    $Run.HostsBefore = Read-HostsText
+    foreach ($mapping in @(Get-HostsMapping -Text $Run.HostsBefore)) {
+        if ($mapping.Address -ne $BundleIp) {
+            $problems += "$HostsPath maps '$BundleName' to $($mapping.Address) outside gen-bundle's block ('$($mapping.Line.Trim())'): remove that line first"
+        } else {
+            Write-Warning "$HostsPath already maps '$BundleName' to $BundleIp outside gen-bundle's block ('$($mapping.Line.Trim())'); that line is left alone, and stays after uninstall."
+        }
+    }
+    $problems += @(Get-PortProblem)
+    $taskBytes = $bundle[$TaskFile]
+    $Run.TaskXml = [Text.Encoding]::Unicode.GetString($taskBytes, 2, $taskBytes.Length - 2)  # UTF-16LE after its BOM
+    $wanted = [xml]$Run.TaskXml
+    $Run.TaskWanted = $wanted
+    $existingTask = @(Get-OurTask)
+    $Run.RegisterTask = $true
+    $Run.TaskWasDisabled = $false
+    if ($existingTask.Count -gt 0) {
+        $task = $existingTask[0]
+        if ((Test-TaskDisabledByAdmin $task) -and -not $Force) {
+            Stop-Bundle 0 "task: $TaskFolder$TaskName is disabled, as an administrator left it; install.ps1 changes nothing (run it with -Force to install and enable the task again)"
+        }
+        $Run.TaskWasDisabled = Test-TaskDisabledByAdmin $task
+        if (-not [string]::Equals([string]$task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and -not $Force) {
+            $problems += "a task $TaskFolder$TaskName exists that gen-bundle did not create: run with -Force to replace it"
+        }
+        $Run.RegisterTask = -not (Test-TaskCurrent -Task $task -Wanted $wanted)
+    }
+    foreach ($folder in @($InstallDir, $InstallRoot, $env:ProgramFiles)) {
+        if (Test-Path -LiteralPath $folder -PathType Container) {
+            $writers = @(Get-NonAdminWriter -Path $folder)
+            if ($writers.Count -gt 0) {
+                $problems += "$folder can be changed by $($writers -join ', '): the task would run files that non-administrators can replace"
+            }
+            if (-not (Test-UsersRead $folder)) {
+                $problems += "$folder does not let users read and run what is in it, and the task and the Start-menu entry run the launcher below it as each user. Let them: icacls `"$folder`" /grant *S-1-5-32-545:(OI)(CI)RX"
+            }
+        }
+    }
+    # Jupyter reads settings and kernel definitions from %ProgramData%\jupyter (jupyter_core
+    # before 5.8.1: settings too, CVE-2025-30167), and every user's server would run what is
+    # there. Under %ProgramData% users may create folders and files, so it must exist, and
+    # belong to administrators, before any server starts.
+    $Run.CreateJupyterShared = -not (Test-Entry $JupyterShared)
+    if (-not $Run.CreateJupyterShared) {
+        $problem = Get-AdminOnlyProblem $JupyterShared
+        if ($problem) {
+            $problems += "$($problem): every user's notebook server reads Jupyter settings and kernels from there, so whoever can change it could run code as every user. Check what is in it, then remove it or let only administrators write there (icacls `"$JupyterShared`" /setowner *S-1-5-32-544 /T and /inheritance:r /grant:r *S-1-5-18:(OI)(CI)F *S-1-5-32-544:(OI)(CI)F *S-1-5-32-545:(OI)(CI)RX)"
+        }
+    }
+    $stateProblems = @(Get-StateFolderProblem)
+    $problems += $stateProblems
+    $Run.OldReceipt = $null
+    if ($stateProblems.Count -eq 0) {
+        $Run.OldReceipt = Read-Receipt  # missing or unreadable: written anew at the end
+    }
+    # uninstall.ps1 deletes %ProgramData%\jupyter only when an install created it: one that was
+    # there before belongs to whoever made it (and its removal would open every other Jupyter
+    # on the PC to CVE-2025-30167 again). The receipt carries that from run to run.
+    $Run.JupyterCreated = (Get-ReceiptValue $Run.OldReceipt 'jupyterSharedCreated') -eq $true
+    if ($PythonPerUser) {
+        Write-Verbose "python.exe is per user ($PythonExe); each user's own, so it is not checked here."
+    } elseif (Test-Path -LiteralPath $PythonExe -PathType Leaf) {
+        $pythonProblems = @(Get-PythonTreeProblem)
+        if ($pythonProblems.Count -gt 0) {
+            $problems += "the Python that every user's server runs can be changed by others than administrators, who could then run code as every user: $(@($pythonProblems | Select-Object -First 5) -join '; ')$(if ($pythonProblems.Count -gt 5) { " and $($pythonProblems.Count - 5) more" }). Install Python for all users under %ProgramFiles%, or make a bundle with a per-user --python"
+        }
+        if ($EnvFolder) {
+            Write-Verbose "jupyter_core: the environment's own, pinned in pylock.toml"
+        } else {
+            $jupyterCore = Get-JupyterCoreVersion
+            if ($null -eq $jupyterCore) {
+                Write-Warning "jupyter_core is not installed for $PythonExe yet (no jupyter_core-*.dist-info): install the notebook package there"
+            } elseif (Test-VersionBelow -Version $jupyterCore -Minimum $JupyterCoreMinimum) {
+                $problems += "jupyter_core $jupyterCore is installed for ${PythonExe}: before $JupyterCoreMinimum it reads settings and kernels from $JupyterShared for every user (CVE-2025-30167). Upgrade it first: `"$PythonExe`" -m pip install --upgrade `"jupyter_core>=$JupyterCoreMinimum`""
+            }
+        }
+    } elseif (-not $EnvFolder) {
+        Write-Warning "$PythonExe is not there yet: the servers start once Python with the notebook package is installed at that path."
+    }
+    if ($EnvFolder) {
+        $problems += @(Get-BasePythonProblem)
+        if (-not $Run.InPlace) {
+            $problems += @(Get-EnvironmentSpaceProblem)
+        } else {
+            # What every user's server imports from the environment: no one else may change it.
+            $envProblems = @(Get-PythonTreeProblem -Python (Join-Path $InstallDir "$EnvFolder\Scripts\python.exe"))
+            if ($envProblems.Count -gt 0) {
+                $problems += "the bundle's environment can be changed by others than administrators, who could then run code as every user: $(@($envProblems | Select-Object -First 5) -join '; '). Run uninstall.ps1, then install.ps1, to extract it again admin-only"
+            }
+        }
+    }
+    if ($BundleWindow -eq 'hidden' -and [Environment]::OSVersion.Version.Build -lt 17763) {
+        $problems += "Windows build $([Environment]::OSVersion.Version.Build) has no conhost.exe --headless (it came with Windows 10 1809, build 17763), so the task could not start the launcher: make the bundle with --window minimized"
+    }
+    $Run.Shortcut = Get-Shortcut
+    if ($null -ne $Run.Shortcut -and -not ([string]$Run.Shortcut.Description).StartsWith($ShortcutMark, [StringComparison]::Ordinal) -and -not $Force) {
+        $problems += "$ShortcutPath exists and gen-bundle did not create it: run with -Force to replace it"
+    }
+    if ($BundleScope -eq 'machine' -and -not $AllowSessionHost) {
+        # A check that cannot be made refuses too: silence here would install a shared address
+        # on a Remote Desktop Session Host.
+        try {
+            $terminal = @(Get-CimInstance -Namespace 'root\cimv2\TerminalServices' -ClassName Win32_TerminalServiceSetting -ErrorAction Stop)
+            if ($terminal.Count -gt 0 -and $terminal[0].TerminalServerMode -eq 1) {
+                $problems += "this computer is a Remote Desktop Session Host: every user who logs on gets a server at the same address, $BundleIp`:$BundlePort, and only one can hold it at a time, so the others' servers wait and their browsers reach someone else's (README.md, 'Shared PCs'). Make one bundle per user instead (gen-bundle --scope user --user DOMAIN\name, each with its own --name and --ip), or run install.ps1 -AllowSessionHost to accept this"
+            }
+        } catch {
+            $problems += "whether this computer is a Remote Desktop Session Host could not be read (Win32_TerminalServiceSetting: $($_.Exception.Message)). On a Session Host every user's server would want the same address; run install.ps1 -AllowSessionHost to install without this check"
+        }
+    }
+    if ($problems.Count -gt 0) {
+        foreach ($problem in $problems) {
+            $Host.UI.WriteErrorLine("PREFLIGHT: $problem")
+        }
+        Stop-Bundle $ExitPreflight 'a check before any change failed (above). Nothing was changed.'
+    }
+}
+
+function Install-StateFolder {
+    # The first change, after every check: the state folders (each level with its own ACL), the
+    # log of this run there, and a copy of the engine that detect.ps1 loads (Intune runs
+    # detect.ps1 alone, without the bundle's files).
+    $levels = @(
+        @($InstallRoot, (New-AdminOnlySecurity -UsersRead)), @($StateRoot, (New-AdminOnlySecurity)),
+        @($StateDir, (New-AdminOnlySecurity)), @($StateLogDir, (New-AdminOnlySecurity)))
+    $missing = @($levels | Where-Object { -not (Test-Entry $_[0]) } | ForEach-Object { "$($_[0]) ($(Format-FolderSecurity $_[1]))" })
+    if ($missing.Count -gt 0 -and (Confirm-Change -Kind 'state-folder' -Target $StateLogDir -Action "Create, one level at a time, each with its own ACL from its creation: $($missing -join '; ')" -Undo 'stays: the logs of the runs, for the record')) {
+        New-StateFolder
+    }
+    Start-BundleLog -Script 'install'
+    Write-Output 'preflight: passed (every check above)'
+    $engine = Join-Path $StateDir $EngineFile
+    $bytes = $Run.Files[$EngineFile]
+    if ((Test-Path -LiteralPath $engine -PathType Leaf) -and [string]::Equals((Get-Sha256 ([IO.File]::ReadAllBytes($engine))), (Get-Sha256 $bytes), [StringComparison]::Ordinal)) {
+        Write-Output "engine: $engine is already in place"
+    } elseif (Confirm-Change -Kind 'engine-copy' -Target $engine -Action "Copy $EngineFile there (the state folder's ACL: administrators only), for detect.ps1" -Undo 'uninstall.ps1 deletes it') {
+        [IO.File]::WriteAllBytes($engine, $bytes)
+        $Run.Changed += "engine $engine"
+    }
+}
+
+function Install-BundleFiles {
+    # The launcher, the server's settings and the guard: the bytes checked against SHA256SUMS. The
+    # running launchers and servers are stopped first: cmd.exe reads a batch file while it runs it.
+    $bundle = $Run.Files
+    $stale = @($InstalledFiles | Where-Object {
+        $target = Join-Path $InstallDir $_
+        -not (Test-Path -LiteralPath $target -PathType Leaf) -or
+            -not [string]::Equals((Get-FileHash -LiteralPath $target -Algorithm SHA256).Hash, (Get-Sha256 $bundle[$_]), [StringComparison]::OrdinalIgnoreCase)
+    })
+    if (@($stale | Where-Object { Test-Path -LiteralPath (Join-Path $InstallDir $_) }).Count -gt 0) {
+        Stop-BundleProcess -Process @(Get-BundleProcess) -Reason 'before their files are replaced'
+    }
+    foreach ($file in $InstalledFiles) {
+        $target = Join-Path $InstallDir $file
+        if ($stale -notcontains $file) {
+            Write-Output "files: $target is already in place"
+        } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS (the file takes the install folder's ACL: administrators write, users read and run)" -Undo 'uninstall.ps1 deletes the install folder') {
+            [void][IO.Directory]::CreateDirectory($InstallDir)
+            [IO.File]::WriteAllBytes($target, $bundle[$file])  # the bytes checked against SHA256SUMS
+            Write-Output "files: wrote $file to $target"
+            $Run.Changed += "file $target"
+        }
+    }
+}
+
+function Install-HostsBlock {
+    # The bundle's block in the hosts file; every other byte kept, the previous file kept beside it.
+    $after = Set-HostsBlock -Text $Run.HostsBefore -Block $Run.HostsLines
+    if ([string]::Equals($after, $Run.HostsBefore, [StringComparison]::Ordinal)) {
+        Write-Output "hosts: the block for '$BundleName' is already in place"
+    } elseif (Confirm-Change -Kind 'hosts' -Target $HostsPath -Action (Get-HostsChange -Before $Run.HostsBefore -After $after) -Undo 'uninstall.ps1 removes the block') {
+        Write-HostsFile -Block $Run.HostsLines
+        Clear-NameCache
+        $Run.Changed += "hosts block in $HostsPath"
+    }
+}
+
+function Install-BundleTask {
+    # The logon task, from the task XML checked against SHA256SUMS.
+    if (-not $Run.RegisterTask) {
+        Write-Output "task: $TaskFolder$TaskName is already registered with this definition"
+        return
+    }
+    $exec = $Run.TaskWanted.Task.Actions.Exec
+    $principal = $Run.TaskWanted.Task.Principals.Principal
+    $who = if ($BundleScope -eq 'machine') { "each member of the group $($principal.GroupId) (BUILTIN\Users), at their logon" } else { "$($principal.UserId), at their logon" }
+    $text = "Register the logon task from ${TaskFile}: it runs $($exec.Command) $($exec.Arguments) in $($exec.WorkingDirectory) as $who, least privilege, no time limit"
+    if ($Run.TaskWasDisabled) {
+        $text += '; -Force: the task an administrator disabled is enabled again'
+    }
+    if (Confirm-Change -Kind 'task' -Target "$TaskFolder$TaskName" -Action $text -Undo 'uninstall.ps1 unregisters the task') {
+        Register-ScheduledTask -TaskName $TaskName -TaskPath $TaskFolder -Xml $Run.TaskXml -Force | Out-Null
+        Write-Output "task: registered $TaskFolder$TaskName"
+        $Run.Changed += "task $TaskFolder$TaskName"
+    }
+}
+
+function Install-JupyterShared {
+    # %ProgramData%\jupyter, owned by administrators, made before any user can make it.
+    if (-not $Run.CreateJupyterShared) {
+        Write-Output "jupyter: $JupyterShared is there, and only administrators can change it"
+        return
+    }
+    $acl = Format-FolderSecurity (New-AdminOnlySecurity -UsersRead)
+    if (Confirm-Change -Kind 'jupyter-folder' -Target $JupyterShared -Action 'Create the folder, empty' -Acl $acl -Undo 'uninstall.ps1 deletes it when it is empty (the receipt says install.ps1 made it)') {
+        New-AdminOnlyFolder -Path $JupyterShared -UsersRead
+        $problem = Get-AdminOnlyProblem $JupyterShared
+        if ($problem) {
+            throw "${problem}: someone made it between the preflight and now; check what is in it, then remove it"
+        }
+        Write-Output "jupyter: created $JupyterShared (administrators write, users read)"
+        $Run.Changed += "folder $JupyterShared"
+        $Run.JupyterCreated = $true
+    }
+}
+
+function Install-StartMenuEntry {
+    # The Start-menu entry for all users: it holds no secret.
+    $target = Join-Path $env:SystemRoot 'System32\cmd.exe'
+    $description = "$ShortcutMark opens $BundleUrl signed in, when the server there runs as you"
+    $shortcut = $Run.Shortcut
+    if ($null -ne $shortcut -and [string]::Equals($shortcut.TargetPath, $target, [StringComparison]::OrdinalIgnoreCase) -and
+        [string]::Equals($shortcut.Arguments, $ShortcutArguments, [StringComparison]::Ordinal) -and
+        [string]::Equals($shortcut.WorkingDirectory, $InstallDir, [StringComparison]::OrdinalIgnoreCase) -and
+        [string]::Equals($shortcut.Description, $description, [StringComparison]::Ordinal)) {
+        Write-Output "start menu: $ShortcutPath is already in place"
+    } elseif (Confirm-Change -Kind 'shortcut' -Target $ShortcutPath -Action "Create the Start-menu entry for all users: $target $ShortcutArguments, in $InstallDir, window minimized (it takes the all-users Start menu's ACL)" -Undo 'uninstall.ps1 deletes it') {
+        $link = (New-Object -ComObject WScript.Shell).CreateShortcut($ShortcutPath)
+        $link.TargetPath = $target
+        $link.Arguments = $ShortcutArguments
+        $link.WorkingDirectory = $InstallDir
+        $link.WindowStyle = 7  # minimized: the console window of cmd.exe is not shown in front
+        $link.Description = $description
+        $link.Save()
+        Write-Output "start menu: created $ShortcutPath"
+        $Run.Changed += "start menu entry $ShortcutPath"
+    }
+}
+
+function Write-InstallReceipt {
+    # What this install changed and when, for the record and for uninstall.ps1.
+    $sums = Get-Sha256 $Run.Files['SHA256SUMS']
+    $current = (Get-ReceiptValue $Run.OldReceipt 'sha256sums') -eq $sums
+    if (($Run.Changed.Count -gt 0 -or -not $current) -and (Confirm-Change -Kind 'receipt' -Target $ReceiptPath -Action 'Write the receipt of this install' -Undo 'uninstall.ps1 deletes it')) {
+        $receipt = [ordered]@{
+            bundle      = $BundleName
+            version     = $EngineVersion
+            sha256sums  = $sums
+            installedAt = (Get-Date).ToUniversalTime().ToString('o')
+            installedBy = "$env:USERDOMAIN\$env:USERNAME"
+            files       = @($InstalledFiles | ForEach-Object { Join-Path $InstallDir $_ })
+            environment = $(if ($EnvFolder) { Join-Path $InstallDir $EnvFolder } else { $null })
+            hostsFile   = $HostsPath
+            hostsLines  = $Run.HostsLines
+            task        = "$TaskFolder$TaskName"
+            startMenu   = $ShortcutPath
+            jupyterShared = $JupyterShared
+            jupyterSharedCreated = $Run.JupyterCreated
+            engine      = Join-Path $StateDir $EngineFile
+            changedNow  = $Run.Changed
+        }
+        [IO.File]::WriteAllText($ReceiptPath, ($receipt | ConvertTo-Json -Depth 4), (New-Object Text.UTF8Encoding($false)))
+        Write-Output "receipt: $ReceiptPath"
+    }
+}
+
+function Start-BundleServer {
+    # For whoever is logged on: start the task unless a server answers, and check that it answers
+    # (exit 5 with the end of the user's launcher.log when it does not). Nobody logged on: the
+    # server starts at the next logon. -WhatIf sends no request.
+    $users = @(Get-InteractiveUser)
+    if ($BundleScope -eq 'user') {
+        $users = @($users | Where-Object { [string]::Equals($_.Name, $TaskUser, [StringComparison]::OrdinalIgnoreCase) })
+    }
+    $names = @($users | ForEach-Object { $_.Name }) -join ', '
+    if ($users.Count -eq 0) {
+        if ($BundleScope -eq 'machine') {
+            Write-Output 'server: nobody is logged on; the server starts at the next logon'
+        } else {
+            Write-Output "server: $TaskUser is not logged on; the server starts at their next logon"
+        }
+        return
+    }
+    if ($WhatIfPreference) {
+        Write-Output "server: would ask http://${BundleName}:$BundlePort/api whether the server answers, start the task for $names when it does not, and wait up to $ProbeSeconds s; -WhatIf sends no request"
+        return
+    }
+    if (Test-ServerAnswer -Seconds 1) {
+        Write-Output "server: http://${BundleName}:$BundlePort/ already answers"
+        return
+    }
+    if (@(Get-BundleProcess).Count -gt 0) {
+        Write-Output "server: a launcher already runs; waiting up to $ProbeSeconds s for http://${BundleName}:$BundlePort/api"
+    } elseif (Confirm-Change -Kind 'task-start' -Target "$TaskFolder$TaskName" -Action "Start the task for $names" -Undo 'the server ends at logoff, or when uninstall.ps1 stops it') {
+        Start-ScheduledTask -TaskName $TaskName -TaskPath $TaskFolder
+    } else {
+        return
+    }
+    if (Test-ServerAnswer -Seconds $ProbeSeconds) {
+        Write-Output "server: http://${BundleName}:$BundlePort/api answers"
+        return
+    }
+    Write-ServerReport -User $users
+    Stop-Bundle $ExitNoAnswer "installed, but http://${BundleName}:$BundlePort/api did not answer within $ProbeSeconds s for ${names}: the launcher's log is above."
+}
+
+function Stop-BundleRun {
+    # At the end of every run, however it ends: the plan written (-Plan), the log closed.
+    param([string]$PlanPath)
+    Write-BundlePlan -Path $PlanPath
+    if ($Run.ContainsKey('Transcript') -and $Run.Transcript) {
+        Stop-Transcript | Out-Null
+    }
+}
+
+# ---- uninstall: the steps of uninstall.ps1, in its order ----
+
+function Read-UninstallBundle {
+    # uninstall.ps1 itself against SHA256SUMS (and SHA256SUMS against -SumsSha256: exit 2), then
+    # elevation (exit 3), then one run of the bundle at a time; then the hosts file read (one it
+    # cannot edit: exit 4 before any change) and the state folders judged: they are used only
+    # when each one that is there is admin-only (admin-only.ps1).
+    param([string]$PinnedSums)
+    try {
+        $null = Read-VerifiedBundle -PinnedSums $PinnedSums
+    } catch [Security.SecurityException] {
+        Stop-Bundle $ExitTampered "$($_.Exception.Message) Nothing was changed."
+    }
+    $null = Confirm-Elevated -Script 'uninstall.ps1'
+    if (-not $WhatIfPreference) {
+        $script:Lock = Lock-Bundle -Seconds $LockWaitSeconds
+    }
+    $Run.HostsBefore = Read-HostsText
+    $stateProblems = @(Get-StateFolderProblem)
+    foreach ($problem in $stateProblems) {
+        Write-Warning "state: $problem. uninstall.ps1 writes no log and deletes no receipt there."
+    }
+    $Run.StateSafe = (Test-Entry $StateDir) -and $stateProblems.Count -eq 0
+    $Run.Receipt = $null
+    if ($Run.StateSafe) {
+        $Run.Receipt = Read-Receipt
+        Start-BundleLog -Script 'uninstall'
+    }
+}
+
+function Remove-BundleTask {
+    # The task (only gen-bundle's, unless -Force), and the task folder when nothing else is in it.
+    param([switch]$Force)
+    $task = @(Get-OurTask)
+    $removed = $false
+    if ($task.Count -eq 0) {
+        Write-Output "task: $TaskFolder$TaskName is not registered"
+        $removed = $true
+    } elseif (-not [string]::Equals([string]$task[0].Author, 'gen-bundle', [StringComparison]::Ordinal) -and -not $Force) {
+        Write-Warning "task: $TaskFolder$TaskName was not created by gen-bundle; it is left alone (-Force removes it)"
+    } elseif (Confirm-Change -Kind 'task-remove' -Target "$TaskFolder$TaskName" -Action 'Stop and unregister the task' -Undo 'install.ps1 registers it again') {
+        Stop-ScheduledTask -TaskName $TaskName -TaskPath $TaskFolder -ErrorAction SilentlyContinue
+        Unregister-ScheduledTask -TaskName $TaskName -TaskPath $TaskFolder -Confirm:$false
+        Write-Output "task: unregistered $TaskFolder$TaskName"
+        $removed = $true
+    } else {
+        $removed = $WhatIfPreference  # -WhatIf: as it would be
+    }
+    $scheduler = New-Object -ComObject Schedule.Service
+    $scheduler.Connect()
+    try {
+        $folder = $scheduler.GetFolder($TaskFolder.TrimEnd('\'))
+    } catch {
+        return  # no task folder
+    }
+    # What stays in it once this task is gone (under -WhatIf the task is still there: it is not counted).
+    $others = @($folder.GetTasks(1) | Where-Object { -not ($removed -and $_.Name -eq $TaskName) })
+    if ($others.Count -eq 0 -and $folder.GetFolders(0).Count -eq 0 -and
+        (Confirm-Change -Kind 'task-folder-remove' -Target $TaskFolder -Action 'Delete the task folder, empty once the task is gone' -Undo 'install.ps1 makes it again with the task')) {
+        $scheduler.GetFolder('\').DeleteFolder($TaskFolder.Trim('\'), 0)
+        Write-Output "task: deleted the empty folder $TaskFolder"
+    }
+}
+
+function Remove-HostsBlock {
+    # gen-bundle's block for this bundle; every other byte kept, the previous file kept beside it.
+    $after = Set-HostsBlock -Text $Run.HostsBefore -Block @()
+    if ([string]::Equals($after, $Run.HostsBefore, [StringComparison]::Ordinal)) {
+        Write-Output "hosts: no gen-bundle block for '$BundleName'"
+    } elseif (Confirm-Change -Kind 'hosts' -Target $HostsPath -Action (Get-HostsChange -Before $Run.HostsBefore -After $after) -Undo 'install.ps1 adds the block again') {
+        Write-HostsFile -Block @()
+        Clear-NameCache
+    }
+}
+
+function Remove-BundleFiles {
+    # The install folder with the files and every Python environment in it; an environment goes
+    # whole or not at all: renamed first, deleted only when nothing uses it.
+    foreach ($environment in @(Get-EnvironmentFolder)) {
+        if (Confirm-Change -Kind 'environment-remove' -Target $environment -Action 'Delete the Python environment (renamed first: not while a program uses it)' -Undo 'install.ps1 extracts it again') {
+            if (-not (Remove-EnvironmentFolder -Path $environment)) {
+                throw "$environment is in use by a program that is not this bundle's (or could not be deleted yet); it stays whole. Stop that program, then run uninstall.ps1 again"
+            }
+            Write-Output "environment: deleted $environment"
+        }
+    }
+    if (-not (Test-Path -LiteralPath $InstallDir)) {
+        Write-Output "files: $InstallDir is not there"
+    } elseif (Confirm-Change -Kind 'files-remove' -Target $InstallDir -Action 'Delete the folder and the files in it' -Undo 'install.ps1 writes them again') {
+        for ($attempt = 1; ; $attempt++) {
+            try {
+                Remove-Item -LiteralPath $InstallDir -Recurse -Force
+                break
+            } catch {
+                if ($attempt -ge 5) {
+                    throw
+                }
+                Start-Sleep -Seconds 1  # a process that was just stopped may still hold the folder
+            }
+        }
+        Write-Output "files: deleted $InstallDir"
+    }
+    # The folder of all bundles, when it is empty (under -WhatIf: once this bundle's folder is gone).
+    if ((Test-Path -LiteralPath $InstallRoot -PathType Container) -and
+        @(Get-ChildItem -LiteralPath $InstallRoot -Force | Where-Object { -not ($WhatIfPreference -and $_.Name -eq (Split-Path -Leaf $InstallDir)) }).Count -eq 0 -and
+        (Confirm-Change -Kind 'root-remove' -Target $InstallRoot -Action 'Delete the folder of all bundles, empty once this one is gone' -Undo 'install.ps1 makes it again')) {
+        Remove-Item -LiteralPath $InstallRoot -Force
+        Write-Output "files: deleted the empty folder $InstallRoot"
+    }
+}
+
+function Remove-StartMenuEntry {
+    # The Start-menu entry for all users (only gen-bundle's, unless -Force).
+    param([switch]$Force)
+    $shortcut = Get-Shortcut
+    if ($null -eq $shortcut) {
+        Write-Output "start menu: $ShortcutPath is not there"
+    } elseif (-not ([string]$shortcut.Description).StartsWith($ShortcutMark, [StringComparison]::Ordinal) -and -not $Force) {
+        Write-Warning "start menu: $ShortcutPath was not created by gen-bundle; it is left alone (-Force removes it)"
+    } elseif (Confirm-Change -Kind 'shortcut-remove' -Target $ShortcutPath -Action 'Delete the Start-menu entry' -Undo 'install.ps1 creates it again') {
+        Remove-Item -LiteralPath $ShortcutPath -Force
+        Write-Output "start menu: deleted $ShortcutPath"
+    }
+}
+
+function Remove-JupyterShared {
+    # %ProgramData%\jupyter, only when the receipt says install.ps1 created it, no other bundle is
+    # installed (it keeps users from putting settings there for that bundle's servers too), and empty.
+    if (-not (Test-Path -LiteralPath $JupyterShared -PathType Container)) {
+        Write-Output "jupyter: $JupyterShared is not there"
+    } elseif ((Get-ReceiptValue $Run.Receipt 'jupyterSharedCreated') -ne $true) {
+        Write-Output "jupyter: $JupyterShared was there before the install (or no receipt says otherwise); it is left alone"
+    } elseif (@(Get-ChildItem -LiteralPath $StateRoot -Directory -Force | Where-Object { $_.Name -ne (Split-Path -Leaf $StateDir) -and (Test-Path -LiteralPath (Join-Path $_.FullName 'receipt.json') -PathType Leaf) }).Count -gt 0) {
+        Write-Output "jupyter: another gen-bundle bundle is installed (its receipt is in $StateRoot); $JupyterShared stays, owned by administrators, for its servers"
+    } elseif (@(Get-ChildItem -LiteralPath $JupyterShared -Force).Count -eq 0 -and
+        -not ((Get-Item -LiteralPath $JupyterShared -Force).Attributes -band [IO.FileAttributes]::ReparsePoint) -and
+        (Confirm-Change -Kind 'jupyter-remove' -Target $JupyterShared -Action 'Delete the empty folder, which install.ps1 created' -Undo 'install.ps1 creates it again')) {
+        Remove-Item -LiteralPath $JupyterShared -Force
+        Write-Output "jupyter: deleted the empty folder $JupyterShared"
+    }
+}
+
+function Remove-BundleState {
+    # The receipt and detect.ps1's copy of the engine; the logs stay, for the record.
+    if (-not $Run.StateSafe) {
+        return
+    }
+    foreach ($item in @(@($ReceiptPath, 'receipt-remove', 'Delete the receipt'), @((Join-Path $StateDir $EngineFile), 'engine-copy-remove', "Delete detect.ps1's copy of the engine"))) {
+        if ((Test-Path -LiteralPath $item[0] -PathType Leaf) -and (Confirm-Change -Kind $item[1] -Target $item[0] -Action $item[2] -Undo 'install.ps1 writes it again')) {
+            Remove-Item -LiteralPath $item[0] -Force
+            Write-Output "state: deleted $($item[0])"
+        }
+    }
+}
+
+# ---- detect: is this bundle installed, at this version? Read only; nothing here changes anything ----
+
+function Test-Installed {
+    # The files, the environment, the task, the hosts block and the receipt are this bundle's; or
+    # gen-bundle's task is disabled by an administrator, which install.ps1 leaves as it is.
+    $task = @(Get-OurTask)
+    if ($task.Count -gt 0 -and (Test-TaskDisabledByAdmin $task[0])) {
+        # install.ps1 changes nothing while an administrator keeps the task disabled (it exits 0):
+        # reported as installed, so that Intune or SCCM do not run install.ps1 at every cycle.
+        Write-Verbose "task $TaskFolder${TaskName}: disabled by an administrator; install.ps1 leaves the bundle as it is"
+        return $true
+    }
+    foreach ($file in $InstalledFiles) {
+        $path = Join-Path $InstallDir $file
+        if (-not (Test-Path -LiteralPath $path -PathType Leaf)) {
+            Write-Verbose "missing: $path"
+            return $false
+        }
+        if (-not [string]::Equals((Get-FileHash -LiteralPath $path -Algorithm SHA256).Hash, $ExpectedSha[$file], [StringComparison]::OrdinalIgnoreCase)) {
+            Write-Verbose "not this bundle's: $path"
+            return $false
+        }
+    }
+    if ($EnvFolder -and -not (Test-EnvironmentInPlace)) {
+        Write-Verbose "environment: $(Join-Path $InstallDir $EnvFolder) is missing or incomplete"
+        return $false
+    }
+    if ($task.Count -eq 0 -or -not [string]::Equals([string]$task[0].Author, 'gen-bundle', [StringComparison]::Ordinal)) {
+        Write-Verbose "task $TaskFolder${TaskName}: missing, or not gen-bundle's"
+        return $false
+    }
+    $hostsLines = @((Read-HostsText) -split "`r?`n" | ForEach-Object { $_.TrimStart([char]0xEF, [char]0xBB, [char]0xBF) })
+    $at = [array]::IndexOf($hostsLines, $ExpectedHostsLines[0])
+    if ($at -lt 0 -or $at + 2 -ge $hostsLines.Count -or -not [string]::Equals($hostsLines[$at + 1], $ExpectedHostsLines[1], [StringComparison]::Ordinal) -or
+        -not [string]::Equals($hostsLines[$at + 2], $ExpectedHostsLines[2], [StringComparison]::Ordinal)) {
+        Write-Verbose "hosts: gen-bundle's block for '$BundleName' is missing or different"
+        return $false
+    }
+    if (-not (Test-Path -LiteralPath $ReceiptPath -PathType Leaf)) {
+        Write-Verbose "missing: $ReceiptPath"
+        return $false
+    }
+    return $true
+}
+
+function Write-BundleDetected {
+    # detect.ps1's answer: one line when the bundle is installed, at this version, else nothing
+    # (the reason with -Verbose), whatever fails on the way. First the script against SHA256SUMS
+    # when it is beside it (Intune runs it alone), then the machine.
+    param([string]$PinnedSums)
+    try {
+        $null = Read-VerifiedBundle -PinnedSums $PinnedSums -Optional
+        if (Test-Installed) {
+            Write-Output "gen-bundle $BundleName $EngineVersion is installed"
+        }
+    } catch {
+        Write-Verbose "detection failed: $($_.Exception.Message)"
+    }
+}
+
+# ---- environment-marker: is the bundle's Python environment in place, whole? ----
+
+function Test-EnvironmentInPlace {
+    # Complete only when its marker names this archive and the folder still holds as many files
+    # as it had when the marker was written (one that an antivirus quarantined, or a half-deleted
+    # one, is not): the marker is written last, inside the staging folder, before the one rename
+    # that gives the folder its final name.
+    $folder = Join-Path $InstallDir $EnvFolder
+    $marker = Join-Path $folder 'gen-bundle-env.txt'
+    if (-not (Test-Path -LiteralPath $marker -PathType Leaf)) {
+        return $false
+    }
+    $fields = [IO.File]::ReadAllText($marker).Trim().Split(' ')
+    if ($fields.Count -ne 2 -or -not [string]::Equals($fields[0], $EnvArchiveSha256, [StringComparison]::Ordinal)) {
+        return $false
+    }
+    try {
+        $count = [IO.Directory]::GetFiles($folder, '*', [IO.SearchOption]::AllDirectories).Length
+    } catch {
+        return $false  # a folder in it cannot be listed: not whole, as far as this script can tell
+    }
+    return [string]$count -eq $fields[1]
+}
+
+# ---- environment-remove: deleting the bundle's Python environments, each whole or not at all ----
+
+function Get-EnvironmentFolder {
+    # This bundle's environment folders in the install folder, whichever lock made them:
+    # env-<12 hex>, and what an interrupted run left (.env-<12 hex>.partial or .remove).
+    if (-not (Test-Path -LiteralPath $InstallDir -PathType Container)) {
+        return @()
+    }
+    return @(Get-ChildItem -LiteralPath $InstallDir -Directory -Force | Where-Object {
+        $_.Name -cmatch '^(env-[0-9a-f]{12}|\.env-[0-9a-f]{12}\.(partial|remove))$'
+    } | ForEach-Object { $_.FullName })
+}
+
+function Remove-EnvironmentFolder {
+    # An environment goes whole or not at all: it is first renamed, which Windows refuses while
+    # any process runs a program from it or holds one of its files open (a server, a kernel);
+    # only a folder that nothing uses is then deleted. Returns $false when it is in use.
+    param([string]$Path)
+    $running = @(Get-CimInstance -ClassName Win32_Process | Where-Object {
+        $null -ne $_.ExecutablePath -and $_.ExecutablePath.StartsWith($Path + '\', [StringComparison]::OrdinalIgnoreCase)
+    })
+    if ($running.Count -gt 0) {
+        return $false
+    }
+    $leaf = Split-Path -Leaf $Path
+    $retired = $Path
+    if (-not $leaf.EndsWith('.remove', [StringComparison]::Ordinal)) {
+        $retired = Join-Path $InstallDir ('.' + $leaf.TrimStart('.') + '.remove')
+        if (Test-Path -LiteralPath $retired) {
+            Remove-Item -LiteralPath $retired -Recurse -Force
+        }
+        try {
+            [IO.Directory]::Move($Path, $retired)
+        } catch {
+            return $false
+        }
+    }
+    try {
+        Remove-Item -LiteralPath $retired -Recurse -Force
+    } catch {
+        Write-Warning "environment: $retired could not be deleted yet ($($_.Exception.Message)); the next run deletes it"
+        return $false
+    }
+    return $true
+}
+
+# ==== environment: the bundle's own Python environment (--env) ====
+
+# ---- environment: the bundle's own Python environment (--env), extracted beside the launcher ----
+# python-env.zip holds the files of every wheel of pylock.toml, already installed (on the build
+# machine) as a virtual environment. Here they are only extracted and wired to the base Python:
+# nothing of the environment runs while it is installed, and nothing runs pip.
+
+function Get-PeMachine {
+    # The CPU an .exe is built for, from its PE header (0x8664: x64), read without running it.
+    param([string]$Path)
+    $stream = [IO.File]::OpenRead($Path)
+    try {
+        $reader = New-Object IO.BinaryReader($stream)
+        if ($stream.Length -lt 64) {
+            return 0
+        }
+        $stream.Position = 60
+        $offset = $reader.ReadInt32()
+        if ($offset -lt 0 -or $offset + 6 -gt $stream.Length) {
+            return 0
+        }
+        $stream.Position = $offset
+        if ($reader.ReadUInt32() -ne 0x00004550) {
+            return 0  # no "PE\0\0" signature
+        }
+        return [int]$reader.ReadUInt16()
+    } finally {
+        $stream.Dispose()
+    }
+}
+
+function Get-VenvLauncher {
+    # The launcher a base install carries for virtual environments, as python -m venv copies it:
+    # Lib\venv\scripts\nt\venvlauncher.exe (CPython 3.13 and later), else python.exe there.
+    param([string]$Window)
+    $nt = Join-Path (Split-Path -Parent $PythonExe) 'Lib\venv\scripts\nt'
+    foreach ($name in @("venv$($Window)launcher.exe", "python$Window.exe")) {
+        $path = Join-Path $nt $name
+        if (Test-Path -LiteralPath $path -PathType Leaf) {
+            return $path
+        }
+    }
+    return $null
+}
+
+function Get-BasePythonProblem {
+    # The base Python the environment is wired to, checked from its files, never run: python.exe,
+    # the python3NN.dll of the CPython version the wheels are for, x64, and its venv launcher.
+    $folder = Split-Path -Parent $PythonExe
+    $minor = $EnvPythonVersion.Split('.')[1]
+    $installer = "the python.org installer python-$EnvPythonVersion.<n>-amd64.exe for all users first (InstallAllUsers=1 TargetDir=`"$folder`")"
+    if (-not (Test-Path -LiteralPath $PythonExe -PathType Leaf)) {
+        return @("the environment runs on Python $EnvPythonVersion (64-bit) at $PythonExe, which is not there: deploy $installer")
+    }
+    $problems = @()
+    if (-not (Test-Path -LiteralPath (Join-Path $folder "python3$minor.dll") -PathType Leaf)) {
+        $found = @(Get-ChildItem -LiteralPath $folder -Filter 'python3*.dll' -ErrorAction SilentlyContinue | ForEach-Object { $_.Name }) -join ', '
+        $problems += "the environment's wheels are for CPython $EnvPythonVersion, but $folder has no python3$minor.dll (it has: $(if ($found) { $found } else { 'none' })): deploy $installer, or make the bundle for the version installed there (--python-version)"
+    }
+    if ((Get-PeMachine $PythonExe) -ne 0x8664) {
+        $problems += "$PythonExe is not a 64-bit (x64) Python, and the environment's wheels are win_amd64: deploy $installer"
+    }
+    if ($null -eq (Get-VenvLauncher)) {
+        $problems += "$folder\Lib\venv\scripts\nt holds no venv launcher (venvlauncher.exe or python.exe), which the environment's Scripts\python.exe is a copy of: repair that Python with $installer"
+    }
+    return $problems
+}
+
+function Get-EnvironmentSpaceProblem {
+    # Room for the environment beside the one in use (its files, and some to spare).
+    $drive = New-Object IO.DriveInfo([IO.Path]::GetPathRoot($InstallRoot))
+    $needed = $EnvUnpackedBytes + 64 * 1024 * 1024
+    if ($drive.AvailableFreeSpace -lt $needed) {
+        return "the environment needs $([math]::Ceiling($needed / 1048576)) MB on drive $($drive.Name), which has $([math]::Floor($drive.AvailableFreeSpace / 1048576)) MB free"
+    }
+}
+
+function Get-OldEnvironment {
+    # This bundle's environment folders but the current one: earlier locks' environments, and
+    # what an interrupted run left.
+    return @(Get-EnvironmentFolder | Where-Object { -not [string]::Equals((Split-Path -Leaf $_), $EnvFolder, [StringComparison]::OrdinalIgnoreCase) })
+}
+
+function Install-Environment {
+    # Extracts the verified archive into a staging folder beside the final one, wires it to the
+    # base Python as python -m venv would (pyvenv.cfg, the venv launcher as Scripts\python.exe),
+    # writes the marker, and renames it into place: a server never sees a half-written environment.
+    param([byte[]]$Archive)
+    $final = Join-Path $InstallDir $EnvFolder
+    $staging = Join-Path $InstallDir ".$EnvFolder.partial"
+    foreach ($leftover in @($staging, $final)) {
+        if ((Test-Path -LiteralPath $leftover) -and -not (Remove-EnvironmentFolder -Path $leftover)) {
+            throw "$leftover is incomplete and in use by a running program: stop it, then run install.ps1 again"
+        }
+    }
+    # SYSTEM and administrators write, users read and run: set on the folder itself, not
+    # inherited, so that a right given to users on the install folder does not reach it.
+    New-AdminOnlyFolder -Path $staging -UsersRead
+    $root = [IO.Path]::GetFullPath($staging).TrimEnd('\') + '\'
+    Add-Type -AssemblyName System.IO.Compression
+    $zip = New-Object IO.Compression.ZipArchive((New-Object IO.MemoryStream(, $Archive)), [IO.Compression.ZipArchiveMode]::Read)
+    $count = 0
+    try {
+        foreach ($entry in $zip.Entries) {
+            $name = $entry.FullName
+            if ($name.EndsWith('/', [StringComparison]::Ordinal)) {
+                continue
+            }
+            # The archive was checked against SHA256SUMS; its names are checked all the same.
+            if ($name.Contains('\') -or $name.Contains(':') -or $name.StartsWith('/', [StringComparison]::Ordinal) -or @($name.Split('/')) -contains '..') {
+                throw "$EnvArchive holds the entry '$name', which is not a plain relative path"
+            }
+            $path = [IO.Path]::GetFullPath($root + $name.Replace('/', '\'))
+            if (-not $path.StartsWith($root, [StringComparison]::OrdinalIgnoreCase)) {
+                throw "$EnvArchive holds the entry '$name', which points outside the environment"
+            }
+            [void][IO.Directory]::CreateDirectory([IO.Path]::GetDirectoryName($path))
+            $source = $entry.Open()
+            try {
+                $target = New-Object IO.FileStream($path, [IO.FileMode]::CreateNew, [IO.FileAccess]::Write)
+                try {
+                    $source.CopyTo($target)
+                } finally {
+                    $target.Dispose()
+                }
+            } finally {
+                $source.Dispose()
+            }
+            $count++
+        }
+    } finally {
+        $zip.Dispose()
+    }
+    $baseFolder = Split-Path -Parent $PythonExe
+    $version = [string](Get-Item -LiteralPath $PythonExe).VersionInfo.ProductVersion
+    if ($version -notmatch '^3\.[0-9]+\.[0-9]+') {
+        $version = $EnvPythonVersion
+    }
+    $config = "home = $baseFolder`r`ninclude-system-site-packages = false`r`nversion = $version`r`nexecutable = $PythonExe`r`n"
+    [IO.File]::WriteAllText((Join-Path $staging 'pyvenv.cfg'), $config, (New-Object Text.UTF8Encoding($false)))
+    [void][IO.Directory]::CreateDirectory((Join-Path $staging 'Scripts'))
+    Copy-Item -LiteralPath (Get-VenvLauncher) -Destination (Join-Path $staging 'Scripts\python.exe')
+    $windowed = Get-VenvLauncher -Window 'w'
+    if ($null -ne $windowed) {
+        Copy-Item -LiteralPath $windowed -Destination (Join-Path $staging 'Scripts\pythonw.exe')
+    }
+    $files = [IO.Directory]::GetFiles($staging, '*', [IO.SearchOption]::AllDirectories).Length + 1
+    [IO.File]::WriteAllText((Join-Path $staging 'gen-bundle-env.txt'), "$EnvArchiveSha256 $files", [Text.Encoding]::ASCII)
+    for ($attempt = 1; ; $attempt++) {
+        try {
+            [IO.Directory]::Move($staging, $final)  # an antivirus scanning the new files may hold one briefly
+            break
+        } catch {
+            if ($attempt -ge 5) {
+                throw
+            }
+            Start-Sleep -Seconds 2
+        }
+    }
+    return $count
+}
+
+function Install-BundleEnvironment {
+    # The bundle's Python environment, beside any earlier one: the launcher written next switches to it.
+    $envPath = Join-Path $InstallDir $EnvFolder
+    if ($Run.InPlace) {
+        Write-Output "environment: $envPath is already in place"
+    } elseif (Confirm-Change -Kind 'environment' -Target $envPath -Action "Extract $EnvArchive there, through the staging folder .$EnvFolder.partial beside it, and wire it to $PythonExe" -Acl (Format-FolderSecurity (New-AdminOnlySecurity -UsersRead)) -Undo 'uninstall.ps1 deletes it') {
+        [void][IO.Directory]::CreateDirectory($InstallDir)
+        $extracted = Install-Environment -Archive $Run.Files[$EnvArchive]
+        Write-Output "environment: extracted $extracted files to $envPath, wired to $PythonExe"
+        $Run.Changed += "environment $envPath"
+    }
+}
+
+function Remove-OldEnvironment {
+    # Earlier environments of the bundle, each deleted whole, and only once no program runs from it.
+    foreach ($old in @(Get-OldEnvironment)) {
+        if (Confirm-Change -Kind 'environment-remove' -Target $old -Action 'Delete this earlier environment of the bundle, unless a program still runs from it' -Undo 'none needed: an earlier lock made it') {
+            if (Remove-EnvironmentFolder -Path $old) {
+                Write-Output "environment: deleted the earlier $old"
+                $Run.Changed += "deleted $old"
+            } else {
+                Write-Warning "environment: $old is still in use (a server or kernel runs from it); it stays whole, and the next run of install.ps1 deletes it"
+            }
+        }
+    }
+}
