@@ -1,4 +1,4 @@
-"""Wheel build hook: ship the templates compiled (generator/precompile.py) inside the wheel."""
+"""Wheel build hook: ship the templates compiled, in one module (generator/precompile.py), inside the wheel."""
 
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ class CompileTemplates(BuildHookInterface):
             return
         sys.path.insert(0, self.root)
         try:
+            from generator.compiled import MODULE
             from generator.precompile import compile_all
         finally:
             sys.path.remove(self.root)
         self._scratch = tempfile.TemporaryDirectory()
-        target = Path(self._scratch.name) / "compiled"
+        target = Path(self._scratch.name) / f"{MODULE}.py"
         compile_all(target)
-        build_data["force_include"][str(target)] = "generator/compiled"
+        build_data["force_include"][str(target)] = f"generator/{MODULE}.py"
 
     def finalize(self, version: str, build_data: dict, artifact_path: str) -> None:
         scratch = getattr(self, "_scratch", None)

@@ -28,12 +28,32 @@ from pathlib import Path
 
 
 def gen_bundle(out: Path, cache: Path, version: str, *extra: str) -> float:
-    command = [sys.executable, "-m", "generator", "--ip", "127.0.0.13", "--name", "py", "--env",
-               "--python-version", version, "--python", f"%ProgramFiles%\\Python{version.replace('.', '')}\\python.exe",
-               "--out", str(out), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "generator",
+        "--ip",
+        "127.0.0.13",
+        "--name",
+        "py",
+        "--env",
+        "--python-version",
+        version,
+        "--python",
+        f"%ProgramFiles%\\Python{version.replace('.', '')}\\python.exe",
+        "--out",
+        str(out),
+        *extra,
+    ]
     started = time.monotonic()
-    subprocess.run(command, check=True, env={**os.environ, "GEN_BUNDLE_CACHE_DIR": str(cache)},
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parent.parent)
+    subprocess.run(
+        command,
+        check=True,
+        env={**os.environ, "GEN_BUNDLE_CACHE_DIR": str(cache)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     return time.monotonic() - started
 
 
@@ -55,8 +75,10 @@ def main() -> None:
         same = all((work / name / "python-env.zip").read_bytes() == archive.read_bytes() for name in ("offline",))
         print(f"environment for Windows x64, CPython {version}: {len(sbom['components'])} packages (SBOM components)")
         print(f"  wheels downloaded      {wheels / 1e6:8.1f} MB")
-        print(f"  python-env.zip         {archive.stat().st_size / 1e6:8.1f} MB, {len(entries)} files, "
-              f"{sum(e.file_size for e in entries) / 1e6:.1f} MB extracted")
+        print(
+            f"  python-env.zip         {archive.stat().st_size / 1e6:8.1f} MB, {len(entries)} files, "
+            f"{sum(e.file_size for e in entries) / 1e6:.1f} MB extracted"
+        )
         print(f"  bundle folder in all   {sum(p.stat().st_size for p in (work / 'cold').iterdir()) / 1e6:8.1f} MB")
         print(f"  cold cache             {cold:8.2f} s   (baseline)")
         print(f"  warm cache, resolving  {warm:8.2f} s   ratio {warm / cold:.2f}")

@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import InvalidValue
 from .output import check_target, write_bundle
 from .render import render
-from .spec import BundleSpec, build_spec
+from .spec import build_spec
+
+if TYPE_CHECKING:
+    pass
 
 # A requirements file or a lock is text of a few hundred KiB at most.
 MAX_INPUT_FILE_BYTES = 16 * 1024 * 1024
@@ -52,41 +56,29 @@ def generate(
     if not env and (lock is not None or offline):
         raise InvalidValue("lock" if lock is not None else "offline", str(lock or "--offline"), "goes with --env only")
     spec = build_spec(
-        ip=ip, name=name, port=port, notebook_dir=notebook_dir, python=python,
-        auth=auth, window=window, scope=scope, user=user,
-        env=env, python_version=python_version, packages=tuple(wanted),
+        ip=ip,
+        name=name,
+        port=port,
+        notebook_dir=notebook_dir,
+        python=python,
+        auth=auth,
+        window=window,
+        scope=scope,
+        user=user,
+        env=env,
+        python_version=python_version,
+        packages=tuple(wanted),
     )
     lock_text = _read_text("lock", lock) if lock is not None else None
     out = Path(out)
     check_target(Path(os.path.abspath(out)), force=force)  # before minutes of downloads, not after
     built = None
     if spec.env:
-        built = build_env(spec, lock=lock_text, lock_source=str(lock), offline=offline, cache=cache)
+        from .environment import build_environment_for  # here: only --env needs the environment's code
+
+        built = build_environment_for(spec, lock=lock_text, lock_source=str(lock), offline=offline, cache=cache)
     write_bundle(render(spec, env=built), out, force=force)
     return out
-
-
-def build_env(spec: BundleSpec, *, lock: str | None, lock_source: str, offline: bool, cache: str | Path | None):
-    """The spec's environment, for Windows x64 and its CPython version (imported only with --env)."""
-    from .environment import Target, build_environment
-    from .spec import normalize_package, requirement_name
-
-    built = build_environment(
-        requirements=spec.packages,
-        target=Target("windows", spec.python_version),
-        cache=Path(cache) if cache is not None else None,
-        offline=offline,
-        lock=lock,
-        lock_source=lock_source,
-        name=spec.name,
-        generator_version=spec.version,
-    )
-    pinned = {normalize_package(package.name) for package in built.packages}
-    for requirement in spec.packages:
-        if requirement_name(requirement) not in pinned:
-            raise InvalidValue("lock", lock_source, f"does not pin {requirement_name(requirement)}, which --package "
-                                                    "or --requirements asks for")
-    return built
 
 
 def _read_text(param: str, path: str | Path) -> str:

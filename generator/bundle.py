@@ -8,23 +8,18 @@ to stop (a UsageError: exit 2), not to guess.
 from __future__ import annotations
 
 import json
-import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from .bundle_format import BUNDLE_JSON, MANIFEST_SCHEMA, SHA256SUMS
 from .errors import GenBundleError
-from .render import BUNDLE_JSON, MANIFEST_SCHEMA, SHA256SUMS
 from .spec import INPUTS
 
 MAX_MANIFEST_BYTES = 64 * 1024
 MAX_FILE_BYTES = 1024 * 1024 * 1024  # an environment's archive is about 60 MB
 MAX_BUNDLE_BYTES = 2 * MAX_FILE_BYTES
-SIGNATURE_BEGIN = b"\r\n# SIG # Begin signature block\r\n"
-SIGNATURE_END = b"# SIG # End signature block\r\n"
-PUBLISHER_FILE = "publisher.cer"
-# The files Authenticode signs and PowerShell checks: the scripts and the engine (a module).
-SIGNED_SUFFIXES = (".ps1", ".psm1")
 
 
 class NotABundle(GenBundleError):
@@ -38,7 +33,7 @@ class Bundle:
     path: Path
     files: dict[str, bytes]  # every regular file of the folder, by name
     others: tuple[str, ...]  # entries that are not regular files (folders, links)
-    manifest: dict
+    manifest: dict[str, Any]
 
     @property
     def version(self) -> str:
@@ -59,7 +54,7 @@ class Bundle:
         return dict(self.manifest.get("inputs") or {})
 
     @property
-    def signature(self) -> dict | None:
+    def signature(self) -> dict[str, object] | None:
         signature = self.manifest.get("signature")
         return signature if isinstance(signature, dict) else None
 
@@ -73,7 +68,7 @@ class Bundle:
         return found
 
 
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
     keys = [key for key, _ in pairs]
     duplicated = sorted({key for key in keys if keys.count(key) > 1})
     if duplicated:
@@ -82,8 +77,9 @@ def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
     return dict(pairs)
 
 
-def read_manifest(path: Path) -> dict:
-    """bundle.json, when it is a regular file of a manifest's size holding a gen-bundle manifest."""
+def load_manifest(path: Path) -> dict[str, Any]:
+    """bundle.json as any gen-bundle version wrote it: a regular file of a manifest's size, JSON
+    without a key written twice, made by gen-bundle. What it holds is read_manifest's to check."""
     try:
         info = path.lstat()
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MANIFEST_BYTES:
@@ -95,6 +91,13 @@ def read_manifest(path: Path) -> dict:
         raise NotABundle(f"{path} is not a JSON manifest: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("generator") != "gen-bundle":
         raise NotABundle(f"{path} is not a gen-bundle bundle.json")
+    return manifest
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """bundle.json, when it is a regular file of a manifest's size holding a gen-bundle manifest
+    that this version reads."""
+    manifest = load_manifest(path)
     inputs = manifest.get("inputs")
     if not isinstance(inputs, dict) or not set(inputs) <= set(INPUTS) or "ip" not in inputs:
         raise NotABundle(f"{path} does not hold gen-bundle's inputs")
@@ -105,11 +108,17 @@ def read_manifest(path: Path) -> dict:
         raise NotABundle(f"{path}: 'version' is not a version")
     schema = manifest.get("schema", 1)
     if type(schema) is not int or not 1 <= schema <= MANIFEST_SCHEMA:
-        raise NotABundle(f"{path}: 'schema' {schema!r} is not a bundle.json form this gen-bundle reads "
-                         f"(1 to {MANIFEST_SCHEMA}; a later gen-bundle made it)")
+        raise NotABundle(
+            f"{path}: 'schema' {schema!r} is not a bundle.json form this gen-bundle reads "
+            f"(1 to {MANIFEST_SCHEMA}; a later gen-bundle made it)"
+        )
     engine = manifest.get("engine")
-    if "engine" in manifest and not (isinstance(engine, dict) and set(engine) == {"file", "sha256"}
-                                     and isinstance(engine["file"], str) and isinstance(engine["sha256"], str)):
+    if "engine" in manifest and not (
+        isinstance(engine, dict)
+        and set(engine) == {"file", "sha256"}
+        and isinstance(engine["file"], str)
+        and isinstance(engine["sha256"], str)
+    ):
         raise NotABundle(f"{path}: 'engine' is not an engine's file name and SHA-256")
     if "signature" in manifest and not isinstance(manifest["signature"], dict):
         raise NotABundle(f"{path}: 'signature' is not an object")
@@ -134,27 +143,3 @@ def read_bundle(folder: str | Path) -> Bundle:
             raise NotABundle(f"{entry}: larger than a bundle's files can be ({MAX_BUNDLE_BYTES} bytes in all)")
         files[entry.name] = entry.read_bytes()
     return Bundle(path, files, tuple(others), manifest)
-
-
-_SIGNATURE_LINE = re.compile(rb"# [A-Za-z0-9+/]+=*\r\n")
-
-
-def strip_signature(data: bytes) -> bytes:
-    """A script as it was before Authenticode signing appended its signature block.
-
-    Only a block in the form signing writes is set aside: the two marker lines and, between
-    them, nothing but comment lines of base64. Anything else in it (a line of code that
-    PowerShell would run, a blank line) leaves the script as it is, so that it differs.
-    """
-    at = data.rfind(SIGNATURE_BEGIN)
-    if at < 0 or not data.endswith(SIGNATURE_END):
-        return data
-    body = data[at + len(SIGNATURE_BEGIN) : len(data) - len(SIGNATURE_END)]
-    lines = body.splitlines(keepends=True)
-    if not lines or not all(_SIGNATURE_LINE.fullmatch(line) for line in lines):
-        return data
-    return data[:at]
-
-
-def is_signed(data: bytes) -> bool:
-    return strip_signature(data) != data

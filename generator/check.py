@@ -11,54 +11,22 @@ verified (osslsigncode) against the certificate bundle.json names.
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .bundle import PUBLISHER_FILE, SIGNED_SUFFIXES, Bundle, is_signed, read_bundle, strip_signature
+from .bundle import Bundle, read_bundle
+from .bundle_format import BUNDLE_JSON, ENV_LOCK, SHA256SUMS, sums_bytes
 from .errors import GenBundleError, NotInCache
-from .render import BUNDLE_JSON, ENV_LOCK, SHA256SUMS, manifest_bytes, sums_text
-
-
-@dataclass(frozen=True)
-class Finding:
-    file: str
-    problem: str
-
-
-@dataclass
-class Report:
-    bundle: str
-    bundle_version: str
-    this_version: str = __version__
-    signed_by: str | None = None
-    findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def identical(self) -> bool:
-        return not self.findings
-
-    def as_json(self) -> str:
-        return json.dumps(
-            {
-                "bundle": self.bundle,
-                "identical": self.identical,
-                "generator": {"bundle": self.bundle_version, "this": self.this_version},
-                "signed_by": self.signed_by,
-                "findings": [{"file": f.file, "problem": f.problem} for f in self.findings],
-            },
-            indent=2,
-        )
-
-    def as_text(self) -> str:
-        if self.identical:
-            signed = f", signed by {self.signed_by}" if self.signed_by else ""
-            return (f"{self.bundle}: every file matches SHA256SUMS and is what gen-bundle {self.this_version} "
-                    f"renders from bundle.json{signed}")
-        lines = [f"{self.bundle}: {len(self.findings)} difference(s):"]
-        lines += [f"  {f.file}: {f.problem}" for f in self.findings]
-        return "\n".join(lines)
+from .report import Finding, Report
+from .signature import (
+    PUBLISHER_FILE,
+    SIGNED_SUFFIXES,
+    is_signed,
+    signature_entry,
+    signed_manifest,
+    strip_signature,
+    verify_signatures,
+)
 
 
 def _sums_findings(bundle: Bundle) -> list[Finding]:
@@ -85,7 +53,6 @@ def expected_files(bundle: Bundle, *, offline: bool = True, cache: str | Path | 
     Offline unless asked: the wheel addresses in a bundle's lock are the bundle's to choose,
     and checking a bundle must not make requests it picked. The wheels come from the cache.
     """
-    from .api import build_env
     from .render import render
     from .spec import build_spec
 
@@ -95,90 +62,121 @@ def expected_files(bundle: Bundle, *, offline: bool = True, cache: str | Path | 
         lock = bundle.files.get(ENV_LOCK)
         if lock is None:
             raise GenBundleError(f"bundle.json asks for an environment, and the bundle has no {ENV_LOCK}")
-        built = build_env(spec, lock=lock.decode("utf-8"), lock_source=f"{bundle.path}/{ENV_LOCK}",
-                          offline=offline, cache=cache)
+        from .environment import build_environment_for  # here: only an --env bundle needs its code
+
+        built = build_environment_for(
+            spec, lock=lock.decode("utf-8"), lock_source=f"{bundle.path}/{ENV_LOCK}", offline=offline, cache=cache
+        )
     return render(spec, env=built)
 
 
-def signed_manifest(rendered: bytes, signature: dict) -> bytes:
-    """bundle.json of a signed bundle: the rendered one, with the signer and publisher.cer added.
-
-    sign writes it and check compares it byte for byte, so that nothing else (another key,
-    a key written twice, another signer's name) can ride along in a signed bundle.json.
-    """
-    manifest = json.loads(rendered)
-    manifest["signature"] = signature
-    manifest["files"] = sorted([*manifest["files"], PUBLISHER_FILE])
-    return manifest_bytes(manifest)
-
-
-def check_bundle(folder: str | Path, *, ca: str | Path | None = None, signer: str | None = None,
-                 download: bool = False, cache: str | Path | None = None) -> Report:
-    return inspect(read_bundle(folder), ca=ca, signer=signer, download=download, cache=cache)[0]
+def check_bundle(
+    folder: str | Path,
+    *,
+    ca: str | Path | None = None,
+    signer: str | None = None,
+    download: bool = False,
+    cache: str | Path | None = None,
+) -> Report:
+    return examine(read_bundle(folder), ca=ca, signer=signer, download=download, cache=cache)[0]
 
 
-def inspect(bundle: Bundle, *, ca: str | Path | None = None, signer: str | None = None, download: bool = False,
-            cache: str | Path | None = None, verify: bool = True) -> tuple[Report, dict[str, bytes] | None]:
+def examine(
+    bundle: Bundle,
+    *,
+    ca: str | Path | None = None,
+    signer: str | None = None,
+    download: bool = False,
+    cache: str | Path | None = None,
+    verify: bool = True,
+) -> tuple[Report, dict[str, bytes] | None]:
     """The report on ``bundle``, and the unsigned files this gen-bundle renders from its bundle.json
     (None when they cannot be rendered). ``verify=False`` leaves the signatures unverified (sign
     replaces them)."""
-    folder = bundle.path
-    report = Report(str(folder), bundle.version)
+    report = Report(str(bundle.path), bundle.version)
     report.findings += _sums_findings(bundle)
-    if bundle.version != __version__:
-        report.findings.append(Finding(
-            BUNDLE_JSON,
-            f"made by gen-bundle {bundle.version}, not by this gen-bundle {__version__}: its files cannot be "
-            f"re-rendered by this version (gen-bundle --from {Path(folder) / BUNDLE_JSON} renders its inputs "
-            "with this one; gen-bundle diff shows what changes)",
-        ))
+    rendered = _rendered(bundle, download=download, cache=cache)
+    if isinstance(rendered, Finding):
+        report.findings.append(rendered)
         return report, None
-    try:
-        rendered = expected_files(bundle, offline=not download, cache=cache)
-    except NotInCache as exc:
-        report.findings.append(Finding(BUNDLE_JSON, f"its inputs cannot be rendered: {exc} (check --download "
-                                                    f"fetches the wheels {ENV_LOCK} names)"))
-        return report, None
-    except GenBundleError as exc:
-        report.findings.append(Finding(BUNDLE_JSON, f"its inputs cannot be rendered: {exc}"))
-        return report, None
-    expected = dict(rendered)
+    expected, actual = dict(rendered), dict(bundle.files)
     signature = bundle.signature
-    actual = dict(bundle.files)
     if signer is not None and (signature or {}).get("thumbprint") != signer.upper():
-        report.findings.append(Finding(BUNDLE_JSON, f"signed by {(signature or {}).get('thumbprint', 'nobody')}, "
-                                                    f"not by {signer.upper()} as --signer asks"))
+        report.findings.append(
+            Finding(
+                BUNDLE_JSON,
+                f"signed by {(signature or {}).get('thumbprint', 'nobody')}, not by {signer.upper()} as --signer asks",
+            )
+        )
     if signature is not None:
-        from .sign import signature_entry, verify_signatures
-
         report.signed_by = str(signature.get("thumbprint"))
         if verify:
-            report.findings += verify_signatures(bundle, ca=ca)
-        actual = {name: strip_signature(data) if name.endswith(SIGNED_SUFFIXES) else data
-                  for name, data in actual.items()}
-        der = bundle.files.get(PUBLISHER_FILE)
-        if der is not None:
-            scripts = sorted(name for name in expected if name.endswith(SIGNED_SUFFIXES))
-            timestamp = signature.get("timestamp")
-            try:
-                canonical = signature_entry(der, scripts, timestamp if isinstance(timestamp, str) else None)
-                expected[BUNDLE_JSON] = signed_manifest(expected[BUNDLE_JSON], canonical)
-            except GenBundleError as exc:
-                report.findings.append(Finding(PUBLISHER_FILE, str(exc)))
-            expected[PUBLISHER_FILE] = der
-        # SHA256SUMS is refreshed by signing: it must list every file, in the form signing writes
-        # (each file against its line was checked above), and nothing else.
-        listed = bundle.sums()
-        expected[SHA256SUMS] = sums_text({name: listed.get(name, "?") for name in set(bundle.files) - {SHA256SUMS}})
+            report.findings += verify_signatures(bundle.files, signature, ca=ca)
+        report.findings += _expect_signed(bundle, signature, expected, actual)
     else:
-        for name, data in actual.items():
-            if name.endswith(SIGNED_SUFFIXES) and is_signed(data):
-                report.findings.append(Finding(name, "carries a signature, but bundle.json names no signer"))
+        report.findings += [
+            Finding(name, "carries a signature, but bundle.json names no signer")
+            for name, data in sorted(actual.items())
+            if name.endswith(SIGNED_SUFFIXES) and is_signed(data)
+        ]
+    report.findings += _compared(expected, actual)
+    return report, rendered
+
+
+def _rendered(bundle: Bundle, *, download: bool, cache: str | Path | None) -> dict[str, bytes] | Finding:
+    """What this gen-bundle renders from the bundle's bundle.json, or the finding that says why it cannot."""
+    if bundle.version != __version__:
+        return Finding(
+            BUNDLE_JSON,
+            f"made by gen-bundle {bundle.version}, not by this gen-bundle {__version__}: its files cannot be "
+            f"re-rendered by this version (gen-bundle --from {bundle.path / BUNDLE_JSON} renders its inputs "
+            "with this one; gen-bundle diff shows what changes)",
+        )
+    try:
+        return expected_files(bundle, offline=not download, cache=cache)
+    except NotInCache as exc:
+        return Finding(
+            BUNDLE_JSON, f"its inputs cannot be rendered: {exc} (check --download fetches the wheels {ENV_LOCK} names)"
+        )
+    except GenBundleError as exc:
+        return Finding(BUNDLE_JSON, f"its inputs cannot be rendered: {exc}")
+
+
+def _expect_signed(
+    bundle: Bundle, signature: dict[str, object], expected: dict[str, bytes], actual: dict[str, bytes]
+) -> list[Finding]:
+    """Turn ``expected`` and ``actual`` into what a signed bundle must hold, in place: the scripts with
+    their signature blocks set aside, bundle.json with the signer, publisher.cer, and SHA256SUMS in
+    the form signing writes. The findings are those of the certificate."""
+    findings = []
+    for name, data in actual.items():
+        if name.endswith(SIGNED_SUFFIXES):
+            actual[name] = strip_signature(data)
+    der = bundle.files.get(PUBLISHER_FILE)
+    if der is not None:
+        scripts = sorted(name for name in expected if name.endswith(SIGNED_SUFFIXES))
+        timestamp = signature.get("timestamp")
+        try:
+            canonical = signature_entry(der, scripts, timestamp if isinstance(timestamp, str) else None)
+            expected[BUNDLE_JSON] = signed_manifest(expected[BUNDLE_JSON], canonical)
+        except GenBundleError as exc:
+            findings.append(Finding(PUBLISHER_FILE, str(exc)))
+        expected[PUBLISHER_FILE] = der
+    # SHA256SUMS is refreshed by signing: it must list every file, in the form signing writes
+    # (each file against its line was checked already), and nothing else.
+    listed = bundle.sums()
+    expected[SHA256SUMS] = sums_bytes({name: listed.get(name, "?") for name in set(bundle.files) - {SHA256SUMS}})
+    return findings
+
+
+def _compared(expected: dict[str, bytes], actual: dict[str, bytes]) -> list[Finding]:
+    """Each file that is missing, extra or different, against what gen-bundle renders."""
+    findings = []
     for name in sorted(set(expected) | set(actual)):
         if name not in actual:
-            report.findings.append(Finding(name, "missing: gen-bundle renders it from bundle.json"))
+            findings.append(Finding(name, "missing: gen-bundle renders it from bundle.json"))
         elif name not in expected:
-            report.findings.append(Finding(name, "not a file gen-bundle renders from bundle.json"))
+            findings.append(Finding(name, "not a file gen-bundle renders from bundle.json"))
         elif actual[name] != expected[name]:
-            report.findings.append(Finding(name, "differs from what gen-bundle renders from bundle.json"))
-    return report, rendered
+            findings.append(Finding(name, "differs from what gen-bundle renders from bundle.json"))
+    return findings

@@ -10,6 +10,8 @@ reads the same whichever rule it breaks.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from . import __version__
@@ -67,6 +69,12 @@ def _show_help(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         ctx.exit()
 
 
+def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"gen-bundle {__version__}", color=ctx.color)
+        ctx.exit()
+
+
 @click.group(
     cls=BundleGroup,
     invoke_without_command=True,
@@ -77,9 +85,7 @@ def _show_help(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100, "terminal_width": 100},
 )
 @click.option("--ip", metavar="ADDRESS", help="Loopback address the server listens on, inside 127.0.0.0/8.  [required]")
-@click.option(
-    "--name", metavar="NAME", help="Host name for the browser (http://NAME/): one DNS label.  [required]"
-)
+@click.option("--name", metavar="NAME", help="Host name for the browser (http://NAME/): one DNS label.  [required]")
 @click.option(
     "--port", type=str, metavar="PORT", default=DEFAULTS["port"], show_default=True, help="TCP port of the server."
 )
@@ -103,7 +109,8 @@ def _show_help(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     metavar="[" + "|".join(AUTH_MODES) + "]",
     default=DEFAULTS["auth"],
     show_default=True,
-    help="token: each user's own secret, made on first start; one-click sign-in from the Start menu. "
+    help="token: each user's own secret, made anew at every start of the server; one-click sign-in from the "
+    "Start menu. "
     "none: no sign-in - anyone on the PC can run code as that user.",
 )
 @click.option(
@@ -165,14 +172,27 @@ def _show_help(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     metavar="BUNDLE.JSON",
     help="Render the inputs of an earlier bundle's bundle.json with this version (its pylock.toml, with --env).",
 )
-# The help text given here spares click a gettext lookup (and the locale module) at every start.
-@click.version_option(
-    __version__, "--version", prog_name="gen-bundle", message="%(prog)s %(version)s", help="Show the version and exit."
+# click.version_option asks gettext for its help text even when given one, which costs every
+# start the locale module and a search for catalogues: the same option, plainly.
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help="Show the version and exit.",
 )
-@click.option("-h", "--help", is_flag=True, expose_value=False, is_eager=True, callback=_show_help,
-              help="Show this message and exit.")
+@click.option(
+    "-h",
+    "--help",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_help,
+    help="Show this message and exit.",
+)
 @click.pass_context
-def main(ctx: click.Context, out: str, force: bool, from_: str | None, **inputs: object) -> None:
+def main(ctx: click.Context, /, out: str, force: bool, from_: str | None, **inputs: Any) -> None:
     """Render a Windows deployment bundle that runs a Jupyter notebook server at http://NAME/.
 
     The bundle (a launcher, a Task Scheduler task, a hosts-file block,
@@ -204,7 +224,7 @@ def _given(ctx: click.Context, name: str, value: object) -> bool:
     return source is not None and source.name == "COMMANDLINE" and value not in (None, False, ())
 
 
-def _inputs_from(manifest_path: str, *, offline: bool) -> dict[str, object]:
+def _inputs_from(manifest_path: str, *, offline: bool) -> dict[str, Any]:
     """The inputs of an earlier bundle, as keyword arguments of generate; its lock with --env."""
     from pathlib import Path
 
@@ -216,7 +236,7 @@ def _inputs_from(manifest_path: str, *, offline: bool) -> dict[str, object]:
         raise click.BadParameter(str(exc), param_hint="'--from'") from None
     inputs = dict(manifest["inputs"])
     if inputs.get("env"):
-        from .render import ENV_LOCK
+        from .bundle_format import ENV_LOCK
 
         lock = Path(manifest_path).parent / ENV_LOCK
         inputs.update(lock=str(lock), offline=offline)
@@ -225,14 +245,17 @@ def _inputs_from(manifest_path: str, *, offline: bool) -> dict[str, object]:
     return inputs
 
 
-def _generate(out: str, force: bool, inputs: dict[str, object]) -> None:
+def _generate(out: str, force: bool, inputs: dict[str, Any]) -> None:
     import time
 
     from .api import generate  # lazily: --help and --version need none of it
 
     started = time.monotonic()
     if inputs.get("env"):
-        click.echo("Building the environment (the first build downloads about 55 MB of wheels)...", err=True)
+        click.echo(
+            "Building the environment (the first build downloads every wheel of the lock; later ones use the cache)...",
+            err=True,
+        )
     try:
         path = generate(out=out, force=force, **inputs)
     except InvalidValue as exc:
@@ -244,7 +267,7 @@ def _generate(out: str, force: bool, inputs: dict[str, object]) -> None:
         # gen-bundle's own templates unreadable: a broken installation.
         _fail(exc)
     if inputs.get("env"):
-        from .render import ENV_ARCHIVE
+        from .bundle_format import ENV_ARCHIVE
 
         archive = path / ENV_ARCHIVE
         click.echo(
@@ -263,12 +286,23 @@ def _fail(exc: Exception) -> None:
 @main.command()
 @click.argument("folder", metavar="DIR")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for a pipeline).")
-@click.option("--ca", metavar="FILE", help="A signed bundle: verify its signatures up to this root certificate "
-              "(PEM) instead of the certificate the bundle names.")
-@click.option("--signer", metavar="THUMBPRINT", help="A signed bundle: the certificate thumbprint it must be "
-              "signed with (as Windows shows it).")
-@click.option("--download", is_flag=True, help="A bundle with an environment: download the wheels its pylock.toml "
-              "names that the cache lacks (by default nothing is fetched from addresses a bundle chose).")
+@click.option(
+    "--ca",
+    metavar="FILE",
+    help="A signed bundle: verify its signatures up to this root certificate "
+    "(PEM) instead of the certificate the bundle names.",
+)
+@click.option(
+    "--signer",
+    metavar="THUMBPRINT",
+    help="A signed bundle: the certificate thumbprint it must be signed with (as Windows shows it).",
+)
+@click.option(
+    "--download",
+    is_flag=True,
+    help="A bundle with an environment: download the wheels its pylock.toml "
+    "names that the cache lacks (by default nothing is fetched from addresses a bundle chose).",
+)
 def check(folder: str, as_json: bool, ca: str | None, signer: str | None, download: bool) -> None:
     """Is DIR exactly what was approved, and what this gen-bundle renders from its bundle.json?
 
@@ -287,8 +321,12 @@ def check(folder: str, as_json: bool, ca: str | None, signer: str | None, downlo
 
 
 @main.command()
-@click.option("--save", metavar="DIR", help="Also write the engine into DIR, to review it before any bundle (a "
-              "different file of its name there is left alone: exit 1).")
+@click.option(
+    "--save",
+    metavar="DIR",
+    help="Also write the engine into DIR, to review it before any bundle (a "
+    "different file of its name there is left alone: exit 1).",
+)
 def engine(save: str | None) -> None:
     """The engine every bundle of this version shares: its SHA-256 and file name.
 
@@ -330,8 +368,9 @@ def engine(save: str | None) -> None:
 @main.command()
 @click.argument("old", metavar="OLD")
 @click.argument("new", metavar="NEW")
-@click.option("--verbatim", is_flag=True, help="Diff the files as they are, every line that quotes a changed "
-              "input included.")
+@click.option(
+    "--verbatim", is_flag=True, help="Diff the files as they are, every line that quotes a changed input included."
+)
 def diff(old: str, new: str, verbatim: bool) -> None:
     """What changed from bundle OLD to bundle NEW, for the re-review.
 
@@ -355,12 +394,16 @@ def diff(old: str, new: str, verbatim: bool) -> None:
 
 @main.command()
 @click.argument("folder", metavar="DIR")
-@click.option("--pfx", metavar="FILE", help="The signing certificate and key, PKCS#12. Password: "
-              "GEN_BUNDLE_SIGN_PASSWORD, else asked for.")
+@click.option(
+    "--pfx",
+    metavar="FILE",
+    help="The signing certificate and key, PKCS#12. Password: GEN_BUNDLE_SIGN_PASSWORD, else asked for.",
+)
 @click.option("--cert", metavar="FILE", help="The signing certificate, PEM (with --key).")
 @click.option("--key", metavar="FILE", help="Its private key, PEM (a password, if any: GEN_BUNDLE_SIGN_PASSWORD).")
-@click.option("--timestamp", metavar="URL", help="An RFC 3161 time-stamping server, so that signatures outlive "
-              "the certificate.")
+@click.option(
+    "--timestamp", metavar="URL", help="An RFC 3161 time-stamping server, so that signatures outlive the certificate."
+)
 def sign(folder: str, pfx: str | None, cert: str | None, key: str | None, timestamp: str | None) -> None:
     """Sign the bundle's PowerShell scripts (Authenticode, SHA-256) for AllSigned and WDAC.
 
@@ -379,5 +422,8 @@ def sign(folder: str, pfx: str | None, cert: str | None, key: str | None, timest
         signature = sign_bundle(folder, pfx=pfx, password=password, cert=cert, key=key, timestamp=timestamp)
     except GenBundleError as exc:  # NotABundle: exit 2
         _fail(exc)
-    click.echo(f"Signed {', '.join(signature['scripts'])} in {folder} as {signature['subject']} "
-               f"(thumbprint {signature['thumbprint']}); SHA256SUMS refreshed.", err=True)
+    click.echo(
+        f"Signed {', '.join(signature['scripts'])} in {folder} as {signature['subject']} "
+        f"(thumbprint {signature['thumbprint']}); SHA256SUMS refreshed.",
+        err=True,
+    )

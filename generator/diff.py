@@ -14,8 +14,9 @@ import hashlib
 import tomllib
 import xml.etree.ElementTree as ElementTree
 
-from .bundle import Bundle, read_bundle, strip_signature
-from .render import ENV_LOCK
+from .bundle import Bundle, read_bundle
+from .bundle_format import ENV_LOCK, HOSTS_FILE
+from .signature import strip_signature
 
 TASK_NS = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
 TEXT_SUFFIXES = (".ps1", ".psm1", ".bat", ".py", ".md", ".txt", ".json", ".toml", ".xml")
@@ -37,17 +38,19 @@ def task_settings(data: bytes | None) -> dict[str, str]:
     """The settings of a task XML a reviewer weighs, in words."""
     if data is None:
         return {}
-    text = _text("task.xml", data)
+    decoded = _text("task.xml", data)
+    if decoded is None:
+        return {"XML": "not readable"}
     try:
-        root = ElementTree.fromstring(text.encode("utf-8").replace(b'encoding="UTF-16"', b'encoding="UTF-8"'))
-    except (ElementTree.ParseError, AttributeError):
+        root = ElementTree.fromstring(decoded.encode("utf-8").replace(b'encoding="UTF-16"', b'encoding="UTF-8"'))
+    except ElementTree.ParseError:
         return {"XML": "not readable"}
 
     def value(path: str) -> str:
         node = root.find(path, TASK_NS)
         return (node.text or "").strip() if node is not None else ""
 
-    def text(node, path: str) -> str:
+    def text(node: ElementTree.Element, path: str) -> str:
         found = node.find(path, TASK_NS)
         return (found.text or "").strip() if found is not None else ""
 
@@ -57,8 +60,9 @@ def task_settings(data: bytes | None) -> dict[str, str]:
         who = f"group {group} ({WELL_KNOWN.get(group, group)})" if group else f"user {WELL_KNOWN.get(user, user)}"
         principals.append(f"{who}, run level {text(principal, 't:RunLevel')} (id {principal.get('id', '')})")
     actions = root.find("t:Actions", TASK_NS)
-    commands = [f"{text(e, 't:Command')} {text(e, 't:Arguments')}".strip()
-                for e in root.findall("t:Actions/*", TASK_NS)]
+    commands = [
+        f"{text(e, 't:Command')} {text(e, 't:Arguments')}".strip() for e in root.findall("t:Actions/*", TASK_NS)
+    ]
     triggers = [f"{t.tag.split('}')[-1]} {text(t, 't:UserId')}".strip() for t in root.findall("t:Triggers/*", TASK_NS)]
     return {
         "runs as": "; ".join(principals) or "(no principal)",
@@ -90,7 +94,7 @@ def _packages(bundle: Bundle) -> dict[str, str]:
 
 
 def _hosts(bundle: Bundle) -> list[str]:
-    text = _text("hosts.txt", bundle.files.get("hosts.txt", b"")) or ""
+    text = _text(HOSTS_FILE, bundle.files.get(HOSTS_FILE, b"")) or ""
     return [line for line in text.splitlines() if line and not line.startswith("#")]
 
 
@@ -104,7 +108,7 @@ def _form(data: bytes) -> str:
 
 def _show(line: str) -> tuple[str, str]:
     body = line.rstrip("\r\n")
-    return body, line[len(body):]
+    return body, line[len(body) :]
 
 
 def unified(name: str, old: str, new: str, new_name: str | None = None) -> list[str]:
@@ -186,20 +190,29 @@ def _renamed(old: Bundle, new: Bundle, removed: set[str], added: set[str]) -> di
 QUOTED_INPUTS = ("ip", "name", "port", "notebook_dir", "python", "user", "python_version")
 
 
-def _url(inputs: dict) -> str | None:
+def _url(inputs: dict[str, object]) -> str | None:
     name, port = inputs.get("name"), inputs.get("port")
     if not isinstance(name, str) or not isinstance(port, int):
         return None
-    return f"http://{name}/" if port == 80 else f"http://{name}:{port}/"
+    from .layout import url_of
+
+    return url_of(name, port)
 
 
 def value_changes(old: Bundle, new: Bundle) -> list[tuple[str, str]]:
     """(old value, new value) of each quoted input that changed, the URL first."""
-    pairs = [(_url(old.inputs), _url(new.inputs))]
+    pairs: list[tuple[object, object]] = [(_url(old.inputs), _url(new.inputs))]
     pairs += [(old.inputs.get(key), new.inputs.get(key)) for key in QUOTED_INPUTS]
-    return [(str(a), str(b)) for a, b in pairs
-            if isinstance(a, (str, int)) and isinstance(b, (str, int)) and str(a) and a != b
-            and not isinstance(a, bool) and not isinstance(b, bool)]
+    return [
+        (str(a), str(b))
+        for a, b in pairs
+        if isinstance(a, (str, int))
+        and isinstance(b, (str, int))
+        and str(a)
+        and a != b
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    ]
 
 
 def put_in(text: str, changes: list[tuple[str, str]]) -> str:
@@ -233,8 +246,10 @@ def diff_bundles(old_folder: str, new_folder: str, *, verbatim: bool = False) ->
         if before != after:
             lines.append(f"input {key}: {before} -> {after}")
     if (old.signature or {}).get("thumbprint") != (new.signature or {}).get("thumbprint"):
-        lines.append(f"signed by: {(old.signature or {}).get('thumbprint', 'nobody')} -> "
-                     f"{(new.signature or {}).get('thumbprint', 'nobody')}")
+        lines.append(
+            f"signed by: {(old.signature or {}).get('thumbprint', 'nobody')} -> "
+            f"{(new.signature or {}).get('thumbprint', 'nobody')}"
+        )
     engine_summary, engine_section = _engine_lines(old, new)
     lines += engine_summary
     engines = {engine[0] for engine in (_engine(old), _engine(new)) if engine}
@@ -243,8 +258,10 @@ def diff_bundles(old_folder: str, new_folder: str, *, verbatim: bool = False) ->
     removed = sorted(set(old.files) - set(new.files) - engines - set(renamed))
     lines += [f"file renamed: {before} -> {after} (with --name)" for before, after in sorted(renamed.items())]
     lines += [f"file added: {name}" for name in added] + [f"file removed: {name}" for name in removed]
-    lines += [f"entry added: {name} (not a regular file: a bundle holds files only)"
-              for name in sorted(set(new.others) - set(old.others))]
+    lines += [
+        f"entry added: {name} (not a regular file: a bundle holds files only)"
+        for name in sorted(set(new.others) - set(old.others))
+    ]
     lines += [f"entry removed: {name} (not a regular file)" for name in sorted(set(old.others) - set(new.others))]
     if _hosts(old) != _hosts(new):
         before, after = " / ".join(_hosts(old)) or "(none)", " / ".join(_hosts(new)) or "(none)"
@@ -268,12 +285,15 @@ def diff_bundles(old_folder: str, new_folder: str, *, verbatim: bool = False) ->
         name = after if before == after else f"{before} -> {after}"
         old_text, new_text = _text(before, a), _text(after, b)
         if old_text is not None and old_text == new_text:
-            lines.append(f"file changed: {name} (the same text in another encoding or byte order mark: "
-                         f"{_form(a)} -> {_form(b)})")
+            lines.append(
+                f"file changed: {name} (the same text in another encoding or byte order mark: {_form(a)} -> {_form(b)})"
+            )
             continue
         if old_text is None or new_text is None:
-            lines.append(f"file changed: {name} (binary: SHA-256 {hashlib.sha256(a).hexdigest()[:16]}... -> "
-                         f"{hashlib.sha256(b).hexdigest()[:16]}..., {len(a)} -> {len(b)} bytes)")
+            lines.append(
+                f"file changed: {name} (binary: SHA-256 {hashlib.sha256(a).hexdigest()[:16]}... -> "
+                f"{hashlib.sha256(b).hexdigest()[:16]}..., {len(a)} -> {len(b)} bytes)"
+            )
             continue
         if not changes:
             lines += unified(before, old_text, new_text, after)
@@ -289,4 +309,3 @@ def diff_bundles(old_folder: str, new_folder: str, *, verbatim: bool = False) ->
             lines.append(f"file changed: {name} ({counted} only by the new inputs' values; the rest:)")
             lines += unified(f"{before} (new values put in)", moved, new_text, after)
     return lines + engine_section
-

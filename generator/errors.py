@@ -44,3 +44,7 @@ class NotInCache(EnvBuildError):
 
     Here, not in generator.environment, so that check can tell it apart without importing
     the environment's build code (urllib, zipfile, tomllib) at every run."""
+
+
+class SigningError(GenBundleError):
+    """Signing or verifying failed, or a certificate cannot be read; the bundle is left as it was."""

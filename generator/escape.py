@@ -26,7 +26,7 @@ _CONTROL = r"[\x00-\x1f\x7f]"  # one search in C: a render passes some 500 value
 
 
 def _refuse_controls(value: str, language: str) -> None:
-    if re.search(_CONTROL, value):
+    if not value.isprintable() and re.search(_CONTROL, value):  # printable text holds none: no search
         raise ValueError(f"{value!r} holds a control character that {language} cannot carry")
 
 
@@ -45,6 +45,8 @@ def bat(value: str | int | WinPath) -> str:
         return prefix + ("\\" + bat(value.rest) if value.rest else "")
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r}: not text, a number or a path")
     if '"' in value:
         raise ValueError(f"{value!r}: cmd.exe cannot quote a double quote")
     _refuse_controls(value, "cmd.exe")
@@ -68,7 +70,7 @@ def bat_text(value: str | int | WinPath) -> str:
     return "".join("%%" if ch == "%" else "^" + ch if ch in "^&|<>()" else ch for ch in text)
 
 
-def ps(value: str | int | WinPath | tuple | list | dict) -> str:
+def ps(value: object) -> str:
     """A PowerShell expression for the value: a single-quoted literal, an array
     ``@(...)`` or a hashtable ``@{...}`` of them, or ``Join-Path $env:BASE '...'`` for a
     path that starts with a variable."""
@@ -86,6 +88,8 @@ def ps(value: str | int | WinPath | tuple | list | dict) -> str:
         if not value.rest:
             return f"$env:{value.base}"
         return f"(Join-Path $env:{value.base} {ps(value.rest)})"
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r}: not a value PowerShell literals are made of")
     _refuse_controls(value, "PowerShell")
     out = []
     for ch in value:
@@ -105,13 +109,14 @@ def ps_text(value: str | int | WinPath) -> str:
 
 # Characters that may start Markdown markup inside a paragraph; a backslash makes each literal.
 MD_SPECIAL = "\\`*_[]<>|~#!{}&"
+_MD_ESCAPES = str.maketrans({ch: "\\" + ch for ch in MD_SPECIAL})
 
 
 def md_text(value: str | int | WinPath) -> str:
     """Prose: the value reads as itself, never as emphasis, a link, HTML or a table cell border."""
     text = str(value)
     _refuse_controls(text, "Markdown")
-    return "".join("\\" + ch if ch in MD_SPECIAL else ch for ch in text)
+    return text.translate(_MD_ESCAPES)
 
 
 def md_code(value: str | int | WinPath) -> str:
@@ -128,10 +133,12 @@ def md(value: str | int | WinPath) -> str:
     """A Markdown code span: shown verbatim, whatever backticks the value holds."""
     text = str(value)
     _refuse_controls(text, "Markdown")
-    longest = run = 0
-    for ch in text:
-        run = run + 1 if ch == "`" else 0
-        longest = max(longest, run)
+    longest = 0
+    if "`" in text:  # the longest run of backticks, which the fence must outnumber
+        run = 0
+        for ch in text:
+            run = run + 1 if ch == "`" else 0
+            longest = max(longest, run)
     fence = "`" * (longest + 1)
     if text.startswith(("`", " ")) or text.endswith(("`", " ")):
         text = f" {text} "

@@ -2,39 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from .bundle_format import BUNDLE_JSON
 from .errors import OutputError
-from .render import BUNDLE_JSON
-
-# An earlier bundle.json lists a dozen file names; anything much larger is not one.
-MAX_MANIFEST_BYTES = 64 * 1024
 
 
 def _holds_previous_bundle(out: Path) -> bool:
     """True when every entry in ``out`` is a file an earlier bundle.json lists.
 
-    bundle.json is read only when it is a regular file of a bundle's size: a link,
-    a FIFO or a huge file there is not an earlier bundle, and must not hang or
-    exhaust this run.
+    bundle.json is loaded as check loads it (bundle.load_manifest): only a regular file of a
+    manifest's size, without a key written twice - a link, a FIFO or a huge file there is not
+    an earlier bundle, and must not hang or exhaust this run. A bundle of any gen-bundle version
+    counts, a later one's too.
     """
-    path = out / BUNDLE_JSON
+    from .bundle import NotABundle, load_manifest
+
     try:
-        info = path.lstat()
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MANIFEST_BYTES:
-            return False
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        listed = load_manifest(out / BUNDLE_JSON).get("files")
+    except NotABundle:
         return False
-    if not isinstance(manifest, dict) or manifest.get("generator") != "gen-bundle":
-        return False
-    listed = manifest.get("files")
     if not isinstance(listed, list):
         return False
     for entry in out.iterdir():
@@ -79,13 +70,17 @@ def write_bundle(files: Mapping[str, bytes], out: Path, *, force: bool = False) 
     except BaseException as exc:
         _remove_empty(created)
         if isinstance(exc, OSError):
-            raise OutputError(f"cannot write the bundle to {out}: {_reason(exc)}") from exc
+            raise OutputError(f"cannot write the bundle to {out}: {_reason(exc, target)}") from exc
         raise
 
 
-def _reason(exc: OSError) -> str:
+def _reason(exc: OSError, out: Path) -> str:
+    """Why a write failed, naming the file it failed on unless that is one of this write's own
+    staging folders (``.<out>.new-*``, ``.<out>.old-*``), which the user never asked for."""
     reason = exc.strerror or str(exc)
-    if exc.filename is not None:
+    if exc.filename is not None and not any(
+        part.startswith((f".{out.name}.new-", f".{out.name}.old-")) for part in Path(str(exc.filename)).parts
+    ):
         reason += f": {exc.filename}"
     return reason
 

@@ -1,28 +1,21 @@
-"""Templates compiled ahead of time, shipped in the wheel (generator/compiled/).
+"""Build time: every template compiled ahead of time into one module of the wheel
+(generator/compiled_templates.py).
 
-Compiling the templates is most of a run's time (about 120 ms of 280). The wheel carries
-them compiled, once per output language with that language's environment, as Python
-modules that pip byte-compiles at install: the first run after installation loads
-bytecode, and the render stays pure (no cache is written at run time).
-
-They are used only when they were compiled by the jinja2 version that runs them;
-otherwise (a checkout, another jinja2) the templates are compiled as before.
+The wheel build hook calls compile_all; generator/compiled.py loads the module at run time.
+Compiling the templates is most of a run's time (about 120 ms of 280).
 """
 
 from __future__ import annotations
 
-import functools
-import shutil
 from pathlib import Path
 
-COMPILED = Path(__file__).resolve().parent / "compiled"
+from .render import jinja_environment, outputs
 
 
 def _names_by_language() -> dict[str, set[str]]:
     """Each language's templates: the outputs written in it, and what they include."""
     import jinja2.meta
 
-    from .render import environment, outputs
     from .spec import build_spec
 
     spec = build_spec(ip="127.0.0.13", name="py")
@@ -30,11 +23,12 @@ def _names_by_language() -> dict[str, set[str]]:
     for output in outputs(spec).values():
         names.setdefault(output.language, set()).add(output.template)
     for language, found in names.items():
-        env = environment(language, compiled=False)
+        jinja = jinja_environment(language, compiled=False)
         todo = list(found)
         while todo:
-            source = env.loader.get_source(env, todo.pop())[0]
-            for included in jinja2.meta.find_referenced_templates(env.parse(source)):
+            assert jinja.loader is not None  # the file system loader: compiled=False
+            source = jinja.loader.get_source(jinja, todo.pop())[0]
+            for included in jinja2.meta.find_referenced_templates(jinja.parse(source)):
                 if included and included not in found:
                     found.add(included)
                     todo.append(included)
@@ -42,38 +36,63 @@ def _names_by_language() -> dict[str, set[str]]:
 
 
 def compile_all(target: Path) -> None:
-    """Write target/<language>/tmpl_*.py for every template, and target/JINJA_VERSION."""
-    import jinja2
+    """Write ``target``: one Python module holding every template, compiled for its language.
 
-    from .render import environment
-
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    for language, names in sorted(_names_by_language().items()):
-        env = environment(language, compiled=False)
-        env.compile_templates(target / language, zip=None, filter_func=names.__contains__, ignore_errors=False)
-    (target / "JINJA_VERSION").write_text(jinja2.__version__ + "\n", encoding="ascii")
-
-
-def compiled_folder(language: str) -> Path | None:
-    """The compiled templates of ``language``, when there are some for the running jinja2.
-
-    Only an installed wheel has them, beside the templates it carries (generator/templates):
-    in a checkout, where templates/ is edited, the templates are always compiled from source.
+    Each template becomes a function of its environment that returns the namespace a compiled
+    template module holds (name, root, blocks, debug_info): Jinja's own compiled code, indented
+    into the function, so that ``environment`` is the function's argument.
     """
-    folder = COMPILED / language
-    if not folder.is_dir() or not (COMPILED.parent / "templates").is_dir():
-        return None
     import jinja2
 
-    return folder if _compiled_for() == jinja2.__version__ else None
+    imports: set[str] = set()
+    functions: list[str] = []
+    table: dict[str, dict[str, str]] = {}
+    for language, names in sorted(_names_by_language().items()):
+        jinja = jinja_environment(language, compiled=False)
+        assert jinja.loader is not None
+        for name in sorted(names):
+            source = jinja.loader.get_source(jinja, name)[0]
+            code = jinja.compile(source, name, name, raw=True, defer_init=True)
+            body = []
+            for line in code.splitlines():
+                if line.startswith("from jinja2.runtime import "):
+                    imports.update(part.strip() for part in line.removeprefix("from jinja2.runtime import ").split(","))
+                elif line.startswith(("from ", "import ")):
+                    raise ValueError(f"{name}: compiled code imports {line!r}, which the one module does not carry")
+                else:
+                    body.append(("    " + line) if line else "")
+            function = f"_t{len(functions)}"
+            functions.append(
+                f"def {function}(environment):\n" + "\n".join(body) + "\n"
+                '    return {"name": name, "blocks": blocks, "root": root, "debug_info": debug_info, '
+                '"__file__": __file__}\n'
+            )
+            table.setdefault(language, {})[name] = function
+    entries = ", ".join(
+        f"{language!r}: {{" + ", ".join(f"{name!r}: {function}" for name, function in sorted(names.items())) + "}"
+        for language, names in sorted(table.items())
+    )
+    # The plain partials, as plain() would read them, and the files every bundle of this version
+    # shares, rendered: a run then reads no template file and renders no engine.
+    from . import __version__
+    from .render import ENGINE_OUTPUT, PLAIN_FOLDERS, render_shared, templates_dir
 
-
-@functools.cache
-def _compiled_for() -> str | None:
-    """The jinja2 version the wheel's templates were compiled with (read once per run)."""
-    try:
-        return (COMPILED / "JINJA_VERSION").read_text(encoding="ascii").strip()
-    except OSError:
-        return None
+    root = templates_dir()
+    partials = {
+        f"{folder}/{path.name}": path.read_text(encoding="utf-8")
+        for folder in sorted(PLAIN_FOLDERS.values())
+        for path in sorted((root / folder).glob("*"))
+        if path.suffix in (".ps1", ".py")
+    }
+    shared = {(ENGINE_OUTPUT.template, __version__): render_shared(ENGINE_OUTPUT, __version__, compiled=False)}
+    text = (
+        '"""Every template of gen-bundle, compiled by Jinja when the wheel was built (generator/precompile.py)."""\n'
+        f"from jinja2.runtime import {', '.join(sorted(imports))}\n\n"
+        f"JINJA_VERSION = {jinja2.__version__!r}\n\n\n"
+        + "\n\n".join(functions)
+        + f"\n\nTEMPLATES = {{{entries}}}\n"
+        + f"PARTIALS = {partials!r}\n"
+        + f"SHARED = {shared!r}\n"
+    )
+    compile(text, str(target), "exec")  # a syntax error here, not at the first run
+    target.write_text(text, encoding="utf-8")

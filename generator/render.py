@@ -7,15 +7,26 @@ reviewed bundle reproducible.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import escape
-from . import spec as constants
+from . import bundle_format, escape
+from . import layout as constants
+from .bundle_format import (
+    BUNDLE_JSON,
+    ENV_FILES,
+    HOSTS_FILE,
+    MANIFEST_SCHEMA,
+    SHA256SUMS,
+    engine_file,
+    manifest_bytes,
+    sums_bytes,
+)
+from .layout import Layout
 from .spec import BundleSpec
 from .winpath import WinPath
 
@@ -24,14 +35,8 @@ if TYPE_CHECKING:
 
     from .environment import BuiltEnv
 
-BUNDLE_JSON = "bundle.json"
-SHA256SUMS = "SHA256SUMS"
-# bundle.json's form: 1 (no "schema" key) before the engine; 2 adds "schema" and "engine".
-MANIFEST_SCHEMA = 2
 
-
-@dataclass(frozen=True)
-class Output:
+class Output(NamedTuple):
     """How one rendered text becomes bytes for the program that will read it."""
 
     template: str
@@ -41,15 +46,10 @@ class Output:
     shared: bool = False  # rendered from the version alone (no input): the same bytes in every bundle
 
 
-def engine_file(version: str) -> str:
-    """The engine's file name: the PowerShell module every bundle of this version shares."""
-    return f"gen-bundle-{version}.psm1"
-
-
 # The filters of each output language. In every file but XML, a {{ }} must end in one
 # of its language's filters, or the render fails (Environment.finalize): a value is
 # escaped because the template says how, never because the author remembered to.
-FILTERS = {
+FILTERS: dict[str, dict[str, Callable[[Any], str]]] = {
     "bat": {"bat": escape.bat, "bat_text": escape.bat_text},
     "ps": {"ps": escape.ps, "ps_text": escape.ps_text},
     "py": {"py": escape.py, "py_text": escape.py_text},
@@ -74,25 +74,19 @@ def outputs(spec: BundleSpec) -> dict[str, Output]:
     reads a BOM-less script as ANSI, hence UTF-8 with BOM. Task Scheduler
     imports UTF-16LE with BOM, as Windows itself exports tasks.
     """
+    layout = Layout(spec)
     return {
         engine_file(spec.version): ENGINE_OUTPUT,
-        spec.launcher_file: Output("start.bat.j2", "bat", "utf-8", crlf=True),
-        spec.config_file: Output("server_config.py.j2", "py", "utf-8", crlf=True),
-        spec.guard_file: Output("guard.py.j2", "py", "utf-8", crlf=True),
-        spec.task_file: Output("task.xml.j2", "xml", "utf-16", crlf=True),
-        "hosts.txt": Output("hosts.txt.j2", "hosts", "ascii", crlf=True),
+        layout.launcher_file: Output("start.bat.j2", "bat", "utf-8", crlf=True),
+        layout.config_file: Output("server_config.py.j2", "py", "utf-8", crlf=True),
+        layout.guard_file: Output("guard.py.j2", "py", "utf-8", crlf=True),
+        layout.task_file: Output("task.xml.j2", "xml", "utf-16", crlf=True),
+        HOSTS_FILE: Output("hosts.txt.j2", "hosts", "ascii", crlf=True),
         "install.ps1": Output("install.ps1.j2", "ps", "utf-8-sig", crlf=True),
         "uninstall.ps1": Output("uninstall.ps1.j2", "ps", "utf-8-sig", crlf=True),
         "detect.ps1": Output("detect.ps1.j2", "ps", "utf-8-sig", crlf=True),
         "README.md": Output("README.md.j2", "md", "utf-8", crlf=False),
     }
-
-
-# The environment's files in a bundle made with --env (environment/build.py makes them).
-ENV_LOCK = "pylock.toml"
-ENV_ARCHIVE = "python-env.zip"
-ENV_SBOM = "sbom.cdx.json"
-ENV_FILES = (ENV_LOCK, ENV_ARCHIVE, ENV_SBOM)
 
 
 def bundle_files(spec: BundleSpec) -> list[str]:
@@ -104,11 +98,12 @@ def server_python(spec: BundleSpec, env: BuiltEnv | None) -> WinPath:
     """The python.exe the launcher runs: the environment's, when the bundle brings one."""
     if env is None:
         return spec.python
-    return spec.install_dir.join(env.folder, "Scripts", "python.exe")
+    return Layout(spec).install_dir.join(env.folder, "Scripts", "python.exe")
 
 
+@functools.cache
 def templates_dir() -> Path:
-    """templates/ inside an installed wheel, else at the top of the checkout."""
+    """templates/ inside an installed wheel, else at the top of the checkout (looked up once)."""
     here = Path(__file__).resolve().parent
     for candidate in (here / "templates", here.parent / "templates"):
         if (candidate / "start.bat.j2").is_file():
@@ -133,6 +128,7 @@ class Escaped(str):
     """A value that went through a filter of ``language``: the only kind finalize lets through."""
 
     __slots__ = ("language",)
+    language: str
 
     def __new__(cls, text: str, language: str) -> Escaped:
         self = super().__new__(cls, text)
@@ -144,15 +140,15 @@ class UnescapedValue(ValueError):
     """A template writes a value without its file's escaping: a bug in the template."""
 
 
-def _marked(function, language: str):
-    def apply(value):
+def _marked(function: Callable[[Any], str], language: str) -> Callable[[Any], Escaped]:
+    def apply(value: Any) -> Escaped:
         return Escaped(function(value), language)
 
     apply.__name__ = function.__name__
     return apply
 
 
-def _finalize(language: str):
+def _finalize(language: str) -> Callable[[Any], Any]:
     if language == "xml":
         return escape.xml_value
 
@@ -167,22 +163,23 @@ def _finalize(language: str):
     return finalize
 
 
-def environment(language: str, *, compiled: bool = True) -> jinja2.Environment:
+def jinja_environment(language: str, *, compiled: bool = True) -> jinja2.Environment:
     """The Jinja environment for one output language: its filters, and only its.
 
     Its templates come compiled from the wheel when it carries them for this jinja2
-    (generator/precompile.py), else from templates/, compiled on use.
+    (generator/compiled.py), else from templates/, compiled on use.
     """
     import jinja2  # imported here, not at module load: --help and --version stay fast
 
     root = templates_dir()
-    folder = None
+    loader: jinja2.BaseLoader | None = None
     if compiled:
-        from .precompile import compiled_folder
+        from .compiled import compiled_loader
 
-        folder = compiled_folder(language)
-    loader = jinja2.ModuleLoader(str(folder)) if folder else jinja2.FileSystemLoader(str(root))
-    env = jinja2.Environment(
+        loader = compiled_loader(language)
+    if loader is None:
+        loader = jinja2.FileSystemLoader(str(root))
+    jinja = jinja2.Environment(
         loader=loader,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -191,11 +188,11 @@ def environment(language: str, *, compiled: bool = True) -> jinja2.Environment:
         autoescape=language == "xml",
         finalize=_finalize(language),
     )
-    env.filters.update({name: _marked(function, language) for name, function in FILTERS[language].items()})
-    env.filters["size"] = size  # a number of bytes as people say it; its result still needs a filter
-    env.filters["size_mb"] = size_mb
-    env.globals["plain"] = _plain_reader(language, root)
-    return env
+    jinja.filters.update({name: _marked(function, language) for name, function in FILTERS[language].items()})
+    jinja.filters["size"] = size  # a number of bytes as people say it; its result still needs a filter
+    jinja.filters["size_mb"] = size_mb
+    jinja.globals["plain"] = _plain_reader(language, root, compiled=compiled)
+    return jinja
 
 
 # The folders of plain partials, by the language of the files that paste them.
@@ -203,7 +200,7 @@ PLAIN_FOLDERS = {"ps": "powershell", "py": "python"}
 PLAIN_NAME = r"[a-z]+/[a-z][a-z_-]*\.(ps1|py)"  # compiled on first use
 
 
-def _plain_reader(language: str, root: Path):
+def _plain_reader(language: str, root: Path, *, compiled: bool) -> Callable[[str], Escaped]:
     """``{{ plain('powershell/hosts-edit.ps1') }}``: a partial pasted as it is.
 
     The partials (templates/powershell/*.ps1, templates/python/*.py) are plain
@@ -218,7 +215,13 @@ def _plain_reader(language: str, root: Path):
     def plain(name: str) -> Escaped:
         if folder is None or not re.fullmatch(PLAIN_NAME, name) or not name.startswith(folder + "/"):
             raise UnescapedValue(f"plain({name!r}): a {language} file pastes only {folder}/<name> partials")
-        text = (root / name).read_text(encoding="utf-8")
+        text = None
+        if compiled:
+            from .compiled import compiled_partial
+
+            text = compiled_partial(name)
+        if text is None:
+            text = (root / name).read_text(encoding="utf-8")
         return Escaped(text[:-1] if text.endswith("\n") else text, language)
 
     return plain
@@ -245,8 +248,11 @@ def engine_parts(data: bytes) -> list[tuple[str, str, int, int]]:
     """The engine's parts as (name, what it holds, first line, last line): each opens with a
     ``# ---- name: what ----`` line, so the README says where each is and how long, measured."""
     lines = data.decode("utf-8-sig").split("\r\n")
-    heads = [(number, *line[len("# ---- "):].removesuffix(" ----").split(": ", 1))
-             for number, line in enumerate(lines, 1) if line.startswith("# ---- ")]
+    heads: list[tuple[int, str, str]] = []
+    for number, line in enumerate(lines, 1):
+        if line.startswith("# ---- "):
+            name, _, what = line[len("# ---- ") :].removesuffix(" ----").partition(": ")
+            heads.append((number, name, what))
     ends = [head[0] - 1 for head in heads[1:]] + [len(lines) - 1]
     return [("constants", "the same in every bundle of this version, and the exit codes", 1, heads[0][0] - 1)] + [
         (name, what, start, end) for (start, name, what), end in zip(heads, ends, strict=True)
@@ -261,7 +267,7 @@ def render(spec: BundleSpec, env: BuiltEnv | None = None) -> dict[str, bytes]:
     """
     if spec.env != (env is not None):
         raise ValueError("render: a spec with env needs its built environment, and only such a spec")
-    environments: dict[str, jinja2.Environment] = {}
+    jinjas: dict[str, jinja2.Environment] = {}
     files: dict[str, bytes] = dict(env.files_of_bundle) if env else {}
     sha: dict[str, str] = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     names = bundle_files(spec)
@@ -274,17 +280,19 @@ def render(spec: BundleSpec, env: BuiltEnv | None = None) -> dict[str, bytes]:
         "bundle_files": names,
         "verified_files": [name for name in names if name != SHA256SUMS],  # what SHA256SUMS lists
         "const": constants,
+        "layout": Layout(spec),
+        "bundle_format": bundle_format,  # the bundle's own file names
         "sha": sha,
         "lines": lambda name: line_count(files[name]),  # of a file rendered before the README
         "engine_parts": lambda: engine_parts(files[engine_file(spec.version)]),
     }
     for name, output in outputs(spec).items():
-        if output.language not in environments:
-            environments[output.language] = environment(output.language)
+        if output.language not in jinjas:
+            jinjas[output.language] = jinja_environment(output.language)
         if output.shared:
-            files[name] = render_shared(output, spec.version, environments[output.language])
+            files[name] = render_shared(output, spec.version, jinjas[output.language])
         else:
-            text = environments[output.language].get_template(output.template).render(context)
+            text = jinjas[output.language].get_template(output.template).render(context)
             files[name] = _encode(text, output)
         sha[name] = hashlib.sha256(files[name]).hexdigest()
     manifest = {
@@ -297,34 +305,29 @@ def render(spec: BundleSpec, env: BuiltEnv | None = None) -> dict[str, bytes]:
     }
     files[BUNDLE_JSON] = manifest_bytes(manifest)
     sha[BUNDLE_JSON] = hashlib.sha256(files[BUNDLE_JSON]).hexdigest()
-    files[SHA256SUMS] = sums_text(sha)
+    files[SHA256SUMS] = sums_bytes(sha)
     return dict(sorted(files.items()))
 
 
-def render_shared(output: Output, version: str, env: jinja2.Environment | None = None) -> bytes:
+def render_shared(
+    output: Output, version: str, jinja: jinja2.Environment | None = None, *, compiled: bool = True
+) -> bytes:
     """A file every bundle of ``version`` shares (the engine): its template sees the version and
-    the constants, and nothing of any input, so its bytes cannot depend on one."""
-    env = env or environment(output.language)
-    text = env.get_template(output.template).render(
-        {"version": version, "engine_file": engine_file(version), "const": constants})
+    the constants, and nothing of any input, so its bytes cannot depend on one. The wheel carries
+    it rendered (generator/compiled.py), for its own version."""
+    if compiled:
+        from .compiled import compiled_shared
+
+        ready = compiled_shared(output.template, version)
+        if ready is not None:
+            return ready
+    jinja = jinja or jinja_environment(output.language, compiled=compiled)
+    text = jinja.get_template(output.template).render(
+        {"version": version, "engine_file": engine_file(version), "const": constants, "bundle_format": bundle_format}
+    )
     return _encode(text, output)
 
 
 def engine(version: str) -> tuple[str, bytes]:
     """The engine of ``version``: its file name and bytes, as every bundle of that version holds them."""
     return engine_file(version), render_shared(ENGINE_OUTPUT, version)
-
-
-def manifest_bytes(manifest: dict) -> bytes:
-    """bundle.json's bytes: the one form the render, sign and check write and compare."""
-    return (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def sums_text(digests: dict[str, str]) -> bytes:
-    """SHA256SUMS for file name -> SHA-256, in sha256sum's form and in name order."""
-    return "".join(f"{digests[name]}  {name}\n" for name in sorted(digests)).encode("ascii")
-
-
-def sums_of(files: dict[str, bytes]) -> bytes:
-    """SHA256SUMS for ``files``: every one but SHA256SUMS itself."""
-    return sums_text({name: hashlib.sha256(data).hexdigest() for name, data in files.items() if name != SHA256SUMS})

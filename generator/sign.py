@@ -8,37 +8,24 @@ users of the build machine could read in the process list, nor a file.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import ssl
 import subprocess
 import tempfile
 from pathlib import Path
 
-from .bundle import PUBLISHER_FILE, SIGNED_SUFFIXES, Bundle, read_bundle
-from .check import Finding, inspect, signed_manifest
-from .errors import GenBundleError
+from .bundle import read_bundle
+from .bundle_format import BUNDLE_JSON, SHA256SUMS, sums_of
+from .check import examine
+from .errors import SigningError
 from .output import write_bundle
-from .render import BUNDLE_JSON, SHA256SUMS, sums_of
+from .signature import PUBLISHER_FILE, SIGNED_SUFFIXES, SignatureEntry, find_tool, signature_entry, signed_manifest
 
 PASSWORD_VARIABLE = "GEN_BUNDLE_SIGN_PASSWORD"
 MAX_PASSWORD_BYTES = 4096  # a pipe holds 64 KiB; a password is far shorter
 
 
-class SigningError(GenBundleError):
-    """Signing or verifying failed; the bundle is left as it was."""
-
-
-def _tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        package = {"osslsigncode": "osslsigncode", "openssl": "openssl"}[name]
-        raise SigningError(f"{name} is needed to sign and verify scripts (Debian: apt-get install {package})")
-    return found
-
-
-def _run(command: list[str], *, password: str | None = None, what: str) -> subprocess.CompletedProcess:
+def _run(command: list[str], *, password: str | None = None, what: str) -> subprocess.CompletedProcess[str]:
     """Run a tool; ``password`` is handed over through a pipe, named /dev/fd/N on its command line."""
     read_end = write_end = None
     try:
@@ -52,8 +39,14 @@ def _run(command: list[str], *, password: str | None = None, what: str) -> subpr
             write_end = None
         # The tools get no copy of the password in their environment either.
         environment = {key: value for key, value in os.environ.items() if key != PASSWORD_VARIABLE}
-        done = subprocess.run(command, capture_output=True, text=True, check=False, env=environment,
-                              pass_fds=(read_end,) if read_end is not None else ())
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=environment,
+            pass_fds=(read_end,) if read_end is not None else (),
+        )
     finally:
         for end in (read_end, write_end):
             if end is not None:
@@ -70,8 +63,11 @@ def _certificate_der(*, pfx: Path | None, cert: Path | None, password: str | Non
             return ssl.PEM_cert_to_DER_cert(cert.read_text(encoding="ascii"))
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise SigningError(f"--cert {cert}: not a PEM certificate ({exc})") from None
-    pem = _run([_tool("openssl"), "pkcs12", "-in", str(pfx), "-clcerts", "-nokeys", "-passin", "file:{pass_fd}"],
-               password=password or "", what=f"reading the certificate of {pfx}").stdout
+    pem = _run(
+        [find_tool("openssl"), "pkcs12", "-in", str(pfx), "-clcerts", "-nokeys", "-passin", "file:{pass_fd}"],
+        password=password or "",
+        what=f"reading the certificate of {pfx}",
+    ).stdout
     start = pem.find("-----BEGIN CERTIFICATE-----")
     end = pem.find("-----END CERTIFICATE-----")
     if start < 0 or end < 0:
@@ -79,24 +75,15 @@ def _certificate_der(*, pfx: Path | None, cert: Path | None, password: str | Non
     return ssl.PEM_cert_to_DER_cert(pem[start : end + len("-----END CERTIFICATE-----")] + "\n")
 
 
-def thumbprint(der: bytes) -> str:
-    """The certificate's thumbprint as Windows shows it (SHA-1 of the DER bytes, upper case)."""
-    return hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - the identifier Windows uses, not a security hash
-
-
-def _subject(der: bytes) -> str:
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "cert.der"
-        path.write_bytes(der)
-        out = _run([_tool("openssl"), "x509", "-inform", "DER", "-in", str(path), "-noout", "-subject",
-                    "-nameopt", "RFC2253"], what="reading the certificate's subject").stdout
-    return out.strip().removeprefix("subject=").strip()
-
-
 def sign_bundle(
-    folder: str | Path, *, pfx: str | Path | None = None, password: str | None = None, cert: str | Path | None = None,
-    key: str | Path | None = None, timestamp: str | None = None,
-) -> dict:
+    folder: str | Path,
+    *,
+    pfx: str | Path | None = None,
+    password: str | None = None,
+    cert: str | Path | None = None,
+    key: str | Path | None = None,
+    timestamp: str | None = None,
+) -> SignatureEntry:
     """Sign every script and the engine of the bundle (SHA-256), add publisher.cer, record the signer in
     bundle.json, refresh SHA256SUMS; written atomically. Returns bundle.json's signature entry."""
     if (pfx is None) == (cert is None) or (cert is None) != (key is None):
@@ -106,7 +93,7 @@ def sign_bundle(
     # Only what gen-bundle renders from bundle.json is signed: a script changed together with
     # SHA256SUMS in the folder would otherwise be signed with the organisation's key.
     bundle = read_bundle(folder)
-    report, rendered = inspect(bundle, verify=False)  # a bundle signed before is signed afresh
+    report, rendered = examine(bundle, verify=False)  # a bundle signed before is signed afresh
     problems = report.findings
     if problems:  # rendered is None only with a finding that says why
         named = ", ".join(sorted({finding.file for finding in problems}))
@@ -116,9 +103,10 @@ def sign_bundle(
             "(gen-bundle check lists every difference)"
         )
     der = _certificate_der(pfx=Path(pfx) if pfx else None, cert=Path(cert) if cert else None, password=password)
+    assert rendered is not None  # examine renders whenever it finds nothing
     files = dict(rendered)  # the rendered, unsigned files, equal to the folder's but for signatures
     scripts = sorted(name for name in files if name.endswith(SIGNED_SUFFIXES))
-    osslsigncode = _tool("osslsigncode")
+    osslsigncode = find_tool("osslsigncode")
     with tempfile.TemporaryDirectory() as scratch:
         for name in scripts:
             source = Path(scratch) / name
@@ -134,8 +122,10 @@ def sign_bundle(
             if timestamp is not None:
                 command += ["-ts", timestamp]
             command += ["-in", str(source), "-out", str(target)]
-            _run(command, password=password if (pfx is not None or password is not None) else None,
-                 what=f"signing {name}")
+            # A PFX is always read with a password, an empty one when none is given (as openssl
+            # reads it for the certificate above): never the placeholder itself.
+            given = (password or "") if pfx is not None else password
+            _run(command, password=given, what=f"signing {name}")
             files[name] = target.read_bytes()
     signature = signature_entry(der, scripts, timestamp)
     files[PUBLISHER_FILE] = der
@@ -143,45 +133,3 @@ def sign_bundle(
     files[SHA256SUMS] = sums_of(files)
     write_bundle(dict(sorted(files.items())), Path(folder), force=True)
     return signature
-
-
-def signature_entry(der: bytes, scripts: list[str], timestamp: str | None) -> dict:
-    """bundle.json's record of the signer, all of it derived from the certificate and the scripts."""
-    return {
-        "thumbprint": thumbprint(der),
-        "subject": _subject(der),
-        "digest": "sha256",
-        "timestamp": timestamp,
-        "scripts": scripts,
-        "certificate": PUBLISHER_FILE,
-    }
-
-
-def verify_signatures(bundle: Bundle, *, ca: str | Path | None = None) -> list[Finding]:
-    """Each script's signature intact and made by the certificate bundle.json names.
-
-    Trust in that certificate is the deploying organisation's decision (Trusted Publishers,
-    a WDAC signer rule); by default it is taken as its own anchor here, so that a signature
-    is checked against exactly the certificate the reviewer approved. --ca gives a root instead.
-    """
-    signature = bundle.signature or {}
-    findings = []
-    der = bundle.files.get(PUBLISHER_FILE)
-    if der is None:
-        return [Finding(PUBLISHER_FILE, "missing: bundle.json names a signer, and its certificate is not here")]
-    if thumbprint(der) != signature.get("thumbprint"):
-        findings.append(Finding(PUBLISHER_FILE, f"thumbprint {thumbprint(der)}, not {signature.get('thumbprint')} "
-                                                "as bundle.json says"))
-    osslsigncode = _tool("osslsigncode")
-    with tempfile.TemporaryDirectory() as scratch:
-        anchor = Path(ca) if ca else Path(scratch) / "publisher.pem"
-        if ca is None:
-            anchor.write_text(ssl.DER_cert_to_PEM_cert(der), encoding="ascii")
-        for name in sorted(n for n in bundle.files if n.endswith(SIGNED_SUFFIXES)):
-            path = Path(scratch) / name
-            path.write_bytes(bundle.files[name])
-            done = subprocess.run([osslsigncode, "verify", "-in", str(path), "-CAfile", str(anchor)],
-                                  capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                findings.append(Finding(name, "its Authenticode signature does not verify (osslsigncode verify)"))
-    return findings

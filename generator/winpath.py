@@ -10,39 +10,65 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 
 from .errors import InvalidValue
 
 # Variables a path may start with, by their lowercase spelling. Only these are
 # expanded, so that a literal '%' elsewhere can never turn into an expansion.
-ENV_BASES = {
-    name.lower(): name
-    for name in ("USERPROFILE", "LOCALAPPDATA", "APPDATA", "ProgramFiles", "SystemDrive")
-}
+ENV_BASES = {name.lower(): name for name in ("USERPROFILE", "LOCALAPPDATA", "APPDATA", "ProgramFiles", "SystemDrive")}
 PER_USER_BASES = frozenset({"USERPROFILE", "LOCALAPPDATA", "APPDATA"})
+# Where each variable points on a usual PC (C:, an English Windows): what path lengths are measured
+# against. The per-user ones are below the profile, %USERPROFILE%, as the profile's own folders.
+TYPICAL_VALUES = {"ProgramFiles": "C:\\Program Files", "ProgramData": "C:\\ProgramData", "SystemDrive": "C:"}
+IN_PROFILE = {"USERPROFILE": "", "LOCALAPPDATA": "AppData\\Local", "APPDATA": "AppData\\Roaming"}
 
 MAX_PATH_CHARS = 259  # MAX_PATH less the terminating NUL: no long-path opt-in needed
 # CreateDirectory's limit for a folder's path ("a default string size limit for paths of 248
 # characters", room for an 8.3 file name below it), less the terminating NUL.
 MAX_FOLDER_CHARS = 247
-FORBIDDEN_CHARS = set('"<>|?*')
-RESERVED_NAMES = frozenset(
-    ["con", "prn", "aux", "nul"]
-    + [f"com{i}" for i in "123456789"]
-    + [f"lpt{i}" for i in "123456789"]
-)
+FORBIDDEN_CHARS = frozenset('"<>|?*')
+# Device names Windows reserves in every folder, with any extension ("Naming Files, Paths, and
+# Namespaces"): COM0 to COM9 and LPT0 to LPT9, and the superscript digits 1, 2 and 3.
+PORT_DIGITS = "0123456789\u00b9\u00b2\u00b3"
+RESERVED_NAMES = frozenset(["con", "prn", "aux", "nul"] + [f"{p}{d}" for p in ("com", "lpt") for d in PORT_DIGITS])
+
+
+def is_reserved_name(part: str) -> bool:
+    """A file or folder name Windows opens as a device: the name before its first dot, less
+    trailing spaces, is a reserved one (so 'nul.txt' and 'com1 .log' are too)."""
+    return part.split(".")[0].rstrip(" ").lower() in RESERVED_NAMES
+
 
 _ENV_PREFIX = r"%([A-Za-z]+)%(?:\\|$)"  # compiled on first use
 _DRIVE = r"[A-Za-z]:\\"  # compiled on first use
 
 
-@dataclass(frozen=True)
 class WinPath:
-    """A validated Windows path: ``base`` is an environment variable or None."""
+    """A validated Windows path: ``base`` is an environment variable or None.
 
+    Immutable and compared by value. A plain class rather than a dataclass: it is made at
+    every start, and a dataclass costs start-up time to build (benchmarks/startup.py).
+    """
+
+    __slots__ = ("base", "rest")
     base: str | None
     rest: str
+
+    def __init__(self, base: str | None, rest: str) -> None:
+        object.__setattr__(self, "base", base)
+        object.__setattr__(self, "rest", rest)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"WinPath is immutable: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WinPath) and (self.base, self.rest) == (other.base, other.rest)
+
+    def __hash__(self) -> int:
+        return hash((self.base, self.rest))
+
+    def __repr__(self) -> str:
+        return f"WinPath(base={self.base!r}, rest={self.rest!r})"
 
     def __str__(self) -> str:
         if self.base is None:
@@ -53,6 +79,21 @@ class WinPath:
     def per_user(self) -> bool:
         """True when the path differs for every user who runs the server."""
         return self.base in PER_USER_BASES
+
+    def typical(self) -> str:
+        """The path on a usual PC (TYPICAL_VALUES), for a machine-wide base."""
+        if self.base is None:
+            return self.rest
+        if self.base not in TYPICAL_VALUES:
+            raise ValueError(f"{self} differs for each user: it has no one value on a PC")
+        return TYPICAL_VALUES[self.base] + (f"\\{self.rest}" if self.rest else "")
+
+    def in_profile(self) -> str:
+        """A per-user path relative to the user's profile folder (%LOCALAPPDATA%\\x: AppData\\Local\\x),
+        as a machine-wide script finds it below each profile's LocalPath."""
+        if self.base not in IN_PROFILE:
+            raise ValueError(f"{self} is not below a user's profile")
+        return "\\".join(part for part in (IN_PROFILE[self.base], self.rest) if part)
 
     def join(self, *parts: str) -> WinPath:
         """A path below this one; parts are trusted constants of the bundle."""
@@ -69,7 +110,8 @@ def _check_chars(param: str, value: str, text: str) -> None:
             raise InvalidValue(param, value, f'Windows does not allow {ch!r} in a path (forbidden: " < > | ? *)')
         if category in ("Cc", "Cs", "Zl", "Zp", "Cn") or ch == "\ufeff":
             raise InvalidValue(
-                param, value,
+                param,
+                value,
                 f"control, separator or unassigned character U+{ord(ch):04X} is not allowed in a path",
             )
         if ch == "/":
@@ -86,11 +128,11 @@ def _check_components(param: str, value: str, components: list[str]) -> None:
             raise InvalidValue(param, value, f"'{part}' components are not allowed; write the full path")
         if part[-1] in " .":
             raise InvalidValue(param, value, f"component {part!r} ends in a space or dot, which Windows strips")
-        if part.split(".")[0].rstrip(" ").lower() in RESERVED_NAMES:
+        if is_reserved_name(part):
             raise InvalidValue(param, value, f"component {part!r} is a reserved device name on Windows")
 
 
-def parse_windows_path(param: str, value: str) -> WinPath:
+def parse_windows_path(param: str, value: object) -> WinPath:
     """Check ``value`` against Windows' rules and split off an environment base.
 
     A trailing backslash is dropped (``C:\\nb\\`` is ``C:\\nb``), except on a
@@ -107,7 +149,7 @@ def parse_windows_path(param: str, value: str) -> WinPath:
         if base is None:
             allowed = ", ".join(f"%{b}%" for b in ENV_BASES.values())
             raise InvalidValue(param, value, f"a path may start only with one of {allowed}")
-        rest = value[env.end():].rstrip("\\")
+        rest = value[env.end() :].rstrip("\\")
         _check_chars(param, value, rest)
         if rest:
             _check_components(param, value, rest.split("\\"))
@@ -122,7 +164,8 @@ def parse_windows_path(param: str, value: str) -> WinPath:
         return WinPath(None, "\\\\" + body)
     if not re.match(_DRIVE, value):
         raise InvalidValue(
-            param, value,
+            param,
+            value,
             "must be an absolute Windows path (C:\\..., \\\\server\\share\\...) "
             "or start with %USERPROFILE%\\ or another allowed variable",
         )

@@ -104,5 +104,10 @@ def windows_env(env_cache, uv_bin):
     """The default environment (notebook) for Windows x64, CPython 3.13, resolved against the real index."""
     from generator.environment import Target, build_environment
 
-    return build_environment(requirements=("notebook",), target=Target("windows", "3.13"), cache=env_cache,
-                             name="py", generator_version="0.0.0")
+    return build_environment(
+        requirements=("notebook",),
+        target=Target("windows", "3.13"),
+        cache=env_cache,
+        name="py",
+        generator_version="0.0.0",
+    )

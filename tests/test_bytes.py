@@ -8,7 +8,13 @@ import json
 import pytest
 
 CRLF_FILES = [
-    "start-py.bat", "start-py.config.py", "install.ps1", "uninstall.ps1", "detect.ps1", "hosts.txt", "py.task.xml",
+    "start-py.bat",
+    "start-py.config.py",
+    "install.ps1",
+    "uninstall.ps1",
+    "detect.ps1",
+    "hosts.txt",
+    "py.task.xml",
 ]
 
 

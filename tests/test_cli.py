@@ -175,9 +175,20 @@ def test_previous_bundle_is_replaced_only_with_force(tmp_path):
     replaced = run("--ip", "127.0.0.14", "--name", "lab", "--force", out=out)
     assert replaced.exit_code == 0, replaced.output
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["README.md", "SHA256SUMS", "bundle.json", "detect.ps1", f"gen-bundle-{__version__}.psm1", "hosts.txt",
-         "install.ps1", "lab.task.xml", "start-lab.bat", "start-lab.config.py", "start-lab.guard.py",
-         "uninstall.ps1"]
+        [
+            "README.md",
+            "SHA256SUMS",
+            "bundle.json",
+            "detect.ps1",
+            f"gen-bundle-{__version__}.psm1",
+            "hosts.txt",
+            "install.ps1",
+            "lab.task.xml",
+            "start-lab.bat",
+            "start-lab.config.py",
+            "start-lab.guard.py",
+            "uninstall.ps1",
+        ]
     )
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging directories left behind
 
@@ -250,7 +261,11 @@ def test_a_write_cut_short_by_the_file_size_limit_leaves_no_trace(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "generator", *OK, "--out", str(out)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, preexec_fn=small_files,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        preexec_fn=small_files,
     )
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout == ""
@@ -296,7 +311,10 @@ def test_python_dash_m_generator_runs_from_another_directory(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
         [sys.executable, "-m", "generator", "--ip", "127.0.0.13", "--name", "py"],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     golden = REPO / "tests" / "golden" / "py"
@@ -306,8 +324,18 @@ def test_python_dash_m_generator_runs_from_another_directory(tmp_path):
     assert different == [], f"differ from tests/golden/py/ (see test_golden.py): {different}"
     bad = subprocess.run(
         [sys.executable, "-m", "generator", "--ip", "10.0.0.1", "--name", "py", "--out", "x"],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert bad.returncode == 2
     assert "Error: Invalid value for '--ip': '10.0.0.1'" in bad.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_the_auth_help_says_when_the_secret_is_made():
+    """The server's settings make a new secret at every start (start-py.config.py): the help,
+    which the README pastes, says so, not "on first start"."""
+    text = " ".join(help_text().split())
+    assert "made anew at every start of the server" in text and "first start" not in text

@@ -17,10 +17,11 @@ import zipfile
 import pytest
 from click.testing import CliRunner
 
+from generator.bundle_format import ENV_FILES
 from generator.cli import main
 from generator.environment import Target, build_environment
 from generator.environment.lock import normalize, parse_lock
-from generator.render import ENV_FILES, render
+from generator.render import render
 from generator.spec import build_spec
 
 from conftest import CANONICAL, need
@@ -72,15 +73,21 @@ def test_the_archive_is_the_wheels_installed_as_a_virtual_environment(windows_en
     for line in record.splitlines()[:200]:
         path, digest, _ = line.rsplit(",", 2)
         if digest.startswith("sha256="):
-            data = archive.read("Lib/site-packages/" + path if not path.startswith("../") else path[len("../../"):])
+            data = archive.read("Lib/site-packages/" + path if not path.startswith("../") else path[len("../../") :])
             assert base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode() == digest[7:], path
 
 
 def test_the_same_lock_gives_the_same_bytes_offline(windows_env, env_cache):
     """Rebuilt from the bundle's own lock, from the warm cache, with no network allowed."""
-    again = build_environment(requirements=("notebook",), target=Target("windows", "3.13"), cache=env_cache,
-                              lock=windows_env.lock.decode("ascii"), offline=True, name="py",
-                              generator_version="0.0.0")
+    again = build_environment(
+        requirements=("notebook",),
+        target=Target("windows", "3.13"),
+        cache=env_cache,
+        lock=windows_env.lock.decode("ascii"),
+        offline=True,
+        name="py",
+        generator_version="0.0.0",
+    )
     assert again.archive == windows_env.archive
     assert again.lock == windows_env.lock
     assert again.sbom == windows_env.sbom
@@ -152,8 +159,21 @@ def test_the_cli_builds_it_from_the_warm_cache_offline(windows_env, env_cache, t
     lock = tmp_path / "pylock.toml"
     lock.write_bytes(windows_env.lock)
     monkeypatch.setenv("GEN_BUNDLE_CACHE_DIR", str(env_cache))
-    result = CliRunner().invoke(main, ["--ip", "127.0.0.13", "--name", "py", "--env", "--offline", "--lock", str(lock),
-                                       "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "--ip",
+            "127.0.0.13",
+            "--name",
+            "py",
+            "--env",
+            "--offline",
+            "--lock",
+            str(lock),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 0, result.output + result.stderr
     archive = tmp_path / "out" / "python-env.zip"
     assert archive.read_bytes() == windows_env.archive

@@ -52,8 +52,9 @@ def fake_uv(fp, monkeypatch, tmp_path):
 
 
 def run(tmp_path: Path, *flags: str):
-    result = CliRunner().invoke(main, ["--ip", "127.0.0.13", "--name", "py", "--env", *flags,
-                                       "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        main, ["--ip", "127.0.0.13", "--name", "py", "--env", *flags, "--out", str(tmp_path / "out")]
+    )
     return result
 
 
@@ -109,8 +110,12 @@ def lock_for(base: str, wheels: dict[str, bytes], pinned: dict[str, str] | None 
     for filename, data in wheels.items():
         name, version = filename.split("-")[:2]
         digest = (pinned or {}).get(filename) or hashlib.sha256(data).hexdigest()
-        lines += ["[[packages]]", f'name = "{name}"', f'version = "{version}"',
-                  f'wheels = [{{ url = "{base}/{filename}", hashes = {{ sha256 = "{digest}" }} }}]']
+        lines += [
+            "[[packages]]",
+            f'name = "{name}"',
+            f'version = "{version}"',
+            f'wheels = [{{ url = "{base}/{filename}", hashes = {{ sha256 = "{digest}" }} }}]',
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -120,8 +125,9 @@ def make_wheel(name: str, version: str, files: dict[str, bytes]) -> bytes:
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as wheel:
         for path, data in files.items():
             wheel.writestr(path, data)
-        wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-                                           "License-Expression: MIT\n")
+        wheel.writestr(
+            f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nLicense-Expression: MIT\n"
+        )
         wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         wheel.writestr(f"{info}/RECORD", "")
     return out.getvalue()
@@ -155,8 +161,12 @@ def test_a_wheel_that_is_not_the_locked_one_is_refused(fake_uv, tmp_path, index)
 def test_offline_with_a_cold_cache_says_what_is_missing(fake_uv, tmp_path, index):
     wheel = make_wheel("notebook", "7.6.5", {"notebook/__init__.py": b""})
     lock_file = tmp_path / "pylock.toml"
-    lock_file.write_text(lock_for("http://127.0.0.1:9", {"notebook-7.6.5-py3-none-any.whl": wheel,
-                                                          "jupyter_core-5.9.1-py3-none-any.whl": wheel}))
+    lock_file.write_text(
+        lock_for(
+            "http://127.0.0.1:9",
+            {"notebook-7.6.5-py3-none-any.whl": wheel, "jupyter_core-5.9.1-py3-none-any.whl": wheel},
+        )
+    )
     result = run(tmp_path, "--offline", "--lock", str(lock_file))
     assert result.exit_code == 1
     assert "--offline: jupyter_core-5.9.1-py3-none-any.whl (jupyter_core 5.9.1) is not in the cache" in result.stderr
@@ -166,8 +176,10 @@ def test_offline_with_a_cold_cache_says_what_is_missing(fake_uv, tmp_path, index
 
 def test_a_lock_with_an_old_jupyter_core_is_refused(tmp_path):
     wheel = make_wheel("x", "1", {})
-    lock = lock_for("https://example.invalid", {"notebook-7.6.5-py3-none-any.whl": wheel,
-                                                 "jupyter_core-5.7.2-py3-none-any.whl": wheel})
+    lock = lock_for(
+        "https://example.invalid",
+        {"notebook-7.6.5-py3-none-any.whl": wheel, "jupyter_core-5.7.2-py3-none-any.whl": wheel},
+    )
     lock_file = tmp_path / "pylock.toml"
     lock_file.write_text(lock)
     result = run(tmp_path, "--lock", str(lock_file), "--offline")
@@ -177,18 +189,29 @@ def test_a_lock_with_an_old_jupyter_core_is_refused(tmp_path):
 
 
 def test_a_lock_with_only_a_source_distribution_is_refused():
-    text = ('lock-version = "1.0"\n[[packages]]\nname = "pkg"\nversion = "1"\n'
-            'sdist = { url = "https://example.invalid/pkg-1.tar.gz", hashes = { sha256 = "' + "0" * 64 + '" } }\n')
+    text = (
+        'lock-version = "1.0"\n[[packages]]\nname = "pkg"\nversion = "1"\n'
+        'sdist = { url = "https://example.invalid/pkg-1.tar.gz", hashes = { sha256 = "' + "0" * 64 + '" } }\n'
+    )
     with pytest.raises(EnvBuildError, match="pkg 1 has no wheel for Windows x64, CPython 3.13 \\(only a source"):
         parse_lock(text, Target("windows", "3.13"), source="the lock")
 
 
 def test_a_lock_for_another_platform_is_refused():
-    wheel = {"url": "https://example.invalid/pkg-1-cp313-cp313-manylinux_2_28_x86_64.whl",
-             "hashes": {"sha256": "0" * 64}}
-    text = 'lock-version = "1.0"\n[[packages]]\nname = "pkg"\nversion = "1"\nwheels = [' + json.dumps(wheel).replace(
-        '": ', '" = ').replace('{"', '{ "').replace('"url"', "url").replace('"hashes"', "hashes").replace(
-        '"sha256"', "sha256") + "]\n"
+    wheel = {
+        "url": "https://example.invalid/pkg-1-cp313-cp313-manylinux_2_28_x86_64.whl",
+        "hashes": {"sha256": "0" * 64},
+    }
+    text = (
+        'lock-version = "1.0"\n[[packages]]\nname = "pkg"\nversion = "1"\nwheels = ['
+        + json.dumps(wheel)
+        .replace('": ', '" = ')
+        .replace('{"', '{ "')
+        .replace('"url"', "url")
+        .replace('"hashes"', "hashes")
+        .replace('"sha256"', "sha256")
+        + "]\n"
+    )
     with pytest.raises(EnvBuildError, match="has no wheel for Windows x64"):
         parse_lock(text, Target("windows", "3.13"), source="the lock")
 
@@ -196,8 +219,14 @@ def test_a_lock_for_another_platform_is_refused():
 @pytest.mark.parametrize("bad", ["../evil.py", "pkg/con.py", "pkg/a:b.py", "pkg/trailing. "])
 def test_a_wheel_entry_windows_cannot_hold_or_that_escapes_is_refused(bad):
     data = make_wheel("pkg", "1", {bad: b"x"})
-    pin = Pin("pkg", "1", "pkg-1-py3-none-any.whl", "https://example.invalid/pkg-1-py3-none-any.whl",
-              hashlib.sha256(data).hexdigest(), None)
+    pin = Pin(
+        "pkg",
+        "1",
+        "pkg-1-py3-none-any.whl",
+        "https://example.invalid/pkg-1-py3-none-any.whl",
+        hashlib.sha256(data).hexdigest(),
+        None,
+    )
     with pytest.raises(EnvBuildError, match="is not a file name Windows can hold"):
         install_archive((pin,), {pin.sha256: data}, Target("windows", "3.13"))
 
@@ -205,8 +234,17 @@ def test_a_wheel_entry_windows_cannot_hold_or_that_escapes_is_refused(bad):
 def test_two_wheels_writing_one_file_are_refused():
     first = make_wheel("a", "1", {"shared/Module.py": b"a"})
     second = make_wheel("b", "1", {"shared/module.py": b"b"})  # one file on Windows, whatever the case
-    pins = tuple(Pin(n, "1", f"{n}-1-py3-none-any.whl", f"https://example.invalid/{n}-1-py3-none-any.whl",
-                     hashlib.sha256(d).hexdigest(), None) for n, d in (("a", first), ("b", second)))
+    pins = tuple(
+        Pin(
+            n,
+            "1",
+            f"{n}-1-py3-none-any.whl",
+            f"https://example.invalid/{n}-1-py3-none-any.whl",
+            hashlib.sha256(d).hexdigest(),
+            None,
+        )
+        for n, d in (("a", first), ("b", second))
+    )
     with pytest.raises(EnvBuildError, match="would overwrite each other's file"):
         wheels = {pin.sha256: d for pin, d in zip(pins, (first, second), strict=True)}
         install_archive(pins, wheels, Target("windows", "3.13"))
@@ -218,10 +256,16 @@ def test_two_wheels_writing_one_file_are_refused():
         (["--package", "x @ https://example.invalid/x.whl"], "--package", "no URLs, paths, options or markers"),
         (["--python-version", "3.12"], "--python-version", "contradicts --python"),
         (["--python-version", "3.9"], "--python-version", "must be a CPython version 3.10 to 3.19"),
-        (["--python", "%LOCALAPPDATA%\\Programs\\Python\\Python313\\python.exe"], "--python",
-         "--env needs a Python installed for all users"),
-        (["--python", "D:\\Tools\\python.exe"], "--python-version",
-         "--python 'D:\\Tools\\python.exe' does not name it"),
+        (
+            ["--python", "%LOCALAPPDATA%\\Programs\\Python\\Python313\\python.exe"],
+            "--python",
+            "--env needs a Python installed for all users",
+        ),
+        (
+            ["--python", "D:\\Tools\\python.exe"],
+            "--python-version",
+            "--python 'D:\\Tools\\python.exe' does not name it",
+        ),
     ],
 )
 def test_bad_environment_input_exits_2_naming_the_flag(tmp_path, flags, flag, words, fp):
@@ -241,8 +285,9 @@ def test_a_requirements_file_takes_only_packages(tmp_path, fp):
     assert len(fp.calls) == 0
 
 
-@pytest.mark.parametrize("flags", [["--lock", "pylock.toml"], ["--offline"], ["--package", "pandas"],
-                                   ["--python-version", "3.13"]])
+@pytest.mark.parametrize(
+    "flags", [["--lock", "pylock.toml"], ["--offline"], ["--package", "pandas"], ["--python-version", "3.13"]]
+)
 def test_environment_flags_need_env(tmp_path, flags):
     result = CliRunner().invoke(main, ["--ip", "127.0.0.13", "--name", "py", *flags, "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
@@ -260,3 +305,17 @@ def test_a_path_too_long_for_windows_powershell_is_refused_at_build_time():
     folder = "Lib/site-packages/" + "x" * 176  # a folder of 251 characters, a file in it of 256
     with pytest.raises(EnvBuildError, match="more than the 247 Windows PowerShell 5.1 can create"):
         _check_path_length(folder + "/a.py", folder, "py")
+
+
+def test_an_archive_past_a_zips_limit_is_refused_not_cut_short(monkeypatch):
+    """write_zip stops with an error when an entry would end past 4 GiB (no zip64): it never
+    leaves out the entries that do not fit and writes the rest."""
+    from generator.environment import archive
+
+    entries = [
+        archive.Entry(f"Lib/site-packages/m{i}.py", 0, b"x" * 100, 0, 100, (2020, 1, 1, 0, 0, 0), "w") for i in range(3)
+    ]
+    assert len(zipfile.ZipFile(io.BytesIO(archive.write_zip(entries))).namelist()) == 3
+    monkeypatch.setattr(archive, "MAX_ARCHIVE_BYTES", 200)  # room for the first entry, not the second
+    with pytest.raises(EnvBuildError, match="larger than 4 GiB"):
+        archive.write_zip(entries)

@@ -34,8 +34,9 @@ IP = "127.0.0.73"
 
 @pytest.fixture(scope="module")
 def linux_env(env_cache, uv_bin):
-    return build_environment(requirements=("notebook",), target=LINUX, cache=env_cache, name="py",
-                             generator_version="0.0.0")
+    return build_environment(
+        requirements=("notebook",), target=LINUX, cache=env_cache, name="py", generator_version="0.0.0"
+    )
 
 
 def wire(archive: bytes, folder: Path) -> Path:
@@ -60,9 +61,15 @@ def free_port() -> int:
 
 
 def test_two_builds_from_one_lock_are_identical(linux_env, env_cache):
-    again = build_environment(requirements=("notebook",), target=LINUX, cache=env_cache,
-                              lock=linux_env.lock.decode("ascii"), offline=True, name="py",
-                              generator_version="0.0.0")
+    again = build_environment(
+        requirements=("notebook",),
+        target=LINUX,
+        cache=env_cache,
+        lock=linux_env.lock.decode("ascii"),
+        offline=True,
+        name="py",
+        generator_version="0.0.0",
+    )
     assert again.archive == linux_env.archive
 
 
@@ -74,14 +81,22 @@ def test_the_environment_serves_the_notebook_front_end(linux_env, tmp_path):
     home = tmp_path / "home"
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    (notebooks / "hello-from-the-bundle.ipynb").write_text(json.dumps(
-        {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    (notebooks / "hello-from-the-bundle.ipynb").write_text(
+        json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    )
     # Nothing of this test run's own environment may help: no PYTHONPATH, no user site, a new HOME.
     environ = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONNOUSERSITE": "1", "LANG": "C.UTF-8"}
     where = subprocess.run(
-        [python, "-c", "import sys, notebook, jupyter_server, zmq; print(sys.prefix); print(notebook.__file__); "
-                       "print(zmq.__file__)"],
-        capture_output=True, text=True, env=environ, check=True,
+        [
+            python,
+            "-c",
+            "import sys, notebook, jupyter_server, zmq; print(sys.prefix); print(notebook.__file__); "
+            "print(zmq.__file__)",
+        ],
+        capture_output=True,
+        text=True,
+        env=environ,
+        check=True,
     ).stdout.split()
     assert where[0] == str(env_dir)
     assert all(path.startswith(str(env_dir / "lib")) for path in where[1:]), where
@@ -91,10 +106,21 @@ def test_the_environment_serves_the_notebook_front_end(linux_env, tmp_path):
     log = tmp_path / "server.log"
     with open(log, "wb") as output:
         server = subprocess.Popen(
-            [python, "-m", "notebook", "--no-browser", f"--ServerApp.ip={IP}", f"--ServerApp.port={port}",
-             "--ServerApp.port_retries=0", f"--ServerApp.root_dir={notebooks}",
-             f"--IdentityProvider.token={token}", *(["--allow-root"] if os.geteuid() == 0 else [])],
-            stdout=output, stderr=subprocess.STDOUT, env=environ,
+            [
+                python,
+                "-m",
+                "notebook",
+                "--no-browser",
+                f"--ServerApp.ip={IP}",
+                f"--ServerApp.port={port}",
+                "--ServerApp.port_retries=0",
+                f"--ServerApp.root_dir={notebooks}",
+                f"--IdentityProvider.token={token}",
+                *(["--allow-root"] if os.geteuid() == 0 else []),
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=environ,
         )
     try:
         base = f"http://{IP}:{port}"
@@ -115,11 +141,25 @@ def test_the_environment_serves_the_notebook_front_end(linux_env, tmp_path):
         dom_file = tmp_path / "dom.html"
         with open(dom_file, "wb") as dom:
             subprocess.run(
-                [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-quic", f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=20000",
-                 "--dump-dom", f"{base}/tree?token={token}"],
-                stdout=dom, stderr=subprocess.DEVNULL, timeout=120, check=False,
+                [
+                    chromium,
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-quic",
+                    f"--user-data-dir={tmp_path / 'chromium'}",
+                    "--virtual-time-budget=20000",
+                    "--dump-dom",
+                    f"{base}/tree?token={token}",
+                ],
+                stdout=dom,
+                stderr=subprocess.DEVNULL,
+                timeout=120,
+                check=False,
             )
         rendered = dom_file.read_text(errors="replace")
         # Rendered by the front end's JavaScript, not sent by the server: the file browser lists the notebook.

@@ -53,8 +53,12 @@ def commands(root) -> list:
 
 
 def function(root, name: str):
-    return next(node for node in walk(root.root_node) if node.type == "function_statement"
-                and next(c for c in node.children if c.type == "function_name").text.decode() == name)
+    return next(
+        node
+        for node in walk(root.root_node)
+        if node.type == "function_statement"
+        and next(c for c in node.children if c.type == "function_name").text.decode() == name
+    )
 
 
 def main_body(root) -> list:
@@ -64,17 +68,29 @@ def main_body(root) -> list:
 
 # ---- 1 and 2: nothing written before the preflight ends; SYSTEM writes through no user's folder ----
 
-WRITES_BEFORE = {"new-statefolder", "start-runlog", "protect-statedirectory", "start-transcript", "set-acl",
-                 "new-adminonlyfolder", "createdirectory", "writeallbytes", "writealltext", "copy-item"}
+WRITES_BEFORE = {
+    "new-statefolder",
+    "start-runlog",
+    "protect-statedirectory",
+    "start-transcript",
+    "set-acl",
+    "new-adminonlyfolder",
+    "createdirectory",
+    "writeallbytes",
+    "writealltext",
+    "copy-item",
+}
 
 
 def writes_before_preflight_ends(root) -> list[str]:
     body = main_body(root)
     ends = [node.start_byte for name, node in body if name == "stop-bundle" and "$ExitPreflight" in node.text.decode()]
     assert ends, "no preflight refusal in the script"
-    return [f"{name} at line {node.start_point[0] + 1}" for name, node in body
-            if node.start_byte < ends[-1] and (name in WRITES_BEFORE or _changes_state(node))
-            and not own_engine_copy(node)]
+    return [
+        f"{name} at line {node.start_point[0] + 1}"
+        for name, node in body
+        if node.start_byte < ends[-1] and (name in WRITES_BEFORE or _changes_state(node)) and not own_engine_copy(node)
+    ]
 
 
 def own_engine_copy(node) -> bool:
@@ -101,8 +117,10 @@ try {
     }
 } catch {}
 """
-    assert writes_before_preflight_ends(tree(grammar, old)) == ["protect-statedirectory at line 4",
-                                                                 "start-transcript at line 5"]
+    assert writes_before_preflight_ends(tree(grammar, old)) == [
+        "protect-statedirectory at line 4",
+        "start-transcript at line 5",
+    ]
 
 
 def unsafe_folder_writes(root) -> list[str]:
@@ -114,8 +132,12 @@ def unsafe_folder_writes(root) -> list[str]:
         text = node.text.decode()
         if name == "set-acl" or name == "protect-statedirectory":
             problems.append(f"{name} at line {node.start_point[0] + 1}")
-        elif (name == "createdirectory" and "$InstallDir" not in text and not own_engine_copy(node)
-              and _enclosing_function(node) not in ("new-adminonlyfolder", "install-environment")):
+        elif (
+            name == "createdirectory"
+            and "$InstallDir" not in text
+            and not own_engine_copy(node)
+            and _enclosing_function(node) not in ("new-adminonlyfolder", "install-environment")
+        ):
             problems.append(f"CreateDirectory at line {node.start_point[0] + 1}: {text[:60]}")
     return problems
 
@@ -141,7 +163,8 @@ def level_problems(root) -> list[str]:
     loop = next(n for n in walk(function(root, "New-StateFolder")) if n.type == "foreach_statement")
     collection = next(c for c in loop.children if c.type == "pipeline").text.decode()
     levels = re.findall(r"@\(\$(\w+), \$(true|false)\)", collection) or [
-        (name, "false") for name in re.findall(r"\$(\w+)", collection)]
+        (name, "false") for name in re.findall(r"\$(\w+)", collection)
+    ]
     problems, parent = [], ("ProgramFiles", "")
     for name, users_read in levels:
         path = values[name]
@@ -156,10 +179,15 @@ def level_problems(root) -> list[str]:
         problems.append("the install folder's parent is not made with users read")
     helper = function(root, "New-AdminOnlyFolder")
     create = min(n.start_byte for n in walk(helper) if n.type == "member_name" and n.text == b"CreateDirectory")
-    guards = [n for n in walk(helper) if n.type == "if_statement" and n.start_byte < create
-              and "Test-Path" in n.children[2].text.decode()
-              and "Split-Path -Parent $Path" in n.children[2].text.decode()
-              and any(t.type == "flow_control_statement" and t.text.startswith(b"throw") for t in walk(n))]
+    guards = [
+        n
+        for n in walk(helper)
+        if n.type == "if_statement"
+        and n.start_byte < create
+        and "Test-Path" in n.children[2].text.decode()
+        and "Split-Path -Parent $Path" in n.children[2].text.decode()
+        and any(t.type == "flow_control_statement" and t.text.startswith(b"throw") for t in walk(n))
+    ]
     if not guards:
         problems.append("New-AdminOnlyFolder does not refuse a missing parent")
     return problems
@@ -174,13 +202,17 @@ def test_the_level_check_can_fail(grammar):
     current = script(grammar, "install.ps1").root_node.text.decode()
     start = current.index("function New-StateFolder {")
     end = current.index("\n}", start) + 2
-    old = current[:start] + """function New-StateFolder {
+    old = (
+        current[:start]
+        + """function New-StateFolder {
     foreach ($folder in @($StateRoot, $StateDir, $StateLogDir)) {
         if (-not (Test-Entry $folder)) {
             New-AdminOnlyFolder -Path $folder
         }
     }
-}""" + current[end:]
+}"""
+        + current[end:]
+    )
     guard = "if (-not (Test-Path -LiteralPath (Split-Path -Parent $Path) -PathType Container)) {"
     old = old.replace(guard, "if ($false) {")
     assert level_problems(tree(grammar, old)) == [
@@ -200,10 +232,13 @@ function Protect-StateDirectory {
 }
 """
     assert unsafe_folder_writes(tree(grammar, old)) == [
-        "CreateDirectory at line 4: [IO.Directory]::CreateDirectory($folder)", "set-acl at line 5"]
+        "CreateDirectory at line 4: [IO.Directory]::CreateDirectory($folder)",
+        "set-acl at line 5",
+    ]
 
 
 # ---- 3: check, then use the same bytes ----
+
 
 def second_reads(root) -> list[str]:
     """Bundle files read outside the one function that reads and checks them: the engine reads the
@@ -216,8 +251,12 @@ def second_reads(root) -> list[str]:
             found.append(f"line {node.start_point[0] + 1}")
         elif name == "$psscriptroot":
             line = root.root_node.text.decode().split("\n")[node.start_point[0]]
-            if not line.startswith(("$enginePath = Join-Path $PSScriptRoot $Bundle.EngineFile",
-                                    "Initialize-GenBundle -Caller $PSCmdlet -Values ($Bundle + @{ BundleRoot = ")):
+            if not line.startswith(
+                (
+                    "$enginePath = Join-Path $PSScriptRoot $Bundle.EngineFile",
+                    "Initialize-GenBundle -Caller $PSCmdlet -Values ($Bundle + @{ BundleRoot = ",
+                )
+            ):
                 found.append(f"line {node.start_point[0] + 1}")
     return found
 
@@ -253,17 +292,24 @@ def test_the_pinned_sums_parameter_is_declared_and_checked_first(grammar):
 
 # ---- 4: a disabled task stays disabled; backups are capped ----
 
+
 def disabled_task_exit(root) -> str | None:
     """The branch that leaves a disabled task alone: its exit code, when it comes before any change."""
-    first_change = min(node.start_byte for name, node in main_body(root) if "ShouldProcess" in node.text.decode()
-                       or name in ("shouldprocess", "confirm-change"))
+    first_change = min(
+        node.start_byte
+        for name, node in main_body(root)
+        if "ShouldProcess" in node.text.decode() or name in ("shouldprocess", "confirm-change")
+    )
     for node in walk(root.root_node):
         if node.type == "if_statement" and node.start_byte < first_change:
             condition = node.children[2].text.decode() if len(node.children) > 2 else ""
             if ("'Disabled'" in condition or "Test-TaskDisabledByAdmin" in condition) and "-not $Force" in condition:
                 exits = [n.text.decode() for n in walk(node) if n.type == "flow_control_statement"]
-                exits += ["exit " + n.text.decode().split()[1] for n in walk(node)
-                          if n.type == "command" and _command_name(n) == "stop-bundle"]  # the engine's exit
+                exits += [
+                    "exit " + n.text.decode().split()[1]
+                    for n in walk(node)
+                    if n.type == "command" and _command_name(n) == "stop-bundle"
+                ]  # the engine's exit
                 return exits[0] if exits else None
     return None
 
@@ -291,11 +337,13 @@ def test_every_hosts_backup_write_prunes_the_old_ones(grammar, name):
 
 # ---- 5: exit codes ----
 
+
 def first_statement_exit(root) -> str | None:
     """The exit of a trap that is the first statement after param(): it covers the whole script."""
     param = next(n for n in walk(root.root_node) if n.type == "param_block")
-    statements = next((n for n in root.root_node.children
-                       if n.start_byte > param.end_byte and n.type == "statement_list"), None)
+    statements = next(
+        (n for n in root.root_node.children if n.start_byte > param.end_byte and n.type == "statement_list"), None
+    )
     first = next((n for n in statements.children if n.type != "comment"), None) if statements is not None else None
     if first is None or first.type != "trap_statement":
         return None
@@ -303,13 +351,18 @@ def first_statement_exit(root) -> str | None:
     return exits[-1] if exits else None
 
 
-@pytest.mark.parametrize(("name", "code"), [("install.ps1", "exit 1603"), ("uninstall.ps1", "exit 1603"),
-                                            ("detect.ps1", "exit 0")])
+@pytest.mark.parametrize(
+    ("name", "code"), [("install.ps1", "exit 1603"), ("uninstall.ps1", "exit 1603"), ("detect.ps1", "exit 0")]
+)
 def test_a_trap_gives_the_documented_code_for_any_failure(grammar, name, code):
     root = script(grammar, name)
     assert first_statement_exit(root) == code
-    exits = {n.text.decode() for n in walk(root.root_node) if n.type == "flow_control_statement"
-             if n.text.decode().startswith("exit ")}
+    exits = {
+        n.text.decode()
+        for n in walk(root.root_node)
+        if n.type == "flow_control_statement"
+        if n.text.decode().startswith("exit ")
+    }
     assert "exit 1" not in exits
     assert "exit $LASTEXITCODE" in exits  # the 64-bit relaunch passes the child's code through
 
@@ -320,6 +373,7 @@ def test_the_trap_check_can_fail(grammar):
 
 
 # ---- 8: smaller ----
+
 
 def test_processes_are_stopped_only_while_they_are_the_ones_listed(grammar):
     root = script(grammar, "install.ps1")
@@ -332,9 +386,13 @@ def test_whatif_sends_no_request(grammar):
     root = script(grammar, "install.ps1")
     body = main_body(root)
     probes = [node.start_byte for name, node in body if name == "test-serveranswer"]
-    guard = [node for node in walk(root.root_node) if node.type == "if_statement"
-             and node.children[2].text.decode().strip() == "$WhatIfPreference"
-             and any(n.text.decode() in ("exit 0", "return") for n in walk(node))]
+    guard = [
+        node
+        for node in walk(root.root_node)
+        if node.type == "if_statement"
+        and node.children[2].text.decode().strip() == "$WhatIfPreference"
+        and any(n.text.decode() in ("exit 0", "return") for n in walk(node))
+    ]
     assert probes and guard and guard[0].end_byte < min(probes)
 
 
@@ -383,8 +441,11 @@ def test_whatif_shows_the_hosts_change_byte_for_byte(grammar, name):
     root = script(grammar, name)
     names = {name for name, _ in commands(root)}
     assert "get-bytediff" in names and "get-linediff" not in names
-    message = next(node.text.decode() for name, node in commands(root)
-                   if name == "confirm-change" and "-Target $HostsPath" in node.text.decode())
+    message = next(
+        node.text.decode()
+        for name, node in commands(root)
+        if name == "confirm-change" and "-Target $HostsPath" in node.text.decode()
+    )
     assert "-Action (Get-HostsChange -Before $Run.HostsBefore -After $after)" in message
     change = function(root, "Get-HostsChange").text.decode()
     assert change.index("if ($WhatIfPreference)") < change.index("Get-ByteDiff -Before $Before -After $After")
@@ -393,15 +454,21 @@ def test_whatif_shows_the_hosts_change_byte_for_byte(grammar, name):
 def test_the_whole_python_tree_is_checked_at_every_run(grammar):
     root = script(grammar, "install.ps1")
     text = function(root, "Get-PythonTreeProblem").text.decode()
-    for part in ("@('Lib', 'DLLs', 'Scripts', 'share', 'etc')", "'pyvenv.cfg'", "[IO.Directory]::GetDirectories($tree)",
-                 "$trees.Add($child)",
-                 "'*.pth'", "'*._pth'",
-                 "Get-NonAdminWriter -Path $path"):
+    for part in (
+        "@('Lib', 'DLLs', 'Scripts', 'share', 'etc')",
+        "'pyvenv.cfg'",
+        "[IO.Directory]::GetDirectories($tree)",
+        "$trees.Add($child)",
+        "'*.pth'",
+        "'*._pth'",
+        "Get-NonAdminWriter -Path $path",
+    ):
         assert part in text
     assert "get-pythontreeproblem" in [name for name, _ in main_body(root)]
 
 
 # ---- the bundle's own environment (--env): extracted, never run; swapped whole ----
+
 
 class _Part:
     """One function of a script, in the shape commands() reads."""
@@ -415,15 +482,21 @@ def env_problems(root) -> list[str]:
     problems = []
     install = [(name, node.text.decode()) for name, node in commands(_Part(function(root, "Install-Environment")))]
     names = [name for name, _ in install]
-    marker = next((i for i, (name, text) in enumerate(install)
-                   if name == "writealltext" and "gen-bundle-env.txt" in text), None)
-    after = [name for name, _ in install[marker + 1:]] if marker is not None else []
+    marker = next(
+        (i for i, (name, text) in enumerate(install) if name == "writealltext" and "gen-bundle-env.txt" in text), None
+    )
+    after = [name for name, _ in install[marker + 1 :]] if marker is not None else []
     # After the marker: the one rename into place (retried, with a pause, while an antivirus holds a file).
-    if marker is None or names.count("move") != 1 or after.count("move") != 1 or set(after) - {
-            "move", "start-sleep", "join-path"}:
+    if (
+        marker is None
+        or names.count("move") != 1
+        or after.count("move") != 1
+        or set(after) - {"move", "start-sleep", "join-path"}
+    ):
         problems.append("Install-Environment: the marker, then one rename into place, must come last")
     if "createnew" not in " ".join(text.lower() for _, text in install) or names.index("getfullpath") > names.index(
-            "copyto"):
+        "copyto"
+    ):
         problems.append("Install-Environment: each entry's path is checked before it is written, and never overwrites")
     remove = [name for name, _ in commands(_Part(function(root, "Remove-EnvironmentFolder")))]
     last_delete = len(remove) - 1 - remove[::-1].index("remove-item") if "remove-item" in remove else -1
@@ -440,8 +513,11 @@ def python_runs(root) -> list[str]:
     found = []
     for name, node in commands(root):
         text = node.text.decode().lower()
-        if (("python" in name and name.endswith((".exe", "python", "pythonexe"))) or name in ("start-process", "&")
-                or text.startswith(("& $pythonexe", "& $envpython", "&$pythonexe"))):
+        if (
+            ("python" in name and name.endswith((".exe", "python", "pythonexe")))
+            or name in ("start-process", "&")
+            or text.startswith(("& $pythonexe", "& $envpython", "&$pythonexe"))
+        ):
             found.append(f"line {node.start_point[0] + 1}: {text[:60]}")
     return found
 
@@ -453,8 +529,9 @@ def env_install(grammar, windows_env) -> str:
 
     from support.program import inlined
 
-    return inlined(render(build_spec(ip="127.0.0.13", name="py", env=True), env=windows_env), "install.ps1",
-                   grammar).decode("utf-8")
+    return inlined(
+        render(build_spec(ip="127.0.0.13", name="py", env=True), env=windows_env), "install.ps1", grammar
+    ).decode("utf-8")
 
 
 def test_the_environment_is_extracted_whole_and_swapped_in_order(grammar, windows_env):
@@ -467,8 +544,9 @@ def test_the_environment_order_check_can_fail(grammar, windows_env):
     marker = "    [IO.File]::WriteAllText((Join-Path $staging 'gen-bundle-env.txt')"
     moved = source.replace(marker, "    [IO.Directory]::Move($staging, $final)\r\n" + marker)
     assert moved != source
-    assert env_problems(tree(grammar, moved)) == ["Install-Environment: the marker, then one rename into place, "
-                                                  "must come last"]
+    assert env_problems(tree(grammar, moved)) == [
+        "Install-Environment: the marker, then one rename into place, must come last"
+    ]
     deleted = source.replace("            [IO.Directory]::Move($Path, $retired)\r\n", "")
     assert deleted != source
     assert "Remove-EnvironmentFolder: rename first" in env_problems(tree(grammar, deleted))[0]
@@ -478,4 +556,6 @@ def test_install_runs_no_python(grammar):
     for name in ("install.ps1", "uninstall.ps1"):
         assert python_runs(script(grammar, name)) == [], name
     assert python_runs(tree(grammar, "& $PythonExe -m pip install notebook\r\nStart-Process python.exe\r\n")) == [
-        "line 1: & $pythonexe -m pip install notebook", "line 2: start-process python.exe"]
+        "line 1: & $pythonexe -m pip install notebook",
+        "line 2: start-process python.exe",
+    ]

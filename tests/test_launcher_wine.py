@@ -12,8 +12,9 @@ from itertools import pairwise
 
 import pytest
 
+from generator.layout import BACKOFF_FIRST, LAUNCHER_GONE_EXIT, LOCK_RETRY, Layout
 from generator.render import render, server_python
-from generator.spec import BACKOFF_FIRST, LAUNCHER_GONE_EXIT, LOCK_RETRY, build_spec
+from generator.spec import build_spec
 
 from conftest import need
 from support.wine import WINE_OEM_CODEPAGE
@@ -33,7 +34,7 @@ def expected_argv(spec, python_exe: str, notebook_dir: str, config: str) -> list
         "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={notebook_dir}",
         f"--ServerApp.local_hostnames={spec.name}",
-        f"--ServerApp.custom_display_url={spec.url}",
+        f"--ServerApp.custom_display_url={Layout(spec).url}",
         f"--config={config}",
     ]
 
@@ -49,10 +50,14 @@ class Installed:
     def __init__(self, wine, spec, *, stub: bool = True, env=None) -> None:
         self.wine, self.spec = wine, spec
         self.files = files = render(spec, env=env)
-        self.bat = wine.expand(str(spec.launcher_path))
-        self.config = wine.expand(str(spec.config_path))
-        self.guard = wine.expand(str(spec.guard_path))
-        placed = ((spec.launcher_file, self.bat), (spec.config_file, self.config), (spec.guard_file, self.guard))
+        self.bat = wine.expand(str(Layout(spec).launcher_path))
+        self.config = wine.expand(str(Layout(spec).config_path))
+        self.guard = wine.expand(str(Layout(spec).guard_path))
+        placed = (
+            (Layout(spec).launcher_file, self.bat),
+            (Layout(spec).config_file, self.config),
+            (Layout(spec).guard_file, self.guard),
+        )
         for name, windows in placed:
             host = wine.host_path(windows)
             host.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +65,7 @@ class Installed:
         self.python = as_wine_reads(wine.expand(str(server_python(spec, env))))
         self.notebook_dir = as_wine_reads(wine.expand(str(spec.notebook_dir)))
         self.host_notebook_dir = wine.host_path(self.notebook_dir)
-        self.log_dir = wine.host_path(wine.expand(str(spec.log_dir)))
+        self.log_dir = wine.host_path(wine.expand(str(Layout(spec).user_state_dir)))
         # Start from a user who never ran it: no notebook folder, no logs.
         if self.host_notebook_dir.exists() and self.host_notebook_dir != wine.drive_c:
             shutil.rmtree(self.host_notebook_dir)
@@ -112,7 +117,7 @@ def test_an_env_bundle_launcher_starts_the_environments_python(wine, windows_env
     assert result.argv_records == [site.argv()], result.output
     assert wine.guard_calls() == [site.guard_argv("check")]
     assert result.exit_code == 0
-    cache = as_wine_reads(wine.expand(str(spec.log_dir.join("pycache"))))
+    cache = as_wine_reads(wine.expand(str(Layout(spec).user_state_dir.join("pycache"))))
     assert f"stub python.exe: PYTHONPYCACHEPREFIX={cache}" in site.log("server.log")
     # Without --env the launcher leaves Python's own choice alone.
     plain = Installed(wine, build_spec(ip="127.0.0.13", name="py"))
@@ -133,12 +138,15 @@ def test_the_launcher_runs_no_program_that_a_folder_on_path_holds(wine, tmp_path
     marker = tmp_path / "ran.txt"
     for program in ("chcp", "ping", "find"):
         (planted / f"{program}.bat").write_bytes(
-            f"@echo off\r\necho {program}>>{wine.windows_path(marker)}\r\n".encode("ascii"))
+            f"@echo off\r\necho {program}>>{wine.windows_path(marker)}\r\n".encode("ascii")
+        )
     result = wine.run_bat(site.bat, plan=GONE, path_first=wine.windows_path(planted))
     assert result.argv_records == [site.argv()], result.output
     assert not marker.exists(), marker.read_text()
-    old = site.files[spec.launcher_file].replace(b'"%SystemRoot%\\System32\\chcp.com" 65001 >nul', b"chcp 65001 >nul")
-    assert old != site.files[spec.launcher_file]
+    old = site.files[Layout(spec).launcher_file].replace(
+        b'"%SystemRoot%\\System32\\chcp.com" 65001 >nul', b"chcp 65001 >nul"
+    )
+    assert old != site.files[Layout(spec).launcher_file]
     wine.host_path(site.bat).write_bytes(old)
     wine.run_bat(site.bat, plan=GONE, path_first=wine.windows_path(planted))
     assert marker.read_text().split() == ["chcp"]
@@ -202,8 +210,10 @@ def test_missing_python_is_reported_and_retried_with_backoff(wine):
     "server_says,logged",
     [
         ("C:\\Python\\python.exe: No module named notebook", "ERROR: the notebook package is not installed"),
-        ("[C ServerApp] ERROR: the Jupyter server could not be started because port 80 is not available.",
-         "ERROR: port 80 on 127.0.0.13 is in use. Fix:"),
+        (
+            "[C ServerApp] ERROR: the Jupyter server could not be started because port 80 is not available.",
+            "ERROR: port 80 on 127.0.0.13 is in use. Fix:",
+        ),
     ],
 )
 def test_known_failures_are_logged_with_their_fix(wine, server_says, logged):
@@ -306,7 +316,9 @@ def test_open_runs_only_the_guard(wine, answer):
     site = Installed(wine, spec)
     wine.guard_env = {"STUB_GUARD": str(answer)}
     try:
-        result = wine.run_line(site.bat.rsplit("\\", 1)[0], f"C:\\windows\\system32\\cmd.exe {spec.shortcut_arguments}")
+        result = wine.run_line(
+            site.bat.rsplit("\\", 1)[0], f"C:\\windows\\system32\\cmd.exe {Layout(spec).shortcut_arguments}"
+        )
     finally:
         wine.guard_env = {}
     assert result.exit_code == answer
@@ -320,9 +332,9 @@ def test_a_missing_install_folder_ends_the_launcher_with_its_reason(wine):
     """Run from anywhere but its install folder (here: it was removed), the launcher stops at once."""
     spec = build_spec(ip="127.0.0.13", name="py")
     site = Installed(wine, spec)
-    elsewhere = "C:\\stray\\" + spec.launcher_file
+    elsewhere = "C:\\stray\\" + Layout(spec).launcher_file
     wine.host_path(elsewhere).parent.mkdir(parents=True, exist_ok=True)
-    wine.host_path(elsewhere).write_bytes(site.files[spec.launcher_file])
+    wine.host_path(elsewhere).write_bytes(site.files[Layout(spec).launcher_file])
     shutil.rmtree(wine.host_path(site.bat).parent)
     result = wine.run_bat(elsewhere)
     assert result.exit_code == 3
@@ -350,7 +362,7 @@ def blinter_errors(tmp_path, name: str, data: bytes) -> list[dict]:
 @pytest.mark.parametrize("auth", ["token", "none"])
 def test_blinter_finds_no_errors(tmp_path, auth):
     spec = build_spec(ip="127.0.0.13", name="py", auth=auth)
-    assert blinter_errors(tmp_path, spec.launcher_file, render(spec)[spec.launcher_file]) == []
+    assert blinter_errors(tmp_path, Layout(spec).launcher_file, render(spec)[Layout(spec).launcher_file]) == []
 
 
 def test_blinter_would_see_a_broken_launcher(tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from generator.layout import Layout
 from generator.spec import build_spec
 
 from conftest import REPO, SHARED
@@ -52,8 +53,9 @@ def test_bundle_values_are_single_quoted_literals(canonical_files, grammars, scr
     values = pwsh.assignments(grammars["tree-sitter-pwsh"].parse(pwsh.script_text(canonical_files[script])))
     assert values["BundleName"] == "py"
     assert values["BundleIp"] == "127.0.0.13"
-    engine = pwsh.assignments(grammars["tree-sitter-pwsh"].parse(pwsh.script_text(
-        canonical_files[program.engine_name(canonical_files)])))
+    engine = pwsh.assignments(
+        grammars["tree-sitter-pwsh"].parse(pwsh.script_text(canonical_files[program.engine_name(canonical_files)]))
+    )
     assert engine["TaskFolder"] == "\\gen-bundle\\"  # the same in every bundle: the engine's
     assert values["InstallDir"] == ("ProgramFiles", "gen-bundle\\py")
     assert values["HostsBegin"] == "# BEGIN gen-bundle py"
@@ -63,7 +65,7 @@ def test_bundle_values_are_single_quoted_literals(canonical_files, grammars, scr
 def test_install_knows_the_python_and_the_files_it_verifies(canonical_files, grammars):
     values = pwsh.assignments(grammars["tree-sitter-pwsh"].parse(pwsh.script_text(canonical_files["install.ps1"])))
     # The Start-menu entry's arguments: the same line the launcher test runs under wine.
-    shortcut = build_spec(ip="127.0.0.13", name="py").shortcut_arguments
+    shortcut = Layout(build_spec(ip="127.0.0.13", name="py")).shortcut_arguments
     assert values["ShortcutArguments"] == shortcut == "/d /c .\\start-py.bat open"
     assert values["PythonExe"] == ("ProgramFiles", "Python313\\python.exe")
     array = grammars["tree-sitter-pwsh"].parse(values["BundleFiles"].encode())
@@ -126,8 +128,9 @@ def test_detect_changes_nothing_at_all(grammars):
         seen.add(name)
         body = functions[name]
         assert [n.text.decode()[:60] for n in pwsh.walk(body) if pwsh._changes_state(n)] == [], name
-        todo += [pwsh._command_name(n) for n in pwsh.walk(body) if n.type == "command"
-                 and pwsh._command_name(n) in functions]
+        todo += [
+            pwsh._command_name(n) for n in pwsh.walk(body) if n.type == "command" and pwsh._command_name(n) in functions
+        ]
     assert {"test-installed", "read-verifiedbundle", "read-hoststext"} <= seen
 
 
@@ -197,16 +200,71 @@ def test_pester_tests_parse_for_windows_powershell(grammars, name):
 
 # Commands of PowerShell and Pester that the Hosts suite may call besides install.ps1's functions.
 BUILTIN_COMMANDS = frozenset(
-    {"describe", "context", "it", "beforeall", "beforeeach", "aftereach", "afterall", "should", "mock",
-     "join-path", "split-path", "get-childitem", "remove-item", "foreach-object", "where-object", "out-null",
-     "test-path", "get-content", "set-content", "new-item", "write-output", "write-verbose", "start-sleep",
-     "sort-object", "get-ciminstance", "start-process", "stop-process", "set-itresult"}
+    {
+        "describe",
+        "context",
+        "it",
+        "beforeall",
+        "beforeeach",
+        "aftereach",
+        "afterall",
+        "should",
+        "mock",
+        "join-path",
+        "split-path",
+        "get-childitem",
+        "remove-item",
+        "foreach-object",
+        "where-object",
+        "out-null",
+        "test-path",
+        "get-content",
+        "set-content",
+        "new-item",
+        "write-output",
+        "write-verbose",
+        "start-sleep",
+        "sort-object",
+        "get-ciminstance",
+        "start-process",
+        "stop-process",
+        "set-itresult",
+    }
 )
 AUTOMATIC_VARIABLES = frozenset(
-    {"_", "psitem", "true", "false", "null", "args", "input", "this", "matches", "lastexitcode", "error",
-     "pscmdlet", "psboundparameters", "myinvocation", "psscriptroot", "pscommandpath", "pid", "home", "host",
-     "pwd", "erroractionpreference", "verbosepreference", "warningpreference", "whatifpreference",
-     "confirmpreference", "psversiontable", "executioncontext", "ofs", "foreach", "switch", "iswindows"}
+    {
+        "_",
+        "psitem",
+        "true",
+        "false",
+        "null",
+        "args",
+        "input",
+        "this",
+        "matches",
+        "lastexitcode",
+        "error",
+        "pscmdlet",
+        "psboundparameters",
+        "myinvocation",
+        "psscriptroot",
+        "pscommandpath",
+        "pid",
+        "home",
+        "host",
+        "pwd",
+        "erroractionpreference",
+        "verbosepreference",
+        "warningpreference",
+        "whatifpreference",
+        "confirmpreference",
+        "psversiontable",
+        "executioncontext",
+        "ofs",
+        "foreach",
+        "switch",
+        "iswindows",
+    }
 )
 # The hosts-file shapes the issue names: each must be made by Get-Shape and fed to a test.
 HOSTS_SHAPES = {"utf8-bom", "utf8", "ansi", "lf", "crlf", "no-final-newline", "old-block", "foreign"}
@@ -233,8 +291,13 @@ def variable_name(node) -> str:
 
 
 def parameters(function) -> set[str]:
-    return {variable_name(v) for n in pwsh.walk(function) if n.type == "script_parameter"
-            for v in n.children if v.type == "variable"}
+    return {
+        variable_name(v)
+        for n in pwsh.walk(function)
+        if n.type == "script_parameter"
+        for v in n.children
+        if v.type == "variable"
+    }
 
 
 def arguments(command) -> list[tuple[str | None, object]]:
@@ -272,8 +335,11 @@ def reachable(library: dict, called: set[str], overridden: set[str]) -> set[str]
         name = todo.pop()
         if name not in seen:
             seen.add(name)
-            todo += [c for c in map(pwsh._command_name, commands(library[name]))
-                     if c in library and c not in overridden and c not in seen]
+            todo += [
+                c
+                for c in map(pwsh._command_name, commands(library[name]))
+                if c in library and c not in overridden and c not in seen
+            ]
     return seen
 
 
@@ -330,8 +396,9 @@ def suite_problems(suite, engine, script) -> list[str]:
     suite gives; and every value the suite gives is one an engine function reads."""
     problems = []
     library = functions(engine.root_node, top_level=True)
-    own = functions(suite.root_node, top_level=False) | functions(pwsh.parsers()["tree-sitter-pwsh"].parse(
-        LOADER.read_bytes()).root_node, top_level=False)
+    own = functions(suite.root_node, top_level=False) | functions(
+        pwsh.parsers()["tree-sitter-pwsh"].parse(LOADER.read_bytes()).root_node, top_level=False
+    )
     called = set()
     cmdlets = pscommands.reference(REFERENCE) if REFERENCE.is_file() else {"editions": {}}
     for command in commands(suite.root_node):
@@ -357,8 +424,9 @@ def suite_problems(suite, engine, script) -> list[str]:
         for variable in sorted(free_variables(library[function])):
             read.add(variable)
             if variable not in engine_own | bundle_values | set(given) | loader_given | {"cmdlet"}:
-                problems.append(f"{function} reads ${variable}, which neither the engine, the script's values "
-                                "nor the suite sets")
+                problems.append(
+                    f"{function} reads ${variable}, which neither the engine, the script's values nor the suite sets"
+                )
     every_read = {v for f in library.values() for v in free_variables(f)}
     problems += [f"gives ${name}, which no function of the engine reads" for name in sorted(set(given) - every_read)]
     problems += throw_problems(suite, library, script_assignments(engine), set(own))
@@ -388,9 +456,13 @@ def throw_problems(suite, library, install_values, overridden) -> list[str]:
         where = f"line {should.start_point[0] + 1}"
         if expected_type is not None:
             wanted = literal(expected_type).strip("()[]").lower().removeprefix("system.")
-            thrown = {t.text.decode().lower().removeprefix("system.") for n in nodes
-                      if n.type == "flow_control_statement" and n.children[0].type == "throw"
-                      for t in pwsh.walk(n) if t.type == "type_spec"}
+            thrown = {
+                t.text.decode().lower().removeprefix("system.")
+                for n in nodes
+                if n.type == "flow_control_statement" and n.children[0].type == "throw"
+                for t in pwsh.walk(n)
+                if t.type == "type_spec"
+            }
             if wanted not in thrown:
                 problems.append(f"{where}: expects [{wanted}], which {sorted(scope)} never throw")
         if message is not None:
@@ -437,8 +509,12 @@ def shape_problems(suite) -> list[str]:
             args = arguments(command)
             cases = next((v for p, v in args if p == "foreach"), None)
             body = next((v for p, v in args if p is None and v.text.startswith(b"{")), None)
-            if cases is not None and body is not None and any(
-                pwsh._command_name(c) == "get-shape" and literal(arguments(c)[0][1]) == "$_" for c in commands(body)
+            if (
+                cases is not None
+                and body is not None
+                and any(
+                    pwsh._command_name(c) == "get-shape" and literal(arguments(c)[0][1]) == "$_" for c in commands(body)
+                )
             ):
                 for string in (n for n in pwsh.walk(cases) if n.type == "verbatim_string_characters"):
                     asked[pwsh.decode_verbatim(string.text.decode())] = command
@@ -460,8 +536,10 @@ def shape_problems(suite) -> list[str]:
 
 def engine_and_script(grammars, files: dict[str, bytes], script: str):
     parser = grammars["tree-sitter-pwsh"]
-    return (parser.parse(pwsh.script_text(files[program.engine_name(files)])),
-            parser.parse(pwsh.script_text(files[script])))
+    return (
+        parser.parse(pwsh.script_text(files[program.engine_name(files)])),
+        parser.parse(pwsh.script_text(files[script])),
+    )
 
 
 def test_environment_suite_matches_the_engine_it_loads(grammars, windows_env):
@@ -472,8 +550,13 @@ def test_environment_suite_matches_the_engine_it_loads(grammars, windows_env):
     files = render(build_spec(ip="127.0.0.13", name="py", env=True), env=windows_env)
     assert suite_problems(suite, *engine_and_script(grammars, files, "install.ps1")) == []
     called = {pwsh._command_name(c) for c in commands(suite.root_node)}
-    assert {"install-environment", "remove-environmentfolder", "get-basepythonproblem", "test-environmentinplace",
-            "get-oldenvironment"} <= called
+    assert {
+        "install-environment",
+        "remove-environmentfolder",
+        "get-basepythonproblem",
+        "test-environmentinplace",
+        "get-oldenvironment",
+    } <= called
 
 
 @pytest.mark.parametrize("name", ["Hosts.Tests.ps1", "Preflight.Tests.ps1"])
@@ -482,8 +565,10 @@ def test_suite_matches_the_engine_it_loads(grammars, canonical_files, name):
     assert suite_problems(suite, *engine_and_script(grammars, canonical_files, "install.ps1")) == []
     # Not vacuous: the suite does call the engine's functions and gives them values.
     called = {pwsh._command_name(c) for c in commands(suite.root_node)}
-    wanted = {"Hosts.Tests.ps1": {"set-hostsblock", "get-hostsmapping", "write-hostsfile"},
-              "Preflight.Tests.ps1": {"get-pythontreeproblem", "new-statefolder", "get-statefolderproblem"}}[name]
+    wanted = {
+        "Hosts.Tests.ps1": {"set-hostsblock", "get-hostsmapping", "write-hostsfile"},
+        "Preflight.Tests.ps1": {"get-pythontreeproblem", "new-statefolder", "get-statefolderproblem"},
+    }[name]
     assert wanted <= called and given_values(suite)
 
 
@@ -551,29 +636,48 @@ def test_windows_workflow_runs_pester_on_both_powershells(grammars):
             assert pwsh.ps7_only(tree) == [], step.get("name")  # the powershell leg is 5.1
             trees.append(tree)
     found = {pwsh._command_name(c): c for t in trees for c in commands(t.root_node)}
-    bundles = [dict((p, v.text.decode() if v is not None else None) for p, v in arguments(c))
-               for t in trees for c in commands(t.root_node) if pwsh._command_name(c) == "gen-bundle"]
+    bundles = [
+        dict((p, v.text.decode() if v is not None else None) for p, v in arguments(c))
+        for t in trees
+        for c in commands(t.root_node)
+        if pwsh._command_name(c) == "gen-bundle"
+    ]
     made = next(b for b in bundles if "env" not in b)
     with_env = next(b for b in bundles if "env" in b)
     assert with_env["python-version"] == "3.11" and "pythonLocation" in with_env["python"]
     suite = grammars["tree-sitter-pwsh"].parse((PESTER_DIR / "Hosts.Tests.ps1").read_bytes())
     assumed = {name: literal(value) for name, value in script_assignments(suite).items()}
     assert "# BEGIN gen-bundle " + made["name"] == assumed["hostsbegin"] and made["ip"] == "127.0.0.13"
-    handed = [n.children[-1].text.decode() for t in trees for n in pwsh.walk(t.root_node)
-              if n.type == "assignment_expression" and n.children[0].text.decode().lower() == "$env:gen_bundle_out"]
+    handed = [
+        n.children[-1].text.decode()
+        for t in trees
+        for n in pwsh.walk(t.root_node)
+        if n.type == "assignment_expression" and n.children[0].text.decode().lower() == "$env:gen_bundle_out"
+    ]
     assert handed == [made["out"]]
-    handed_env = [n.children[-1].text.decode() for t in trees for n in pwsh.walk(t.root_node)
-                  if n.type == "assignment_expression"
-                  and n.children[0].text.decode().lower() == "$env:gen_bundle_env_out"]
+    handed_env = [
+        n.children[-1].text.decode()
+        for t in trees
+        for n in pwsh.walk(t.root_node)
+        if n.type == "assignment_expression" and n.children[0].text.decode().lower() == "$env:gen_bundle_env_out"
+    ]
     assert handed_env == [with_env["out"]]
     pester = {p: v for p, v in arguments(found["invoke-pester"])}
     assert (REPO / pester["path"].text.decode()).resolve() == PESTER_DIR.resolve()
     assert "passthru" in pester
-    result = next(n for t in trees for n in pwsh.walk(t.root_node)
-                  if n.type == "assignment_expression" and "Invoke-Pester" in n.children[-1].text.decode())
+    result = next(
+        n
+        for t in trees
+        for n in pwsh.walk(t.root_node)
+        if n.type == "assignment_expression" and "Invoke-Pester" in n.children[-1].text.decode()
+    )
     variable = result.children[0].text.decode()
-    exits = [n for t in trees for n in pwsh.walk(t.root_node) if n.type == "if_statement"
-             and f"{variable}.FailedCount" in n.text.decode() and "exit 1" in n.text.decode()]
+    exits = [
+        n
+        for t in trees
+        for n in pwsh.walk(t.root_node)
+        if n.type == "if_statement" and f"{variable}.FailedCount" in n.text.decode() and "exit 1" in n.text.decode()
+    ]
     assert exits, "a failed Pester test must fail the step"
 
 

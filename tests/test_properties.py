@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from generator.errors import InvalidValue
+from generator.layout import Layout
 from generator.render import render
 from generator.spec import build_spec
 from generator.winpath import ENV_BASES, RESERVED_NAMES
@@ -22,7 +23,7 @@ from support import pwsh
 # Characters Windows allows in a name, weighted towards the ones that mean
 # something to cmd.exe, PowerShell, XML or Markdown.
 SPECIALS = " &%^!'()`;,=+~@#$[]{}\u2018\u2019\u201a\u201b\u201c\u201d<>"
-ALLOWED_SPECIALS = "".join(ch for ch in SPECIALS if ch not in '<>')
+ALLOWED_SPECIALS = "".join(ch for ch in SPECIALS if ch not in "<>")
 NON_ASCII = "éßØЖ日本語ñ\u00a0€"
 COMPONENT_CHARS = string.ascii_letters + string.digits + ALLOWED_SPECIALS + NON_ASCII + "-_."
 
@@ -39,9 +40,7 @@ def components(draw):
 
 @st.composite
 def windows_paths(draw, exe=False):
-    root = draw(
-        st.sampled_from(["C:\\", "D:\\", "\\\\fileserver\\share\\"] + [f"%{v}%\\" for v in ENV_BASES.values()])
-    )
+    root = draw(st.sampled_from(["C:\\", "D:\\", "\\\\fileserver\\share\\"] + [f"%{v}%\\" for v in ENV_BASES.values()]))
     parts = draw(st.lists(components(), min_size=1, max_size=4))
     if exe:
         parts.append("python.exe")
@@ -51,9 +50,11 @@ def windows_paths(draw, exe=False):
 names = st.from_regex(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,20}[a-zA-Z0-9])?", fullmatch=True).filter(
     lambda n: not n.isdigit() and n.lower() != "localhost"
 )
-ips = st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255)).filter(
-    lambda t: t not in ((0, 0, 0), (255, 255, 255))
-).map(lambda t: "127.{}.{}.{}".format(*t))
+ips = (
+    st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255))
+    .filter(lambda t: t not in ((0, 0, 0), (255, 255, 255)))
+    .map(lambda t: "127.{}.{}.{}".format(*t))
+)
 ports = st.integers(1, 65535)
 USER_CHARS = string.ascii_letters + string.digits + " &'!^#~-_.\u2018\u2019éЖ日"
 accounts = st.tuples(
@@ -73,9 +74,15 @@ def bundle_inputs(draw) -> dict[str, object]:
     """Keyword arguments for build_spec: any accepted combination."""
     scope, user = draw(scopes)
     return {
-        "ip": draw(ips), "name": draw(names), "port": draw(ports), "notebook_dir": draw(windows_paths()),
-        "python": draw(windows_paths(exe=True)), "auth": draw(st.sampled_from(["token", "none"])),
-        "window": draw(st.sampled_from(["hidden", "minimized"])), "scope": scope, "user": user,
+        "ip": draw(ips),
+        "name": draw(names),
+        "port": draw(ports),
+        "notebook_dir": draw(windows_paths()),
+        "python": draw(windows_paths(exe=True)),
+        "auth": draw(st.sampled_from(["token", "none"])),
+        "window": draw(st.sampled_from(["hidden", "minimized"])),
+        "scope": scope,
+        "user": user,
     }
 
 
@@ -107,10 +114,10 @@ def test_every_file_parses_and_gives_back_the_inputs(grammars, inputs):
     assert pwsh.problems(uninstall) == []
 
     # Task XML: well-formed; the name, URL and account read back.
-    doc = etree.fromstring(files[spec.task_file])
+    doc = etree.fromstring(files[Layout(spec).task_file])
     ns = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
     assert doc.findtext("t:RegistrationInfo/t:URI", namespaces=ns) == f"\\gen-bundle\\{spec.name}"
-    assert spec.url in doc.findtext("t:RegistrationInfo/t:Description", namespaces=ns)
+    assert Layout(spec).url in doc.findtext("t:RegistrationInfo/t:Description", namespaces=ns)
     if user:
         assert doc.findtext("t:Principals/t:Principal/t:UserId", namespaces=ns) == user
         assert doc.findtext("t:Triggers/t:LogonTrigger/t:UserId", namespaces=ns) == user
@@ -118,18 +125,25 @@ def test_every_file_parses_and_gives_back_the_inputs(grammars, inputs):
     # bundle.json and the hosts block.
     recorded = json.loads(files["bundle.json"])["inputs"]
     assert recorded == {
-        "ip": ip, "name": spec.name, "port": port, "notebook_dir": str(spec.notebook_dir), "python": python,
-        "auth": auth, "window": window, "scope": scope, "user": user,
+        "ip": ip,
+        "name": spec.name,
+        "port": port,
+        "notebook_dir": str(spec.notebook_dir),
+        "python": python,
+        "auth": auth,
+        "window": window,
+        "scope": scope,
+        "user": user,
     }
     assert build_spec(**recorded) == spec
     assert files["hosts.txt"].decode("ascii").split("\r\n")[1] == f"{ip} {spec.name}"
 
     # The server's Python config: compiles, and its constants read back.
-    constants = python_constants(files[spec.config_file])
-    assert (constants["NAME"], constants["URL"], constants["AUTH"]) == (spec.name, spec.url, auth)
-    guard = python_constants(files[spec.guard_file])
+    constants = python_constants(files[Layout(spec).config_file])
+    assert (constants["NAME"], constants["URL"], constants["AUTH"]) == (spec.name, Layout(spec).url, auth)
+    guard = python_constants(files[Layout(spec).guard_file])
     read_back = (guard["NAME"], guard["URL"], guard["IP"], guard["PORT"], guard["AUTH"])
-    assert read_back == (spec.name, spec.url, ip, port, auth)
+    assert read_back == (spec.name, Layout(spec).url, ip, port, auth)
 
     # README: each value is one Markdown code span holding exactly that value.
     from markdown_it import MarkdownIt
@@ -146,7 +160,7 @@ def test_every_file_parses_and_gives_back_the_inputs(grammars, inputs):
 def test_every_task_xml_validates_against_both_schemas(xsd_schemas, inputs):
     """Separate from the round trip above, so that only this test needs the XSDs."""
     spec = build_spec(**inputs)
-    doc = etree.fromstring(render(spec)[spec.task_file])
+    doc = etree.fromstring(render(spec)[Layout(spec).task_file])
     for schema_name, schema in xsd_schemas.items():
         assert schema.validate(doc), f"{schema_name}: {schema.error_log}"
 

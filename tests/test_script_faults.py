@@ -44,8 +44,12 @@ def tree(grammar, source: bytes | str):
 
 
 def function(root, name: str):
-    return next(n for n in pwsh.walk(root.root_node) if n.type == "function_statement"
-                and next(c for c in n.children if c.type == "function_name").text.decode() == name)
+    return next(
+        n
+        for n in pwsh.walk(root.root_node)
+        if n.type == "function_statement"
+        and next(c for c in n.children if c.type == "function_name").text.decode() == name
+    )
 
 
 def calls_of(node, name: str) -> list:
@@ -54,6 +58,7 @@ def calls_of(node, name: str) -> list:
 
 # ---- a task an administrator disabled: install.ps1 and detect.ps1 agree -------------------
 
+
 def detect_disabled_answer(root) -> str | None:
     """What Test-Installed answers for gen-bundle's disabled task, when it decides that before
     any other check: 'installed' (what install.ps1's exit 0 with no change needs), or None."""
@@ -61,9 +66,14 @@ def detect_disabled_answer(root) -> str | None:
     for node in pwsh.walk(body):
         if node.type == "if_statement" and "Test-TaskDisabledByAdmin" in node.children[2].text.decode():
             returns = [n.text.decode() for n in pwsh.walk(node) if n.type == "flow_control_statement"]
-            first_check = min((n.start_byte for n in pwsh.walk(body) if n.type == "command"
-                               and pwsh._command_name(n) in ("test-path", "get-filehash", "read-hoststext")),
-                              default=body.end_byte)
+            first_check = min(
+                (
+                    n.start_byte
+                    for n in pwsh.walk(body)
+                    if n.type == "command" and pwsh._command_name(n) in ("test-path", "get-filehash", "read-hoststext")
+                ),
+                default=body.end_byte,
+            )
             if returns == ["return $true"] and node.start_byte < first_check:
                 return "installed"
     return None
@@ -76,21 +86,26 @@ def test_detect_reports_a_disabled_task_as_install_leaves_it(grammar):
         # install.ps1 decides the same case with the same function (and exits 0 before any change:
         # test_install_hardening.py).
         install = run(grammar, files, "install.ps1")
-        assert any("Test-TaskDisabledByAdmin $task" in n.children[2].text.decode()
-                   and "Stop-Bundle 0" in n.text.decode()
-                   for n in pwsh.walk(install.root_node) if n.type == "if_statement")
+        assert any(
+            "Test-TaskDisabledByAdmin $task" in n.children[2].text.decode() and "Stop-Bundle 0" in n.text.decode()
+            for n in pwsh.walk(install.root_node)
+            if n.type == "if_statement"
+        )
 
 
 def test_the_disabled_task_agreement_check_can_fail(grammar):
-    old = ("function Test-Installed {\r\n    if (-not (Test-Path -LiteralPath $x)) {\r\n"
-           "        return $false\r\n    }\r\n"
-           "    $task = @(Get-OurTask)\r\n"
-           "    if ($task.Count -eq 0 -or $task[0].Author -ne 'gen-bundle' -or $task[0].State -eq 'Disabled') {\r\n"
-           "        return $false\r\n    }\r\n    return $true\r\n}\r\n")
+    old = (
+        "function Test-Installed {\r\n    if (-not (Test-Path -LiteralPath $x)) {\r\n"
+        "        return $false\r\n    }\r\n"
+        "    $task = @(Get-OurTask)\r\n"
+        "    if ($task.Count -eq 0 -or $task[0].Author -ne 'gen-bundle' -or $task[0].State -eq 'Disabled') {\r\n"
+        "        return $false\r\n    }\r\n    return $true\r\n}\r\n"
+    )
     assert detect_disabled_answer(tree(grammar, old)) is None
 
 
 # ---- %ProgramData%\jupyter: uninstall.ps1 removes it only when install.ps1 made it ---------
+
 
 def jupyter_removal_problems(uninstall, install) -> list[str]:
     problems = []
@@ -105,16 +120,21 @@ def jupyter_removal_problems(uninstall, install) -> list[str]:
                 # the branches before this one in the same chain are its conditions too, negated
                 chain = parent if parent.type == "if_statement" else parent.parent.parent
                 conditions += [chain.children[2].text.decode()] + [
-                    c.children[2].text.decode() for c in pwsh.walk(chain) if c.type == "elseif_clause"
-                    and c.start_byte < removal.start_byte]
+                    c.children[2].text.decode()
+                    for c in pwsh.walk(chain)
+                    if c.type == "elseif_clause" and c.start_byte < removal.start_byte
+                ]
             child, parent = parent, parent.parent
         if not any("Get-ReceiptValue $Run.Receipt 'jupyterSharedCreated'" in c for c in conditions):
             problems.append(f"line {removal.start_point[0] + 1}: removed without the receipt saying install made it")
         # Another bundle's servers rely on it too: no other bundle's receipt in $StateRoot.
-        if not any("$StateRoot" in c and "'receipt.json'" in c for c in conditions):
+        if not any("$StateRoot" in c and "$ReceiptPath" in c for c in conditions):
             problems.append(f"line {removal.start_point[0] + 1}: removed while another bundle may be installed")
-    written = [n for n in pwsh.walk(install.root_node) if n.type == "hash_entry"
-               and n.children[0].text.decode() == "jupyterSharedCreated"]
+    written = [
+        n
+        for n in pwsh.walk(install.root_node)
+        if n.type == "hash_entry" and n.children[0].text.decode() == "jupyterSharedCreated"
+    ]
     if not written:
         problems.append("install.ps1's receipt does not say whether it created %ProgramData%\\jupyter")
     return problems
@@ -126,10 +146,14 @@ def test_uninstall_deletes_programdata_jupyter_only_when_install_created_it(gram
 
 
 def test_the_jupyter_removal_check_can_fail(grammar):
-    old_uninstall = tree(grammar, (
-        "if ((Test-Path -LiteralPath $JupyterShared -PathType Container) -and @(Get-ChildItem -LiteralPath "
-        "$JupyterShared -Force).Count -eq 0 -and $PSCmdlet.ShouldProcess($JupyterShared, 'Delete')) {\r\n"
-        "    Remove-Item -LiteralPath $JupyterShared -Force\r\n}\r\n"))
+    old_uninstall = tree(
+        grammar,
+        (
+            "if ((Test-Path -LiteralPath $JupyterShared -PathType Container) -and @(Get-ChildItem -LiteralPath "
+            "$JupyterShared -Force).Count -eq 0 -and $PSCmdlet.ShouldProcess($JupyterShared, 'Delete')) {\r\n"
+            "    Remove-Item -LiteralPath $JupyterShared -Force\r\n}\r\n"
+        ),
+    )
     old_install = tree(grammar, "$receipt = [ordered]@{\r\n    jupyterShared = $JupyterShared\r\n}\r\n")
     assert jupyter_removal_problems(old_uninstall, old_install) == [
         "line 2: removed without the receipt saying install made it",
@@ -171,11 +195,19 @@ def enum_comparison_problems(root) -> list[str]:
 
 
 def task_enum_numbers(root) -> dict[str, dict[str, int]]:
-    table = next(n for n in pwsh.walk(root.root_node) if n.type == "assignment_expression"
-                 and n.children[0].text.decode() == "$TaskEnums")
+    table = next(
+        n
+        for n in pwsh.walk(root.root_node)
+        if n.type == "assignment_expression" and n.children[0].text.decode() == "$TaskEnums"
+    )
     found = {}
-    for entry in (n for n in pwsh.walk(table) if n.type == "hash_entry" and n.parent.parent.parent.parent == table
-                  or (n.type == "hash_entry" and "@{" in n.text.decode())):
+    for entry in (
+        n
+        for n in pwsh.walk(table)
+        if n.type == "hash_entry"
+        and n.parent.parent.parent.parent == table
+        or (n.type == "hash_entry" and "@{" in n.text.decode())
+    ):
         name = entry.children[0].text.decode()
         found[name] = {k: int(v) for k, v in re.findall(r"(\w+) = (\d+)", entry.text.decode())}
     return found
@@ -194,30 +226,43 @@ def test_task_enumerations_are_compared_as_names_and_numbers(grammar):
     assert numbers["RunLevel"] == {"Limited": 0, "Highest": 1}
     schema = ET.parse(XSD_DIR / "microsoft-docs-task-scheduler.xsd").getroot()
     ns = {"xs": "http://www.w3.org/2001/XMLSchema"}
-    policy = next(t for t in schema.iter("{http://www.w3.org/2001/XMLSchema}simpleType")
-                  if t.get("name") == "multipleInstancesPolicyType")
+    policy = next(
+        t
+        for t in schema.iter("{http://www.w3.org/2001/XMLSchema}simpleType")
+        if t.get("name") == "multipleInstancesPolicyType"
+    )
     values = [e.get("value") for e in policy.findall(".//xs:enumeration", ns)]
     assert numbers["MultipleInstances"] == {value: i for i, value in enumerate(values)}
 
 
 def test_the_enumeration_check_can_fail(grammar):
-    old = ("$same = ([string]$task.State -ne 'Disabled') -and\r\n"
-           "    ([string]$task.Principal.RunLevel -eq 'Limited') -and\r\n"
-           "    ([string]$task.Settings.MultipleInstances -eq\r\n"
-           "        [string]$wanted.Task.Settings.MultipleInstancesPolicy)\r\n"
-           "if ($task[0].State -eq 'Disabled') { }\r\n")
+    old = (
+        "$same = ([string]$task.State -ne 'Disabled') -and\r\n"
+        "    ([string]$task.Principal.RunLevel -eq 'Limited') -and\r\n"
+        "    ([string]$task.Settings.MultipleInstances -eq\r\n"
+        "        [string]$wanted.Task.Settings.MultipleInstancesPolicy)\r\n"
+        "if ($task[0].State -eq 'Disabled') { }\r\n"
+    )
     assert [p.split(":")[0] for p in enum_comparison_problems(tree(grammar, old))] == [
-        "line 1", "line 2", "line 3", "line 5"]
+        "line 1",
+        "line 2",
+        "line 3",
+        "line 5",
+    ]
 
 
 # ---- reading what a user wrote: the encoding is named ----------------------------------------
 
+
 def encoding_problems(root) -> list[str]:
     """Get-Content and its kin without -Encoding: Windows PowerShell 5.1 reads and writes the
     ANSI code page, PowerShell 7 UTF-8 (about_Character_Encoding)."""
-    return [f"line {n.start_point[0] + 1}: {n.text.decode()[:60]}"
-            for name in ("Get-Content", "Set-Content", "Add-Content", "Out-File")
-            for n in calls_of(root.root_node, name) if not re.search(r"\s-Encoding\s", n.text.decode())]
+    return [
+        f"line {n.start_point[0] + 1}: {n.text.decode()[:60]}"
+        for name in ("Get-Content", "Set-Content", "Add-Content", "Out-File")
+        for n in calls_of(root.root_node, name)
+        if not re.search(r"\s-Encoding\s", n.text.decode())
+    ]
 
 
 def test_text_files_are_read_with_their_encoding(grammar):
@@ -236,7 +281,7 @@ ENUMERATIONS = ("getdirectories", "getfiles", "enumeratedirectories", "enumerate
 # Listings that may fail the run, and why that is right.
 WALKS_THAT_MAY_FAIL = {
     "install-environment": "counts the staging folder it has just extracted, admin-only, whose paths the build "
-                           "keeps within Windows PowerShell 5.1's limits: a failure there fails the extraction",
+    "keeps within Windows PowerShell 5.1's limits: a failure there fails the extraction",
 }
 
 
@@ -270,9 +315,11 @@ def test_folder_walks_survive_a_folder_they_cannot_read(grammar, script):
 
 
 def test_the_walk_check_can_fail(grammar):
-    old = ("foreach ($name in @('Lib', 'DLLs')) {\r\n    $paths += @([IO.Directory]::GetDirectories($tree, '*', "
-           "[IO.SearchOption]::AllDirectories))\r\n}\r\n"
-           "return [string]([IO.Directory]::GetFiles($folder, '*', [IO.SearchOption]::AllDirectories).Length)\r\n")
+    old = (
+        "foreach ($name in @('Lib', 'DLLs')) {\r\n    $paths += @([IO.Directory]::GetDirectories($tree, '*', "
+        "[IO.SearchOption]::AllDirectories))\r\n}\r\n"
+        "return [string]([IO.Directory]::GetFiles($folder, '*', [IO.SearchOption]::AllDirectories).Length)\r\n"
+    )
     assert [p.split(":")[0] for p in unguarded_walks(tree(grammar, old))] == ["line 2", "line 4"]
 
 
@@ -297,18 +344,24 @@ def test_the_longest_path_of_the_environment_fits_windows_powershell(windows_env
     assert suffixes == {"partial", "remove"}
     assert {f".env-{{id}}.{s}" for s in suffixes} | {"env-{id}"} == set(ENV_FOLDER_FORMS)
     assert prefix.endswith("\\.env-000000000000.partial\\")
-    print(f"longest file {longest_file}, longest folder {longest_folder} characters (limits {MAX_PATH_CHARS}, "
-          f"{MAX_FOLDER_CHARS})")
+    print(
+        f"longest file {longest_file}, longest folder {longest_folder} characters (limits {MAX_PATH_CHARS}, "
+        f"{MAX_FOLDER_CHARS})"
+    )
 
 
 # ---- uninstall.ps1 and detect.ps1 check themselves, with the pin as install.ps1 does -------
+
 
 def pin_problems(root, script: str) -> list[str]:
     """The script takes -SumsSha256 and hands it to the step that reads SHA256SUMS, which hands
     it to Read-VerifiedBundle; and lists itself among the files it checks."""
     problems = []
-    params = [n.text.decode() for n in pwsh.walk(root.root_node) if n.type == "script_parameter"
-              and pwsh._enclosing_function(n) is None]
+    params = [
+        n.text.decode()
+        for n in pwsh.walk(root.root_node)
+        if n.type == "script_parameter" and pwsh._enclosing_function(n) is None
+    ]
     if "[string]$SumsSha256" not in params:
         problems.append(f"{script} has no -SumsSha256")
     top = [n for n in pwsh.walk(root.root_node) if n.type == "command" and pwsh._enclosing_function(n) is None]
@@ -329,19 +382,25 @@ def test_uninstall_and_detect_check_themselves_against_the_pin(grammar, script):
     both = grammar.parse(pwsh.script_text(files[script]) + engine.root_node.text)
     assert pin_problems(both, script) == []
     if script == "uninstall.ps1":  # before any change: first of its steps
-        body = [pwsh._command_name(n) for n in pwsh.walk(run(grammar, files, script).root_node) if n.type == "command"
-                and pwsh._enclosing_function(n) is None and pwsh._command_name(n) is not None]
+        body = [
+            pwsh._command_name(n)
+            for n in pwsh.walk(run(grammar, files, script).root_node)
+            if n.type == "command" and pwsh._enclosing_function(n) is None and pwsh._command_name(n) is not None
+        ]
         assert body.index("read-verifiedbundle") < body.index("confirm-elevated") < body.index("lock-bundle")
 
 
 def test_the_pin_check_can_fail(grammar):
     old = "[CmdletBinding(SupportsShouldProcess = $true)]\r\nparam(\r\n    [switch]$Force\r\n)\r\n$x = 1\r\n"
     assert pin_problems(tree(grammar, old), "uninstall.ps1") == [
-        "uninstall.ps1 has no -SumsSha256", "uninstall.ps1 does not check SHA256SUMS against -SumsSha256",
-        "uninstall.ps1 does not check its own bytes"]
+        "uninstall.ps1 has no -SumsSha256",
+        "uninstall.ps1 does not check SHA256SUMS against -SumsSha256",
+        "uninstall.ps1 does not check its own bytes",
+    ]
 
 
 # ---- the READMEs say what each scope closes, and the two policies before deployment --------
+
 
 def section(markdown: str, title: str) -> str:
     """A section's text, from its heading to the next heading of the same or a higher level."""
@@ -357,7 +416,7 @@ def section(markdown: str, title: str) -> str:
             if start is None and text == title:
                 start, level = token.map[0], depth
             elif start is not None and depth <= level:
-                return "\n".join(lines[start:token.map[0]])
+                return "\n".join(lines[start : token.map[0]])
     assert start is not None, title
     return "\n".join(lines[start:])
 
@@ -374,8 +433,11 @@ def readme_problems(markdown: str, scope: str) -> list[str]:
             problems.append(f"Install does not name the policy '{policy}'")
     shared = " ".join(section(markdown, "Shared PCs").split())
     if scope == "user":
-        for claim in ("every user's server listens on", "give each user there a bundle of their own",
-                      "Only separate addresses per user"):
+        for claim in (
+            "every user's server listens on",
+            "give each user there a bundle of their own",
+            "Only separate addresses per user",
+        ):
             if claim in flat:
                 problems.append(f"the user-scope README says '{claim}'")
         if "any other local account can listen there" not in shared:
@@ -395,11 +457,14 @@ def test_each_scope_readme_says_what_it_closes_and_what_not():
 
 
 def test_the_readme_check_can_fail():
-    old = ("# Bundle\n\n## Install\n\nOne PC.\n\n## Shared PCs\n\nOne address per machine: every user's server "
-           "listens on it; give each user there a bundle of their own (--scope user) instead. Only separate "
-           "addresses per user close this.\n")
+    old = (
+        "# Bundle\n\n## Install\n\nOne PC.\n\n## Shared PCs\n\nOne address per machine: every user's server "
+        "listens on it; give each user there a bundle of their own (--scope user) instead. Only separate "
+        "addresses per user close this.\n"
+    )
     assert readme_problems(old, "user") == [
-        f"Install does not name the policy '{POLICIES[0]}'", f"Install does not name the policy '{POLICIES[1]}'",
+        f"Install does not name the policy '{POLICIES[0]}'",
+        f"Install does not name the policy '{POLICIES[1]}'",
         "the user-scope README says 'every user's server listens on'",
         "the user-scope README says 'give each user there a bundle of their own'",
         "the user-scope README says 'Only separate addresses per user'",
@@ -412,8 +477,13 @@ def test_every_call_binds_after_the_fixes(grammar):
     are bound like cmdlets in test_windows_api.py; here the ones this change added)."""
     root = run(grammar, render_bundle(), "install.ps1")
     own = pscommands.functions(root)
-    for name in ("Test-TaskCurrent", "Test-TaskValue", "Test-TaskDisabledByAdmin", "Get-ReceiptValue",
-                 "Test-UsersRead"):
+    for name in (
+        "Test-TaskCurrent",
+        "Test-TaskValue",
+        "Test-TaskDisabledByAdmin",
+        "Get-ReceiptValue",
+        "Test-UsersRead",
+    ):
         calls = [c for c in pscommands.calls(root) if c.name.lower() == name.lower()]
         assert calls, name
         for call in calls:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from generator.layout import LAUNCHER_GONE_EXIT, Layout
 from generator.render import render
-from generator.spec import LAUNCHER_GONE_EXIT, build_spec
+from generator.spec import build_spec
 
 from conftest import need
 from test_launcher_wine import GONE, Installed
@@ -49,7 +50,7 @@ class Replay:
     @property
     def legacy_shortcut(self) -> Path:
         programs = self.home / "roaming" / "Microsoft" / "Windows" / "Start Menu" / "Programs"
-        return programs / self.spec.legacy_shortcut_name
+        return programs / Layout(self.spec).legacy_shortcut_name
 
     def start(self, log_name: str = "server.log") -> subprocess.Popen:
         """Start the server as the launcher does: its output to a file in the user's log folder."""
@@ -123,8 +124,8 @@ def replay_of(wine, tmp_path: Path, spec) -> Replay:
     (argv,) = result.argv_records
     assert argv == site.argv()  # the launcher's own command line, as Windows would split it
     files = render(spec)
-    config = tmp_path / spec.config_file
-    config.write_bytes(files[spec.config_file])
+    config = tmp_path / Layout(spec).config_file
+    config.write_bytes(files[Layout(spec).config_file])
     root_dir = tmp_path / "Notebooks"
     root_dir.mkdir()
     port = spec.port if spec.port >= 1024 else free_port(spec.ip)  # a spec made for a free port keeps it
@@ -264,7 +265,7 @@ def test_auth_none_serves_everyone(wine, tmp_path, notebook_available):
 @pytest.mark.wine
 def test_the_server_output_stays_under_its_cap_while_it_runs(wine, tmp_path, notebook_available):
     """Within one run, server.log never passes the cap; the older part moves to server.1.log."""
-    from generator.spec import SERVER_LOG_BYTES
+    from generator.layout import SERVER_LOG_BYTES
 
     spec = build_spec(ip="127.0.0.13", name="py")
     replay = replay_of(wine, tmp_path, spec)
@@ -322,7 +323,9 @@ def test_the_server_ends_when_its_launcher_is_gone(wine, tmp_path, notebook_avai
     probe = f"http://{replay.ip}:{replay.port}/api"
     proc = subprocess.run(
         [sys.executable, "-c", SUPERVISOR, json.dumps([replay.argv, replay.env, probe])],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     outcome = json.loads(proc.stdout.strip().splitlines()[-1])

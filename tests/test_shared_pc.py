@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from generator.layout import Layout
 from generator.render import render
 from generator.spec import build_spec
 
@@ -89,7 +90,10 @@ class Squatter:
         need(python, "a system python3 for the second account")
         self.proc = subprocess.Popen(
             [python, "-I", "-c", SQUATTER, ip, str(port), mode],
-            user=account, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            user=account,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert self.proc.stdout.readline().strip() == "ready", self.proc.stderr.read()
         self.requests: list[dict] = []
@@ -105,18 +109,22 @@ class Guard:
     """The bundle's guard script, run as the launcher and the Start-menu entry run it."""
 
     def __init__(self, tmp_path: Path, spec, local: Path) -> None:
-        self.path = tmp_path / spec.guard_file
-        self.path.write_bytes(render(spec)[spec.guard_file])
+        self.path = tmp_path / Layout(spec).guard_file
+        self.path.write_bytes(render(spec)[Layout(spec).guard_file])
         self.opened = tmp_path / "browser-opened.txt"
         recorder = tmp_path / "recorder.py"
         recorder.write_text(RECORDER)
-        self.env = {"PATH": os.environ["PATH"], "LOCALAPPDATA": str(local),
-                    "BROWSER": f"{sys.executable} {recorder} {self.opened} %s"}
+        self.env = {
+            "PATH": os.environ["PATH"],
+            "LOCALAPPDATA": str(local),
+            "BROWSER": f"{sys.executable} {recorder} {self.opened} %s",
+        }
 
     def run(self, mode: str, browser: str | None = None) -> subprocess.CompletedProcess:
         env = dict(self.env, **({"BROWSER": browser} if browser else {}))
-        return subprocess.run([sys.executable, "-I", str(self.path), mode], env=env, capture_output=True, text=True,
-                              timeout=120)
+        return subprocess.run(
+            [sys.executable, "-I", str(self.path), mode], env=env, capture_output=True, text=True, timeout=120
+        )
 
     def urls(self) -> list[str]:
         return self.opened.read_text().splitlines() if self.opened.exists() else []
@@ -182,8 +190,10 @@ def test_a_squatter_gets_nothing_that_opens_the_victims_server(wine, tmp_path, s
             assert "jupyter-config-data" not in landed.body
             assert request(replay, "GET", "/api/contents", host=host, cookies=jar).status == 403
         stale_token = link.split("token=", 1)[1]
-        assert request(replay, "GET", "/api/contents", host=host,
-                       headers={"Authorization": f"token {stale_token}"}).status == 403
+        assert (
+            request(replay, "GET", "/api/contents", host=host, headers={"Authorization": f"token {stale_token}"}).status
+            == 403
+        )
 
         # The owner's one click works again, in a real browser.
         if mode == "page":
@@ -225,8 +235,11 @@ def test_the_guard_knows_the_owners_own_server(wine, tmp_path):
         # Another program of this same account on the address: named, but no secret for it.
         (replay.state).mkdir(parents=True, exist_ok=True)
         (replay.state / "server.pid").write_text("999999")
-        other = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", spec.ip, str(spec.port)],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        other = subprocess.Popen(
+            [sys.executable, "-m", "http.server", "--bind", spec.ip, str(spec.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + 20
             while guard.run("check").returncode == 0 and time.monotonic() < deadline:
@@ -246,7 +259,7 @@ def test_the_guard_knows_the_owners_own_server(wine, tmp_path):
         assert f"is in use by process {server.pid} of this account" in check.stdout
         assert guard.run("open").returncode == 0
         token = (replay.state / "token").read_text().strip()
-        assert guard.urls() == [f"{spec.url}?token={token}"]
+        assert guard.urls() == [f"{Layout(spec).url}?token={token}"]
     finally:
         replay.stop_all()
 
@@ -257,11 +270,11 @@ def test_the_guard_is_python_that_both_branches_can_run(tmp_path):
     import ast
 
     spec = build_spec(ip="127.0.0.13", name="py")
-    source = render(spec)[spec.guard_file]
+    source = render(spec)[Layout(spec).guard_file]
     tree = ast.parse(source.decode("utf-8"))
     functions = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
     assert {"holder_windows", "holder_posix", "check", "open_signed_in"} <= functions
-    path = tmp_path / spec.guard_file
+    path = tmp_path / Layout(spec).guard_file
     path.write_bytes(source)
     wrong = subprocess.run([sys.executable, "-I", str(path), "steal"], capture_output=True, text=True)
     assert wrong.returncode == 2 and "usage" in wrong.stderr

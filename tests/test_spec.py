@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import pytest
@@ -29,7 +28,7 @@ INVALID = [
     ("notebook_dir", WinPath(None, "x&y"), "absolute"),
     ("notebook_dir", WinPath("USERPROFILE", "a\\..\\b"), "'..'"),
     ("python", WinPath(None, "C:\\Python\\python"), ".exe"),
-    ("python", "C:\\Py\"thon\\python.exe", "does not allow"),
+    ("python", 'C:\\Py"thon\\python.exe', "does not allow"),
     ("auth", "off", "token, none"),
     ("window", "max", "hidden, minimized"),
     ("scope", "site", "machine, user"),
@@ -41,22 +40,22 @@ INVALID = [
 @pytest.mark.parametrize(("field", "value", "words"), INVALID)
 def test_replace_cannot_make_an_invalid_spec(field, value, words):
     with pytest.raises(InvalidValue, match=re.escape(words)) as caught:
-        dataclasses.replace(CANONICAL_SPEC, **{field: value})
+        CANONICAL_SPEC.replace(**{field: value})
     assert caught.value.param == field
 
 
 @pytest.mark.parametrize(("field", "value", "words"), INVALID)
 def test_the_constructor_cannot_make_an_invalid_spec(field, value, words):
-    fields = {f.name: getattr(CANONICAL_SPEC, f.name) for f in dataclasses.fields(BundleSpec)}
+    fields = {name: getattr(CANONICAL_SPEC, name) for name in BundleSpec.FIELDS}
     with pytest.raises(InvalidValue, match=re.escape(words)):
         BundleSpec(**{**fields, field: value})
 
 
 def test_a_valid_replace_is_normalised_like_build_spec():
-    spec = dataclasses.replace(CANONICAL_SPEC, name="PY", port="8080", notebook_dir="D:\\Data\\")
+    spec = CANONICAL_SPEC.replace(name="PY", port="8080", notebook_dir="D:\\Data\\")
     assert spec == build_spec(**{**CANONICAL, "name": "py", "port": 8080, "notebook_dir": "D:\\Data"})
     assert spec.notebook_dir == WinPath(None, "D:\\Data")
-    user = dataclasses.replace(CANONICAL_SPEC, scope="user", user="CONTOSO\\alice")
+    user = CANONICAL_SPEC.replace(scope="user", user="CONTOSO\\alice")
     assert (user.scope, user.user) == ("user", "CONTOSO\\alice")
 
 
@@ -107,9 +106,11 @@ def test_every_refusal_has_one_message_style(tmp_path, flag, value, rule):
 
 
 def test_defaults_are_written_once():
-    for field in dataclasses.fields(BundleSpec):
-        if field.name in INPUTS:
-            assert field.default is dataclasses.MISSING, f"BundleSpec.{field.name} has its own default"
+    import inspect
+
+    for parameter in inspect.signature(BundleSpec).parameters.values():
+        if parameter.name in INPUTS:
+            assert parameter.default is inspect.Parameter.empty, f"BundleSpec.{parameter.name} has its own default"
     assert set(DEFAULTS) <= set(INPUTS)
     spec = build_spec(**CANONICAL)
     for key, value in DEFAULTS.items():
@@ -135,3 +136,30 @@ def test_a_missing_user_is_said_so_not_shown_as_none():
 def test_build_spec_refuses_an_unknown_input():
     with pytest.raises(TypeError, match="nmae"):
         build_spec(ip="127.0.0.13", nmae="py")
+
+
+def test_one_list_of_reserved_device_names_for_paths_and_the_environment():
+    """Windows reserves COM0 and LPT0 too (and COM¹..³): the input paths and the environment's
+    file names are checked against the same list (generator.winpath)."""
+    from generator.environment.archive import _check_name
+    from generator.errors import EnvBuildError
+    from generator.winpath import is_reserved_name
+
+    for name in ("com0", "LPT0.txt", "nul .log", "com\u00b9", "aux"):
+        assert is_reserved_name(name)
+        with pytest.raises(InvalidValue, match="reserved device name"):
+            build_spec(**{**CANONICAL, "notebook_dir": f"C:\\data\\{name}"})
+        with pytest.raises(EnvBuildError, match="not a file name Windows can hold"):
+            _check_name(f"Lib/site-packages/{name}", "w.whl")
+    assert not is_reserved_name("console") and not is_reserved_name("com10")
+
+
+def test_a_spec_is_immutable_and_compared_by_value():
+    with pytest.raises(AttributeError, match="immutable"):
+        CANONICAL_SPEC.port = 8080
+    assert CANONICAL_SPEC.replace() == CANONICAL_SPEC and hash(CANONICAL_SPEC.replace()) == hash(CANONICAL_SPEC)
+    assert CANONICAL_SPEC.replace(port=8080) != CANONICAL_SPEC
+    with pytest.raises(TypeError, match="no field 'colour'"):
+        CANONICAL_SPEC.replace(colour="blue")
+    with pytest.raises(AttributeError, match="immutable"):
+        WinPath(None, "C:\\x").rest = "D:\\y"

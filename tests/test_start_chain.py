@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from generator.spec import LAUNCHER_GONE_EXIT, build_spec
+from generator.layout import LAUNCHER_GONE_EXIT, Layout
+from generator.spec import build_spec
 
 from support.chain import DIRECT, JOIN_AS_IS, JOIN_ESCAPED, Action, client_starts
 from test_launcher_wine import HOSTILE_DIRS, Installed
@@ -39,7 +40,7 @@ def wine_env(wine) -> dict[str, str]:
 
 
 def follow(wine, wine_env, spec, files) -> list:
-    action = Action.from_task_xml(files[spec.task_file])
+    action = Action.from_task_xml(files[Layout(spec).task_file])
     return client_starts(action, wine_env, wine.split_command_line)
 
 
@@ -122,7 +123,7 @@ def test_wine_task_scheduler_registers_the_task(wine, inputs):
     nothing. It checks the file's form, not the chain; test_the_task_starts_python_... does that.
     """
     spec = build_spec(ip="127.0.0.13", name="py", **inputs)
-    data = Installed(wine, spec).files[spec.task_file]
+    data = Installed(wine, spec).files[Layout(spec).task_file]
     xml = wine.drive_c / "task.xml"
     xml.write_bytes(data)
 

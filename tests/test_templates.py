@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from generator.render import FILTERS, UnescapedValue, environment, outputs, render, templates_dir
+from generator.layout import Layout
+from generator.render import FILTERS, UnescapedValue, jinja_environment, outputs, render, templates_dir
 from generator.spec import build_spec
 
-from conftest import CANONICAL, need, render_bundle
+from conftest import CANONICAL, REPO, need, render_bundle
 from support.pwsh import walk
 
 TEMPLATES = templates_dir()
@@ -48,7 +49,7 @@ def grammars():
 
 @pytest.mark.parametrize("language", sorted(set(FILTERS) - {"xml"}))
 def test_a_value_without_its_language_filter_is_refused(language):
-    env = environment(language)
+    env = jinja_environment(language)
     with pytest.raises(UnescapedValue, match=language):
         env.from_string("{{ value }}").render(value="a")
     with pytest.raises(UnescapedValue):
@@ -61,7 +62,7 @@ def test_a_value_without_its_language_filter_is_refused(language):
 def test_another_language_filter_does_not_exist_there(language):
     import jinja2
 
-    env = environment(language)
+    env = jinja_environment(language)
     foreign = {name for filters in FILTERS.values() for name in filters} - set(FILTERS[language])
     assert foreign
     for name in foreign:
@@ -70,7 +71,7 @@ def test_another_language_filter_does_not_exist_there(language):
 
 
 def test_xml_is_autoescaped_and_refuses_control_characters():
-    env = environment("xml")
+    env = jinja_environment("xml")
     assert env.from_string("{{ value }}").render(value="a<b&c") == "a&lt;b&amp;c"
     with pytest.raises(ValueError, match="control character"):
         env.from_string("{{ value }}").render(value="a\x01b")
@@ -82,7 +83,7 @@ def unfiltered_outputs(source: str, language: str) -> list[str]:
     Jinja's own parse tree: it covers the branches a render does not take."""
     from jinja2 import nodes
 
-    env = environment(language)
+    env = jinja_environment(language)
     tree = env.parse(source)
     found = [f"line {node.lineno}: FilterBlock" for node in tree.find_all(nodes.FilterBlock)]
     found += [f"line {node.lineno}: |{node.name}" for node in tree.find_all(nodes.Filter) if node.name == "safe"]
@@ -127,23 +128,23 @@ def test_the_filter_check_can_fail():
 
 
 def test_plain_pastes_only_its_language_partials():
-    ps = environment("ps")
+    ps = jinja_environment("ps")
     assert ps.from_string("{{ plain('powershell/task.ps1') }}").render().startswith("# ---- task")
     for name in ("../README.md", "python/guard.py", "powershell/../../etc/passwd", "/etc/hostname"):
         with pytest.raises(UnescapedValue, match="pastes only powershell/"):
             ps.from_string("{{ plain(name) }}").render(name=name)
     with pytest.raises(UnescapedValue):
-        environment("md").from_string("{{ plain('python/guard.py') }}").render()
+        jinja_environment("md").from_string("{{ plain('python/guard.py') }}").render()
 
 
 def test_comment_text_cannot_close_its_comment():
-    ps = environment("ps")
+    ps = jinja_environment("ps")
     with pytest.raises(ValueError, match="block comment"):
         ps.from_string("<# {{ value|ps_text }} #>").render(value="x #> Remove-Item C:\\")
-    py = environment("py")
+    py = jinja_environment("py")
     with pytest.raises(ValueError, match="Python string"):
         py.from_string('r"""{{ value|py_text }}"""').render(value='x"""; import os')
-    bat = environment("bat")
+    bat = jinja_environment("bat")
     assert bat.from_string("echo {{ value|bat_text }}").render(value="a & b %PATH% (c)") == "echo a ^& b %%PATH%% ^(c^)"
 
 
@@ -161,7 +162,7 @@ def test_partials_are_plain_powershell_and_python():
 
 def after(marker: str, text: str) -> str:
     assert text.count(marker) == 1, marker
-    return text[text.index(marker):]
+    return text[text.index(marker) :]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -179,7 +180,7 @@ def test_script_steps_are_the_same_text_in_every_bundle(script):
 def test_python_logic_is_the_same_text_in_every_bundle(kind):
     def body(inputs):
         spec = build_spec(**{**CANONICAL, **inputs})
-        name = spec.config_file if kind == "config" else spec.guard_file
+        name = Layout(spec).config_file if kind == "config" else Layout(spec).guard_file
         return after(START_OF_BODY, render(spec)[name].decode("utf-8"))
 
     assert len({body(v) for v in VARIANTS}) == 1
@@ -204,8 +205,9 @@ def engine_problems(engine: bytes, scripts: list[bytes], grammar) -> list[str]:
     """The scripts define no function and call only the engine's; the engine defines each function
     once and none that neither a script nor the engine itself calls."""
     defined, called_inside = functions_and_calls(engine, grammar)
-    problems = [f"{name} defined {defined.count(name)} times" for name in sorted(set(defined))
-                if defined.count(name) > 1]
+    problems = [
+        f"{name} defined {defined.count(name)} times" for name in sorted(set(defined)) if defined.count(name) > 1
+    ]
     called = set(called_inside)
     for script in scripts:
         own, calls = functions_and_calls(script, grammar)
@@ -265,7 +267,9 @@ def test_the_functions_check_can_fail(grammars):
     engine = b"function Get-A { 1 }\nfunction Get-B { 2 }\nfunction Get-A { 3 }\nGet-A\n"
     for grammar in grammars.values():
         assert engine_problems(engine, [b"function Get-C { 1 }\nGet-C\n"], grammar) == [
-            "get-a defined 2 times", "a script defines get-c", "get-b is never called",
+            "get-a defined 2 times",
+            "a script defines get-c",
+            "get-b is never called",
         ]
 
 
@@ -275,10 +279,10 @@ def test_detect_is_small_and_knows_every_installed_file(canonical_files, grammar
     spec = build_spec(**CANONICAL)
     source = script_text(canonical_files["detect.ps1"])
     text = source.decode("utf-8")
-    block = text[text.index("ExpectedSha        = @{"):]
-    block = block[:block.index("}")]
+    block = text[text.index("ExpectedSha        = @{") :]
+    block = block[: block.index("}")]
     pairs = dict(re.findall(r"'([^']+)' = '([0-9a-f]{64})'", block))
-    assert pairs == {name: hashlib.sha256(canonical_files[name]).hexdigest() for name in spec.installed_files}
+    assert pairs == {name: hashlib.sha256(canonical_files[name]).hexdigest() for name in Layout(spec).installed_files}
     for grammar in grammars.values():
         defined, _ = functions_and_calls(source, grammar)
         assert defined == []
@@ -293,7 +297,8 @@ def ruff_findings(path: Path) -> str:
     need(Path(ruff).exists(), "ruff (pip install ruff)")
     result = subprocess.run(
         [ruff, "check", "--no-cache", "--isolated", "--select", "F,E9,B", "--output-format", "concise", str(path)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     return result.stdout if result.returncode else ""
 
@@ -302,7 +307,7 @@ def ruff_findings(path: Path) -> str:
 def test_rendered_python_passes_the_linter(tmp_path, variant):
     spec = build_spec(**{**CANONICAL, **VARIANTS[variant]})
     files = render(spec)
-    for name in (spec.config_file, spec.guard_file):
+    for name in (Layout(spec).config_file, Layout(spec).guard_file):
         path = tmp_path / name
         path.write_bytes(files[name])
         assert ruff_findings(path) == "", name
@@ -311,7 +316,7 @@ def test_rendered_python_passes_the_linter(tmp_path, variant):
 def test_the_linter_check_can_fail(tmp_path):
     spec = build_spec(**CANONICAL)
     path = tmp_path / "broken.py"
-    path.write_bytes(render(spec)[spec.config_file].replace(b"\r\nAUTH = ", b"\r\nAUTHS = "))
+    path.write_bytes(render(spec)[Layout(spec).config_file].replace(b"\r\nAUTH = ", b"\r\nAUTHS = "))
     assert "F821" in ruff_findings(path)
 
 
@@ -330,19 +335,46 @@ def test_render_writes_nothing(tmp_path, monkeypatch):
 
 def test_compiled_templates_render_the_same_bytes(tmp_path, monkeypatch):
     """What the wheel ships compiled (generator/precompile.py) renders what the templates render."""
+    import generator.compiled as compiled_module
     import generator.precompile as precompile
     from generator.render import render
     from generator.spec import build_spec
 
-    specs = [build_spec(**CANONICAL), build_spec(**CANONICAL, scope="user", user="CONTOSO\\alice", window="minimized",
-                                                  auth="none", port=8080)]
+    specs = [
+        build_spec(**CANONICAL),
+        build_spec(**CANONICAL, scope="user", user="CONTOSO\\alice", window="minimized", auth="none", port=8080),
+    ]
     from_source = [render(spec) for spec in specs]
-    compiled = tmp_path / "generator" / "compiled"
+    import importlib.util
+    import sys
+
+    from generator.render import jinja_environment
+
+    compiled = tmp_path / "generator" / "compiled_templates.py"
+    compiled.parent.mkdir()
     precompile.compile_all(compiled)
     (tmp_path / "generator" / "templates").mkdir()  # the wheel's layout: compiled beside templates
-    monkeypatch.setattr(precompile, "COMPILED", compiled)
-    assert precompile.compiled_folder("md") == compiled / "md"
-    assert [render(spec) for spec in specs] == from_source
+    spec = importlib.util.spec_from_file_location("generator.compiled_templates", compiled)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "generator.compiled_templates", module)
+    monkeypatch.setattr(compiled_module, "HERE", tmp_path / "generator")
+    compiled_module._module.cache_clear()
+    try:
+        assert set(module.TEMPLATES) == {"bat", "hosts", "md", "ps", "py", "xml"}
+        assert isinstance(jinja_environment("md").loader, compiled_module.CompiledLoader)
+        # The engine and the partials come from the module: a run reads no template file.
+        assert compiled_module.compiled_shared("engine.psm1.j2", specs[0].version) is not None
+        assert compiled_module.compiled_partial("powershell/engine-core.ps1") is not None
+        assert [render(spec) for spec in specs] == from_source
+        # The control: a module whose engine differs renders that engine (it is what runs).
+        ((key, data),) = module.SHARED.items()
+        monkeypatch.setitem(module.SHARED, key, data + b"# planted\r\n")
+        assert render(specs[0])[f"gen-bundle-{specs[0].version}.psm1"].endswith(b"# planted\r\n")
+    finally:
+        compiled_module._module.cache_clear()
+    # No build machine's path in it: the templates are named, not located.
+    assert str(REPO) not in compiled.read_text(encoding="utf-8")
 
 
 # ---- every change: the engine's kinds of change against the README's table --------------
@@ -376,8 +408,8 @@ def change_kinds(engine: bytes, grammar) -> set[str]:
 
 
 def readme_kinds(readme: str) -> set[str]:
-    section = readme[readme.index("\n## Every change\n"):]
-    section = section[:section.index("\n## ", 1)]
+    section = readme[readme.index("\n## Every change\n") :]
+    section = section[: section.index("\n## ", 1)]
     return set(re.findall(r"^\| `([a-z-]+)` \|", section, re.M))
 
 
@@ -425,8 +457,11 @@ def functions_reached(engine: bytes, scripts: list[bytes], grammar, *, env: bool
             while ancestor is not None and ancestor is not node:
                 if ancestor.type == "statement_block" and not env:
                     condition = ancestor.prev_named_sibling
-                    if condition is not None and re.match(r"\$EnvFolder\b(?!\s*-eq)", condition.text.decode()) \
-                            and ancestor.parent.type in ("if_statement", "elseif_clause"):
+                    if (
+                        condition is not None
+                        and re.match(r"\$EnvFolder\b(?!\s*-eq)", condition.text.decode())
+                        and ancestor.parent.type in ("if_statement", "elseif_clause")
+                    ):
                         skipped = True
                         break
                 ancestor = ancestor.parent
@@ -449,7 +484,7 @@ def functions_reached(engine: bytes, scripts: list[bytes], grammar, *, env: bool
 
 
 def environment_part(engine: bytes) -> set[str]:
-    tail = engine.decode("utf-8")[engine.decode("utf-8").index("\n# ==== environment: "):]
+    tail = engine.decode("utf-8")[engine.decode("utf-8").index("\n# ==== environment: ") :]
     return {name.lower() for name in re.findall(r"^function (\S+) \{", tail, re.M)}
 
 

@@ -40,18 +40,54 @@ def signer(tmp_path_factory) -> dict[str, Path]:
     need(shutil.which("osslsigncode"), "osslsigncode (Debian: apt-get install osslsigncode)")
     folder = tmp_path_factory.mktemp("signer")
     key, cert, pfx = folder / "key.pem", folder / "cert.pem", folder / "signer.pfx"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "30", "-subj", "/CN=gen-bundle test signer/O=Contoso IT",
-                    "-addext", "extendedKeyUsage=codeSigning", "-addext", "keyUsage=digitalSignature"],
-                   check=True, capture_output=True)
-    subprocess.run(["openssl", "pkcs12", "-export", "-inkey", str(key), "-in", str(cert), "-out", str(pfx),
-                    "-passout", "pass:correct horse"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "30",
+            "-subj",
+            "/CN=gen-bundle test signer/O=Contoso IT",
+            "-addext",
+            "extendedKeyUsage=codeSigning",
+            "-addext",
+            "keyUsage=digitalSignature",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            "openssl",
+            "pkcs12",
+            "-export",
+            "-inkey",
+            str(key),
+            "-in",
+            str(cert),
+            "-out",
+            str(pfx),
+            "-passout",
+            "pass:correct horse",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return {"key": key, "cert": cert, "pfx": pfx}
 
 
 def osslsigncode_verifies(script: Path, cert: Path) -> bool:
-    done = subprocess.run(["osslsigncode", "verify", "-in", str(script), "-CAfile", str(cert)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["osslsigncode", "verify", "-in", str(script), "-CAfile", str(cert)], capture_output=True, text=True
+    )
     return done.returncode == 0 and "Signature verification: ok" in done.stdout
 
 
@@ -169,8 +205,11 @@ def test_sign_refuses_a_bundle_that_changed_after_review(tmp_path, signer):
 def rewrite_sums(bundle: Path) -> None:
     import hashlib
 
-    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n"
-             for p in sorted(bundle.iterdir()) if p.name != "SHA256SUMS"]
+    lines = [
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n"
+        for p in sorted(bundle.iterdir())
+        if p.name != "SHA256SUMS"
+    ]
     (bundle / "SHA256SUMS").write_text("".join(lines))
 
 
@@ -214,8 +253,10 @@ def test_diff_names_the_port_and_the_task_principal(tmp_path):
     lines = result.output.splitlines()
     assert "input port: 80 -> 8080" in lines
     assert "input scope: machine -> user" in lines
-    assert ("task runs as: group S-1-5-32-545 (BUILTIN\\Users), run level LeastPrivilege (id Users) -> "
-            "user CONTOSO\\alice, run level LeastPrivilege (id User)") in lines
+    assert (
+        "task runs as: group S-1-5-32-545 (BUILTIN\\Users), run level LeastPrivilege (id Users) -> "
+        "user CONTOSO\\alice, run level LeastPrivilege (id User)"
+    ) in lines
     assert "task starts at: LogonTrigger -> LogonTrigger CONTOSO\\alice" in lines
     # The task XML is shown decoded from UTF-16, as text.
     assert "--- a/py.task.xml (new values put in)" in lines
@@ -233,7 +274,7 @@ def test_diff_shows_a_line_ending_only_where_it_changed(tmp_path):
     launcher = new / "start-py.bat"
     data = launcher.read_bytes()
     at = data.index(b"\r\n", 200)
-    launcher.write_bytes(data[:at] + b"\n" + data[at + 2:])
+    launcher.write_bytes(data[:at] + b"\n" + data[at + 2 :])
     result = gen("diff", str(old), str(new))
     changed = [line for line in result.output.splitlines() if line[:1] in "-+" and not line.startswith(("---", "+++"))]
     assert len(changed) == 2
@@ -251,7 +292,8 @@ def test_from_bundle_json_gives_the_same_bytes(tmp_path_factory, inputs):
     result = gen("--from", str(first / "bundle.json"), "--out", str(folder / "again"))
     assert result.exit_code == 0, result.stderr
     assert {p.name: p.read_bytes() for p in first.iterdir()} == {
-        p.name: p.read_bytes() for p in (folder / "again").iterdir()}
+        p.name: p.read_bytes() for p in (folder / "again").iterdir()
+    }
 
 
 def test_from_refuses_other_inputs(tmp_path):
@@ -331,6 +373,7 @@ def _split_pairs(example: list[str]) -> list[list[str]]:
 
 # ---- what a review of check, diff and sign found, each kept from coming back ----
 
+
 def signed_bundle(tmp_path: Path, signer: dict[str, Path], name: str = "s") -> Path:
     bundle = make(tmp_path / name)
     assert gen("sign", str(bundle), "--cert", str(signer["cert"]), "--key", str(signer["key"])).exit_code == 0
@@ -342,7 +385,7 @@ def test_code_hidden_in_a_signature_block_is_caught(tmp_path, signer):
     script = bundle / "detect.ps1"
     data = script.read_bytes()
     begin = data.rindex(b"# SIG # Begin signature block\r\n") + len(b"# SIG # Begin signature block\r\n")
-    script.write_bytes(data[:begin + 40] + b"\r\nStart-Process calc.exe\r\n" + data[begin + 40:])
+    script.write_bytes(data[: begin + 40] + b"\r\nStart-Process calc.exe\r\n" + data[begin + 40 :])
     rewrite_sums(bundle)
     result = gen("check", str(bundle))
     assert result.exit_code == 1
@@ -366,8 +409,9 @@ def test_a_forged_signer_record_and_a_second_key_are_caught(tmp_path, signer):
     (bundle / "bundle.json").write_text(forged)
     rewrite_sums(bundle)
     assert gen("check", str(bundle)).exit_code == 1
-    twice = text.replace('"generator": "gen-bundle",',
-                         '"generator": "gen-bundle",\n  "inputs": {"ip": "127.0.0.99"},', 1)
+    twice = text.replace(
+        '"generator": "gen-bundle",', '"generator": "gen-bundle",\n  "inputs": {"ip": "127.0.0.99"},', 1
+    )
     (bundle / "bundle.json").write_text(twice)
     rewrite_sums(bundle)
     result = gen("check", str(bundle))
@@ -408,15 +452,19 @@ def test_diff_names_every_difference(tmp_path):
         "sums": lambda b: (b / "SHA256SUMS").write_bytes((b / "SHA256SUMS").read_bytes() + b"\n"),
         "entry": lambda b: (b / "sub").mkdir(),
         "bom": lambda b: (b / "install.ps1").write_bytes((b / "install.ps1").read_bytes()[3:]),
-        "action": lambda b: (b / "py.task.xml").write_bytes((b / "py.task.xml").read_bytes().replace(
-            "</Exec>".encode("utf-16-le"),
-            "</Exec><Exec><Command>C:\\evil.exe</Command></Exec>".encode("utf-16-le"))),
+        "action": lambda b: (b / "py.task.xml").write_bytes(
+            (b / "py.task.xml")
+            .read_bytes()
+            .replace(
+                "</Exec>".encode("utf-16-le"), "</Exec><Exec><Command>C:\\evil.exe</Command></Exec>".encode("utf-16-le")
+            )
+        ),
     }
     expected = {
         "sums": "--- a/SHA256SUMS",
         "entry": "entry added: sub (not a regular file: a bundle holds files only)",
         "bom": "file changed: install.ps1 (the same text in another encoding or byte order mark: "
-               "UTF-8 with BOM -> no BOM)",
+        "UTF-8 with BOM -> no BOM)",
         "action": "C:\\evil.exe",
     }
     for case, change in cases.items():
@@ -454,7 +502,7 @@ def test_check_fetches_nothing_a_bundle_names(tmp_path, windows_env, env_cache, 
         bundle = make(tmp_path / "e", "--env", "--lock", str(lock), "--offline")
         text = (bundle / "pylock.toml").read_text()
         first = text.index('url = "') + len('url = "')
-        url = text[first:text.index('"', first)]
+        url = text[first : text.index('"', first)]
         filename = url.rsplit("/", 1)[1]
         (bundle / "pylock.toml").write_text(text.replace(url, f"http://127.0.0.1:{server.server_port}/{filename}"))
         rewrite_sums(bundle)
@@ -485,8 +533,10 @@ def test_the_password_is_in_no_child_environment(tmp_path, signer, monkeypatch):
 
 def test_diff_names_package_version_changes_from_the_locks(tmp_path):
     old, new = make(tmp_path / "old"), make(tmp_path / "new")
-    lock = ('lock-version = "1.0"\n[[packages]]\nname = "notebook"\nversion = "{}"\n'
-            '[[packages]]\nname = "{}"\nversion = "1"\n')
+    lock = (
+        'lock-version = "1.0"\n[[packages]]\nname = "notebook"\nversion = "{}"\n'
+        '[[packages]]\nname = "{}"\nversion = "1"\n'
+    )
     (old / "pylock.toml").write_text(lock.format("7.6.4", "six"))
     (new / "pylock.toml").write_text(lock.format("7.6.5", "pandas"))
     lines = gen("diff", str(old), str(new)).output.splitlines()
@@ -501,9 +551,11 @@ def test_the_environments_build_code_is_loaded_only_with_env(tmp_path, command):
     import sys
 
     make(tmp_path / "b")
-    probe = ("import sys\nfrom generator.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n"
-             "    assert exc.code in (0, None), exc.code\n"
-             "print(sorted(m for m in sys.modules if m.startswith('generator.environment') or m == 'urllib.request'))")
+    probe = (
+        "import sys\nfrom generator.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n"
+        "    assert exc.code in (0, None), exc.code\n"
+        "print(sorted(m for m in sys.modules if m.startswith('generator.environment') or m == 'urllib.request'))"
+    )
     done = subprocess.run([sys.executable, "-c", probe, *command], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
@@ -570,9 +622,11 @@ def test_diff_between_versions_shows_the_engine_as_one_section(tmp_path):
     result = gen("diff", str(old), str(new))
     lines = result.output.splitlines()
     assert result.exit_code == 1 and "generator: gen-bundle 0.1.9 -> " + __version__ in lines
-    assert any(line.startswith(f"engine changed: gen-bundle-0.1.9.psm1 (SHA-256 {manifest['engine']['sha256']})"
-                               f" -> {name}") for line in lines)
-    section = result.output[result.output.index("==== engine: gen-bundle-0.1.9.psm1 -> " + name + " ====\n"):]
+    assert any(
+        line.startswith(f"engine changed: gen-bundle-0.1.9.psm1 (SHA-256 {manifest['engine']['sha256']}) -> {name}")
+        for line in lines
+    )
+    section = result.output[result.output.index("==== engine: gen-bundle-0.1.9.psm1 -> " + name + " ====\n") :]
     assert "\n-$ExitFailure       = 1602" in section and "\n+$ExitFailure       = 1603" in section
     assert "\n====" not in section[1:] and "file added" not in result.output and "file removed" not in result.output
 
@@ -604,7 +658,7 @@ def test_a_second_bundle_of_one_version_is_read_in_fewer_than_200_lines(tmp_path
     first, second = make(tmp_path / "first"), make(tmp_path / "second", *flags)
     lines = gen("diff", str(first), str(second)).output.splitlines()
     assert any(line.startswith("engine unchanged: ") for line in lines)
-    code = lines[:next(i for i, line in enumerate(lines) if "README.md" in line)]
+    code = lines[: next(i for i, line in enumerate(lines) if "README.md" in line)]
     print(len(code), len(lines))
     assert len(code) < 200, "\n".join(code)
 
@@ -626,4 +680,94 @@ def test_putting_in_the_new_values_hides_no_other_change(tmp_path):
     # A value is put in only where it stands alone, all at once, and never after a dot.
     changes = [("py", "lab"), ("lab", "py")]
     assert put_in("py lab python start-py.config.py gen-bundle\\py\\x", changes) == (
-        "lab py python start-lab.config.py gen-bundle\\lab\\x")
+        "lab py python start-lab.config.py gen-bundle\\lab\\x"
+    )
+
+
+@pytest.mark.parametrize(
+    "subject_line",
+    [
+        "/CN=gen-bundle test signer/O=Contoso IT",
+        '/CN=Doe, John+OU=IT/O=Contoso "EU" <Ltd>;/C=DE',
+        "/CN=Zoë O'Brien/OU= leading and trailing /DC=corp/DC=example",
+        "/CN=#hash/emailAddress=it@example.com/serialNumber=42",
+    ],
+)
+def test_the_subject_is_read_from_the_certificate_as_openssl_reads_it(tmp_path, subject_line):
+    from generator.signature import subject
+
+    need(shutil.which("openssl"), "openssl (Debian: apt-get install openssl)")
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-utf8",
+            "-multivalue-rdn",
+            "-subj",
+            subject_line,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    der = subprocess.run(
+        ["openssl", "x509", "-in", str(cert), "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    told = subprocess.run(
+        ["openssl", "x509", "-in", str(cert), "-noout", "-subject", "-nameopt", "RFC2253"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert subject(der) == told.strip().removeprefix("subject=").strip()
+
+
+def test_check_of_a_signed_bundle_needs_no_openssl(tmp_path, signer, monkeypatch):
+    bundle = signed_bundle(tmp_path, signer)
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "osslsigncode").symlink_to(shutil.which("osslsigncode"))
+    monkeypatch.setenv("PATH", str(tools))
+    result = gen("check", str(bundle))
+    assert result.exit_code == 0, result.output
+    # The control: without osslsigncode the signatures cannot be verified, and check says so.
+    (tools / "osslsigncode").unlink()
+    result = gen("check", str(bundle))
+    assert result.exit_code != 0 and "osslsigncode" in result.output + result.stderr
+
+
+def test_a_pfx_without_a_password_is_read_with_an_empty_one(tmp_path, signer):
+    from generator.sign import sign_bundle
+
+    pfx = tmp_path / "open.pfx"
+    subprocess.run(
+        [
+            "openssl",
+            "pkcs12",
+            "-export",
+            "-inkey",
+            str(signer["key"]),
+            "-in",
+            str(signer["cert"]),
+            "-out",
+            str(pfx),
+            "-passout",
+            "pass:",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    bundle = make(tmp_path / "b")
+    entry = sign_bundle(bundle, pfx=pfx, password=None)
+    assert entry["subject"] == "O=Contoso IT,CN=gen-bundle test signer"
+    assert osslsigncode_verifies(bundle / "install.ps1", signer["cert"])

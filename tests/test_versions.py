@@ -25,7 +25,8 @@ import subprocess
 import pytest
 
 from generator import __version__
-from generator.render import SHA256SUMS, render
+from generator.bundle_format import SHA256SUMS
+from generator.render import render
 from generator.spec import build_spec
 
 from conftest import IN_CI, REPO, need
@@ -38,8 +39,12 @@ INPUT_SETS = [
     {"ip": "127.0.0.13", "name": "py"},
     {"ip": "127.0.0.42", "name": "lab-1", "port": 8080, "auth": "none", "window": "minimized"},
     {"ip": "127.0.0.13", "name": "py", "scope": "user", "user": "CONTOSO\\alice"},
-    {"ip": "127.0.0.13", "name": "py", "python": "%LOCALAPPDATA%\\Programs\\Python\\Python313\\python.exe",
-     "notebook_dir": "D:\\Data & Co\\100%"},
+    {
+        "ip": "127.0.0.13",
+        "name": "py",
+        "python": "%LOCALAPPDATA%\\Programs\\Python\\Python313\\python.exe",
+        "notebook_dir": "D:\\Data & Co\\100%",
+    },
 ]
 
 
@@ -78,10 +83,12 @@ def test_this_version_renders_what_it_recorded():
         VERSIONS.write_text("".join(line + "\n" for line in [*kept, f"{__version__}  {now}"]), encoding="ascii")
         pytest.skip(f"GEN_BUNDLE_UPDATE_GOLDEN=1: recorded {__version__}'s fingerprint; nothing was verified")
     assert __version__ in recorded, (
-        f"gen-bundle {__version__} has no line in {VERSIONS.name}: add it (GEN_BUNDLE_UPDATE_GOLDEN=1, outside CI)")
+        f"gen-bundle {__version__} has no line in {VERSIONS.name}: add it (GEN_BUNDLE_UPDATE_GOLDEN=1, outside CI)"
+    )
     assert recorded[__version__] == now, (
         f"what gen-bundle renders changed while its version stayed {__version__}: raise generator.__version__, "
-        f"add its section to CHANGELOG.md, and record the new version (GEN_BUNDLE_UPDATE_GOLDEN=1)")
+        f"add its section to CHANGELOG.md, and record the new version (GEN_BUNDLE_UPDATE_GOLDEN=1)"
+    )
 
 
 def test_no_version_was_ever_recorded_with_two_fingerprints():
@@ -90,8 +97,9 @@ def test_no_version_was_ever_recorded_with_two_fingerprints():
     inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=REPO, capture_output=True, text=True)
     need(inside.returncode == 0, f"{REPO} as a git work tree")
     path = VERSIONS.relative_to(REPO).as_posix()
-    commits = subprocess.run(["git", "log", "--format=%H", "--", path], cwd=REPO, capture_output=True, text=True,
-                             check=True).stdout.split()
+    commits = subprocess.run(
+        ["git", "log", "--format=%H", "--", path], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     histories = [records(VERSIONS.read_text(encoding="ascii"))]
     for commit in commits:
         shown = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=REPO, capture_output=True, text=True)

@@ -6,6 +6,7 @@ in a fresh venv, works from any directory."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -63,7 +64,8 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
     dist = tmp_path_factory.mktemp("dist")
     build = subprocess.run(
         [sys.executable, "-m", "build", "--outdir", str(dist), str(REPO)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert build.returncode == 0, build.stdout + build.stderr
     (sdist,) = dist.glob("gen_bundle-*.tar.gz")
@@ -112,10 +114,11 @@ def test_wheel_carries_the_templates_compiled(built):
     _, wheel = built
     names, _, _ = wheel_metadata(wheel)
     with zipfile.ZipFile(wheel) as whl:
-        version = whl.read("generator/compiled/JINJA_VERSION").decode().strip()
-    assert version.startswith("3.")
+        source = whl.read("generator/compiled_templates.py").decode()
+    assert "generator/compiled_templates.py" in names
+    assert re.search(r"^JINJA_VERSION = '3\.[0-9.]+'$", source, re.M)
     for language in ("bat", "hosts", "md", "ps", "py", "xml"):
-        assert any(name.startswith(f"generator/compiled/{language}/tmpl_") for name in names), language
+        assert f"'{language}': {{" in source, language
 
 
 def test_wheel_requires_what_pyproject_declares_with_its_floors(built):
@@ -137,22 +140,32 @@ def test_wheel_in_a_fresh_venv_renders_the_golden_bundle(built, tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     install = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert install.returncode == 0, install.stderr
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     run = subprocess.run(
         [str(venv / "bin" / "gen-bundle"), "--ip", "127.0.0.13", "--name", "py"],
-        cwd=elsewhere, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert run.returncode == 0, run.stderr
     # ... from the templates the wheel carries compiled: no run compiles one.
     used = subprocess.run(
-        [str(venv / "bin" / "python"), "-c",
-         "from generator.precompile import compiled_folder; print(all(compiled_folder(l) for l in "
-         "('bat', 'hosts', 'md', 'ps', 'py', 'xml')))"],
-        capture_output=True, text=True, check=True, cwd=elsewhere,  # not the checkout's generator/
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "from generator.compiled import compiled_loader; print(all(compiled_loader(l) for l in "
+            "('bat', 'hosts', 'md', 'ps', 'py', 'xml')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=elsewhere,  # not the checkout's generator/
     )
     assert used.stdout.strip() == "True", used.stdout + used.stderr
     golden = REPO / "tests" / "golden" / "py"
@@ -160,9 +173,20 @@ def test_wheel_in_a_fresh_venv_renders_the_golden_bundle(built, tmp_path):
         p.name: p.read_bytes() for p in golden.iterdir()
     }
     listing = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "list", "--format", "json", "--exclude", "pip",
-         "--exclude", "setuptools"],
-        capture_output=True, text=True,
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "list",
+            "--format",
+            "json",
+            "--exclude",
+            "pip",
+            "--exclude",
+            "setuptools",
+        ],
+        capture_output=True,
+        text=True,
     )
     installed = {entry["name"].lower() for entry in json.loads(listing.stdout)}
     assert installed == {"gen-bundle", "jinja2", "click", "markupsafe"}, installed

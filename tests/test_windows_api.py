@@ -19,6 +19,7 @@ import shutil
 
 import pytest
 
+from generator.layout import Layout
 from generator.render import render
 from generator.spec import build_spec
 
@@ -61,8 +62,11 @@ def variants(windows_env) -> dict[str, dict[str, bytes]]:
 @pytest.fixture(scope="module")
 def trees(grammar, variants) -> dict[tuple[str, str], object]:
     """Each variant's scripts, and its engine (the same bytes in every variant: checked in each all the same)."""
-    return {(variant, script): grammar.parse(pwsh.script_text(source(files, script)))
-            for variant, files in variants.items() for script in (*SCRIPTS, ENGINE)}
+    return {
+        (variant, script): grammar.parse(pwsh.script_text(source(files, script)))
+        for variant, files in variants.items()
+        for script in (*SCRIPTS, ENGINE)
+    }
 
 
 def source(files: dict[str, bytes], script: str) -> bytes:
@@ -105,16 +109,63 @@ def parse(grammar, text: str):
 # about_Automatic_Variables and about_Preference_Variables (reference/5.1): what a script may
 # read without setting it. $IsWindows and the other 7.x variables are not here: under
 # Set-StrictMode Windows PowerShell 5.1 stops at them.
-AUTOMATIC = frozenset({
-    "$", "?", "^", "_", "args", "consolefilename", "error", "event", "eventargs", "eventsubscriber",
-    "executioncontext", "false", "foreach", "home", "host", "input", "lastexitcode", "matches", "myinvocation",
-    "nestedpromptlevel", "null", "pid", "profile", "psboundparameters", "pscmdlet", "pscommandpath", "psculture",
-    "psdebugcontext", "pshome", "psitem", "psscriptroot", "pssenderinfo", "psuiculture", "psversiontable", "pwd",
-    "sender", "shellid", "stacktrace", "switch", "this", "true", "confirmpreference", "debugpreference",
-    "erroractionpreference", "errorview", "formatenumerationlimit", "informationpreference", "progresspreference",
-    "psdefaultparametervalues", "psmoduleautoloadingpreference", "verbosepreference", "warningpreference",
-    "whatifpreference",
-})
+AUTOMATIC = frozenset(
+    {
+        "$",
+        "?",
+        "^",
+        "_",
+        "args",
+        "consolefilename",
+        "error",
+        "event",
+        "eventargs",
+        "eventsubscriber",
+        "executioncontext",
+        "false",
+        "foreach",
+        "home",
+        "host",
+        "input",
+        "lastexitcode",
+        "matches",
+        "myinvocation",
+        "nestedpromptlevel",
+        "null",
+        "pid",
+        "profile",
+        "psboundparameters",
+        "pscmdlet",
+        "pscommandpath",
+        "psculture",
+        "psdebugcontext",
+        "pshome",
+        "psitem",
+        "psscriptroot",
+        "pssenderinfo",
+        "psuiculture",
+        "psversiontable",
+        "pwd",
+        "sender",
+        "shellid",
+        "stacktrace",
+        "switch",
+        "this",
+        "true",
+        "confirmpreference",
+        "debugpreference",
+        "erroractionpreference",
+        "errorview",
+        "formatenumerationlimit",
+        "informationpreference",
+        "progresspreference",
+        "psdefaultparametervalues",
+        "psmoduleautoloadingpreference",
+        "verbosepreference",
+        "warningpreference",
+        "whatifpreference",
+    }
+)
 
 
 def undefined_variables(tree, source: bytes, given: frozenset[str] = frozenset()) -> list[str]:
@@ -125,11 +176,17 @@ def undefined_variables(tree, source: bytes, given: frozenset[str] = frozenset()
     for node in pwsh.walk(tree.root_node):
         target = None
         if node.type == "left_assignment_expression":
-            target = node.children[0] if node.child_count == 1 else next(
-                (c for c in node.children if c.type in ("unary_expression", "variable")), None)
+            target = (
+                node.children[0]
+                if node.child_count == 1
+                else next((c for c in node.children if c.type in ("unary_expression", "variable")), None)
+            )
             while target is not None and target.type != "variable" and target.child_count:
-                target = target.children[-1] if target.type in ("unary_expression", "cast_expression",
-                                                                "expression_with_unary_operator") else None
+                target = (
+                    target.children[-1]
+                    if target.type in ("unary_expression", "cast_expression", "expression_with_unary_operator")
+                    else None
+                )
         elif node.type in ("script_parameter", "foreach_statement"):
             target = next((c for c in node.children if c.type == "variable"), None)
         if target is not None and target.type == "variable":
@@ -149,18 +206,29 @@ def parser_problems(tree) -> list[str]:
     problems = []
     for node in pwsh.walk(tree.root_node):
         if node.type == "hash_literal_body":
-            keys = [e.children[0].text.decode().strip("'\"").lower() for e in node.children if e.type == "hash_entry"
-                    and e.children[0].type == "key_expression" and not e.children[0].text.startswith((b"$", b"("))]
+            keys = [
+                e.children[0].text.decode().strip("'\"").lower()
+                for e in node.children
+                if e.type == "hash_entry"
+                and e.children[0].type == "key_expression"
+                and not e.children[0].text.startswith((b"$", b"("))
+            ]
             for key in sorted({k for k in keys if keys.count(k) > 1}):
                 problems.append(f"line {node.start_point[0] + 1}: DuplicateKeyInHashLiteral '{key}'")
         elif node.type == "parameter_list":
-            names = [v.text.decode().lower() for p in node.children if p.type == "script_parameter"
-                     for v in p.children if v.type == "variable"]
+            names = [
+                v.text.decode().lower()
+                for p in node.children
+                if p.type == "script_parameter"
+                for v in p.children
+                if v.type == "variable"
+            ]
             for name in sorted({n for n in names if names.count(n) > 1}):
                 problems.append(f"line {node.start_point[0] + 1}: DuplicateFormalParameter {name}")
     text = tree.root_node.text.decode()
-    if re.search(r"^\[CmdletBinding\b", text, re.M) and not re.search(r"^\[CmdletBinding[^\n]*\]\s*\r?\nparam\s*\(",
-                                                                       text, re.M):
+    if re.search(r"^\[CmdletBinding\b", text, re.M) and not re.search(
+        r"^\[CmdletBinding[^\n]*\]\s*\r?\nparam\s*\(", text, re.M
+    ):
         problems.append("UnexpectedAttribute: [CmdletBinding()] stands before no param() block")
     return problems
 
@@ -174,8 +242,10 @@ def test_powershell_would_load_every_variant(trees, variants):
         data = source(variants[variant], script)
         found += [f"{variant} {script}: {f}" for f in pstoken.findings(data)]
         found += [f"{variant} {script}: {p}" for p in parser_problems(tree)]
-        found += [f"{variant} {script}: VariableIsUndefined {v}"
-                  for v in undefined_variables(tree, data, given if script == ENGINE else frozenset())]
+        found += [
+            f"{variant} {script}: VariableIsUndefined {v}"
+            for v in undefined_variables(tree, data, given if script == ENGINE else frozenset())
+        ]
     assert found == []
     # Not vacuous: the scan read every variable of every script, strings included.
     reads = pstoken.variables(source(variants["machine-hidden"], ENGINE))
@@ -187,10 +257,10 @@ TOKENIZER_CONTROLS = {
     "InvalidVariableReferenceWithDrive": '$m = "installed for $PythonExe: before"',
     "InvalidVariableReference": '$m = "$global: x"',
     "UnknownVariableDrive": '$m = "$name:value"',
-    "EmptyVariableReference": '$m = ${}',
-    "OpenBraceNeedsToBeBackTickedInVariableName": '$m = ${a{b}',
-    "IncompleteDollarVariableReference": '$m = ${abc',
-    "UnexpectedCharactersAfterHereStringHeader": "$m = @\" text\r\nbody\r\n\"@",
+    "EmptyVariableReference": "$m = ${}",
+    "OpenBraceNeedsToBeBackTickedInVariableName": "$m = ${a{b}",
+    "IncompleteDollarVariableReference": "$m = ${abc",
+    "UnexpectedCharactersAfterHereStringHeader": '$m = @" text\r\nbody\r\n"@',
     "WhitespaceBeforeHereStringFooter": "$m = @'\r\nbody\r\n  '@",
     "TerminatorExpectedAtEndOfString": "$m = 'never closed",
     "MissingTerminatorMultiLineComment": "<# never closed",
@@ -207,9 +277,11 @@ def test_each_tokenizer_rule_can_fail(rule):
 
 def test_the_tokenizer_takes_what_powershell_takes():
     """The fixed forms of the same lines, and the escapes gen-bundle writes, pass."""
-    fine = ("$m = \"installed for ${PythonExe}: before $x`: $($y): $env:TEMP $script:z\"\r\n"
-            "$q = 'it\u2019\u2019s'\r\n$h = @\"\r\n  $a \"@ inside\r\n\"@\r\n[IO.File]::ReadAllBytes($p)\r\n"
-            "Write-Output a `\r\n    b\r\n# $comment: in a comment\r\n")
+    fine = (
+        '$m = "installed for ${PythonExe}: before $x`: $($y): $env:TEMP $script:z"\r\n'
+        '$q = \'it\u2019\u2019s\'\r\n$h = @"\r\n  $a "@ inside\r\n"@\r\n[IO.File]::ReadAllBytes($p)\r\n'
+        "Write-Output a `\r\n    b\r\n# $comment: in a comment\r\n"
+    )
     assert pstoken.findings(fine) == []
     names = [v.name for v in pstoken.variables(fine)]
     assert names == ["m", "PythonExe", "x", "y", "env:TEMP", "script:z", "q", "h", "a", "p"]
@@ -217,14 +289,18 @@ def test_the_tokenizer_takes_what_powershell_takes():
 
 
 def test_the_variable_and_parser_checks_can_fail(grammar):
-    source = ("$known = 1\r\nWrite-Output \"$known? $unknownName $known\"\r\n"
-              "$receipt = @{ bundle = 1; Bundle = 2 }\r\nfunction F {\r\n    param($a, $A)\r\n}\r\n"
-              "[CmdletBinding()]\r\n$x = 1\r\n")
+    source = (
+        '$known = 1\r\nWrite-Output "$known? $unknownName $known"\r\n'
+        "$receipt = @{ bundle = 1; Bundle = 2 }\r\nfunction F {\r\n    param($a, $A)\r\n}\r\n"
+        "[CmdletBinding()]\r\n$x = 1\r\n"
+    )
     tree = parse(grammar, source)
     assert undefined_variables(tree, source.encode()) == ["line 2: $known?", "line 2: $unknownName"]
-    assert parser_problems(tree) == ["line 3: DuplicateKeyInHashLiteral 'bundle'",
-                                     "line 5: DuplicateFormalParameter $a",
-                                     "UnexpectedAttribute: [CmdletBinding()] stands before no param() block"]
+    assert parser_problems(tree) == [
+        "line 3: DuplicateKeyInHashLiteral 'bundle'",
+        "line 5: DuplicateFormalParameter $a",
+        "UnexpectedAttribute: [CmdletBinding()] stands before no param() block",
+    ]
 
 
 # ---- 1. Cmdlets and parameters, against Microsoft's reference tables ---------------------
@@ -243,8 +319,11 @@ def corrected(signature: pscommands.Signature) -> pscommands.Signature:
     parameters = []
     for p in signature.parameters:
         fix = ERRATA.get((signature.name, p.name))
-        parameters.append(pscommands.Parameter(p.name, p.aliases, p.switch, p.sets, p.position,
-                                               {**p.required, **fix}, p.type) if fix else p)
+        parameters.append(
+            pscommands.Parameter(p.name, p.aliases, p.switch, p.sets, p.position, {**p.required, **fix}, p.type)
+            if fix
+            else p
+        )
     return pscommands.Signature(signature.name, tuple(parameters), signature.sets, signature.source)
 
 
@@ -318,11 +397,9 @@ CMDLET_CONTROLS = {
     "Get-Item -LiteralPath $p -ProgressAction SilentlyContinue": "-ProgressAction is no parameter of Get-Item (5.1)",
     "Invoke-Nothing -Now": "no such cmdlet in 5.1",
     "Register-ScheduledTask -TaskName a -Xml $x -Action $a": "are in no one parameter set of Register-ScheduledTask",
-    "function Set-It {\r\n    param([string]$Path, [switch]$Force)\r\n}\r\nSet-It -Path a -Recurse":
-        "-Recurse is no parameter of Set-It (function)",
+    "function Set-It {\r\n    param([string]$Path, [switch]$Force)\r\n}\r\nSet-It -Path a -Recurse": "-Recurse is no parameter of Set-It (function)",
     "function Set-It {\r\n    param([string]$Path)\r\n}\r\nSet-It a b": "no position left for 'b'",
-    "function Set-It {\r\n    param([string]$Path)\r\n}\r\nSet-It -Path a -ErrorAction Stop":
-        "-ErrorAction is no parameter of Set-It (function)",
+    "function Set-It {\r\n    param([string]$Path)\r\n}\r\nSet-It -Path a -ErrorAction Stop": "-ErrorAction is no parameter of Set-It (function)",
 }
 
 
@@ -367,25 +444,32 @@ def test_read_only_calls_of_whatif_cmdlets_say_whatif_false(trees, reference):
 
 
 def test_the_whatif_check_can_fail(grammar, reference):
-    source = ("$owner = Invoke-CimMethod -InputObject $explorer -MethodName GetOwner -ErrorAction SilentlyContinue\r\n"
-              "$sid = Invoke-CimMethod -InputObject $e -MethodName GetOwnerSid -WhatIf:$false\r\n")
+    source = (
+        "$owner = Invoke-CimMethod -InputObject $explorer -MethodName GetOwner -ErrorAction SilentlyContinue\r\n"
+        "$sid = Invoke-CimMethod -InputObject $e -MethodName GetOwnerSid -WhatIf:$false\r\n"
+    )
     assert whatif_problems(parse(grammar, source), reference) == [
-        "line 1: Invoke-CimMethod honours -WhatIf and is not told -WhatIf:$false"]
+        "line 1: Invoke-CimMethod honours -WhatIf and is not told -WhatIf:$false"
+    ]
 
 
 def test_the_command_check_follows_the_edition_branches(grammar, reference):
     """A parameter only 7.4 has is fine on the branch only 7.4 takes, and refused on the other."""
-    source = ("if ($PSVersionTable.PSEdition -eq 'Core') {\r\n    Get-Content -LiteralPath $p -AsByteStream\r\n"
-              "} else {\r\n    Get-Content -LiteralPath $p -Encoding Byte -AsByteStream\r\n}\r\n")
+    source = (
+        "if ($PSVersionTable.PSEdition -eq 'Core') {\r\n    Get-Content -LiteralPath $p -AsByteStream\r\n"
+        "} else {\r\n    Get-Content -LiteralPath $p -Encoding Byte -AsByteStream\r\n}\r\n"
+    )
     problems, _ = command_problems(parse(grammar, source), reference)
     assert [p.split(":")[0] for p in problems] == ["line 4", "line 4"], problems
     assert all("(5.1)" in p for p in problems)
 
 
 def test_the_native_check_can_fail(grammar):
-    source = ("& netsh.exe int ipv4 show excludedportrange\r\n"
-              "$ErrorActionPreference = 'Continue'\r\n& \"$env:SystemRoot\\System32\\ipconfig.exe\" /flushdns\r\n"
-              "$ErrorActionPreference = 'Stop'\r\n& $nativePowerShell @forward\r\n")
+    source = (
+        "& netsh.exe int ipv4 show excludedportrange\r\n"
+        "$ErrorActionPreference = 'Continue'\r\n& \"$env:SystemRoot\\System32\\ipconfig.exe\" /flushdns\r\n"
+        "$ErrorActionPreference = 'Stop'\r\n& $nativePowerShell @forward\r\n"
+    )
     assert native_problems(parse(grammar, source)) == [
         "line 1: netsh.exe: not named by its full path under $env:SystemRoot",
         "line 1: netsh.exe: runs under $ErrorActionPreference 'Stop'",
@@ -394,6 +478,7 @@ def test_the_native_check_can_fail(grammar):
 
 
 # ---- 2. .NET types and members, against the .NET Framework 4.8 reference assemblies -------
+
 
 def dotnet_problems(tree, dotnet, cim=None) -> tuple[list[str], pstypes.Checker]:
     checker = pstypes.Checker(tree, dotnet, cim if cim is not None else CIM, LOADED)
@@ -451,14 +536,17 @@ def test_the_dotnet_check_can_fail(grammar, dotnet, line):
 
 
 def test_the_dotnet_check_follows_the_edition_branches(grammar, dotnet):
-    source = ("if ($PSVersionTable.PSEdition -eq 'Core') {\r\n"
-              "    [void][IO.FileSystemAclExtensions]::CreateDirectory($security, $Path)\r\n"
-              "} else {\r\n    [void][IO.Directory]::CreateDirectory($Path, $security)\r\n}\r\n"
-              "Add-Type -AssemblyName System.IO.Compression\r\n$z = New-Object IO.Compression.ZipArchive($s)\r\n")
+    source = (
+        "if ($PSVersionTable.PSEdition -eq 'Core') {\r\n"
+        "    [void][IO.FileSystemAclExtensions]::CreateDirectory($security, $Path)\r\n"
+        "} else {\r\n    [void][IO.Directory]::CreateDirectory($Path, $security)\r\n}\r\n"
+        "Add-Type -AssemblyName System.IO.Compression\r\n$z = New-Object IO.Compression.ZipArchive($s)\r\n"
+    )
     assert dotnet_problems(parse(grammar, source), dotnet)[0] == []
 
 
 # ---- 3. Add-Type: C# compiled against .NET Framework 4.8, P/Invoke entry points ----------
+
 
 def add_type_problems(tree) -> list[str]:
     """Each Add-Type of C# compiles against .NET Framework 4.8, declares the types the script
@@ -498,16 +586,21 @@ def test_add_type_compiles_and_loads_only_framework_assemblies(trees):
         assert add_type_problems(tree) == [], f"{variant} {script}"
         assert addtype.sources(tree) == [], f"{variant} {script}"
     install = trees[("machine-hidden-env", ENGINE)]
-    assert [n.text.decode() for n in pwsh.walk(install.root_node) if n.type == "command"
-            and pwsh._command_name(n) == "add-type"] == ["Add-Type -AssemblyName System.IO.Compression"]
+    assert [
+        n.text.decode()
+        for n in pwsh.walk(install.root_node)
+        if n.type == "command" and pwsh._command_name(n) == "add-type"
+    ] == ["Add-Type -AssemblyName System.IO.Compression"]
 
 
 def test_the_add_type_check_can_fail(grammar, dotnet):
     need(shutil.which("x86_64-w64-mingw32-nm"), "mingw-w64's nm (apt-get install binutils-mingw-w64-x86-64)")
-    good = ("Add-Type -Namespace GenBundle -Name Native -MemberDefinition @'\r\n"
-            "[DllImport(\"kernel32.dll\", SetLastError = true)]\r\n"
-            "public static extern uint WaitForMultipleObjects(uint count, IntPtr[] handles, bool all, uint ms);\r\n"
-            "'@\r\n[GenBundle.Native]::WaitForMultipleObjects(1, $h, $false, 0)\r\n")
+    good = (
+        "Add-Type -Namespace GenBundle -Name Native -MemberDefinition @'\r\n"
+        '[DllImport("kernel32.dll", SetLastError = true)]\r\n'
+        "public static extern uint WaitForMultipleObjects(uint count, IntPtr[] handles, bool all, uint ms);\r\n"
+        "'@\r\n[GenBundle.Native]::WaitForMultipleObjects(1, $h, $false, 0)\r\n"
+    )
     (source,) = addtype.sources(parse(grammar, good))
     assert addtype.compile_errors(source) == ""
     assert source.types == ("GenBundle.Native",)
@@ -518,12 +611,19 @@ def test_the_add_type_check_can_fail(grammar, dotnet):
     assert "Span" in addtype.compile_errors(addtype.sources(parse(grammar, bad))[0])
     assert not addtype.exported("kernel32", "WaitForManyObjects")
     assert not addtype.exported("kernel33", "WaitForMultipleObjects")
-    typed = addtype.sources(parse(grammar, "Add-Type -TypeDefinition @'\r\nnamespace A { public static class B"
-                                          " { public static int C() { return 1; } } }\r\n'@\r\n"))
+    typed = addtype.sources(
+        parse(
+            grammar,
+            "Add-Type -TypeDefinition @'\r\nnamespace A { public static class B"
+            " { public static int C() { return 1; } } }\r\n'@\r\n",
+        )
+    )
     assert typed[0].types == ("A.B",) and addtype.compile_errors(typed[0]) == ""
     # The whole check, on a script: what it calls, what it imports, what it loads.
-    planted = (good.replace("WaitForMultipleObjects(uint", "WaitForManyObjects(uint")
-               + "[GenBundle.Other]::Run()\r\nAdd-Type -AssemblyName System.IO.Compressio\r\n")
+    planted = (
+        good.replace("WaitForMultipleObjects(uint", "WaitForManyObjects(uint")
+        + "[GenBundle.Other]::Run()\r\nAdd-Type -AssemblyName System.IO.Compressio\r\n"
+    )
     assert add_type_problems(parse(grammar, planted)) == [
         "line 1: kernel32.WaitForManyObjects is not in the table of Win32 functions",
         "[GenBundle.Other] is called, but the Add-Type sources declare only ['genbundle.native']",
@@ -542,19 +642,64 @@ def test_the_add_type_check_can_fail(grammar, dotnet):
 TASKSCHED = "https://learn.microsoft.com/windows/win32/taskschd/task-scheduler-objects"
 CIM = {
     "Win32_Process": {
-        "namespace": "root\\cimv2", "doc": "https://learn.microsoft.com/windows/win32/cimwin32prov/win32-process",
-        "properties": ["Caption", "CommandLine", "CreationClassName", "CreationDate", "CSCreationClassName", "CSName",
-                       "Description", "ExecutablePath", "ExecutionState", "Handle", "HandleCount", "InstallDate",
-                       "KernelModeTime", "MaximumWorkingSetSize", "MinimumWorkingSetSize", "Name",
-                       "OSCreationClassName",
-                       "OSName", "OtherOperationCount", "OtherTransferCount", "PageFaults", "PageFileUsage",
-                       "ParentProcessId", "PeakPageFileUsage", "PeakVirtualSize", "PeakWorkingSetSize", "Priority",
-                       "PrivatePageCount", "ProcessId", "QuotaNonPagedPoolUsage", "QuotaPagedPoolUsage",
-                       "QuotaPeakNonPagedPoolUsage", "QuotaPeakPagedPoolUsage", "ReadOperationCount",
-                       "ReadTransferCount", "SessionId", "Status", "TerminationDate", "ThreadCount", "UserModeTime",
-                       "VirtualSize", "WindowsVersion", "WorkingSetSize", "WriteOperationCount", "WriteTransferCount"],
-        "methods": ["AttachDebugger", "Create", "GetAvailableVirtualSize", "GetOwner", "GetOwnerSid", "SetPriority",
-                    "Terminate"],
+        "namespace": "root\\cimv2",
+        "doc": "https://learn.microsoft.com/windows/win32/cimwin32prov/win32-process",
+        "properties": [
+            "Caption",
+            "CommandLine",
+            "CreationClassName",
+            "CreationDate",
+            "CSCreationClassName",
+            "CSName",
+            "Description",
+            "ExecutablePath",
+            "ExecutionState",
+            "Handle",
+            "HandleCount",
+            "InstallDate",
+            "KernelModeTime",
+            "MaximumWorkingSetSize",
+            "MinimumWorkingSetSize",
+            "Name",
+            "OSCreationClassName",
+            "OSName",
+            "OtherOperationCount",
+            "OtherTransferCount",
+            "PageFaults",
+            "PageFileUsage",
+            "ParentProcessId",
+            "PeakPageFileUsage",
+            "PeakVirtualSize",
+            "PeakWorkingSetSize",
+            "Priority",
+            "PrivatePageCount",
+            "ProcessId",
+            "QuotaNonPagedPoolUsage",
+            "QuotaPagedPoolUsage",
+            "QuotaPeakNonPagedPoolUsage",
+            "QuotaPeakPagedPoolUsage",
+            "ReadOperationCount",
+            "ReadTransferCount",
+            "SessionId",
+            "Status",
+            "TerminationDate",
+            "ThreadCount",
+            "UserModeTime",
+            "VirtualSize",
+            "WindowsVersion",
+            "WorkingSetSize",
+            "WriteOperationCount",
+            "WriteTransferCount",
+        ],
+        "methods": [
+            "AttachDebugger",
+            "Create",
+            "GetAvailableVirtualSize",
+            "GetOwner",
+            "GetOwnerSid",
+            "SetPriority",
+            "Terminate",
+        ],
     },
     "Win32_Process.GetOwner": {
         "namespace": "root\\cimv2",
@@ -569,54 +714,126 @@ CIM = {
     "Win32_UserProfile": {
         "namespace": "root\\cimv2",
         "doc": "https://learn.microsoft.com/previous-versions/windows/desktop/legacy/ee886409(v=vs.85)",
-        "properties": ["SID", "LocalPath", "Loaded", "RefCount", "Special", "RoamingConfigured", "RoamingPath",
-                       "RoamingPreference", "Status", "LastUseTime", "LastDownloadTime", "LastUploadTime",
-                       "HealthStatus"],
+        "properties": [
+            "SID",
+            "LocalPath",
+            "Loaded",
+            "RefCount",
+            "Special",
+            "RoamingConfigured",
+            "RoamingPath",
+            "RoamingPreference",
+            "Status",
+            "LastUseTime",
+            "LastDownloadTime",
+            "LastUploadTime",
+            "HealthStatus",
+        ],
         "methods": ["ChangeOwner"],
     },
     "Win32_TerminalServiceSetting": {
         "namespace": "root\\cimv2\\terminalservices",
         "doc": "https://learn.microsoft.com/windows/win32/termserv/win32-terminalservicesetting",
-        "properties": ["TerminalServerMode", "ServerName", "LicensingType", "AllowTSConnections", "SingleSession",
-                       "UserPermission"],
+        "properties": [
+            "TerminalServerMode",
+            "ServerName",
+            "LicensingType",
+            "AllowTSConnections",
+            "SingleSession",
+            "UserPermission",
+        ],
     },
     "MSFT_ScheduledTask": {
         "namespace": "root\\microsoft\\windows\\taskscheduler",
         "doc": "https://learn.microsoft.com/powershell/module/scheduledtasks/get-scheduledtask",
-        "properties": ["Actions", "Author", "Date", "Description", "Documentation", "Principal", "SecurityDescriptor",
-                       "Settings", "Source", "State", "TaskName", "TaskPath", "Triggers", "URI", "Version"],
-        "embedded": {"actions": "MSFT_TaskAction[]", "principal": "MSFT_TaskPrincipal",
-                     "settings": "MSFT_TaskSettings", "triggers": "MSFT_TaskTrigger[]"},
+        "properties": [
+            "Actions",
+            "Author",
+            "Date",
+            "Description",
+            "Documentation",
+            "Principal",
+            "SecurityDescriptor",
+            "Settings",
+            "Source",
+            "State",
+            "TaskName",
+            "TaskPath",
+            "Triggers",
+            "URI",
+            "Version",
+        ],
+        "embedded": {
+            "actions": "MSFT_TaskAction[]",
+            "principal": "MSFT_TaskPrincipal",
+            "settings": "MSFT_TaskSettings",
+            "triggers": "MSFT_TaskTrigger[]",
+        },
     },
     "MSFT_TaskAction": {
-        "namespace": "root\\microsoft\\windows\\taskscheduler", "doc": TASKSCHED,
-        "properties": ["Id"], "derived": {"MSFT_TaskExecAction": ["Arguments", "Execute", "WorkingDirectory"]},
+        "namespace": "root\\microsoft\\windows\\taskscheduler",
+        "doc": TASKSCHED,
+        "properties": ["Id"],
+        "derived": {"MSFT_TaskExecAction": ["Arguments", "Execute", "WorkingDirectory"]},
     },
     "MSFT_TaskPrincipal": {
-        "namespace": "root\\microsoft\\windows\\taskscheduler", "doc": TASKSCHED,
+        "namespace": "root\\microsoft\\windows\\taskscheduler",
+        "doc": TASKSCHED,
         "properties": ["DisplayName", "GroupId", "Id", "LogonType", "RunLevel", "UserId"],
         "derived": {"MSFT_TaskPrincipal2": ["ProcessTokenSidType", "RequiredPrivilege"]},
     },
     "MSFT_TaskSettings": {
-        "namespace": "root\\microsoft\\windows\\taskscheduler", "doc": TASKSCHED,
-        "properties": ["AllowDemandStart", "AllowHardTerminate", "Compatibility", "DeleteExpiredTaskAfter",
-                       "DisallowStartIfOnBatteries", "Enabled", "ExecutionTimeLimit", "Hidden", "IdleSettings",
-                       "MultipleInstances", "NetworkSettings", "Priority", "RestartCount", "RestartInterval",
-                       "RunOnlyIfIdle", "RunOnlyIfNetworkAvailable", "StartWhenAvailable", "StopIfGoingOnBatteries",
-                       "WakeToRun"],
-        "derived": {"MSFT_TaskSettings2": ["DisallowStartOnRemoteAppSession", "UseUnifiedSchedulingEngine"],
-                    "MSFT_TaskSettings3": ["MaintenanceSettings", "Volatile"]},
+        "namespace": "root\\microsoft\\windows\\taskscheduler",
+        "doc": TASKSCHED,
+        "properties": [
+            "AllowDemandStart",
+            "AllowHardTerminate",
+            "Compatibility",
+            "DeleteExpiredTaskAfter",
+            "DisallowStartIfOnBatteries",
+            "Enabled",
+            "ExecutionTimeLimit",
+            "Hidden",
+            "IdleSettings",
+            "MultipleInstances",
+            "NetworkSettings",
+            "Priority",
+            "RestartCount",
+            "RestartInterval",
+            "RunOnlyIfIdle",
+            "RunOnlyIfNetworkAvailable",
+            "StartWhenAvailable",
+            "StopIfGoingOnBatteries",
+            "WakeToRun",
+        ],
+        "derived": {
+            "MSFT_TaskSettings2": ["DisallowStartOnRemoteAppSession", "UseUnifiedSchedulingEngine"],
+            "MSFT_TaskSettings3": ["MaintenanceSettings", "Volatile"],
+        },
     },
     "MSFT_TaskTrigger": {
-        "namespace": "root\\microsoft\\windows\\taskscheduler", "doc": TASKSCHED,
+        "namespace": "root\\microsoft\\windows\\taskscheduler",
+        "doc": TASKSCHED,
         "properties": ["Enabled", "EndBoundary", "ExecutionTimeLimit", "Id", "Repetition", "StartBoundary"],
         "derived": {"MSFT_TaskLogonTrigger": ["Delay", "UserId"]},
     },
     "MSFT_NetTCPConnection": {
         "namespace": "root\\standardcimv2",
         "doc": "https://learn.microsoft.com/windows/win32/fwp/wmi/nettcpipprov/msft-nettcpconnection",
-        "properties": ["LocalAddress", "LocalPort", "RemoteAddress", "RemotePort", "State", "AppliedSetting",
-                       "OwningProcess", "CreationTime", "OffloadState", "InstanceID", "Name", "ElementName"],
+        "properties": [
+            "LocalAddress",
+            "LocalPort",
+            "RemoteAddress",
+            "RemotePort",
+            "State",
+            "AppliedSetting",
+            "OwningProcess",
+            "CreationTime",
+            "OffloadState",
+            "InstanceID",
+            "Name",
+            "ElementName",
+        ],
     },
 }
 for _entry in CIM.values():  # a subclass's properties, where a value of the class may be one
@@ -636,8 +853,10 @@ def cim_problems(tree, dotnet) -> tuple[list[str], list]:
         if call.name.lower() == "get-ciminstance" and silent:
             cls = re.search(r"-ClassName\s+(\w+)", call.node.text.decode())
             if cls is None or cls[1] not in SILENT_CIM:
-                problems.append(f"line {call.line}: {cls[1] if cls else '?'} is read with -ErrorAction "
-                                "SilentlyContinue: a check that fails must refuse or say so")
+                problems.append(
+                    f"line {call.line}: {cls[1] if cls else '?'} is read with -ErrorAction "
+                    "SilentlyContinue: a check that fails must refuse or say so"
+                )
     return problems, [u for u in checker.uses if u.what.startswith("cim")]
 
 
@@ -649,28 +868,33 @@ def test_every_cim_class_and_property_read_is_in_the_table(trees, dotnet):
         used |= {(u.receiver, u.member) for u in uses}
     assert found == []
     # What the scripts read, class by class: each is checked above, and none is missed here.
-    assert {r for r, _ in used} == {"Win32_Process", "Win32_Process.GetOwner", "Win32_Process.GetOwnerSid",
-                                    "Win32_UserProfile", "Win32_TerminalServiceSetting", "MSFT_ScheduledTask",
-                                    "MSFT_TaskAction", "MSFT_TaskPrincipal", "MSFT_TaskSettings", "MSFT_TaskTrigger",
-                                    "MSFT_NetTCPConnection"}
+    assert {r for r, _ in used} == {
+        "Win32_Process",
+        "Win32_Process.GetOwner",
+        "Win32_Process.GetOwnerSid",
+        "Win32_UserProfile",
+        "Win32_TerminalServiceSetting",
+        "MSFT_ScheduledTask",
+        "MSFT_TaskAction",
+        "MSFT_TaskPrincipal",
+        "MSFT_TaskSettings",
+        "MSFT_TaskTrigger",
+        "MSFT_NetTCPConnection",
+    }
     assert ("MSFT_TaskPrincipal", "RunLevel") in used and ("MSFT_TaskAction", "WorkingDirectory") in used
 
 
 CIM_CONTROLS = {
     "$p = @(Get-CimInstance -ClassName Win32_Processor)": "CIM class Win32_Processor is not in the table",
     "$p = @(Get-CimInstance -ClassName Win32_Process)\r\n$p[0].OwnerName": "Win32_Process has no property OwnerName",
-    "$u = Get-CimInstance -ClassName Win32_UserProfile -Filter \"UserSid = 'x'\"":
-        "Win32_UserProfile has no property UserSid",
+    "$u = Get-CimInstance -ClassName Win32_UserProfile -Filter \"UserSid = 'x'\"": "Win32_UserProfile has no property UserSid",
     "$t = @(Get-CimInstance -ClassName Win32_TerminalServiceSetting)": "is in root\\cimv2\\terminalservices",
     "$t = @(Get-CimInstance -Namespace 'root\\cimv2\\TerminalServices' -ClassName Win32_TerminalServiceSetting"
     " -ErrorAction SilentlyContinue)": "a check that fails must refuse or say so",
-    "$t = @(Get-ScheduledTask -TaskPath '\\x\\')\r\n$t[0].Principal.RunLvl":
-        "MSFT_TaskPrincipal has no property RunLvl",
+    "$t = @(Get-ScheduledTask -TaskPath '\\x\\')\r\n$t[0].Principal.RunLvl": "MSFT_TaskPrincipal has no property RunLvl",
     "$e = Get-CimInstance -ClassName Win32_Process -Filter \"Name = 'x'\"\r\n"
-    "$o = Invoke-CimMethod -InputObject $e -MethodName GetOwner\r\n$o.Account":
-        "Win32_Process.GetOwner has no property Account",
-    "$e = Get-CimInstance -ClassName Win32_Process\r\n$o = Invoke-CimMethod -InputObject $e -MethodName GetParent":
-        "Win32_Process has no method GetParent",
+    "$o = Invoke-CimMethod -InputObject $e -MethodName GetOwner\r\n$o.Account": "Win32_Process.GetOwner has no property Account",
+    "$e = Get-CimInstance -ClassName Win32_Process\r\n$o = Invoke-CimMethod -InputObject $e -MethodName GetParent": "Win32_Process has no method GetParent",
 }
 
 
@@ -692,8 +916,11 @@ WIN32 = {
     ("kernel32", "Process32FirstW"): ("BOOL", True, API + "tlhelp32/nf-tlhelp32-process32firstw"),
     ("kernel32", "Process32NextW"): ("BOOL", True, API + "tlhelp32/nf-tlhelp32-process32nextw"),
     ("kernel32", "OpenProcess"): ("HANDLE", False, API + "processthreadsapi/nf-processthreadsapi-openprocess"),
-    ("kernel32", "GetCurrentProcess"): ("HANDLE", False,
-                                        API + "processthreadsapi/nf-processthreadsapi-getcurrentprocess"),
+    ("kernel32", "GetCurrentProcess"): (
+        "HANDLE",
+        False,
+        API + "processthreadsapi/nf-processthreadsapi-getcurrentprocess",
+    ),
     ("kernel32", "GetProcessTimes"): ("BOOL", True, API + "processthreadsapi/nf-processthreadsapi-getprocesstimes"),
     ("kernel32", "WaitForMultipleObjects"): ("DWORD", True, API + "synchapi/nf-synchapi-waitformultipleobjects"),
     ("iphlpapi", "GetExtendedTcpTable"): ("DWORD", True, API + "iphlpapi/nf-iphlpapi-getextendedtcptable"),
@@ -721,15 +948,23 @@ def ctypes_problems(source: str) -> tuple[list[str], set]:
     for scope in [tree, *(n for n in tree.body if isinstance(n, ast.FunctionDef))]:
         dlls = {}
         for node in walk(scope):
-            if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
-                    and ast.unparse(node.value.func) == "ctypes.WinDLL" and isinstance(node.targets[0], ast.Name)):
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Call)
+                and ast.unparse(node.value.func) == "ctypes.WinDLL"
+                and isinstance(node.targets[0], ast.Name)
+            ):
                 dlls[node.targets[0].id] = node.value.args[0].value.lower()
         declared: dict[tuple, dict[str, str]] = {}
         for node in walk(scope):
             if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Attribute):
                 target = node.targets[0]
-                if (target.attr in ("restype", "argtypes") and isinstance(target.value, ast.Attribute)
-                        and isinstance(target.value.value, ast.Name) and target.value.value.id in dlls):
+                if (
+                    target.attr in ("restype", "argtypes")
+                    and isinstance(target.value, ast.Attribute)
+                    and isinstance(target.value.value, ast.Name)
+                    and target.value.value.id in dlls
+                ):
                     key = (dlls[target.value.value.id], target.value.attr)
                     declared.setdefault(key, {})[target.attr] = ast.unparse(node.value)
         for node in walk(scope):
@@ -802,11 +1037,12 @@ def test_the_watchdog_watches_every_process_between_the_server_and_the_task(tree
     for shape, inputs in SHAPES.items():
         for env in (False, True):
             spec = build_spec(**CANONICAL, **inputs, env=env)
-            chain = (["conhost.exe", "cmd.exe"] if spec.task_command.lower().endswith("conhost.exe")
-                     else ["cmd.exe"])  # minimized: `start` leaves only the inner cmd.exe above the server
+            chain = (
+                ["conhost.exe", "cmd.exe"] if Layout(spec).task_command.lower().endswith("conhost.exe") else ["cmd.exe"]
+            )  # minimized: `start` leaves only the inner cmd.exe above the server
             if env:
                 chain.append("venv launcher")
-            assert spec.watch_depth == len(chain), (shape, env)
+            assert Layout(spec).watch_depth == len(chain), (shape, env)
     constants = python_constants(render(build_spec(**CANONICAL))["start-py.config.py"])
     assert constants["WATCH_DEPTH"] == 2
 
@@ -823,4 +1059,5 @@ def test_the_pester_suites_pass_the_tokenizer_rules():
             sources[f"windows.yml step {i}"] = step["run"].encode()
     assert len(sources) >= 6
     assert {name: [str(f) for f in pstoken.findings(source)] for name, source in sources.items()} == {
-        name: [] for name in sources}
+        name: [] for name in sources
+    }

@@ -81,6 +81,14 @@ def test_an_odd_bundle_json_is_not_read_as_an_earlier_bundle(tmp_path):
         ("fifo", lambda path: os.mkfifo(path)),
         ("deep", lambda path: path.write_text("[" * 200000)),
         ("link", lambda path: path.symlink_to("/dev/zero")),
+        # A key written twice: check refuses such a bundle.json, and so does the write.
+        (
+            "twice",
+            lambda path: path.write_text(
+                '{"generator": "gen-bundle", "version": "0.1.0", "inputs": {"ip": "127.0.0.13"}, '
+                '"files": [], "files": ["bundle.json"]}'
+            ),
+        ),
     ):
         out = tmp_path / name
         out.mkdir()
@@ -88,3 +96,15 @@ def test_an_odd_bundle_json_is_not_read_as_an_earlier_bundle(tmp_path):
         result = CliRunner().invoke(main, [*OK, "--out", str(out), "--force"])
         assert result.exit_code == 1, name
         assert result.stderr.startswith(f"Error: {out} holds files that gen-bundle did not write"), name
+
+
+def test_a_write_refused_by_the_folder_names_the_folder_asked_for_not_a_staging_one(tmp_path):
+    """/proc refuses new entries: the message names --out, not gen-bundle's own staging folder."""
+    result = CliRunner().invoke(main, [*OK, "--out", "/proc/x"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: cannot write the bundle to /proc/x: ")
+    assert ".x.new-" not in result.stderr and ".x.old-" not in result.stderr
+    # The control: a file the user named is still named.
+    assert output._reason(OSError(errno.EACCES, "Permission denied", "/srv/out/README.md"), tmp_path / "out") == (
+        "Permission denied: /srv/out/README.md"
+    )

@@ -17,7 +17,6 @@ import base64
 import hashlib
 import io
 import posixpath
-import re
 import struct
 import zipfile
 import zlib
@@ -26,12 +25,11 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 
 from ..errors import EnvBuildError
+from ..winpath import FORBIDDEN_CHARS, is_reserved_name
 from .lock import Pin
 from .target import Target
 
 # Names Windows cannot hold (the environment is extracted there), checked for every entry.
-_BAD_CHARS = re.compile(r'[\x00-\x1f<>:"|?*\\]')
-_RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the entries gen-bundle writes itself
 MAX_ENTRIES = 65535  # without zip64, which .NET's reader and Python's both handle, but is not needed here
 MAX_ARCHIVE_BYTES = 0xFFFFFFFF
@@ -81,7 +79,8 @@ def _raw(wheel: zipfile.ZipFile, info: zipfile.ZipInfo, raw: bytes, source: str)
 def _check_name(path: str, source: str) -> None:
     parts = path.split("/")
     for part in parts:
-        if part in ("", ".", "..") or _BAD_CHARS.search(part) or part != part.rstrip(" .") or _RESERVED.fullmatch(part):
+        bad = any(ch in FORBIDDEN_CHARS or ch in ":\\" or ord(ch) < 0x20 for ch in part)
+        if part in ("", ".", "..") or bad or part != part.rstrip(" .") or is_reserved_name(part):
             raise EnvBuildError(f"{source}: {path!r} is not a file name Windows can hold in the environment")
 
 
@@ -146,8 +145,15 @@ def _wheel_entries(pin: Pin, data: bytes, target: Target) -> tuple[list[Entry], 
         digest, size = recorded.get(info.filename, ("", ""))
         record_lines.append(f"{posixpath.relpath(path, site)},{digest},{size}")
         entries.append(
-            Entry(path, info.compress_type, _raw(wheel, info, data, pin.filename), info.CRC, info.file_size,
-                  info.date_time, pin.filename)
+            Entry(
+                path,
+                info.compress_type,
+                _raw(wheel, info, data, pin.filename),
+                info.CRC,
+                info.file_size,
+                info.date_time,
+                pin.filename,
+            )
         )
     record_path = posixpath.join(site, dist_info, "RECORD")
     installer_path = posixpath.join(site, dist_info, "INSTALLER")
@@ -156,8 +162,9 @@ def _wheel_entries(pin: Pin, data: bytes, target: Target) -> tuple[list[Entry], 
     record_lines.append(f"{dist_info}/RECORD,,")
     record = ("\n".join(sorted(record_lines)) + "\n").encode("utf-8")
     for path, content in ((record_path, record), (installer_path, INSTALLER)):
-        entries.append(Entry(path, zipfile.ZIP_STORED, content, zlib.crc32(content), len(content), FIXED_DATE,
-                             pin.filename))
+        entries.append(
+            Entry(path, zipfile.ZIP_STORED, content, zlib.crc32(content), len(content), FIXED_DATE, pin.filename)
+        )
     return entries, metadata
 
 
@@ -178,8 +185,8 @@ def write_zip(entries: list[Entry]) -> bytes:
         flags = 0x800 if not entry.path.isascii() else 0  # the name is UTF-8
         time, date = _dos(entry.date_time)
         offset = out.tell()
-        if offset > MAX_ARCHIVE_BYTES:
-            break
+        if offset + 30 + len(name) + len(entry.data) > MAX_ARCHIVE_BYTES:
+            raise EnvBuildError("the environment is larger than 4 GiB, more than a zip without zip64 holds")
         fields = (20, flags, entry.method, time, date, entry.crc, len(entry.data), entry.size, len(name))
         out.write(struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", *fields, 0))
         out.write(name)
@@ -215,5 +222,4 @@ def install_archive(pins: tuple[Pin, ...], wheels: dict[str, bytes], target: Tar
         seen[key] = entry.source
     longest = max((entry.path for entry in entries), key=len, default="")
     folder = max((entry.path.rpartition("/")[0] for entry in entries), key=len, default="")
-    return Installed(write_zip(entries), len(entries), sum(entry.size for entry in entries), longest, folder,
-                     metadata)
+    return Installed(write_zip(entries), len(entries), sum(entry.size for entry in entries), longest, folder, metadata)

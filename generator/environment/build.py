@@ -10,13 +10,15 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..bundle_format import ENV_ARCHIVE, ENV_LOCK, ENV_SBOM
 from ..errors import EnvBuildError
-from ..render import ENV_ARCHIVE, ENV_LOCK, ENV_SBOM
-from ..spec import JUPYTER_CORE_MINIMUM, NOTEBOOK_PACKAGE
+from ..layout import INSTALL_ROOT, JUPYTER_CORE_MINIMUM
+from ..spec import NOTEBOOK_PACKAGE
+from ..spec import normalize_package as normalize
 from ..winpath import MAX_FOLDER_CHARS, MAX_PATH_CHARS
 from .archive import install_archive
 from .fetch import fetch
-from .lock import Pin, normalize, parse_lock, resolve
+from .lock import Pin, parse_lock, resolve
 from .sbom import cyclonedx, licence_text
 from .target import Target
 
@@ -110,7 +112,7 @@ ENV_FOLDER_FORMS = (".env-{id}.partial", "env-{id}", ".env-{id}.remove")
 def env_folder_prefix(name: str) -> str:
     """The longest folder an environment's files are ever in, on a PC with the usual %ProgramFiles%."""
     forms = [form.format(id="0" * 12) for form in ENV_FOLDER_FORMS]
-    return f"C:\\Program Files\\gen-bundle\\{name}\\{max(forms, key=len)}\\"
+    return INSTALL_ROOT.join(name, max(forms, key=len)).typical() + "\\"
 
 
 def _check_path_length(longest: str, longest_folder: str, name: str) -> None:
@@ -141,8 +143,13 @@ def lock_text(pins: tuple[Pin, ...], target: Target, generator_version: str) -> 
         if pin.size is not None:
             wheel += f", size = {pin.size}"
         wheel += f", hashes = {{ sha256 = {json.dumps(pin.sha256)} }}"
-        lines += ["", "[[packages]]", f"name = {json.dumps(pin.name)}", f"version = {json.dumps(pin.version)}",
-                  f"wheels = [{{ {wheel} }}]"]
+        lines += [
+            "",
+            "[[packages]]",
+            f"name = {json.dumps(pin.name)}",
+            f"version = {json.dumps(pin.version)}",
+            f"wheels = [{{ {wheel} }}]",
+        ]
     return ("\n".join(lines) + "\n").encode("ascii")
 
 
@@ -170,7 +177,10 @@ def build_environment(
     _check_path_length(installed.longest_path, installed.longest_folder, name)
     archive_sha256 = hashlib.sha256(installed.archive).hexdigest()
     sbom = cyclonedx(
-        pins, installed.metadata, archive_sha256=archive_sha256, name=f"{name} notebook environment",
+        pins,
+        installed.metadata,
+        archive_sha256=archive_sha256,
+        name=f"{name} notebook environment",
         description=f"{ENV_ARCHIVE}: {len(pins)} packages for {target.description}",
         generator_version=generator_version,
     )

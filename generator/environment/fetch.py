@@ -56,7 +56,7 @@ def _download(pin: Pin) -> bytes:
     request = urllib.request.Request(pin.url, headers={"User-Agent": "gen-bundle"})
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310 (http(s) only: lock.py)
-            data = response.read(MAX_WHEEL_BYTES + 1)
+            data: bytes = response.read(MAX_WHEEL_BYTES + 1)
     except urllib.error.HTTPError as exc:
         raise EnvBuildError(
             f"cannot download {pin.filename} ({pin.name} {pin.version}): {exc.code} {exc.reason} from {pin.url}"

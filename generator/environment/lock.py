@@ -15,6 +15,7 @@ import subprocess
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import EnvBuildError
 from ..spec import normalize_package as normalize  # PEP 503: 'Jupyter_Core' and 'jupyter-core' are one
@@ -41,6 +42,11 @@ class Pin:
     size: int | None
 
 
+def wheel_filename(url: str) -> str:
+    """A wheel's file name, the last part of its address (without a #fragment)."""
+    return url.rsplit("/", 1)[-1].split("#", 1)[0]
+
+
 def wheel_tags(filename: str) -> set[tuple[str, str, str]]:
     """The tags a wheel file name declares (compressed tag sets expanded)."""
     match = _WHEEL.fullmatch(filename)
@@ -54,7 +60,7 @@ def wheel_tags(filename: str) -> set[tuple[str, str, str]]:
     }
 
 
-def best_wheel(wheels: list[dict], ranks: dict[tuple[str, str, str], int]) -> dict | None:
+def best_wheel(wheels: list[Any], ranks: dict[tuple[str, str, str], int]) -> dict[str, Any] | None:
     """Of a package's wheels, the one the target's installer would pick (``ranks``: the target's
     tags, best first); None when none runs there."""
     best, best_rank = None, len(ranks)
@@ -62,7 +68,7 @@ def best_wheel(wheels: list[dict], ranks: dict[tuple[str, str, str], int]) -> di
         url = wheel.get("url") if isinstance(wheel, dict) else None
         if not isinstance(url, str):
             continue
-        filename = url.rsplit("/", 1)[-1].split("#", 1)[0]
+        filename = wheel_filename(url)
         rank = min((ranks[tag] for tag in wheel_tags(filename) if tag in ranks), default=len(ranks))
         if rank < best_rank:
             best, best_rank = wheel, rank
@@ -104,7 +110,7 @@ def parse_lock(text: str, target: Target, *, source: str) -> tuple[Pin, ...]:
         if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
             raise EnvBuildError(f"{source}: {label}: the wheel has no SHA-256 in the lock")
         size = wheel.get("size")
-        filename = url.rsplit("/", 1)[-1].split("#", 1)[0]
+        filename = wheel_filename(url)
         key = normalize(name)
         if key in pins:
             raise EnvBuildError(f"{source}: {name} is pinned twice")
@@ -119,14 +125,22 @@ def resolve(requirements: tuple[str, ...], target: Target, *, uv: str, cache: Pa
     on the build machine either. uv's own cache lives in gen-bundle's cache folder.
     """
     command = [
-        uv, "pip", "compile", "-",
-        "--python-platform", target.uv_platform,
-        "--python-version", target.python_version,
-        "--only-binary", ":all:",
-        "--format", "pylock.toml",
+        uv,
+        "pip",
+        "compile",
+        "-",
+        "--python-platform",
+        target.uv_platform,
+        "--python-version",
+        target.python_version,
+        "--only-binary",
+        ":all:",
+        "--format",
+        "pylock.toml",
         "--no-header",
         "--quiet",
-        "--cache-dir", str(cache / "uv"),
+        "--cache-dir",
+        str(cache / "uv"),
     ]
     if offline:
         command.append("--offline")

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import uuid
 from email.message import Message
+from typing import Any
 
-from .lock import Pin, normalize
+from ..spec import normalize_package as normalize
+from .lock import Pin
 
 NOT_DECLARED = "not declared in the package's metadata"
 
 
-def licences(metadata: Message) -> list[dict]:
+def licences(metadata: Message) -> list[dict[str, Any]]:
     """The licence a wheel declares: its SPDX expression (PEP 639), else its classifiers, else its License field."""
     expression = metadata.get("License-Expression")
     if expression and expression.strip():
@@ -47,7 +49,12 @@ def purl(pin: Pin) -> str:
 
 
 def cyclonedx(
-    pins: tuple[Pin, ...], metadata: dict[str, Message], *, archive_sha256: str, name: str, description: str,
+    pins: tuple[Pin, ...],
+    metadata: dict[str, Message],
+    *,
+    archive_sha256: str,
+    name: str,
+    description: str,
     generator_version: str,
 ) -> bytes:
     serial = uuid.uuid5(uuid.NAMESPACE_URL, f"gen-bundle:{archive_sha256}")

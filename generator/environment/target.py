@@ -85,4 +85,3 @@ class Target:
         if self.system == "windows":
             return f"Include/{distribution}"
         return f"include/site/python{self.python_version}/{distribution}"
-

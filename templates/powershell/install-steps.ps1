@@ -32,7 +32,7 @@ function Test-InstallPreflight {
     param([switch]$Force, [switch]$AllowSessionHost)
     $problems = @()
     $bundle = $Run.Files
-    $Run.HostsLines = @(($Latin1.GetString($bundle['hosts.txt']) -split "`r`n") | Where-Object { $_.Length -gt 0 })
+    $Run.HostsLines = @(($Latin1.GetString($bundle[$HostsLinesFile]) -split "`r`n") | Where-Object { $_.Length -gt 0 })
     $Run.HostsBefore = Read-HostsText
     foreach ($mapping in @(Get-HostsMapping -Text $Run.HostsBefore)) {
         if ($mapping.Address -ne $BundleIp) {
@@ -275,7 +275,7 @@ function Install-StartMenuEntry {
 
 function Write-InstallReceipt {
     # What this install changed and when, for the record and for uninstall.ps1.
-    $sums = Get-Sha256 $Run.Files['SHA256SUMS']
+    $sums = Get-Sha256 $Run.Files[$SumsFile]
     $current = (Get-ReceiptValue $Run.OldReceipt 'sha256sums') -eq $sums
     if (($Run.Changed.Count -gt 0 -or -not $current) -and (Confirm-Change -Kind 'receipt' -Target $ReceiptPath -Action 'Write the receipt of this install' -Undo 'uninstall.ps1 deletes it')) {
         $receipt = [ordered]@{

@@ -22,7 +22,7 @@ function Read-VerifiedBundle {
     # to check against (Intune runs a detection script alone, without its bundle), and it
     # returns $null. A bundle that is not the one approved throws SecurityException.
     param([string]$PinnedSums, [switch]$Optional, [hashtable]$InPlace = @{})
-    $sumsPath = Join-Path $BundleRoot 'SHA256SUMS'
+    $sumsPath = Join-Path $BundleRoot $SumsFile
     if (-not (Test-Path -LiteralPath $sumsPath -PathType Leaf)) {
         if ($Optional -and -not $PinnedSums) {
             return $null
@@ -45,7 +45,7 @@ function Read-VerifiedBundle {
         }
         $expected[$Matches[2]] = $Matches[1]
     }
-    $bundle = @{ 'SHA256SUMS' = $sumsBytes }
+    $bundle = @{ $SumsFile = $sumsBytes }
     foreach ($file in $BundleFiles) {
         $path = Join-Path $BundleRoot $file
         if (-not $expected.ContainsKey($file) -or -not (Test-Path -LiteralPath $path -PathType Leaf)) {

@@ -16,8 +16,8 @@ function Get-InteractiveUser {
 }
 
 function Get-LauncherLog {
-    # The launcher's log of the user with SID $Sid: %LOCALAPPDATA%\gen-bundle\<name>\launcher.log
-    # in that user's profile, found through the profile list (this script runs as
+    # The launcher's log of the user with SID $Sid: $UserStateDir\$LauncherLogFile below that
+    # user's profile folder, found through the profile list (this script runs as
     # an administrator or SYSTEM, whose own %LOCALAPPDATA% is elsewhere).
     param([string]$Sid)
     if ($Sid -cnotmatch '^S-1-[0-9-]+$') {
@@ -27,7 +27,7 @@ function Get-LauncherLog {
     if ($userProfile.Count -eq 0) {
         return $null
     }
-    return Join-Path $userProfile[0].LocalPath (Join-Path $UserStateDir 'launcher.log')
+    return Join-Path $userProfile[0].LocalPath (Join-Path $UserStateDir $LauncherLogFile)
 }
 
 function Write-ServerReport {
@@ -37,7 +37,7 @@ function Write-ServerReport {
         $name = $account.Name
         $log = Get-LauncherLog -Sid $account.Sid
         if ($null -eq $log) {
-            Write-Output "server: the profile of $name was not found; look at their %LOCALAPPDATA%\gen-bundle\$BundleName\launcher.log"
+            Write-Output "server: the profile of $name was not found; look at their %USERPROFILE%\$UserStateDir\$LauncherLogFile"
         } elseif (-not (Test-Path -LiteralPath $log -PathType Leaf)) {
             Write-Output "server: $log does not exist: the task did not start the launcher for $name. Look at the task's last run result (Get-ScheduledTaskInfo -TaskPath '$TaskFolder' -TaskName '$TaskName') and its history (Event Viewer: Microsoft-Windows-TaskScheduler/Operational)."
         } else {
@@ -45,7 +45,7 @@ function Write-ServerReport {
             foreach ($line in @(Get-Content -LiteralPath $log -Tail $LogTailLines -Encoding UTF8)) {  # the launcher writes UTF-8; 5.1 would read ANSI
                 Write-Output "    $line"
             }
-            Write-Output "server: look at the ERROR lines above and their Fix; the server's own output is server.log beside that file."
+            Write-Output "server: look at the ERROR lines above and their Fix; the server's own output is $ServerLogFile beside that file."
         }
     }
 }

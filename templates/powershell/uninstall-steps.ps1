@@ -130,7 +130,7 @@ function Remove-JupyterShared {
         Write-Output "jupyter: $JupyterShared is not there"
     } elseif ((Get-ReceiptValue $Run.Receipt 'jupyterSharedCreated') -ne $true) {
         Write-Output "jupyter: $JupyterShared was there before the install (or no receipt says otherwise); it is left alone"
-    } elseif (@(Get-ChildItem -LiteralPath $StateRoot -Directory -Force | Where-Object { $_.Name -ne (Split-Path -Leaf $StateDir) -and (Test-Path -LiteralPath (Join-Path $_.FullName 'receipt.json') -PathType Leaf) }).Count -gt 0) {
+    } elseif (@(Get-ChildItem -LiteralPath $StateRoot -Directory -Force | Where-Object { $_.Name -ne (Split-Path -Leaf $StateDir) -and (Test-Path -LiteralPath (Join-Path $_.FullName (Split-Path -Leaf $ReceiptPath)) -PathType Leaf) }).Count -gt 0) {
         Write-Output "jupyter: another gen-bundle bundle is installed (its receipt is in $StateRoot); $JupyterShared stays, owned by administrators, for its servers"
     } elseif (@(Get-ChildItem -LiteralPath $JupyterShared -Force).Count -eq 0 -and
         -not ((Get-Item -LiteralPath $JupyterShared -Force).Attributes -band [IO.FileAttributes]::ReparsePoint) -and

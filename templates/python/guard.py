@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 STATE = Path(os.environ.get(STATE_BASE, ""), *STATE_PATH.split("\\"))
-LAUNCHER_LOG = STATE / "launcher.log"
+LAUNCHER_LOG = STATE / LAUNCHER_LOG_FILE
 
 class Holder:
     """The process that listens on IP:PORT, as far as this account may see it."""
@@ -214,7 +214,7 @@ def open_signed_in():
         return tell("%s is answered by %s, not by your server.\n\nNothing was sent to it. Your server starts once "
                     "the address is free; see %s" % (URL, holder.describe(), LAUNCHER_LOG))
     try:
-        server = int((STATE / "server.pid").read_text(encoding="ascii"))
+        server = int((STATE / SERVER_PID_FILE).read_text(encoding="ascii"))
     except (OSError, ValueError):
         server = None
     if holder.pid is None or holder.pid != server:
@@ -225,7 +225,7 @@ def open_signed_in():
     link = URL
     if AUTH == "token":
         try:
-            link = URL + "?token=" + (STATE / "token").read_text(encoding="ascii").strip()
+            link = URL + "?token=" + (STATE / TOKEN_FILE).read_text(encoding="ascii").strip()
         except OSError as exc:
             return tell("Your server runs, but its secret could not be read (%s). Nothing was opened." % exc)
     import webbrowser

@@ -74,8 +74,11 @@ def sources(tree) -> list[Source]:
                 i += 1
         if "assemblyname" in named or "an" in named or "path" in named or "literalpath" in named:
             continue
-        references = tuple(re.findall(r"[\w.]+", _text(named["referencedassemblies"]))) \
-            if named.get("referencedassemblies") is not None else ()
+        references = (
+            tuple(re.findall(r"[\w.]+", _text(named["referencedassemblies"])))
+            if named.get("referencedassemblies") is not None
+            else ()
+        )
         line = node.start_point[0] + 1
         definition = named.get("typedefinition") or (free[0] if free else None)
         members = named.get("memberdefinition")
@@ -99,8 +102,11 @@ def declared_types(code: str) -> list[str]:
     """namespace.Class of each public class, struct or enum a source declares (one namespace level)."""
     names = []
     namespace = ""
-    for match in re.finditer(r"\bnamespace\s+([\w.]+)|\bpublic\s+(?:static\s+|sealed\s+|abstract\s+)*"
-                             r"(?:class|struct|enum)\s+(\w+)", code):
+    for match in re.finditer(
+        r"\bnamespace\s+([\w.]+)|\bpublic\s+(?:static\s+|sealed\s+|abstract\s+)*"
+        r"(?:class|struct|enum)\s+(\w+)",
+        code,
+    ):
         if match[1]:
             namespace = match[1]
         else:
@@ -115,9 +121,18 @@ def compile_errors(source: Source) -> str:
         path = Path(work) / "source.cs"
         path.write_text(source.code, encoding="utf-8")
         done = subprocess.run(
-            ["mcs", "-nostdlib", "-noconfig", "-nologo", "-target:library", f"-out:{Path(work) / 'out.dll'}",
-             *(f"-r:{REFERENCE_DIR / r}" for r in references), str(path)],
-            capture_output=True, text=True,
+            [
+                "mcs",
+                "-nostdlib",
+                "-noconfig",
+                "-nologo",
+                "-target:library",
+                f"-out:{Path(work) / 'out.dll'}",
+                *(f"-r:{REFERENCE_DIR / r}" for r in references),
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
         )
     if done.returncode == 0:
         return ""

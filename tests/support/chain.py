@@ -26,8 +26,17 @@ CONHOST_VALUE_SWITCHES = frozenset(
     {"--server", "--signal", "--width", "--height", "--vtmode", "--feature", "--textMeasurement"}
 )
 CONHOST_FLAG_SWITCHES = frozenset(
-    {"--headless", "--inheritcursor", "-ForceV1", "-ForceNoHandoff", "-Embedding", "--resizeQuirk",
-     "--win32input", "--ambiguousIsWide", "--passthrough"}
+    {
+        "--headless",
+        "--inheritcursor",
+        "-ForceV1",
+        "-ForceNoHandoff",
+        "-Embedding",
+        "--resizeQuirk",
+        "--win32input",
+        "--ambiguousIsWide",
+        "--passthrough",
+    }
 )
 
 JOIN_AS_IS = "conhost before July 2019: fields joined as they are"
@@ -66,7 +75,7 @@ def client_fields(fields: list[str]) -> list[str]:
     while i < len(rest):
         field = rest[i]
         if field == "--":
-            return rest[i + 1:]
+            return rest[i + 1 :]
         if field in CONHOST_VALUE_SWITCHES:
             i += 2
         elif field in CONHOST_FLAG_SWITCHES or field.startswith("0x") or field.startswith("\\??\\"):

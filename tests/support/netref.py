@@ -37,9 +37,22 @@ CECIL_GAC = Path("/usr/lib/mono/gac/Mono.Cecil")
 # libraries Microsoft ships apart from it (ASP.NET MVC/Web API/Razor, Rx, System.Json). A type
 # that only they define is no type a Windows PowerShell script can count on.
 NOT_FRAMEWORK = (
-    "Mono.", "I18N", "IBM.Data.DB2.", "Novell.", "PEAPI.", "RabbitMQ.", "Commons.Xml.Relaxng.", "System.Json",
-    "System.Reactive.", "System.Web.Mvc.", "System.Web.Http", "System.Web.Razor.", "System.Web.WebPages",
-    "System.Net.Http.Formatting.", "WebMatrix.Data.", "Microsoft.Web.Infrastructure.",
+    "Mono.",
+    "I18N",
+    "IBM.Data.DB2.",
+    "Novell.",
+    "PEAPI.",
+    "RabbitMQ.",
+    "Commons.Xml.Relaxng.",
+    "System.Json",
+    "System.Reactive.",
+    "System.Web.Mvc.",
+    "System.Web.Http",
+    "System.Web.Razor.",
+    "System.Web.WebPages",
+    "System.Net.Http.Formatting.",
+    "WebMatrix.Data.",
+    "Microsoft.Web.Infrastructure.",
 )
 # A member's kind, and the list of a type's JSON record that holds its members.
 MEMBER_LISTS = (("method", "methods"), ("property", "properties"), ("field", "fields"), ("event", "events"))

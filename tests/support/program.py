@@ -31,10 +31,11 @@ def engine_functions(engine_tree) -> dict[str, object]:
 def body_of(function) -> str:
     """A function's statements without its braces and its own param() block."""
     text = function.text.decode()
-    body = text[text.index("{") + 1:text.rindex("}")]
+    body = text[text.index("{") + 1 : text.rindex("}")]
     name = next(c for c in function.children if c.type == "function_name").text.decode().lower()
-    block = next((n for n in pwsh.walk(function) if n.type == "param_block" and pwsh._enclosing_function(n) == name),
-                 None)
+    block = next(
+        (n for n in pwsh.walk(function) if n.type == "param_block" and pwsh._enclosing_function(n) == name), None
+    )
     if block is not None:
         body = body.replace(block.text.decode(), "", 1)
     return body

@@ -99,14 +99,22 @@ def reference(path: Path) -> dict:
 def _signature(name: str, entry: dict, source: str, common: dict) -> Signature:
     parameters = []
     for pname, facts in sorted(entry["parameters"].items()):
-        parameters.append(Parameter(
-            pname, tuple(facts["aliases"]), facts["type"] in SWITCH_TYPES, frozenset(facts["sets"]),
-            facts["position"], facts["required"], facts["type"],
-        ))
+        parameters.append(
+            Parameter(
+                pname,
+                tuple(facts["aliases"]),
+                facts["type"] in SWITCH_TYPES,
+                frozenset(facts["sets"]),
+                facts["position"],
+                facts["required"],
+                facts["type"],
+            )
+        )
     for pname, (aliases, switch) in common.items():
         if pname not in entry["parameters"]:
-            parameters.append(Parameter(pname, aliases, switch, frozenset({ALL_SETS}), {ALL_SETS: None},
-                                        {ALL_SETS: False}))
+            parameters.append(
+                Parameter(pname, aliases, switch, frozenset({ALL_SETS}), {ALL_SETS: None}, {ALL_SETS: False})
+            )
     return Signature(name, tuple(parameters), tuple(entry["sets"]) or (ALL_SETS,), source)
 
 
@@ -149,12 +157,22 @@ def functions(tree) -> dict[str, Signature]:
             variable = next(c for c in p.children if c.type == "variable").text.decode()[1:]
             switch = bool(re.search(r"\[switch\]", p.text.decode(), re.I))
             mandatory = bool(re.search(r"Mandatory", p.text.decode()))
-            parameters.append(Parameter(variable, (), switch, frozenset({ALL_SETS}),
-                                        {ALL_SETS: None if switch else position}, {ALL_SETS: mandatory}))
+            parameters.append(
+                Parameter(
+                    variable,
+                    (),
+                    switch,
+                    frozenset({ALL_SETS}),
+                    {ALL_SETS: None if switch else position},
+                    {ALL_SETS: mandatory},
+                )
+            )
             position += 0 if switch else 1
         if advanced:
-            parameters += [Parameter(n, a, s, frozenset({ALL_SETS}), {ALL_SETS: None}, {ALL_SETS: False})
-                           for n, (a, s) in COMMON.items()]
+            parameters += [
+                Parameter(n, a, s, frozenset({ALL_SETS}), {ALL_SETS: None}, {ALL_SETS: False})
+                for n, (a, s) in COMMON.items()
+            ]
         found[name.lower()] = Signature(name, tuple(parameters), (ALL_SETS,), "function")
     return found
 
@@ -176,7 +194,8 @@ def editions(node) -> frozenset[str]:
                 core_when_true = (match[1].lower() == "eq") == (match[2].lower() == "core")
                 in_then = parent.type == "if_statement" and child.type == "statement_block"
                 in_else = parent.type == "else_clause" or (
-                    parent.type == "if_statement" and child.type == "else_clause")
+                    parent.type == "if_statement" and child.type == "else_clause"
+                )
                 if in_then:
                     reach &= {"7.4"} if core_when_true else {"5.1"}
                 elif in_else:
@@ -196,11 +215,16 @@ def calls(tree) -> list[Call]:
         elements = next((c for c in node.children if c.type == "command_elements"), None)
         items = tuple(c for c in elements.children if c.type != "command_argument_sep") if elements else ()
         previous = node.prev_sibling
-        found.append(Call(
-            name_node.text.decode(), node, node.start_point[0] + 1,
-            previous is not None and previous.type == "|", editions(node),
-            tuple((c, _after_colon(c)) for c in items),
-        ))
+        found.append(
+            Call(
+                name_node.text.decode(),
+                node,
+                node.start_point[0] + 1,
+                previous is not None and previous.type == "|",
+                editions(node),
+                tuple((c, _after_colon(c)) for c in items),
+            )
+        )
     return found
 
 
@@ -222,8 +246,11 @@ def _resolve(signature: Signature, written: str) -> tuple[Parameter | None, str 
     for p in signature.parameters:
         if p.name.lower() == lowered or lowered in (a.lower() for a in p.aliases):
             return p, None
-    matches = {p for p in signature.parameters
-               if p.name.lower().startswith(lowered) or any(a.lower().startswith(lowered) for a in p.aliases)}
+    matches = {
+        p
+        for p in signature.parameters
+        if p.name.lower().startswith(lowered) or any(a.lower().startswith(lowered) for a in p.aliases)
+    }
     if len(matches) == 1:
         return matches.pop(), None
     if matches:
@@ -261,13 +288,16 @@ def bind(call: Call, signature: Signature) -> list[str]:
                 value = follows[0]
                 i += 2
                 if parameter.switch and not _boolean_like(value):
-                    problems.append(f"-{parameter.name} is a switch: it takes $true, $false or a number, not "
-                                    f"{value.text.decode()}")
+                    problems.append(
+                        f"-{parameter.name} is a switch: it takes $true, $false or a number, not {value.text.decode()}"
+                    )
             elif parameter.switch:
                 i += 1
                 if follows is not None and follows[0].text.decode().lower() in ("$true", "$false"):
-                    problems.append(f"-{parameter.name} is a switch: {follows[0].text.decode()} after it is not "
-                                    f"its value (write -{parameter.name}:{follows[0].text.decode()})")
+                    problems.append(
+                        f"-{parameter.name} is a switch: {follows[0].text.decode()} after it is not "
+                        f"its value (write -{parameter.name}:{follows[0].text.decode()})"
+                    )
             else:
                 if follows is None or follows[0].type == "command_parameter":
                     problems.append(f"-{parameter.name} needs a value")
@@ -286,19 +316,27 @@ def bind(call: Call, signature: Signature) -> list[str]:
         return problems
     candidates = [s for s in signature.sets if all(p.in_set(s) for p, _ in named.values())]
     if not candidates:
-        return [f"{', '.join('-' + n for n in named)} are in no one parameter set of {signature.name} "
-                f"(sets: {', '.join(signature.sets)})"]
+        return [
+            f"{', '.join('-' + n for n in named)} are in no one parameter set of {signature.name} "
+            f"(sets: {', '.join(signature.sets)})"
+        ]
     reasons = []
     for set_name in candidates:
-        slots = sorted((p.position_in(set_name), p.name) for p in signature.parameters
-                       if p.in_set(set_name) and p.position_in(set_name) is not None and p.name not in named)
+        slots = sorted(
+            (p.position_in(set_name), p.name)
+            for p in signature.parameters
+            if p.in_set(set_name) and p.position_in(set_name) is not None and p.name not in named
+        )
         if len(positional) > len(slots):
             extra = positional[len(slots)].text.decode()[:40]
             reasons.append(f"set {set_name}: no position left for {extra!r}")
             continue
-        bound = set(named) | {name for _, name in slots[:len(positional)]}
-        missing = [p.name for p in signature.parameters
-                   if p.in_set(set_name) and p.required_in(set_name) and p.name not in bound]
+        bound = set(named) | {name for _, name in slots[: len(positional)]}
+        missing = [
+            p.name
+            for p in signature.parameters
+            if p.in_set(set_name) and p.required_in(set_name) and p.name not in bound
+        ]
         if missing and not (call.piped and len(missing) == 1):
             reasons.append(f"set {set_name}: mandatory {', '.join('-' + m for m in missing)} not given")
             continue

@@ -171,7 +171,7 @@ class _Scanner:
                     j += 2
                     continue
                 if c == "{":
-                    self.report("OpenBraceNeedsToBeBackTickedInVariableName", j, self.text[start:j + 1])
+                    self.report("OpenBraceNeedsToBeBackTickedInVariableName", j, self.text[start : j + 1])
                 name.append(c)
                 j += 1
             text = "".join(name)
@@ -209,8 +209,9 @@ class _Scanner:
                 self.report("InvalidVariableReference", at, f"${name} has no name after its scope")
                 return
             if not rest:
-                self.report("InvalidVariableReferenceWithDrive", at,
-                            f"${name} is followed by no name: write ${{{head}}}:")
+                self.report(
+                    "InvalidVariableReferenceWithDrive", at, f"${name} is followed by no name: write ${{{head}}}:"
+                )
                 return
             if head.lower() not in KNOWN_QUALIFIERS:
                 self.report("UnknownVariableDrive", at, f"${name}: PowerShell has no scope or variable drive '{head}'")
@@ -270,7 +271,7 @@ class _Scanner:
         if self.at(j) == "\r":
             j += 1
         if self.at(j) != "\n":
-            self.report("UnexpectedCharactersAfterHereStringHeader", i, self.text[i:j + 1].strip())
+            self.report("UnexpectedCharactersAfterHereStringHeader", i, self.text[i : j + 1].strip())
             end = self.text.find("\n", j)
             return len(self.text) if end < 0 else end
         j += 1

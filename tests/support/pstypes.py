@@ -26,57 +26,141 @@ from .pscommands import editions
 
 # about_Type_Accelerators (reference/5.1): the accelerators for .NET Framework types.
 ACCELERATORS = {
-    "array": "System.Array", "bool": "System.Boolean", "byte": "System.Byte", "char": "System.Char",
-    "datetime": "System.DateTime", "decimal": "System.Decimal", "double": "System.Double",
-    "float": "System.Single", "single": "System.Single", "guid": "System.Guid",
-    "hashtable": "System.Collections.Hashtable", "int": "System.Int32", "int32": "System.Int32",
-    "int16": "System.Int16", "long": "System.Int64", "int64": "System.Int64", "sbyte": "System.SByte",
-    "string": "System.String", "cultureinfo": "System.Globalization.CultureInfo",
-    "bigint": "System.Numerics.BigInteger", "securestring": "System.Security.SecureString",
-    "timespan": "System.TimeSpan", "uint16": "System.UInt16", "uint32": "System.UInt32", "uint64": "System.UInt64",
-    "uri": "System.Uri", "version": "System.Version", "void": "System.Void", "ipaddress": "System.Net.IPAddress",
-    "ipendpoint": "System.Net.IPEndPoint", "physicaladdress": "System.Net.NetworkInformation.PhysicalAddress",
-    "regex": "System.Text.RegularExpressions.Regex", "xml": "System.Xml.XmlDocument", "type": "System.Type",
+    "array": "System.Array",
+    "bool": "System.Boolean",
+    "byte": "System.Byte",
+    "char": "System.Char",
+    "datetime": "System.DateTime",
+    "decimal": "System.Decimal",
+    "double": "System.Double",
+    "float": "System.Single",
+    "single": "System.Single",
+    "guid": "System.Guid",
+    "hashtable": "System.Collections.Hashtable",
+    "int": "System.Int32",
+    "int32": "System.Int32",
+    "int16": "System.Int16",
+    "long": "System.Int64",
+    "int64": "System.Int64",
+    "sbyte": "System.SByte",
+    "string": "System.String",
+    "cultureinfo": "System.Globalization.CultureInfo",
+    "bigint": "System.Numerics.BigInteger",
+    "securestring": "System.Security.SecureString",
+    "timespan": "System.TimeSpan",
+    "uint16": "System.UInt16",
+    "uint32": "System.UInt32",
+    "uint64": "System.UInt64",
+    "uri": "System.Uri",
+    "version": "System.Version",
+    "void": "System.Void",
+    "ipaddress": "System.Net.IPAddress",
+    "ipendpoint": "System.Net.IPEndPoint",
+    "physicaladdress": "System.Net.NetworkInformation.PhysicalAddress",
+    "regex": "System.Text.RegularExpressions.Regex",
+    "xml": "System.Xml.XmlDocument",
+    "type": "System.Type",
     "mailaddress": "System.Net.Mail.MailAddress",
     "x509certificate": "System.Security.Cryptography.X509Certificates.X509Certificate",
     "x500distinguishedname": "System.Security.Cryptography.X509Certificates.X500DistinguishedName",
     "objectsecurity": "System.Security.AccessControl.ObjectSecurity",
-    "adsi": "System.DirectoryServices.DirectoryEntry", "adsisearcher": "System.DirectoryServices.DirectorySearcher",
-    "wmiclass": "System.Management.ManagementClass", "wmi": "System.Management.ManagementObject",
+    "adsi": "System.DirectoryServices.DirectoryEntry",
+    "adsisearcher": "System.DirectoryServices.DirectorySearcher",
+    "wmiclass": "System.Management.ManagementClass",
+    "wmi": "System.Management.ManagementObject",
     "wmisearcher": "System.Management.ManagementObjectSearcher",
 }
 # The same page's accelerators for PowerShell's own types (System.Management.Automation,
 # Microsoft.Management.Infrastructure): valid names, whose members are PowerShell's, not .NET
 # Framework's. The 7.x-only ones ([ordered] as a type, [semver], [uint], [short]...) are not here:
 # Windows PowerShell 5.1 knows [ordered] only before a hash literal (about_Hash_Tables).
-POWERSHELL_TYPES = frozenset({
-    "alias", "allowemptycollection", "allowemptystring", "allownull", "argumentcompleter", "cimclass",
-    "cimconverter", "ciminstance", "cimsession", "cimtype", "cmdletbinding", "dsclocalconfigurationmanager",
-    "dscproperty", "dscresource", "initialsessionstate", "nullstring", "outputtype", "parameter", "powershell",
-    "psaliasproperty", "pscredential", "pscustomobject", "psdefaultvalue", "pslistmodifier", "psmoduleinfo",
-    "psnoteproperty", "psobject", "psprimitivedictionary", "psscriptmethod", "psscriptproperty",
-    "pstypenameattribute", "psvariable", "psvariableproperty", "ref", "runspace", "runspacefactory",
-    "scriptblock", "supportswildcards", "switch", "validatecount", "validatedrive", "validatelength",
-    "validatenotnull", "validatenotnullorempty", "validatepattern", "validaterange", "validatescript",
-    "validateset", "validatetrusteddata", "validateuserdrive", "wildcardpattern",
-})
-POWERSHELL_NAMESPACES = ("system.management.automation.", "microsoft.management.infrastructure.",
-                         "microsoft.powershell.")
+POWERSHELL_TYPES = frozenset(
+    {
+        "alias",
+        "allowemptycollection",
+        "allowemptystring",
+        "allownull",
+        "argumentcompleter",
+        "cimclass",
+        "cimconverter",
+        "ciminstance",
+        "cimsession",
+        "cimtype",
+        "cmdletbinding",
+        "dsclocalconfigurationmanager",
+        "dscproperty",
+        "dscresource",
+        "initialsessionstate",
+        "nullstring",
+        "outputtype",
+        "parameter",
+        "powershell",
+        "psaliasproperty",
+        "pscredential",
+        "pscustomobject",
+        "psdefaultvalue",
+        "pslistmodifier",
+        "psmoduleinfo",
+        "psnoteproperty",
+        "psobject",
+        "psprimitivedictionary",
+        "psscriptmethod",
+        "psscriptproperty",
+        "pstypenameattribute",
+        "psvariable",
+        "psvariableproperty",
+        "ref",
+        "runspace",
+        "runspacefactory",
+        "scriptblock",
+        "supportswildcards",
+        "switch",
+        "validatecount",
+        "validatedrive",
+        "validatelength",
+        "validatenotnull",
+        "validatenotnullorempty",
+        "validatepattern",
+        "validaterange",
+        "validatescript",
+        "validateset",
+        "validatetrusteddata",
+        "validateuserdrive",
+        "wildcardpattern",
+    }
+)
+POWERSHELL_NAMESPACES = (
+    "system.management.automation.",
+    "microsoft.management.infrastructure.",
+    "microsoft.powershell.",
+)
 # about_Intrinsic_Members: what PowerShell gives every object.
-INTRINSIC = frozenset({"count", "length", "foreach", "where", "psobject", "pstypenames", "psbase", "psadapted",
-                       "psextended"})
+INTRINSIC = frozenset(
+    {"count", "length", "foreach", "where", "psobject", "pstypenames", "psbase", "psadapted", "psextended"}
+)
 # Values PowerShell adapts: an XML element's children and a hashtable's keys read as properties.
-ADAPTED = ("System.Xml.", "System.Collections.Hashtable", "System.Collections.Specialized.OrderedDictionary",
-           "System.Collections.IDictionary")
+ADAPTED = (
+    "System.Xml.",
+    "System.Collections.Hashtable",
+    "System.Collections.Specialized.OrderedDictionary",
+    "System.Collections.IDictionary",
+)
 # What CimInstance itself has, on every CIM value (Microsoft.Management.Infrastructure.CimInstance),
 # and the property PowerShell adds to each one.
-CIM_INTRINSIC = frozenset({"cimclass", "ciminstanceproperties", "cimsystemproperties", "psshowcomputername",
-                           "pscomputername"})
+CIM_INTRINSIC = frozenset(
+    {"cimclass", "ciminstanceproperties", "cimsystemproperties", "psshowcomputername", "pscomputername"}
+)
 # Cmdlets whose output the checks type: the CIM class they return, or the .NET type.
-CIM_SOURCES = {"get-scheduledtask": "MSFT_ScheduledTask", "get-netnettcpconnection": "MSFT_NetTCPConnection",
-               "get-nettcpconnection": "MSFT_NetTCPConnection"}
-NET_SOURCES = {"get-acl": "System.Security.AccessControl.FileSystemSecurity", "get-date": "System.DateTime",
-               "get-process": "System.Diagnostics.Process"}
+CIM_SOURCES = {
+    "get-scheduledtask": "MSFT_ScheduledTask",
+    "get-netnettcpconnection": "MSFT_NetTCPConnection",
+    "get-nettcpconnection": "MSFT_NetTCPConnection",
+}
+NET_SOURCES = {
+    "get-acl": "System.Security.AccessControl.FileSystemSecurity",
+    "get-date": "System.DateTime",
+    "get-process": "System.Diagnostics.Process",
+}
 PASS_THROUGH = frozenset({"where-object", "sort-object", "select-object"})
 
 
@@ -151,8 +235,11 @@ class Checker:
         if base in ACCELERATORS:
             found = self.ref.find_type(ACCELERATORS[base] + ("[]" if array else ""))
             return ("net", found) if found is not None else ("", None)
-        if base in POWERSHELL_TYPES or base.startswith(POWERSHELL_NAMESPACES) or (
-                "system." + base).startswith(POWERSHELL_NAMESPACES):
+        if (
+            base in POWERSHELL_TYPES
+            or base.startswith(POWERSHELL_NAMESPACES)
+            or ("system." + base).startswith(POWERSHELL_NAMESPACES)
+        ):
             return "ps", None
         found = self.ref.find_type(bare)
         return ("net", found) if found is not None else ("", None)
@@ -189,7 +276,8 @@ class Checker:
                     value = self.type_of(source)
                     name = _text(variable)[1:].lower()
                     self.assignments.setdefault((self.scope(node), name), []).append(
-                        (node.start_byte, self.element(value)))
+                        (node.start_byte, self.element(value))
+                    )
 
     def _type_parameters(self) -> None:
         """A function's parameter has a type when every call that passes it passes that type."""
@@ -208,9 +296,13 @@ class Checker:
 
     def _type_returns(self) -> None:
         for name, function in self.functions.items():
-            found = {self.type_of(_child(n, "pipeline")) for n in pwsh.walk(function)
-                     if n.type == "flow_control_statement" and _text(n).startswith("return ")
-                     and pwsh._enclosing_function(n) == name}
+            found = {
+                self.type_of(_child(n, "pipeline"))
+                for n in pwsh.walk(function)
+                if n.type == "flow_control_statement"
+                and _text(n).startswith("return ")
+                and pwsh._enclosing_function(n) == name
+            }
             if len(found) == 1 and None not in found:
                 self.returns[name] = found.pop()
 
@@ -255,7 +347,7 @@ class Checker:
         if chain is None or chain.type != "pipeline_chain":
             return None
         parts = [c for c in chain.children if c.type != "|"]
-        upstream = parts[:parts.index(command)] if command in parts else []
+        upstream = parts[: parts.index(command)] if command in parts else []
         return self.element(self.chain_type(upstream)) if upstream else None
 
     def element(self, value: Value | None) -> Value | None:
@@ -324,8 +416,11 @@ class Checker:
         name = pwsh._command_name(node)
         if name is None:
             return None
-        elements = [c for c in (_child(node, "command_elements").children if _child(node, "command_elements")
-                                else []) if c.type != "command_argument_sep"]
+        elements = [
+            c
+            for c in (_child(node, "command_elements").children if _child(node, "command_elements") else [])
+            if c.type != "command_argument_sep"
+        ]
         if name == "get-ciminstance":
             cls = _named_or_positional(elements, ("classname", "class"), 0)
             return Value("cim", cls, True) if cls else None
@@ -412,23 +507,27 @@ class Checker:
             return
         self.problems.append(
             f"line {node.start_point[0] + 1}: [{found.full_name}] is in {found.assembly}, which Windows PowerShell "
-            f"5.1 does not load by itself: Add-Type -AssemblyName {found.assembly} first")
+            f"5.1 does not load by itself: Add-Type -AssemblyName {found.assembly} first"
+        )
 
     def _check_literal(self, node, reach, added) -> None:
         name = _text(node)
         if name.strip()[1:-1].strip().lower() == "ordered":
             after = node.next_sibling
             if after is None or not any(n.type == "hash_literal_expression" for n in (after, *after.children)):
-                self.problems.append(f"line {node.start_point[0] + 1}: [ordered] stands only before a hash "
-                                     "literal in Windows PowerShell 5.1")
+                self.problems.append(
+                    f"line {node.start_point[0] + 1}: [ordered] stands only before a hash "
+                    "literal in Windows PowerShell 5.1"
+                )
             return
         kind, found = self.literal(name)
         self.uses.append(Use("type", node.start_point[0] + 1, name, "", editions=reach))
         if "5.1" not in reach:
             return
         if kind == "":
-            self.problems.append(f"line {node.start_point[0] + 1}: {name} is no type of .NET Framework 4.8 "
-                                 "or of PowerShell")
+            self.problems.append(
+                f"line {node.start_point[0] + 1}: {name} is no type of .NET Framework 4.8 or of PowerShell"
+            )
         elif kind == "net":
             self._need_assembly(found.element or found if found.element else found, node, added)
 
@@ -439,8 +538,12 @@ class Checker:
         line = node.start_point[0] + 1
         call = node.type == "invocation_expression"
         count = _args(_child(node, "argument_list")) if call else None
-        setting = (node.parent is not None and node.parent.type == "unary_expression"
-                   and node.parent.parent is not None and node.parent.parent.type == "left_assignment_expression")
+        setting = (
+            node.parent is not None
+            and node.parent.type == "unary_expression"
+            and node.parent.parent is not None
+            and node.parent.parent.type == "left_assignment_expression"
+        )
         if static:
             kind, found = self.literal(_text(receiver))
             if kind != "net":
@@ -448,8 +551,9 @@ class Checker:
             if member.lower() == "new":
                 self.uses.append(Use("new", line, found.full_name, "new", count, editions=reach))
                 if not any(netref.accepts(m, count) for m in found.constructors()):
-                    self.problems.append(f"line {line}: [{found.full_name}]::new() takes no {count} arguments "
-                                         "in .NET Framework 4.8")
+                    self.problems.append(
+                        f"line {line}: [{found.full_name}]::new() takes no {count} arguments in .NET Framework 4.8"
+                    )
                 return
             self.uses.append(Use("static", line, found.full_name, member, count, setting, reach))
             self._judge(found, member, True, call, count, setting, line)
@@ -497,8 +601,12 @@ class Checker:
         if found.full_name not in cache:
             derived = []
             for record in self.ref._records.values():
-                if (record.get("base") and record["kind"] == "class" and record["assembly"] == found.assembly
-                        and "`" not in record["name"]):  # a generic definition is no object's type
+                if (
+                    record.get("base")
+                    and record["kind"] == "class"
+                    and record["assembly"] == found.assembly
+                    and "`" not in record["name"]
+                ):  # a generic definition is no object's type
                     candidate = self.ref._definition(record["name"])
                     if candidate is not None and found in candidate._lineage()[1:]:
                         derived.append(candidate)
@@ -507,8 +615,11 @@ class Checker:
 
     def _check_command(self, node, reach, added) -> None:
         name = pwsh._command_name(node)
-        elements = [c for c in (_child(node, "command_elements").children if _child(node, "command_elements")
-                                else []) if c.type != "command_argument_sep"]
+        elements = [
+            c
+            for c in (_child(node, "command_elements").children if _child(node, "command_elements") else [])
+            if c.type != "command_argument_sep"
+        ]
         line = node.start_point[0] + 1
         if name == "new-object" and "5.1" in reach and _named(elements, ("comobject",)) is None:
             type_name = _named_or_positional(elements, ("typename",), 0)
@@ -523,8 +634,9 @@ class Checker:
             count = _list_count(arguments)
             self.uses.append(Use("new", line, found.full_name, "new", count, editions=reach))
             if not any(netref.accepts(m, count) for m in found.constructors()):
-                self.problems.append(f"line {line}: New-Object {found.full_name} takes no {count} arguments "
-                                     "in .NET Framework 4.8")
+                self.problems.append(
+                    f"line {line}: New-Object {found.full_name} takes no {count} arguments in .NET Framework 4.8"
+                )
         elif name == "get-ciminstance":
             cls = _named_or_positional(elements, ("classname", "class"), 0)
             namespace = _named(elements, ("namespace",))
@@ -583,8 +695,9 @@ def _named(elements, names):
 
 # The switches of the cmdlets typed here (New-Object, Get-CimInstance, Invoke-CimMethod, Add-Type):
 # what follows one of them is an argument, not its value.
-SWITCHES = frozenset({"strict", "keyonly", "shallow", "passthru", "ignorewarnings", "whatif", "confirm", "verbose",
-                      "debug"})
+SWITCHES = frozenset(
+    {"strict", "keyonly", "shallow", "passthru", "ignorewarnings", "whatif", "confirm", "verbose", "debug"}
+)
 
 
 def _positional(elements, index):

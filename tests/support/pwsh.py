@@ -133,16 +133,48 @@ def _literal_value(value) -> object:
 STATE_CHANGING_COMMANDS = frozenset(
     name.lower()
     for name in (
-        "Copy-Item", "Move-Item", "Remove-Item", "Rename-Item", "New-Item", "Set-Item", "Set-Content",
-        "Add-Content", "Out-File", "Set-ItemProperty", "New-ItemProperty", "Remove-ItemProperty", "Set-Acl",
-        "Register-ScheduledTask", "Unregister-ScheduledTask", "Start-ScheduledTask", "Stop-ScheduledTask",
-        "Set-ScheduledTask", "Enable-ScheduledTask", "Disable-ScheduledTask", "Stop-Process", "Start-Process",
-        "Clear-DnsClientCache", "Start-Transcript", "ipconfig.exe",
+        "Copy-Item",
+        "Move-Item",
+        "Remove-Item",
+        "Rename-Item",
+        "New-Item",
+        "Set-Item",
+        "Set-Content",
+        "Add-Content",
+        "Out-File",
+        "Set-ItemProperty",
+        "New-ItemProperty",
+        "Remove-ItemProperty",
+        "Set-Acl",
+        "Register-ScheduledTask",
+        "Unregister-ScheduledTask",
+        "Start-ScheduledTask",
+        "Stop-ScheduledTask",
+        "Set-ScheduledTask",
+        "Enable-ScheduledTask",
+        "Disable-ScheduledTask",
+        "Stop-Process",
+        "Start-Process",
+        "Clear-DnsClientCache",
+        "Start-Transcript",
+        "ipconfig.exe",
     )
 )
 STATE_CHANGING_METHODS = frozenset(
-    {"writeallbytes", "writealltext", "appendalltext", "replace", "move", "delete", "copy", "setattributes",
-     "createdirectory", "deletefolder", "registertaskdefinition", "save"}
+    {
+        "writeallbytes",
+        "writealltext",
+        "appendalltext",
+        "replace",
+        "move",
+        "delete",
+        "copy",
+        "setattributes",
+        "createdirectory",
+        "deletefolder",
+        "registertaskdefinition",
+        "save",
+    }
 )
 
 
@@ -166,7 +198,10 @@ def _changes_state(node) -> bool:
         if member is not None and member.text.decode().lower() in STATE_CHANGING_METHODS:
             receiver = node.children[0].text.decode()
             return receiver.lower().startswith(("[io.", "[system.io.")) or member.text.decode().lower() in (
-                "deletefolder", "registertaskdefinition", "save")
+                "deletefolder",
+                "registertaskdefinition",
+                "save",
+            )
     return False
 
 
@@ -185,8 +220,11 @@ def _guarded(node) -> bool:
     while parent is not None:
         if parent.type in ("if_statement", "elseif_clause") and child.type == "statement_block":
             condition = _condition(parent)
-            if any(guard in condition for guard in GUARDS) and "-not $PSCmdlet" not in condition \
-                    and "-not (Confirm-Change" not in condition:
+            if (
+                any(guard in condition for guard in GUARDS)
+                and "-not $PSCmdlet" not in condition
+                and "-not (Confirm-Change" not in condition
+            ):
                 return True
         child, parent = parent, parent.parent
     return False

@@ -58,8 +58,15 @@ class Wine:
         )
         self.chain_helper = root / "chain_helper.exe"
         subprocess.run(
-            ["x86_64-w64-mingw32-gcc", "-O2", "-municode", "-o", str(self.chain_helper), str(CHAIN_HELPER_SOURCE),
-             "-lshell32"],
+            [
+                "x86_64-w64-mingw32-gcc",
+                "-O2",
+                "-municode",
+                "-o",
+                str(self.chain_helper),
+                str(CHAIN_HELPER_SOURCE),
+                "-lshell32",
+            ],
             check=True,
         )
         # Creating the prefix takes a few seconds; do it once, up front.
@@ -84,7 +91,10 @@ class Wine:
         source.write_bytes(line.encode("utf-8"))
         subprocess.run(
             ["wine", str(self.chain_helper), "split", self.windows_path(source), self.windows_path(fields)],
-            env=self.env, check=True, capture_output=True, timeout=60,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
         return [part.decode("utf-8") for part in fields.read_bytes().split(b"\0")[:-1]]
 
@@ -136,7 +146,7 @@ class Wine:
         }
         for name, value in values.items():
             if text.startswith(name):
-                return value + text[len(name):]
+                return value + text[len(name) :]
         return text
 
     def install_stub(self, windows_path: str) -> Path:
@@ -157,11 +167,15 @@ class Wine:
         """The argv of each run of the guard script (python.exe -I guard.py ...)."""
         if not self.guard_log.exists():
             return []
-        return [[field.decode("utf-8") for field in line.split(b"\0")[:-1]]
-                for line in self.guard_log.read_bytes().split(b"\n") if line]
+        return [
+            [field.decode("utf-8") for field in line.split(b"\0")[:-1]]
+            for line in self.guard_log.read_bytes().split(b"\n")
+            if line
+        ]
 
-    def _bat_env(self, stub_exit: int, plan: str | None, say: str | None = None, path_first: str | None = None
-                 ) -> dict[str, str]:
+    def _bat_env(
+        self, stub_exit: int, plan: str | None, say: str | None = None, path_first: str | None = None
+    ) -> dict[str, str]:
         for stale in (self.stub_log, self.stub_log.with_name(self.stub_log.name + ".count"), self.guard_log):
             stale.unlink(missing_ok=True)
         env = {**self.env, "STUB_LOG": "Z:" + str(self.stub_log).replace("/", "\\"), "STUB_EXIT": str(stub_exit)}
@@ -185,7 +199,13 @@ class Wine:
         return found
 
     def run_bat(
-        self, bat: str, *, stub_exit: int = 0, plan: str | None = None, say: str | None = None, timeout: float = 60,
+        self,
+        bat: str,
+        *,
+        stub_exit: int = 0,
+        plan: str | None = None,
+        say: str | None = None,
+        timeout: float = 60,
         path_first: str | None = None,
     ) -> BatRun:
         """Run the batch file at the Windows path ``bat`` as a logon task would (``path_first``: a

@@ -1,5 +1,5 @@
 @echo off
-rem gen-bundle 0.2.0: keeps the Jupyter notebook server for http://py/ running.
+rem gen-bundle 0.2.1: keeps the Jupyter notebook server for http://py/ running.
 rem install.ps1 puts this file at %ProgramFiles%\gen-bundle\py\start-py.bat
 rem and the logon task \gen-bundle\py runs it as the user who logs on.
 rem It starts the server, and when the server exits starts it again after a pause that
@@ -50,7 +50,7 @@ if "%WAITING%"=="1" >>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %T
 set /a DELAY=5
 
 :start
-if exist "%LOCALAPPDATA%\gen-bundle\py\launcher.log" for %%F in ("%LOCALAPPDATA%\gen-bundle\py\launcher.log") do if %%~zF GEQ 1048576 move /y "%%~fF" "%%~fF.1" >nul
+if exist "%LOCALAPPDATA%\gen-bundle\py\launcher.log" for %%F in ("%LOCALAPPDATA%\gen-bundle\py\launcher.log") do if %%~zF GEQ 1048576 move /y "%%~fF" "%LOCALAPPDATA%\gen-bundle\py\launcher.log.1" >nul
 if exist "%ProgramFiles%\Python313\python.exe" goto python_found
 >>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% ERROR: python.exe not found: "%ProgramFiles%\Python313\python.exe". Fix: install Python with the notebook package there, or make a new bundle with the right --python. Trying again in %DELAY% s.
 goto wait

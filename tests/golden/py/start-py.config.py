@@ -1,4 +1,4 @@
-r"""gen-bundle 0.2.0: settings of the notebook server for http://py/
+r"""gen-bundle 0.2.1: settings of the notebook server for http://py/
 
 start-py.bat passes this file to the server with --config. It runs inside
 the server, as the user who logged on, and reads and writes only that user's files:
@@ -39,6 +39,14 @@ STATE_PATH = 'gen-bundle\\py'
 NAME = 'py'
 URL = 'http://py/'
 AUTH = 'token'
+# The files of this user's state folder (the launcher and install.ps1 name them too).
+LAUNCHER_LOG_FILE = 'launcher.log'
+SERVER_LOG_FILE = 'server.log'
+SERVER_LOG_OLD_FILE = 'server.1.log'
+SERVER_PID_FILE = 'server.pid'
+TOKEN_FILE = 'token'
+STABLE_FILE = 'stable'
+RUNTIME_FOLDER = 'runtime'
 STABLE_AFTER = 60
 SERVER_LOG_BYTES = 1048576
 LAUNCHER_GONE_EXIT = 86
@@ -64,8 +72,8 @@ def new_secret() -> str:
     """The secret of this run: made with the operating system's random source, and
     written where only this user can read it, for the Start-menu entry."""
     token = secrets.token_urlsafe(32)
-    path = STATE / "token"
-    temporary = path.with_name("token.new")
+    path = STATE / TOKEN_FILE
+    temporary = path.with_name(TOKEN_FILE + ".new")
     temporary.unlink(missing_ok=True)
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
@@ -84,7 +92,7 @@ def remove_legacy_shortcut() -> None:
 
 
 def mark_stable() -> None:
-    (STATE / "stable").write_text("the server ran for %d s\n" % STABLE_AFTER, encoding="ascii")
+    (STATE / STABLE_FILE).write_text("the server ran for %d s\n" % STABLE_AFTER, encoding="ascii")
 
 
 class CappedOutput:
@@ -124,9 +132,9 @@ class CappedOutput:
 
     def rotate(self) -> None:
         try:
-            previous = (STATE / "server.log").read_bytes()
-            (STATE / "server.1.log.new").write_bytes(previous)
-            os.replace(STATE / "server.1.log.new", STATE / "server.1.log")
+            previous = (STATE / SERVER_LOG_FILE).read_bytes()
+            (STATE / (SERVER_LOG_OLD_FILE + ".new")).write_bytes(previous)
+            os.replace(STATE / (SERVER_LOG_OLD_FILE + ".new"), STATE / SERVER_LOG_OLD_FILE)
         except OSError:
             pass  # the older part is lost; the cap still holds
         os.ftruncate(self.target, 0)
@@ -249,8 +257,8 @@ threading.Thread(target=watch_launcher, name="gen-bundle-watch", daemon=True).st
 stable_timer = threading.Timer(STABLE_AFTER, mark_stable)
 stable_timer.daemon = True
 stable_timer.start()
-(STATE / "server.pid").write_text(str(os.getpid()), encoding="ascii")  # for the Start-menu entry's check
-os.environ["JUPYTER_RUNTIME_DIR"] = str(STATE / "runtime")  # read by the server after this file, and by kernels
+(STATE / SERVER_PID_FILE).write_text(str(os.getpid()), encoding="ascii")  # for the Start-menu entry's check
+os.environ["JUPYTER_RUNTIME_DIR"] = str(STATE / RUNTIME_FOLDER)  # read by the server after this file, and by kernels
 c = get_config()  # noqa: F821 - Jupyter defines get_config() for the files it loads
 c.ServerApp.cookie_secret = secrets.token_bytes(32)
 c.PasswordIdentityProvider.allow_password_change = False
@@ -260,10 +268,10 @@ if AUTH == "token":
     except OSError as exc:
         # Jupyter only logs an error raised here and would go on with a secret nobody has.
         sys.exit("gen-bundle: cannot write this run's secret to %s (%s); the server does not start"
-                 % (STATE / "token", exc))
+                 % (STATE / TOKEN_FILE, exc))
 else:
     c.IdentityProvider.token = ""
-    (STATE / "token").unlink(missing_ok=True)
+    (STATE / TOKEN_FILE).unlink(missing_ok=True)
     sys.stderr.write("gen-bundle: WARNING: sign-in is OFF (--auth none): anyone who can use this PC can open "
                      + URL + " and run code as this user\n")
 remove_legacy_shortcut()

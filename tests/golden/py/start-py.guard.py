@@ -1,4 +1,4 @@
-r"""gen-bundle 0.2.0: who answers at 127.0.0.13:80, and one-click sign-in to http://py/.
+r"""gen-bundle 0.2.1: who answers at 127.0.0.13:80, and one-click sign-in to http://py/.
 
 Any account on this PC may listen on a free loopback address. So before the
 user's secret goes anywhere, the operating system is asked which process
@@ -25,9 +25,17 @@ STATE_BASE = 'LOCALAPPDATA'  # this user's state: %STATE_BASE%\STATE_PATH
 STATE_PATH = 'gen-bundle\\py'
 NAME = 'py'
 URL = 'http://py/'
+AUTH = 'token'
+# The files of this user's state folder (the launcher and install.ps1 name them too).
+LAUNCHER_LOG_FILE = 'launcher.log'
+SERVER_LOG_FILE = 'server.log'
+SERVER_LOG_OLD_FILE = 'server.1.log'
+SERVER_PID_FILE = 'server.pid'
+TOKEN_FILE = 'token'
+STABLE_FILE = 'stable'
+RUNTIME_FOLDER = 'runtime'
 IP = '127.0.0.13'
 PORT = 80
-AUTH = 'token'
 TITLE = 'gen-bundle py'
 
 # ==== Below this line the file is the same in every bundle: gen-bundle's templates/python/guard.py.
@@ -40,7 +48,7 @@ import time
 from pathlib import Path
 
 STATE = Path(os.environ.get(STATE_BASE, ""), *STATE_PATH.split("\\"))
-LAUNCHER_LOG = STATE / "launcher.log"
+LAUNCHER_LOG = STATE / LAUNCHER_LOG_FILE
 
 class Holder:
     """The process that listens on IP:PORT, as far as this account may see it."""
@@ -246,7 +254,7 @@ def open_signed_in():
         return tell("%s is answered by %s, not by your server.\n\nNothing was sent to it. Your server starts once "
                     "the address is free; see %s" % (URL, holder.describe(), LAUNCHER_LOG))
     try:
-        server = int((STATE / "server.pid").read_text(encoding="ascii"))
+        server = int((STATE / SERVER_PID_FILE).read_text(encoding="ascii"))
     except (OSError, ValueError):
         server = None
     if holder.pid is None or holder.pid != server:
@@ -257,7 +265,7 @@ def open_signed_in():
     link = URL
     if AUTH == "token":
         try:
-            link = URL + "?token=" + (STATE / "token").read_text(encoding="ascii").strip()
+            link = URL + "?token=" + (STATE / TOKEN_FILE).read_text(encoding="ascii").strip()
         except OSError as exc:
             return tell("Your server runs, but its secret could not be read (%s). Nothing was opened." % exc)
     import webbrowser

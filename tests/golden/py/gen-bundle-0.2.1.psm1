@@ -1,8 +1,8 @@
-﻿# gen-bundle 0.2.0: the engine of every bundle this version makes.
+﻿# gen-bundle 0.2.1: the engine of every bundle this version makes.
 #
 # install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
 # this module holds what each step does. It is the same file, byte for byte, in every bundle
-# of gen-bundle 0.2.0, whatever its inputs: a reviewer who approved it once recognises it by
+# of gen-bundle 0.2.1, whatever its inputs: a reviewer who approved it once recognises it by
 # its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
 # bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
 # in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
@@ -13,15 +13,19 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.2.0'
-$EngineFile        = 'gen-bundle-0.2.0.psm1'
+$EngineVersion     = '0.2.1'
+$EngineFile        = 'gen-bundle-0.2.1.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
 $TaskFolder        = '\gen-bundle\'
 $ProbeSeconds      = 90  # how long install.ps1 waits for a server it started to answer
 $JupyterCoreMinimum = '5.8.1'  # older ones read %ProgramData%\jupyter (CVE-2025-30167)
-$LogTailLines      = 15  # lines of a user's launcher.log printed with exit code 5
+$LogTailLines      = 15  # lines of a user's launcher log printed with exit code 5
+$LauncherLogFile   = 'launcher.log'  # in each user's state folder: the launcher's log
+$ServerLogFile     = 'server.log'  # beside it: the server's output
+$SumsFile          = 'SHA256SUMS'  # in the bundle: each file's SHA-256
+$HostsLinesFile    = 'hosts.txt'  # in the bundle: the lines of the hosts block
 $LockWaitSeconds   = 300  # how long a run waits for another run of the same bundle
 $KeepLogs          = 30  # logs of earlier runs kept in the state folder's logs
 $KeepHostsBackups  = 3  # a bundle's backups kept beside the hosts file
@@ -190,7 +194,7 @@ function Read-VerifiedBundle {
     # to check against (Intune runs a detection script alone, without its bundle), and it
     # returns $null. A bundle that is not the one approved throws SecurityException.
     param([string]$PinnedSums, [switch]$Optional, [hashtable]$InPlace = @{})
-    $sumsPath = Join-Path $BundleRoot 'SHA256SUMS'
+    $sumsPath = Join-Path $BundleRoot $SumsFile
     if (-not (Test-Path -LiteralPath $sumsPath -PathType Leaf)) {
         if ($Optional -and -not $PinnedSums) {
             return $null
@@ -213,7 +217,7 @@ function Read-VerifiedBundle {
         }
         $expected[$Matches[2]] = $Matches[1]
     }
-    $bundle = @{ 'SHA256SUMS' = $sumsBytes }
+    $bundle = @{ $SumsFile = $sumsBytes }
     foreach ($file in $BundleFiles) {
         $path = Join-Path $BundleRoot $file
         if (-not $expected.ContainsKey($file) -or -not (Test-Path -LiteralPath $path -PathType Leaf)) {
@@ -1098,8 +1102,8 @@ function Get-InteractiveUser {
 }
 
 function Get-LauncherLog {
-    # The launcher's log of the user with SID $Sid: %LOCALAPPDATA%\gen-bundle\<name>\launcher.log
-    # in that user's profile, found through the profile list (this script runs as
+    # The launcher's log of the user with SID $Sid: $UserStateDir\$LauncherLogFile below that
+    # user's profile folder, found through the profile list (this script runs as
     # an administrator or SYSTEM, whose own %LOCALAPPDATA% is elsewhere).
     param([string]$Sid)
     if ($Sid -cnotmatch '^S-1-[0-9-]+$') {
@@ -1109,7 +1113,7 @@ function Get-LauncherLog {
     if ($userProfile.Count -eq 0) {
         return $null
     }
-    return Join-Path $userProfile[0].LocalPath (Join-Path $UserStateDir 'launcher.log')
+    return Join-Path $userProfile[0].LocalPath (Join-Path $UserStateDir $LauncherLogFile)
 }
 
 function Write-ServerReport {
@@ -1119,7 +1123,7 @@ function Write-ServerReport {
         $name = $account.Name
         $log = Get-LauncherLog -Sid $account.Sid
         if ($null -eq $log) {
-            Write-Output "server: the profile of $name was not found; look at their %LOCALAPPDATA%\gen-bundle\$BundleName\launcher.log"
+            Write-Output "server: the profile of $name was not found; look at their %USERPROFILE%\$UserStateDir\$LauncherLogFile"
         } elseif (-not (Test-Path -LiteralPath $log -PathType Leaf)) {
             Write-Output "server: $log does not exist: the task did not start the launcher for $name. Look at the task's last run result (Get-ScheduledTaskInfo -TaskPath '$TaskFolder' -TaskName '$TaskName') and its history (Event Viewer: Microsoft-Windows-TaskScheduler/Operational)."
         } else {
@@ -1127,7 +1131,7 @@ function Write-ServerReport {
             foreach ($line in @(Get-Content -LiteralPath $log -Tail $LogTailLines -Encoding UTF8)) {  # the launcher writes UTF-8; 5.1 would read ANSI
                 Write-Output "    $line"
             }
-            Write-Output "server: look at the ERROR lines above and their Fix; the server's own output is server.log beside that file."
+            Write-Output "server: look at the ERROR lines above and their Fix; the server's own output is $ServerLogFile beside that file."
         }
     }
 }
@@ -1189,7 +1193,7 @@ function Test-InstallPreflight {
     param([switch]$Force, [switch]$AllowSessionHost)
     $problems = @()
     $bundle = $Run.Files
-    $Run.HostsLines = @(($Latin1.GetString($bundle['hosts.txt']) -split "`r`n") | Where-Object { $_.Length -gt 0 })
+    $Run.HostsLines = @(($Latin1.GetString($bundle[$HostsLinesFile]) -split "`r`n") | Where-Object { $_.Length -gt 0 })
     $Run.HostsBefore = Read-HostsText
     foreach ($mapping in @(Get-HostsMapping -Text $Run.HostsBefore)) {
         if ($mapping.Address -ne $BundleIp) {
@@ -1432,7 +1436,7 @@ function Install-StartMenuEntry {
 
 function Write-InstallReceipt {
     # What this install changed and when, for the record and for uninstall.ps1.
-    $sums = Get-Sha256 $Run.Files['SHA256SUMS']
+    $sums = Get-Sha256 $Run.Files[$SumsFile]
     $current = (Get-ReceiptValue $Run.OldReceipt 'sha256sums') -eq $sums
     if (($Run.Changed.Count -gt 0 -or -not $current) -and (Confirm-Change -Kind 'receipt' -Target $ReceiptPath -Action 'Write the receipt of this install' -Undo 'uninstall.ps1 deletes it')) {
         $receipt = [ordered]@{
@@ -1638,7 +1642,7 @@ function Remove-JupyterShared {
         Write-Output "jupyter: $JupyterShared is not there"
     } elseif ((Get-ReceiptValue $Run.Receipt 'jupyterSharedCreated') -ne $true) {
         Write-Output "jupyter: $JupyterShared was there before the install (or no receipt says otherwise); it is left alone"
-    } elseif (@(Get-ChildItem -LiteralPath $StateRoot -Directory -Force | Where-Object { $_.Name -ne (Split-Path -Leaf $StateDir) -and (Test-Path -LiteralPath (Join-Path $_.FullName 'receipt.json') -PathType Leaf) }).Count -gt 0) {
+    } elseif (@(Get-ChildItem -LiteralPath $StateRoot -Directory -Force | Where-Object { $_.Name -ne (Split-Path -Leaf $StateDir) -and (Test-Path -LiteralPath (Join-Path $_.FullName (Split-Path -Leaf $ReceiptPath)) -PathType Leaf) }).Count -gt 0) {
         Write-Output "jupyter: another gen-bundle bundle is installed (its receipt is in $StateRoot); $JupyterShared stays, owned by administrators, for its servers"
     } elseif (@(Get-ChildItem -LiteralPath $JupyterShared -Force).Count -eq 0 -and
         -not ((Get-Item -LiteralPath $JupyterShared -Force).Attributes -band [IO.FileAttributes]::ReparsePoint) -and

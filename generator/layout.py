@@ -1,0 +1,272 @@
+"""The bundle's layout on Windows: where everything goes, and what each thing is called.
+
+The spec (generator/spec.py) holds the validated inputs; this module derives every name and
+path from them, and holds the constants that are the same in every bundle. Templates read
+both: ``spec`` for what the user chose, ``layout`` for what follows from it, ``const`` for
+this module's constants.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .winpath import WinPath
+
+if TYPE_CHECKING:
+    from .spec import BundleSpec
+
+# jupyter_core before this loads settings and kernels from %ProgramData%\\jupyter (CVE-2025-30167).
+JUPYTER_CORE_MINIMUM = "5.8.1"
+# Exit code the server uses when the process that started it is gone (the task
+# was stopped): the launcher then ends instead of starting a new server.
+LAUNCHER_GONE_EXIT = 86
+# Restart back-off of the launcher, in seconds: first wait, and the cap.
+BACKOFF_FIRST = 5
+BACKOFF_CAP = 300
+# How often a second launcher of the same user checks whether the first has ended.
+LOCK_RETRY = 60
+# A server that ran this long resets the back-off to BACKOFF_FIRST.
+STABLE_AFTER = 60
+# How long install.ps1 waits for a server it started to answer: a first start
+# (no bytecode cache under Program Files, antivirus scanning every file) is slow.
+PROBE_SECONDS = 90
+# Exit codes of install.ps1 and uninstall.ps1, for Group Policy, SCCM and Intune reporting.
+EXIT_TAMPERED = 2  # a file differs from SHA256SUMS: the bundle changed after review
+EXIT_NOT_ADMIN = 3  # not run elevated
+EXIT_PREFLIGHT = 4  # a check before any change failed; nothing was changed
+EXIT_NO_ANSWER = 5  # installed, but the server did not answer for the user who is logged on
+EXIT_FAILURE = 1603  # anything else (the Windows Installer code for a fatal error)
+# How long install.ps1 or uninstall.ps1 waits for another run of the same bundle to end: well
+# within the 600 s that Group Policy gives a startup script by default.
+LOCK_WAIT_SECONDS = 300
+# How many of the last lines of a user's launcher.log install.ps1 prints when it exits EXIT_NO_ANSWER.
+LOG_TAIL_LINES = 15
+# Launcher log size at which it is rotated (one old copy is kept).
+LOG_ROTATE_BYTES = 1024 * 1024
+# The server's output within one run: past this size server.log moves to server.1.log.
+SERVER_LOG_BYTES = 1024 * 1024
+
+# How many logs of each script's runs the state folder's logs keep.
+KEEP_LOGS = 30
+# How many of a bundle's hosts backups (hosts.gen-bundle-<name>-<time>.bak) stay beside hosts.
+KEEP_HOSTS_BACKUPS = 3
+
+INSTALL_ROOT = WinPath("ProgramFiles", "gen-bundle")
+# The install's own state (receipt, logs of each run): under %ProgramFiles%, where users cannot
+# create anything, not under %ProgramData%, where any user can create the folder first.
+STATE_ROOT = INSTALL_ROOT.join("state")
+START_MENU = WinPath("ProgramData", "Microsoft\\Windows\\Start Menu\\Programs")
+# Jupyter's machine-wide folder: every user's server reads settings and kernels from it.
+JUPYTER_SHARED = WinPath("ProgramData", "jupyter")
+TASK_FOLDER = "\\gen-bundle\\"
+
+# The files of each user's state folder (%LOCALAPPDATA%\\gen-bundle\\<name>), by what they are: the
+# launcher, the server's settings, the guard, install.ps1 and the README name each from here.
+USER_FILES = {
+    "launcher_log": "launcher.log",  # the launcher's log: starts, exits, problems and their fixes
+    "launcher_log_old": "launcher.log.1",  # the launcher's log before its last rotation
+    "launcher_lock": "launcher.lock",  # held open by the running launcher
+    "server_log": "server.log",  # the server's output of this run
+    "server_log_old": "server.1.log",  # its earlier output
+    "server_pid": "server.pid",  # the running server's process id
+    "token": "token",  # the sign-in secret of the server's current run
+    "stable": "stable",  # marks a server that ran STABLE_AFTER seconds
+    "runtime": "runtime",  # Jupyter's runtime folder
+    "pycache": "pycache",  # the bytecode of an --env environment, compiled for this user
+}
+
+
+def url_of(name: str, port: int) -> str:
+    """The friendly address the person types; no ':80' for the default port."""
+    return f"http://{name}/" if port == 80 else f"http://{name}:{port}/"
+
+
+class UserFiles:
+    """The files of one user's state folder as paths: ``layout.user_files.launcher_log``."""
+
+    def __init__(self, folder: WinPath) -> None:
+        self._folder = folder
+
+    def __getattr__(self, key: str) -> WinPath:
+        if key not in USER_FILES:
+            raise AttributeError(key)
+        return self._folder.join(USER_FILES[key])
+
+
+class Layout:
+    """Every name and path of one bundle, derived from its spec: nothing here is validated
+    again, and nothing here is an input. (A plain class: a dataclass costs start-up time.)"""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, spec: BundleSpec) -> None:
+        self.spec = spec
+
+    @property
+    def url(self) -> str:
+        return url_of(self.spec.name, self.spec.port)
+
+    @property
+    def launcher_file(self) -> str:
+        return f"start-{self.spec.name}.bat"
+
+    @property
+    def config_file(self) -> str:
+        return f"start-{self.spec.name}.config.py"
+
+    @property
+    def guard_file(self) -> str:
+        return f"start-{self.spec.name}.guard.py"
+
+    @property
+    def installed_files(self) -> tuple[str, ...]:
+        """The files install.ps1 copies to the install folder."""
+        return (self.launcher_file, self.config_file, self.guard_file)
+
+    @property
+    def shortcut_title(self) -> str:
+        """The Start-menu entry, one for all users, that opens the server signed in."""
+        return f"{self.spec.name} notebook"
+
+    @property
+    def shortcut_name(self) -> str:
+        return f"{self.shortcut_title}.lnk"
+
+    @property
+    def shortcut_arguments(self) -> str:
+        """What the Start-menu entry passes to cmd.exe, in the install folder: the launcher's
+        "open", which hands the browser the secret only if the server is the user's own."""
+        return f"/d /c .\\{self.launcher_file} open"
+
+    @property
+    def shortcut_path(self) -> WinPath:
+        return START_MENU.join(self.shortcut_name)
+
+    @property
+    def shortcut_mark(self) -> str:
+        """How the entry's description begins: what tells gen-bundle's entry from another."""
+        return f"gen-bundle {self.spec.name}:"
+
+    @property
+    def legacy_shortcut_name(self) -> str:
+        """gen-bundle 0.1.0's per-user entry, which held the secret; each user's server removes it."""
+        return f"{self.shortcut_title}.url"
+
+    @property
+    def task_file(self) -> str:
+        return f"{self.spec.name}.task.xml"
+
+    @property
+    def task_name(self) -> str:
+        return self.spec.name
+
+    @property
+    def task_folder(self) -> str:
+        return TASK_FOLDER
+
+    @property
+    def install_root(self) -> WinPath:
+        return INSTALL_ROOT
+
+    @property
+    def install_dir(self) -> WinPath:
+        """Where install.ps1 puts the launcher: only administrators can write there."""
+        return INSTALL_ROOT.join(self.spec.name)
+
+    @property
+    def launcher_path(self) -> WinPath:
+        return self.install_dir.join(self.launcher_file)
+
+    @property
+    def config_path(self) -> WinPath:
+        return self.install_dir.join(self.config_file)
+
+    @property
+    def guard_path(self) -> WinPath:
+        return self.install_dir.join(self.guard_file)
+
+    @property
+    def task_command(self) -> str:
+        """What the task starts. Task Scheduler expands the %variables%.
+
+        hidden: conhost.exe --headless gives cmd.exe a console that is never
+        shown, and the task stays Running for as long as the launcher runs.
+        minimized: cmd.exe, whose ``start /min`` opens the launcher in a
+        minimized window; the task itself ends at once. It avoids conhost's
+        undocumented --headless, which some security tools flag.
+        """
+        if self.spec.window == "hidden":
+            return "%SystemRoot%\\System32\\conhost.exe"
+        return "%SystemRoot%\\System32\\cmd.exe"
+
+    @property
+    def task_arguments(self) -> str:
+        """The arguments hold no quote and no field with a space.
+
+        conhost splits its own command line with CommandLineToArgvW and joins
+        what follows its switches into the client's command line: older
+        versions join the fields as they are (quotes are lost), newer ones put
+        quotes around a field with a space. No quoting survives both, so the
+        launcher is named relative to the task's working directory (the
+        install folder). ``.\\`` makes it a path: cmd.exe may read a command
+        word that begins with a built-in's name (``start-py.bat``) as that
+        built-in. ``start`` gets no title: a title must be quoted.
+        """
+        launcher = f"%SystemRoot%\\System32\\cmd.exe /d /c .\\{self.launcher_file}"
+        if self.spec.window == "hidden":
+            return f"--headless {launcher}"
+        return f"/d /c start /min {launcher}"
+
+    @property
+    def task_working_directory(self) -> WinPath:
+        """The install folder: the launcher's relative name is looked up there."""
+        return self.install_dir
+
+    @property
+    def watch_depth(self) -> int:
+        """How many processes above the server its watchdog watches: the launcher's
+        cmd.exe, (hidden) conhost.exe, the task's own process, and (--env) the venv
+        launcher, Scripts\\python.exe, which runs the base python.exe as its child."""
+        return (2 if self.spec.window == "hidden" else 1) + (1 if self.spec.env else 0)
+
+    @property
+    def state_dir(self) -> WinPath:
+        """Machine-wide state of the install (receipt, logs of each run): administrators only."""
+        return STATE_ROOT.join(self.spec.name)
+
+    @property
+    def state_root(self) -> WinPath:
+        return STATE_ROOT
+
+    @property
+    def receipt_path(self) -> WinPath:
+        return self.state_dir.join("receipt.json")
+
+    @property
+    def state_log_dir(self) -> WinPath:
+        """install.ps1's and uninstall.ps1's log of each run."""
+        return self.state_dir.join("logs")
+
+    @property
+    def user_state_dir(self) -> WinPath:
+        """Each user's state (logs, secret, runtime files): per-user, so each user's server writes
+        only into that user's profile."""
+        return WinPath("LOCALAPPDATA", f"gen-bundle\\{self.spec.name}")
+
+    @property
+    def user_files(self) -> UserFiles:
+        """The files of the user's state folder, each a path."""
+        return UserFiles(self.user_state_dir)
+
+    @property
+    def hosts_begin(self) -> str:
+        return f"# BEGIN gen-bundle {self.spec.name}"
+
+    @property
+    def hosts_end(self) -> str:
+        return f"# END gen-bundle {self.spec.name}"
+
+    @property
+    def hosts_lines(self) -> tuple[str, str, str]:
+        """The marked block install.ps1 puts in the hosts file (hosts.txt), line by line."""
+        return (self.hosts_begin, f"{self.spec.ip} {self.spec.name}", self.hosts_end)
