@@ -354,6 +354,9 @@ def engine(save: str | None) -> None:
             try:
                 with os.fdopen(handle, "wb") as stream:
                     stream.write(data)
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(staging, 0o666 & ~umask)  # mkstemp's 0600 would hide it from other reviewers
                 os.replace(staging, target)
             finally:
                 if os.path.exists(staging):

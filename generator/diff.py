@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 import tomllib
 import xml.etree.ElementTree as ElementTree
 
@@ -222,8 +223,6 @@ def put_in(text: str, changes: list[tuple[str, str]]) -> str:
     nothing is hidden that the inputs did not say. (Not after a dot: a file extension.)"""
     if not changes:
         return text
-    import re
-
     table = dict(changes)
     pattern = "|".join(re.escape(value) for value in sorted(table, key=len, reverse=True))
     return re.sub(rf"(?<![A-Za-z0-9.])(?:{pattern})(?![A-Za-z0-9])", lambda m: table[m.group(0)], text)

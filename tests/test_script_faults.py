@@ -488,3 +488,39 @@ def test_every_call_binds_after_the_fixes(grammar):
         assert calls, name
         for call in calls:
             assert pscommands.bind(call, own[name.lower()]) == [], (name, call.line)
+
+
+# ---- arrays that a statement's output would unroll ------------------------------------------
+
+# .NET calls that return an array PowerShell must keep whole (a byte[] handed to GetString,
+# MemoryStream, WriteAllBytes): the value of an if, foreach or switch is its pipeline output,
+# which PowerShell unrolls into an object[] (an empty array into $null).
+ARRAY_CALLS = re.compile(r"::ReadAllBytes\(|\.GetBytes\(|\.ToArray\(\)|\[byte\[\]\]", re.I)
+STATEMENT_VALUES = ("if_statement", "foreach_statement", "switch_statement", "while_statement")
+
+
+def unrolled_arrays(root) -> list[str]:
+    found = []
+    for node in pwsh.walk(root.root_node):
+        if node.type != "assignment_expression":
+            continue
+        value = node.children[-1]
+        if value.type in STATEMENT_VALUES and ARRAY_CALLS.search(value.text.decode()):
+            found.append(f"line {node.start_point[0] + 1}: {node.text.decode().splitlines()[0][:80]}")
+    return found
+
+
+@pytest.mark.parametrize("inputs", [{}, {"scope": "user", "user": "CONTOSO\\alice", "window": "minimized"}])
+def test_no_array_is_assigned_through_a_statements_output(grammar, inputs):
+    files = render_bundle(**inputs)
+    for name in ["install.ps1", "uninstall.ps1", "detect.ps1", next(n for n in files if n.endswith(".psm1"))]:
+        assert unrolled_arrays(tree(grammar, files[name])) == [], name
+
+
+def test_the_unrolled_array_check_can_fail(grammar):
+    old = (
+        "$engineBytes = if (Test-Path -LiteralPath $enginePath -PathType Leaf) { [IO.File]::ReadAllBytes($enginePath) }"
+        " else { [byte[]]@() }\r\n"
+    )
+    assert unrolled_arrays(tree(grammar, old)) == [f"line 1: {old.splitlines()[0][:80]}"]
+    assert unrolled_arrays(tree(grammar, "$n = if ($a) { 1 } else { 2 }\r\n")) == []

@@ -585,6 +585,11 @@ def test_the_engine_sha256_is_the_same_wherever_a_reviewer_reads_it(tmp_path):
         assert gen("engine", "--save", str(saved)).exit_code == 0
         assert (saved / name).read_bytes() == (bundle / name).read_bytes()
     assert sorted(p.name for p in saved.iterdir()) == [name]
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (saved / name).stat().st_mode & 0o777 == 0o666 & ~umask  # readable as any written file, not 0600
     (saved / name).write_bytes(b"someone else's\r\n")
     refused = gen("engine", "--save", str(saved))
     assert refused.exit_code == 1 and str(saved / name) in refused.stderr
