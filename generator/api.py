@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .errors import InvalidValue
-from .output import check_target, write_bundle
+from .output import StrPath, check_target, write_bundle
 from .render import render
 from .spec import build_spec
-
-if TYPE_CHECKING:
-    pass
 
 # A requirements file or a lock is text of a few hundred KiB at most.
 MAX_INPUT_FILE_BYTES = 16 * 1024 * 1024
@@ -33,15 +28,15 @@ def generate(
     env: bool | None = None,
     python_version: str | None = None,
     packages: Iterable[str] | None = None,
-    requirements: str | Path | None = None,
-    lock: str | Path | None = None,
+    requirements: StrPath | None = None,
+    lock: StrPath | None = None,
     offline: bool = False,
-    cache: str | Path | None = None,
-    out: str | Path = "out",
+    cache: StrPath | None = None,
+    out: StrPath = "out",
     force: bool = False,
-) -> Path:
+) -> str:
     """Validate, build the environment (with ``env``), render in memory, then write the bundle
-    atomically to ``out``.
+    atomically to ``out``; return ``out`` as a string.
 
     An input left as None takes its default from spec.DEFAULTS, the one place
     defaults are written. ``requirements`` is a file of packages, one per line, added
@@ -70,8 +65,8 @@ def generate(
         packages=tuple(wanted),
     )
     lock_text = _read_text("lock", lock) if lock is not None else None
-    out = Path(out)
-    check_target(Path(os.path.abspath(out)), force=force)  # before minutes of downloads, not after
+    out = os.fspath(out)
+    check_target(os.path.abspath(out), force=force)  # before minutes of downloads, not after
     built = None
     if spec.env:
         from .environment import build_environment_for  # here: only --env needs the environment's code
@@ -81,7 +76,7 @@ def generate(
     return out
 
 
-def _read_text(param: str, path: str | Path) -> str:
+def _read_text(param: str, path: StrPath) -> str:
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_INPUT_FILE_BYTES + 1)
@@ -95,7 +90,7 @@ def _read_text(param: str, path: str | Path) -> str:
         raise InvalidValue(param, str(path), "is not UTF-8 text") from None
 
 
-def read_requirements(path: str | Path) -> list[str]:
+def read_requirements(path: StrPath) -> list[str]:
     """The packages of a requirements file: one per line, '#' comments and blank lines ignored.
 
     Only package requirements: a line with an option (-r, --index-url, -e), a URL, a

@@ -56,11 +56,27 @@ OPTION_FLAGS = {
 }
 
 
+# The subcommands, in generator/commands.py: loaded for a command's name or --help, so that a
+# render builds none of their options (click's lazily loaded subcommands).
+COMMANDS = ("check", "diff", "engine", "sign")
+
+
 class BundleGroup(click.Group):
     """The group whose own options render a bundle: its usage line says both ways to call it."""
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage(ctx.command_path, "[OPTIONS]  |  COMMAND [ARGS]...")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        from . import commands
+
+        command: click.Command = getattr(commands, cmd_name)
+        return command
 
 
 def _show_help(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -265,168 +281,16 @@ def _generate(out: str, force: bool, inputs: dict[str, Any]) -> None:
     except (GenBundleError, OSError) as exc:
         # A write refused or failed, an environment that cannot be built; an OSError here is
         # gen-bundle's own templates unreadable: a broken installation.
-        _fail(exc)
+        from .commands import fail
+
+        fail(exc)
     if inputs.get("env"):
+        import os
+
         from .bundle_format import ENV_ARCHIVE
 
-        archive = path / ENV_ARCHIVE
         click.echo(
-            f"Environment: {archive.stat().st_size / 1e6:.1f} MB archive, built in {time.monotonic() - started:.1f} s.",
+            f"Environment: {os.path.getsize(os.path.join(path, ENV_ARCHIVE)) / 1e6:.1f} MB archive, built in {time.monotonic() - started:.1f} s.",
             err=True,
         )
     click.echo(f"Wrote the bundle to {path}; its README.md says how to review and install it.", err=True)
-
-
-def _fail(exc: Exception) -> None:
-    """An error as every command reports it: the message on stderr, its exit code (1 by default)."""
-    click.echo(f"Error: {exc}", err=True)
-    raise SystemExit(getattr(exc, "exit_code", 1)) from None
-
-
-@main.command()
-@click.argument("folder", metavar="DIR")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for a pipeline).")
-@click.option(
-    "--ca",
-    metavar="FILE",
-    help="A signed bundle: verify its signatures up to this root certificate "
-    "(PEM) instead of the certificate the bundle names.",
-)
-@click.option(
-    "--signer",
-    metavar="THUMBPRINT",
-    help="A signed bundle: the certificate thumbprint it must be signed with (as Windows shows it).",
-)
-@click.option(
-    "--download",
-    is_flag=True,
-    help="A bundle with an environment: download the wheels its pylock.toml "
-    "names that the cache lacks (by default nothing is fetched from addresses a bundle chose).",
-)
-def check(folder: str, as_json: bool, ca: str | None, signer: str | None, download: bool) -> None:
-    """Is DIR exactly what was approved, and what this gen-bundle renders from its bundle.json?
-
-    Every file is checked against SHA256SUMS, and bundle.json's inputs are rendered again
-    and compared byte for byte (a signed bundle with its signature blocks set aside, and
-    each signature verified). Exit 0: identical. 1: differences, listed. 2: DIR is not a bundle.
-    """
-    from .check import check_bundle
-
-    try:
-        report = check_bundle(folder, ca=ca, signer=signer, download=download)
-    except GenBundleError as exc:  # NotABundle: exit 2
-        _fail(exc)
-    click.echo(report.as_json() if as_json else report.as_text())
-    raise SystemExit(0 if report.identical else 1)
-
-
-@main.command()
-@click.option(
-    "--save",
-    metavar="DIR",
-    help="Also write the engine into DIR, to review it before any bundle (a "
-    "different file of its name there is left alone: exit 1).",
-)
-def engine(save: str | None) -> None:
-    """The engine every bundle of this version shares: its SHA-256 and file name.
-
-    A reviewer who approved the engine once, in any bundle, recognises it in the next one by
-    this SHA-256 (printed as sha256sum prints it): the bundle's README and bundle.json give the
-    same. A signed bundle's engine has it once its signature block is set aside (gen-bundle
-    check does that).
-    """
-    import hashlib
-
-    from .render import engine as render_engine
-
-    name, data = render_engine(__version__)
-    if save is not None:
-        import os
-        import tempfile
-        from pathlib import Path
-
-        target = Path(save) / name
-        try:
-            if target.exists() and target.read_bytes() != data:
-                raise GenBundleError(f"{target} exists and is not this version's engine: nothing was written")
-            Path(save).mkdir(parents=True, exist_ok=True)
-            handle, staging = tempfile.mkstemp(dir=save, prefix=f".{name}.")
-            try:
-                with os.fdopen(handle, "wb") as stream:
-                    stream.write(data)
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(staging, 0o666 & ~umask)  # mkstemp's 0600 would hide it from other reviewers
-                os.replace(staging, target)
-            finally:
-                if os.path.exists(staging):
-                    os.unlink(staging)
-        except OSError as exc:
-            _fail(GenBundleError(f"cannot write {target}: {exc.strerror or exc}"))
-        except GenBundleError as exc:
-            _fail(exc)
-    click.echo(f"{hashlib.sha256(data).hexdigest()}  {name}")
-
-
-@main.command()
-@click.argument("old", metavar="OLD")
-@click.argument("new", metavar="NEW")
-@click.option(
-    "--verbatim", is_flag=True, help="Diff the files as they are, every line that quotes a changed input included."
-)
-def diff(old: str, new: str, verbatim: bool) -> None:
-    """What changed from bundle OLD to bundle NEW, for the re-review.
-
-    Inputs, generator version, the engine, files added, removed and renamed, the hosts block,
-    the task's settings and the environment's packages in plain words; then a unified diff
-    of each changed text file, the code first, taken after the new inputs' values are put
-    into the old file (lines that differ only by them are counted, not shown); the engine's
-    own diff last. Exit 0 (and no output) when identical, 1 when not, 2 for a folder that is
-    not a bundle.
-    """
-    from .diff import diff_bundles
-
-    try:
-        lines = diff_bundles(old, new, verbatim=verbatim)
-    except GenBundleError as exc:  # NotABundle: exit 2
-        _fail(exc)
-    for line in lines:
-        click.echo(line)
-    raise SystemExit(1 if lines else 0)
-
-
-@main.command()
-@click.argument("folder", metavar="DIR")
-@click.option(
-    "--pfx",
-    metavar="FILE",
-    help="The signing certificate and key, PKCS#12. Password: GEN_BUNDLE_SIGN_PASSWORD, else asked for.",
-)
-@click.option("--cert", metavar="FILE", help="The signing certificate, PEM (with --key).")
-@click.option("--key", metavar="FILE", help="Its private key, PEM (a password, if any: GEN_BUNDLE_SIGN_PASSWORD).")
-@click.option(
-    "--timestamp", metavar="URL", help="An RFC 3161 time-stamping server, so that signatures outlive the certificate."
-)
-def sign(folder: str, pfx: str | None, cert: str | None, key: str | None, timestamp: str | None) -> None:
-    """Sign the bundle's PowerShell scripts (Authenticode, SHA-256) for AllSigned and WDAC.
-
-    Adds publisher.cer (the certificate, for Trusted Publishers), records its thumbprint in
-    bundle.json and refreshes SHA256SUMS; the folder is replaced atomically. The password is
-    never a flag: it would land in shell history.
-    """
-    import os
-
-    from .sign import PASSWORD_VARIABLE, sign_bundle
-
-    password = os.environ.get(PASSWORD_VARIABLE)
-    if pfx is not None and password is None:
-        password = click.prompt(f"Password of {pfx}", hide_input=True, default="", show_default=False, err=True)
-    try:
-        signature = sign_bundle(folder, pfx=pfx, password=password, cert=cert, key=key, timestamp=timestamp)
-    except GenBundleError as exc:  # NotABundle: exit 2
-        _fail(exc)
-    click.echo(
-        f"Signed {', '.join(signature['scripts'])} in {folder} as {signature['subject']} "
-        f"(thumbprint {signature['thumbprint']}); SHA256SUMS refreshed.",
-        err=True,
-    )

@@ -2,7 +2,8 @@
 writes it at build time as generator/compiled_templates.py).
 
 Compiling the templates is most of a run's time. The wheel carries them compiled, every
-template of every output language in one Python module that pip byte-compiles at install:
+template a run renders in one Python module that pip byte-compiles at install (with the
+engine rendered, and the partials those templates paste):
 the first run after installation loads one file of bytecode, and the render stays pure (no
 cache is written at run time). They are used only when they were compiled by the jinja2
 version that runs them; otherwise (a checkout, another jinja2) the templates are compiled
@@ -13,13 +14,13 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 from collections.abc import Callable, MutableMapping
-from pathlib import Path
 from typing import Any
 
 import jinja2
 
-HERE = Path(__file__).resolve().parent
+HERE = os.path.dirname(os.path.realpath(__file__))
 MODULE = "compiled_templates"
 
 Factory = Callable[[jinja2.Environment], dict[str, Any]]
@@ -44,7 +45,7 @@ class CompiledLoader(jinja2.BaseLoader):
 @functools.cache
 def _module() -> Any:
     """The wheel's compiled module, when it carries one for the running jinja2 (else None)."""
-    if not (HERE / "templates").is_dir() or not (HERE / f"{MODULE}.py").is_file():
+    if not os.path.isdir(os.path.join(HERE, "templates")) or not os.path.isfile(os.path.join(HERE, f"{MODULE}.py")):
         return None
     try:  # its first line imports jinja2.runtime's names of the jinja2 that compiled it
         module = importlib.import_module(f"{__package__}.{MODULE}")

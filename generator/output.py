@@ -1,18 +1,24 @@
-"""Writing a rendered bundle: all of it or nothing, and never over foreign files."""
+"""Writing a rendered bundle: all of it or nothing, and never over foreign files.
+
+Paths here are strings and os.path, not pathlib: this module is on every run's way, and pathlib
+(with the urllib.parse it imports) is a tenth of what a run adds to its interpreter's start.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 
 from .bundle_format import BUNDLE_JSON
 from .errors import OutputError
 
+StrPath = str | os.PathLike[str]
 
-def _holds_previous_bundle(out: Path) -> bool:
+
+def _holds_previous_bundle(out: str) -> bool:
     """True when every entry in ``out`` is a file an earlier bundle.json lists.
 
     bundle.json is loaded as check loads it (bundle.load_manifest): only a regular file of a
@@ -20,29 +26,32 @@ def _holds_previous_bundle(out: Path) -> bool:
     an earlier bundle, and must not hang or exhaust this run. A bundle of any gen-bundle version
     counts, a later one's too.
     """
+    from pathlib import Path
+
     from .bundle import NotABundle, load_manifest
 
     try:
-        listed = load_manifest(out / BUNDLE_JSON).get("files")
+        listed = load_manifest(Path(out, BUNDLE_JSON)).get("files")
     except NotABundle:
         return False
     if not isinstance(listed, list):
         return False
-    for entry in out.iterdir():
-        if entry.name not in listed or entry.is_symlink() or not entry.is_file():
-            return False
-    return True
+    with os.scandir(out) as entries:
+        return all(entry.name in listed and entry.is_file(follow_symlinks=False) for entry in entries)
 
 
-def check_target(out: Path, *, force: bool) -> None:
+def check_target(out: StrPath, *, force: bool) -> None:
     """Refuse, before anything is written, to replace what is not ours to replace."""
-    if out.is_symlink():
-        raise OutputError(f"{out} is a symbolic link; give the real directory as --out")
-    if not out.exists():
+    out = os.fspath(out)
+    try:
+        info = os.lstat(out)
+    except (FileNotFoundError, NotADirectoryError):  # nothing there; a file above is _make_parents' to name
         return
-    if not out.is_dir():
+    if stat.S_ISLNK(info.st_mode):
+        raise OutputError(f"{out} is a symbolic link; give the real directory as --out")
+    if not stat.S_ISDIR(info.st_mode):
         raise OutputError(f"{out} exists and is not a directory")
-    if not any(out.iterdir()):
+    if not os.listdir(out):
         return
     if not _holds_previous_bundle(out):
         raise OutputError(
@@ -53,19 +62,19 @@ def check_target(out: Path, *, force: bool) -> None:
         raise OutputError(f"{out} holds a bundle from an earlier run; pass --force to replace it")
 
 
-def write_bundle(files: Mapping[str, bytes], out: Path, *, force: bool = False) -> None:
+def write_bundle(files: Mapping[str, bytes], out: StrPath, *, force: bool = False) -> None:
     """Write ``files`` into ``out`` atomically: a directory beside it, then a rename.
 
     A reader of ``out`` sees the old bundle or the new one, never a mix; a
     failure part-way leaves ``out`` as it was, and removes the parent folders
     this run created. Any OSError becomes an OutputError naming the path.
     """
-    out = Path(out)
-    target = Path(os.path.abspath(out))  # '..' folded as the user means it, not as a folder to make
-    created: list[Path] = []  # the parent folders this run made, outermost first
+    out = os.fspath(out)
+    target = os.path.abspath(out)  # '..' folded as the user means it, not as a folder to make
+    created: list[str] = []  # the parent folders this run made, outermost first
     try:
         check_target(target, force=force)
-        _make_parents(target.parent, created)
+        _make_parents(os.path.dirname(target), created)
         _write(files, target)
     except BaseException as exc:
         _remove_empty(created)
@@ -74,49 +83,50 @@ def write_bundle(files: Mapping[str, bytes], out: Path, *, force: bool = False) 
         raise
 
 
-def _reason(exc: OSError, out: Path) -> str:
+def _reason(exc: OSError, out: StrPath) -> str:
     """Why a write failed, naming the file it failed on unless that is one of this write's own
     staging folders (``.<out>.new-*``, ``.<out>.old-*``), which the user never asked for."""
     reason = exc.strerror or str(exc)
+    name = os.path.basename(out)
     if exc.filename is not None and not any(
-        part.startswith((f".{out.name}.new-", f".{out.name}.old-")) for part in Path(str(exc.filename)).parts
+        part.startswith((f".{name}.new-", f".{name}.old-")) for part in os.fspath(exc.filename).split(os.sep)
     ):
         reason += f": {exc.filename}"
     return reason
 
 
-def _make_parents(folder: Path, created: list[Path]) -> None:
+def _make_parents(folder: str, created: list[str]) -> None:
     """Create ``folder`` and its missing parents, adding each to ``created`` as it is made."""
     missing = []
-    for candidate in (folder, *folder.parents):
-        if candidate.is_dir():
-            break
-        if candidate.exists() or candidate.is_symlink():
+    candidate = folder
+    while not os.path.isdir(candidate):
+        if os.path.lexists(candidate):
             raise OutputError(f"cannot write the bundle below {candidate}: it is not a directory")
         missing.append(candidate)
+        candidate = os.path.dirname(candidate)
     for candidate in reversed(missing):
-        candidate.mkdir()
+        os.mkdir(candidate)
         created.append(candidate)
 
 
-def _remove_empty(created: list[Path]) -> None:
+def _remove_empty(created: list[str]) -> None:
     for folder in reversed(created):
         try:
-            folder.rmdir()
+            os.rmdir(folder)
         except OSError:
             return  # something else is in it now: leave it, and its parents
 
 
-def _write(files: Mapping[str, bytes], out: Path) -> None:
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+def _write(files: Mapping[str, bytes], out: str) -> None:
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.new-", dir=os.path.dirname(out))
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would hide the bundle from reviewers
         for name, data in files.items():
-            with open(staging / name, "xb") as handle:
+            with open(os.path.join(staging, name), "xb") as handle:
                 handle.write(data)
-        if out.exists():
+        if os.path.exists(out):
             _swap(staging, out)
         else:
             os.rename(staging, out)
@@ -125,10 +135,10 @@ def _write(files: Mapping[str, bytes], out: Path) -> None:
         raise
 
 
-def _swap(staging: Path, out: Path) -> None:
+def _swap(staging: str, out: str) -> None:
     """Replace the directory ``out`` by ``staging``; on failure put ``out`` back."""
-    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=staging.parent))
-    old = retired / "bundle"
+    retired = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=os.path.dirname(staging))
+    old = os.path.join(retired, "bundle")
     try:
         os.rename(out, old)
         try:
@@ -137,5 +147,5 @@ def _swap(staging: Path, out: Path) -> None:
             os.rename(old, out)
             raise
     finally:
-        if not old.exists() or out.exists():
+        if not os.path.exists(old) or os.path.exists(out):
             shutil.rmtree(retired, ignore_errors=True)

@@ -9,30 +9,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .render import jinja_environment, outputs
+from .render import is_plain_name, jinja_environment, outputs
 
 
-def _names_by_language() -> dict[str, set[str]]:
-    """Each language's templates: the outputs written in it, and what they include."""
+def _names_by_language() -> tuple[dict[str, set[str]], set[str]]:
+    """Each language's templates a run renders (the outputs written in it but the shared ones,
+    which the module carries rendered, and what they include), and the plain partials they paste.
+
+    A partial is named by a literal in ``plain('...')``: one named any other way could not be
+    found here, so it is refused at build time rather than read from a file at run time.
+    """
     import jinja2.meta
+    from jinja2 import nodes
 
     from .spec import build_spec
 
     spec = build_spec(ip="127.0.0.13", name="py")
     names: dict[str, set[str]] = {}
     for output in outputs(spec).values():
-        names.setdefault(output.language, set()).add(output.template)
+        if not output.shared:
+            names.setdefault(output.language, set()).add(output.template)
+    partials: set[str] = set()
     for language, found in names.items():
         jinja = jinja_environment(language, compiled=False)
         todo = list(found)
         while todo:
+            name = todo.pop()
             assert jinja.loader is not None  # the file system loader: compiled=False
-            source = jinja.loader.get_source(jinja, todo.pop())[0]
-            for included in jinja2.meta.find_referenced_templates(jinja.parse(source)):
+            tree = jinja.parse(jinja.loader.get_source(jinja, name)[0])
+            for call in tree.find_all(nodes.Call):
+                if isinstance(call.node, nodes.Name) and call.node.name == "plain":
+                    if len(call.args) != 1 or not isinstance(call.args[0], nodes.Const):
+                        raise ValueError(f"{name}: plain() takes one literal partial name")
+                    if not is_plain_name(call.args[0].value, language):
+                        raise ValueError(f"{name}: plain({call.args[0].value!r}) is not a {language} partial")
+                    partials.add(call.args[0].value)
+            for included in jinja2.meta.find_referenced_templates(tree):
                 if included and included not in found:
                     found.add(included)
                     todo.append(included)
-    return names
+    return names, partials
 
 
 def compile_all(target: Path) -> None:
@@ -47,7 +63,8 @@ def compile_all(target: Path) -> None:
     imports: set[str] = set()
     functions: list[str] = []
     table: dict[str, dict[str, str]] = {}
-    for language, names in sorted(_names_by_language().items()):
+    by_language, pasted = _names_by_language()
+    for language, names in sorted(by_language.items()):
         jinja = jinja_environment(language, compiled=False)
         assert jinja.loader is not None
         for name in sorted(names):
@@ -72,18 +89,14 @@ def compile_all(target: Path) -> None:
         f"{language!r}: {{" + ", ".join(f"{name!r}: {function}" for name, function in sorted(names.items())) + "}"
         for language, names in sorted(table.items())
     )
-    # The plain partials, as plain() would read them, and the files every bundle of this version
-    # shares, rendered: a run then reads no template file and renders no engine.
+    # The plain partials the rendered templates paste, as plain() would read them, and the files
+    # every bundle of this version shares, rendered: a run reads no template file and renders no
+    # engine (nor carries the engine's template and partials, which only the engine pastes).
     from . import __version__
-    from .render import ENGINE_OUTPUT, PLAIN_FOLDERS, render_shared, templates_dir
+    from .render import ENGINE_OUTPUT, render_shared, templates_dir
 
     root = templates_dir()
-    partials = {
-        f"{folder}/{path.name}": path.read_text(encoding="utf-8")
-        for folder in sorted(PLAIN_FOLDERS.values())
-        for path in sorted((root / folder).glob("*"))
-        if path.suffix in (".ps1", ".py")
-    }
+    partials = {name: (root / name).read_text(encoding="utf-8") for name in sorted(pasted)}
     shared = {(ENGINE_OUTPUT.template, __version__): render_shared(ENGINE_OUTPUT, __version__, compiled=False)}
     text = (
         '"""Every template of gen-bundle, compiled by Jinja when the wheel was built (generator/precompile.py)."""\n'

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from . import bundle_format, escape
 from . import layout as constants
@@ -31,19 +29,32 @@ from .spec import BundleSpec
 from .winpath import WinPath
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import jinja2
 
     from .environment import BuiltEnv
 
 
-class Output(NamedTuple):
-    """How one rendered text becomes bytes for the program that will read it."""
+class Output:
+    """How one rendered text becomes bytes for the program that will read it.
 
-    template: str
-    language: str  # a key of FILTERS: the filters its {{ }} may use
-    encoding: str  # a Python codec; 'utf-8-sig' and 'utf-16' write a BOM
-    crlf: bool
-    shared: bool = False  # rendered from the version alone (no input): the same bytes in every bundle
+    A plain class: typing.NamedTuple would compile code at every start (collections.namedtuple).
+    """
+
+    __slots__ = ("template", "language", "encoding", "crlf", "shared")
+
+    def __init__(self, template: str, language: str, encoding: str, *, crlf: bool, shared: bool = False) -> None:
+        self.template = template
+        self.language = language  # a key of FILTERS: the filters its {{ }} may use
+        self.encoding = encoding  # a Python codec; 'utf-8-sig' and 'utf-16' write a BOM
+        self.crlf = crlf
+        self.shared = shared  # rendered from the version alone (no input): the same bytes in every bundle
+
+    def __repr__(self) -> str:
+        return (
+            f"Output({self.template!r}, {self.language!r}, {self.encoding!r}, crlf={self.crlf}, shared={self.shared})"
+        )
 
 
 # The filters of each output language. In every file but XML, a {{ }} must end in one
@@ -103,7 +114,12 @@ def server_python(spec: BundleSpec, env: BuiltEnv | None) -> WinPath:
 
 @functools.cache
 def templates_dir() -> Path:
-    """templates/ inside an installed wheel, else at the top of the checkout (looked up once)."""
+    """templates/ inside an installed wheel, else at the top of the checkout (looked up once).
+
+    A run of the wheel reads no template file (generator/compiled.py), so only a checkout, the
+    build and the tests ask, and only they import pathlib."""
+    from pathlib import Path
+
     here = Path(__file__).resolve().parent
     for candidate in (here / "templates", here.parent / "templates"):
         if (candidate / "start.bat.j2").is_file():
@@ -171,14 +187,13 @@ def jinja_environment(language: str, *, compiled: bool = True) -> jinja2.Environ
     """
     import jinja2  # imported here, not at module load: --help and --version stay fast
 
-    root = templates_dir()
     loader: jinja2.BaseLoader | None = None
     if compiled:
         from .compiled import compiled_loader
 
         loader = compiled_loader(language)
     if loader is None:
-        loader = jinja2.FileSystemLoader(str(root))
+        loader = jinja2.FileSystemLoader(str(templates_dir()))
     jinja = jinja2.Environment(
         loader=loader,
         undefined=jinja2.StrictUndefined,
@@ -191,16 +206,29 @@ def jinja_environment(language: str, *, compiled: bool = True) -> jinja2.Environ
     jinja.filters.update({name: _marked(function, language) for name, function in FILTERS[language].items()})
     jinja.filters["size"] = size  # a number of bytes as people say it; its result still needs a filter
     jinja.filters["size_mb"] = size_mb
-    jinja.globals["plain"] = _plain_reader(language, root, compiled=compiled)
+    jinja.globals["plain"] = _plain_reader(language, compiled=compiled)
     return jinja
 
 
-# The folders of plain partials, by the language of the files that paste them.
-PLAIN_FOLDERS = {"ps": "powershell", "py": "python"}
-PLAIN_NAME = r"[a-z]+/[a-z][a-z_-]*\.(ps1|py)"  # compiled on first use
+# The folder and suffix of plain partials, by the language of the files that paste them.
+PLAIN_FOLDERS = {"ps": ("powershell", ".ps1"), "py": ("python", ".py")}
+_PLAIN_STEM_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_-")
 
 
-def _plain_reader(language: str, root: Path, *, compiled: bool) -> Callable[[str], Escaped]:
+def is_plain_name(name: str, language: str) -> bool:
+    """``<folder>/<stem><suffix>`` of ``language``'s partials, the stem a lowercase letter then
+    lowercase letters, '_' and '-': no other folder, no '..', no other language's partial."""
+    folder, suffix = PLAIN_FOLDERS.get(language, ("", ""))
+    stem = name.removeprefix(folder + "/").removesuffix(suffix)
+    return (
+        bool(folder)
+        and name == f"{folder}/{stem}{suffix}"
+        and stem[:1].isalpha()
+        and _PLAIN_STEM_CHARS.issuperset(stem)
+    )
+
+
+def _plain_reader(language: str, *, compiled: bool) -> Callable[[str], Escaped]:
     """``{{ plain('powershell/hosts-edit.ps1') }}``: a partial pasted as it is.
 
     The partials (templates/powershell/*.ps1, templates/python/*.py) are plain
@@ -210,18 +238,18 @@ def _plain_reader(language: str, root: Path, *, compiled: bool) -> Callable[[str
     a block tag: the line that pastes a partial ends with the partial's last line.
     """
 
-    folder = PLAIN_FOLDERS.get(language)
+    folder, suffix = PLAIN_FOLDERS.get(language, (None, None))
 
     def plain(name: str) -> Escaped:
-        if folder is None or not re.fullmatch(PLAIN_NAME, name) or not name.startswith(folder + "/"):
-            raise UnescapedValue(f"plain({name!r}): a {language} file pastes only {folder}/<name> partials")
+        if not is_plain_name(name, language):
+            raise UnescapedValue(f"plain({name!r}): a {language} file pastes only {folder}/<name>{suffix} partials")
         text = None
         if compiled:
             from .compiled import compiled_partial
 
             text = compiled_partial(name)
         if text is None:
-            text = (root / name).read_text(encoding="utf-8")
+            text = (templates_dir() / name).read_text(encoding="utf-8")
         return Escaped(text[:-1] if text.endswith("\n") else text, language)
 
     return plain
@@ -232,28 +260,37 @@ def _encode(text: str, output: Output) -> bytes:
         raise ValueError(f"{output.template}: a stray carriage return would break the line endings")
     if output.crlf:
         text = text.replace("\n", "\r\n")
-    # Python's 'utf-16' codec writes the BOM in the machine's byte order; be explicit.
+    # The BOMs written out: Python's 'utf-16' codec writes the machine's byte order, and
+    # 'utf-8-sig' is a codec module to look up where 'utf-8' is built in.
     if output.encoding == "utf-16":
         return b"\xff\xfe" + text.encode("utf-16-le")
+    if output.encoding == "utf-8-sig":
+        return b"\xef\xbb\xbf" + text.encode("utf-8")
     return text.encode(output.encoding)
 
 
 def line_count(data: bytes) -> int:
-    """The lines of a rendered text file, whatever its encoding: what the README tells a reviewer."""
-    text = data.decode("utf-16") if data.startswith(b"\xff\xfe") else data.decode("utf-8", errors="replace")
-    return text.count("\n")
+    """The lines of a rendered text file, whatever its encoding: what the README tells a reviewer.
+
+    In UTF-8 a newline is the byte 0x0A and no other character holds that byte, so the lines
+    are counted without decoding the file (the engine is some 100 KB)."""
+    if data.startswith(b"\xff\xfe"):
+        return data.decode("utf-16").count("\n")
+    return data.count(b"\n")
 
 
 def engine_parts(data: bytes) -> list[tuple[str, str, int, int]]:
     """The engine's parts as (name, what it holds, first line, last line): each opens with a
     ``# ---- name: what ----`` line, so the README says where each is and how long, measured."""
-    lines = data.decode("utf-8-sig").split("\r\n")
     heads: list[tuple[int, str, str]] = []
-    for number, line in enumerate(lines, 1):
-        if line.startswith("# ---- "):
-            name, _, what = line[len("# ---- ") :].removesuffix(" ----").partition(": ")
-            heads.append((number, name, what))
-    ends = [head[0] - 1 for head in heads[1:]] + [len(lines) - 1]
+    number, at = 1, 0
+    while (start := data.find(b"\n# ---- ", at)) >= 0:
+        number += data.count(b"\n", at, start + 1)
+        at = data.index(b"\n", start + 1)
+        line = data[start + 1 : at].decode("utf-8").rstrip("\r")
+        name, _, what = line[len("# ---- ") :].removesuffix(" ----").partition(": ")
+        heads.append((number, name, what))
+    ends = [head[0] - 1 for head in heads[1:]] + [number + data.count(b"\n", at) - 1]
     return [("constants", "the same in every bundle of this version, and the exit codes", 1, heads[0][0] - 1)] + [
         (name, what, start, end) for (start, name, what), end in zip(heads, ends, strict=True)
     ]
@@ -287,13 +324,12 @@ def render(spec: BundleSpec, env: BuiltEnv | None = None) -> dict[str, bytes]:
         "engine_parts": lambda: engine_parts(files[engine_file(spec.version)]),
     }
     for name, output in outputs(spec).items():
-        if output.language not in jinjas:
-            jinjas[output.language] = jinja_environment(output.language)
         if output.shared:
-            files[name] = render_shared(output, spec.version, jinjas[output.language])
+            files[name] = render_shared(output, spec.version)
         else:
-            text = jinjas[output.language].get_template(output.template).render(context)
-            files[name] = _encode(text, output)
+            if output.language not in jinjas:
+                jinjas[output.language] = jinja_environment(output.language)
+            files[name] = _encode(jinjas[output.language].get_template(output.template).render(context), output)
         sha[name] = hashlib.sha256(files[name]).hexdigest()
     manifest = {
         "generator": "gen-bundle",
@@ -309,21 +345,28 @@ def render(spec: BundleSpec, env: BuiltEnv | None = None) -> dict[str, bytes]:
     return dict(sorted(files.items()))
 
 
-def render_shared(
-    output: Output, version: str, jinja: jinja2.Environment | None = None, *, compiled: bool = True
-) -> bytes:
+def render_shared(output: Output, version: str, *, compiled: bool = True) -> bytes:
     """A file every bundle of ``version`` shares (the engine): its template sees the version and
     the constants, and nothing of any input, so its bytes cannot depend on one. The wheel carries
-    it rendered (generator/compiled.py), for its own version."""
+    it rendered for its own version (generator/compiled.py), and not its template: any other
+    version is rendered from templates/."""
     if compiled:
         from .compiled import compiled_shared
 
         ready = compiled_shared(output.template, version)
         if ready is not None:
             return ready
-    jinja = jinja or jinja_environment(output.language, compiled=compiled)
-    text = jinja.get_template(output.template).render(
-        {"version": version, "engine_file": engine_file(version), "const": constants, "bundle_format": bundle_format}
+    text = (
+        jinja_environment(output.language, compiled=False)
+        .get_template(output.template)
+        .render(
+            {
+                "version": version,
+                "engine_file": engine_file(version),
+                "const": constants,
+                "bundle_format": bundle_format,
+            }
+        )
     )
     return _encode(text, output)
 

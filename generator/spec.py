@@ -51,9 +51,25 @@ ENV_DEFAULTS: dict[str, object] = {"env": False, "packages": ()}
 NOTEBOOK_PACKAGE = "notebook"
 
 # Patterns are compiled on first use (re caches them): only those a run needs cost start-up time.
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_DOTTED_QUAD = r"(0|[1-9][0-9]{0,2})(?:\.(0|[1-9][0-9]{0,2})){3}"
+# The address and the name every run checks are checked by string methods instead (compiling a
+# pattern costs more than the rest of their checks); tests/test_spec.py holds them to these.
+LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"  # RFC 1123: what is_label accepts
+DOTTED_QUAD = r"(0|[1-9][0-9]{0,2})(?:\.(0|[1-9][0-9]{0,2})){3}"  # what is_dotted_quad accepts
 _VERSION = r"[0-9]+(?:\.[0-9]+)*(?:[a-z0-9.+-]*)"
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def is_label(text: str) -> bool:
+    """One DNS label, lowercase: 1-63 letters, digits and hyphens, no hyphen first or last."""
+    return 0 < len(text) <= 63 and text[0] != "-" and text[-1] != "-" and _LABEL_CHARS.issuperset(text)
+
+
+def is_dotted_quad(text: str) -> bool:
+    """Four decimal numbers of at most three ASCII digits, without leading zeros, joined by dots."""
+    parts = text.split(".")
+    return len(parts) == 4 and all(
+        part.isascii() and part.isdigit() and len(part) <= 3 and (part == "0" or part[0] != "0") for part in parts
+    )
 
 
 class BundleSpec:
@@ -108,7 +124,8 @@ class BundleSpec:
         checked["env"] = checked_env
         checked["python_version"] = parse_python_version(checked_env, python_version, checked_python)
         checked["packages"] = parse_packages(checked_env, packages)
-        if not isinstance(version, str) or not re.fullmatch(_VERSION, version):
+        # This gen-bundle's own version is one (tests/test_spec.py): only another needs the pattern.
+        if version != __version__ and (not isinstance(version, str) or not re.fullmatch(_VERSION, version)):
             raise InvalidValue("version", version, "must be a version number like 1.2.3")
         checked["version"] = version
         for field in self.FIELDS:
@@ -148,7 +165,7 @@ class BundleSpec:
 
 def parse_ip(value: object) -> str:
     """A loopback host address: Windows routes all of 127.0.0.0/8 to this PC."""
-    if not isinstance(value, str) or not re.fullmatch(_DOTTED_QUAD, value):
+    if not isinstance(value, str) or not is_dotted_quad(value):
         raise InvalidValue("ip", value, "must be an IPv4 address written as four decimal numbers, like 127.0.0.13")
     octets = [int(part) for part in value.split(".")]
     if any(octet > 255 for octet in octets):
@@ -175,7 +192,7 @@ def parse_name(value: object) -> str:
                 "name", value, f"U+{ord(ch):04X} is not ASCII: a name is ASCII letters, digits and hyphens"
             )
     name = value.lower()
-    if not re.fullmatch(_LABEL, name):
+    if not is_label(name):
         raise InvalidValue(
             "name",
             value,

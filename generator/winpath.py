@@ -9,7 +9,6 @@ other ``%`` is a literal character, and each file's escaping keeps it one.
 from __future__ import annotations
 
 import re
-import unicodedata
 
 from .errors import InvalidValue
 
@@ -39,7 +38,7 @@ def is_reserved_name(part: str) -> bool:
     return part.split(".")[0].rstrip(" ").lower() in RESERVED_NAMES
 
 
-_ENV_PREFIX = r"%([A-Za-z]+)%(?:\\|$)"  # compiled on first use
+ENV_PREFIX = r"%([A-Za-z]+)%(?:\\|\Z)"  # what env_prefix finds, by string methods (tests/test_spec.py)
 _DRIVE = r"[A-Za-z]:\\"  # compiled on first use
 
 
@@ -103,12 +102,25 @@ class WinPath:
         return WinPath(self.base, self.rest.rstrip("\\") + "\\" + tail)
 
 
+REFUSED_CATEGORIES = ("Cc", "Cs", "Zl", "Zp", "Cn")  # controls, surrogates, line and paragraph separators, unassigned
+
+
+def char_category(ch: str) -> str:
+    """unicodedata's category of ``ch``; of ASCII, only whether it is a control (Cc) is told, so
+    that an ASCII path, as every default is, needs no character table loaded."""
+    if ch < "\x80":
+        return "Cc" if ch < " " or ch == "\x7f" else "ASCII"
+    import unicodedata
+
+    return unicodedata.category(ch)
+
+
 def _check_chars(param: str, value: str, text: str) -> None:
     for ch in text:
-        category = unicodedata.category(ch)
+        kind = char_category(ch)
         if ch in FORBIDDEN_CHARS:
             raise InvalidValue(param, value, f'Windows does not allow {ch!r} in a path (forbidden: " < > | ? *)')
-        if category in ("Cc", "Cs", "Zl", "Zp", "Cn") or ch == "\ufeff":
+        if kind in REFUSED_CATEGORIES or ch == "\ufeff":
             raise InvalidValue(
                 param,
                 value,
@@ -132,6 +144,17 @@ def _check_components(param: str, value: str, components: list[str]) -> None:
             raise InvalidValue(param, value, f"component {part!r} is a reserved device name on Windows")
 
 
+def env_prefix(value: str) -> tuple[str, int] | None:
+    """``%NAME%`` of ASCII letters at the start of ``value``, then a backslash or the end: NAME, and
+    where the rest begins. String methods, not a pattern: every run checks its default paths, and
+    compiling a pattern costs more than the check."""
+    end = value.find("%", 1) if value.startswith("%") else -1
+    name = value[1:end]
+    if end < 0 or not (name.isascii() and name.isalpha()) or value[end + 1 : end + 2] not in ("", "\\"):
+        return None
+    return name, end + 2
+
+
 def parse_windows_path(param: str, value: object) -> WinPath:
     """Check ``value`` against Windows' rules and split off an environment base.
 
@@ -143,13 +166,14 @@ def parse_windows_path(param: str, value: object) -> WinPath:
         raise InvalidValue(param, value, "a Windows path is required")
     if len(value) > MAX_PATH_CHARS:
         raise InvalidValue(param, value, f"longer than {MAX_PATH_CHARS} characters (Windows MAX_PATH)")
-    env = re.match(_ENV_PREFIX, value)
-    if env:
-        base = ENV_BASES.get(env.group(1).lower())
+    env = env_prefix(value)
+    if env is not None:
+        name, end = env
+        base = ENV_BASES.get(name.lower())
         if base is None:
             allowed = ", ".join(f"%{b}%" for b in ENV_BASES.values())
             raise InvalidValue(param, value, f"a path may start only with one of {allowed}")
-        rest = value[env.end() :].rstrip("\\")
+        rest = value[end:].rstrip("\\")
         _check_chars(param, value, rest)
         if rest:
             _check_components(param, value, rest.split("\\"))

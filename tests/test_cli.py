@@ -339,3 +339,18 @@ def test_the_auth_help_says_when_the_secret_is_made():
     which the README pastes, says so, not "on first start"."""
     text = " ".join(help_text().split())
     assert "made anew at every start of the server" in text and "first start" not in text
+
+
+def test_the_group_lists_every_command_generator_commands_defines():
+    """The subcommands are loaded by name (cli.COMMANDS): one defined and not listed could not be run."""
+    import click
+
+    import generator.commands as commands
+    from generator.cli import COMMANDS
+
+    defined = {name for name, value in vars(commands).items() if isinstance(value, click.Command)}
+    assert defined == set(COMMANDS)
+    result = CliRunner().invoke(main, ["--help"])
+    assert [line.split()[0] for line in result.stdout.split("Commands:\n")[1].split("\n\n")[0].splitlines()] == sorted(
+        COMMANDS
+    )

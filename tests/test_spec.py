@@ -6,12 +6,26 @@ import re
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from generator import __version__
 from generator.api import generate
 from generator.cli import main
 from generator.errors import InvalidValue
-from generator.spec import DEFAULTS, INPUTS, BundleSpec, build_spec
-from generator.winpath import WinPath
+from generator.render import PLAIN_FOLDERS, is_plain_name
+from generator.spec import (
+    _VERSION,
+    DEFAULTS,
+    DOTTED_QUAD,
+    INPUTS,
+    LABEL,
+    BundleSpec,
+    build_spec,
+    is_dotted_quad,
+    is_label,
+)
+from generator.winpath import ENV_PREFIX, REFUSED_CATEGORIES, WinPath, char_category, env_prefix
 
 from conftest import CANONICAL
 
@@ -122,6 +136,8 @@ def test_defaults_are_written_once():
 
 def test_the_library_fills_in_the_same_defaults(tmp_path):
     out = generate(ip="127.0.0.13", name="py", out=tmp_path / "lib")
+    assert out == str(tmp_path / "lib")  # the folder, as a string: the library imports no pathlib
+    out = tmp_path / "lib"
     cli = tmp_path / "cli"
     assert CliRunner().invoke(main, ["--ip", "127.0.0.13", "--name", "py", "--out", str(cli)]).exit_code == 0
     assert {p.name: p.read_bytes() for p in out.iterdir()} == {p.name: p.read_bytes() for p in cli.iterdir()}
@@ -163,3 +179,106 @@ def test_a_spec_is_immutable_and_compared_by_value():
         CANONICAL_SPEC.replace(colour="blue")
     with pytest.raises(AttributeError, match="immutable"):
         WinPath(None, "C:\\x").rest = "D:\\y"
+
+
+# ---- the checks every run makes by string methods, held to the patterns they stand for ----------
+
+
+def joined(*parts: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.tuples(*parts).map("".join)
+
+
+# Strings built near each pattern's edges (random text would seldom come close), and its own matches.
+LABELS = st.one_of(
+    st.text(alphabet="az09-", max_size=66),
+    st.text(alphabet="az09-A.\u00e9\n", max_size=4),
+    st.from_regex(LABEL, fullmatch=True),
+)
+QUADS = st.one_of(
+    st.lists(
+        st.sampled_from(
+            ["0", "00", "01", "7", "12", "127", "255", "256", "999", "1000", "0001", "", "\u0661", "1 ", "+1"]
+        ),
+        min_size=3,
+        max_size=5,
+    ).map(".".join),
+    joined(st.from_regex(DOTTED_QUAD, fullmatch=True), st.sampled_from(["", "\n", ".", " "])),
+)
+ENV_PREFIXES = joined(
+    st.sampled_from(["%", "", "%%"]),
+    st.text(alphabet="AZaz_1\u00e9", max_size=6),
+    st.sampled_from(["%", ""]),
+    st.sampled_from(["\\", "", "_", "\n", "\\x", "%\\"]),
+)
+PLAIN_NAMES = joined(
+    st.sampled_from(["powershell", "python", "powershel", ""]),
+    st.sampled_from(["/", "//", "", "/../"]),
+    st.text(alphabet="ab_-1P.", max_size=6),
+    st.sampled_from([".ps1", ".py", "", ".ps", ".py1"]),
+)
+
+
+@settings(max_examples=300)
+@given(LABELS)
+def test_is_label_accepts_what_the_label_pattern_matches(text):
+    assert is_label(text) == bool(re.fullmatch(LABEL, text))
+
+
+@settings(max_examples=300)
+@given(QUADS)
+def test_is_dotted_quad_accepts_what_the_address_pattern_matches(text):
+    assert is_dotted_quad(text) == bool(re.fullmatch(DOTTED_QUAD, text))
+
+
+@settings(max_examples=300)
+@given(ENV_PREFIXES)
+def test_env_prefix_finds_what_its_pattern_finds(text):
+    found, match = env_prefix(text), re.match(ENV_PREFIX, text)
+    assert (found is None) == (match is None)
+    if found is not None and match is not None:
+        assert (found[0], text[found[1] :]) == (match.group(1), text[match.end() :])
+
+
+@settings(max_examples=300)
+@given(PLAIN_NAMES, st.sampled_from(sorted(PLAIN_FOLDERS)))
+def test_is_plain_name_accepts_only_its_languages_partials(name, language):
+    folder, suffix = PLAIN_FOLDERS[language]
+    assert is_plain_name(name, language) == bool(re.fullmatch(rf"{folder}/[a-z][a-z_-]*{re.escape(suffix)}", name))
+
+
+# The edges of each rule, always tried (the strategies above may miss one in a run).
+EDGES = [
+    *("a-", "-a", "a" * 63, "a" * 64, "a\n", "", "a.b", "A"),
+    *("01.0.0.1", "1000.0.0.1", "1.2.3.4.5", "1.2.3", "1.2.3.4\n", "\u0661.0.0.1", "0.0.0.0", "1..2.3"),
+    *("%USERPROFILE%_x", "%USERPROFILE%", "%USERPROFILE%\\x", "%%\\", "%\u00e9%\\", "%A1%\\", "%USERPROFILE%\n"),
+]
+
+
+@pytest.mark.parametrize("text", EDGES)
+def test_the_string_checks_agree_with_their_patterns_at_the_edges(text):
+    assert is_label(text) == bool(re.fullmatch(LABEL, text))
+    assert is_dotted_quad(text) == bool(re.fullmatch(DOTTED_QUAD, text))
+    found, match = env_prefix(text), re.match(ENV_PREFIX, text)
+    assert (found and (found[0], text[found[1] :])) == (match and (match.group(1), text[match.end() :]))
+
+
+def test_is_plain_name_controls():
+    assert is_plain_name("powershell/engine-check.ps1", "ps")
+    assert not is_plain_name("python/guard.py", "ps")  # another language's partial
+    assert not is_plain_name("powershell/../x.ps1", "ps")
+    assert not is_plain_name("powershell/start.ps1", "md")  # a language that pastes none
+
+
+def test_ascii_categories_need_no_character_table():
+    import unicodedata
+
+    for code in range(0x80):
+        ch = chr(code)
+        assert (char_category(ch) in REFUSED_CATEGORIES) == (unicodedata.category(ch) in REFUSED_CATEGORIES), code
+    for ch in "\u00e9\u2028\ud800\u0378\u200b":
+        assert char_category(ch) == unicodedata.category(ch)
+
+
+def test_this_version_is_a_version_number():
+    """build_spec checks another version against the pattern, and takes this one as it is."""
+    assert re.fullmatch(_VERSION, __version__)

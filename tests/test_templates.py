@@ -365,7 +365,23 @@ def test_compiled_templates_render_the_same_bytes(tmp_path, monkeypatch):
         assert isinstance(jinja_environment("md").loader, compiled_module.CompiledLoader)
         # The engine and the partials come from the module: a run reads no template file.
         assert compiled_module.compiled_shared("engine.psm1.j2", specs[0].version) is not None
-        assert compiled_module.compiled_partial("powershell/engine-core.ps1") is not None
+        assert compiled_module.compiled_partial("powershell/engine-check.ps1") is not None
+        # ... and it carries only what a run renders: the engine rendered, not its template, nor
+        # the partials only the engine pastes.
+        assert "engine.psm1.j2" not in module.TEMPLATES["ps"]
+        assert compiled_module.compiled_partial("powershell/engine-core.ps1") is None
+        pasted = {
+            name
+            for path in TEMPLATES.rglob("*.j2")
+            if path.name != "engine.psm1.j2"
+            for name in re.findall(r"plain\('([^']+)'\)", path.read_text(encoding="utf-8"))
+        }
+        assert "powershell/engine-check.ps1" in pasted and set(module.PARTIALS) == pasted
+        # Another version's engine, which the module does not carry, is rendered from templates/.
+        from generator.render import ENGINE_OUTPUT, render_shared
+
+        assert render_shared(ENGINE_OUTPUT, "9.9.9").startswith(b"\xef\xbb\xbf")
+        assert b"9.9.9" in render_shared(ENGINE_OUTPUT, "9.9.9")
         assert [render(spec) for spec in specs] == from_source
         # The control: a module whose engine differs renders that engine (it is what runs).
         ((key, data),) = module.SHARED.items()

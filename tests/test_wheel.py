@@ -134,9 +134,11 @@ def test_wheel_requires_what_pyproject_declares_with_its_floors(built):
     assert set(floors(requires)) == {"click", "jinja2"}
 
 
-def test_wheel_in_a_fresh_venv_renders_the_golden_bundle(built, tmp_path):
+@pytest.fixture(scope="module")
+def venv(built, tmp_path_factory) -> Path:
+    """A fresh venv with the wheel installed, as a user installs it."""
     _, wheel = built
-    venv = tmp_path / "venv"
+    venv = tmp_path_factory.mktemp("wheel") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     install = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
@@ -144,6 +146,10 @@ def test_wheel_in_a_fresh_venv_renders_the_golden_bundle(built, tmp_path):
         text=True,
     )
     assert install.returncode == 0, install.stderr
+    return venv
+
+
+def test_wheel_in_a_fresh_venv_renders_the_golden_bundle(venv, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     run = subprocess.run(
@@ -190,3 +196,36 @@ def test_wheel_in_a_fresh_venv_renders_the_golden_bundle(built, tmp_path):
     )
     installed = {entry["name"].lower() for entry in json.loads(listing.stdout)}
     assert installed == {"gen-bundle", "jinja2", "click", "markupsafe"}, installed
+
+
+def imported(python: Path, code: str, cwd: Path) -> set[str]:
+    """The modules a Python run of ``code`` imports, as -X importtime lists them."""
+    run = subprocess.run([str(python), "-X", "importtime", "-c", code], capture_output=True, text=True, cwd=cwd)
+    assert run.returncode == 0, run.stderr
+    return {line.rsplit("|", 1)[1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_a_run_of_the_wheel_imports_only_its_own_modules_beyond_jinja2_and_click(venv, tmp_path):
+    """benchmarks/startup.py times the run against importing jinja2 and click; what the run adds
+    is gen-bundle's own modules, and the UTF-16 codec of the task file: no pathlib (urllib.parse,
+    ipaddress), unicodedata, dataclasses or typing.NamedTuple's code, and no pattern compiled."""
+    python = venv / "bin" / "python"
+    baseline = imported(python, "import jinja2, click", tmp_path)
+    run = imported(
+        python,
+        "import re, sys, jinja2, click\n"
+        "compiled = []  # the patterns compiled (or found in re's cache) after the baseline's imports\n"
+        "compile_pattern = re._compile\n"
+        "re._compile = lambda *args: compiled.append(args[0]) or compile_pattern(*args)\n"
+        "sys.argv = ['gen-bundle', '--ip', '127.0.0.13', '--name', 'py']\n"
+        "from generator.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+        "assert not compiled, compiled\n",
+        tmp_path,
+    )
+    added = {name for name in run - baseline if name.split(".")[0] != "generator"}
+    assert added == {"encodings.utf_16_le"}, added
+    # Nor gen-bundle's own modules of other commands: the subcommands, check, diff, sign, bundle.
+    assert {"generator.commands", "generator.check", "generator.bundle", "generator.precompile"}.isdisjoint(run)
+    # The control: a run that asks for pathlib shows it.
+    assert "pathlib" in imported(python, "import jinja2, click, pathlib", tmp_path) - baseline

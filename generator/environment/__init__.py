@@ -9,6 +9,7 @@ the archive: nothing of the environment runs while it is installed.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ __all__ = ["BuiltEnv", "EnvBuildError", "Target", "build_environment", "build_en
 
 
 def build_environment_for(
-    spec: BundleSpec, *, lock: str | None, lock_source: str, offline: bool, cache: str | Path | None
+    spec: BundleSpec, *, lock: str | None, lock_source: str, offline: bool, cache: str | os.PathLike[str] | None
 ) -> BuiltEnv:
     """The spec's environment, for Windows x64 and its CPython version: resolved (or read from
     ``lock``), its wheels fetched (minutes, the first time) and laid out; every package the spec
