@@ -1,9 +1,10 @@
 """The command line: a thin click layer over generator.api and the trust commands.
 
 ``gen-bundle --ip ... --name ...`` renders a bundle (the group's own options, as
-before there were subcommands); ``gen-bundle check|diff|sign`` are subcommands.
-Errors become exit codes here and only here: bad input exits 2 (click's
-usage-error code), a refused or failed write exits 1; messages go to stderr.
+before there were subcommands); ``gen-bundle check|diff|engine|sign`` are subcommands
+(generator/commands.py, loaded by name). Errors become exit codes in the command line
+only, here and in generator/exits.py, which the subcommands report through too: bad input
+exits 2 (click's usage-error code), a refused or failed write exits 1; messages go to stderr.
 The options take text and leave every check to the spec, so that a refusal
 reads the same whichever rule it breaks.
 """
@@ -281,7 +282,7 @@ def _generate(out: str, force: bool, inputs: dict[str, Any]) -> None:
     except (GenBundleError, OSError) as exc:
         # A write refused or failed, an environment that cannot be built; an OSError here is
         # gen-bundle's own templates unreadable: a broken installation.
-        from .commands import fail
+        from .exits import fail  # here: a run that succeeds needs none of it
 
         fail(exc)
     if inputs.get("env"):

@@ -11,12 +11,7 @@ import click
 
 from . import __version__
 from .errors import GenBundleError
-
-
-def fail(exc: Exception) -> None:
-    """An error as every command reports it: the message on stderr, its exit code (1 by default)."""
-    click.echo(f"Error: {exc}", err=True)
-    raise SystemExit(getattr(exc, "exit_code", 1)) from None
+from .exits import fail
 
 
 @click.command()

@@ -116,8 +116,9 @@ def server_python(spec: BundleSpec, env: BuiltEnv | None) -> WinPath:
 def templates_dir() -> Path:
     """templates/ inside an installed wheel, else at the top of the checkout (looked up once).
 
-    A run of the wheel reads no template file (generator/compiled.py), so only a checkout, the
-    build and the tests ask, and only they import pathlib."""
+    A render from the wheel reads no template file (generator/compiled.py) and does not ask; a
+    checkout, the build and the tests do, and the commands that read a bundle back, which import
+    pathlib anyway."""
     from pathlib import Path
 
     here = Path(__file__).resolve().parent
@@ -281,16 +282,26 @@ def line_count(data: bytes) -> int:
 
 def engine_parts(data: bytes) -> list[tuple[str, str, int, int]]:
     """The engine's parts as (name, what it holds, first line, last line): each opens with a
-    ``# ---- name: what ----`` line, so the README says where each is and how long, measured."""
+    ``# ---- name: what ----`` line, so the README says where each is and how long, measured.
+
+    Read as bytes, a heading found and its line counted by byte searches: the engine is some
+    100 KB, and decoding and splitting it costs more than the rest of the README."""
+    body = data.removeprefix(b"\xef\xbb\xbf")
     heads: list[tuple[int, str, str]] = []
-    number, at = 1, 0
-    while (start := data.find(b"\n# ---- ", at)) >= 0:
-        number += data.count(b"\n", at, start + 1)
-        at = data.index(b"\n", start + 1)
-        line = data[start + 1 : at].decode("utf-8").rstrip("\r")
+    starts = [0] if body.startswith(b"# ---- ") else []
+    found = body.find(b"\n# ---- ")
+    while found >= 0:
+        starts.append(found + 1)
+        found = body.find(b"\n# ---- ", found + 1)
+    number, counted = 1, 0  # the line number of body[counted:]'s first line
+    for start in starts:
+        number += body.count(b"\n", counted, start)
+        counted = start
+        end = body.find(b"\n", start)
+        line = body[start : end if end >= 0 else len(body)].decode("utf-8").rstrip("\r")
         name, _, what = line[len("# ---- ") :].removesuffix(" ----").partition(": ")
         heads.append((number, name, what))
-    ends = [head[0] - 1 for head in heads[1:]] + [number + data.count(b"\n", at) - 1]
+    ends = [head[0] - 1 for head in heads[1:]] + [line_count(data)]
     return [("constants", "the same in every bundle of this version, and the exit codes", 1, heads[0][0] - 1)] + [
         (name, what, start, end) for (start, name, what), end in zip(heads, ends, strict=True)
     ]

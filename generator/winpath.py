@@ -38,7 +38,7 @@ def is_reserved_name(part: str) -> bool:
     return part.split(".")[0].rstrip(" ").lower() in RESERVED_NAMES
 
 
-ENV_PREFIX = r"%([A-Za-z]+)%(?:\\|\Z)"  # what env_prefix finds, by string methods (tests/test_spec.py)
+ENV_PREFIX = r"%([A-Za-z]+)%(?:\\|$)"  # what env_prefix finds, by string methods (tests/test_spec.py)
 _DRIVE = r"[A-Za-z]:\\"  # compiled on first use
 
 
@@ -105,22 +105,21 @@ class WinPath:
 REFUSED_CATEGORIES = ("Cc", "Cs", "Zl", "Zp", "Cn")  # controls, surrogates, line and paragraph separators, unassigned
 
 
-def char_category(ch: str) -> str:
-    """unicodedata's category of ``ch``; of ASCII, only whether it is a control (Cc) is told, so
-    that an ASCII path, as every default is, needs no character table loaded."""
+def is_refused_char(ch: str) -> bool:
+    """A character no path may hold: one of REFUSED_CATEGORIES, or the BOM. Of ASCII only the
+    controls are, so an ASCII path, as every default is, needs no character table loaded."""
     if ch < "\x80":
-        return "Cc" if ch < " " or ch == "\x7f" else "ASCII"
+        return ch < " " or ch == "\x7f"
     import unicodedata
 
-    return unicodedata.category(ch)
+    return unicodedata.category(ch) in REFUSED_CATEGORIES or ch == "\ufeff"
 
 
 def _check_chars(param: str, value: str, text: str) -> None:
     for ch in text:
-        kind = char_category(ch)
         if ch in FORBIDDEN_CHARS:
             raise InvalidValue(param, value, f'Windows does not allow {ch!r} in a path (forbidden: " < > | ? *)')
-        if kind in REFUSED_CATEGORIES or ch == "\ufeff":
+        if is_refused_char(ch):
             raise InvalidValue(
                 param,
                 value,
@@ -145,14 +144,17 @@ def _check_components(param: str, value: str, components: list[str]) -> None:
 
 
 def env_prefix(value: str) -> tuple[str, int] | None:
-    """``%NAME%`` of ASCII letters at the start of ``value``, then a backslash or the end: NAME, and
-    where the rest begins. String methods, not a pattern: every run checks its default paths, and
-    compiling a pattern costs more than the check."""
+    """``%NAME%`` of ASCII letters at the start of ``value``, then a backslash or the end: NAME,
+    and where the rest begins (after the backslash). String methods, not a pattern: every run
+    checks its default paths, and compiling a pattern costs more than the check."""
     end = value.find("%", 1) if value.startswith("%") else -1
     name = value[1:end]
-    if end < 0 or not (name.isascii() and name.isalpha()) or value[end + 1 : end + 2] not in ("", "\\"):
+    if end < 0 or not (name.isascii() and name.isalpha()):
         return None
-    return name, end + 2
+    if value[end + 1 : end + 2] == "\\":
+        return name, end + 2
+    # The end, or (as the pattern's '$') a last newline, which the character check then refuses.
+    return (name, end + 1) if value[end + 1 :] in ("", "\n") else None
 
 
 def parse_windows_path(param: str, value: object) -> WinPath:

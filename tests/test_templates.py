@@ -348,7 +348,7 @@ def test_compiled_templates_render_the_same_bytes(tmp_path, monkeypatch):
     import importlib.util
     import sys
 
-    from generator.render import jinja_environment
+    from generator.render import ENGINE_OUTPUT, jinja_environment
 
     compiled = tmp_path / "generator" / "compiled_templates.py"
     compiled.parent.mkdir()
@@ -368,17 +368,17 @@ def test_compiled_templates_render_the_same_bytes(tmp_path, monkeypatch):
         assert compiled_module.compiled_partial("powershell/engine-check.ps1") is not None
         # ... and it carries only what a run renders: the engine rendered, not its template, nor
         # the partials only the engine pastes.
-        assert "engine.psm1.j2" not in module.TEMPLATES["ps"]
+        assert ENGINE_OUTPUT.template not in module.TEMPLATES["ps"]
         assert compiled_module.compiled_partial("powershell/engine-core.ps1") is None
         pasted = {
             name
             for path in TEMPLATES.rglob("*.j2")
-            if path.name != "engine.psm1.j2"
+            if path.name != ENGINE_OUTPUT.template
             for name in re.findall(r"plain\('([^']+)'\)", path.read_text(encoding="utf-8"))
         }
         assert "powershell/engine-check.ps1" in pasted and set(module.PARTIALS) == pasted
         # Another version's engine, which the module does not carry, is rendered from templates/.
-        from generator.render import ENGINE_OUTPUT, render_shared
+        from generator.render import render_shared
 
         assert render_shared(ENGINE_OUTPUT, "9.9.9").startswith(b"\xef\xbb\xbf")
         assert b"9.9.9" in render_shared(ENGINE_OUTPUT, "9.9.9")
@@ -524,3 +524,42 @@ def test_a_bundle_without_env_runs_nothing_of_the_engines_environment_part(canon
         scripts = [script_text(canonical_files[name]) for name in SCRIPTS]
         unpruned = functions_reached(engine, scripts, grammar, env=True)
         assert "get-basepythonproblem" in unpruned
+
+
+# ---- the engine's parts, read from its bytes ----------------------------------------------
+
+
+def parts_by_lines(data: bytes) -> list[tuple[str, str, int, int]]:
+    """engine_parts' answer, found the plain way: decoded and split into lines."""
+    lines = data.decode("utf-8-sig").split("\r\n")
+    heads = [
+        (number, *line[len("# ---- ") :].removesuffix(" ----").partition(": ")[::2])
+        for number, line in enumerate(lines, 1)
+        if line.startswith("# ---- ")
+    ]
+    ends = [head[0] - 1 for head in heads[1:]] + [len(lines) - 1]
+    first = ("constants", "the same in every bundle of this version, and the exit codes", 1, heads[0][0] - 1)
+    return [first] + [(name, what, start, end) for (start, name, what), end in zip(heads, ends, strict=True)]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"# ---- a: b ----\r\nx\r\n# ---- c: d ----\r\ny\r\n",  # a heading on the first line
+        b"\xef\xbb\xbf# ---- a: b ----\r\nx\r\n",  # ... after the BOM
+        b"k\r\n# ---- a: b ----",  # the last heading without a line end
+        b"k\r\nj\r\n# ---- a ----\r\n\r\n# ---- b: c ----\r\n",  # a heading without ': what'
+    ],
+)
+def test_engine_parts_reads_the_headings_as_the_lines_show_them(data):
+    from generator.render import engine_parts
+
+    assert engine_parts(data) == parts_by_lines(data)
+
+
+def test_engine_parts_of_the_engine(canonical_files):
+    from generator.render import engine_parts
+
+    name, data = engine_of(canonical_files)
+    assert engine_parts(data) == parts_by_lines(data)
+    assert len(engine_parts(data)) > 10

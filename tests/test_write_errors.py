@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 
+import pytest
 from click.testing import CliRunner
 
 from generator import output
@@ -108,3 +109,36 @@ def test_a_write_refused_by_the_folder_names_the_folder_asked_for_not_a_staging_
     assert output._reason(OSError(errno.EACCES, "Permission denied", "/srv/out/README.md"), tmp_path / "out") == (
         "Permission denied: /srv/out/README.md"
     )
+
+
+def test_a_root_that_is_not_a_folder_ends_the_search_for_parents(monkeypatch):
+    """On Windows, dirname('Z:\\\\') is 'Z:\\\\': an --out on a drive that does not exist (or a share
+    out of reach) reaches a root that is no folder, and the search for the folders to make must
+    stop there, with mkdir's error, not go round forever. Here every path plays such a root."""
+    import ntpath
+
+    from generator.errors import OutputError
+
+    calls = []
+
+    def dirname(path: str) -> str:
+        calls.append(path)
+        assert len(calls) < 50, "the search for parents does not end"
+        return ntpath.dirname(path)
+
+    monkeypatch.setattr(output.os.path, "isdir", lambda path: False)
+    monkeypatch.setattr(output.os.path, "lexists", lambda path: False)
+    monkeypatch.setattr(output.os.path, "dirname", dirname)
+
+    def refuse(path: str) -> None:
+        raise FileNotFoundError(errno.ENOENT, "The system cannot find the path specified", path)
+
+    monkeypatch.setattr(output.os, "mkdir", refuse)
+    created: list[str] = []
+    with pytest.raises(FileNotFoundError):
+        output._make_parents("Z:\\bundles\\py", created)
+    assert created == []
+    assert calls[-1] == "Z:\\"
+    # Through write_bundle, the same is an OutputError naming --out.
+    with pytest.raises(OutputError, match="cannot write the bundle to"):
+        output.write_bundle({}, "Z:\\bundles\\py")
