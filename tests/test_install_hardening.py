@@ -69,9 +69,6 @@ def main_body(root) -> list:
 # ---- 1 and 2: nothing written before the preflight ends; SYSTEM writes through no user's folder ----
 
 WRITES_BEFORE = {
-    "new-statefolder",
-    "start-runlog",
-    "protect-statedirectory",
     "start-transcript",
     "set-acl",
     "new-adminonlyfolder",
@@ -82,15 +79,43 @@ WRITES_BEFORE = {
 }
 
 
+def commands_in(node) -> list:
+    """(name, node) of every command and .NET method call below ``node``, in the order of the text."""
+    return commands(type("Tree", (), {"root_node": node})())
+
+
+def writes_in(node, functions: dict, seen: set[str]) -> list:
+    """The writes below ``node``, and below every function of the script it calls (once each):
+    a write inside a step's helper is a write of the step."""
+    found = []
+    for name, inner in commands_in(node):
+        if name in functions:
+            if name not in seen:
+                seen.add(name)
+                found += writes_in(functions[name], functions, seen)
+        elif (name in WRITES_BEFORE or _changes_state(inner)) and not own_engine_copy(inner):
+            found.append((name, inner))
+    return found
+
+
 def writes_before_preflight_ends(root) -> list[str]:
+    from support.program import engine_functions
+
     body = main_body(root)
     ends = [node.start_byte for name, node in body if name == "stop-bundle" and "$ExitPreflight" in node.text.decode()]
     assert ends, "no preflight refusal in the script"
-    return [
-        f"{name} at line {node.start_point[0] + 1}"
-        for name, node in body
-        if node.start_byte < ends[-1] and (name in WRITES_BEFORE or _changes_state(node)) and not own_engine_copy(node)
-    ]
+    functions, seen = engine_functions(root), set()
+    found = []
+    for name, node in body:
+        if node.start_byte >= ends[-1]:
+            break
+        if name in functions:
+            if name not in seen:
+                seen.add(name)
+                found += [f"{name}: {inner_name}" for inner_name, _ in writes_in(functions[name], functions, seen)]
+        elif (name in WRITES_BEFORE or _changes_state(node)) and not own_engine_copy(node):
+            found.append(f"{name} at line {node.start_point[0] + 1}")
+    return found
 
 
 def own_engine_copy(node) -> bool:
@@ -107,10 +132,14 @@ def test_install_writes_nothing_before_its_preflight_ends(grammar):
 
 def test_the_preflight_order_check_can_fail(grammar):
     old = """
+function Start-RunLog {
+    New-StateFolder
+    Start-Transcript -LiteralPath $log
+}
 try {
     if (-not $WhatIfPreference -and $PSCmdlet.ShouldProcess($logDir, 'Write the log of this run')) {
-        Protect-StateDirectory
-        Start-Transcript -LiteralPath $log
+        Start-RunLog
+        Set-Acl -LiteralPath $logDir -AclObject $acl
     }
     if ($problems.Count -gt 0) {
         Stop-Bundle $ExitPreflight 'a check before any change failed (above). Nothing was changed.'
@@ -118,8 +147,8 @@ try {
 } catch {}
 """
     assert writes_before_preflight_ends(tree(grammar, old)) == [
-        "protect-statedirectory at line 4",
-        "start-transcript at line 5",
+        "start-runlog: start-transcript",
+        "set-acl at line 9",
     ]
 
 

@@ -1061,3 +1061,42 @@ def test_the_pester_suites_pass_the_tokenizer_rules():
     assert {name: [str(f) for f in pstoken.findings(source)] for name, source in sources.items()} == {
         name: [] for name in sources
     }
+
+
+def values_problems(script_tree, engine_tree) -> list[str]:
+    """The variables that the engine functions ``script_tree`` runs (directly or through each
+    other) read, and that neither the engine sets, nor this script's values block gives, nor the
+    script hands over: Set-StrictMode stops at each (VariableIsUndefined) when that script runs it."""
+    from test_powershell import free_variables, functions, reachable, script_assignments
+
+    library = functions(engine_tree.root_node, top_level=True)
+    given = {key.lower() for key in pwsh.assignments(script_tree)} | set(script_assignments(engine_tree)) | HANDED
+    called = {pwsh._command_name(node) for node in pwsh.walk(script_tree.root_node)} & set(library)
+    return [
+        f"{function} reads ${variable}"
+        for function in sorted(reachable(library, called, set()))
+        for variable in sorted(free_variables(library[function]) - given)
+    ]
+
+
+def test_each_script_gives_every_value_the_engine_functions_it_runs_read(trees, variants):
+    """values_of (above) pools every script's values; here each script is held to its own."""
+    found = [
+        f"{variant} {script}: {problem}"
+        for (variant, script), tree in trees.items()
+        if script != ENGINE
+        for problem in values_problems(tree, trees[variant, ENGINE])
+    ]
+    assert found == []
+
+
+def test_the_values_check_follows_each_script(grammar, variants):
+    """The control: uninstall.ps1 gives no EnvFolder to a function it runs that reads one."""
+    files = variants["machine-hidden"]
+    engine = pwsh.script_text(source(files, ENGINE)).decode("utf-8")
+    planted = engine.replace(
+        "function Remove-BundleFiles {", "function Remove-BundleFiles {\r\n    $probe = $EnvFolder", 1
+    )
+    assert planted != engine
+    uninstall = grammar.parse(pwsh.script_text(files["uninstall.ps1"]))
+    assert values_problems(uninstall, grammar.parse(planted.encode("utf-8"))) == ["remove-bundlefiles reads $envfolder"]

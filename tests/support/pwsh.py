@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 # Constructs of PowerShell 7 that Windows PowerShell 5.1 cannot parse
@@ -205,26 +206,48 @@ def _changes_state(node) -> bool:
     return False
 
 
-def _condition(node) -> str:
-    pipeline = next((c for c in node.children if c.type == "pipeline"), None)
-    return pipeline.text.decode() if pipeline is not None else ""
+GUARDS = ("$PSCmdlet.ShouldProcess(", "$Cmdlet.ShouldProcess(")  # the script's own; or the engine's Confirm-Change
+_WRAPPERS = ("pipeline", "pipeline_chain", "unary_expression", "parenthesized_expression")
 
 
-GUARDS = ("$PSCmdlet.ShouldProcess(", "$Cmdlet.ShouldProcess(", "Confirm-Change ")
+def _unwrapped(node):
+    """``node`` without the pipeline, parentheses and operator-less unary nodes around one expression."""
+    while (
+        node.type in _WRAPPERS
+        and len(node.named_children) == 1
+        and (node.type != "unary_expression" or node.child_count == 1)
+    ):
+        node = node.named_children[0]
+    return node
+
+
+def _is_guard_call(node) -> bool:
+    node = _unwrapped(node)
+    if node.type == "command":
+        return _command_name(node) == "confirm-change"
+    return node.type == "invocation_expression" and node.text.decode().startswith(GUARDS)
+
+
+def _conjuncts(node) -> list:
+    """The operands of a condition's top-level -and chain (the condition itself when it is none)."""
+    node = _unwrapped(node) if node.type in ("pipeline", "pipeline_chain") else node
+    while node.type in ("pipeline", "pipeline_chain") and node.child_count == 1:
+        node = node.children[0]
+    if node.type == "logical_expression" and any(c.type.lower() == "-and" for c in node.children):
+        left, right = node.named_children[0], node.named_children[-1]
+        return _conjuncts(left) + _conjuncts(right)
+    return [node]
 
 
 def _guarded(node) -> bool:
-    """Inside the 'then' block of an if/elseif whose condition asks ShouldProcess: the script's
-    own, or the engine's Confirm-Change, which asks the script's."""
+    """Inside the 'then' block of an if/elseif whose condition cannot be true unless ShouldProcess
+    said yes: the condition is the call (the script's own, or the engine's Confirm-Change, which
+    asks the script's), or an -and chain with the call as one operand; not negated, not -or'd."""
     child, parent = node, node.parent
     while parent is not None:
         if parent.type in ("if_statement", "elseif_clause") and child.type == "statement_block":
-            condition = _condition(parent)
-            if (
-                any(guard in condition for guard in GUARDS)
-                and "-not $PSCmdlet" not in condition
-                and "-not (Confirm-Change" not in condition
-            ):
+            condition = next((c for c in parent.children if c.type == "pipeline"), None)
+            if condition is not None and any(_is_guard_call(part) for part in _conjuncts(condition)):
                 return True
         child, parent = parent, parent.parent
     return False
@@ -233,7 +256,10 @@ def _guarded(node) -> bool:
 # Changes outside the scripts' ShouldProcess, each for a reason: the engine's copy for this run,
 # in a folder the script makes with its own ACL and deletes at the end; the plan the caller
 # asked for with -Plan (Write-BundlePlan); Confirm-Change's own bookkeeping.
-UNGUARDED_BY_DESIGN = ("$engineFolder", "[IO.File]::WriteAllText($Path, (ConvertTo-Json -InputObject @($PlanEntries)")
+UNGUARDED_BY_DESIGN = (
+    re.compile(r"\$engineFolder\b"),
+    re.compile(re.escape("[IO.File]::WriteAllText($Path, (ConvertTo-Json -InputObject @($PlanEntries)")),
+)
 
 
 def _enclosing_function(node) -> str | None:
@@ -257,7 +283,7 @@ def unguarded_changes(tree) -> list[str]:
         for node in nodes:
             name = _command_name(node)
             if _changes_state(node) or (name is not None and name in changing_functions):
-                if not _guarded(node) and not any(reason in node.text.decode() for reason in UNGUARDED_BY_DESIGN):
+                if not _guarded(node) and not any(reason.search(node.text.decode()) for reason in UNGUARDED_BY_DESIGN):
                     found.append(node)
         new_functions = {f for f in map(_enclosing_function, found) if f is not None} - changing_functions
         if not new_functions:
