@@ -588,3 +588,77 @@ def test_install_runs_no_python(grammar):
         "line 1: & $pythonexe -m pip install notebook",
         "line 2: start-process python.exe",
     ]
+
+
+# ---- the run's lock: released at the end of the run, not only when the process ends -----------
+
+
+def _in_finally(node) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if parent.type == "finally_clause":
+            return True
+        parent = parent.parent
+    return False
+
+
+def lock_problems(engine_tree, script_trees: dict) -> list[str]:
+    """A run's lock (Lock-Bundle, kept in $script:Lock) is released by Stop-BundleRun in a finally,
+    and each script that takes it calls Stop-BundleRun in its own finally: an administrator's
+    console outlives the run, and a lock left held there makes Group Policy's next run fail."""
+    from support.program import engine_functions
+
+    functions = engine_functions(engine_tree)
+    problems = []
+    takes = [
+        name
+        for name, node in functions.items()
+        if any(
+            n.type == "assignment_expression" and "$script:Lock = Lock-Bundle" in n.text.decode() for n in walk(node)
+        )
+    ]
+    if not takes:
+        problems.append("no step takes the lock into $script:Lock")
+    releases = [
+        n
+        for n in walk(functions["stop-bundlerun"])
+        if n.type == "invocation_expression"
+        and n.children[0].text.decode() == "$script:Lock"
+        and next(c for c in n.children if c.type == "member_name").text.decode() == "ReleaseMutex"
+    ]
+    if not any(_in_finally(n) for n in releases):
+        problems.append("Stop-BundleRun does not release $script:Lock in a finally")
+    for script, tree in script_trees.items():
+        calls = [node for name, node in commands(tree) if name == "stop-bundlerun"]
+        if not any(_in_finally(node) for node in calls):
+            problems.append(f"{script} does not call Stop-BundleRun in a finally")
+    return problems
+
+
+def test_each_run_releases_its_lock(grammar):
+    from support.program import engine_name
+
+    files = render_bundle()
+    engine = tree(grammar, files[engine_name(files)])
+    assert lock_problems(engine, {name: tree(grammar, files[name]) for name in SCRIPTS}) == []
+
+
+def test_the_lock_check_can_fail(grammar):
+    """The control: 0.2.2's Stop-BundleRun, which left the lock to the end of the process."""
+    old = """
+function Read-InstallBundle {
+    $script:Lock = Lock-Bundle -Seconds $LockWaitSeconds
+}
+function Stop-BundleRun {
+    param([string]$PlanPath)
+    Write-BundlePlan -Path $PlanPath
+    if ($Run.ContainsKey('Transcript') -and $Run.Transcript) {
+        Stop-Transcript | Out-Null
+    }
+}
+"""
+    script = "try { Read-InstallBundle } catch { exit 1 }\r\nStop-BundleRun -PlanPath $Plan\r\n"
+    assert lock_problems(tree(grammar, old), {"install.ps1": tree(grammar, script)}) == [
+        "Stop-BundleRun does not release $script:Lock in a finally",
+        "install.ps1 does not call Stop-BundleRun in a finally",
+    ]

@@ -24,7 +24,8 @@ function Confirm-Elevated {
 function Lock-Bundle {
     # One run of this bundle's install.ps1 or uninstall.ps1 at a time on this machine (a
     # Group Policy startup script, Intune and an administrator may overlap): the next one
-    # waits. Windows releases the lock when the process ends, however it ends.
+    # waits. Stop-BundleRun releases the lock at the end of the run; Windows, when the process
+    # ends, however it ends.
     param([int]$Seconds)
     try {
         $mutex = New-Object Threading.Mutex($false, "Global\gen-bundle-$BundleName")

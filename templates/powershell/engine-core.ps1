@@ -84,6 +84,9 @@ function Write-BundlePlan {
     # it was made or (-WhatIf) only shown. UTF-8 without a BOM.
     param([string]$Path)
     if ($Path) {
+        # A relative -Plan is below PowerShell's current folder, as for any cmdlet: .NET would take
+        # the process's, which Set-Location does not change (an elevated console's is System32).
+        $Path = [IO.Path]::GetFullPath([IO.Path]::Combine((Get-Location -PSProvider FileSystem).ProviderPath, $Path))
         [IO.File]::WriteAllText($Path, (ConvertTo-Json -InputObject @($PlanEntries) -Depth 3), (New-Object Text.UTF8Encoding($false)))
     }
 }

@@ -1,7 +1,8 @@
 # ---- install: the steps of install.ps1, in its order; each decides from what the preflight found ----
 # $Run holds what one step finds for the next: the bundle's checked bytes, the preflight's
-# decisions, and what changed.
+# decisions, and what changed. $Lock is the run's lock (Lock-Bundle), which Stop-BundleRun releases.
 $Run = @{}
+$Lock = $null
 
 function Read-InstallBundle {
     # One run of the bundle at a time (not under -WhatIf, which changes nothing), then every file
@@ -341,10 +342,20 @@ function Start-BundleServer {
 }
 
 function Stop-BundleRun {
-    # At the end of every run, however it ends: the plan written (-Plan), the log closed.
+    # At the end of every run, however it ends: the plan written (-Plan), the log closed, the lock
+    # released - in a console the process, whose end would release it, outlives the run, and the
+    # next run (Group Policy, Intune) would wait for it and fail.
     param([string]$PlanPath)
-    Write-BundlePlan -Path $PlanPath
-    if ($Run.ContainsKey('Transcript') -and $Run.Transcript) {
-        Stop-Transcript | Out-Null
+    try {
+        Write-BundlePlan -Path $PlanPath
+    } finally {
+        if ($Run.ContainsKey('Transcript') -and $Run.Transcript) {
+            Stop-Transcript | Out-Null
+        }
+        if ($script:Lock) {
+            $script:Lock.ReleaseMutex()
+            $script:Lock.Dispose()
+            $script:Lock = $null
+        }
     }
 }

@@ -77,6 +77,17 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         Test-Path -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle') | Should -BeFalse
         Remove-Item -LiteralPath $plan
     }
+    It 'writes a relative -Plan below PowerShell''s current folder, not the process''s' {
+        $folder = Join-Path ([IO.Path]::GetTempPath()) ('gen-bundle-plan-here-' + [Guid]::NewGuid().ToString('N'))
+        New-Item -ItemType Directory -Path $folder | Out-Null
+        $install = Join-Path $script:Bundle 'install.ps1'
+        # Set-Location moves PowerShell's folder; the child process's own stays the one it inherited.
+        $ErrorActionPreference = 'Continue'  # 5.1 would turn the child's stderr into an error
+        $output = & $script:Shell -NoProfile -ExecutionPolicy Bypass -Command "Set-Location -LiteralPath '$folder'; & '$install' -WhatIf -Plan 'plan.json'; exit `$LASTEXITCODE" 2>&1
+        $LASTEXITCODE | Should -Be 0 -Because ($output | Out-String)
+        Test-Path -LiteralPath (Join-Path $folder 'plan.json') -PathType Leaf | Should -BeTrue
+        Remove-Item -LiteralPath $folder -Recurse -Force
+    }
     It 'refuses an engine that is not the one the script names, even with SHA256SUMS rewritten' {
         $copy = Join-Path ([IO.Path]::GetTempPath()) ('gen-bundle-engine-' + [Guid]::NewGuid().ToString('N'))
         Copy-Item -LiteralPath $script:Bundle -Destination $copy -Recurse

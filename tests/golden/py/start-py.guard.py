@@ -1,4 +1,4 @@
-r"""gen-bundle 0.2.2: who answers at 127.0.0.13:80, and one-click sign-in to http://py/.
+r"""gen-bundle 0.2.3: who answers at 127.0.0.13:80, and one-click sign-in to http://py/.
 
 Any account on this PC may listen on a free loopback address. So before the
 user's secret goes anywhere, the operating system is asked which process

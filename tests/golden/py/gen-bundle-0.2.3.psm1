@@ -1,8 +1,8 @@
-﻿# gen-bundle 0.2.2: the engine of every bundle this version makes.
+﻿# gen-bundle 0.2.3: the engine of every bundle this version makes.
 #
 # install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
 # this module holds what each step does. It is the same file, byte for byte, in every bundle
-# of gen-bundle 0.2.2, whatever its inputs: a reviewer who approved it once recognises it by
+# of gen-bundle 0.2.3, whatever its inputs: a reviewer who approved it once recognises it by
 # its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
 # bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
 # in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
@@ -13,8 +13,8 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.2.2'
-$EngineFile        = 'gen-bundle-0.2.2.psm1'
+$EngineVersion     = '0.2.3'
+$EngineFile        = 'gen-bundle-0.2.3.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
@@ -121,6 +121,9 @@ function Write-BundlePlan {
     # it was made or (-WhatIf) only shown. UTF-8 without a BOM.
     param([string]$Path)
     if ($Path) {
+        # A relative -Plan is below PowerShell's current folder, as for any cmdlet: .NET would take
+        # the process's, which Set-Location does not change (an elevated console's is System32).
+        $Path = [IO.Path]::GetFullPath([IO.Path]::Combine((Get-Location -PSProvider FileSystem).ProviderPath, $Path))
         [IO.File]::WriteAllText($Path, (ConvertTo-Json -InputObject @($PlanEntries) -Depth 3), (New-Object Text.UTF8Encoding($false)))
     }
 }
@@ -151,7 +154,8 @@ function Confirm-Elevated {
 function Lock-Bundle {
     # One run of this bundle's install.ps1 or uninstall.ps1 at a time on this machine (a
     # Group Policy startup script, Intune and an administrator may overlap): the next one
-    # waits. Windows releases the lock when the process ends, however it ends.
+    # waits. Stop-BundleRun releases the lock at the end of the run; Windows, when the process
+    # ends, however it ends.
     param([int]$Seconds)
     try {
         $mutex = New-Object Threading.Mutex($false, "Global\gen-bundle-$BundleName")
@@ -1161,8 +1165,9 @@ function Test-ServerAnswer {
 
 # ---- install: the steps of install.ps1, in its order; each decides from what the preflight found ----
 # $Run holds what one step finds for the next: the bundle's checked bytes, the preflight's
-# decisions, and what changed.
+# decisions, and what changed. $Lock is the run's lock (Lock-Bundle), which Stop-BundleRun releases.
 $Run = @{}
+$Lock = $null
 
 function Read-InstallBundle {
     # One run of the bundle at a time (not under -WhatIf, which changes nothing), then every file
@@ -1502,11 +1507,21 @@ function Start-BundleServer {
 }
 
 function Stop-BundleRun {
-    # At the end of every run, however it ends: the plan written (-Plan), the log closed.
+    # At the end of every run, however it ends: the plan written (-Plan), the log closed, the lock
+    # released - in a console the process, whose end would release it, outlives the run, and the
+    # next run (Group Policy, Intune) would wait for it and fail.
     param([string]$PlanPath)
-    Write-BundlePlan -Path $PlanPath
-    if ($Run.ContainsKey('Transcript') -and $Run.Transcript) {
-        Stop-Transcript | Out-Null
+    try {
+        Write-BundlePlan -Path $PlanPath
+    } finally {
+        if ($Run.ContainsKey('Transcript') -and $Run.Transcript) {
+            Stop-Transcript | Out-Null
+        }
+        if ($script:Lock) {
+            $script:Lock.ReleaseMutex()
+            $script:Lock.Dispose()
+            $script:Lock = $null
+        }
     }
 }
 
