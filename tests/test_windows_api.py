@@ -929,32 +929,86 @@ WIN32 = {
     ("advapi32", "GetLengthSid"): ("DWORD", True, API + "securitybaseapi/nf-securitybaseapi-getlengthsid"),
     ("advapi32", "LookupAccountSidW"): ("BOOL", True, API + "winbase/nf-winbase-lookupaccountsidw"),
     ("user32", "MessageBoxW"): ("int", False, API + "winuser/nf-winuser-messageboxw"),
+    # The broker (templates/python/broker.py) and the registration of each server (registration.py).
+    ("kernel32", "CreateNamedPipeW"): ("HANDLE", True, API + "namedpipeapi/nf-namedpipeapi-createnamedpipew"),
+    ("kernel32", "ConnectNamedPipe"): ("BOOL", True, API + "namedpipeapi/nf-namedpipeapi-connectnamedpipe"),
+    ("kernel32", "DisconnectNamedPipe"): ("BOOL", True, API + "namedpipeapi/nf-namedpipeapi-disconnectnamedpipe"),
+    ("kernel32", "PeekNamedPipe"): ("BOOL", True, API + "namedpipeapi/nf-namedpipeapi-peeknamedpipe"),
+    ("kernel32", "GetNamedPipeClientProcessId"): (
+        "BOOL",
+        True,
+        API + "winbase/nf-winbase-getnamedpipeclientprocessid",
+    ),
+    ("kernel32", "ReadFile"): ("BOOL", True, API + "fileapi/nf-fileapi-readfile"),
+    ("kernel32", "WriteFile"): ("BOOL", True, API + "fileapi/nf-fileapi-writefile"),
+    ("kernel32", "CreateFileW"): ("HANDLE", True, API + "fileapi/nf-fileapi-createfilew"),
+    ("kernel32", "GetFileType"): ("DWORD", True, API + "fileapi/nf-fileapi-getfiletype"),
+    ("kernel32", "GetFileInformationByHandle"): ("BOOL", True, API + "fileapi/nf-fileapi-getfileinformationbyhandle"),
+    ("kernel32", "GetCurrentThread"): (
+        "HANDLE",
+        False,
+        API + "processthreadsapi/nf-processthreadsapi-getcurrentthread",
+    ),
+    ("kernel32", "LocalFree"): ("HANDLE", True, API + "winbase/nf-winbase-localfree"),
+    ("kernel32", "CreateJobObjectW"): ("HANDLE", True, API + "jobapi2/nf-jobapi2-createjobobjectw"),
+    ("kernel32", "SetInformationJobObject"): ("BOOL", True, API + "jobapi2/nf-jobapi2-setinformationjobobject"),
+    ("kernel32", "AssignProcessToJobObject"): ("BOOL", True, API + "jobapi2/nf-jobapi2-assignprocesstojobobject"),
+    ("advapi32", "ConvertStringSecurityDescriptorToSecurityDescriptorW"): (
+        "BOOL",
+        True,
+        API + "sddl/nf-sddl-convertstringsecuritydescriptortosecuritydescriptorw",
+    ),
+    ("advapi32", "ConvertSidToStringSidW"): ("BOOL", True, API + "sddl/nf-sddl-convertsidtostringsidw"),
+    ("advapi32", "ImpersonateNamedPipeClient"): (
+        "BOOL",
+        True,
+        API + "namedpipeapi/nf-namedpipeapi-impersonatenamedpipeclient",
+    ),
+    ("advapi32", "OpenThreadToken"): ("BOOL", True, API + "processthreadsapi/nf-processthreadsapi-openthreadtoken"),
+    ("advapi32", "RevertToSelf"): ("BOOL", False, API + "securitybaseapi/nf-securitybaseapi-reverttoself"),
+    ("advapi32", "GetSecurityInfo"): ("DWORD", True, API + "aclapi/nf-aclapi-getsecurityinfo"),
+    ("advapi32", "SetNamedSecurityInfoW"): ("DWORD", True, API + "aclapi/nf-aclapi-setnamedsecurityinfow"),
+    ("advapi32", "GetSecurityDescriptorDacl"): (
+        "BOOL",
+        True,
+        API + "securitybaseapi/nf-securitybaseapi-getsecuritydescriptordacl",
+    ),
+    ("advapi32", "RegisterEventSourceW"): ("HANDLE", True, API + "winbase/nf-winbase-registereventsourcew"),
+    ("advapi32", "ReportEventW"): ("BOOL", True, API + "winbase/nf-winbase-reporteventw"),
+    ("ntdll", "NtQuerySystemInformation"): ("NTSTATUS", True, API + "winternl/nf-winternl-ntquerysysteminformation"),
 }
 RESTYPES = {"HANDLE": "wintypes.HANDLE", "DWORD": "wintypes.DWORD"}
+# The broker's files declare every function whole: restype always (a BOOL too), argtypes always (empty too).
+STRICT_RESTYPES = {**RESTYPES, "BOOL": "wintypes.BOOL", "NTSTATUS": "ctypes.c_long", "int": "ctypes.c_int"}
+BROKER_FILES = ("broker.py", "registration.py")  # templates/python, read as they are: not in the bundle yet
 
 
-def ctypes_problems(source: str) -> tuple[list[str], set]:
-    """Per WinDLL object (a function's own: restype and argtypes belong to the object that set
-    them), every function called is in WIN32, declares restype when its return is not an int,
-    and argtypes when it takes a handle or a pointer, before the call."""
+def ctypes_problems(source: str, strict: bool = False) -> tuple[list[str], set]:
+    """Per WinDLL object (a function's own, or a class's: restype and argtypes belong to the object
+    that set them), every function called is in WIN32, declares restype when its return is not an
+    int, and argtypes when it takes a handle or a pointer, before the call. ``strict``: every
+    function declares both, restype as STRICT_RESTYPES names its return type. A WinDLL object is
+    named by a variable or an attribute (``self.kernel32``), by every target it is assigned to."""
     problems, called = [], set()
     tree = ast.parse(source)
 
     def walk(scope):
-        """The scope's nodes, nested functions included (closures share its WinDLL objects);
-        the module's without its functions, which are scopes of their own."""
+        """The scope's nodes, nested functions included (closures share its WinDLL objects, a
+        class's methods its attributes); the module's without its functions and classes, which
+        are scopes of their own."""
         yield from ast.walk(scope) if scope is not tree else _module_level(tree)
 
-    for scope in [tree, *(n for n in tree.body if isinstance(n, ast.FunctionDef))]:
+    for scope in [tree, *(n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)))]:
         dlls = {}
         for node in walk(scope):
             if (
                 isinstance(node, ast.Assign)
                 and isinstance(node.value, ast.Call)
                 and ast.unparse(node.value.func) == "ctypes.WinDLL"
-                and isinstance(node.targets[0], ast.Name)
             ):
-                dlls[node.targets[0].id] = node.value.args[0].value.lower()
+                for target in node.targets:
+                    if isinstance(target, (ast.Name, ast.Attribute)):
+                        dlls[ast.unparse(target)] = node.value.args[0].value.lower()
         declared: dict[tuple, dict[str, str]] = {}
         for node in walk(scope):
             if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Attribute):
@@ -962,17 +1016,16 @@ def ctypes_problems(source: str) -> tuple[list[str], set]:
                 if (
                     target.attr in ("restype", "argtypes")
                     and isinstance(target.value, ast.Attribute)
-                    and isinstance(target.value.value, ast.Name)
-                    and target.value.value.id in dlls
+                    and ast.unparse(target.value.value) in dlls
                 ):
-                    key = (dlls[target.value.value.id], target.value.attr)
+                    key = (dlls[ast.unparse(target.value.value)], target.value.attr)
                     declared.setdefault(key, {})[target.attr] = ast.unparse(node.value)
         for node in walk(scope):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
             owner = node.func.value
-            if isinstance(owner, ast.Name) and owner.id in dlls:
-                key = (dlls[owner.id], node.func.attr)
+            if isinstance(owner, (ast.Name, ast.Attribute)) and ast.unparse(owner) in dlls:
+                key = (dlls[ast.unparse(owner)], node.func.attr)
             elif isinstance(owner, ast.Call) and ast.unparse(owner.func) == "ctypes.WinDLL":
                 key = (owner.args[0].value.lower(), node.func.attr)
             else:
@@ -985,16 +1038,21 @@ def ctypes_problems(source: str) -> tuple[list[str], set]:
                 continue
             returns, pointers, _ = facts
             have = declared.get(key, {})
-            if returns in RESTYPES and have.get("restype") != RESTYPES[returns]:
-                problems.append(f"{where} returns {returns}: restype must be {RESTYPES[returns]}")
-            if pointers and "argtypes" not in have:
-                problems.append(f"{where} takes a handle or a pointer: argtypes must be set")
+            wanted = STRICT_RESTYPES if strict else RESTYPES
+            if returns in wanted and have.get("restype") != wanted[returns]:
+                problems.append(f"{where} returns {returns}: restype must be {wanted[returns]}")
+            if (pointers or strict) and "argtypes" not in have:
+                problems.append(
+                    f"{where} takes a handle or a pointer: argtypes must be set"
+                    if pointers
+                    else f"{where}: argtypes must be set"
+                )
     return sorted(problems, key=lambda p: int(p.split(":")[0].split()[1])), called
 
 
 def _module_level(tree):
-    """The module's nodes outside its functions."""
-    todo = [n for n in tree.body if not isinstance(n, ast.FunctionDef)]
+    """The module's nodes outside its functions and classes."""
+    todo = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.ClassDef))]
     while todo:
         node = todo.pop()
         yield node
@@ -1006,6 +1064,12 @@ def test_every_win32_function_called_through_ctypes_is_declared(canonical_files)
     called = set()
     for name in ("start-py.config.py", "start-py.guard.py"):
         problems, used = ctypes_problems(canonical_files[name].decode("utf-8"))
+        assert problems == [], name
+        called |= used
+    for name in BROKER_FILES:
+        problems, used = ctypes_problems(
+            (REPO / "templates" / "python" / name).read_text(encoding="utf-8"), strict=True
+        )
         assert problems == [], name
         called |= used
     assert called == set(WIN32)  # the table holds what is called, and no more
@@ -1025,6 +1089,32 @@ def test_the_ctypes_check_can_fail():
         "kernel32.WaitForMultipleObjects returns DWORD: restype must be wintypes.DWORD",
         "kernel32.Beep is not in the table of Win32 functions",
     ]
+
+
+def test_the_strict_ctypes_check_reads_the_broker_classes_and_can_fail():
+    """The broker declares its functions in WindowsPlatform.__init__ on attributes (self.kernel32) and
+    calls them from the class's other methods: the check follows them there, and in strict mode wants
+    a BOOL's restype and an empty argtypes too."""
+    old = (REPO / "templates" / "python" / "broker.py").read_text(encoding="utf-8")
+    for line in (
+        "        kernel32.PeekNamedPipe.restype = wintypes.BOOL\n",
+        "        kernel32.GetCurrentThread.argtypes = []\n",
+        "        iphlpapi.GetExtendedTcpTable.restype = wintypes.DWORD\n",
+        "        advapi32.GetSecurityInfo.argtypes = [wintypes.HANDLE, ctypes.c_int, wintypes.DWORD] + [pointer] * 5\n",
+    ):
+        assert line in old
+        old = old.replace(line, "")
+    problems, called = ctypes_problems(old, strict=True)
+    assert sorted(p.split(": ", 1)[1] for p in problems) == [
+        "advapi32.GetSecurityInfo takes a handle or a pointer: argtypes must be set",
+        "iphlpapi.GetExtendedTcpTable returns DWORD: restype must be wintypes.DWORD",
+        "kernel32.GetCurrentThread: argtypes must be set",
+        "kernel32.PeekNamedPipe returns BOOL: restype must be wintypes.BOOL",
+    ]
+    assert ("ntdll", "NtQuerySystemInformation") in called  # called from a method, declared in __init__
+    assert ctypes_problems(old)[0] == [
+        p for p in problems if "GetSecurityInfo" in p or "GetExtendedTcpTable" in p
+    ]  # without strict, only what the other files are held to
 
 
 def test_the_watchdog_watches_every_process_between_the_server_and_the_task(trees):

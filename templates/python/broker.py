@@ -1,0 +1,1285 @@
+"""gen-bundle's broker: http://NAME/ for every account of this PC, each to its own server.
+
+Why it exists: a loopback address belongs to the first process that binds it, and any
+account can bind one. So one process, started at boot by its own scheduled task as LOCAL
+SERVICE, holds the bundle's address for as long as Windows runs, and every account's
+notebook server registers behind it. No token, cookie or password is asked of anyone: the
+operating system says which account (Windows: which session) owns the other end of each
+browser connection, and the broker sends that connection to the server registered by that
+account, or answers with its own page.
+
+Two processes:
+  supervisor  binds IP:PORT (exclusively) and the registration channel once, and never
+              lets go of them: it hands both to a worker and starts a new worker whenever
+              one ends. A restart of the worker never frees the address.
+  worker      the HTTP proxy (tornado, which comes with notebook) and the registry.
+
+Registration: each account's server connects to the channel (Windows: a named pipe whose
+first instance the supervisor created; POSIX: a Unix socket in a folder only the broker can
+write), and the OS tells the broker who connected (ImpersonateNamedPipeClient / SO_PEERCRED).
+The secret never travels on the channel: the message names a file that only the server's
+account and the broker can read; the broker checks the file's owner is the account that
+connected, and that the process listening on 127.0.0.1 at the file's port is that account's
+(Windows: the registering process itself). A registration lasts exactly as long as the
+server keeps its connection open.
+
+Run: python -I broker.py serve --ip IP --port PORT --name NAME --channel CHANNEL --log FILE
+Standard library and tornado only.
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+REQUEST_SECRET_HEADER = "X-Gen-Bundle-Broker"  # the only header the server's sign-in accepts
+MAX_REGISTRATION_BYTES = 4096
+MAX_SECRET_FILE_BYTES = 4096
+MAX_CONNECTIONS_PER_ACCOUNT = 256
+MAX_HEADER_BYTES = 65536
+MAX_BODY_BYTES = 512 * 1024 * 1024
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+IDLE_SECONDS = 300  # a connection that sends nothing, headers included, for this long is closed
+BODY_SECONDS = 600
+REGISTRATION_SECONDS = 10  # to send the one registration line
+LOG_BYTES = 1024 * 1024
+LISTENER_SCAN_SECONDS = 60
+RESTART_FIRST, RESTART_CAP, RESTART_STABLE = 1, 60, 60
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# Never forwarded in either direction (RFC 9110 7.6.1), with the headers the broker owns.
+HOP_BY_HOP = frozenset(h.lower() for h in (
+    "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection", "TE", "Trailer",
+    "Transfer-Encoding", "Upgrade", "Host", "Authorization", REQUEST_SECRET_HEADER, "Expect",
+    "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip"))
+WEBSOCKET_OWN = frozenset(("sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
+                           "sec-websocket-accept", "sec-websocket-protocol"))
+
+# Event IDs (Windows Application log, source gen-bundle-broker; the same numbers in the log file).
+EVENT_STARTED, EVENT_BIND_FAILED, EVENT_OTHER_LISTENER, EVENT_WORKER_ENDED = 100, 101, 102, 103
+EVENT_REGISTERED, EVENT_REGISTRATION_REFUSED, EVENT_REGISTRATION_ENDED = 200, 201, 202
+EVENT_CONNECTION_REFUSED = 300
+QUIET_EVENTS = (EVENT_CONNECTION_REFUSED,)
+
+
+# ---- the log: decisions as typed data, never a secret ----
+
+class Log:
+    """One JSON object a line, kept under LOG_BYTES (the older half moves to FILE.1)."""
+
+    def __init__(self, path, role):
+        self.path = path
+        self.role = role
+        self.quiet_until = {}
+
+    def event(self, event_id, message, **fields):
+        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(), "role": self.role,
+                  "event": event_id, "message": message}
+        record.update({key: clean(value) for key, value in fields.items()})
+        line = json.dumps(record, ensure_ascii=True, sort_keys=True) + "\n"
+        try:
+            if os.path.getsize(self.path) + len(line) > LOG_BYTES:
+                os.replace(self.path, self.path + ".1")
+        except OSError:
+            pass
+        try:
+            # Administrators (and the broker) only: the folder install.ps1 makes says so on
+            # Windows; here the file's own mode.
+            with open(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="ascii") as out:
+                out.write(line)
+        except OSError:
+            sys.stderr.write(line)
+        if event_id not in QUIET_EVENTS or self.quiet_until.get(event_id, 0) <= time.monotonic():
+            # A refused request goes to the event log at most once a minute; the file has each one.
+            self.quiet_until[event_id] = time.monotonic() + 60
+            PLATFORM.report_event(event_id, message, record)
+
+
+def clean(value):
+    """What a request or a peer sent, as data: no control characters, no %, at most 200 characters."""
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [clean(item) for item in value]
+    text = str(value)[:200]
+    return "".join(c if (" " <= c < "\x7f" and c != "%") else "\\x%02x" % ord(c) if ord(c) < 256
+                   else "\\u%04x" % ord(c) for c in text)
+
+
+# ---- what the operating system says (POSIX here; Windows in WindowsPlatform) ----
+
+def proc_net_key(ip, port):
+    """The local-address column of /proc/net/tcp for an IPv4 address: each 32-bit word in host order."""
+    return socket.inet_aton(ip)[::-1].hex().upper() + ":%04X" % port
+
+
+class PosixPlatform:
+    """Linux: /proc/net/tcp gives each socket's owning uid, SO_PEERCRED the channel's peer."""
+
+    def bind_exclusive(self, ip, port):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # On Linux SO_REUSEADDR only lets this bind pass connections left in TIME_WAIT: while this
+        # socket listens, no other socket can bind the port on this address or on 0.0.0.0.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((ip, port))
+        listener.listen(128)
+        listener.set_inheritable(True)
+        return listener
+
+    def open_channel(self, path):
+        folder = os.path.dirname(path)
+        info = os.lstat(folder)
+        if info.st_uid != os.geteuid() or info.st_mode & 0o022 or not os.path.isdir(folder):
+            raise OSError("the channel's folder %s must be a folder of this account that no other can write" % folder)
+        try:
+            if os.lstat(path).st_uid == os.geteuid():
+                os.unlink(path)  # this broker's socket from before a restart of the machine's service
+        except FileNotFoundError:
+            pass
+        channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        channel.bind(path)
+        os.chmod(path, 0o666)  # every account may connect; SO_PEERCRED says who did
+        channel.listen(64)
+        channel.set_inheritable(True)
+        return channel
+
+    SERVICE_SESSION = None  # POSIX has no session 0 to refuse: the routing key is the uid
+
+    def start_worker(self, argv, listener, channel):
+        """The worker inherits both sockets; its standard input is its lifeline (EOF: the
+        supervisor is gone, and the worker ends too)."""
+        argv = argv + ["--listener-fd", str(listener.fileno()), "--channel-fd", str(channel.fileno())]
+        return subprocess.Popen(argv, pass_fds=(listener.fileno(), channel.fileno()), stdin=subprocess.PIPE)
+
+    def worker_sockets(self, options, lifeline):
+        listener = socket.socket(fileno=options.listener_fd)
+        channel = socket.socket(fileno=options.channel_fd)
+        return listener, channel
+
+    def accept_registrations(self, channel, on_connection, log):
+        """Calls on_connection(PosixChannelConnection) on the event loop for each server that connects."""
+        import tornado.netutil
+
+        def accepted(sock, _address):
+            try:
+                connection = PosixChannelConnection(sock)
+            except OSError as exc:
+                log.event(EVENT_REGISTRATION_REFUSED, "the OS did not say who connected", reason=exc)
+                sock.close()
+                return
+            on_connection(connection)
+
+        channel.setblocking(False)
+        tornado.netutil.add_accept_handler(channel, accepted)
+
+    def read_secret_file(self, path, account):
+        """The registration file, read only when it is a regular file of ``account`` that no
+        other account can read or write."""
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(path, flags)
+        try:
+            info = os.fstat(fd)
+            import stat
+
+            if not stat.S_ISREG(info.st_mode):
+                raise PermissionError("not a regular file")
+            if info.st_uid != account:
+                raise PermissionError("owned by uid %d, not by the registering account (uid %d)" % (info.st_uid, account))
+            if info.st_mode & 0o077:
+                raise PermissionError("readable or writable by other accounts (mode %o)" % (info.st_mode & 0o777))
+            return os.read(fd, MAX_SECRET_FILE_BYTES + 1)
+        finally:
+            os.close(fd)
+
+    def tcp_rows(self):
+        """(state, local, remote, uid) of every IPv4 TCP socket, as /proc/net/tcp shows them."""
+        with open("/proc/net/tcp", encoding="ascii") as table:
+            next(table)
+            return [(f[3], f[1], f[2], int(f[7])) for f in (line.split() for line in table)]
+
+    def connection_owner(self, client, server):
+        """The routing key of the process that owns the client end of a browser connection."""
+        local, remote = proc_net_key(*client), proc_net_key(*server)
+        for state, row_local, row_remote, uid in self.tcp_rows():
+            if row_local == local and row_remote == remote and state == "01":  # ESTABLISHED
+                return uid
+        return None
+
+    def listener_matches(self, port, registration):
+        """True when the process listening on 127.0.0.1:port is the registered account's."""
+        wanted = {proc_net_key("127.0.0.1", port), proc_net_key("0.0.0.0", port)}
+        owners = {uid for state, local, _remote, uid in self.tcp_rows() if state == "0A" and local in wanted}
+        return owners == {registration.account}
+
+    def listeners(self, port, but=None):
+        """Every listener on PORT (0.0.0.0 among them) but the one at address ``but``."""
+        skip = proc_net_key(but, port) if but else None
+        suffix = ":%04X" % port
+        return sorted({"%s uid %d" % (socket.inet_ntoa(bytes.fromhex(local[:8])[::-1]), uid)
+                       for state, local, _remote, uid in self.tcp_rows()
+                       if state == "0A" and local.endswith(suffix) and local[:-5] != (skip or "")[:-5]})
+
+    def report_event(self, event_id, message, record):
+        pass  # the log file is the record here
+
+
+if sys.platform == "win32":
+    import ctypes
+    from ctypes import wintypes
+
+    INVALID_HANDLE_VALUE = ctypes.c_void_p(-1).value
+
+
+class WindowsPlatform:
+    """Windows: every answer from the OS, without privilege (the task runs as LOCAL SERVICE with
+    SeChangeNotifyPrivilege only). GetExtendedTcpTable gives the process at each end of a TCP
+    connection; NtQuerySystemInformation(SystemProcessInformation) each process's session and
+    creation time (ProcessIdToSessionId would need a handle to another account's process, which
+    LOCAL SERVICE cannot open); ImpersonateNamedPipeClient the account at the channel's other end."""
+
+    SERVICE_SESSION = 0
+    # The channel's DACL: SYSTEM and the pipe's owner (this task's account) full control; signed-in
+    # accounts FILE_GENERIC_READ | FILE_WRITE_DATA only. Not FILE_CREATE_PIPE_INSTANCE (0x4, the same bit as
+    # FILE_APPEND_DATA, which GENERIC_WRITE includes): nobody else can serve an instance of the broker's pipe
+    # (Microsoft Learn, "Named Pipe Security and Access Rights").
+    PIPE_SDDL = "D:P(A;;FA;;;SY)(A;;FA;;;OW)(A;;0x12008b;;;AU)"
+    CHANNEL_CONNECTIONS = 256  # at once; each has its own thread
+    WARNINGS = frozenset((EVENT_BIND_FAILED, EVENT_OTHER_LISTENER, EVENT_WORKER_ENDED, EVENT_REGISTRATION_REFUSED,
+                          EVENT_CONNECTION_REFUSED))
+
+    def __init__(self):
+        self.pipe_security = self.event_source = self.job = self.readers = None
+        kernel32 = self.kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        advapi32 = self.advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
+        ntdll = self.ntdll = ctypes.WinDLL("ntdll")
+        iphlpapi = self.iphlpapi = ctypes.WinDLL("iphlpapi")
+        pointer, dword = ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(wintypes.DWORD)
+        kernel32.CreateNamedPipeW.restype = wintypes.HANDLE
+        kernel32.CreateNamedPipeW.argtypes = [wintypes.LPCWSTR] + [wintypes.DWORD] * 6 + [ctypes.c_void_p]
+        kernel32.ConnectNamedPipe.restype = wintypes.BOOL
+        kernel32.ConnectNamedPipe.argtypes = [wintypes.HANDLE, ctypes.c_void_p]
+        kernel32.DisconnectNamedPipe.restype = wintypes.BOOL
+        kernel32.DisconnectNamedPipe.argtypes = [wintypes.HANDLE]
+        kernel32.PeekNamedPipe.restype = wintypes.BOOL
+        kernel32.PeekNamedPipe.argtypes = [wintypes.HANDLE, ctypes.c_void_p, wintypes.DWORD, dword, dword, dword]
+        kernel32.ReadFile.restype = wintypes.BOOL
+        kernel32.ReadFile.argtypes = [wintypes.HANDLE, ctypes.c_void_p, wintypes.DWORD, dword, ctypes.c_void_p]
+        kernel32.WriteFile.restype = wintypes.BOOL
+        kernel32.WriteFile.argtypes = [wintypes.HANDLE, ctypes.c_void_p, wintypes.DWORD, dword, ctypes.c_void_p]
+        kernel32.GetNamedPipeClientProcessId.restype = wintypes.BOOL
+        kernel32.GetNamedPipeClientProcessId.argtypes = [wintypes.HANDLE, ctypes.POINTER(wintypes.ULONG)]
+        kernel32.CloseHandle.restype = wintypes.BOOL
+        kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
+        kernel32.GetCurrentThread.restype = wintypes.HANDLE
+        kernel32.GetCurrentThread.argtypes = []
+        kernel32.GetCurrentProcess.restype = wintypes.HANDLE
+        kernel32.GetCurrentProcess.argtypes = []
+        kernel32.CreateFileW.restype = wintypes.HANDLE
+        kernel32.CreateFileW.argtypes = [wintypes.LPCWSTR, wintypes.DWORD, wintypes.DWORD, ctypes.c_void_p,
+                                         wintypes.DWORD, wintypes.DWORD, wintypes.HANDLE]
+        kernel32.GetFileType.restype = wintypes.DWORD
+        kernel32.GetFileType.argtypes = [wintypes.HANDLE]
+        kernel32.GetFileInformationByHandle.restype = wintypes.BOOL
+        kernel32.GetFileInformationByHandle.argtypes = [wintypes.HANDLE, ctypes.c_void_p]
+        kernel32.LocalFree.restype = wintypes.HANDLE
+        kernel32.LocalFree.argtypes = [ctypes.c_void_p]
+        kernel32.OpenProcess.restype = wintypes.HANDLE
+        kernel32.OpenProcess.argtypes = [wintypes.DWORD, wintypes.BOOL, wintypes.DWORD]
+        kernel32.CreateJobObjectW.restype = wintypes.HANDLE
+        kernel32.CreateJobObjectW.argtypes = [ctypes.c_void_p, wintypes.LPCWSTR]
+        kernel32.SetInformationJobObject.restype = wintypes.BOOL
+        kernel32.SetInformationJobObject.argtypes = [wintypes.HANDLE, ctypes.c_int, ctypes.c_void_p, wintypes.DWORD]
+        kernel32.AssignProcessToJobObject.restype = wintypes.BOOL
+        kernel32.AssignProcessToJobObject.argtypes = [wintypes.HANDLE, wintypes.HANDLE]
+        advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW.restype = wintypes.BOOL
+        advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW.argtypes = [
+            wintypes.LPCWSTR, wintypes.DWORD, pointer, ctypes.POINTER(wintypes.ULONG)]
+        advapi32.ImpersonateNamedPipeClient.restype = wintypes.BOOL
+        advapi32.ImpersonateNamedPipeClient.argtypes = [wintypes.HANDLE]
+        advapi32.OpenThreadToken.restype = wintypes.BOOL
+        advapi32.OpenThreadToken.argtypes = [wintypes.HANDLE, wintypes.DWORD, wintypes.BOOL, ctypes.POINTER(wintypes.HANDLE)]
+        advapi32.OpenProcessToken.restype = wintypes.BOOL
+        advapi32.OpenProcessToken.argtypes = [wintypes.HANDLE, wintypes.DWORD, ctypes.POINTER(wintypes.HANDLE)]
+        advapi32.RevertToSelf.restype = wintypes.BOOL
+        advapi32.RevertToSelf.argtypes = []
+        advapi32.GetTokenInformation.restype = wintypes.BOOL
+        advapi32.GetTokenInformation.argtypes = [wintypes.HANDLE, ctypes.c_int, ctypes.c_void_p, wintypes.DWORD, dword]
+        advapi32.ConvertSidToStringSidW.restype = wintypes.BOOL
+        advapi32.ConvertSidToStringSidW.argtypes = [ctypes.c_void_p, pointer]
+        advapi32.GetSecurityInfo.restype = wintypes.DWORD
+        advapi32.GetSecurityInfo.argtypes = [wintypes.HANDLE, ctypes.c_int, wintypes.DWORD] + [pointer] * 5
+        advapi32.RegisterEventSourceW.restype = wintypes.HANDLE
+        advapi32.RegisterEventSourceW.argtypes = [wintypes.LPCWSTR, wintypes.LPCWSTR]
+        advapi32.ReportEventW.restype = wintypes.BOOL
+        advapi32.ReportEventW.argtypes = [wintypes.HANDLE, wintypes.WORD, wintypes.WORD, wintypes.DWORD, ctypes.c_void_p,
+                                          wintypes.WORD, wintypes.DWORD, ctypes.POINTER(wintypes.LPCWSTR), ctypes.c_void_p]
+        ntdll.NtQuerySystemInformation.restype = ctypes.c_long  # NTSTATUS
+        ntdll.NtQuerySystemInformation.argtypes = [ctypes.c_int, ctypes.c_void_p, wintypes.ULONG,
+                                                   ctypes.POINTER(wintypes.ULONG)]
+        iphlpapi.GetExtendedTcpTable.restype = wintypes.DWORD
+        iphlpapi.GetExtendedTcpTable.argtypes = [ctypes.c_void_p, dword, wintypes.BOOL, wintypes.ULONG, ctypes.c_int,
+                                                 wintypes.ULONG]
+
+    @staticmethod
+    def error(code=None):
+        return ctypes.WinError(ctypes.get_last_error() if code is None else code)
+
+    def bind_exclusive(self, ip, port):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # No socket of another account can then bind this address, not even with SO_REUSEADDR (Microsoft
+        # Learn, "Using SO_REUSEADDR and SO_EXCLUSIVEADDRUSE"); and no SO_REUSEADDR here.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+        listener.bind((ip, port))
+        listener.listen(128)
+        return listener
+
+    def create_pipe(self, name, first=False):
+        """One server instance of \\\\.\\pipe\\NAME, local clients only: the first (the supervisor's, which
+        fails if another process already holds the name) or one more (the worker's, which needs
+        FILE_CREATE_PIPE_INSTANCE on the first one's DACL: only SYSTEM and the owner have it)."""
+        if self.pipe_security is None:
+            descriptor = ctypes.c_void_p()  # kept for the process's life
+            if not self.advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                    self.PIPE_SDDL, 1, ctypes.byref(descriptor), None):  # SDDL_REVISION_1
+                raise self.error()
+
+            class SecurityAttributes(ctypes.Structure):
+                _fields_ = [("nLength", wintypes.DWORD), ("lpSecurityDescriptor", ctypes.c_void_p),
+                            ("bInheritHandle", wintypes.BOOL)]
+
+            self.pipe_security = SecurityAttributes(ctypes.sizeof(SecurityAttributes), descriptor, False)
+        path = name if name.startswith("\\\\.\\pipe\\") else "\\\\.\\pipe\\" + name
+        handle = self.kernel32.CreateNamedPipeW(
+            path, 0x3 | (0x00080000 if first else 0),  # PIPE_ACCESS_DUPLEX, FILE_FLAG_FIRST_PIPE_INSTANCE
+            0x8, 255, 4096, 4096, 0, ctypes.byref(self.pipe_security))  # byte, blocking, PIPE_REJECT_REMOTE_CLIENTS
+        if handle in (None, INVALID_HANDLE_VALUE):
+            raise self.error()
+        return handle
+
+    def open_channel(self, name):
+        """The pipe's first instance: the supervisor keeps it (never connected), so the name stays the
+        broker's while workers come and go. The worker serves instances of its own, by name."""
+        return self.create_pipe(name, first=True)
+
+    def start_worker(self, argv, listener, channel):
+        """The listening socket goes to the worker as WSADuplicateSocket's bytes (socket.share) in one hex
+        line on its standard input, which then stays open: its lifeline."""
+        worker = subprocess.Popen(argv, stdin=subprocess.PIPE)
+        self.contain(worker.pid)
+        try:
+            worker.stdin.write(listener.share(worker.pid).hex().encode("ascii") + b"\n")
+            worker.stdin.flush()
+        except OSError:
+            worker.kill()  # it ends; the supervisor logs that and starts another
+        return worker
+
+    def contain(self, pid):
+        """Best effort: the worker in a job with JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, so that it ends with the
+        supervisor's last handle to the job, even when the supervisor is killed."""
+        if self.job is None:
+            class Limits(ctypes.Structure):  # JOBOBJECT_EXTENDED_LIMIT_INFORMATION
+                _fields_ = [("times", ctypes.c_int64 * 2), ("LimitFlags", wintypes.DWORD),
+                            ("working_set", ctypes.c_size_t * 2), ("ActiveProcessLimit", wintypes.DWORD),
+                            ("Affinity", ctypes.c_size_t), ("classes", wintypes.DWORD * 2),
+                            ("io", ctypes.c_uint64 * 6), ("memory", ctypes.c_size_t * 4)]
+
+            limits = Limits(LimitFlags=0x2000)  # JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+            self.job = self.kernel32.CreateJobObjectW(None, None) or 0
+            if self.job and not self.kernel32.SetInformationJobObject(
+                    self.job, 9, ctypes.byref(limits), ctypes.sizeof(limits)):  # JobObjectExtendedLimitInformation
+                self.job = 0
+        process = self.kernel32.OpenProcess(0x0101, False, pid)  # PROCESS_SET_QUOTA | PROCESS_TERMINATE
+        if process and self.job:
+            self.kernel32.AssignProcessToJobObject(self.job, process)
+        if process:
+            self.kernel32.CloseHandle(process)
+
+    def worker_sockets(self, options, lifeline):
+        """The socket from the supervisor's hex line, read a byte at a time so that nothing after it is
+        taken from end_with_supervisor, which reads the same descriptor afterwards."""
+        line = b""
+        while not line.endswith(b"\n"):
+            byte = os.read(lifeline, 1)
+            if not byte or len(line) > 8192:
+                os._exit(0)  # the supervisor is gone
+            line += byte
+        return socket.fromshare(bytes.fromhex(line.decode("ascii"))), options.channel
+
+    def accept_registrations(self, channel, on_connection, log):
+        """A thread creates an instance of the pipe, waits for a client (ConnectNamedPipe), and gives
+        the connection a thread of its own (WindowsChannelConnection), which hands it to the loop."""
+        import asyncio
+        import functools
+
+        loop = asyncio.get_running_loop()
+        slots = threading.BoundedSemaphore(self.CHANNEL_CONNECTIONS)
+
+        def serve():
+            while True:
+                slots.acquire()
+                try:
+                    handle = self.create_pipe(channel)
+                except OSError as exc:
+                    slots.release()
+                    loop.call_soon_threadsafe(functools.partial(
+                        log.event, EVENT_REGISTRATION_REFUSED, "cannot open an instance of the channel", reason=exc))
+                    time.sleep(5)
+                    continue
+                if self.kernel32.ConnectNamedPipe(handle, None) or ctypes.get_last_error() == 535:  # PIPE_CONNECTED
+                    connection = WindowsChannelConnection(self, handle, loop)
+                    threading.Thread(target=connection.run, args=(on_connection, log, slots.release),
+                                     daemon=True).start()
+                else:
+                    self.kernel32.CloseHandle(handle)
+                    slots.release()
+
+        threading.Thread(target=serve, name="channel", daemon=True).start()
+
+    def pipe_available(self, handle):
+        """How many bytes wait in the pipe, or None once the client is gone. PeekNamedPipe never blocks:
+        a ReadFile blocked on a synchronous handle would hold every other call on it."""
+        available = wintypes.DWORD()
+        if not self.kernel32.PeekNamedPipe(handle, None, 0, None, ctypes.byref(available), None):
+            return None
+        return available.value
+
+    def read_handle(self, handle, size):
+        buffer, done = ctypes.create_string_buffer(size), wintypes.DWORD()
+        if not self.kernel32.ReadFile(handle, buffer, size, ctypes.byref(done), None):
+            raise self.error()
+        return buffer.raw[:done.value]
+
+    def pipe_write(self, handle, data):
+        done = wintypes.DWORD()
+        while data:
+            if not self.kernel32.WriteFile(handle, data, len(data), ctypes.byref(done), None):
+                raise self.error()
+            data = data[done.value:]
+
+    def pipe_close(self, handle):
+        self.kernel32.DisconnectNamedPipe(handle)
+        self.kernel32.CloseHandle(handle)
+
+    def pipe_client(self, handle):
+        """(SID, session, pid, creation time) of the client, once it has sent a message: impersonation
+        works only after a read. The client allows identification only (SECURITY_IDENTIFICATION),
+        which is enough to open its token with OpenAsSelf and read it; this thread reverts at once."""
+        pid, token = wintypes.ULONG(), wintypes.HANDLE()
+        if not self.kernel32.GetNamedPipeClientProcessId(handle, ctypes.byref(pid)):
+            raise self.error()
+        if not self.advapi32.ImpersonateNamedPipeClient(handle):
+            raise self.error()
+        try:
+            opened = self.advapi32.OpenThreadToken(self.kernel32.GetCurrentThread(), 0x0008, True,  # TOKEN_QUERY
+                                                   ctypes.byref(token))
+            error = ctypes.get_last_error()
+        finally:
+            if not self.advapi32.RevertToSelf():
+                os._exit(70)  # never go on in the client's name
+        if not opened:
+            raise self.error(error)
+        try:
+            user = self.token_information(token, 1)  # TokenUser: TOKEN_USER, the SID's address first; kept alive
+            account = self.sid_string(ctypes.c_void_p.from_buffer(user).value)
+            session = wintypes.DWORD.from_buffer(self.token_information(token, 12)).value  # TokenSessionId
+        finally:
+            self.kernel32.CloseHandle(token)
+        return account, session, pid.value, self.processes().get(pid.value, (None, None))[1]
+
+    def token_information(self, token, kind):
+        needed = wintypes.DWORD()
+        self.advapi32.GetTokenInformation(token, kind, None, 0, ctypes.byref(needed))
+        buffer = ctypes.create_string_buffer(max(needed.value, 4))
+        if not self.advapi32.GetTokenInformation(token, kind, buffer, len(buffer), ctypes.byref(needed)):
+            raise self.error()
+        return buffer
+
+    def sid_string(self, sid):
+        text = ctypes.c_void_p()
+        if not self.advapi32.ConvertSidToStringSidW(sid, ctypes.byref(text)):
+            raise self.error()
+        try:
+            return ctypes.wstring_at(text.value)
+        finally:
+            self.kernel32.LocalFree(text)
+
+    def broker_sids(self):
+        """The task SIDs (S-1-5-87-...) of this process's token: Task Scheduler adds the broker task's
+        (ProcessTokenSidType Unrestricted), and registration.py grants that one read."""
+        if self.readers is None:
+            token = wintypes.HANDLE()
+            if not self.advapi32.OpenProcessToken(self.kernel32.GetCurrentProcess(), 0x0008, ctypes.byref(token)):
+                raise self.error()
+            try:
+                groups = self.token_information(token, 2)  # TokenGroups: a count, then {PSID, attributes} each
+            finally:
+                self.kernel32.CloseHandle(token)
+            count = wintypes.DWORD.from_buffer(groups).value
+            slots = (ctypes.c_void_p * (2 * count)).from_buffer(groups, ctypes.sizeof(ctypes.c_void_p))
+            self.readers = frozenset(sid for sid in (self.sid_string(slots[2 * i]) for i in range(count))
+                                     if sid.startswith("S-1-5-87-"))
+        return self.readers
+
+    def read_secret_file(self, path, account):
+        """The registration file, read only when it is a regular file on a local drive, not a link,
+        owned by ``account``, whose DACL grants nothing to anyone but that account, SYSTEM,
+        Administrators and this broker's task SID."""
+        if not (len(path) > 3 and path[0].isascii() and path[0].isalpha() and path[1:3] == ":\\"):
+            raise PermissionError("not a path on a local drive")
+        handle = self.kernel32.CreateFileW(  # GENERIC_READ, FILE_SHARE_READ, OPEN_EXISTING,
+            path, 0x80000000, 0x1, None, 3, 0x00200000 | 0x00110000, None)
+        # FILE_FLAG_OPEN_REPARSE_POINT (a link is opened, not followed), SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION
+        if handle in (None, INVALID_HANDLE_VALUE):
+            raise self.error()
+        try:
+            info = (wintypes.DWORD * 13)()  # BY_HANDLE_FILE_INFORMATION, dwFileAttributes first
+            if (self.kernel32.GetFileType(handle) != 1 or not self.kernel32.GetFileInformationByHandle(handle, info)
+                    or info[0] & 0x410):  # FILE_TYPE_DISK; FILE_ATTRIBUTE_REPARSE_POINT | FILE_ATTRIBUTE_DIRECTORY
+                raise PermissionError("not a regular file")
+            owner, dacl, descriptor = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
+            error = self.advapi32.GetSecurityInfo(handle, 1, 0x1 | 0x4, ctypes.byref(owner), None,  # SE_FILE_OBJECT
+                                                  ctypes.byref(dacl), None, ctypes.byref(descriptor))
+            if error:
+                raise self.error(error)
+            try:
+                self.check_file_security(owner.value, dacl.value, account)
+            finally:
+                self.kernel32.LocalFree(descriptor)
+            return self.read_handle(handle, MAX_SECRET_FILE_BYTES + 1)
+        finally:
+            self.kernel32.CloseHandle(handle)
+
+    def check_file_security(self, owner, dacl, account):
+        import struct
+
+        if self.sid_string(owner) != account:
+            raise PermissionError("owned by another account")
+        if not dacl:
+            raise PermissionError("no DACL: every account may read it")
+        allowed = {account, "S-1-5-18", "S-1-5-32-544", "S-1-3-4"} | self.broker_sids()  # SYSTEM, Administrators,
+        count, offset = struct.unpack_from("<H", ctypes.string_at(dacl + 4, 2))[0], 8  # OWNER RIGHTS; ACL header
+        for _ in range(count):
+            kind, flags, size = struct.unpack("<BBH", ctypes.string_at(dacl + offset, 4))
+            if kind in (0, 9) and not flags & 0x08:  # ACCESS_ALLOWED(_CALLBACK)_ACE, not INHERIT_ONLY: mask, then SID
+                sid = self.sid_string(dacl + offset + 8)
+                if sid not in allowed:
+                    raise PermissionError("the file grants access to %s" % sid)
+            elif kind not in (0, 1, 6, 9, 10, 12):  # the kinds that deny take nothing from this check
+                raise PermissionError("an access entry of kind %d" % kind)
+            offset += size
+
+    def tcp_rows(self, table):
+        """((local ip, port), (remote ip, port), state, pid) of each IPv4 TCP row of the table
+        TCP_TABLE_OWNER_PID_LISTENER (3) or TCP_TABLE_OWNER_PID_CONNECTIONS (4)."""
+        size = wintypes.DWORD(0)
+        for _ in range(5):  # the table may grow between the two calls
+            buffer = ctypes.create_string_buffer(size.value or 4)
+            status = self.iphlpapi.GetExtendedTcpTable(buffer, ctypes.byref(size), False, socket.AF_INET, table, 0)
+            if status == 0:
+                break
+            if status != 122:  # ERROR_INSUFFICIENT_BUFFER
+                raise OSError("GetExtendedTcpTable failed with error %d" % status)
+        else:
+            raise OSError("GetExtendedTcpTable kept growing")
+        count = wintypes.DWORD.from_buffer(buffer).value
+        # MIB_TCPROW_OWNER_PID: state, local address, port, remote address, port, pid; network byte order
+        row = (wintypes.DWORD * (6 * count)).from_buffer(buffer, 4)
+
+        def end(address, port):
+            return socket.inet_ntoa(address.to_bytes(4, "little")), socket.ntohs(port & 0xFFFF)
+
+        return [(end(row[i + 1], row[i + 2]), end(row[i + 3], row[i + 4]), row[i], row[i + 5])
+                for i in range(0, 6 * count, 6)]
+
+    def processes(self):
+        """{pid: (session, creation time)} of every process, from NtQuerySystemInformation
+        (SystemProcessInformation), which opens no process. SYSTEM_PROCESS_INFORMATION as Microsoft
+        Learn gives it (winternl.h), with CreateTime inside its Reserved1 at offset 32, where MS-TSTS
+        2.2.2.15.1 (TS_SYS_PROCESS_INFORMATION, the same record) names it."""
+        class Entry(ctypes.Structure):
+            _fields_ = [("NextEntryOffset", wintypes.ULONG), ("NumberOfThreads", wintypes.ULONG),
+                        ("Reserved1", ctypes.c_byte * 24), ("CreateTime", ctypes.c_int64),
+                        ("Reserved2", ctypes.c_byte * 16), ("ImageNameLengths", ctypes.c_ushort * 2),
+                        ("ImageNameBuffer", ctypes.c_void_p), ("BasePriority", ctypes.c_long),
+                        ("UniqueProcessId", ctypes.c_void_p), ("Reserved3", ctypes.c_void_p),
+                        ("HandleCount", wintypes.ULONG), ("SessionId", wintypes.ULONG)]
+
+        size = 1 << 20
+        for _ in range(8):
+            buffer, needed = ctypes.create_string_buffer(size), wintypes.ULONG()
+            status = self.ntdll.NtQuerySystemInformation(5, buffer, size, ctypes.byref(needed)) & 0xFFFFFFFF
+            if status == 0:
+                break
+            if status != 0xC0000004:  # STATUS_INFO_LENGTH_MISMATCH
+                raise OSError("NtQuerySystemInformation failed with NTSTATUS 0x%08X" % status)
+            size = max(size, needed.value) * 2
+        else:
+            raise OSError("NtQuerySystemInformation kept growing")
+        found, offset = {}, 0
+        while True:
+            entry = Entry.from_buffer(buffer, offset)
+            found[entry.UniqueProcessId or 0] = (entry.SessionId, entry.CreateTime)
+            if not entry.NextEntryOffset:
+                return found
+            offset += entry.NextEntryOffset
+
+    def connection_owner(self, client, server):
+        """The session of the process that owns the client end of a browser connection."""
+        for local, remote, state, pid in self.tcp_rows(4):
+            if local == tuple(client) and remote == tuple(server) and state == 5:  # MIB_TCP_STATE_ESTAB
+                return self.processes().get(pid, (None, None))[0]
+        return None
+
+    def listener_matches(self, port, registration):
+        """True when the one listener on 127.0.0.1:port is the registering process itself: the same
+        pid, created at the time recorded when it connected to the channel (a pid can be reused)."""
+        pids = {pid for local, _remote, _state, pid in self.tcp_rows(3) if local == ("127.0.0.1", port)}
+        created = registration.connection.created
+        return (pids == {registration.pid} and created is not None
+                and self.processes().get(registration.pid, (None, None))[1] == created)
+
+    def listeners(self, port, but=None):
+        """Every IPv4 listener on PORT (0.0.0.0 among them) but the one at address ``but``."""
+        return sorted({"%s pid %d" % (local[0], pid) for local, _remote, _state, pid in self.tcp_rows(3)
+                       if local[1] == port and local[0] != but})
+
+    def report_event(self, event_id, message, record):
+        """The record in the Application log as well, source gen-bundle-broker: the JSON record is the
+        one insertion string (already without control characters and %). Never raises."""
+        try:
+            if self.event_source is None:
+                self.event_source = self.advapi32.RegisterEventSourceW(None, "gen-bundle-broker") or 0
+            if self.event_source:
+                strings = (wintypes.LPCWSTR * 1)(json.dumps(record, ensure_ascii=True, sort_keys=True))
+                self.advapi32.ReportEventW(self.event_source, 0x2 if event_id in self.WARNINGS else 0x4, 0,
+                                           event_id, None, 1, 0, strings, None)  # EVENTLOG_WARNING/INFORMATION_TYPE
+        except Exception:
+            pass
+
+
+PLATFORM = WindowsPlatform() if sys.platform == "win32" else PosixPlatform()
+
+
+# ---- the supervisor: holds the address and the channel for its whole life ----
+
+def supervise(options):
+    log = Log(options.log, "supervisor")
+    try:
+        listener = PLATFORM.bind_exclusive(options.ip, options.port)
+    except OSError as exc:
+        log.event(EVENT_BIND_FAILED, "cannot hold the address", address="%s:%d" % (options.ip, options.port),
+                  error=exc, listeners=PLATFORM.listeners(options.port))
+        return 3
+    try:
+        channel = PLATFORM.open_channel(options.channel)
+    except OSError as exc:  # Windows: another process made the pipe first
+        log.event(EVENT_BIND_FAILED, "cannot hold the registration channel", channel=options.channel, error=exc)
+        return 3
+    log.event(EVENT_STARTED, "holding the address", address="%s:%d" % (options.ip, options.port),
+              channel=options.channel)
+    argv = [sys.executable, "-I", os.path.abspath(__file__), "worker"] + common_arguments(options)
+    delay = RESTART_FIRST
+    while True:
+        started = time.monotonic()
+        worker = PLATFORM.start_worker(argv, listener, channel)
+        try:
+            code = worker.wait()
+        except KeyboardInterrupt:
+            worker.terminate()
+            return 0
+        ran = time.monotonic() - started
+        delay = RESTART_FIRST if ran >= RESTART_STABLE else min(delay * 2, RESTART_CAP)
+        log.event(EVENT_WORKER_ENDED, "the worker ended; a new one starts", code=code, ran_seconds=int(ran),
+                  restart_in=delay)
+        time.sleep(delay)
+
+
+def common_arguments(options):
+    return ["--ip", options.ip, "--port", str(options.port), "--name", options.name,
+            "--channel", options.channel, "--log", options.log, "--scan-seconds", str(options.scan_seconds)]
+
+
+# ---- the worker: the registry and the proxy ----
+
+class Registration:
+    def __init__(self, account, session, pid, port, secret, connection):
+        self.account, self.session, self.pid = account, session, pid
+        self.port, self.secret, self.connection = port, secret, connection
+
+
+class Registry:
+    """Who is registered, by routing key (Windows: session; POSIX: uid)."""
+
+    def __init__(self, log):
+        self.log = log
+        self.by_session = {}  # session -> {account: Registration}
+
+    def add(self, registration):
+        accounts = self.by_session.setdefault(registration.session, {})
+        old = accounts.get(registration.account)
+        if old is not None and not old.connection.closed():
+            raise PermissionError("this account already has a server registered from this session")
+        accounts[registration.account] = registration
+
+    def remove(self, registration):
+        accounts = self.by_session.get(registration.session, {})
+        if accounts.get(registration.account) is registration:
+            del accounts[registration.account]
+            if not accounts:
+                del self.by_session[registration.session]
+            self.log.event(EVENT_REGISTRATION_ENDED, "a server's registration ended", account=registration.account,
+                           session=registration.session, port=registration.port)
+
+    def route(self, session):
+        """The one server registered from ``session``, or why there is none."""
+        accounts = self.by_session.get(session, {})
+        if len(accounts) == 1:
+            return next(iter(accounts.values())), None
+        return None, ("two accounts" if accounts else "none")
+
+
+async def serve_registration(connection, registry, log):
+    """One server's registration: one line naming its file, then the connection stays open for
+    as long as the registration lasts. ``connection`` is the platform's channel connection
+    (account, session, pid, and async read_line, write, wait_closed, close)."""
+    account, session, pid = connection.account, connection.session, connection.pid
+    registration = None
+    try:
+        line = await connection.read_line(MAX_REGISTRATION_BYTES)
+        message = json.loads(line)
+        if not isinstance(message, dict) or not isinstance(message.get("file"), str):
+            raise ValueError("the message names no file")
+        if session is None or session == PLATFORM.SERVICE_SESSION:
+            raise PermissionError("registrations from session 0 (services) are refused")
+        data = json.loads(PLATFORM.read_secret_file(message["file"], account)[:MAX_SECRET_FILE_BYTES])
+        port, secret = data.get("port"), data.get("secret")
+        if not (isinstance(port, int) and 0 < port < 65536 and isinstance(secret, str) and len(secret) >= 32):
+            raise ValueError("the file holds no port and secret")
+        candidate = Registration(account, session, pid, port, secret, connection)
+        if not PLATFORM.listener_matches(port, candidate):
+            raise PermissionError("127.0.0.1:%d is not held by the registering account's process" % port)
+        registry.add(candidate)
+        registration = candidate
+    except Exception as exc:  # whatever a peer sends, the answer is a refusal, never a crash
+        log.event(EVENT_REGISTRATION_REFUSED, "a registration was refused", account=account, session=session,
+                  pid=pid, reason=exc)
+        try:
+            await connection.write(b'{"registered": false}\n')
+        except Exception:
+            pass
+        connection.close()
+        return
+    log.event(EVENT_REGISTERED, "a server registered", account=account, session=session, pid=pid, port=port)
+    try:
+        await connection.write(b'{"registered": true}\n')
+        await connection.wait_closed()
+    except Exception:
+        pass
+    finally:
+        connection.close()
+        registry.remove(registration)
+
+
+class PosixChannelConnection:
+    """A Unix-socket connection of the registration channel; the kernel says who is at the other end."""
+
+    def __init__(self, sock):
+        import struct
+
+        import tornado.iostream
+
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        self.pid, self.account, _gid = struct.unpack("3i", creds)
+        self.session = self.account  # POSIX has no Windows session: the account is the routing key
+        self.stream = tornado.iostream.IOStream(sock)
+
+    async def read_line(self, limit):
+        import asyncio
+
+        return await asyncio.wait_for(self.stream.read_until(b"\n", max_bytes=limit), REGISTRATION_SECONDS)
+
+    async def write(self, data):
+        await self.stream.write(data)
+
+    async def wait_closed(self):
+        try:
+            while True:  # the server writes nothing more; anything it sends is read and dropped
+                await self.stream.read_bytes(1, partial=True)
+        except Exception:
+            return
+
+    def closed(self):
+        return self.stream.closed()
+
+    def close(self):
+        self.stream.close()
+
+
+class WindowsChannelConnection:
+    """One client of the channel's pipe, served by a thread of its own, the only one that touches the
+    handle: it reads the first line, asks Windows who sent it, hands the connection to the event loop,
+    then writes what the loop gives it and polls until the client is gone or the loop closes it."""
+
+    POLL_SECONDS = 0.2
+
+    def __init__(self, platform, handle, loop):
+        import collections
+
+        self.platform, self.handle, self.loop = platform, handle, loop
+        self.account = self.session = self.pid = self.created = None
+        self.line, self.outgoing, self.lock, self.wake = b"", collections.deque(), threading.Lock(), threading.Event()
+        self.closing = self.ended = False
+        self.gone = loop.create_future()
+
+    def run(self, on_connection, log, release):
+        import functools
+
+        try:
+            deadline = time.monotonic() + REGISTRATION_SECONDS
+            while b"\n" not in self.line and len(self.line) <= MAX_REGISTRATION_BYTES and time.monotonic() < deadline:
+                available = self.platform.pipe_available(self.handle)
+                if available is None:
+                    raise BrokenPipeError("the client left")
+                if available:
+                    self.line += self.platform.read_handle(self.handle, min(available, MAX_REGISTRATION_BYTES + 1))
+                else:
+                    time.sleep(0.05)
+            self.line = b"".join(self.line.partition(b"\n")[:2])
+            self.account, self.session, self.pid, self.created = self.platform.pipe_client(self.handle)
+        except OSError as exc:
+            self.loop.call_soon_threadsafe(functools.partial(
+                log.event, EVENT_REGISTRATION_REFUSED, "the OS did not say who connected", reason=exc))
+            self.finish(release)
+            return
+        self.loop.call_soon_threadsafe(on_connection, self)
+        try:
+            while not self.closing:
+                self.wake.clear()
+                while self.outgoing:
+                    data, done = self.outgoing.popleft()
+                    try:
+                        self.platform.pipe_write(self.handle, data)
+                        error = None
+                    except OSError as exc:
+                        error = exc
+                    self.loop.call_soon_threadsafe(self.settle, done, error)
+                available = self.platform.pipe_available(self.handle)
+                if available is None:
+                    break
+                if available:  # the server writes nothing more; anything it sends is read and dropped
+                    self.platform.read_handle(self.handle, min(available, 4096))
+                self.wake.wait(self.POLL_SECONDS)
+        except OSError:
+            pass
+        finally:
+            self.finish(release)
+
+    def finish(self, release):
+        with self.lock:
+            self.ended = True
+            pending = list(self.outgoing)
+            self.outgoing.clear()
+        self.platform.pipe_close(self.handle)
+        release()
+        for _data, done in pending:
+            self.loop.call_soon_threadsafe(self.settle, done, BrokenPipeError("the client left"))
+        self.loop.call_soon_threadsafe(self.settle, self.gone, None)
+
+    @staticmethod
+    def settle(future, error):
+        if not future.done():
+            future.set_exception(error) if error else future.set_result(None)
+
+    async def read_line(self, limit):
+        if not self.line.endswith(b"\n") or len(self.line) > limit:
+            raise ValueError("no line of at most %d bytes within %d s" % (limit, REGISTRATION_SECONDS))
+        return self.line
+
+    async def write(self, data):
+        done = self.loop.create_future()
+        with self.lock:
+            if self.ended:
+                raise BrokenPipeError("the client left")
+            self.outgoing.append((data, done))
+        self.wake.set()
+        await done
+
+    async def wait_closed(self):
+        await self.gone
+
+    def closed(self):
+        return self.ended or self.closing
+
+    def close(self):
+        self.closing = True
+        self.wake.set()
+
+
+def run_worker(options):
+    import asyncio
+
+    asyncio.run(worker_main(options))
+
+
+async def worker_main(options):
+    import asyncio
+
+    import tornado.httpserver
+    import tornado.ioloop
+    import tornado.iostream
+    import tornado.netutil
+
+    log = Log(options.log, "worker")
+    registry = Registry(log)
+    listener, channel = PLATFORM.worker_sockets(options, 0)
+    threading.Thread(target=end_with_supervisor, args=(0,), daemon=True).start()
+
+    def on_channel(connection):
+        tornado.ioloop.IOLoop.current().spawn_callback(serve_registration, connection, registry, log)
+
+    PLATFORM.accept_registrations(channel, on_channel, log)
+    app, server_class = proxy_application(options, registry, log)
+    server = server_class(
+        app, xheaders=False, max_header_size=MAX_HEADER_BYTES, max_body_size=MAX_BODY_BYTES,
+        idle_connection_timeout=IDLE_SECONDS, body_timeout=BODY_SECONDS)
+    listener.setblocking(False)
+    server.add_sockets([listener])
+    seen = set()
+    while True:
+        others = set(PLATFORM.listeners(options.port, but=options.ip))
+        for other in sorted(others - seen):
+            log.event(EVENT_OTHER_LISTENER, "another listener on the broker's port", listener=other)
+        seen = others
+        await asyncio.sleep(options.scan_seconds)
+
+
+def end_with_supervisor(lifeline):
+    """The supervisor holds the other end of standard input: when it is gone, so is the worker."""
+    while os.read(lifeline, 4096):
+        pass
+    os._exit(0)
+
+
+def proxy_application(options, registry, log):
+    import tornado.routing
+    import tornado.web
+    import tornado.websocket
+    from tornado import httpclient, httputil, simple_httpclient
+
+    host = options.name if options.port == 80 else "%s:%d" % (options.name, options.port)
+    origin = "http://" + host
+    client = simple_httpclient.SimpleAsyncHTTPClient(force_instance=True, max_clients=1024,
+                                                     max_body_size=MAX_BODY_BYTES, max_buffer_size=MAX_BODY_BYTES)
+    open_connections = {}  # routing key -> open browser connections
+
+    class Refused(Exception):
+        def __init__(self, status, title, text, reason):
+            super().__init__(reason)
+            self.status, self.title, self.text, self.reason = status, title, text, reason
+
+    def check_request(request):
+        """The request's own checks, then who sent it. Returns the registration to forward to."""
+        if len(request.headers.get_list("Host")) != 1 or request.headers.get("Host") != host:
+            raise Refused(400, "Wrong address", "This server answers only to " + origin + "/.", "Host header")
+        if not request.uri.startswith("/"):
+            raise Refused(400, "Bad request", "Absolute-form request targets are refused.", "request target")
+        if "Content-Length" in request.headers and "Transfer-Encoding" in request.headers:
+            raise Refused(400, "Bad request", "Content-Length and Transfer-Encoding together are refused.",
+                          "Content-Length with Transfer-Encoding")
+        sent_origin = request.headers.get_list("Origin")
+        if sent_origin and sent_origin != [origin]:
+            raise Refused(403, "Refused", "Requests from another site are refused.", "Origin %s" % sent_origin)
+        # A WebSocket or a request that changes something must come from a page of this origin.
+        # Browsers send Origin on both. Fetch Metadata (Sec-Fetch-Site) is sent only to potentially
+        # trustworthy origins (HTTPS, localhost), which http://NAME/ is not: checked when present.
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if upgrade or request.method not in SAFE_METHODS:
+            if sent_origin != [origin]:
+                raise Refused(403, "Refused", "Only pages of " + origin + "/ may change anything here.", "no Origin")
+            if request.headers.get_list("Sec-Fetch-Site") not in ([], ["same-origin"]):
+                raise Refused(403, "Refused", "Only pages of " + origin + "/ may change anything here.",
+                              "Sec-Fetch-Site")
+        key = connection_key(request)
+        if key is None:
+            raise Refused(403, "Who is this?", "Windows did not say which account opened this connection.",
+                          "no owner")
+        if key == PLATFORM.SERVICE_SESSION:
+            raise Refused(403, "Through a proxy?", "This connection comes from a Windows service, not from your "
+                          "browser: most often a proxy. Your browser's proxy settings must bypass " + options.name
+                          + " (Internet Options, Connections, LAN settings, Bypass).", "session 0")
+        registration, why = registry.route(key)
+        if registration is None:
+            if why == "two accounts":
+                raise Refused(403, "Two accounts", "Two accounts have a server registered from this Windows "
+                              "session, so " + origin + "/ cannot tell whose this is.", "two accounts")
+            raise Refused(503, "Your notebook server is not running",
+                          "This address is your own Jupyter notebook server, started when you log on. It is not "
+                          "running for your account now: it may still be starting (try again in a minute). What "
+                          "happened at its last start is in the file launcher.log in %LOCALAPPDATA%\\gen-bundle\\"
+                          + options.name + ".", "not registered")
+        if not PLATFORM.listener_matches(registration.port, registration):
+            raise Refused(502, "Your notebook server is not answering", "Its port is held by another process; "
+                          "it starts again by itself.", "listener changed on port %d" % registration.port)
+        return registration
+
+    def connection_key(request):
+        return getattr(request.connection.stream, "gen_bundle_key", None)
+
+    class Server(tornado.httpserver.HTTPServer):
+        """Asks the OS who owns each browser connection once, when it is accepted, and caps
+        how many connections one account holds."""
+
+        def handle_stream(self, stream, address):
+            try:
+                key = PLATFORM.connection_owner(address[:2], stream.socket.getsockname()[:2])
+            except OSError:
+                key = None
+            if open_connections.get(key, 0) >= MAX_CONNECTIONS_PER_ACCOUNT:
+                log.event(EVENT_CONNECTION_REFUSED, "too many connections", key=key)
+                stream.close()
+                return
+            open_connections[key] = open_connections.get(key, 0) + 1
+            stream.gen_bundle_key = key
+            super().handle_stream(stream, address)
+
+        def on_close(self, server_conn):
+            key = server_conn.stream.gen_bundle_key
+            open_connections[key] -= 1
+            if not open_connections[key]:
+                del open_connections[key]
+            super().on_close(server_conn)
+
+    def backend_headers(request, registration):
+        headers = httputil.HTTPHeaders()
+        for name, value in request.headers.get_all():
+            if name.lower() not in HOP_BY_HOP:
+                headers.add(name, value)
+        headers["Host"] = host
+        headers[REQUEST_SECRET_HEADER] = registration.secret
+        return headers
+
+    def backend_target(request):
+        """The path and query as sent, less any token parameter: the broker's header is the only sign-in."""
+        from urllib.parse import unquote_plus
+
+        path, mark, query = request.uri.partition("?")
+        if mark:  # the name as the server decodes it: tok%65n is token too
+            kept = [part for part in query.split("&") if unquote_plus(part.split("=", 1)[0]) != "token"]
+            path += ("?" + "&".join(kept)) if kept else ""
+        return path
+
+    def page(handler, refused):
+        import html
+
+        handler.clear()
+        handler.set_status(refused.status)
+        handler.set_header("Content-Type", "text/html; charset=utf-8")
+        handler.set_header("Cache-Control", "no-store")
+        handler.set_header("X-Content-Type-Options", "nosniff")
+        handler.set_header("Content-Security-Policy", "default-src 'none'")
+        handler.finish("<!doctype html><html><head><meta charset=utf-8><title>%s</title></head><body><h1>%s</h1>"
+                       "<p>%s</p><p><small>%s is gen-bundle's address for a Jupyter notebook server of your own."
+                       "</small></p></body></html>" % (html.escape(refused.title), html.escape(refused.title),
+                                                       html.escape(refused.text), html.escape(origin)))
+        address = handler.request.connection.context.address
+        log.event(EVENT_CONNECTION_REFUSED, "a request was refused", reason=refused.reason, status=refused.status,
+                  client="%s:%d" % address[:2], method=handler.request.method, path=handler.request.path[:200])
+
+    @tornado.web.stream_request_body
+    class Forward(tornado.web.RequestHandler):
+        SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+        def initialize(self):
+            import asyncio
+
+            self.body = asyncio.Queue(maxsize=16)
+            self.registration = None
+
+        def prepare(self):
+            try:
+                self.registration = check_request(self.request)
+            except Refused as refused:
+                page(self, refused)
+                return
+            self.request.connection.set_max_body_size(MAX_BODY_BYTES)
+            self.fetching = self.forward()
+            import tornado.ioloop
+
+            self.done = tornado.ioloop.IOLoop.current().asyncio_loop.create_task(self.fetching)
+
+        async def data_received(self, chunk):
+            await self.body.put(chunk)
+
+        async def forward(self):
+            started = []
+
+            def on_header(line):
+                if not started:
+                    started.append(line)
+                    self.headers_seen = []
+                    return
+                if line in ("\r\n", "\n"):
+                    return
+                name, _, value = line.partition(":")
+                self.headers_seen.append((name.strip(), value.strip()))
+
+            def on_chunk(chunk):
+                if not self.response_started:
+                    self.start_response()
+                self.write(chunk)
+                self.flush()
+
+            async def produce(write):
+                while True:
+                    chunk = await self.body.get()
+                    if chunk is None:
+                        return
+                    await write(chunk)
+
+            self.response_started = False
+            has_body = self.request.method in ("POST", "PUT", "PATCH") or (
+                "Content-Length" in self.request.headers or "Transfer-Encoding" in self.request.headers)
+            request = httpclient.HTTPRequest(
+                "http://127.0.0.1:%d%s" % (self.registration.port, backend_target(self.request)),
+                method=self.request.method, headers=backend_headers(self.request, self.registration),
+                body_producer=produce if has_body else None, allow_nonstandard_methods=True,
+                follow_redirects=False, decompress_response=False, header_callback=on_header,
+                streaming_callback=on_chunk, connect_timeout=10, request_timeout=0)
+            self.status_line = started
+            try:
+                response = await client.fetch(request, raise_error=False)
+            except Exception as exc:
+                if not self.response_started:
+                    page(self, Refused(502, "Your notebook server is not answering", "It may be restarting; try "
+                                       "again in a minute.", "backend: %s" % exc))
+                return None
+            if response.code == 599 and not self.response_started:
+                page(self, Refused(502, "Your notebook server is not answering", "It may be restarting; try "
+                                   "again in a minute.", "backend: %s" % response.error))
+                return None
+            self.response_code = response.code
+            self.response_reason = response.reason
+            if not self.response_started:
+                self.start_response()
+            return response
+
+        def start_response(self):
+            self.response_started = True
+            self.clear()
+            status = self.status_line[0].split(" ", 2) if self.status_line else ["", "502", "Bad Gateway"]
+            self.set_status(int(status[1]), status[2].strip() if len(status) > 2 else None)
+            for header in ("Content-Type", "Server", "Date"):
+                self.clear_header(header)
+            for name, value in getattr(self, "headers_seen", []):
+                if name.lower() not in HOP_BY_HOP:
+                    self.add_header(name, value)
+
+        async def handle(self):
+            if self._finished:
+                return
+            await self.body.put(None)
+            await self.done
+            if not self._finished:
+                self.finish()
+
+        get = head = post = put = patch = delete = options = handle
+
+        def on_connection_close(self):
+            if self.registration is not None and not self.body.full():
+                self.body.put_nowait(None)
+
+    class Relay(tornado.websocket.WebSocketHandler):
+        """A WebSocket to the registered server: one backend connection per browser connection."""
+
+        backend = None
+
+        async def get(self, *args, **kwargs):
+            try:
+                self.registration = check_request(self.request)
+            except Refused as refused:
+                page(self, refused)
+                return
+            from tornado.websocket import websocket_connect
+
+            headers = backend_headers(self.request, self.registration)
+            for name in list(headers):
+                if name.lower() in WEBSOCKET_OWN:
+                    del headers[name]
+            wanted = [p.strip() for p in self.request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+            target = httpclient.HTTPRequest("ws://127.0.0.1:%d%s" % (self.registration.port,
+                                                                     backend_target(self.request)),
+                                            headers=headers, connect_timeout=10)
+            try:
+                self.backend = await websocket_connect(target, subprotocols=wanted or None,
+                                                       max_message_size=MAX_MESSAGE_BYTES)
+            except Exception as exc:
+                page(self, Refused(502, "Your notebook server refused the connection", "Reload the page.",
+                                   "backend websocket: %s" % exc))
+                return
+            await super().get(*args, **kwargs)
+
+        def select_subprotocol(self, subprotocols):
+            return self.backend.selected_subprotocol if self.backend else None
+
+        def check_origin(self, sent):
+            return sent == origin  # checked exactly in check_request too
+
+        def open(self, *args, **kwargs):
+            import tornado.ioloop
+
+            tornado.ioloop.IOLoop.current().spawn_callback(self.pump)
+
+        async def pump(self):
+            """The server's messages to the browser, until either side closes."""
+            while True:
+                message = await self.backend.read_message()
+                if message is None:
+                    self.close()
+                    return
+                try:
+                    await self.write_message(message, binary=isinstance(message, bytes))
+                except tornado.websocket.WebSocketClosedError:
+                    self.backend.close()
+                    return
+
+        async def on_message(self, message):
+            await self.backend.write_message(message, binary=isinstance(message, bytes))
+
+        def on_close(self):
+            if self.backend is not None:
+                self.backend.close()
+
+    class IsWebSocket(tornado.routing.Matcher):
+        def match(self, request):
+            return {} if request.headers.get("Upgrade", "").lower() == "websocket" else None
+
+    application = tornado.web.Application(
+        [tornado.routing.Rule(IsWebSocket(), Relay), (r".*", Forward)],
+        websocket_max_message_size=MAX_MESSAGE_BYTES, compress_response=False, xsrf_cookies=False)
+    return application, Server
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="broker.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("role", choices=("serve", "worker"))
+    parser.add_argument("--ip", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--channel", required=True)
+    parser.add_argument("--log", required=True)
+    parser.add_argument("--scan-seconds", type=float, default=LISTENER_SCAN_SECONDS,
+                        help="how often to look for other listeners on the port (default: %(default)s)")
+    parser.add_argument("--listener-fd", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--channel-fd", type=int, help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if options.role == "serve":
+        return supervise(options)
+    run_worker(options)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""The broker, for real on Linux: it holds http://py:PORT/ and two real accounts each reach their
+own notebook server there, from their own headless Chromium, with no token, password or sign-in.
+
+The broker runs as root (the machine's service); one server runs as this test's own account
+(root), the other as a second real account created for the test and removed after it. Each
+server registers with the broker by its own code (templates/python/registration.py). Which
+account opened a browser connection is the kernel's answer (/proc/net/tcp's uid), as on Windows
+it is GetExtendedTcpTable's owning process and that process's session.
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import need
+from support.broker import (
+    Account,
+    Broker,
+    Server,
+    chromium,
+    ensure_account,
+    free_port,
+    remove_account,
+    shared_folder,
+)
+from support.cdp import Chromium
+
+OTHER_ACCOUNT = "gb-other"
+
+# Runs in the page at http://py:PORT/: starts a kernel through the broker (a POST with Jupyter's
+# _xsrf), opens the kernel's WebSocket through the broker, runs one cell and returns its output.
+RUN_A_CELL = r"""
+(async () => {
+  const xsrf = decodeURIComponent(document.cookie.match(/(?:^|; )_xsrf=([^;]+)/)[1]);
+  const made = await fetch('/api/kernels', {method: 'POST', headers: {'X-XSRFToken': xsrf,
+    'Content-Type': 'application/json'}, body: '{}'});
+  if (made.status !== 201) return 'kernel POST: ' + made.status;
+  const kernel = await made.json();
+  const ws = new WebSocket(`ws://${location.host}/api/kernels/${kernel.id}/channels`);
+  await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = () => fail(new Error('WebSocket refused')); });
+  const msgId = 'cell-' + Math.random();
+  const output = new Promise((ok) => {
+    let text = '';
+    ws.onmessage = (event) => {
+      const msg = JSON.parse(event.data);
+      if (msg.parent_header.msg_id !== msgId) return;
+      if (msg.msg_type === 'stream') text += msg.content.text;
+      if (msg.msg_type === 'status' && msg.content.execution_state === 'idle') ok(text);
+    };
+  });
+  ws.send(JSON.stringify({header: {msg_id: msgId, msg_type: 'execute_request', username: '', session: 's',
+    version: '5.3', date: new Date().toISOString()}, parent_header: {}, metadata: {}, channel: 'shell',
+    content: {code: 'import os; print("uid", os.getuid(), os.getcwd())', silent: false, store_history: false,
+      user_expressions: {}, allow_stdin: false, stop_on_error: true}}));
+  const text = await output;
+  ws.close();
+  return text;
+})()
+"""
+
+# A notebook of about 20 MB saved and read back through the broker, as the front end does.
+BIG_NOTEBOOK = r"""
+(async () => {
+  const xsrf = decodeURIComponent(document.cookie.match(/(?:^|; )_xsrf=([^;]+)/)[1]);
+  const text = 'x'.repeat(20 * 1024 * 1024);
+  const notebook = {nbformat: 4, nbformat_minor: 5, metadata: {}, cells: [{cell_type: 'code',
+    id: 'big', source: 'print(1)', metadata: {}, execution_count: 1, outputs: [{output_type: 'stream',
+    name: 'stdout', text: text}]}]};
+  const saved = await fetch('/api/contents/big.ipynb', {method: 'PUT', headers: {'X-XSRFToken': xsrf,
+    'Content-Type': 'application/json'}, body: JSON.stringify({type: 'notebook', format: 'json',
+    content: notebook})});
+  if (saved.status !== 201 && saved.status !== 200) return 'PUT: ' + saved.status;
+  const loaded = await (await fetch('/api/contents/big.ipynb')).json();
+  return loaded.content.cells[0].outputs[0].text.length;
+})()
+"""
+
+
+@pytest.fixture(scope="module")
+def other_account():
+    need(sys.platform == "linux" and os.geteuid() == 0, "root on Linux, to run the broker and a second account")
+    name, made = ensure_account(OTHER_ACCOUNT)
+    yield name
+    if made:
+        remove_account(name)
+
+
+@pytest.fixture
+def behind_broker(other_account):
+    """The broker and both accounts' servers, each registered."""
+    base = shared_folder()
+    broker = Broker(base, "127.0.0.13", free_port("127.0.0.13"))
+    servers = []
+    try:
+        for name in ("root", other_account):
+            servers.append(Server(Account(name, base), broker))
+        for server in servers:
+            server.wait_registered()
+        yield broker, servers
+    finally:
+        for server in servers:
+            server.stop()
+        broker.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def get(broker: Broker, path: str) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection(broker.ip, broker.port, timeout=30)
+    try:
+        connection.request("GET", path, headers={"Host": broker.host})
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
+def test_two_accounts_each_run_a_cell_in_their_own_kernel_at_the_same_url(behind_broker):
+    browser = chromium()
+    need(browser, "Chromium (Debian: apt-get install chromium)")
+    broker, servers = behind_broker
+    url = f"http://{broker.host}/tree"
+    outputs = {}
+    for server in servers:
+        account = server.account
+        profile = account.mkdir(account.home / "chromium")
+        env = account.env(XDG_CONFIG_HOME=str(profile / "config"), XDG_CACHE_HOME=str(profile / "cache"))
+        page = Chromium(
+            browser,
+            str(profile / "profile"),
+            f"MAP {broker.name} {broker.ip}",
+            user=None if account.uid == 0 else account.uid,
+            group=None if account.uid == 0 else account.gid,
+            env=env,
+        )
+        try:
+            tab = page.open(url)
+            page.wait_for(tab, "document.readyState === 'complete' && document.cookie.includes('_xsrf=')")
+            # Jupyter's own page, reached with no token and no sign-in, and no token in it.
+            assert page.evaluate(tab, "location.href") == url
+            assert page.evaluate(tab, "!!document.getElementById('jupyter-config-data')")
+            assert (
+                page.evaluate(tab, "JSON.parse(document.getElementById('jupyter-config-data').textContent).token") == ""
+            )
+            outputs[account.name] = page.evaluate(tab, RUN_A_CELL)
+            if account.uid != 0:
+                assert page.evaluate(tab, BIG_NOTEBOOK) == 20 * 1024 * 1024, [
+                    (e["reason"], e["path"]) for e in broker.events() if e["event"] == 300
+                ]
+        finally:
+            page.close()
+    for server in servers:
+        assert outputs[server.account.name].split() == ["uid", str(server.account.uid), str(server.account.home)], (
+            outputs
+        )
+    registered = {(event["account"], event["port"]) for event in broker.events() if event["event"] == 200}
+    assert registered == {(server.account.uid, server.port) for server in servers}
+
+
+def test_a_restarted_worker_never_frees_the_address_and_servers_register_again(behind_broker):
+    broker, servers = behind_broker
+    other = servers[1].account
+    first_worker = broker.worker_pid()
+    os.kill(first_worker, signal.SIGKILL)
+    # While the supervisor starts a new worker, the other account tries to take the address, on
+    # the address itself and on 0.0.0.0 (the wildcard bind Windows would let through).
+    grab = (
+        "import socket, sys, time\n"
+        "won = []\n"
+        "deadline = time.monotonic() + 4\n"
+        "while time.monotonic() < deadline:\n"
+        "    for address in (sys.argv[1], '0.0.0.0'):\n"
+        "        s = socket.socket()\n"
+        "        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "        try:\n"
+        "            s.bind((address, int(sys.argv[2])))\n"
+        "            s.listen()\n"
+        "            won.append(address)\n"
+        "        except OSError as exc:\n"
+        f"            assert exc.errno == {errno.EADDRINUSE}, exc\n"
+        "        s.close()\n"
+        "print('won', won)\n"
+    )
+    grabbed = other.run(
+        [other.python, "-c", grab, broker.ip, str(broker.port)], capture_output=True, text=True, timeout=60
+    )
+    assert grabbed.returncode == 0, grabbed.stderr
+    assert grabbed.stdout.split() == ["won", "[]"]
+    broker.wait_for(lambda: broker.worker_pid() not in (None, first_worker), "a new worker")
+    for server in servers:
+        server.wait_registered(count=2)
+    status, body = get(broker, "/api/contents")
+    assert status == 200, body
+    ended = [event for event in broker.events() if event["event"] == 103]
+    assert ended and ended[-1]["code"] == -signal.SIGKILL
+
+
+def test_the_broker_refuses_to_start_when_the_address_is_taken(tmp_path):
+    need(sys.platform == "linux" and os.geteuid() == 0, "root on Linux")
+    os.chmod(tmp_path, 0o755)
+    port = free_port("127.0.0.13")
+    holder = socket.socket()
+    holder.bind(("0.0.0.0", port))
+    holder.listen()
+    try:
+        with pytest.raises(AssertionError):
+            Broker(tmp_path, "127.0.0.13", port)
+        log = (tmp_path / "broker" / "broker.log").read_text().splitlines()
+        (failed,) = [event for event in map(json.loads, log) if event["event"] == 101]
+        assert failed["address"] == f"127.0.0.13:{port}"
+        assert failed["listeners"] == [f"0.0.0.0 uid {os.geteuid()}"]
+    finally:
+        holder.close()
+
+
+def test_another_listener_on_the_brokers_port_is_logged(other_account):
+    """Windows lets another account listen on the port at 0.0.0.0 beside the broker's exclusive
+    address; Linux refuses that, so here the other account takes another loopback address."""
+    base = shared_folder()
+    broker = Broker(base, "127.0.0.13", free_port("127.0.0.13"), scan_seconds=0.2)
+    other = Account(other_account, base)
+    squatter = other.popen(
+        [
+            other.python,
+            "-c",
+            "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.14', int(sys.argv[1])));"
+            " s.listen(); print('ready', flush=True); time.sleep(60)",
+            str(broker.port),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert squatter.stdout.readline().strip() == "ready"
+        seen = lambda: [e for e in broker.events() if e["event"] == 102]  # noqa: E731
+        broker.wait_for(seen, "the other listener to be logged", timeout=20)
+        assert seen()[0]["listener"] == f"127.0.0.14 uid {other.uid}"
+    finally:
+        squatter.kill()
+        squatter.wait()
+        broker.stop()
+        shutil.rmtree(base, ignore_errors=True)
