@@ -76,6 +76,24 @@ USER_FILES = {
 }
 
 
+def task_sid(task_path: str) -> str:
+    """The SID Task Scheduler gives a task that runs with ProcessTokenSidType Unrestricted
+    ("NT TASK\\<name>"): what the broker's log folder and each server's registration file grant.
+
+    Microsoft Learn ("Task Security Hardening") names the task by its path with each "\\" turned
+    into "-" (\\Microsoft\\Windows\\RAC\\RACTask: Microsoft-Windows-RAC-RACTask); the derivation
+    itself is not documented. It is a service SID's (S-1-5-80: SHA-1 of the upper-cased name in
+    UTF-16LE, five little-endian DWORDs) with 87 for 80: that gives the SIDs of two published
+    ``schtasks /showsid`` outputs (tests/test_broker_task.py). str.upper() is Windows' upper-casing
+    for ASCII, and task paths gen-bundle makes are ASCII."""
+    import hashlib
+    import struct
+
+    name = task_path.lstrip("\\").replace("\\", "-")
+    digest = hashlib.sha1(name.upper().encode("utf-16-le")).digest()
+    return "S-1-5-87-" + "-".join(str(part) for part in struct.unpack("<5I", digest))
+
+
 def url_of(name: str, port: int) -> str:
     """The friendly address the person types; no ':80' for the default port."""
     return f"http://{name}/" if port == 80 else f"http://{name}:{port}/"
@@ -163,6 +181,48 @@ class Layout:
     @property
     def task_folder(self) -> str:
         return TASK_FOLDER
+
+    @property
+    def broker_file(self) -> str:
+        """The broker (docs/broker.md): it holds the bundle's address from boot."""
+        return f"{self.spec.name}.broker.py"
+
+    @property
+    def broker_path(self) -> WinPath:
+        return self.install_dir.join(self.broker_file)
+
+    @property
+    def broker_task_file(self) -> str:
+        return f"{self.spec.name}.broker.task.xml"
+
+    @property
+    def broker_task_name(self) -> str:
+        return f"{self.spec.name}-broker"
+
+    @property
+    def broker_task_sid(self) -> str:
+        """The broker's own SID: its log folder and each server's registration file grant it."""
+        return task_sid(self.task_folder + self.broker_task_name)
+
+    @property
+    def broker_channel(self) -> str:
+        """The broker's named pipe, \\.\\pipe\\<this>: every server registers through it."""
+        return f"gen-bundle-{self.spec.name}"
+
+    @property
+    def broker_log(self) -> WinPath:
+        """Administrators read it; the broker's task SID writes it."""
+        return self.state_dir.join("broker", "broker.log")
+
+    @property
+    def broker_arguments(self) -> str:
+        """What the broker's task passes to python.exe: Task Scheduler expands the %variables% and
+        starts the line itself (no conhost), so a path with spaces is quoted once, as Python's
+        command-line parser reads it. No value here can hold a quote (the spec's rules)."""
+        return (
+            f'-I "{self.broker_path}" serve --ip {self.spec.ip} --port {self.spec.port} --name {self.spec.name}'
+            f' --channel {self.broker_channel} --log "{self.broker_log}"'
+        )
 
     @property
     def install_root(self) -> WinPath:

@@ -42,10 +42,11 @@ MAX_SECRET_FILE_BYTES = 4096
 MAX_CONNECTIONS_PER_ACCOUNT = 256
 MAX_HEADER_BYTES = 65536
 MAX_BODY_BYTES = 512 * 1024 * 1024
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a WebSocket message; Jupyter's own server takes up to tornado's 10 MiB
 IDLE_SECONDS = 300  # a connection that sends nothing, headers included, for this long is closed
 BODY_SECONDS = 600
-REGISTRATION_SECONDS = 10  # to send the one registration line
+REGISTRATION_SECONDS = 10  # to send the one registration line, and for the broker to read its file
+PENDING_PER_ACCOUNT = 2  # channel connections of one account not yet registered or refused
 LOG_BYTES = 1024 * 1024
 LISTENER_SCAN_SECONDS = 60
 RESTART_FIRST, RESTART_CAP, RESTART_STABLE = 1, 60, 60
@@ -111,13 +112,8 @@ def clean(value):
 
 # ---- what the operating system says (POSIX here; Windows in WindowsPlatform) ----
 
-def proc_net_key(ip, port):
-    """The local-address column of /proc/net/tcp for an IPv4 address: each 32-bit word in host order."""
-    return socket.inet_aton(ip)[::-1].hex().upper() + ":%04X" % port
-
-
 class PosixPlatform:
-    """Linux: /proc/net/tcp gives each socket's owning uid, SO_PEERCRED the channel's peer."""
+    """Linux: sock_diag gives each socket's owning uid, SO_PEERCRED the channel's peer."""
 
     def bind_exclusive(self, ip, port):
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -163,6 +159,8 @@ class PosixPlatform:
         """Calls on_connection(PosixChannelConnection) on the event loop for each server that connects."""
         import tornado.netutil
 
+        pending = {}  # account -> connections not yet registered or refused
+
         def accepted(sock, _address):
             try:
                 connection = PosixChannelConnection(sock)
@@ -170,6 +168,18 @@ class PosixPlatform:
                 log.event(EVENT_REGISTRATION_REFUSED, "the OS did not say who connected", reason=exc)
                 sock.close()
                 return
+            if pending.get(connection.account, 0) >= PENDING_PER_ACCOUNT:
+                log.event(EVENT_REGISTRATION_REFUSED, "too many registrations at once", account=connection.account)
+                connection.close()
+                return
+            pending[connection.account] = pending.get(connection.account, 0) + 1
+
+            def settled():
+                pending[connection.account] -= 1
+                if not pending[connection.account]:
+                    del pending[connection.account]
+
+            connection.settled = settled
             on_connection(connection)
 
         channel.setblocking(False)
@@ -194,33 +204,57 @@ class PosixPlatform:
         finally:
             os.close(fd)
 
-    def tcp_rows(self):
-        """(state, local, remote, uid) of every IPv4 TCP socket, as /proc/net/tcp shows them."""
-        with open("/proc/net/tcp", encoding="ascii") as table:
-            next(table)
-            return [(f[3], f[1], f[2], int(f[7])) for f in (line.split() for line in table)]
+    def sockets(self, local, remote, states, dump):
+        """(state, local address, uid) of IPv4 TCP sockets, from the kernel's sock_diag (netlink,
+        no privilege needed): the one socket local -> remote, or (dump) every socket in ``states`` on
+        local's port. One request, however many sockets the machine has: /proc/net/tcp lists them
+        all, TIME_WAIT included, and costs milliseconds once it holds a thousand.
+        Layouts: linux/netlink.h (nlmsghdr), linux/inet_diag.h (inet_diag_req_v2, inet_diag_msg)."""
+        import struct
+
+        sockid = struct.pack("!HH16s16s", local[1], remote[1], socket.inet_aton(local[0]) + bytes(12),
+                             socket.inet_aton(remote[0]) + bytes(12))
+        sockid += struct.pack("=III", 0, 0xFFFFFFFF, 0xFFFFFFFF)  # any interface; INET_DIAG_NOCOOKIE
+        body = struct.pack("=BBBxI", socket.AF_INET, socket.IPPROTO_TCP, 0, states) + sockid
+        flags = 0x1 | (0x300 if dump else 0)  # NLM_F_REQUEST, NLM_F_DUMP
+        found = []
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 4) as diag:  # NETLINK_SOCK_DIAG
+            diag.sendto(struct.pack("=IHHII", 16 + len(body), 20, flags, 1, 0) + body, (0, 0))  # SOCK_DIAG_BY_FAMILY
+            while True:
+                data, offset = diag.recv(65536), 0
+                while offset < len(data):
+                    length, kind = struct.unpack_from("=IH", data, offset)
+                    if kind in (2, 3):  # NLMSG_ERROR (none found), NLMSG_DONE
+                        return found
+                    found.append((data[offset + 17], socket.inet_ntoa(data[offset + 24:offset + 28]),
+                                  struct.unpack_from("=I", data, offset + 80)[0]))
+                    if not dump:
+                        return found
+                    offset += (length + 3) & ~3
 
     def connection_owner(self, client, server):
         """The routing key of the process that owns the client end of a browser connection."""
-        local, remote = proc_net_key(*client), proc_net_key(*server)
-        for state, row_local, row_remote, uid in self.tcp_rows():
-            if row_local == local and row_remote == remote and state == "01":  # ESTABLISHED
+        for state, _local, uid in self.sockets(client, server, 1 << 1, dump=False):
+            if state == 1:  # TCP_ESTABLISHED
                 return uid
         return None
 
+    def listening(self, port):
+        """(address, uid) of every listener on ``port``."""
+        rows = self.sockets(("0.0.0.0", port), ("0.0.0.0", 0), 1 << 10, dump=True)  # TCP_LISTEN
+        return [(local, uid) for state, local, uid in rows if state == 10]
+
     def listener_matches(self, port, registration):
         """True when the process listening on 127.0.0.1:port is the registered account's."""
-        wanted = {proc_net_key("127.0.0.1", port), proc_net_key("0.0.0.0", port)}
-        owners = {uid for state, local, _remote, uid in self.tcp_rows() if state == "0A" and local in wanted}
+        owners = {uid for local, uid in self.listening(port) if local in ("127.0.0.1", "0.0.0.0")}
         return owners == {registration.account}
 
     def listeners(self, port, but=None):
         """Every listener on PORT (0.0.0.0 among them) but the one at address ``but``."""
-        skip = proc_net_key(but, port) if but else None
-        suffix = ":%04X" % port
-        return sorted({"%s uid %d" % (socket.inet_ntoa(bytes.fromhex(local[:8])[::-1]), uid)
-                       for state, local, _remote, uid in self.tcp_rows()
-                       if state == "0A" and local.endswith(suffix) and local[:-5] != (skip or "")[:-5]})
+        return sorted({"%s uid %d" % (local, uid) for local, uid in self.listening(port) if local != but})
+
+    def session_user_matches(self, session, account):
+        return True  # the routing key is the account itself
 
     def report_event(self, event_id, message, record):
         pass  # the log file is the record here
@@ -673,11 +707,16 @@ def supervise(options):
         log.event(EVENT_BIND_FAILED, "cannot hold the address", address="%s:%d" % (options.ip, options.port),
                   error=exc, listeners=PLATFORM.listeners(options.port))
         return 3
-    try:
-        channel = PLATFORM.open_channel(options.channel)
-    except OSError as exc:  # Windows: another process made the pipe first
-        log.event(EVENT_BIND_FAILED, "cannot hold the registration channel", channel=options.channel, error=exc)
-        return 3
+    delay = RESTART_FIRST
+    while True:  # the address stays held while the channel cannot be had
+        try:
+            channel = PLATFORM.open_channel(options.channel)
+            break
+        except OSError as exc:  # Windows: another process made the pipe first
+            log.event(EVENT_BIND_FAILED, "cannot hold the registration channel; trying again", error=exc,
+                      channel=options.channel, retry_in=delay)
+            time.sleep(delay)
+            delay = min(delay * 2, RESTART_CAP)
     log.event(EVENT_STARTED, "holding the address", address="%s:%d" % (options.ip, options.port),
               channel=options.channel)
     argv = [sys.executable, "-I", os.path.abspath(__file__), "worker"] + common_arguments(options)
@@ -754,7 +793,9 @@ async def serve_registration(connection, registry, log):
             raise ValueError("the message names no file")
         if session is None or session == PLATFORM.SERVICE_SESSION:
             raise PermissionError("registrations from session 0 (services) are refused")
-        data = json.loads(PLATFORM.read_secret_file(message["file"], account)[:MAX_SECRET_FILE_BYTES])
+        if not PLATFORM.session_user_matches(session, account):
+            raise PermissionError("the account is not the user of the session it registers from")
+        data = json.loads((await connection.read_secret_file(message["file"]))[:MAX_SECRET_FILE_BYTES])
         port, secret = data.get("port"), data.get("secret")
         if not (isinstance(port, int) and 0 < port < 65536 and isinstance(secret, str) and len(secret) >= 32):
             raise ValueError("the file holds no port and secret")
@@ -764,14 +805,16 @@ async def serve_registration(connection, registry, log):
         registry.add(candidate)
         registration = candidate
     except Exception as exc:  # whatever a peer sends, the answer is a refusal, never a crash
+        getattr(connection, "settled", lambda: None)()
         log.event(EVENT_REGISTRATION_REFUSED, "a registration was refused", account=account, session=session,
-                  pid=pid, reason=exc)
+                  pid=pid, reason=exc if str(exc) else type(exc).__name__)
         try:
             await connection.write(b'{"registered": false}\n')
         except Exception:
             pass
         connection.close()
         return
+    getattr(connection, "settled", lambda: None)()
     log.event(EVENT_REGISTERED, "a server registered", account=account, session=session, pid=pid, port=port)
     try:
         await connection.write(b'{"registered": true}\n')
@@ -795,11 +838,20 @@ class PosixChannelConnection:
         self.pid, self.account, _gid = struct.unpack("3i", creds)
         self.session = self.account  # POSIX has no Windows session: the account is the routing key
         self.stream = tornado.iostream.IOStream(sock)
+        self.settled = lambda: None
 
     async def read_line(self, limit):
         import asyncio
 
         return await asyncio.wait_for(self.stream.read_until(b"\n", max_bytes=limit), REGISTRATION_SECONDS)
+
+    async def read_secret_file(self, path):
+        """Read off the event loop, within the deadline: a path on a file system the peer controls
+        (FUSE) must not stall the broker."""
+        import asyncio
+
+        work = asyncio.get_running_loop().run_in_executor(None, PLATFORM.read_secret_file, path, self.account)
+        return await asyncio.wait_for(work, REGISTRATION_SECONDS)
 
     async def write(self, data):
         await self.stream.write(data)
@@ -971,7 +1023,15 @@ def proxy_application(options, registry, log):
 
     host = options.name if options.port == 80 else "%s:%d" % (options.name, options.port)
     origin = "http://" + host
-    client = simple_httpclient.SimpleAsyncHTTPClient(force_instance=True, max_clients=1024,
+    from tornado import netutil
+
+    class Loopback(netutil.Resolver):
+        """The servers are always at 127.0.0.1: no getaddrinfo, in a thread, for each request."""
+
+        async def resolve(self, host, port, family=socket.AF_UNSPEC):
+            return [(socket.AF_INET, (host, port))]
+
+    client = simple_httpclient.SimpleAsyncHTTPClient(force_instance=True, max_clients=1024, resolver=Loopback(),
                                                      max_body_size=MAX_BODY_BYTES, max_buffer_size=MAX_BODY_BYTES)
     open_connections = {}  # routing key -> open browser connections
 
@@ -1130,7 +1190,7 @@ def proxy_application(options, registry, log):
                 if not self.response_started:
                     self.start_response()
                 self.write(chunk)
-                self.flush()
+                return self.flush()  # the client reads no faster than the browser takes it
 
             async def produce(write):
                 while True:
@@ -1204,6 +1264,13 @@ def proxy_application(options, registry, log):
                 return
             from tornado.websocket import websocket_connect
 
+            # The handshake's own checks first (tornado's, in super().get()): a request that fails
+            # them must not leave a connection to the server open behind it.
+            sent = self.request.headers
+            if not ("upgrade" in [v.strip().lower() for v in sent.get("Connection", "").split(",")]
+                    and sent.get("Sec-WebSocket-Key") and sent.get("Sec-WebSocket-Version") in ("7", "8", "13")):
+                page(self, Refused(400, "Bad request", "This is not a WebSocket handshake.", "bad handshake"))
+                return
             headers = backend_headers(self.request, self.registration)
             for name in list(headers):
                 if name.lower() in WEBSOCKET_OWN:
@@ -1219,7 +1286,11 @@ def proxy_application(options, registry, log):
                 page(self, Refused(502, "Your notebook server refused the connection", "Reload the page.",
                                    "backend websocket: %s" % exc))
                 return
-            await super().get(*args, **kwargs)
+            try:
+                await super().get(*args, **kwargs)
+            finally:
+                if self.get_status() != 101:
+                    self.backend.close()
 
         def select_subprotocol(self, subprotocols):
             return self.backend.selected_subprotocol if self.backend else None
@@ -1230,6 +1301,7 @@ def proxy_application(options, registry, log):
         def open(self, *args, **kwargs):
             import tornado.ioloop
 
+            self.set_nodelay(True)  # a kernel's messages go on at once, as the server sends them
             tornado.ioloop.IOLoop.current().spawn_callback(self.pump)
 
         async def pump(self):
@@ -1262,7 +1334,7 @@ def proxy_application(options, registry, log):
     return application, Server
 
 
-def main(argv=None):
+def parser():
     parser = argparse.ArgumentParser(prog="broker.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("role", choices=("serve", "worker"))
     parser.add_argument("--ip", required=True)
@@ -1274,7 +1346,11 @@ def main(argv=None):
                         help="how often to look for other listeners on the port (default: %(default)s)")
     parser.add_argument("--listener-fd", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--channel-fd", type=int, help=argparse.SUPPRESS)
-    options = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    options = parser().parse_args(argv)
     if options.role == "serve":
         return supervise(options)
     run_worker(options)

@@ -71,10 +71,10 @@ def connect_to_broker():
 def stay_registered(port, secret):
     """Registers with the broker and keeps the connection open for as long as this server runs;
     after the broker restarts, registers again."""
-    path = write_registration_file(port, secret)
     delay = 1
     while True:
         try:
+            path = write_registration_file(port, secret)
             with connect_to_broker() as channel:
                 channel.write(json.dumps({"file": str(path)}).encode("ascii") + b"\n")
                 answer = channel.readline()
