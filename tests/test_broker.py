@@ -249,3 +249,25 @@ def test_another_listener_on_the_brokers_port_is_logged(other_account):
         squatter.wait()
         broker.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("mode", ["page", "ntlm", "dual-stack"])
+def test_the_shared_pc_squatters_cannot_take_the_brokers_address(behind_broker, mode):
+    """tests/test_shared_pc.py's squatter, as the other account, against the broker: whatever it
+    binds (the address, or [::] dual-stack), the port is the broker's, and the owner's
+    connection still reaches the owner's own server."""
+    from test_shared_pc import SQUATTER
+
+    broker, servers = behind_broker
+    other = servers[1].account
+    squatter = other.run(
+        [other.python, "-I", "-c", SQUATTER, broker.ip, str(broker.port), mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert squatter.returncode != 0 and "ready" not in squatter.stdout
+    assert "Address already in use" in squatter.stderr, squatter.stderr
+    (servers[0].notebooks / "mine.txt").write_text("root's")
+    status, body = get(broker, "/api/contents")
+    assert status == 200 and b"mine.txt" in body

@@ -973,6 +973,13 @@ WIN32 = {
         True,
         API + "securitybaseapi/nf-securitybaseapi-getsecuritydescriptordacl",
     ),
+    ("advapi32", "LookupAccountNameW"): ("BOOL", True, API + "winbase/nf-winbase-lookupaccountnamew"),
+    ("wtsapi32", "WTSQuerySessionInformationW"): (
+        "BOOL",
+        True,
+        API + "wtsapi32/nf-wtsapi32-wtsquerysessioninformationw",
+    ),
+    ("wtsapi32", "WTSFreeMemory"): ("void", True, API + "wtsapi32/nf-wtsapi32-wtsfreememory"),
     ("advapi32", "RegisterEventSourceW"): ("HANDLE", True, API + "winbase/nf-winbase-registereventsourcew"),
     ("advapi32", "ReportEventW"): ("BOOL", True, API + "winbase/nf-winbase-reporteventw"),
     ("ntdll", "NtQuerySystemInformation"): ("NTSTATUS", True, API + "winternl/nf-winternl-ntquerysysteminformation"),

@@ -275,22 +275,37 @@ class WindowsPlatform:
     LOCAL SERVICE cannot open); ImpersonateNamedPipeClient the account at the channel's other end."""
 
     SERVICE_SESSION = 0
-    # The channel's DACL: SYSTEM and the pipe's owner (this task's account) full control; signed-in
-    # accounts FILE_GENERIC_READ | FILE_WRITE_DATA only. Not FILE_CREATE_PIPE_INSTANCE (0x4, the same bit as
-    # FILE_APPEND_DATA, which GENERIC_WRITE includes): nobody else can serve an instance of the broker's pipe
-    # (Microsoft Learn, "Named Pipe Security and Access Rights").
-    PIPE_SDDL = "D:P(A;;FA;;;SY)(A;;FA;;;OW)(A;;0x12008b;;;AU)"
+    # The channel's DACL: SYSTEM and this broker's own task SID (%s: S-1-5-87-..., from its token) full control;
+    # signed-in accounts FILE_GENERIC_READ | FILE_WRITE_DATA only. Not FILE_CREATE_PIPE_INSTANCE (0x4, the same
+    # bit as FILE_APPEND_DATA, which GENERIC_WRITE includes): nobody else can serve an instance of the broker's
+    # pipe (Microsoft Learn, "Named Pipe Security and Access Rights"). Not the owner (OW): it is the token's
+    # default owner (Microsoft Learn, "Owner of a New Object"), maybe LOCAL SERVICE, which every LOCAL SERVICE
+    # service is; and OWNER RIGHTS with READ_CONTROL only takes away the owner's implicit WRITE_DAC (Microsoft
+    # Learn, "Well-known SIDs": S-1-3-4 makes the system ignore the owner's implicit READ_CONTROL and WRITE_DAC).
+    PIPE_SDDL = "D:P(A;;FA;;;SY)(A;;FA;;;%s)(A;;0x12008b;;;AU)(A;;RC;;;OW)"
     CHANNEL_CONNECTIONS = 256  # at once; each has its own thread
+    # nMaxInstances: PIPE_UNLIMITED_INSTANCES (255) means "limited only by system resources" (Microsoft Learn,
+    # CreateNamedPipeW); the worker's CHANNEL_CONNECTIONS and the supervisor's one are 257, over any finite limit.
+    PIPE_UNLIMITED_INSTANCES = 255
     WARNINGS = frozenset((EVENT_BIND_FAILED, EVENT_OTHER_LISTENER, EVENT_WORKER_ENDED, EVENT_REGISTRATION_REFUSED,
                           EVENT_CONNECTION_REFUSED))
 
     def __init__(self):
-        self.pipe_security = self.event_source = self.job = self.readers = None
+        self.pipe_security = self.event_source = self.job = self.readers = self.snapshot = None
+        self.pending, self.lock = {}, threading.Lock()  # account -> its connections not yet answered
         kernel32 = self.kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
         advapi32 = self.advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
         ntdll = self.ntdll = ctypes.WinDLL("ntdll")
         iphlpapi = self.iphlpapi = ctypes.WinDLL("iphlpapi")
+        wtsapi32 = self.wtsapi32 = ctypes.WinDLL("wtsapi32", use_last_error=True)
         pointer, dword = ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(wintypes.DWORD)
+        wtsapi32.WTSQuerySessionInformationW.restype = wintypes.BOOL
+        wtsapi32.WTSQuerySessionInformationW.argtypes = [wintypes.HANDLE, wintypes.DWORD, ctypes.c_int, pointer, dword]
+        wtsapi32.WTSFreeMemory.restype = None
+        wtsapi32.WTSFreeMemory.argtypes = [ctypes.c_void_p]
+        advapi32.LookupAccountNameW.restype = wintypes.BOOL
+        advapi32.LookupAccountNameW.argtypes = [wintypes.LPCWSTR, wintypes.LPCWSTR, ctypes.c_void_p, dword,
+                                                wintypes.LPWSTR, dword, dword]
         kernel32.CreateNamedPipeW.restype = wintypes.HANDLE
         kernel32.CreateNamedPipeW.argtypes = [wintypes.LPCWSTR] + [wintypes.DWORD] * 6 + [ctypes.c_void_p]
         kernel32.ConnectNamedPipe.restype = wintypes.BOOL
@@ -373,11 +388,13 @@ class WindowsPlatform:
     def create_pipe(self, name, first=False):
         """One server instance of \\\\.\\pipe\\NAME, local clients only: the first (the supervisor's, which
         fails if another process already holds the name) or one more (the worker's, which needs
-        FILE_CREATE_PIPE_INSTANCE on the first one's DACL: only SYSTEM and the owner have it)."""
+        FILE_CREATE_PIPE_INSTANCE on the first one's DACL: only SYSTEM and this task's SID have it)."""
         if self.pipe_security is None:
+            if len(self.broker_sids()) != 1:
+                raise OSError("not one task SID (S-1-5-87-*) in the broker's token: start it by its task")
             descriptor = ctypes.c_void_p()  # kept for the process's life
             if not self.advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW(
-                    self.PIPE_SDDL, 1, ctypes.byref(descriptor), None):  # SDDL_REVISION_1
+                    self.PIPE_SDDL % min(self.broker_sids()), 1, ctypes.byref(descriptor), None):  # SDDL_REVISION_1
                 raise self.error()
 
             class SecurityAttributes(ctypes.Structure):
@@ -388,15 +405,29 @@ class WindowsPlatform:
         path = name if name.startswith("\\\\.\\pipe\\") else "\\\\.\\pipe\\" + name
         handle = self.kernel32.CreateNamedPipeW(
             path, 0x3 | (0x00080000 if first else 0),  # PIPE_ACCESS_DUPLEX, FILE_FLAG_FIRST_PIPE_INSTANCE
-            0x8, 255, 4096, 4096, 0, ctypes.byref(self.pipe_security))  # byte, blocking, PIPE_REJECT_REMOTE_CLIENTS
+            0x8, self.PIPE_UNLIMITED_INSTANCES, 4096, 4096, 0,  # byte, blocking, PIPE_REJECT_REMOTE_CLIENTS
+            ctypes.byref(self.pipe_security))
         if handle in (None, INVALID_HANDLE_VALUE):
             raise self.error()
         return handle
 
     def open_channel(self, name):
-        """The pipe's first instance: the supervisor keeps it (never connected), so the name stays the
-        broker's while workers come and go. The worker serves instances of its own, by name."""
-        return self.create_pipe(name, first=True)
+        """The pipe's first instance: the supervisor keeps it, so the name stays the broker's while workers
+        come and go. The worker serves instances of its own, by name. A client that lands on this one is
+        disconnected at once, answered nothing: DisconnectNamedPipe forces its end closed and it "receives an
+        error the next time it attempts to access the pipe" (Microsoft Learn, DisconnectNamedPipe), then
+        retries. ConnectNamedPipe fails with ERROR_PIPE_CONNECTED (535) when the client came first
+        (Microsoft Learn, ConnectNamedPipe): disconnected all the same."""
+        handle = self.create_pipe(name, first=True)
+
+        def refuse():
+            while True:
+                if not self.kernel32.ConnectNamedPipe(handle, None) and ctypes.get_last_error() != 535:
+                    time.sleep(1)  # never a busy loop
+                self.kernel32.DisconnectNamedPipe(handle)
+
+        threading.Thread(target=refuse, name="first-instance", daemon=True).start()
+        return handle
 
     def start_worker(self, argv, listener, channel):
         """The listening socket goes to the worker as WSADuplicateSocket's bytes (socket.share) in one hex
@@ -606,8 +637,20 @@ class WindowsPlatform:
             offset += size
 
     def tcp_rows(self, table):
-        """((local ip, port), (remote ip, port), state, pid) of each IPv4 TCP row of the table
-        TCP_TABLE_OWNER_PID_LISTENER (3) or TCP_TABLE_OWNER_PID_CONNECTIONS (4)."""
+        """((local ip, port), (remote ip, port), state, pid, made) of each IPv4 TCP row of the table
+        TCP_TABLE_OWNER_MODULE_LISTENER (6) or TCP_TABLE_OWNER_MODULE_CONNECTIONS (7) (TCP_TABLE_CLASS).
+        MIB_TCPTABLE_OWNER_MODULE is dwNumEntries, then MIB_TCPROW_OWNER_MODULE rows, "padding for alignment"
+        allowed before the first row and between rows (Microsoft Learn, MIB_TCPTABLE_OWNER_MODULE): the rows
+        are at C's natural alignment, which ctypes computes. MIB_TCPROW_OWNER_MODULE (Microsoft Learn): six
+        DWORDs (dwState, dwLocalAddr, dwLocalPort, dwRemoteAddr, dwRemotePort, network byte order; dwOwningPid,
+        the process that issued the bind), LARGE_INTEGER liCreateTimestamp ("a FILETIME structure that
+        indicates when the context bind operation that created this TCP link occurred": ``made``), ULONGLONG
+        OwningModuleInfo[TCPIP_OWNING_MODULE_SIZE], 16 in iprtrmib.h: 160 bytes, 8-aligned, rows from offset 8
+        (as x86_64-w64-mingw32-gcc's static asserts on mingw-w64's headers agree)."""
+        class Row(ctypes.Structure):
+            _fields_ = [("dword", ctypes.c_uint32 * 6), ("liCreateTimestamp", ctypes.c_int64),
+                        ("OwningModuleInfo", ctypes.c_uint64 * 16)]
+
         size = wintypes.DWORD(0)
         for _ in range(5):  # the table may grow between the two calls
             buffer = ctypes.create_string_buffer(size.value or 4)
@@ -618,21 +661,33 @@ class WindowsPlatform:
                 raise OSError("GetExtendedTcpTable failed with error %d" % status)
         else:
             raise OSError("GetExtendedTcpTable kept growing")
-        count = wintypes.DWORD.from_buffer(buffer).value
-        # MIB_TCPROW_OWNER_PID: state, local address, port, remote address, port, pid; network byte order
-        row = (wintypes.DWORD * (6 * count)).from_buffer(buffer, 4)
+        count = ctypes.c_uint32.from_buffer(buffer).value
+        rows = (Row * count).from_buffer(buffer, ctypes.alignment(Row))
 
         def end(address, port):
             return socket.inet_ntoa(address.to_bytes(4, "little")), socket.ntohs(port & 0xFFFF)
 
-        return [(end(row[i + 1], row[i + 2]), end(row[i + 3], row[i + 4]), row[i], row[i + 5])
-                for i in range(0, 6 * count, 6)]
+        return [(end(r.dword[1], r.dword[2]), end(r.dword[3], r.dword[4]), r.dword[0], r.dword[5], r.liCreateTimestamp)
+                for r in rows]
 
-    def processes(self):
+    def processes(self, since=None):
         """{pid: (session, creation time)} of every process, from NtQuerySystemInformation
         (SystemProcessInformation), which opens no process. SYSTEM_PROCESS_INFORMATION as Microsoft
         Learn gives it (winternl.h), with CreateTime inside its Reserved1 at offset 32, where MS-TSTS
-        2.2.2.15.1 (TS_SYS_PROCESS_INFORMATION, the same record) names it."""
+        2.2.2.15.1 (TS_SYS_PROCESS_INFORMATION, the same record) names it: 100 ns units since 1601 UTC, a
+        FILETIME, as liCreateTimestamp is.
+
+        The last list is reused (no walk on the event loop at each request) only when it was taken after
+        ``since``, the FILETIME a socket was made: a process it names with a creation time no later than that
+        held the pid then (see socket_owner). ``since=None``: a new list. What a reused list allows: a process
+        that has ended since still owns the sockets it made before the list (true), and nothing newer is ever
+        read from it. The time is taken before the walk, so the list is no older than it says; a clock set
+        back between a list and a socket could make a list look newer than it is."""
+        taken, found = self.snapshot or (0, {})
+        if since is not None and since < taken:
+            return found
+        taken = time.time_ns() // 100 + 116444736000000000  # now as a FILETIME (1601 to 1970 in 100 ns)
+
         class Entry(ctypes.Structure):
             _fields_ = [("NextEntryOffset", wintypes.ULONG), ("NumberOfThreads", wintypes.ULONG),
                         ("Reserved1", ctypes.c_byte * 24), ("CreateTime", ctypes.c_int64),
@@ -657,27 +712,66 @@ class WindowsPlatform:
             entry = Entry.from_buffer(buffer, offset)
             found[entry.UniqueProcessId or 0] = (entry.SessionId, entry.CreateTime)
             if not entry.NextEntryOffset:
+                self.snapshot = (taken, found)
                 return found
             offset += entry.NextEntryOffset
 
+    def socket_owner(self, pid, made):
+        """(session, creation time) of the process that made a socket, or None. The table's pid is the one
+        that bound it, which may have ended since (an inherited socket outlives it) and its pid gone to a
+        process of another session: the owner is the process that held the pid when the socket was made, so
+        created no later than liCreateTimestamp, in a list taken after it (processes(since=made))."""
+        owner = self.processes(since=made).get(pid)
+        return owner if owner is not None and owner[1] <= made else None
+
     def connection_owner(self, client, server):
-        """The session of the process that owns the client end of a browser connection."""
-        for local, remote, state, pid in self.tcp_rows(4):
+        """The session of the process that made the client end of a browser connection."""
+        for local, remote, state, pid, made in self.tcp_rows(7):
             if local == tuple(client) and remote == tuple(server) and state == 5:  # MIB_TCP_STATE_ESTAB
-                return self.processes().get(pid, (None, None))[0]
+                return (self.socket_owner(pid, made) or (None, None))[0]
         return None
 
     def listener_matches(self, port, registration):
         """True when the one listener on 127.0.0.1:port is the registering process itself: the same
-        pid, created at the time recorded when it connected to the channel (a pid can be reused)."""
-        pids = {pid for local, _remote, _state, pid in self.tcp_rows(3) if local == ("127.0.0.1", port)}
+        pid, created at the time recorded when it connected to the channel (a pid can be reused), and
+        the process that made the listening socket (socket_owner)."""
+        rows = [(pid, made) for local, _remote, _state, pid, made in self.tcp_rows(6) if local == ("127.0.0.1", port)]
         created = registration.connection.created
-        return (pids == {registration.pid} and created is not None
-                and self.processes().get(registration.pid, (None, None))[1] == created)
+        return bool(rows) and created is not None and all(
+            pid == registration.pid and (self.socket_owner(pid, made) or (None, None))[1] == created
+            for pid, made in rows)
+
+    def session_user_matches(self, session, account):
+        """True when ``account`` (a SID string) is the user signed in to ``session``: a process of another
+        account started inside it (runas) must not register it. WTSQuerySessionInformationW on
+        WTS_CURRENT_SERVER_HANDLE (NULL) for WTSDomainName (7) and WTSUserName (5) (WTS_INFO_CLASS), freed with
+        WTSFreeMemory, then LookupAccountNameW of "DOMAIN\\user" (the form its page asks for). Microsoft Learn
+        (WTSQuerySessionInformationW): "To query information for another user's session, you must have Query
+        Information permission" (Remote Desktop Services Permissions); no Microsoft page found says LOCAL SERVICE
+        has it by default. Raises OSError when Windows does not answer: the registration is then refused, and
+        the reason logged. LookupAccountNameW may ask a domain controller: call it off the event loop."""
+        names = []
+        for kind in (7, 5):  # WTSDomainName, WTSUserName
+            text, size = ctypes.c_void_p(), wintypes.DWORD()
+            if not self.wtsapi32.WTSQuerySessionInformationW(None, session, kind, ctypes.byref(text),
+                                                             ctypes.byref(size)):
+                raise self.error()
+            try:
+                names.append(ctypes.wstring_at(text.value))
+            finally:
+                self.wtsapi32.WTSFreeMemory(text)
+        if not names[1]:
+            return False  # nobody is signed in to the session
+        sid, sid_size = ctypes.create_string_buffer(68), wintypes.DWORD(68)  # SECURITY_MAX_SID_SIZE
+        domain, domain_size, use = ctypes.create_unicode_buffer(256), wintypes.DWORD(256), wintypes.DWORD()
+        if not self.advapi32.LookupAccountNameW(None, "\\".join(names), sid, ctypes.byref(sid_size), domain,
+                                                ctypes.byref(domain_size), ctypes.byref(use)):
+            raise self.error()
+        return self.sid_string(sid) == account
 
     def listeners(self, port, but=None):
         """Every IPv4 listener on PORT (0.0.0.0 among them) but the one at address ``but``."""
-        return sorted({"%s pid %d" % (local[0], pid) for local, _remote, _state, pid in self.tcp_rows(3)
+        return sorted({"%s pid %d" % (local[0], pid) for local, _remote, _state, pid, _made in self.tcp_rows(6)
                        if local[1] == port and local[0] != but})
 
     def report_event(self, event_id, message, record):
@@ -793,7 +887,10 @@ async def serve_registration(connection, registry, log):
             raise ValueError("the message names no file")
         if session is None or session == PLATFORM.SERVICE_SESSION:
             raise PermissionError("registrations from session 0 (services) are refused")
-        if not PLATFORM.session_user_matches(session, account):
+        import asyncio
+
+        asking = asyncio.get_running_loop().run_in_executor(None, PLATFORM.session_user_matches, session, account)
+        if not await asyncio.wait_for(asking, REGISTRATION_SECONDS):  # Windows may ask a domain controller
             raise PermissionError("the account is not the user of the session it registers from")
         data = json.loads((await connection.read_secret_file(message["file"]))[:MAX_SECRET_FILE_BYTES])
         port, secret = data.get("port"), data.get("secret")
@@ -873,7 +970,9 @@ class PosixChannelConnection:
 class WindowsChannelConnection:
     """One client of the channel's pipe, served by a thread of its own, the only one that touches the
     handle: it reads the first line, asks Windows who sent it, hands the connection to the event loop,
-    then writes what the loop gives it and polls until the client is gone or the loop closes it."""
+    then does what the loop gives it (writes, and the read of the registration file) and polls until the
+    client is gone or the loop closes it. Once Windows has said which account connected, the connection counts
+    as pending for that account until settled() (its answer) or its end: a third at once is refused."""
 
     POLL_SECONDS = 0.2
 
@@ -883,14 +982,15 @@ class WindowsChannelConnection:
         self.platform, self.handle, self.loop = platform, handle, loop
         self.account = self.session = self.pid = self.created = None
         self.line, self.outgoing, self.lock, self.wake = b"", collections.deque(), threading.Lock(), threading.Event()
-        self.closing = self.ended = False
+        self.closing = self.ended = self.pending = False
         self.gone = loop.create_future()
+        self.deadline = time.monotonic() + REGISTRATION_SECONDS
 
     def run(self, on_connection, log, release):
         import functools
 
         try:
-            deadline = time.monotonic() + REGISTRATION_SECONDS
+            deadline = self.deadline  # REGISTRATION_SECONDS from ConnectNamedPipe
             while b"\n" not in self.line and len(self.line) <= MAX_REGISTRATION_BYTES and time.monotonic() < deadline:
                 available = self.platform.pipe_available(self.handle)
                 if available is None:
@@ -901,9 +1001,16 @@ class WindowsChannelConnection:
                     time.sleep(0.05)
             self.line = b"".join(self.line.partition(b"\n")[:2])
             self.account, self.session, self.pid, self.created = self.platform.pipe_client(self.handle)
+            with self.platform.lock:
+                self.pending = self.platform.pending.get(self.account, 0) < PENDING_PER_ACCOUNT
+                if self.pending:
+                    self.platform.pending[self.account] = self.platform.pending.get(self.account, 0) + 1
+            if not self.pending:
+                raise PermissionError("too many registrations at once")
         except OSError as exc:
             self.loop.call_soon_threadsafe(functools.partial(
-                log.event, EVENT_REGISTRATION_REFUSED, "the OS did not say who connected", reason=exc))
+                log.event, EVENT_REGISTRATION_REFUSED, "a channel connection was refused", account=self.account,
+                reason=exc))
             self.finish(release)
             return
         self.loop.call_soon_threadsafe(on_connection, self)
@@ -911,13 +1018,12 @@ class WindowsChannelConnection:
             while not self.closing:
                 self.wake.clear()
                 while self.outgoing:
-                    data, done = self.outgoing.popleft()
+                    job, done = self.outgoing.popleft()
                     try:
-                        self.platform.pipe_write(self.handle, data)
-                        error = None
-                    except OSError as exc:
-                        error = exc
-                    self.loop.call_soon_threadsafe(self.settle, done, error)
+                        result, error = job(), None
+                    except Exception as exc:  # an OSError, or whatever reading a file a client names raised
+                        result, error = None, exc
+                    self.loop.call_soon_threadsafe(self.settle, done, error, result)
                 available = self.platform.pipe_available(self.handle)
                 if available is None:
                     break
@@ -935,29 +1041,56 @@ class WindowsChannelConnection:
             pending = list(self.outgoing)
             self.outgoing.clear()
         self.platform.pipe_close(self.handle)
+        self.settled()
         release()
-        for _data, done in pending:
+        for _job, done in pending:
             self.loop.call_soon_threadsafe(self.settle, done, BrokenPipeError("the client left"))
         self.loop.call_soon_threadsafe(self.settle, self.gone, None)
 
+    def settled(self):
+        """No longer pending for its account (answered, or ended); only the first call counts."""
+        with self.platform.lock:
+            if self.pending:
+                self.pending = False
+                self.platform.pending[self.account] -= 1
+                if not self.platform.pending[self.account]:
+                    del self.platform.pending[self.account]
+
     @staticmethod
-    def settle(future, error):
+    def settle(future, error, result=None):
         if not future.done():
-            future.set_exception(error) if error else future.set_result(None)
+            future.set_exception(error) if error else future.set_result(result)
 
     async def read_line(self, limit):
         if not self.line.endswith(b"\n") or len(self.line) > limit:
             raise ValueError("no line of at most %d bytes within %d s" % (limit, REGISTRATION_SECONDS))
         return self.line
 
-    async def write(self, data):
+    async def submit(self, job):
+        """job() done by this connection's thread; its result, or what it raised."""
         done = self.loop.create_future()
         with self.lock:
             if self.ended:
                 raise BrokenPipeError("the client left")
-            self.outgoing.append((data, done))
+            self.outgoing.append((job, done))
         self.wake.set()
-        await done
+        return await done
+
+    async def write(self, data):
+        import functools
+
+        await self.submit(functools.partial(self.platform.pipe_write, self.handle, data))
+
+    async def read_secret_file(self, path):
+        """The registration file (WindowsPlatform.read_secret_file), read by this connection's thread: an
+        oplock or a slow path holds that thread, never the event loop; given up at the registration's
+        deadline (REGISTRATION_SECONDS from the connection). A thread still blocked in CreateFileW then ends
+        when Windows lets it, holding its channel slot until then."""
+        import asyncio
+        import functools
+
+        job = functools.partial(self.platform.read_secret_file, path, self.account)
+        return await asyncio.wait_for(self.submit(job), max(0.0, self.deadline - time.monotonic()))
 
     async def wait_closed(self):
         await self.gone

@@ -71,8 +71,9 @@ def connect_to_broker():
 def stay_registered(port, secret):
     """Registers with the broker and keeps the connection open for as long as this server runs;
     after the broker restarts, registers again."""
-    delay = 1
+    delay, quick = 1, 5
     while True:
+        answer = b""
         try:
             path = write_registration_file(port, secret)
             with connect_to_broker() as channel:
@@ -80,13 +81,19 @@ def stay_registered(port, secret):
                 answer = channel.readline()
                 if json.loads(answer or b"{}").get("registered") is True:
                     sys.stderr.write("gen-bundle: registered with the broker at " + URL + "\n")
-                    delay = 1
+                    delay, quick = 1, 5
                     while channel.read(1):  # the broker writes nothing more; EOF: it restarted
                         pass
-                else:
+                elif answer:
                     sys.stderr.write("gen-bundle: the broker refused this server's registration; see its log\n")
-        except OSError as exc:
-            sys.stderr.write("gen-bundle: cannot reach the broker (%s); trying again in %d s\n" % (exc, delay))
+        except (OSError, ValueError) as exc:
+            sys.stderr.write("gen-bundle: cannot reach the broker (%s); trying again\n" % exc)
+        if not answer and quick:
+            # Closed before any answer: on Windows, the broker's own first pipe instance, which
+            # answers nobody (docs/broker.md), or a worker restarting. Again at once, a few times.
+            quick -= 1
+            time.sleep(0.2)
+            continue
         time.sleep(delay)
         delay = min(delay * 2, 30)
 
@@ -125,25 +132,8 @@ def behind_broker(c):
 
 # ---- Windows: the registration file's DACL and the broker's pipe ----
 
-def broker_task_sid(task=None):
-    """The SID Task Scheduler gives the broker's task (ProcessTokenSidType Unrestricted), "NT TASK\\NAME".
-
-    Microsoft Learn ("Task Security Hardening") says the task SID is derived from the full task path
-    with each "\\" turned into "-" (\\Microsoft\\Windows\\RAC\\RACTask: Microsoft-Windows-RAC-RACTask) and
-    the group name is "NT TASK\\<that name>". How it is derived is not documented; computed as a service
-    SID is (S-1-5-80: SHA-1 of the upper-cased name in UTF-16LE, read as five little-endian DWORDs), with
-    87 for 80, it gives the SIDs two published `schtasks /showsid` outputs show: "\\open notepad" ->
-    S-1-5-87-907618518-2201690017-3345919478-1888295809-4191631242 (jmbarbone/rschtasks, README.md) and
-    a task \\A\\B in Chinese (A = U+5907 U+4EFD, B = U+542F U+52A8 U+5907 U+4EFD; "user name A-B") ->
-    S-1-5-87-782916017-575545879-3398072960-2725436614-2063171235 (a schtasks note in the search corpus).
-    The leading "\\" is dropped. Python's upper() is Windows' only for ASCII: gen-bundle's task paths are ASCII."""
-    import hashlib
-    import struct
-
-    name = (task or BROKER_TASK).lstrip("\\").replace("\\", "-")
-    digest = hashlib.sha1(name.upper().encode("utf-16-le")).digest()
-    return "S-1-5-87-" + "-".join(str(part) for part in struct.unpack("<5I", digest))
-
+# BROKER_SID, the broker task's SID (ProcessTokenSidType Unrestricted), is rendered with the values: the
+# generator computes it (generator/layout.py, task_sid).
 
 def restrict_to_broker(path):
     """The file's DACL, protected from inheritance: its owner (this account, who created it: the broker
@@ -164,7 +154,7 @@ def restrict_to_broker(path):
     advapi32.SetNamedSecurityInfoW.argtypes = [wintypes.LPWSTR, ctypes.c_int, wintypes.DWORD] + [ctypes.c_void_p] * 4
     kernel32.LocalFree.restype = wintypes.HANDLE
     kernel32.LocalFree.argtypes = [ctypes.c_void_p]
-    sddl = "D:P(A;;FA;;;OW)(A;;FA;;;SY)(A;;FR;;;%s)" % broker_task_sid()  # OW: OWNER RIGHTS, the file's owner
+    sddl = "D:P(A;;FA;;;OW)(A;;FA;;;SY)(A;;FR;;;%s)" % BROKER_SID  # OW: OWNER RIGHTS, the file's owner
     descriptor = ctypes.c_void_p()
     if not advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW(sddl, 1, ctypes.byref(descriptor), None):
         raise ctypes.WinError(ctypes.get_last_error())
@@ -201,10 +191,38 @@ def open_broker_pipe(name):
                                    ctypes.c_void_p]
     kernel32.CloseHandle.restype = wintypes.BOOL
     kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
+    kernel32.PeekNamedPipe.restype = wintypes.BOOL
+    kernel32.PeekNamedPipe.argtypes = [wintypes.HANDLE, ctypes.c_void_p, wintypes.DWORD] + [
+        ctypes.POINTER(wintypes.DWORD)] * 3
+    kernel32.LocalFree.restype = wintypes.HANDLE
+    kernel32.LocalFree.argtypes = [ctypes.c_void_p]
+    advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
+    advapi32.GetSecurityInfo.restype = wintypes.DWORD
+    advapi32.GetSecurityInfo.argtypes = [wintypes.HANDLE, ctypes.c_int, wintypes.DWORD] + [
+        ctypes.POINTER(ctypes.c_void_p)] * 5
+    advapi32.ConvertSidToStringSidW.restype = wintypes.BOOL
+    advapi32.ConvertSidToStringSidW.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
     handle = kernel32.CreateFileW("\\\\.\\pipe\\" + name, 0x80000000 | 0x2, 0, None, 3,  # GENERIC_READ | FILE_WRITE_DATA
                                   0x00100000 | 0x00010000, None)  # OPEN_EXISTING; SECURITY_SQOS_PRESENT | _IDENTIFICATION
     if handle in (None, ctypes.c_void_p(-1).value):
         raise ctypes.WinError(ctypes.get_last_error())
+    # Nothing is sent to a pipe another process made first (a squatter would answer "registered"): its owner,
+    # read with GetSecurityInfo (Microsoft Learn, "Securable Objects": the functions for named pipes; GENERIC_READ
+    # includes READ_CONTROL), must be LOCAL SERVICE or the broker's task SID. The owner of a new object is its
+    # creator's token's default owner (Microsoft Learn, "Owner of a New Object"); which of the two the task's
+    # token has is not documented. GetNamedPipeServerProcessId would give a pid, but no account can check a
+    # LOCAL SERVICE task's process. Left open: another LOCAL SERVICE service that made the pipe before the broker.
+    owner, descriptor, text = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
+    error = advapi32.GetSecurityInfo(handle, 6, 0x1, ctypes.byref(owner), None, None, None,  # SE_KERNEL_OBJECT, OWNER_
+                                     ctypes.byref(descriptor))  # SECURITY_INFORMATION
+    if not error and not advapi32.ConvertSidToStringSidW(owner, ctypes.byref(text)):
+        error = ctypes.get_last_error()
+    sid = ctypes.wstring_at(text.value) if text.value else None
+    kernel32.LocalFree(text)
+    kernel32.LocalFree(descriptor)
+    if error or sid not in ("S-1-5-19", BROKER_SID):
+        kernel32.CloseHandle(handle)
+        raise ctypes.WinError(error) if error else PermissionError("the pipe is owned by %s, not the broker" % sid)
 
     class Pipe:
         def write(self, data):
@@ -223,13 +241,20 @@ def open_broker_pipe(name):
                 raise ctypes.WinError(error)
             return buffer.raw[:done.value]
 
-        def readline(self):
-            line = b""
+        def readline(self, seconds=15):
+            """The broker's answer, or TimeoutError (an OSError: stay_registered tries again) after ``seconds``.
+            PeekNamedPipe says what waits without blocking (Microsoft Learn, PeekNamedPipe); a ReadFile of a
+            byte that is there does not block."""
+            line, deadline, waiting = b"", time.monotonic() + seconds, wintypes.DWORD()
             while not line.endswith(b"\n") and len(line) < 4096:
-                byte = self.read(1)
-                if not byte:
-                    break
-                line += byte
+                if not kernel32.PeekNamedPipe(handle, None, 0, None, ctypes.byref(waiting), None):
+                    raise ctypes.WinError(ctypes.get_last_error())  # the broker closed its end
+                if not waiting.value:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("no answer from the broker in %d s" % seconds)
+                    time.sleep(0.05)
+                    continue
+                line += self.read(1)
             return line
 
         def __enter__(self):
