@@ -3,7 +3,7 @@ service), a notebook server of this test's own account (root) and one of a secon
 (gb-other) behind it, each registered by its own code (templates/python/registration.py).
 
 Every request goes over real TCP (http.client or a raw socket); the account at the other end
-of a connection is the one whose process opened it (the kernel's /proc/net/tcp), so requests
+of a connection is the one whose process opened it (the kernel's sock_diag), so requests
 of gb-other (or of nobody) are sent by a process of that account.
 """
 
@@ -453,6 +453,40 @@ def test_a_cross_site_websocket_is_refused(setup):
         assert websocket(setup, path, {**origin, **cookie, "Sec-Fetch-Site": "same-origin"}) == 101
     finally:
         stop_kernel(setup, kernel)
+
+
+def connections_to(port: int) -> int:
+    """Established TCP connections whose remote end is 127.0.0.1:port (the kernel's table)."""
+    remote = socket.inet_aton("127.0.0.1")[::-1].hex().upper() + f":{port:04X}"
+    with open("/proc/net/tcp") as table:
+        return sum(1 for line in list(table)[1:] if line.split()[2] == remote and line.split()[3] == "01")
+
+
+def test_a_failed_websocket_handshake_leaves_no_connection_to_the_server(setup):
+    """A WebSocket upgrade that fails the handshake's own checks (here: no Sec-WebSocket-Key) gets
+    a 400 and must not leave a connection to the server open behind it, or one account could
+    exhaust the broker's descriptors with requests on one keep-alive connection."""
+    port = setup.root.port
+    before = connections_to(port)
+    request_line = (
+        f"GET /api/events/subscribe HTTP/1.1\r\nHost: {setup.broker.host}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{setup.broker.host}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((IP, setup.broker.port), timeout=10) as client:
+        for _ in range(20):
+            client.sendall(request_line)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += client.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+            head, _, rest = answer.partition(b"\r\n\r\n")
+            length = int(
+                next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            )
+            while len(rest) < length:
+                rest += client.recv(65536)
+        time.sleep(0.5)
+        assert connections_to(port) <= before
 
 
 def test_a_post_without_jupyters_xsrf_is_refused(setup):
