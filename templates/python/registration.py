@@ -136,8 +136,10 @@ def behind_broker(c):
 # generator computes it (generator/layout.py, task_sid).
 
 def restrict_to_broker(path):
-    """The file's DACL, protected from inheritance: its owner (this account, who created it: the broker
-    checks the owner is the account that registers) and SYSTEM full control, the broker's task SID read."""
+    """The file's owner and DACL, protected from inheritance. The owner is this account, set here: the
+    broker checks it is the account that registers, and a file made by an elevated administrator's
+    process would otherwise be owned by the Administrators group (its token's default owner; UAC off,
+    as on many Session Hosts). Its owner and SYSTEM full control, the broker's task SID read."""
     import ctypes
     from ctypes import wintypes
 
@@ -154,6 +156,26 @@ def restrict_to_broker(path):
     advapi32.SetNamedSecurityInfoW.argtypes = [wintypes.LPWSTR, ctypes.c_int, wintypes.DWORD] + [ctypes.c_void_p] * 4
     kernel32.LocalFree.restype = wintypes.HANDLE
     kernel32.LocalFree.argtypes = [ctypes.c_void_p]
+    kernel32.GetCurrentProcess.restype = wintypes.HANDLE
+    kernel32.GetCurrentProcess.argtypes = []
+    kernel32.CloseHandle.restype = wintypes.BOOL
+    kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
+    advapi32.OpenProcessToken.restype = wintypes.BOOL
+    advapi32.OpenProcessToken.argtypes = [wintypes.HANDLE, wintypes.DWORD, ctypes.POINTER(wintypes.HANDLE)]
+    advapi32.GetTokenInformation.restype = wintypes.BOOL
+    advapi32.GetTokenInformation.argtypes = [
+        wintypes.HANDLE, ctypes.c_int, ctypes.c_void_p, wintypes.DWORD, ctypes.POINTER(wintypes.DWORD)]
+    token = wintypes.HANDLE()
+    if not advapi32.OpenProcessToken(kernel32.GetCurrentProcess(), 0x0008, ctypes.byref(token)):  # TOKEN_QUERY
+        raise ctypes.WinError(ctypes.get_last_error())
+    try:
+        user = ctypes.create_string_buffer(512)
+        needed = wintypes.DWORD()
+        if not advapi32.GetTokenInformation(token, 1, user, 512, ctypes.byref(needed)):  # TokenUser
+            raise ctypes.WinError(ctypes.get_last_error())
+    finally:
+        kernel32.CloseHandle(token)
+    owner = ctypes.c_void_p.from_buffer(user).value  # TOKEN_USER.User.Sid: a user may always own what it makes
     sddl = "D:P(A;;FA;;;OW)(A;;FA;;;SY)(A;;FR;;;%s)" % BROKER_SID  # OW: OWNER RIGHTS, the file's owner
     descriptor = ctypes.c_void_p()
     if not advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW(sddl, 1, ctypes.byref(descriptor), None):
@@ -163,8 +185,8 @@ def restrict_to_broker(path):
         if not advapi32.GetSecurityDescriptorDacl(descriptor, ctypes.byref(present), ctypes.byref(dacl),
                                                   ctypes.byref(defaulted)):
             raise ctypes.WinError(ctypes.get_last_error())
-        error = advapi32.SetNamedSecurityInfoW(str(path), 1, 0x4 | 0x80000000, None, None, dacl, None)
-        if error:  # SE_FILE_OBJECT; DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION
+        error = advapi32.SetNamedSecurityInfoW(str(path), 1, 0x1 | 0x4 | 0x80000000, owner, None, dacl, None)
+        if error:  # SE_FILE_OBJECT; OWNER_, DACL_ and PROTECTED_DACL_SECURITY_INFORMATION
             raise ctypes.WinError(error)
     finally:
         kernel32.LocalFree(descriptor)

@@ -38,48 +38,6 @@ from generator.spec import build_spec  # noqa: E402
 from support.broker import BROKER, REGISTRATION, server_config  # noqa: E402
 from test_broker_task import broker_task  # noqa: E402
 
-# The runner's server stands for one started by the logon task at LeastPrivilege, whose new files its
-# user owns. The runner is an elevated administrator: Windows gives such a token the Administrators group
-# as the default owner of what it creates (Microsoft KB 111541, "New Owner in Take-Ownership Operation"),
-# and the broker refuses a registration file owned by anyone but the account that registers. So this
-# process's default owner becomes its own user (SetTokenInformation, TokenOwner), before anything is made.
-OWN_FILES = """\
-def _own_new_files():
-    import ctypes
-    from ctypes import wintypes
-
-    advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
-    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-    kernel32.GetCurrentProcess.restype = wintypes.HANDLE
-    kernel32.GetCurrentProcess.argtypes = []
-    kernel32.CloseHandle.restype = wintypes.BOOL
-    kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
-    advapi32.OpenProcessToken.restype = wintypes.BOOL
-    advapi32.OpenProcessToken.argtypes = [wintypes.HANDLE, wintypes.DWORD, ctypes.POINTER(wintypes.HANDLE)]
-    advapi32.GetTokenInformation.restype = wintypes.BOOL
-    advapi32.GetTokenInformation.argtypes = [wintypes.HANDLE, ctypes.c_int, ctypes.c_void_p, wintypes.DWORD,
-                                             ctypes.POINTER(wintypes.DWORD)]
-    advapi32.SetTokenInformation.restype = wintypes.BOOL
-    advapi32.SetTokenInformation.argtypes = [wintypes.HANDLE, ctypes.c_int, ctypes.c_void_p, wintypes.DWORD]
-    token = wintypes.HANDLE()
-    if not advapi32.OpenProcessToken(kernel32.GetCurrentProcess(), 0x0008 | 0x0080, ctypes.byref(token)):
-        raise ctypes.WinError(ctypes.get_last_error())  # TOKEN_QUERY | TOKEN_ADJUST_DEFAULT
-    try:
-        user, size = ctypes.create_string_buffer(256), wintypes.DWORD()
-        if not advapi32.GetTokenInformation(token, 1, user, len(user), ctypes.byref(size)):  # TokenUser
-            raise ctypes.WinError(ctypes.get_last_error())
-        # TOKEN_USER begins with the user SID's address; TOKEN_OWNER is that address alone.
-        if not advapi32.SetTokenInformation(token, 4, user, ctypes.sizeof(ctypes.c_void_p)):  # TokenOwner
-            raise ctypes.WinError(ctypes.get_last_error())
-    finally:
-        kernel32.CloseHandle(token)
-
-
-_own_new_files()
-
-
-"""
-
 
 def undefined_names(source: str) -> list[str]:
     """The global names the settings read that nothing in them defines (Jupyter gives get_config)."""
@@ -108,7 +66,7 @@ def main(folder: Path, python: str) -> int:
     registration = REGISTRATION.read_text(encoding="ascii")
     if config.count(registration) != 1:
         raise SystemExit("server_config() no longer holds registration.py whole: BROKER_SID has no place")
-    config = OWN_FILES + config.replace(registration, f"BROKER_SID = {sid!r}\n" + registration)
+    config = config.replace(registration, f"BROKER_SID = {sid!r}\n" + registration)
     missing = undefined_names(config)
     if missing:
         raise SystemExit("the server's settings read names nothing defines: " + ", ".join(missing))
