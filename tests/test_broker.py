@@ -4,7 +4,7 @@ own notebook server there, from their own headless Chromium, with no token, pass
 The broker runs as root (the machine's service); one server runs as this test's own account
 (root), the other as a second real account created for the test and removed after it. Each
 server registers with the broker by its own code (templates/python/registration.py). Which
-account opened a browser connection is the kernel's answer (/proc/net/tcp's uid), as on Windows
+account opened a browser connection is the kernel's answer (sock_diag: the socket's uid), as on Windows
 it is GetExtendedTcpTable's owning process and that process's session.
 """
 

@@ -92,7 +92,11 @@ class Broker:
             stdout=self.out,
             stderr=subprocess.STDOUT,
         )
-        self.wait_for(lambda: self.worker_pid() is not None and os.path.exists(self.channel), "the broker to start")
+        try:
+            self.wait_for(lambda: self.worker_pid() is not None and os.path.exists(self.channel), "the broker to start")
+        except BaseException:
+            self.stop()
+            raise
 
     def events(self) -> list[dict]:
         if not self.log.exists():
@@ -239,7 +243,10 @@ def ensure_account(name: str) -> tuple[str, bool]:
         pwd.getpwnam(name)
         return name, False
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
+        made = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name])
+        if made.returncode == 9:  # made meanwhile by another test session: theirs to remove
+            return name, False
+        made.check_returncode()
         return name, True
 
 
