@@ -932,12 +932,16 @@ WIN32 = {
     # The broker (templates/python/broker.py) and the registration of each server (registration.py).
     ("kernel32", "CreateNamedPipeW"): ("HANDLE", True, API + "namedpipeapi/nf-namedpipeapi-createnamedpipew"),
     ("kernel32", "ConnectNamedPipe"): ("BOOL", True, API + "namedpipeapi/nf-namedpipeapi-connectnamedpipe"),
-    ("kernel32", "DisconnectNamedPipe"): ("BOOL", True, API + "namedpipeapi/nf-namedpipeapi-disconnectnamedpipe"),
     ("kernel32", "PeekNamedPipe"): ("BOOL", True, API + "namedpipeapi/nf-namedpipeapi-peeknamedpipe"),
     ("kernel32", "GetNamedPipeClientProcessId"): (
         "BOOL",
         True,
         API + "winbase/nf-winbase-getnamedpipeclientprocessid",
+    ),
+    ("kernel32", "GetNamedPipeClientSessionId"): (
+        "BOOL",
+        True,
+        API + "winbase/nf-winbase-getnamedpipeclientsessionid",
     ),
     ("kernel32", "ReadFile"): ("BOOL", True, API + "fileapi/nf-fileapi-readfile"),
     ("kernel32", "WriteFile"): ("BOOL", True, API + "fileapi/nf-fileapi-writefile"),

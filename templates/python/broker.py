@@ -47,6 +47,7 @@ IDLE_SECONDS = 300  # a connection that sends nothing, headers included, for thi
 BODY_SECONDS = 600
 REGISTRATION_SECONDS = 10  # to send the one registration line, and for the broker to read its file
 PENDING_PER_ACCOUNT = 2  # channel connections of one account not yet registered or refused
+UNREAD_PER_SESSION = 8  # Windows: channel connections of one session whose line is not read yet
 LOG_BYTES = 1024 * 1024
 LISTENER_SCAN_SECONDS = 60
 RESTART_FIRST, RESTART_CAP, RESTART_STABLE = 1, 60, 60
@@ -293,6 +294,7 @@ class WindowsPlatform:
     def __init__(self):
         self.pipe_security = self.event_source = self.job = self.readers = self.snapshot = None
         self.pending, self.lock = {}, threading.Lock()  # account -> its connections not yet answered
+        self.unread, self.own_end = {}, None  # session -> its connections whose line is not read yet
         kernel32 = self.kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
         advapi32 = self.advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
         ntdll = self.ntdll = ctypes.WinDLL("ntdll")
@@ -310,8 +312,6 @@ class WindowsPlatform:
         kernel32.CreateNamedPipeW.argtypes = [wintypes.LPCWSTR] + [wintypes.DWORD] * 6 + [ctypes.c_void_p]
         kernel32.ConnectNamedPipe.restype = wintypes.BOOL
         kernel32.ConnectNamedPipe.argtypes = [wintypes.HANDLE, ctypes.c_void_p]
-        kernel32.DisconnectNamedPipe.restype = wintypes.BOOL
-        kernel32.DisconnectNamedPipe.argtypes = [wintypes.HANDLE]
         kernel32.PeekNamedPipe.restype = wintypes.BOOL
         kernel32.PeekNamedPipe.argtypes = [wintypes.HANDLE, ctypes.c_void_p, wintypes.DWORD, dword, dword, dword]
         kernel32.ReadFile.restype = wintypes.BOOL
@@ -320,6 +320,8 @@ class WindowsPlatform:
         kernel32.WriteFile.argtypes = [wintypes.HANDLE, ctypes.c_void_p, wintypes.DWORD, dword, ctypes.c_void_p]
         kernel32.GetNamedPipeClientProcessId.restype = wintypes.BOOL
         kernel32.GetNamedPipeClientProcessId.argtypes = [wintypes.HANDLE, ctypes.POINTER(wintypes.ULONG)]
+        kernel32.GetNamedPipeClientSessionId.restype = wintypes.BOOL
+        kernel32.GetNamedPipeClientSessionId.argtypes = [wintypes.HANDLE, ctypes.POINTER(ctypes.c_ulong)]
         kernel32.CloseHandle.restype = wintypes.BOOL
         kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
         kernel32.GetCurrentThread.restype = wintypes.HANDLE
@@ -413,20 +415,18 @@ class WindowsPlatform:
 
     def open_channel(self, name):
         """The pipe's first instance: the supervisor keeps it, so the name stays the broker's while workers
-        come and go. The worker serves instances of its own, by name. A client that lands on this one is
-        disconnected at once, answered nothing: DisconnectNamedPipe forces its end closed and it "receives an
-        error the next time it attempts to access the pipe" (Microsoft Learn, DisconnectNamedPipe), then
-        retries. ConnectNamedPipe fails with ERROR_PIPE_CONNECTED (535) when the client came first
-        (Microsoft Learn, ConnectNamedPipe): disconnected all the same."""
+        come and go; the worker serves instances of its own, by name. A client is given the oldest instance
+        that listens (ReactOS's NPFS walks its instance list from the head; Microsoft does not say), so the
+        supervisor connects this one at once to a client end it holds itself: it never listens, and every
+        server reaches a worker's instance. A server's client that came first makes this fail
+        (ERROR_PIPE_BUSY); the supervisor then tries again, holding the address."""
         handle = self.create_pipe(name, first=True)
-
-        def refuse():
-            while True:
-                if not self.kernel32.ConnectNamedPipe(handle, None) and ctypes.get_last_error() != 535:
-                    time.sleep(1)  # never a busy loop
-                self.kernel32.DisconnectNamedPipe(handle)
-
-        threading.Thread(target=refuse, name="first-instance", daemon=True).start()
+        path = name if name.startswith("\\\\.\\pipe\\") else "\\\\.\\pipe\\" + name
+        self.own_end = self.kernel32.CreateFileW(path, 0x80000000, 0, None, 3, 0, None)
+        if self.own_end in (None, INVALID_HANDLE_VALUE):  # GENERIC_READ, OPEN_EXISTING
+            error = self.error()
+            self.kernel32.CloseHandle(handle)
+            raise error
         return handle
 
     def start_worker(self, argv, listener, channel):
@@ -455,6 +455,7 @@ class WindowsPlatform:
             self.job = self.kernel32.CreateJobObjectW(None, None) or 0
             if self.job and not self.kernel32.SetInformationJobObject(
                     self.job, 9, ctypes.byref(limits), ctypes.sizeof(limits)):  # JobObjectExtendedLimitInformation
+                self.kernel32.CloseHandle(self.job)
                 self.job = 0
         process = self.kernel32.OpenProcess(0x0101, False, pid)  # PROCESS_SET_QUOTA | PROCESS_TERMINATE
         if process and self.job:
@@ -524,8 +525,16 @@ class WindowsPlatform:
                 raise self.error()
             data = data[done.value:]
 
+    def pipe_session(self, handle):
+        """The session of a channel client, known before it sends anything (GetNamedPipeClientSessionId)."""
+        session = ctypes.c_ulong()
+        if not self.kernel32.GetNamedPipeClientSessionId(handle, ctypes.byref(session)):
+            raise self.error()
+        return session.value
+
     def pipe_close(self, handle):
-        self.kernel32.DisconnectNamedPipe(handle)
+        # One client per instance: no DisconnectNamedPipe, which would discard what the client has not read
+        # yet (Microsoft Learn), the broker's answer among it; after CloseHandle the client still reads it.
         self.kernel32.CloseHandle(handle)
 
     def pipe_client(self, handle):
@@ -595,7 +604,7 @@ class WindowsPlatform:
         if not (len(path) > 3 and path[0].isascii() and path[0].isalpha() and path[1:3] == ":\\"):
             raise PermissionError("not a path on a local drive")
         handle = self.kernel32.CreateFileW(  # GENERIC_READ, FILE_SHARE_READ, OPEN_EXISTING,
-            path, 0x80000000, 0x1, None, 3, 0x00200000 | 0x00110000, None)
+            path, 0x80000000, 0x1 | 0x4, None, 3, 0x00200000 | 0x00110000, None)  # FILE_SHARE_READ | _DELETE
         # FILE_FLAG_OPEN_REPARSE_POINT (a link is opened, not followed), SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION
         if handle in (None, INVALID_HANDLE_VALUE):
             raise self.error()
@@ -990,15 +999,31 @@ class WindowsChannelConnection:
         import functools
 
         try:
-            deadline = self.deadline  # REGISTRATION_SECONDS from ConnectNamedPipe
-            while b"\n" not in self.line and len(self.line) <= MAX_REGISTRATION_BYTES and time.monotonic() < deadline:
-                available = self.platform.pipe_available(self.handle)
-                if available is None:
-                    raise BrokenPipeError("the client left")
-                if available:
-                    self.line += self.platform.read_handle(self.handle, min(available, MAX_REGISTRATION_BYTES + 1))
-                else:
-                    time.sleep(0.05)
+            # Who the client is can be asked only after a read (impersonation needs one): until then, a
+            # client is counted by its session (GetNamedPipeClientSessionId needs no read), so that no
+            # session holds more than a few of the channel's threads with lines it never sends.
+            session = self.platform.pipe_session(self.handle)
+            with self.platform.lock:
+                unread = self.platform.unread.get(session, 0)
+                if unread >= UNREAD_PER_SESSION:
+                    raise PermissionError("too many channel connections from session %d at once" % session)
+                self.platform.unread[session] = unread + 1
+            try:
+                deadline = self.deadline  # REGISTRATION_SECONDS from ConnectNamedPipe
+                while (b"\n" not in self.line and len(self.line) <= MAX_REGISTRATION_BYTES
+                       and time.monotonic() < deadline):
+                    available = self.platform.pipe_available(self.handle)
+                    if available is None:
+                        raise BrokenPipeError("the client left")
+                    if available:
+                        self.line += self.platform.read_handle(self.handle, min(available, MAX_REGISTRATION_BYTES + 1))
+                    else:
+                        time.sleep(0.05)
+            finally:
+                with self.platform.lock:
+                    self.platform.unread[session] -= 1
+                    if not self.platform.unread[session]:
+                        del self.platform.unread[session]
             self.line = b"".join(self.line.partition(b"\n")[:2])
             self.account, self.session, self.pid, self.created = self.platform.pipe_client(self.handle)
             with self.platform.lock:
@@ -1007,7 +1032,7 @@ class WindowsChannelConnection:
                     self.platform.pending[self.account] = self.platform.pending.get(self.account, 0) + 1
             if not self.pending:
                 raise PermissionError("too many registrations at once")
-        except OSError as exc:
+        except Exception as exc:  # whatever happens, the handle is closed and the slot given back
             self.loop.call_soon_threadsafe(functools.partial(
                 log.event, EVENT_REGISTRATION_REFUSED, "a channel connection was refused", account=self.account,
                 reason=exc))
@@ -1152,20 +1177,18 @@ def proxy_application(options, registry, log):
     import tornado.routing
     import tornado.web
     import tornado.websocket
-    from tornado import httpclient, httputil, simple_httpclient
+    from tornado import httpclient, httputil
 
     host = options.name if options.port == 80 else "%s:%d" % (options.name, options.port)
     origin = "http://" + host
     from tornado import netutil
 
     class Loopback(netutil.Resolver):
-        """The servers are always at 127.0.0.1: no getaddrinfo, in a thread, for each request."""
+        """The servers are always at 127.0.0.1: no getaddrinfo, in a thread, for each WebSocket."""
 
         async def resolve(self, host, port, family=socket.AF_UNSPEC):
             return [(socket.AF_INET, (host, port))]
 
-    client = simple_httpclient.SimpleAsyncHTTPClient(force_instance=True, max_clients=1024, resolver=Loopback(),
-                                                     max_body_size=MAX_BODY_BYTES, max_buffer_size=MAX_BODY_BYTES)
     open_connections = {}  # routing key -> open browser connections
 
     class Refused(Exception):
@@ -1239,6 +1262,9 @@ def proxy_application(options, registry, log):
             super().handle_stream(stream, address)
 
         def on_close(self, server_conn):
+            backend = getattr(server_conn.stream, "gen_bundle_backend", None)
+            if backend is not None:
+                backend[1].close()
             key = server_conn.stream.gen_bundle_key
             open_connections[key] -= 1
             if not open_connections[key]:
@@ -1290,6 +1316,7 @@ def proxy_application(options, registry, log):
 
             self.body = asyncio.Queue(maxsize=16)
             self.registration = None
+            self.response_started = False
 
         def prepare(self):
             try:
@@ -1307,66 +1334,66 @@ def proxy_application(options, registry, log):
             await self.body.put(chunk)
 
         async def forward(self):
-            started = []
+            """The request to the registered server, on this browser connection's own connection to it
+            (kept while both sides keep it alive, and never another client's), the answer streamed back
+            as it comes: the server's headers as they are, its body no faster than the browser takes it."""
+            import asyncio
 
-            def on_header(line):
-                if not started:
-                    started.append(line)
-                    self.headers_seen = []
+            from tornado import http1connection, iostream
+
+            handler = self
+            browser = self.request.connection.stream
+            kept = getattr(browser, "gen_bundle_backend", None)
+            if kept is None or kept[0] is not self.registration or kept[1].closed():
+                if kept is not None:
+                    kept[1].close()
+                backend = iostream.IOStream(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                try:
+                    await asyncio.wait_for(backend.connect(("127.0.0.1", self.registration.port)), 10)
+                except Exception as exc:
+                    backend.close()
+                    page(self, Refused(502, "Your notebook server is not answering", "It may be restarting; try "
+                                       "again in a minute.", "backend: %s" % exc))
                     return
-                if line in ("\r\n", "\n"):
-                    return
-                name, _, value = line.partition(":")
-                self.headers_seen.append((name.strip(), value.strip()))
+                backend.set_nodelay(True)
+                kept = browser.gen_bundle_backend = (self.registration, backend)  # closed with it: Server.on_close
+            backend = kept[1]
+            exchange = http1connection.HTTP1Connection(backend, True, http1connection.HTTP1ConnectionParameters(
+                max_header_size=MAX_HEADER_BYTES, max_body_size=MAX_BODY_BYTES, decompress=False))
 
-            def on_chunk(chunk):
-                if not self.response_started:
-                    self.start_response()
-                self.write(chunk)
-                return self.flush()  # the client reads no faster than the browser takes it
+            class Answer(httputil.HTTPMessageDelegate):
+                def headers_received(self, start_line, headers):
+                    handler.start_response(start_line, headers)
 
-            async def produce(write):
+                def data_received(self, chunk):
+                    handler.write(chunk)
+                    return handler.flush()  # read no faster than the browser takes it
+
+            try:
+                await exchange.write_headers(httputil.RequestStartLine(
+                    self.request.method, backend_target(self.request), "HTTP/1.1"),
+                    backend_headers(self.request, self.registration))
                 while True:
                     chunk = await self.body.get()
                     if chunk is None:
-                        return
-                    await write(chunk)
-
-            self.response_started = False
-            has_body = self.request.method in ("POST", "PUT", "PATCH") or (
-                "Content-Length" in self.request.headers or "Transfer-Encoding" in self.request.headers)
-            request = httpclient.HTTPRequest(
-                "http://127.0.0.1:%d%s" % (self.registration.port, backend_target(self.request)),
-                method=self.request.method, headers=backend_headers(self.request, self.registration),
-                body_producer=produce if has_body else None, allow_nonstandard_methods=True,
-                follow_redirects=False, decompress_response=False, header_callback=on_header,
-                streaming_callback=on_chunk, connect_timeout=10, request_timeout=0)
-            self.status_line = started
-            try:
-                response = await client.fetch(request, raise_error=False)
+                        break
+                    await exchange.write(chunk)
+                exchange.finish()
+                await exchange.read_response(Answer())
             except Exception as exc:
+                backend.close()
                 if not self.response_started:
                     page(self, Refused(502, "Your notebook server is not answering", "It may be restarting; try "
                                        "again in a minute.", "backend: %s" % exc))
-                return None
-            if response.code == 599 and not self.response_started:
-                page(self, Refused(502, "Your notebook server is not answering", "It may be restarting; try "
-                                   "again in a minute.", "backend: %s" % response.error))
-                return None
-            self.response_code = response.code
-            self.response_reason = response.reason
-            if not self.response_started:
-                self.start_response()
-            return response
+                return
 
-        def start_response(self):
+        def start_response(self, start_line, headers):
             self.response_started = True
             self.clear()
-            status = self.status_line[0].split(" ", 2) if self.status_line else ["", "502", "Bad Gateway"]
-            self.set_status(int(status[1]), status[2].strip() if len(status) > 2 else None)
+            self.set_status(start_line.code, start_line.reason)
             for header in ("Content-Type", "Server", "Date"):
                 self.clear_header(header)
-            for name, value in getattr(self, "headers_seen", []):
+            for name, value in headers.get_all():
                 if name.lower() not in HOP_BY_HOP:
                     self.add_header(name, value)
 
@@ -1413,7 +1440,7 @@ def proxy_application(options, registry, log):
                                                                      backend_target(self.request)),
                                             headers=headers, connect_timeout=10)
             try:
-                self.backend = await websocket_connect(target, subprotocols=wanted or None,
+                self.backend = await websocket_connect(target, subprotocols=wanted or None, resolver=Loopback(),
                                                        max_message_size=MAX_MESSAGE_BYTES)
             except Exception as exc:
                 page(self, Refused(502, "Your notebook server refused the connection", "Reload the page.",

@@ -89,8 +89,8 @@ def stay_registered(port, secret):
         except (OSError, ValueError) as exc:
             sys.stderr.write("gen-bundle: cannot reach the broker (%s); trying again\n" % exc)
         if not answer and quick:
-            # Closed before any answer: on Windows, the broker's own first pipe instance, which
-            # answers nobody (docs/broker.md), or a worker restarting. Again at once, a few times.
+            # Closed before any answer: a worker restarting, or (Windows) every pipe instance busy.
+            # Again at once, a few times.
             quick -= 1
             time.sleep(0.2)
             continue
@@ -258,7 +258,7 @@ def open_broker_pipe(name):
             buffer, done = ctypes.create_string_buffer(size), wintypes.DWORD()
             if not kernel32.ReadFile(handle, buffer, size, ctypes.byref(done), None):
                 error = ctypes.get_last_error()
-                if error == 109:  # ERROR_BROKEN_PIPE: the broker closed its end
+                if error in (109, 233):  # ERROR_BROKEN_PIPE, ERROR_PIPE_NOT_CONNECTED: the broker closed its end
                     return b""
                 raise ctypes.WinError(error)
             return buffer.raw[:done.value]
