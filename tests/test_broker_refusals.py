@@ -604,6 +604,30 @@ def test_content_length_with_transfer_encoding_is_refused(setup):
     assert f"gb-front-{marker}" not in log and f"gb-smuggled-{marker}" not in log
 
 
+def test_a_chunked_body_on_another_method_is_refused(setup):
+    """tornado's client frames a body it has no length for only on POST, PUT and PATCH: a chunked
+    DELETE forwarded would put its body on the kept connection to the server as a next request."""
+    marker = uuid.uuid4().hex
+    host = setup.broker.host
+    smuggled = f"GET /gb-smuggled-{marker} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    body = f"{len(smuggled):x}\r\n{smuggled}\r\n0\r\n\r\n"
+    received = raw(
+        setup,
+        (
+            f"DELETE /api/sessions/gb-{marker} HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\n"
+            f"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{body}"
+        ).encode(),
+    )
+    assert raw_status(received) == 400 and b"A chunked body is taken only with" in received, received[:300]
+    status, _, _ = request(setup, "GET", f"/gb-after-{marker}")
+    assert status == 404
+    deadline = time.monotonic() + 10
+    while f"gb-after-{marker}" not in setup.root.log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, "the server never logged the request after"
+        time.sleep(0.1)
+    assert f"gb-smuggled-{marker}" not in setup.root.log.read_text(errors="replace")
+
+
 # ---- 13, 14. no server ----
 
 
