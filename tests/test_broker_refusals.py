@@ -28,6 +28,7 @@ import pytest
 
 from conftest import need
 from support.broker import (
+    BROKER,
     REGISTRATION_FILE,
     SYSTEM_PYTHON,
     Account,
@@ -435,28 +436,88 @@ def test_a_third_pending_registration_of_one_account_is_refused(setup):
             channel.close()
 
 
-def test_one_account_holds_at_most_256_connections_and_gets_them_back(setup):
-    held = [socket.create_connection((setup.broker.ip, setup.broker.port), timeout=10) for _ in range(256)]
+def broker_constant(name):
+    from conftest import python_constants
+
+    return python_constants(BROKER.read_bytes())[name]
+
+
+def refused_at_once(setup):
+    extra = socket.create_connection((setup.broker.ip, setup.broker.port), timeout=10)
     try:
-        extra = socket.create_connection((setup.broker.ip, setup.broker.port), timeout=10)
         extra.sendall(f"GET /api/contents HTTP/1.1\r\nHost: {setup.broker.host}\r\n\r\n".encode())
-        try:
-            assert extra.recv(100) == b""
-        except ConnectionResetError:
-            pass
-        extra.close()
+        return extra.recv(100) == b""
+    except ConnectionResetError:
+        return True
     finally:
-        for connection in held:
-            connection.close()
+        extra.close()
+
+
+def wait_served(setup):
     deadline = time.monotonic() + 10
     while True:  # the count comes back as the broker sees them close
         try:
             if request(setup, "GET", "/api/contents")[0] == 200:
-                break
+                return
         except (ConnectionError, http.client.RemoteDisconnected):
             pass
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+def test_one_account_holds_a_capped_number_of_connections_and_gets_them_back(setup):
+    cap = broker_constant("MAX_CONNECTIONS_PER_ACCOUNT")
+    held = [socket.create_connection((setup.broker.ip, setup.broker.port), timeout=10) for _ in range(cap)]
+    try:
+        assert refused_at_once(setup)
+    finally:
+        for connection in held:
+            connection.close()
+    wait_served(setup)
+
+
+def test_websockets_count_against_the_cap(setup):
+    """A WebSocket holds its browser connection (and one to the server) for as long as it is open:
+    it counts until it closes, not only until its handshake's request ends."""
+    cap = broker_constant("MAX_CONNECTIONS_PER_ACCOUNT")
+    key = base64.b64encode(os.urandom(16)).decode()
+    handshake = (
+        f"GET /api/events/subscribe HTTP/1.1\r\nHost: {setup.broker.host}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Origin: http://{setup.broker.host}\r\n\r\n"
+    ).encode()
+    held = []
+    try:
+        for _ in range(cap):
+            websocket = socket.create_connection((setup.broker.ip, setup.broker.port), timeout=10)
+            held.append(websocket)
+            websocket.sendall(handshake)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += websocket.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 101"), answer[:200]
+        assert refused_at_once(setup)
+    finally:
+        for websocket in held:
+            websocket.close()
+    wait_served(setup)
+
+
+def test_only_http_1_1_is_taken(setup):
+    received = raw(setup, f"GET /api/contents HTTP/1.0\r\nHost: {setup.broker.host}\r\n\r\n".encode())
+    assert raw_status(received) == 400 and b"Only HTTP/1.1" in received, received[:300]
+
+
+def test_a_websocket_upgrade_with_a_body_is_not_held_whole(setup):
+    """An upgrade that is not a bodiless GET is an ordinary request to Forward, which checks it before
+    it reads a byte of the body: here its Host, refused at once, though the body never comes."""
+    with socket.create_connection((IP, setup.broker.port), timeout=10) as client:
+        client.sendall(
+            b"POST / HTTP/1.1\r\nHost: evil\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Content-Length: 104857600\r\n\r\n" + b"x" * 1024
+        )
+        answer = client.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400") and b"Wrong address" in answer, answer[:300]
 
 
 # ---- 7, 8, 9. the request's own address ----

@@ -39,7 +39,11 @@ import time
 REQUEST_SECRET_HEADER = "X-Gen-Bundle-Broker"  # the only header the server's sign-in accepts
 MAX_REGISTRATION_BYTES = 4096
 MAX_SECRET_FILE_BYTES = 4096
-MAX_CONNECTIONS_PER_ACCOUNT = 256
+MAX_CONNECTIONS_PER_ACCOUNT = 64  # browser connections, WebSockets included
+# All accounts together. Each browser connection holds a second socket, to its server, and on Windows
+# tornado watches every socket with select(), which takes 512 at most (its selector thread then dies).
+MAX_CONNECTIONS = 220
+QUIET_EVENTS_PER_MINUTE = 100  # refused requests written to the log file each minute; the rest counted
 MAX_HEADER_BYTES = 65536
 MAX_BODY_BYTES = 512 * 1024 * 1024
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a WebSocket message; Jupyter's own server takes up to tornado's 10 MiB
@@ -76,8 +80,21 @@ class Log:
         self.path = path
         self.role = role
         self.quiet_until = {}
+        self.minute, self.quiet_written, self.quiet_dropped = None, 0, 0
 
     def event(self, event_id, message, **fields):
+        if event_id in QUIET_EVENTS:
+            # Refused requests: at most QUIET_EVENTS_PER_MINUTE lines a minute, so that a flood of them
+            # cannot push the registrations out of the file; how many were left out is written.
+            minute = int(time.monotonic() // 60)
+            if minute != self.minute:
+                dropped, self.minute, self.quiet_written, self.quiet_dropped = self.quiet_dropped, minute, 0, 0
+                if dropped:
+                    self.event(EVENT_CONNECTION_REFUSED, "refused requests not logged one by one", count=dropped)
+            if self.quiet_written >= QUIET_EVENTS_PER_MINUTE:
+                self.quiet_dropped += 1
+                return
+            self.quiet_written += 1
         record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(), "role": self.role,
                   "event": event_id, "message": message}
         record.update({key: clean(value) for key, value in fields.items()})
@@ -1159,7 +1176,11 @@ async def worker_main(options):
     server.add_sockets([listener])
     seen = set()
     while True:
-        others = set(PLATFORM.listeners(options.port, but=options.ip))
+        try:
+            others = set(PLATFORM.listeners(options.port, but=options.ip))
+        except Exception as exc:  # a look that failed this time; the broker goes on
+            log.event(EVENT_OTHER_LISTENER, "could not list the listeners on the broker's port", error=exc)
+            others = seen
         for other in sorted(others - seen):
             log.event(EVENT_OTHER_LISTENER, "another listener on the broker's port", listener=other)
         seen = others
@@ -1202,6 +1223,8 @@ def proxy_application(options, registry, log):
             raise Refused(400, "Wrong address", "This server answers only to " + origin + "/.", "Host header")
         if not request.uri.startswith("/"):
             raise Refused(400, "Bad request", "Absolute-form request targets are refused.", "request target")
+        if request.version != "HTTP/1.1":  # an HTTP/1.0 keep-alive client could not tell streamed answers apart
+            raise Refused(400, "Bad request", "Only HTTP/1.1 is taken.", "version %s" % request.version)
         if "Content-Length" in request.headers and "Transfer-Encoding" in request.headers:
             raise Refused(400, "Bad request", "Content-Length and Transfer-Encoding together are refused.",
                           "Content-Length with Transfer-Encoding")
@@ -1258,7 +1281,8 @@ def proxy_application(options, registry, log):
                 key = PLATFORM.connection_owner(address[:2], stream.socket.getsockname()[:2])
             except OSError:
                 key = None
-            if open_connections.get(key, 0) >= MAX_CONNECTIONS_PER_ACCOUNT:
+            if (open_connections.get(key, 0) >= MAX_CONNECTIONS_PER_ACCOUNT
+                    or sum(open_connections.values()) >= MAX_CONNECTIONS):
                 log.event(EVENT_CONNECTION_REFUSED, "too many connections", key=key)
                 stream.close()
                 return
@@ -1270,11 +1294,14 @@ def proxy_application(options, registry, log):
             backend = getattr(server_conn.stream, "gen_bundle_backend", None)
             if backend is not None:
                 backend[1].close()
-            key = server_conn.stream.gen_bundle_key
-            open_connections[key] -= 1
-            if not open_connections[key]:
-                del open_connections[key]
+            if not getattr(server_conn.stream, "gen_bundle_relay", False):  # a WebSocket's: Relay.on_close
+                release(server_conn.stream.gen_bundle_key)
             super().on_close(server_conn)
+
+    def release(key):
+        open_connections[key] -= 1
+        if not open_connections[key]:
+            del open_connections[key]
 
     def backend_headers(request, registration):
         headers = httputil.HTTPHeaders()
@@ -1384,12 +1411,15 @@ def proxy_application(options, registry, log):
                         break
                     await exchange.write(chunk)
                 exchange.finish()
-                await exchange.read_response(Answer())
+                if not await exchange.read_response(Answer()):
+                    raise ValueError("the server's answer was malformed")
             except Exception as exc:
                 backend.close()
                 if not self.response_started:
                     page(self, Refused(502, "Your notebook server is not answering", "It may be restarting; try "
                                        "again in a minute.", "backend: %s" % exc))
+                else:  # cut short: the browser must not take what came as the whole answer
+                    self.request.connection.stream.close()
                 return
 
         def start_response(self, start_line, headers):
@@ -1413,8 +1443,12 @@ def proxy_application(options, registry, log):
         get = head = post = put = patch = delete = options = handle
 
         def on_connection_close(self):
+            super().on_connection_close()  # tornado's own: ends the request's wait for its body
             if self.registration is not None and not self.body.full():
                 self.body.put_nowait(None)
+
+        def compute_etag(self):
+            return None  # the server's own, or none: not one made up from what the broker wrote
 
     class Relay(tornado.websocket.WebSocketHandler):
         """A WebSocket to the registered server: one backend connection per browser connection."""
@@ -1451,10 +1485,13 @@ def proxy_application(options, registry, log):
                 page(self, Refused(502, "Your notebook server refused the connection", "Reload the page.",
                                    "backend websocket: %s" % exc))
                 return
+            self.browser = self.request.connection.stream
+            self.browser.gen_bundle_relay = True  # counted until the WebSocket closes (on_close), not the request
             try:
                 await super().get(*args, **kwargs)
             finally:
                 if self.get_status() != 101:
+                    self.browser.gen_bundle_relay = False
                     self.backend.close()
 
         def select_subprotocol(self, subprotocols):
@@ -1488,10 +1525,18 @@ def proxy_application(options, registry, log):
         def on_close(self):
             if self.backend is not None:
                 self.backend.close()
+            if getattr(self, "browser", None) is not None and self.browser.gen_bundle_relay:
+                self.browser.gen_bundle_relay = False
+                release(self.browser.gen_bundle_key)
 
     class IsWebSocket(tornado.routing.Matcher):
+        """A WebSocket handshake: a GET with no body (a Relay does not stream one: it would be held whole
+        before any check); anything else goes to Forward, which streams or refuses it."""
+
         def match(self, request):
-            return {} if request.headers.get("Upgrade", "").lower() == "websocket" else None
+            return {} if (request.headers.get("Upgrade", "").lower() == "websocket" and request.method == "GET"
+                          and "Content-Length" not in request.headers
+                          and "Transfer-Encoding" not in request.headers) else None
 
     application = tornado.web.Application(
         [tornado.routing.Rule(IsWebSocket(), Relay), (r".*", Forward)],
