@@ -928,7 +928,7 @@ async def serve_registration(connection, registry, log):
         registry.add(candidate)
         registration = candidate
     except Exception as exc:  # whatever a peer sends, the answer is a refusal, never a crash
-        getattr(connection, "settled", lambda: None)()
+        connection.settled()
         log.event(EVENT_REGISTRATION_REFUSED, "a registration was refused", account=account, session=session,
                   pid=pid, reason=exc if str(exc) else type(exc).__name__)
         try:
@@ -937,7 +937,7 @@ async def serve_registration(connection, registry, log):
             pass
         connection.close()
         return
-    getattr(connection, "settled", lambda: None)()
+    connection.settled()
     log.event(EVENT_REGISTERED, "a server registered", account=account, session=session, pid=pid, port=port)
     try:
         await connection.write(b'{"registered": true}\n')
@@ -1154,10 +1154,7 @@ def run_worker(options):
 async def worker_main(options):
     import asyncio
 
-    import tornado.httpserver
     import tornado.ioloop
-    import tornado.iostream
-    import tornado.netutil
 
     log = Log(options.log, "worker")
     registry = Registry(log)
@@ -1195,14 +1192,14 @@ def end_with_supervisor(lifeline):
 
 
 def proxy_application(options, registry, log):
+    import tornado.httpserver
     import tornado.routing
     import tornado.web
     import tornado.websocket
-    from tornado import httpclient, httputil
+    from tornado import httpclient, httputil, netutil
 
     host = options.name if options.port == 80 else "%s:%d" % (options.name, options.port)
     origin = "http://" + host
-    from tornado import netutil
 
     class Loopback(netutil.Resolver):
         """The servers are always at 127.0.0.1: no getaddrinfo, in a thread, for each WebSocket."""

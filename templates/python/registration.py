@@ -13,7 +13,7 @@ import types
 
 from jupyter_server.auth.identity import IdentityProvider, User
 
-BROKER_HEADER = "X-Gen-Bundle-Broker"
+BROKER_HEADER = "X-Gen-Bundle-Broker"  # broker.py's REQUEST_SECRET_HEADER: tests/test_broker.py fails if they differ
 
 
 class BrokerSignIn(IdentityProvider):
