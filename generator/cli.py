@@ -25,7 +25,7 @@ Examples:
   gen-bundle --ip 127.0.0.20 --name lab --port 8080 --out lab-bundle
   gen-bundle --ip 127.0.0.13 --name py --notebook-dir "D:\\Data\\Notebooks" --force
   gen-bundle --ip 127.0.0.13 --name py --scope user --user "CONTOSO\\alice"
-  gen-bundle --ip 127.0.0.13 --name py --python "%LOCALAPPDATA%\\Programs\\Python\\Python313\\python.exe"
+  gen-bundle --ip 127.0.0.13 --name py --python "%ProgramFiles%\\Python312\\python.exe"
   gen-bundle --ip 127.0.0.13 --name py --env --package pandas --package matplotlib
   gen-bundle --ip 127.0.0.13 --name py --env --lock out/pylock.toml --out out-again
   gen-bundle --from out/bundle.json --out out-new      (the same inputs, this version)
@@ -101,10 +101,19 @@ def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
     add_help_option=False,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100, "terminal_width": 100},
 )
-@click.option("--ip", metavar="ADDRESS", help="Loopback address the server listens on, inside 127.0.0.0/8.  [required]")
+@click.option(
+    "--ip",
+    metavar="ADDRESS",
+    help="Loopback address of the bundle, inside 127.0.0.0/8: the broker holds it from boot.  [required]",
+)
 @click.option("--name", metavar="NAME", help="Host name for the browser (http://NAME/): one DNS label.  [required]")
 @click.option(
-    "--port", type=str, metavar="PORT", default=DEFAULTS["port"], show_default=True, help="TCP port of the server."
+    "--port",
+    type=str,
+    metavar="PORT",
+    default=DEFAULTS["port"],
+    show_default=True,
+    help="TCP port of the bundle's address.",
 )
 @click.option(
     "--notebook-dir",
@@ -118,17 +127,17 @@ def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
     metavar="PATH",
     default=DEFAULTS["python"],
     show_default=True,
-    help="python.exe on the target machines, in an environment that has notebook installed; "
-    "with --env, the base Python (installed for all users) that the bundle's environment uses.",
+    help="python.exe on the target machines, installed for all users, with notebook installed: the broker and "
+    "each user's server run it; with --env, the base Python that the bundle's environment uses.",
 )
 @click.option(
     "--auth",
     metavar="[" + "|".join(AUTH_MODES) + "]",
     default=DEFAULTS["auth"],
     show_default=True,
-    help="token: each user's own secret, made anew at every start of the server; one-click sign-in from the "
-    "Start menu. "
-    "none: no sign-in - anyone on the PC can run code as that user.",
+    help="token: each user's server takes only the broker's requests (which carry its secret, made anew at "
+    "every start) and programs of that user that send the secret; http://NAME/ asks nobody for a sign-in. "
+    "none: the server takes any request that reaches its port - any account of the PC can run code as that user.",
 )
 @click.option(
     "--window",

@@ -1,10 +1,14 @@
 """gen-bundle diff OLD NEW: what a re-reviewer reads before approving a new bundle.
 
 First what changed in plain words (inputs, generator version, the engine, files, the
-hosts block, the task's settings, the environment's packages), then a unified diff of each
-changed text file: the task XML decoded from UTF-16, line endings shown only where they
-changed. The engine, the same in every bundle of a version, is one unit: "engine unchanged"
-between two bundles of one version, else its own section, last, whatever its file name.
+hosts block, the settings of both tasks - the logon task and the broker's boot task -, the
+broker program's code, the environment's packages), then a unified diff of each changed text
+file: the task XML decoded from UTF-16, line endings shown only where they changed. The
+engine, the same in every bundle of a version, is one unit: "engine unchanged" between two
+bundles of one version, else its own section, last, whatever its file name. The broker
+program (NAME.broker.py) is a header of values above code that is the same in every bundle of
+a version: a line says whether that code changed, since it runs at boot as LOCAL SERVICE and
+holds the bundle's address.
 """
 
 from __future__ import annotations
@@ -21,7 +25,20 @@ from .signature import strip_signature
 
 TASK_NS = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
 TEXT_SUFFIXES = (".ps1", ".psm1", ".bat", ".py", ".md", ".txt", ".json", ".toml", ".xml")
-WELL_KNOWN = {"S-1-5-32-545": "BUILTIN\\Users", "S-1-5-32-544": "BUILTIN\\Administrators", "S-1-5-18": "SYSTEM"}
+WELL_KNOWN = {
+    "S-1-5-32-545": "BUILTIN\\Users",
+    "S-1-5-32-544": "BUILTIN\\Administrators",
+    "S-1-5-18": "SYSTEM",
+    "S-1-5-19": "LOCAL SERVICE",
+    "S-1-5-20": "NETWORK SERVICE",
+}
+# The broker's files (templates/python/broker.py below a header; templates/broker.task.xml.j2).
+# A --name is one DNS label, without a dot: NAME.task.xml is the logon task, NAME.broker.task.xml
+# the broker's.
+BROKER_SUFFIX = ".broker.py"
+BROKER_TASK_SUFFIX = ".broker.task.xml"
+TASK_SUFFIX = ".task.xml"
+CODING = re.compile(r"^[ \t\f]*#.*?coding[:=]")
 
 
 def _text(name: str, data: bytes) -> str | None:
@@ -36,7 +53,8 @@ def _text(name: str, data: bytes) -> str | None:
 
 
 def task_settings(data: bytes | None) -> dict[str, str]:
-    """The settings of a task XML a reviewer weighs, in words."""
+    """The settings of a task XML a reviewer weighs, in words: who it runs as (and with which
+    privileges and which SID of its own), when, what."""
     if data is None:
         return {}
     decoded = _text("task.xml", data)
@@ -55,29 +73,114 @@ def task_settings(data: bytes | None) -> dict[str, str]:
         found = node.find(path, TASK_NS)
         return (found.text or "").strip() if found is not None else ""
 
-    principals = []
+    principals, sid_types, privileges = [], [], []
     for principal in root.findall("t:Principals/t:Principal", TASK_NS):
         group, user = text(principal, "t:GroupId"), text(principal, "t:UserId")
-        who = f"group {group} ({WELL_KNOWN.get(group, group)})" if group else f"user {WELL_KNOWN.get(user, user)}"
+        if group:
+            who = f"group {group} ({WELL_KNOWN.get(group, group)})"
+        elif user in WELL_KNOWN:
+            who = f"user {user} ({WELL_KNOWN[user]})"
+        else:
+            who = f"user {user}"
         principals.append(f"{who}, run level {text(principal, 't:RunLevel')} (id {principal.get('id', '')})")
+        sid_types.append(text(principal, "t:ProcessTokenSidType"))
+        held = [(p.text or "").strip() for p in principal.findall("t:RequiredPrivileges/t:Privilege", TASK_NS)]
+        privileges.append(", ".join(held) if held else "")
     actions = root.find("t:Actions", TASK_NS)
     commands = [
         f"{text(e, 't:Command')} {text(e, 't:Arguments')}".strip() for e in root.findall("t:Actions/*", TASK_NS)
     ]
-    triggers = [f"{t.tag.split('}')[-1]} {text(t, 't:UserId')}".strip() for t in root.findall("t:Triggers/*", TASK_NS)]
+    triggers = []
+    for trigger in root.findall("t:Triggers/*", TASK_NS):
+        said = f"{trigger.tag.split('}')[-1]} {text(trigger, 't:UserId')}".strip()
+        delay = text(trigger, "t:Delay")
+        triggers.append(f"{said} (delay {delay})" if delay else said)
+    path = value("t:RegistrationInfo/t:URI")
+    if path and "Unrestricted" in sid_types:
+        from .layout import task_sid
+
+        path += f" (its own SID: {task_sid(path)})"
+    restart = root.find("t:Settings/t:RestartOnFailure", TASK_NS)
     return {
+        "path": path or "(not set)",
         "runs as": "; ".join(principals) or "(no principal)",
+        # Absent, a task gets every privilege its account has; Unrestricted gives it a SID of its own.
+        "own SID (ProcessTokenSidType)": "; ".join(kind or "(not set)" for kind in sid_types) or "(not set)",
+        "privileges (RequiredPrivileges)": "; ".join(held or "(not set: all its account has)" for held in privileges)
+        or "(not set: all its account has)",
         "actions run as": actions.get("Context", "") if actions is not None else "",
         "starts at": "; ".join(triggers) or "(no trigger)",
         "command": " ; ".join(commands) or "(no action)",
         "working directory": value("t:Actions/t:Exec/t:WorkingDirectory"),
         "more than one instance": value("t:Settings/t:MultipleInstancesPolicy"),
         "time limit": value("t:Settings/t:ExecutionTimeLimit"),
+        "restart on failure": (
+            f"every {text(restart, 't:Interval')}, {text(restart, 't:Count')} times" if restart is not None else "no"
+        ),
     }
 
 
 def _task_file(bundle: Bundle) -> bytes | None:
-    return next((data for name, data in bundle.files.items() if name.endswith(".task.xml")), None)
+    """The logon task: NAME.task.xml, not the broker's NAME.broker.task.xml."""
+    return next(
+        (
+            data
+            for name, data in bundle.files.items()
+            if name.endswith(TASK_SUFFIX) and not name.endswith(BROKER_TASK_SUFFIX)
+        ),
+        None,
+    )
+
+
+def _broker_task_file(bundle: Bundle) -> bytes | None:
+    return next((data for name, data in bundle.files.items() if name.endswith(BROKER_TASK_SUFFIX)), None)
+
+
+def broker_parts(text: str) -> tuple[str, str]:
+    """The broker program's header of '#' lines (this bundle's values) and its code below them, the
+    same in every bundle of a version. A comment that declares the source encoding (PEP 263)
+    changes how Python reads the rest: it is code."""
+    lines = text.splitlines(keepends=True)
+    header = next((i for i, line in enumerate(lines) if not line.startswith("#") or CODING.match(line)), len(lines))
+    return "".join(lines[:header]), "".join(lines[header:])
+
+
+def _broker(bundle: Bundle) -> tuple[str, str] | None:
+    """The broker program's file name and its code."""
+    name = next((name for name in bundle.files if name.endswith(BROKER_SUFFIX)), None)
+    if name is None:
+        return None
+    text = _text(name, bundle.files[name])
+    if text is None:
+        return name, "(not readable as text: " + hashlib.sha256(bundle.files[name]).hexdigest() + ")"
+    return name, broker_parts(text)[1]
+
+
+def _broker_lines(old: Bundle, new: Bundle) -> list[str]:
+    """Whether the broker program's code changed, in one line: it runs at boot as LOCAL SERVICE and
+    holds the bundle's address, so a reviewer is told even when its file was renamed with --name."""
+    before, after = _broker(old), _broker(new)
+
+    def code(broker: tuple[str, str]) -> str:
+        return f"{broker[0]} (code SHA-256 {hashlib.sha256(broker[1].encode('utf-8')).hexdigest()})"
+
+    if before is None:
+        return [f"broker program added: {code(after)}"] if after else []
+    if after is None:
+        return [f"broker program removed: {code(before)}"]
+    if before[1] == after[1]:
+        return [f"broker program code unchanged: {code(after)}"]
+    return [f"broker program code changed: {code(before)} -> {code(after)}; its diff is below"]
+
+
+def _settings_lines(label: str, old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """One line for each setting that differs, a task that is on one side only included."""
+    keys = list(new) + [key for key in old if key not in new]
+    return [
+        f"{label} {key}: {old.get(key, '(none)')} -> {new.get(key, '(none)')}"
+        for key in keys
+        if old.get(key) != new.get(key)
+    ]
 
 
 def _packages(bundle: Bundle) -> dict[str, str]:
@@ -265,10 +368,11 @@ def diff_bundles(old_folder: str, new_folder: str, *, verbatim: bool = False) ->
     if _hosts(old) != _hosts(new):
         before, after = " / ".join(_hosts(old)) or "(none)", " / ".join(_hosts(new)) or "(none)"
         lines.append(f"hosts file block: {before} -> {after}")
-    old_task, new_task = task_settings(_task_file(old)), task_settings(_task_file(new))
-    for key in [k for k in new_task if k in old_task] + [k for k in new_task if k not in old_task]:
-        if old_task.get(key) != new_task.get(key):
-            lines.append(f"task {key}: {old_task.get(key, '(none)')} -> {new_task[key]}")
+    lines += _settings_lines("task", task_settings(_task_file(old)), task_settings(_task_file(new)))
+    lines += _broker_lines(old, new)
+    lines += _settings_lines(
+        "broker task", task_settings(_broker_task_file(old)), task_settings(_broker_task_file(new))
+    )
     old_packages, new_packages = _packages(old), _packages(new)
     for package in sorted(set(old_packages) | set(new_packages), key=str.lower):
         before, after = old_packages.get(package), new_packages.get(package)
@@ -283,6 +387,13 @@ def diff_bundles(old_folder: str, new_folder: str, *, verbatim: bool = False) ->
             continue
         name = after if before == after else f"{before} -> {after}"
         old_text, new_text = _text(before, a), _text(after, b)
+        if old_text is not None and new_text is not None and after.endswith(BROKER_SUFFIX):
+            (old_header, old_code), (new_header, new_code) = broker_parts(old_text), broker_parts(new_text)
+            if old_code == new_code and old_header != new_header and _form(a) == _form(b):
+                # Its code is the same ("broker program code unchanged" above): its header is the diff,
+                # and no value put into the code can show as a change that is none.
+                name += " (its header; the code below it unchanged)"
+                before, after, old_text, new_text = f"{before} header", f"{after} header", old_header, new_header
         if old_text is not None and old_text == new_text:
             lines.append(
                 f"file changed: {name} (the same text in another encoding or byte order mark: {_form(a)} -> {_form(b)})"

@@ -68,8 +68,7 @@ USER_FILES = {
     "launcher_lock": "launcher.lock",  # held open by the running launcher
     "server_log": "server.log",  # the server's output of this run
     "server_log_old": "server.1.log",  # its earlier output
-    "server_pid": "server.pid",  # the running server's process id
-    "token": "token",  # the sign-in secret of the server's current run
+    "registration": "registration.json",  # this run's port and secret: this user and the broker read it
     "stable": "stable",  # marks a server that ran STABLE_AFTER seconds
     "runtime": "runtime",  # Jupyter's runtime folder
     "pycache": "pycache",  # the bytecode of an --env environment, compiled for this user
@@ -139,11 +138,11 @@ class Layout:
     @property
     def installed_files(self) -> tuple[str, ...]:
         """The files install.ps1 copies to the install folder."""
-        return (self.launcher_file, self.config_file, self.guard_file)
+        return (self.launcher_file, self.config_file, self.guard_file, self.broker_file)
 
     @property
     def shortcut_title(self) -> str:
-        """The Start-menu entry, one for all users, that opens the server signed in."""
+        """The Start-menu entry, one for all users, that opens the bundle's address."""
         return f"{self.spec.name} notebook"
 
     @property
@@ -153,7 +152,7 @@ class Layout:
     @property
     def shortcut_arguments(self) -> str:
         """What the Start-menu entry passes to cmd.exe, in the install folder: the launcher's
-        "open", which hands the browser the secret only if the server is the user's own."""
+        "open", which opens the address only when the broker is what answers there."""
         return f"/d /c .\\{self.launcher_file} open"
 
     @property
@@ -210,9 +209,13 @@ class Layout:
         return f"gen-bundle-{self.spec.name}"
 
     @property
+    def broker_log_dir(self) -> WinPath:
+        """Administrators read it; the broker's task SID writes it; users have no access."""
+        return self.state_dir.join("broker")
+
+    @property
     def broker_log(self) -> WinPath:
-        """Administrators read it; the broker's task SID writes it."""
-        return self.state_dir.join("broker", "broker.log")
+        return self.broker_log_dir.join("broker.log")
 
     @property
     def broker_arguments(self) -> str:

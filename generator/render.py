@@ -92,6 +92,8 @@ def outputs(spec: BundleSpec) -> dict[str, Output]:
         layout.config_file: Output("server_config.py.j2", "py", "utf-8", crlf=True),
         layout.guard_file: Output("guard.py.j2", "py", "utf-8", crlf=True),
         layout.task_file: Output("task.xml.j2", "xml", "utf-16", crlf=True),
+        layout.broker_file: Output("broker.py.j2", "py", "utf-8", crlf=True),
+        layout.broker_task_file: Output("broker.task.xml.j2", "xml", "utf-16", crlf=True),
         HOSTS_FILE: Output("hosts.txt.j2", "hosts", "ascii", crlf=True),
         "install.ps1": Output("install.ps1.j2", "ps", "utf-8-sig", crlf=True),
         "uninstall.ps1": Output("uninstall.ps1.j2", "ps", "utf-8-sig", crlf=True),

@@ -255,6 +255,14 @@ def parse_python(value: object) -> WinPath:
     path = parse_windows_path("python", _path_text(value))
     if not path.rest.lower().endswith(".exe"):
         raise InvalidValue("python", str(path), "must name the python.exe file, ending in .exe")
+    if path.per_user:
+        raise InvalidValue(
+            "python",
+            str(path),
+            "needs a Python installed for all users (e.g. %ProgramFiles%\\Python313\\python.exe, with the notebook "
+            "package): the broker runs it at boot as LOCAL SERVICE, before anyone logs on, and with --env the "
+            "environment under %ProgramFiles% is wired to it",
+        )
     return path
 
 
@@ -281,13 +289,6 @@ def parse_python_version(env: bool, value: object, python: WinPath) -> str | Non
     folder = python.rest.replace("/", "\\").split("\\")[-2] if "\\" in python.rest else ""
     named = re.fullmatch(_PYTHON_FOLDER, folder)
     from_folder = f"3.{named.group(1)}" if named else None
-    if python.per_user:
-        raise InvalidValue(
-            "python",
-            str(python),
-            "--env needs a Python installed for all users: the environment under %ProgramFiles% is wired to "
-            "one base install, which users must not be able to change (e.g. %ProgramFiles%\\Python313\\python.exe)",
-        )
     if value is None:
         if from_folder is None:
             raise InvalidValue(

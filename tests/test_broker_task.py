@@ -1,4 +1,4 @@
-"""The broker's task (templates/broker.task.xml.j2, staged: no bundle holds it yet): valid
+"""The broker's task (NAME.broker.task.xml in every bundle): valid
 against both Task Scheduler schemas, LOCAL SERVICE with its own task SID and one privilege, at
 boot; and its action, as Windows splits it, gives the broker the bundle's values."""
 
@@ -10,23 +10,17 @@ import pytest
 from lxml import etree
 
 from generator.layout import Layout, task_sid
-from generator.render import _encode, jinja_environment, server_python
+from generator.render import render
 from generator.spec import build_spec
 
-from support.broker import BROKER
 from support.chain import Action, expand
 
 NS = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
-TEMPLATE = "broker.task.xml.j2"
 
 
 def broker_task(**inputs) -> bytes:
-    from generator.render import Output
-
     spec = build_spec(**{"ip": "127.0.0.13", "name": "py", **inputs})
-    context = {"spec": spec, "layout": Layout(spec), "python_exe": server_python(spec, None)}
-    text = jinja_environment("xml", compiled=False).get_template(TEMPLATE).render(context)
-    return _encode(text, Output(TEMPLATE, "xml", "utf-16", crlf=True))
+    return render(spec)[Layout(spec).broker_task_file]
 
 
 @pytest.mark.parametrize("inputs", [{}, {"port": 8080, "name": "lab-2"}, {"python": "D:\\Py 3\\python.exe"}])
@@ -66,7 +60,7 @@ def test_the_task_sid_is_the_one_windows_gives():
 
 @pytest.mark.wine
 @pytest.mark.parametrize("inputs", [{}, {"port": 8080, "name": "lab-2"}, {"python": "D:\\Py 3\\python.exe"}])
-def test_the_action_gives_the_broker_its_values(wine, inputs):
+def test_the_action_gives_the_broker_its_values(wine, inputs, tmp_path):
     """Task Scheduler expands the %variables% and starts ``Command Arguments`` itself; python.exe
     splits its command line as CommandLineToArgvW does (run here in wine); the broker's own
     argument parser reads what follows the script."""
@@ -80,7 +74,9 @@ def test_the_action_gives_the_broker_its_values(wine, inputs):
     assert argv[0] == command
     assert argv[1] == "-I"
     assert argv[2] == expand(str(layout.broker_path), environment)
-    broker = runpy.run_path(str(BROKER))
+    program = tmp_path / layout.broker_file  # the bundle's own broker
+    program.write_bytes(render(spec)[layout.broker_file])
+    broker = runpy.run_path(str(program))
     parsed = broker["parser"]().parse_args(argv[3:])
     assert (parsed.role, parsed.ip, parsed.port, parsed.name) == ("serve", spec.ip, spec.port, spec.name)
     assert parsed.channel == layout.broker_channel

@@ -10,11 +10,14 @@ import pytest
 CRLF_FILES = [
     "start-py.bat",
     "start-py.config.py",
+    "start-py.guard.py",
+    "py.broker.py",
     "install.ps1",
     "uninstall.ps1",
     "detect.ps1",
     "hosts.txt",
     "py.task.xml",
+    "py.broker.task.xml",
 ]
 
 

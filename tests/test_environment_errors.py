@@ -259,7 +259,7 @@ def test_two_wheels_writing_one_file_are_refused():
         (
             ["--python", "%LOCALAPPDATA%\\Programs\\Python\\Python313\\python.exe"],
             "--python",
-            "--env needs a Python installed for all users",
+            "needs a Python installed for all users",
         ),
         (
             ["--python", "D:\\Tools\\python.exe"],

@@ -414,7 +414,7 @@ def test_processes_are_stopped_only_while_they_are_the_ones_listed(grammar):
 def test_whatif_sends_no_request(grammar):
     root = script(grammar, "install.ps1")
     body = main_body(root)
-    probes = [node.start_byte for name, node in body if name == "test-serveranswer"]
+    probes = [node.start_byte for name, node in body if name in ("test-brokeranswer", "test-serverregistered")]
     guard = [
         node
         for node in walk(root.root_node)

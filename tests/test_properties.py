@@ -15,7 +15,7 @@ from generator.errors import InvalidValue
 from generator.layout import Layout
 from generator.render import render
 from generator.spec import build_spec
-from generator.winpath import ENV_BASES, RESERVED_NAMES
+from generator.winpath import ENV_BASES, PER_USER_BASES, RESERVED_NAMES
 
 from conftest import python_constants
 from support import pwsh
@@ -40,7 +40,9 @@ def components(draw):
 
 @st.composite
 def windows_paths(draw, exe=False):
-    root = draw(st.sampled_from(["C:\\", "D:\\", "\\\\fileserver\\share\\"] + [f"%{v}%\\" for v in ENV_BASES.values()]))
+    # python.exe is installed for all users (the broker runs it at boot): no per-user base for it.
+    bases = [v for v in ENV_BASES.values() if not (exe and v in PER_USER_BASES)]
+    root = draw(st.sampled_from(["C:\\", "D:\\", "\\\\fileserver\\share\\"] + [f"%{v}%\\" for v in bases]))
     parts = draw(st.lists(components(), min_size=1, max_size=4))
     if exe:
         parts.append("python.exe")

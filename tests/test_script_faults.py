@@ -19,7 +19,7 @@ from generator.spec import build_spec
 from generator.winpath import MAX_FOLDER_CHARS, MAX_PATH_CHARS
 
 from conftest import CANONICAL, REPO, XSD_DIR, need, render_bundle
-from support import pscommands, pwsh
+from support import program, pscommands, pwsh
 
 USER = {"scope": "user", "user": "CONTOSO\\alice"}
 
@@ -172,7 +172,7 @@ def test_the_jupyter_removal_check_can_fail(grammar):
 
 # ---- the task's enumerations, compared in every form Windows hands them back in ------------
 
-TASK_ENUM_PROPERTIES = ("State", "RunLevel", "MultipleInstances", "LogonType")
+TASK_ENUM_PROPERTIES = ("State", "RunLevel", "MultipleInstances", "LogonType", "ProcessTokenSidType")
 
 
 def enum_comparison_problems(root) -> list[str]:
@@ -224,6 +224,8 @@ def test_task_enumerations_are_compared_as_names_and_numbers(grammar):
     # values in that order.
     assert numbers["State"] == {"Unknown": 0, "Disabled": 1, "Queued": 2, "Ready": 3, "Running": 4}
     assert numbers["RunLevel"] == {"Limited": 0, "Highest": 1}
+    # TASK_PROCESSTOKENSID_TYPE (taskschd.h; Principal2.ProcessTokenSidType): the broker's task is Unrestricted.
+    assert numbers["ProcessTokenSidType"] == {"None": 0, "Unrestricted": 1, "Default": 2}
     schema = ET.parse(XSD_DIR / "microsoft-docs-task-scheduler.xsd").getroot()
     ns = {"xs": "http://www.w3.org/2001/XMLSchema"}
     policy = next(
@@ -422,6 +424,24 @@ def section(markdown: str, title: str) -> str:
 
 
 POLICIES = ("Configure list of allowed authentication servers", "Authentication server allowlist")
+# What the threat model of Shared PCs takes in turn, in both scopes (the broker's, docs/broker.md).
+THREATS = (
+    "Who is trusted.",
+    "Another local account",
+    "A malicious notebook",
+    "A website in the user's browser",
+    "A process that listens on `0.0.0.0:",
+    "What stays open:",
+)
+# What went with the broker: the token sign-in, its files, the guard's check and the Session Host refusal.
+GONE = {
+    "?token=": re.compile(r"\?token="),
+    "the token file": re.compile(r"gen-bundle\\[a-z0-9-]+\\token\b"),
+    "server.pid": re.compile(r"server\.pid"),
+    "-AllowSessionHost": re.compile(r"AllowSessionHost"),
+    "the Session Host refusal": re.compile(r"refuses? (this bundle|a Remote Desktop Session Host)"),
+    "the guard's check": re.compile(r"guard\.py`? `?check\b|asks? `?start-[a-z0-9-]+\.guard\.py`? who holds"),
+}
 
 
 def readme_problems(markdown: str, scope: str) -> list[str]:
@@ -431,7 +451,17 @@ def readme_problems(markdown: str, scope: str) -> list[str]:
     for policy in POLICIES:
         if policy not in install:
             problems.append(f"Install does not name the policy '{policy}'")
+    for what, pattern in GONE.items():
+        if pattern.search(markdown):
+            problems.append(f"the README still names {what}")
     shared = " ".join(section(markdown, "Shared PCs").split())
+    for threat in THREATS:
+        if threat not in shared:
+            problems.append(f"Shared PCs does not take '{threat}' in turn")
+    if "from boot, exclusively, and never lets go" not in shared:
+        problems.append("Shared PCs does not say that the broker holds the address from boot")
+    if "any program of any local account can listen" not in shared:
+        problems.append("Shared PCs does not say that any account can take the address while the broker does not run")
     if scope == "user":
         for claim in (
             "every user's server listens on",
@@ -440,16 +470,17 @@ def readme_problems(markdown: str, scope: str) -> list[str]:
         ):
             if claim in flat:
                 problems.append(f"the user-scope README says '{claim}'")
-        if "any other local account can listen there" not in shared:
-            problems.append("the user-scope README does not say that another account can take its address")
-    elif "any program of any local account that listens there first" not in shared:
-        problems.append("the machine-scope README does not say that any account can take its address")
+        if "gets the broker's *not running* page" not in shared:
+            problems.append("the user-scope README does not say what other accounts get")
+    elif "its own server, registered from its own session" not in shared:
+        problems.append("the machine-scope README does not say that each account gets its own server")
     return problems
 
 
 def test_each_scope_readme_says_what_it_closes_and_what_not():
     assert readme_problems(render_bundle()["README.md"].decode(), "machine") == []
     assert readme_problems(render_bundle(**USER)["README.md"].decode(), "user") == []
+    assert readme_problems(render_bundle(auth="none")["README.md"].decode(), "machine") == []
     # The project README names the two policies in its deployment steps, too.
     project = (REPO / "README.md").read_text(encoding="utf-8")
     steps = " ".join(section(project, "How IT deploys it").split())
@@ -460,16 +491,27 @@ def test_the_readme_check_can_fail():
     old = (
         "# Bundle\n\n## Install\n\nOne PC.\n\n## Shared PCs\n\nOne address per machine: every user's server "
         "listens on it; give each user there a bundle of their own (--scope user) instead. Only separate "
-        "addresses per user close this.\n"
+        "addresses per user close this. The Start-menu entry opens `http://py/?token=<secret>` once "
+        "`%LOCALAPPDATA%\\gen-bundle\\py\\token` and `server.pid` say so; install.ps1 refuses a Remote "
+        "Desktop Session Host unless run with -AllowSessionHost. Before each start the launcher asks "
+        "`start-py.guard.py` who holds the address.\n"
     )
     assert readme_problems(old, "user") == [
         f"Install does not name the policy '{POLICIES[0]}'",
         f"Install does not name the policy '{POLICIES[1]}'",
+        *[f"the README still names {what}" for what in GONE],
+        *[f"Shared PCs does not take '{threat}' in turn" for threat in THREATS],
+        "Shared PCs does not say that the broker holds the address from boot",
+        "Shared PCs does not say that any account can take the address while the broker does not run",
         "the user-scope README says 'every user's server listens on'",
         "the user-scope README says 'give each user there a bundle of their own'",
         "the user-scope README says 'Only separate addresses per user'",
-        "the user-scope README does not say that another account can take its address",
+        "the user-scope README does not say what other accounts get",
     ]
+    assert (
+        readme_problems(old, "machine")[-1]
+        == "the machine-scope README does not say that each account gets its own server"
+    )
 
 
 def test_every_call_binds_after_the_fixes(grammar):
@@ -479,6 +521,18 @@ def test_every_call_binds_after_the_fixes(grammar):
     own = pscommands.functions(root)
     for name in (
         "Test-TaskCurrent",
+        "Test-TaskShape",
+        "Test-BrokerTaskCurrent",
+        "Test-BrokerRunning",
+        "Test-BrokerCommandLine",
+        "Test-BrokerAnswer",
+        "Test-ServerRegistered",
+        "Write-BrokerReport",
+        "Get-BundleProcess",
+        "Get-OurTask",
+        "Get-AdminOnlyProblem",
+        "New-AdminOnlyFolder",
+        "New-AdminOnlySecurity",
         "Test-TaskValue",
         "Test-TaskDisabledByAdmin",
         "Get-ReceiptValue",
@@ -524,3 +578,217 @@ def test_the_unrolled_array_check_can_fail(grammar):
     )
     assert unrolled_arrays(tree(grammar, old)) == [f"line 1: {old.splitlines()[0][:80]}"]
     assert unrolled_arrays(tree(grammar, "$n = if ($a) { 1 } else { 2 }\r\n")) == []
+
+
+# ---- the broker: its task compared with its XML, started before any server, never stopped as one ----
+
+TASK_NS = "{http://schemas.microsoft.com/windows/2004/02/mit/task}"
+
+
+def xml_path_problems(root, xml: bytes, functions: tuple[str, ...]) -> list[str]:
+    """Every path into a task XML that these functions read ($Wanted.Task.X.Y, $Run.BrokerTaskWanted...,
+    and the variables they set from one) is an element of ``xml``: [xml] hands back $null for a path
+    that is not there, and Test-BrokerTaskCurrent would then never be true (the task registered again
+    at every boot), or a Confirm-Change text would name nothing."""
+    document = ET.fromstring(xml.decode("utf-16"))
+    problems = []
+    for name in functions:
+        text = function(root, name).text.decode()
+        roots = {"Wanted": "", "Run.BrokerTaskWanted": ""}
+        for alias, _base, rest in re.findall(r"\$(\w+) = \$(Wanted|Run\.BrokerTaskWanted)((?:\.\w+)+)", text):
+            roots[alias] = rest
+        for variable, prefix in roots.items():
+            for path in re.findall(rf"\${re.escape(variable)}((?:\.\w+)+)", text):
+                parts = (prefix + path).split(".")[1:]
+                if parts[0] != "Task":
+                    problems.append(f"{name}: ${variable}{path} does not start at the task")
+                    continue
+                node = document
+                for part in parts[1:]:
+                    node = node.find(TASK_NS + part) if node is not None else None
+                if node is None:
+                    problems.append(f"{name}: ${variable}{path} is no element of the task XML")
+    return problems
+
+
+def test_the_broker_task_is_compared_with_what_its_xml_says(grammar):
+    for inputs in ({}, USER):
+        files = render_bundle(**inputs)
+        root = run(grammar, files, "install.ps1")
+        assert (
+            xml_path_problems(
+                root, files["py.broker.task.xml"], ("Test-TaskShape", "Test-BrokerTaskCurrent", "Install-BrokerTask")
+            )
+            == []
+        )
+        assert xml_path_problems(root, files["py.task.xml"], ("Test-TaskShape",)) == []
+    text = function(root, "Test-BrokerTaskCurrent").text.decode()
+    for part in (
+        "-TriggerClass 'MSFT_TaskBootTrigger'",
+        "ConvertTo-Sid ([string]$Task.Principal.UserId)",
+        "-Enum 'ProcessTokenSidType' -Name $principal.ProcessTokenSidType",
+        "@($Task.Principal.RequiredPrivilege) -join ','",
+    ):
+        assert part in text, part
+
+
+def test_the_task_xml_check_can_fail(grammar):
+    files = render_bundle()
+    source = run(grammar, files, "install.ps1").root_node.text.decode()
+    planted = source.replace("-Name $principal.ProcessTokenSidType", "-Name $principal.TokenSidType", 1)
+    planted = planted.replace("$Wanted.Task.Settings.ExecutionTimeLimit", "$Wanted.Task.Settings.TimeLimit", 1)
+    assert planted != source
+    assert xml_path_problems(
+        tree(grammar, planted), files["py.broker.task.xml"], ("Test-TaskShape", "Test-BrokerTaskCurrent")
+    ) == [
+        "Test-TaskShape: $Wanted.Task.Settings.TimeLimit is no element of the task XML",
+        "Test-BrokerTaskCurrent: $principal.TokenSidType is no element of the task XML",
+    ]
+
+
+def broker_order_problems(root) -> list[str]:
+    """install.ps1 as it runs: the broker's log folder (its task SID may write) before its task, the
+    task before the broker starts, the broker stopped before its file is written, and the broker
+    started and heard before the logon task starts any server (which registers with it)."""
+    from test_install_hardening import main_body
+
+    body = main_body(root)
+
+    def first(name: str, part: str) -> int | None:
+        return next((n.start_byte for called, n in body if called == name and part in n.text.decode()), None)
+
+    steps = {
+        "the broker's log folder": first("new-adminonlyfolder", "-Writer $BrokerTaskSid"),
+        "its task registered": first("register-scheduledtask", "$Run.BrokerTaskXml"),
+        "the broker started": first("start-scheduledtask", "-TaskName $BrokerTaskName"),
+        "the broker heard": first("test-brokeranswer", ""),
+        "the logon task started": first("start-scheduledtask", "-TaskName $TaskName "),
+    }
+    problems = [f"{step} is missing" for step, at in steps.items() if at is None]
+    order = [step for step, at in sorted(steps.items(), key=lambda item: item[1] or 0) if at is not None]
+    if not problems and order != list(steps):
+        problems.append(f"in the order {order}")
+    stop, write = first("stop-brokertask", ""), first("writeallbytes", "$bundle[$file]")
+    if stop is None or write is None or stop > write:
+        problems.append("the broker is not stopped before its file is written")
+    return problems
+
+
+def test_the_broker_runs_before_any_server_registers(grammar):
+    for inputs in ({}, USER):
+        assert broker_order_problems(run(grammar, render_bundle(**inputs), "install.ps1")) == []
+
+
+def test_the_broker_order_check_can_fail(grammar):
+    files = render_bundle()
+    install = files["install.ps1"].decode("utf-8-sig")
+    step = "    # The broker's boot task, and the broker running: it holds the address before any server registers.\r\n    Install-BrokerTask\r\n"
+    assert step in install
+    late = install.replace(step, "").replace("    Start-BundleServer\r\n", "    Start-BundleServer\r\n" + step)
+    engine = program.engine_name(files)
+    source = files[engine].decode("utf-8-sig")
+    unstopped = source.replace(
+        "        Stop-BrokerTask\r\n        $Run.BrokerStopped = $true", "        $Run.BrokerStopped = $true"
+    )
+    assert unstopped != source
+    problems = broker_order_problems(
+        run(
+            grammar,
+            {**files, "install.ps1": late.encode("utf-8-sig"), engine: unstopped.encode("utf-8-sig")},
+            "install.ps1",
+        )
+    )
+    assert [p.split(" [")[0] for p in problems] == [
+        "in the order",
+        "the broker is not stopped before its file is written",
+    ]
+
+
+def process_problems(root) -> list[str]:
+    """Get-BundleProcess drops the broker's processes before it picks launchers and servers (the
+    broker's python.exe, from the install folder with --env, would otherwise be stopped as a server),
+    and lists them alone with -Broker; the port's preflight takes the broker's listener as this bundle's."""
+    problems = []
+    text = function(root, "Get-BundleProcess").text.decode()
+    dropped = text.find("$all = @($all | Where-Object { -not (Test-BrokerCommandLine $_.CommandLine) })")
+    if dropped < 0 or dropped > text.index("$launchers ="):
+        problems.append("Get-BundleProcess picks launchers and servers among the broker's processes")
+    if "if ($Broker) {\r\n        return @($all | Where-Object { Test-BrokerCommandLine $_.CommandLine })" not in text:
+        problems.append("Get-BundleProcess -Broker does not list the broker's processes alone")
+    if (
+        "if (Test-OurBroker -ProcessId $listener.OwningProcess) {"
+        not in function(root, "Get-PortProblem").text.decode()
+    ):
+        problems.append("Get-PortProblem refuses this bundle's own broker")
+    # This bundle's broker is python.exe running its file as LOCAL SERVICE: a user can start the first two.
+    ours = function(root, "Test-OurBroker").text.decode()
+    if "Test-BrokerCommandLine ([string]$process.CommandLine)" not in ours or "$owner.Sid -eq 'S-1-5-19'" not in ours:
+        problems.append("Test-OurBroker takes a process any user can start for the broker")
+    if (
+        "(Test-OurBroker -ProcessId $listeners[0].OwningProcess)"
+        not in function(root, "Test-BrokerHolds").text.decode()
+    ):
+        problems.append("the probe takes any answer at the address as the broker's")
+    return problems
+
+
+def test_the_broker_is_stopped_only_as_the_broker(grammar):
+    for script in ("install.ps1", "uninstall.ps1"):
+        assert process_problems(run(grammar, render_bundle(), script)) == [], script
+    # uninstall.ps1 stops what is left of the broker once its task is gone, and before the files go.
+    steps = render_bundle()["uninstall.ps1"].decode("utf-8-sig")
+    assert (
+        steps.index("Remove-BundleTask")
+        < steps.index("@(Get-BundleProcess -Broker)")
+        < steps.index("Remove-BundleFiles")
+    )
+
+
+def test_the_process_check_can_fail(grammar):
+    source = run(grammar, render_bundle(), "install.ps1").root_node.text.decode()
+    planted = source.replace(
+        "    $all = @($all | Where-Object { -not (Test-BrokerCommandLine $_.CommandLine) })\r\n", "", 1
+    )
+    planted = planted.replace("if (Test-OurBroker -ProcessId $listener.OwningProcess) {", "if ($false) {", 1)
+    planted = planted.replace(" -and $owner.Sid -eq 'S-1-5-19'", "", 1)
+    planted = planted.replace("(Test-OurBroker -ProcessId $listeners[0].OwningProcess)", "$true", 1)
+    assert process_problems(tree(grammar, planted)) == [
+        "Get-BundleProcess picks launchers and servers among the broker's processes",
+        "Get-PortProblem refuses this bundle's own broker",
+        "Test-OurBroker takes a process any user can start for the broker",
+        "the probe takes any answer at the address as the broker's",
+    ]
+
+
+def task_removal_problems(root) -> list[str]:
+    """uninstall.ps1 stops and unregisters both tasks (the broker's with its own kind) and deletes the
+    task folder only when neither is left in it."""
+    text = function(root, "Remove-BundleTask").text.decode()
+    problems = []
+    if not re.search(r"@\(\$TaskName, 'task-remove'.*@\(\$BrokerTaskName, 'broker-task-remove'", text):
+        problems.append("Remove-BundleTask does not remove both tasks")
+    if "Where-Object { $gone -notcontains $_.Name }" not in text:
+        problems.append("the task folder is judged empty with a task of the bundle still in it")
+    if text.find("Stop-ScheduledTask -TaskName $name") > text.find("Unregister-ScheduledTask -TaskName $name"):
+        problems.append("a task is unregistered before it is stopped")
+    return problems
+
+
+def test_uninstall_removes_both_tasks_then_their_folder(grammar):
+    assert task_removal_problems(run(grammar, render_bundle(), "uninstall.ps1")) == []
+
+
+def test_the_task_removal_check_can_fail(grammar):
+    source = run(grammar, render_bundle(), "uninstall.ps1").root_node.text.decode()
+    planted = source.replace(", @($BrokerTaskName, 'broker-task-remove',", ", @($TaskName, 'broker-task-remove',")
+    planted = planted.replace("Where-Object { $gone -notcontains $_.Name }", "Where-Object { $_.Name -ne $TaskName }")
+    assert task_removal_problems(tree(grammar, planted)) == [
+        "Remove-BundleTask does not remove both tasks",
+        "the task folder is judged empty with a task of the bundle still in it",
+    ]
+
+
+def test_detect_wants_the_broker_running(grammar):
+    text = function(run(grammar, render_bundle(), "detect.ps1"), "Test-Installed").text.decode()
+    assert "$broker = @(Get-OurTask -Name $BrokerTaskName)" in text
+    assert "-not (Test-TaskValue -Value $broker[0].State -Enum 'State' -Name 'Running')" in text

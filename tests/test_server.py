@@ -60,14 +60,20 @@ class Replay:
         self.processes.append(proc)
         return proc
 
+    def registration(self) -> dict:
+        """This run's {port, secret}, as the server wrote it for the broker."""
+        return json.loads((self.state / "registration.json").read_text())
+
     def wait_ready(self, proc, timeout: float = 60) -> None:
+        """Until the server answers on the port its registration file names (a new file each start)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert proc.poll() is None, (self.state / "server.log").read_text()
             try:
-                if request(self, "GET", "/api", host=self.spec.name).status == 200:
+                self.port = self.registration()["port"]
+                if request(self, "GET", "/api", host="127.0.0.1").status == 200:
                     return
-            except OSError:
+            except (OSError, ValueError, KeyError):
                 pass
             time.sleep(0.1)
         raise AssertionError("the server did not answer in time")
@@ -117,21 +123,23 @@ def browse(replay: Replay, path: str, *, host: str, cookies: dict) -> Answer:
     raise AssertionError("too many redirects")
 
 
-def replay_of(wine, tmp_path: Path, spec) -> Replay:
-    """Run the generated launcher under wine, then map its python argv to Linux."""
+def replay_of(wine, tmp_path: Path, spec, channel: str | None = None) -> Replay:
+    """Run the generated launcher under wine, then map its python argv to Linux. The server's
+    settings register with the broker at ``channel`` (a Unix socket here; none: nothing there)."""
     site = Installed(wine, spec)
     result = wine.run_bat(site.bat, plan=GONE)
     (argv,) = result.argv_records
     assert argv == site.argv()  # the launcher's own command line, as Windows would split it
-    files = render(spec)
-    config = tmp_path / Layout(spec).config_file
-    config.write_bytes(files[Layout(spec).config_file])
+    layout = Layout(spec)
+    text = render(spec)[layout.config_file].decode("utf-8")
+    line = f"BROKER_CHANNEL = {layout.broker_channel!r}"
+    assert text.count(line) == 1
+    config = tmp_path / layout.config_file
+    config.write_text(text.replace(line, f"BROKER_CHANNEL = {channel or str(tmp_path / 'no-broker')!r}"), newline="")
     root_dir = tmp_path / "Notebooks"
     root_dir.mkdir()
-    port = spec.port if spec.port >= 1024 else free_port(spec.ip)  # a spec made for a free port keeps it
     mapped = {
         argv[0]: sys.executable,  # python.exe -> this environment's python, which has notebook
-        f"--ServerApp.port={spec.port}": f"--ServerApp.port={port}",  # a free port
         f"--ServerApp.root_dir={site.notebook_dir}": f"--ServerApp.root_dir={root_dir}",
         f"--config={site.config}": f"--config={config}",
     }
@@ -152,7 +160,7 @@ def replay_of(wine, tmp_path: Path, spec) -> Replay:
         "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
         "JUPYTER_PLATFORM_DIRS": "1",
     }
-    return Replay(linux_argv, env, tmp_path, spec.ip, port, root_dir, spec)
+    return Replay(linux_argv, env, tmp_path, "127.0.0.1", 0, root_dir, spec)
 
 
 @pytest.fixture
@@ -162,90 +170,94 @@ def notebook_available():
     need(importlib.util.find_spec("notebook"), "the notebook package (pip install notebook)")
 
 
+def via_broker(broker, method: str, path: str, *, host: str | None = None, headers=None) -> Answer:
+    """A request to the bundle's address, as the browser of this test's own account sends it."""
+    conn = http.client.HTTPConnection(broker.ip, broker.port, timeout=10)
+    conn.request(method, path, headers={"Host": host or broker.host, **(headers or {})})
+    answer = conn.getresponse()
+    body = answer.read().decode("utf-8", "replace")
+    conn.close()
+    return Answer(answer.status, answer.headers, body)
+
+
 @pytest.mark.wine
-def test_the_owner_gets_in_and_nobody_else(wine, tmp_path, notebook_available):
+def test_the_owner_gets_in_through_the_broker_and_nobody_else(wine, tmp_path, notebook_available):
+    """The launcher's command line, the bundle's server settings and the bundle's own broker file: the
+    server registers, the account's browser reaches it at the bundle's address with no token, and
+    nothing reaches it directly without this run's secret."""
+    from support.broker import Broker, free_port
+
     spec = build_spec(ip="127.0.0.13", name="py")
-    replay = replay_of(wine, tmp_path, spec)
+    layout = Layout(spec)
+    program = tmp_path / layout.broker_file
+    program.write_bytes(render(spec)[layout.broker_file])
+    broker = Broker(tmp_path, spec.ip, free_port(spec.ip), name=spec.name, program=program)
+    replay = replay_of(wine, tmp_path, spec, channel=broker.channel)
     notebook = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
     (replay.root_dir / "secret-notes.ipynb").write_text(notebook)
     replay.legacy_shortcut.parent.mkdir(parents=True)
     replay.legacy_shortcut.write_bytes(b"[InternetShortcut]\r\nURL=http://py/?token=" + b"a" * 43 + b"\r\n")
+    replay.state.mkdir(parents=True)
+    for old in ("token", "server.pid"):  # gen-bundle 0.2's files
+        (replay.state / old).write_text("left from 0.2\n")
     try:
         server = replay.start()
         replay.wait_ready(server)
+        broker.wait_for(lambda: [e["event"] for e in broker.events()].count(200) == 1, "the server to register")
 
-        # The secret of this run: only for the user, never on the command line or in the log.
-        token_file = replay.state / "token"
-        token = token_file.read_text().strip()
-        assert len(token) >= 43
-        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-        assert token not in " ".join(replay.argv)
-        assert token.encode() not in Path(f"/proc/{server.pid}/cmdline").read_bytes()
-        assert token not in (replay.state / "server.log").read_text()
-        assert "http://py/?token=..." in (replay.state / "server.log").read_text()  # the friendly URL, masked
-        # 0.1.0's per-user entry with a lasting secret is gone; nothing in the roaming profile holds one.
+        # The account's browser: the bundle's address, no token, no login page.
+        listing = via_broker(broker, "GET", "/api/contents")
+        assert listing.status == 200 and "secret-notes.ipynb" in listing.body
+        page = via_broker(broker, "GET", "/tree")
+        assert page.status == 200 and "jupyter-config-data" in page.body
+        assert "token" not in page.headers.get("Location", "")
+        # Another name for the address (DNS rebinding) is the broker's refusal, not the server's page.
+        assert via_broker(broker, "GET", "/api/contents", host="evil.example").status == 400
+
+        # This run's secret: in a file only this account (and, on Windows, the broker) can read, never on
+        # a command line or in a log.
+        registration = replay.state / "registration.json"
+        secret = replay.registration()["secret"]
+        assert len(secret) >= 43
+        assert stat.S_IMODE(registration.stat().st_mode) == 0o600
+        assert secret not in " ".join(replay.argv)
+        assert secret.encode() not in Path(f"/proc/{server.pid}/cmdline").read_bytes()
+        assert secret not in (replay.state / "server.log").read_text()
+        assert secret not in broker.log.read_text()
+        # 0.1.0's per-user entry and 0.2's token and pid files are gone; nothing roaming holds a secret.
         assert not replay.legacy_shortcut.exists()
+        assert not (replay.state / "token").exists() and not (replay.state / "server.pid").exists()
         roaming = [p for p in (tmp_path / "roaming").rglob("*") if p.is_file()]
-        assert not any(token.encode() in p.read_bytes() for p in roaming), roaming
-        # Jupyter's runtime files (they hold the token) are in the local profile.
+        assert not any(secret.encode() in p.read_bytes() for p in roaming), roaming
+        # Jupyter's runtime files are in the local profile.
         assert list((replay.state / "runtime").glob("jpserver-*.json"))
         assert not list((tmp_path / "jupyter-runtime").glob("jpserver-*"))
 
-        # Someone without the secret: the login page, and none of the user's files.
-        stranger = {}
-        tree = request(replay, "GET", "/tree", host="py", cookies=stranger)
-        assert tree.status == 302 and tree.headers["Location"].startswith("/login")
-        login = request(replay, "GET", "/login", host="py", cookies=stranger)
-        assert login.status == 200 and "secret-notes" not in login.body
-        contents = request(replay, "GET", "/api/contents", host="py", cookies=stranger)
-        assert contents.status == 403 and "secret-notes" not in contents.body
-        wrong = request(replay, "GET", "/tree?token=" + "x" * 43, host="py", cookies=stranger)
-        assert wrong.status in (302, 403) and "secret-notes" not in wrong.body
+        # Straight to the server's port: nothing without the secret, no login page to try one in.
+        stranger = request(replay, "GET", "/api/contents", host="127.0.0.1")
+        assert stranger.status == 403 and "secret-notes" not in stranger.body
+        assert request(replay, "GET", "/login", host="127.0.0.1").status in (404, 302, 403)
+        wrong = {"Authorization": "token " + "x" * 43}
+        assert request(replay, "GET", "/api/contents", host="127.0.0.1", headers=wrong).status == 403
+        forged = {"X-Gen-Bundle-Broker": "x" * 43}
+        assert request(replay, "GET", "/api/contents", host="127.0.0.1", headers=forged).status == 403
+        # A program of the same account, with the secret from the file: Jupyter's own API.
+        own = {"Authorization": f"token {secret}"}
+        assert request(replay, "GET", "/api/contents", host="127.0.0.1", headers=own).status == 200
+        assert request(replay, "GET", "/api/contents", host="evil.example", headers=own).status == 403
 
-        # The owner: one click on the shortcut's URL, then a cookie.
-        owner = {}
-        first = browse(replay, "/?token=" + token, host="py", cookies=owner)
-        assert first.status == 200, first.status
-        page = request(replay, "GET", "/tree", host="py", cookies=owner)
-        assert page.status == 200 and "jupyter-config-data" in page.body
-        listing = request(replay, "GET", "/api/contents", host="py", cookies=owner)
-        assert listing.status == 200 and "secret-notes.ipynb" in listing.body
-        # The same server answers by name with a port, and by its IP (Jupyter keys its
-        # cookie by Host, so these carry the secret as a header, as a second browser tab would a new login).
-        for host in (f"py:{replay.port}", replay.ip, f"{replay.ip}:{replay.port}"):
-            other = request(replay, "GET", "/api/contents", host=host, headers={"Authorization": f"token {token}"})
-            assert other.status == 200, host
-
-        # DNS rebinding protection stays on: any other Host name is refused, even with the secret.
-        for host in ("evil.example", f"evil.example:{replay.port}", "py.evil.example"):
-            refused = request(replay, "GET", "/api/contents", host=host, headers={"Authorization": f"token {token}"})
-            assert refused.status == 403, host
-            assert "secret-notes" not in refused.body
-
-        # A second server on the same port exits non-zero instead of moving to another port.
-        second = replay.start("second.log")
-        assert second.wait(timeout=60) != 0
-        assert "is not available" in (replay.state / "second.log").read_text()
-
-        # No lasting password can be set from the token: Jupyter's form is off.
-        assert "new_password" not in request(replay, "GET", "/login", host="py").body
-
-        # A restart makes a new secret and a new cookie secret: what was valid before opens nothing.
+        # A restart: a new port and secret, registered again; the old secret opens nothing.
         server.terminate()
         server.wait(timeout=20)
         restarted = replay.start()
         replay.wait_ready(restarted)
-        new_token = (replay.state / "token").read_text().strip()
-        assert new_token != token
-        stale = request(replay, "GET", "/api/contents", host="py", cookies=dict(owner))
-        assert stale.status == 403 and "secret-notes" not in stale.body
-        old_header = {"Authorization": f"token {token}"}
-        assert request(replay, "GET", "/api/contents", host="py", headers=old_header).status == 403
-        fresh = {}
-        assert browse(replay, "/?token=" + new_token, host="py", cookies=fresh).status == 200
-        assert request(replay, "GET", "/api/contents", host="py", cookies=fresh).status == 200
+        assert replay.registration()["secret"] != secret
+        assert request(replay, "GET", "/api/contents", host="127.0.0.1", headers=own).status == 403
+        broker.wait_for(lambda: [e["event"] for e in broker.events()].count(200) == 2, "the server to register again")
+        assert via_broker(broker, "GET", "/api/contents").status == 200
     finally:
         replay.stop_all()
+        broker.stop()
 
 
 @pytest.mark.wine
@@ -255,8 +267,7 @@ def test_auth_none_serves_everyone(wine, tmp_path, notebook_available):
     try:
         server = replay.start()
         replay.wait_ready(server)
-        assert request(replay, "GET", "/api/contents", host="py").status == 200
-        assert not (replay.state / "token").exists()
+        assert request(replay, "GET", "/api/contents", host="127.0.0.1").status == 200
         assert "sign-in is OFF" in (replay.state / "server.log").read_text()
     finally:
         replay.stop_all()
@@ -280,11 +291,11 @@ def test_the_server_output_stays_under_its_cap_while_it_runs(wine, tmp_path, not
         replay.wait_ready(server)
         sizes = []
         for i in range(600):  # each 404 is logged as a warning of about 100 bytes
-            assert request(replay, "GET", f"/no-such-page-{i}", host="py").status == 404
+            assert request(replay, "GET", f"/no-such-page-{i}", host="127.0.0.1").status == 404
             sizes.append(log.stat().st_size)
         time.sleep(1)
         assert server.poll() is None
-        assert request(replay, "GET", "/api", host="py").status == 200
+        assert request(replay, "GET", "/api", host="127.0.0.1").status == 200
         assert max(sizes) <= cap
         assert 0 < older.stat().st_size <= cap
         assert "/no-such-page-599" in log.read_text() + older.read_text()
@@ -296,16 +307,17 @@ def test_the_server_output_stays_under_its_cap_while_it_runs(wine, tmp_path, not
 SUPERVISOR = r"""
 import ctypes, json, os, subprocess, sys, time, urllib.request
 ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come to us
-argv, env, probe = json.loads(sys.argv[1])
+argv, env, registration = json.loads(sys.argv[1])
 spawn = "import subprocess, sys; p = subprocess.Popen(sys.argv[1:]); print(p.pid, flush=True); p.wait()"
 launcher = subprocess.Popen([sys.executable, "-c", spawn, *argv], env=env, stdout=subprocess.PIPE)
 server = int(launcher.stdout.readline())
 deadline = time.monotonic() + 60
 while time.monotonic() < deadline:
-    try:
-        urllib.request.urlopen(probe, timeout=2)
+    try:  # the server answers on the port its registration file names
+        port = json.load(open(registration))["port"]
+        urllib.request.urlopen("http://127.0.0.1:%d/api" % port, timeout=2)
         break
-    except OSError:
+    except (OSError, ValueError, KeyError):
         time.sleep(0.1)
 launcher.kill()
 launcher.wait()
@@ -320,14 +332,15 @@ def test_the_server_ends_when_its_launcher_is_gone(wine, tmp_path, notebook_avai
     need(sys.platform == "linux", "Linux (PR_SET_CHILD_SUBREAPER)")
     spec = build_spec(ip="127.0.0.13", name="py")
     replay = replay_of(wine, tmp_path, spec)
-    probe = f"http://{replay.ip}:{replay.port}/api"
+    registration = str(replay.state / "registration.json")
     proc = subprocess.run(
-        [sys.executable, "-c", SUPERVISOR, json.dumps([replay.argv, replay.env, probe])],
+        [sys.executable, "-c", SUPERVISOR, json.dumps([replay.argv, replay.env, registration])],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
+    assert "Timeout" not in proc.stdout
     outcome = json.loads(proc.stdout.strip().splitlines()[-1])
     assert outcome["exit"] == LAUNCHER_GONE_EXIT
     assert outcome["seconds"] < 5

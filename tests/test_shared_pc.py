@@ -1,12 +1,15 @@
-"""Shared PCs: another local account holds the server's address.
+"""Shared PCs: another local account holds the bundle's address, and the Start-menu entry.
 
 The threat: an unprivileged account on the same PC that can listen on any free
 loopback address and run any server there, but cannot read the victim's
-profile. Here the victim is the test's own account and the squatter a second,
-real account (created for the test), so every owner check below is the
-operating system's answer, through the guard script's POSIX branch
-(/proc/net/tcp and uids) - the same logic as its Windows branch
-(GetExtendedTcpTable and the process token), which cannot run here.
+profile. The broker holds the address from boot (tests/test_broker.py: a squatter
+cannot take it from the broker); the Start-menu entry's guard opens the address
+only when the broker is what answers there. Here the victim is the test's own
+account and the squatter a second, real account, so every owner check below is
+the operating system's answer, through the guard's POSIX branch (/proc/net/tcp's
+uid against the broker channel's SO_PEERCRED) - the same decision as its Windows
+branch (GetExtendedTcpTable's process against the broker pipe's server process),
+which cannot run here.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from generator.render import render
 from generator.spec import build_spec
 
 from conftest import need
-from test_server import browse, free_port, replay_of, request
+from test_server import free_port, replay_of
 
 SQUATTER_ACCOUNT = "gb-squatter"
 
@@ -106,21 +109,25 @@ class Squatter:
 
 
 class Guard:
-    """The bundle's guard script, run as the launcher and the Start-menu entry run it."""
+    """The bundle's guard script, run as the Start-menu entry runs it, its broker channel the test's."""
 
-    def __init__(self, tmp_path: Path, spec, local: Path) -> None:
-        self.path = tmp_path / Layout(spec).guard_file
-        self.path.write_bytes(render(spec)[Layout(spec).guard_file])
+    def __init__(self, tmp_path: Path, spec, channel: str) -> None:
+        layout = Layout(spec)
+        self.path = tmp_path / layout.guard_file
+        text = render(spec)[layout.guard_file].decode("utf-8")
+        line = f"BROKER_CHANNEL = {layout.broker_channel!r}"
+        assert text.count(line) == 1
+        self.path.write_text(text.replace(line, f"BROKER_CHANNEL = {channel!r}"), newline="")
         self.opened = tmp_path / "browser-opened.txt"
         recorder = tmp_path / "recorder.py"
         recorder.write_text(RECORDER)
         self.env = {
             "PATH": os.environ["PATH"],
-            "LOCALAPPDATA": str(local),
+            "LOCALAPPDATA": str(tmp_path / "local"),
             "BROWSER": f"{sys.executable} {recorder} {self.opened} %s",
         }
 
-    def run(self, mode: str, browser: str | None = None) -> subprocess.CompletedProcess:
+    def run(self, mode: str = "open", browser: str | None = None) -> subprocess.CompletedProcess:
         env = dict(self.env, **({"BROWSER": browser} if browser else {}))
         return subprocess.run(
             [sys.executable, "-I", str(self.path), mode], env=env, capture_output=True, text=True, timeout=120
@@ -134,76 +141,65 @@ def spec_on_free_port():
     return build_spec(ip="127.0.0.13", name="py", port=free_port("127.0.0.13"))
 
 
-@pytest.mark.wine
-@pytest.mark.parametrize("mode", ["page", "ntlm"])
-def test_a_squatter_gets_nothing_that_opens_the_victims_server(wine, tmp_path, squatter_account, mode):
-    spec = spec_on_free_port()
-    replay = replay_of(wine, tmp_path, spec)
-    guard = Guard(tmp_path, spec, tmp_path / "local")
-    host = f"py:{spec.port}"
-    try:
-        # Run 1: the owner signs in with one click.
-        first = replay.start()
-        replay.wait_ready(first)
-        assert guard.run("open").returncode == 0
-        (link,) = guard.urls()
-        owner: dict = {}
-        assert browse(replay, link.split(host, 1)[1], host=host, cookies=owner).status == 200
-        assert request(replay, "GET", "/api/contents", host=host, cookies=owner).status == 200
-        first.terminate()
-        first.wait(timeout=20)
+@pytest.mark.parametrize("mode", ["page", "ntlm", "dual-stack"])
+def test_the_entry_opens_nothing_that_is_not_the_broker(tmp_path, squatter_account, mode):
+    """The other account holds the address (the broker is not running, or runs elsewhere): the entry
+    names the squatter, opens no browser, and sends the squatter nothing."""
+    from support.broker import Broker, shared_folder
 
-        # The other account takes the address while the victim's server is down.
+    spec = spec_on_free_port()
+    base = shared_folder()
+    broker = None
+    try:
+        guard = Guard(tmp_path, spec, str(base / "broker" / "broker.sock"))
+        assert "Nothing answers at" in guard.run().stderr  # no listener at all
         squatter = Squatter(squatter_account, spec.ip, spec.port, mode)
         try:
-            check = guard.run("check")
-            assert check.returncode == 1
-            assert f"is in use by process {squatter.proc.pid} of another account ({squatter_account})" in check.stdout
-            assert "no server is started" in check.stdout
-
-            refused = guard.run("open")
+            refused = guard.run()  # no broker channel either: cannot be the broker
             assert refused.returncode == 1
             assert f"answered by process {squatter.proc.pid} of another account ({squatter_account})" in refused.stderr
-            assert guard.urls() == [link]  # no browser was opened this time
-
-            # What a browser tab left open on the old run would still send to the address.
-            import http.client
-
-            owner_cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in owner.items())}
-            for path, headers in (("/tree", owner_cookie), (link.split(host, 1)[1], {})):
-                conn = http.client.HTTPConnection(spec.ip, spec.port, timeout=10)
-                conn.request("GET", path, headers={"Host": host, **headers})
-                conn.getresponse().read()
-                conn.close()
+            # The broker runs (its channel answers), but on another port: the squatter is still not it.
+            broker = Broker(base, spec.ip, free_port(spec.ip), name=spec.name)
+            refused = guard.run()
+            assert refused.returncode == 1, refused.stderr
+            assert "which is not the broker" in refused.stderr
+            assert guard.urls() == []
         finally:
-            seen = squatter.stop()
-        assert len(seen) == 2, seen  # the two requests above; the guard sent none
+            assert squatter.stop() == []  # the guard sent it nothing
+    finally:
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
-        # Run 2 starts once the address is free: nothing the squatter saw opens it.
-        second = replay.start()
-        replay.wait_ready(second)
-        for request_seen in seen:
-            # Followed as a browser would, with the cookies the squatter saw.
-            cookie = request_seen["headers"].get("Cookie", "")
-            jar = dict(part.strip().split("=", 1) for part in cookie.split(";") if "=" in part)
-            landed = browse(replay, request_seen["path"], host=host, cookies=jar)
-            assert "jupyter-config-data" not in landed.body
-            assert request(replay, "GET", "/api/contents", host=host, cookies=jar).status == 403
-        stale_token = link.split("token=", 1)[1]
-        assert (
-            request(replay, "GET", "/api/contents", host=host, headers={"Authorization": f"token {stale_token}"}).status
-            == 403
-        )
 
-        # The owner's one click works again, in a real browser.
-        if mode == "page":
-            dom = sign_in_with_chromium(guard, tmp_path, spec)
-            assert "jupyter-config-data" in dom and "password_input" not in dom, dom[:2000]
+@pytest.mark.wine
+def test_the_entry_opens_the_users_own_server_through_the_broker_in_a_browser(wine, tmp_path):
+    """The whole Start-menu path: the guard finds the broker on the address and opens the bundle's URL,
+    with no secret in it; headless Chromium lands on this account's own notebook server."""
+    from support.broker import Broker, shared_folder
+
+    spec = spec_on_free_port()
+    base = shared_folder()
+    program = base / Layout(spec).broker_file
+    program.write_bytes(render(spec)[Layout(spec).broker_file])
+    broker = Broker(base, spec.ip, spec.port, name=spec.name, program=program)
+    replay = replay_of(wine, tmp_path, spec, channel=broker.channel)
+    guard = Guard(tmp_path, spec, broker.channel)
+    try:
+        server = replay.start()
+        replay.wait_ready(server)
+        broker.wait_for(lambda: 200 in [e["event"] for e in broker.events()], "the server to register")
+        assert guard.run().returncode == 0
+        assert guard.urls() == [Layout(spec).url]  # http://py:PORT/, no token
+        dom = open_with_chromium(guard, tmp_path, spec)
+        assert "jupyter-config-data" in dom and "password_input" not in dom, dom[:2000]
     finally:
         replay.stop_all()
+        broker.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
-def sign_in_with_chromium(guard: Guard, tmp_path: Path, spec) -> str:
+def open_with_chromium(guard: Guard, tmp_path: Path, spec) -> str:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     need(chromium, "Chromium (Debian: apt-get install chromium)")
     dom = tmp_path / "dom.html"
@@ -217,80 +213,24 @@ def sign_in_with_chromium(guard: Guard, tmp_path: Path, spec) -> str:
     )
     script.chmod(0o755)
     started = time.monotonic()
-    result = guard.run("open", browser=f"{script} %s")
+    result = guard.run(browser=f"{script} %s")
     assert result.returncode == 0, result.stderr
-    print(f"\nChromium signed in through the Start-menu path in {time.monotonic() - started:.1f} s")
+    print(f"\nChromium opened the server through the Start-menu path in {time.monotonic() - started:.1f} s")
     return dom.read_text()
 
 
-@pytest.mark.wine
-def test_the_guard_knows_the_owners_own_server(wine, tmp_path):
-    """This account's server: check says so (and starts nothing); open hands over this run's secret."""
-    spec = spec_on_free_port()
-    replay = replay_of(wine, tmp_path, spec)
-    guard = Guard(tmp_path, spec, tmp_path / "local")
-    try:
-        assert guard.run("check").returncode == 0  # nothing listens yet
-        assert "is not running for you" in guard.run("open").stderr
-        # Another program of this same account on the address: named, but no secret for it.
-        (replay.state).mkdir(parents=True, exist_ok=True)
-        (replay.state / "server.pid").write_text("999999")
-        other = subprocess.Popen(
-            [sys.executable, "-m", "http.server", "--bind", spec.ip, str(spec.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 20
-            while guard.run("check").returncode == 0 and time.monotonic() < deadline:
-                time.sleep(0.2)
-            refused = guard.run("open")
-            assert refused.returncode == 1
-            assert f"process {other.pid} of this account" in refused.stderr
-            assert "not your notebook server" in refused.stderr
-            assert guard.urls() == []
-        finally:
-            other.terminate()
-            other.wait(timeout=10)
-        server = replay.start()
-        replay.wait_ready(server)
-        check = guard.run("check")
-        assert check.returncode == 1
-        assert f"is in use by process {server.pid} of this account" in check.stdout
-        assert guard.run("open").returncode == 0
-        token = (replay.state / "token").read_text().strip()
-        assert guard.urls() == [f"{Layout(spec).url}?token={token}"]
-    finally:
-        replay.stop_all()
-
-
 def test_the_guard_is_python_that_both_branches_can_run(tmp_path):
-    """Both branches compile (the Windows one is read, not run, here), and a wrong
-    argument is refused with exit code 2."""
+    """Both branches compile (the Windows one is read, not run, here), and a wrong argument
+    (0.2's "check" too) is refused with exit code 2."""
     import ast
 
     spec = build_spec(ip="127.0.0.13", name="py")
     source = render(spec)[Layout(spec).guard_file]
     tree = ast.parse(source.decode("utf-8"))
     functions = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
-    assert {"holder_windows", "holder_posix", "check", "open_signed_in"} <= functions
+    assert {"holder_windows", "holder_posix", "is_broker", "broker_process_windows", "open_url"} <= functions
     path = tmp_path / Layout(spec).guard_file
     path.write_bytes(source)
-    wrong = subprocess.run([sys.executable, "-I", str(path), "steal"], capture_output=True, text=True)
-    assert wrong.returncode == 2 and "usage" in wrong.stderr
-
-
-def test_a_dual_stack_squatter_on_ipv6_is_seen(tmp_path, squatter_account):
-    """A listener on [::] (IPv6, taking IPv4 too) answers connections to the address as well."""
-    spec = spec_on_free_port()
-    guard = Guard(tmp_path, spec, tmp_path / "local")
-    squatter = Squatter(squatter_account, spec.ip, spec.port, "dual-stack")
-    try:
-        check = guard.run("check")
-        assert check.returncode == 1
-        assert f"is in use by process {squatter.proc.pid} of another account ({squatter_account})" in check.stdout
-        refused = guard.run("open")
-        assert refused.returncode == 1 and "another account" in refused.stderr
-        assert guard.urls() == []
-    finally:
-        assert squatter.stop() == []  # the guard sent it nothing
+    for wrong in ("steal", "check"):
+        answer = subprocess.run([sys.executable, "-I", str(path), wrong], capture_output=True, text=True)
+        assert answer.returncode == 2 and "usage" in answer.stderr

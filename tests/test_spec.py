@@ -43,6 +43,7 @@ INVALID = [
     ("notebook_dir", WinPath("USERPROFILE", "a\\..\\b"), "'..'"),
     ("python", WinPath(None, "C:\\Python\\python"), ".exe"),
     ("python", 'C:\\Py"thon\\python.exe', "does not allow"),
+    ("python", WinPath("LOCALAPPDATA", "Programs\\Python\\Python313\\python.exe"), "installed for all users"),
     ("auth", "off", "token, none"),
     ("window", "max", "hidden, minimized"),
     ("scope", "site", "machine, user"),

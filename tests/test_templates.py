@@ -30,7 +30,7 @@ VARIANTS = [
     {},
     {"scope": "user", "user": "CONTOSO\\alice", "window": "minimized"},
     {"auth": "none", "port": 8080, "name": "lab-1", "ip": "127.0.0.42"},
-    {"python": "%LOCALAPPDATA%\\Programs\\Python\\Python313\\python.exe", "notebook_dir": "D:\\Data & Co\\100%"},
+    {"python": "D:\\Python 3.13 & Co\\python.exe", "notebook_dir": "D:\\Data & Co\\100%"},
 ]
 
 
@@ -109,18 +109,10 @@ def template_languages() -> dict[str, str]:
     return languages
 
 
-# Written and tested (tests/test_broker*.py, tests/test_windows_api.py) before any bundle holds
-# them: the broker, the server's registration with it and the broker's task (issue 24), rendered
-# into bundles once install.ps1 registers the broker's task. No bundle renders or pastes them yet.
-STAGED = {"python/broker.py", "python/registration.py", "broker.task.xml.j2"}
-
-
 def test_every_value_in_every_template_goes_through_its_language_filter():
     languages = template_languages()
     on_disk = {str(p.relative_to(TEMPLATES)) for p in TEMPLATES.rglob("*") if p.is_file()}
-    assert not STAGED & set(languages), "a staged partial is in the bundle now: take it off STAGED"
-    assert set(languages) == on_disk - STAGED, "a template is neither rendered nor included"
-    languages["broker.task.xml.j2"] = "xml"
+    assert set(languages) == on_disk, "a template is neither rendered nor included"
     for template, language in sorted(languages.items()):
         source = (TEMPLATES / template).read_text(encoding="utf-8")
         assert unfiltered_outputs(source, language) == [], template
@@ -184,17 +176,28 @@ def test_script_steps_are_the_same_text_in_every_bundle(script):
     assert len(heads) >= 2
 
 
-@pytest.mark.parametrize("kind", ["config", "guard"])
+@pytest.mark.parametrize("kind", ["config", "guard", "broker"])
 def test_python_logic_is_the_same_text_in_every_bundle(kind):
+    """Below its values, each Python file of the bundle is its partials as they are, and nothing else
+    but comments: the server's settings paste the registration, then the settings."""
+
     def body(inputs):
         spec = build_spec(**{**CANONICAL, **inputs})
-        name = Layout(spec).config_file if kind == "config" else Layout(spec).guard_file
-        return after(START_OF_BODY, render(spec)[name].decode("utf-8"))
+        name = {
+            "config": Layout(spec).config_file,
+            "guard": Layout(spec).guard_file,
+            "broker": Layout(spec).broker_file,
+        }
+        return after(START_OF_BODY, render(spec)[name[kind]].decode("utf-8"))
 
     assert len({body(v) for v in VARIANTS}) == 1
-    source_file = TEMPLATES / "python" / ("server_config.py" if kind == "config" else "guard.py")
-    source = source_file.read_text(encoding="utf-8")
-    assert body({}).replace("\r\n", "\n") == source
+    partials = {"config": ["registration.py", "server_config.py"], "guard": ["guard.py"], "broker": ["broker.py"]}
+    rest = body({}).replace("\r\n", "\n")
+    for name in partials[kind]:
+        source = (TEMPLATES / "python" / name).read_text(encoding="utf-8")
+        assert rest.count(source) == 1, name
+        rest = rest.replace(source, "")
+    assert [line for line in rest.splitlines() if line.strip() and not line.startswith("#")] == []
 
 
 def functions_and_calls(source: bytes, grammar) -> tuple[list[str], set[str]]:
@@ -262,7 +265,7 @@ def test_the_engine_is_the_same_file_for_every_input_set(windows_env):
 
 
 # What a reviewer of a second bundle reads: the scripts of the default bundle, at most.
-SCRIPT_LINES = {"install.ps1": 150, "uninstall.ps1": 100, "detect.ps1": 60}
+SCRIPT_LINES = {"install.ps1": 150, "uninstall.ps1": 110, "detect.ps1": 65}  # 0.3.0: two tasks
 
 
 def test_each_script_is_short_enough_to_read(canonical_files):
@@ -466,6 +469,97 @@ def test_the_kinds_check_can_fail(canonical_files, grammars):
     assert "shortcut" not in readme_kinds(readme.replace("| `shortcut` |", "| shortcut |"))
 
 
+# ---- the README and the broker: its files, its events and its limits as the code has them ----
+
+
+def broker_constants() -> dict[str, int]:
+    """The integer constants at the top level of templates/python/broker.py (numbers, arithmetic on
+    them, tuples of them), as Python computes them."""
+    import ast
+
+    found: dict[str, int] = {}
+    arithmetic = (ast.Constant, ast.BinOp, ast.Tuple, ast.Load, ast.operator)
+    for node in ast.parse((TEMPLATES / "python" / "broker.py").read_text(encoding="utf-8")).body:
+        if not isinstance(node, ast.Assign) or len(node.targets) != 1:
+            continue
+        if not all(isinstance(part, arithmetic) for part in ast.walk(node.value)):
+            continue
+        value = eval(compile(ast.Expression(node.value), "broker.py", "eval"), {"__builtins__": {}})  # noqa: S307
+        target = node.targets[0]
+        pairs = (
+            zip([e.id for e in target.elts if isinstance(e, ast.Name)], value, strict=True)
+            if isinstance(target, ast.Tuple)
+            else [(target.id, value)]
+            if isinstance(target, ast.Name)
+            else []
+        )
+        found.update({name: one for name, one in pairs if isinstance(one, int) and not isinstance(one, bool)})
+    return found
+
+
+def readme_broker_problems(readme: str, files: dict[str, bytes], constants: dict[str, int]) -> list[str]:
+    from generator.render import line_count
+
+    problems = []
+    layout = Layout(build_spec(**CANONICAL))
+    flat = " ".join(readme.split())
+    # The review's table: each file the reviewer reads, with its length as rendered; the broker's two
+    # files with their SHA-256.
+    for name in dict.fromkeys((layout.broker_file, layout.broker_task_file, layout.task_file, *layout.installed_files)):
+        if f"| `{name}` | {line_count(files[name])} |" not in readme:
+            problems.append(f"the review table does not give {name} with its {line_count(files[name])} lines")
+    for name in (layout.broker_file, layout.broker_task_file):
+        if f"{hashlib.sha256(files[name]).hexdigest()}  {name}" not in readme:
+            problems.append(f"the README does not give the SHA-256 of {name}")
+    # The broker's log: every event the broker writes, and no other.
+    log = readme[readme.index("\n### The broker's log\n") :]
+    log = log[: log.index("\n## ")]
+    listed = {int(number) for number in re.findall(r"^\| (\d{3}) \|", log, re.M)}
+    events = {value for name, value in constants.items() if name.startswith("EVENT_")}
+    if listed != events:
+        problems.append(f"the README's events {sorted(listed)} are not the broker's {sorted(events)}")
+    # The limits it names, as the broker's constants are.
+    for said in (
+        f"{constants['MAX_CONNECTIONS_PER_ACCOUNT']} connections",
+        f"({constants['MAX_CONNECTIONS']} for all together",
+        f"from session 0, {constants['MAX_UNROUTED_CONNECTIONS']} together)",
+        f"{constants['MAX_HEADER_BYTES'] // 1024} KiB of headers",
+        f"{constants['MAX_BODY_BYTES'] // 2**20} MiB a body",
+        f"{constants['MAX_MESSAGE_BYTES'] // 2**20} MiB a WebSocket message",
+        f"{constants['IDLE_SECONDS'] // 60} minutes idle",
+        f"{constants['BODY_SECONDS'] // 60} minutes for a body",
+        f"kept under {constants['LOG_BYTES'] // 2**20} MiB",
+        f"at most {constants['QUIET_EVENTS_PER_MINUTE']} a minute",
+    ):
+        if said not in flat:
+            problems.append(f"the README does not say '{said}'")
+    # Programs of the same account: where the port and secret are, and how they are sent.
+    if str(layout.user_files.registration) not in readme or "Authorization: token <secret>" not in readme:
+        problems.append("the README does not say how programs of the same account reach their server")
+    return problems
+
+
+def test_the_readme_gives_the_brokers_files_events_and_limits_as_the_code_has_them(canonical_files):
+    readme = canonical_files["README.md"].decode("utf-8")
+    assert readme_broker_problems(readme, canonical_files, broker_constants()) == []
+
+
+def test_the_readme_broker_check_can_fail(canonical_files):
+    readme = canonical_files["README.md"].decode("utf-8")
+    constants = broker_constants()
+    assert {constants["EVENT_STARTED"], constants["EVENT_CONNECTION_REFUSED"]} == {100, 300}
+    layout = Layout(build_spec(**CANONICAL))
+    changed = dict(canonical_files, **{layout.broker_file: canonical_files[layout.broker_file] + b"# one more\r\n"})
+    problems = readme_broker_problems(readme, changed, dict(constants, EVENT_NEW=400, MAX_CONNECTIONS=512))
+    assert f"the review table does not give {layout.broker_file} with its " in problems[0]
+    assert problems[1:] == [
+        f"the README does not give the SHA-256 of {layout.broker_file}",
+        "the README's events [100, 101, 102, 103, 200, 201, 202, 300] are not the broker's "
+        "[100, 101, 102, 103, 200, 201, 202, 300, 400]",
+        "the README does not say '(512 for all together'",
+    ]
+
+
 def functions_reached(engine: bytes, scripts: list[bytes], grammar, *, env: bool) -> set[str]:
     """The engine's functions that the scripts' calls reach, call by call. Without --env a branch
     taken only when $EnvFolder is set (``if ($EnvFolder ...)``) is not followed: the values
@@ -532,6 +626,46 @@ def test_a_bundle_without_env_runs_nothing_of_the_engines_environment_part(canon
         scripts = [script_text(canonical_files[name]) for name in SCRIPTS]
         unpruned = functions_reached(engine, scripts, grammar, env=True)
         assert "get-basepythonproblem" in unpruned
+
+
+def bundle_value_problems(engine: bytes, scripts: dict[str, bytes], grammar) -> list[str]:
+    """Each script sets its own $Bundle values (values.ps1.j2 gives each script what it needs), and
+    Initialize-GenBundle makes each one a variable of the engine. A function that a script's calls
+    reach and that reads a value only another script sets stops that script under Set-StrictMode: each
+    such read, by script, function and value."""
+
+    def keys(script: bytes) -> set[str]:
+        text = script.decode("utf-8")
+        block = text[text.index("$Bundle = @{") : text.index("\n}", text.index("$Bundle = @{"))]
+        return set(re.findall(r"^    (\w+) +=", block, re.M))
+
+    every = set().union(*(keys(script) for script in scripts.values()))
+    bodies = {}
+    for node in walk(grammar.parse(engine).root_node):
+        if node.type == "function_statement":
+            name = next(c for c in node.children if c.type == "function_name").text.decode().lower()
+            bodies[name] = node.text.decode()
+    problems = []
+    for name, script in sorted(scripts.items()):
+        mine = keys(script)
+        for function in sorted(functions_reached(engine, [script], grammar, env=False)):
+            read = set(re.findall(r"\$(\w+)", bodies[function])) & every
+            problems += [f"{name}: {function} reads ${value}" for value in sorted(read - mine)]
+    return problems
+
+
+def test_every_bundle_value_a_script_reaches_is_one_it_sets(canonical_files, grammars):
+    from support.pwsh import script_text
+
+    engine = script_text(engine_of(canonical_files)[1])
+    scripts = {name: script_text(canonical_files[name]) for name in SCRIPTS}
+    for grammar in grammars.values():
+        assert bundle_value_problems(engine, scripts, grammar) == []
+    # The control: detect.ps1 without the broker's log, which it reads to tell the broker's process.
+    line = next(line for line in scripts["detect.ps1"].split(b"\r\n") if line.startswith(b"    BrokerLog "))
+    planted = dict(scripts, **{"detect.ps1": scripts["detect.ps1"].replace(line + b"\r\n", b"")})
+    for grammar in grammars.values():
+        assert bundle_value_problems(engine, planted, grammar) == ["detect.ps1: get-brokerlogline reads $BrokerLog"]
 
 
 # ---- the engine's parts, read from its bytes ----------------------------------------------

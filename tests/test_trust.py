@@ -18,6 +18,8 @@ from hypothesis import HealthCheck, given, settings
 
 from generator import __version__
 from generator.cli import main
+from generator.layout import Layout
+from generator.spec import build_spec
 
 from conftest import need
 from support import pwsh
@@ -261,6 +263,124 @@ def test_diff_names_the_port_and_the_task_principal(tmp_path):
     # The task XML is shown decoded from UTF-16, as text.
     assert "--- a/py.task.xml (new values put in)" in lines
     assert any(line.startswith("+") and "<UserId>" in line for line in lines)
+
+
+def edit_task(path: Path, *changes: tuple[str, str]) -> None:
+    """A task XML (UTF-16LE with BOM) with each text replaced, as someone editing it would."""
+    text = path.read_bytes()[2:].decode("utf-16-le")
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new)
+    path.write_bytes(b"\xff\xfe" + text.encode("utf-16-le"))
+
+
+def test_diff_says_in_words_what_changed_in_the_brokers_task(tmp_path):
+    """The broker's boot task (NAME.broker.task.xml) in words, apart from the logon task (NAME.task.xml):
+    its principal, its own SID, its privileges, its trigger, its command and arguments."""
+    old = make(tmp_path / "old")
+    new = tmp_path / "new"
+    shutil.copytree(old, new)
+    edit_task(
+        new / "py.broker.task.xml",
+        ("<UserId>S-1-5-19</UserId>", "<UserId>S-1-5-18</UserId>"),
+        ("<ProcessTokenSidType>Unrestricted</ProcessTokenSidType>", "<ProcessTokenSidType>None</ProcessTokenSidType>"),
+        (
+            "<Privilege>SeChangeNotifyPrivilege</Privilege>",
+            "<Privilege>SeChangeNotifyPrivilege</Privilege><Privilege>SeImpersonatePrivilege</Privilege>",
+        ),
+        ("<BootTrigger>", "<LogonTrigger>"),
+        ("</BootTrigger>", "</LogonTrigger>"),
+        (" serve --ip ", " serve --debug --ip "),
+    )
+    result = gen("diff", str(old), str(new))
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert (
+        "broker task runs as: user S-1-5-19 (LOCAL SERVICE), run level LeastPrivilege (id LocalService) -> "
+        "user S-1-5-18 (SYSTEM), run level LeastPrivilege (id LocalService)"
+    ) in lines
+    assert "broker task own SID (ProcessTokenSidType): Unrestricted -> None" in lines
+    assert (
+        "broker task privileges (RequiredPrivileges): SeChangeNotifyPrivilege -> "
+        "SeChangeNotifyPrivilege, SeImpersonatePrivilege"
+    ) in lines
+    assert "broker task starts at: BootTrigger -> LogonTrigger" in lines
+    (command,) = [line for line in lines if line.startswith("broker task command: ")]
+    assert "serve --ip 127.0.0.13" in command and "-> %ProgramFiles%\\Python313\\python.exe -I" in command
+    assert command.endswith('broker.log"') and "serve --debug --ip 127.0.0.13" in command.split(" -> ")[1]
+    # The path carries the SID of its own that Unrestricted gives, which the ACLs grant: gone with None.
+    sid = Layout(build_spec(ip="127.0.0.13", name="py")).broker_task_sid
+    assert f"broker task path: \\gen-bundle\\py-broker (its own SID: {sid}) -> \\gen-bundle\\py-broker" in lines
+    # The logon task did not change: no line names it, and the broker's task is not read as it.
+    assert not [line for line in lines if line.startswith("task ")], result.output
+    assert "broker program code unchanged: py.broker.py (code SHA-256 " in result.output
+
+
+def test_diff_names_both_tasks_and_the_broker_program_between_two_bundles(tmp_path):
+    old = make(tmp_path / "old")
+    new = make(tmp_path / "new", "--ip", "127.0.0.14", "--name", "lab", "--port", "8080")
+    lines = gen("diff", str(old), str(new)).output.splitlines()
+    assert "task path: \\gen-bundle\\py -> \\gen-bundle\\lab" in lines
+    (path,) = [line for line in lines if line.startswith("broker task path: ")]
+    assert path.startswith("broker task path: \\gen-bundle\\py-broker (its own SID: S-1-5-87-")
+    assert "-> \\gen-bundle\\lab-broker (its own SID: S-1-5-87-" in path
+    (command,) = [line for line in lines if line.startswith("broker task command: ")]
+    assert "--ip 127.0.0.13 --port 80 --name py" in command and "--ip 127.0.0.14 --port 8080 --name lab" in command
+    assert not [line for line in lines if line.startswith(("broker task runs as", "broker task privileges"))]
+    # The broker's code is the same in every bundle of a version: said in one line, under its new name.
+    (program,) = [line for line in lines if line.startswith("broker program ")]
+    assert program.startswith("broker program code unchanged: lab.broker.py (code SHA-256 ")
+    assert "file renamed: py.broker.py -> lab.broker.py (with --name)" in lines
+    assert "file renamed: py.broker.task.xml -> lab.broker.task.xml (with --name)" in lines
+    # Its diff is its header's: the new port put into its code (a literal 80 there) shows no change.
+    assert any(
+        line.startswith("file changed: py.broker.py -> lab.broker.py (its header; the code below it unchanged)")
+        for line in lines
+    )
+    assert not [line for line in lines if line[:1] in "+-" and ("8080" in line or "80)" in line) and "unpack" in line]
+
+
+def test_diff_names_a_change_of_the_brokers_code_and_a_broker_added(tmp_path):
+    old = make(tmp_path / "old")
+    new = tmp_path / "new"
+    shutil.copytree(old, new)
+    broker = new / "py.broker.py"
+    data = broker.read_bytes()
+    assert data.startswith(b"# gen-bundle ")
+    broker.write_bytes(data.replace(b"MAX_CONNECTIONS = 220", b"MAX_CONNECTIONS = 20000", 1))
+    lines = gen("diff", str(old), str(new)).output.splitlines()
+    (program,) = [line for line in lines if line.startswith("broker program ")]
+    assert program.startswith("broker program code changed: py.broker.py (code SHA-256 ")
+    assert program.endswith("; its diff is below")
+    assert "+MAX_CONNECTIONS = 20000" in lines
+    # Its header names the bundle: a change there alone is no change of its code, unless it declares
+    # how Python reads the file (PEP 263), which changes the code below it.
+    broker.write_bytes(data.replace(b"# gen-bundle ", b"# gen-bundle, edited: ", 1))
+    lines = gen("diff", str(old), str(new)).output.splitlines()
+    assert [line for line in lines if line.startswith("broker program ")][0].startswith("broker program code unchanged")
+    broker.write_bytes(b"# -*- coding: utf-7 -*-\r\n" + data)
+    lines = gen("diff", str(old), str(new)).output.splitlines()
+    assert [line for line in lines if line.startswith("broker program ")][0].startswith("broker program code changed")
+    # A bundle of an earlier version, without the broker: the broker and its task are named as new,
+    # the task's settings in words.
+    earlier = tmp_path / "earlier"
+    shutil.copytree(old, earlier)
+    (earlier / "py.broker.py").unlink()
+    (earlier / "py.broker.task.xml").unlink()
+    lines = gen("diff", str(earlier), str(old)).output.splitlines()
+    assert "file added: py.broker.py" in lines and "file added: py.broker.task.xml" in lines
+    assert any(line.startswith("broker program added: py.broker.py (code SHA-256 ") for line in lines)
+    assert (
+        "broker task runs as: (none) -> user S-1-5-19 (LOCAL SERVICE), run level LeastPrivilege (id LocalService)"
+        in lines
+    )
+    assert "broker task starts at: (none) -> BootTrigger" in lines
+    assert "broker task privileges (RequiredPrivileges): (none) -> SeChangeNotifyPrivilege" in lines
+    assert not [line for line in lines if line.startswith("task ")]
+    # And the other way: removed.
+    lines = gen("diff", str(old), str(earlier)).output.splitlines()
+    assert any(line.startswith("broker program removed: py.broker.py") for line in lines)
+    assert "broker task starts at: BootTrigger -> (none)" in lines
 
 
 def test_diff_of_identical_bundles_is_silent(tmp_path):

@@ -42,7 +42,7 @@ INPUT_SETS = [
     {
         "ip": "127.0.0.13",
         "name": "py",
-        "python": "%LOCALAPPDATA%\\Programs\\Python\\Python313\\python.exe",
+        "python": "D:\\Python 3.13 & Co\\python.exe",
         "notebook_dir": "D:\\Data & Co\\100%",
     },
 ]

@@ -873,7 +873,6 @@ def test_every_cim_class_and_property_read_is_in_the_table(trees, dotnet):
         "Win32_Process.GetOwner",
         "Win32_Process.GetOwnerSid",
         "Win32_UserProfile",
-        "Win32_TerminalServiceSetting",
         "MSFT_ScheduledTask",
         "MSFT_TaskAction",
         "MSFT_TaskPrincipal",
@@ -938,6 +937,11 @@ WIN32 = {
         True,
         API + "winbase/nf-winbase-getnamedpipeclientprocessid",
     ),
+    ("kernel32", "GetNamedPipeServerProcessId"): (
+        "BOOL",
+        True,
+        API + "winbase/nf-winbase-getnamedpipeserverprocessid",
+    ),
     ("kernel32", "GetNamedPipeClientSessionId"): (
         "BOOL",
         True,
@@ -991,7 +995,8 @@ WIN32 = {
 RESTYPES = {"HANDLE": "wintypes.HANDLE", "DWORD": "wintypes.DWORD"}
 # The broker's files declare every function whole: restype always (a BOOL too), argtypes always (empty too).
 STRICT_RESTYPES = {**RESTYPES, "BOOL": "wintypes.BOOL", "NTSTATUS": "ctypes.c_long", "int": "ctypes.c_int"}
-BROKER_FILES = ("broker.py", "registration.py")  # templates/python, read as they are: not in the bundle yet
+# The broker, and the registration partial the server's settings paste: held to the strict check.
+BROKER_FILES = ("broker.py", "registration.py")  # templates/python, read as they are
 
 
 def ctypes_problems(source: str, strict: bool = False) -> tuple[list[str], set]:
@@ -1073,10 +1078,13 @@ def _module_level(tree):
 def test_every_win32_function_called_through_ctypes_is_declared(canonical_files):
     need(shutil.which("x86_64-w64-mingw32-nm"), "mingw-w64's nm (apt-get install binutils-mingw-w64-x86-64)")
     called = set()
-    for name in ("start-py.config.py", "start-py.guard.py"):
+    for name in ("start-py.config.py", "start-py.guard.py", "py.broker.py"):
         problems, used = ctypes_problems(canonical_files[name].decode("utf-8"))
         assert problems == [], name
         called |= used
+    assert (REPO / "templates" / "python" / "broker.py").read_bytes().replace(b"\n", b"\r\n") in canonical_files[
+        "py.broker.py"
+    ]  # the bundle's broker is the file checked strictly below
     for name in BROKER_FILES:
         problems, used = ctypes_problems(
             (REPO / "templates" / "python" / name).read_text(encoding="utf-8"), strict=True

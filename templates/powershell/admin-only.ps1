@@ -6,10 +6,10 @@
 # nobody else may change.
 
 function Get-NonAdminWriter {
-    # Accounts other than SYSTEM, Administrators, TrustedInstaller and CREATOR OWNER
-    # that may write to $Path: what runs from there must not be theirs to change.
-    param([string]$Path)
-    $trusted = @('S-1-5-18', 'S-1-5-32-544', 'S-1-3-0', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464')
+    # Accounts other than SYSTEM, Administrators, TrustedInstaller and CREATOR OWNER (and the SIDs
+    # $Trusted names) that may write to $Path: what runs from there must not be theirs to change.
+    param([string]$Path, [string[]]$Trusted = @())
+    $trusted = @('S-1-5-18', 'S-1-5-32-544', 'S-1-3-0', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464') + $Trusted
     $write = [int64][System.Security.AccessControl.FileSystemRights]'WriteData, AppendData, WriteExtendedAttributes, WriteAttributes, Delete, DeleteSubdirectoriesAndFiles, ChangePermissions, TakeOwnership'
     $genericWrite = [int64]0x50000000  # GENERIC_ALL, GENERIC_WRITE
     $acl = Get-Acl -LiteralPath $Path
@@ -36,11 +36,11 @@ function New-AdminOnlyFolder {
     # It creates that one level only: given a DirectorySecurity, CreateDirectory also creates
     # every missing parent, each with this same ACL (Microsoft's API page), so a missing parent
     # is an error here and callers create each level themselves, each with its own ACL.
-    param([string]$Path, [switch]$UsersRead)
+    param([string]$Path, [switch]$UsersRead, [string]$Writer = '')
     if (-not (Test-Path -LiteralPath (Split-Path -Parent $Path) -PathType Container)) {
         throw "$(Split-Path -Parent $Path) is missing: it is created first, with its own ACL, before $Path"
     }
-    $security = New-AdminOnlySecurity -UsersRead:$UsersRead
+    $security = New-AdminOnlySecurity -UsersRead:$UsersRead -Writer $Writer
     if ($PSVersionTable.PSEdition -eq 'Core') {
         [void][IO.FileSystemAclExtensions]::CreateDirectory($security, $Path)  # .NET 5 and later
     } else {
@@ -51,14 +51,22 @@ function New-AdminOnlyFolder {
 function New-AdminOnlySecurity {
     # Owner Administrators; SYSTEM and administrators write; nothing inherited from the
     # parent. -UsersRead: users may read too (Jupyter reads %ProgramData%\jupyter as each
-    # user). The state folders are for administrators only: their logs quote users' logs.
-    param([switch]$UsersRead)
+    # user). The state folders are for administrators only: their logs quote users' logs. -Writer: one
+    # more SID may modify what is in it (the broker's task SID, in the broker's log folder).
+    param([switch]$UsersRead, [string]$Writer = '')
     $security = New-Object System.Security.AccessControl.DirectorySecurity
     $security.SetOwner((New-Object System.Security.Principal.SecurityIdentifier('S-1-5-32-544')))
     $security.SetAccessRuleProtection($true, $false)
     $grants = @(@('S-1-5-18', 'FullControl'), @('S-1-5-32-544', 'FullControl'))
     if ($UsersRead) {
         $grants += ,@('S-1-5-32-545', 'ReadAndExecute')
+    }
+    if ($Writer) {
+        # The files the writer makes are owned by its token's user (LOCAL SERVICE for the broker's task),
+        # which an owner's implicit rights would let every process of that account re-ACL: OWNER RIGHTS
+        # (S-1-3-4) replaces them with reading attributes only.
+        $grants += ,@($Writer, 'Modify')
+        $grants += ,@('S-1-3-4', 'ReadAttributes')
     }
     foreach ($grant in $grants) {
         $identity = New-Object System.Security.Principal.SecurityIdentifier($grant[0])
@@ -83,8 +91,9 @@ function Test-Entry {
 }
 
 function Get-AdminOnlyProblem {
-    # Why SYSTEM must not write through the folder $Path, or nothing.
-    param([string]$Path)
+    # Why SYSTEM must not write through the folder $Path, or nothing. -Writer: the one SID besides
+    # administrators that may change what is in it (New-AdminOnlySecurity -Writer).
+    param([string]$Path, [string]$Writer = '')
     $attributes = [IO.File]::GetAttributes($Path)
     if ($attributes -band [IO.FileAttributes]::ReparsePoint) {
         return "$Path is a link (junction or symbolic link)"
@@ -93,7 +102,7 @@ function Get-AdminOnlyProblem {
         return "$Path is a file, not a folder"
     }
     $owner = (Get-Acl -LiteralPath $Path).GetOwner([Security.Principal.SecurityIdentifier]).Value
-    $writers = @(Get-NonAdminWriter -Path $Path)
+    $writers = @(Get-NonAdminWriter -Path $Path -Trusted $Writer)
     if (@('S-1-5-18', 'S-1-5-32-544') -notcontains $owner -or $writers.Count -gt 0) {
         return "$Path can be changed by $((@($owner) + $writers | Sort-Object -Unique) -join ', ')"
     }

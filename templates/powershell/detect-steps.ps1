@@ -1,14 +1,18 @@
 # ---- detect: is this bundle installed, at this version? Read only; nothing here changes anything ----
 
 function Test-Installed {
-    # The files, the environment, the task, the hosts block and the receipt are this bundle's; or
-    # gen-bundle's task is disabled by an administrator, which install.ps1 leaves as it is.
+    # The files, the environment, the tasks (the broker's running), the hosts block and the receipt
+    # are this bundle's; or one of gen-bundle's tasks is disabled by an administrator, which
+    # install.ps1 leaves as it is.
     $task = @(Get-OurTask)
-    if ($task.Count -gt 0 -and (Test-TaskDisabledByAdmin $task[0])) {
-        # install.ps1 changes nothing while an administrator keeps the task disabled (it exits 0):
-        # reported as installed, so that Intune or SCCM do not run install.ps1 at every cycle.
-        Write-Verbose "task $TaskFolder${TaskName}: disabled by an administrator; install.ps1 leaves the bundle as it is"
-        return $true
+    $broker = @(Get-OurTask -Name $BrokerTaskName)
+    foreach ($found in @(@($task, $TaskName), @($broker, $BrokerTaskName))) {
+        if ($found[0].Count -gt 0 -and (Test-TaskDisabledByAdmin $found[0][0])) {
+            # install.ps1 changes nothing while an administrator keeps a task disabled (it exits 0):
+            # reported as installed, so that Intune or SCCM do not run install.ps1 at every cycle.
+            Write-Verbose "task $TaskFolder$($found[1]): disabled by an administrator; install.ps1 leaves the bundle as it is"
+            return $true
+        }
     }
     foreach ($file in $InstalledFiles) {
         $path = Join-Path $InstallDir $file
@@ -27,6 +31,16 @@ function Test-Installed {
     }
     if ($task.Count -eq 0 -or -not [string]::Equals([string]$task[0].Author, 'gen-bundle', [StringComparison]::Ordinal)) {
         Write-Verbose "task $TaskFolder${TaskName}: missing, or not gen-bundle's"
+        return $false
+    }
+    # The broker holds the address from boot: a broker that does not run is not installed (install.ps1 starts it).
+    if ($broker.Count -eq 0 -or -not [string]::Equals([string]$broker[0].Author, 'gen-bundle', [StringComparison]::Ordinal) -or
+        -not (Test-TaskValue -Value $broker[0].State -Enum 'State' -Name 'Running')) {
+        Write-Verbose "task $TaskFolder${BrokerTaskName}: missing, not gen-bundle's, or not running"
+        return $false
+    }
+    if (-not (Test-BrokerHolds)) {
+        Write-Verbose "${BundleIp}:${BundlePort}: not held by this bundle's broker (its log's event 101 names the holder)"
         return $false
     }
     $hostsLines = @((Read-HostsText) -split "`r?`n" | ForEach-Object { $_.TrimStart([char]0xEF, [char]0xBB, [char]0xBF) })

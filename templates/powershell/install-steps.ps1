@@ -30,7 +30,8 @@ function Test-InstallPreflight {
     # changed nothing. A task of gen-bundle's that an administrator disabled ends it with exit 0:
     # at every boot a startup script would otherwise enable it again, and Group Policy or Intune
     # would report a deliberate state as a failure at every run (detect.ps1 reports it installed).
-    param([switch]$Force, [switch]$AllowSessionHost)
+    # The same for the broker's task.
+    param([switch]$Force)
     $problems = @()
     $bundle = $Run.Files
     $Run.HostsLines = @(($Latin1.GetString($bundle[$HostsLinesFile]) -split "`r`n") | Where-Object { $_.Length -gt 0 })
@@ -61,6 +62,24 @@ function Test-InstallPreflight {
         }
         $Run.RegisterTask = -not (Test-TaskCurrent -Task $task -Wanted $wanted)
     }
+    $brokerBytes = $bundle[$BrokerTaskFile]
+    $Run.BrokerTaskXml = [Text.Encoding]::Unicode.GetString($brokerBytes, 2, $brokerBytes.Length - 2)  # UTF-16LE after its BOM
+    $Run.BrokerTaskWanted = [xml]$Run.BrokerTaskXml
+    $existingBroker = @(Get-OurTask -Name $BrokerTaskName)
+    $Run.RegisterBroker = $true
+    $Run.BrokerWasDisabled = $false
+    if ($existingBroker.Count -gt 0) {
+        $broker = $existingBroker[0]
+        if ((Test-TaskDisabledByAdmin $broker) -and -not $Force) {
+            Stop-Bundle 0 "task: $TaskFolder$BrokerTaskName is disabled, as an administrator left it; install.ps1 changes nothing (run it with -Force to install and enable the task again)"
+        }
+        $Run.BrokerWasDisabled = Test-TaskDisabledByAdmin $broker
+        if (-not [string]::Equals([string]$broker.Author, 'gen-bundle', [StringComparison]::Ordinal) -and -not $Force) {
+            $problems += "a task $TaskFolder$BrokerTaskName exists that gen-bundle did not create: run with -Force to replace it"
+        }
+        $Run.RegisterBroker = -not (Test-BrokerTaskCurrent -Task $broker -Wanted $Run.BrokerTaskWanted)
+    }
+    $problems += @(Get-BrokerLogProblem)
     foreach ($folder in @($InstallDir, $InstallRoot, $env:ProgramFiles)) {
         if (Test-Path -LiteralPath $folder -PathType Container) {
             $writers = @(Get-NonAdminWriter -Path $folder)
@@ -93,12 +112,10 @@ function Test-InstallPreflight {
     # there before belongs to whoever made it (and its removal would open every other Jupyter
     # on the PC to CVE-2025-30167 again). The receipt carries that from run to run.
     $Run.JupyterCreated = (Get-ReceiptValue $Run.OldReceipt 'jupyterSharedCreated') -eq $true
-    if ($PythonPerUser) {
-        Write-Verbose "python.exe is per user ($PythonExe); each user's own, so it is not checked here."
-    } elseif (Test-Path -LiteralPath $PythonExe -PathType Leaf) {
+    if (Test-Path -LiteralPath $PythonExe -PathType Leaf) {
         $pythonProblems = @(Get-PythonTreeProblem)
         if ($pythonProblems.Count -gt 0) {
-            $problems += "the Python that every user's server runs can be changed by others than administrators, who could then run code as every user: $(@($pythonProblems | Select-Object -First 5) -join '; ')$(if ($pythonProblems.Count -gt 5) { " and $($pythonProblems.Count - 5) more" }). Install Python for all users under %ProgramFiles%, or make a bundle with a per-user --python"
+            $problems += "the Python that every user's server runs can be changed by others than administrators, who could then run code as every user: $(@($pythonProblems | Select-Object -First 5) -join '; ')$(if ($pythonProblems.Count -gt 5) { " and $($pythonProblems.Count - 5) more" }). Install Python for all users under %ProgramFiles%, where only administrators can change it"
         }
         if ($EnvFolder) {
             Write-Verbose "jupyter_core: the environment's own, pinned in pylock.toml"
@@ -132,18 +149,6 @@ function Test-InstallPreflight {
     if ($null -ne $Run.Shortcut -and -not ([string]$Run.Shortcut.Description).StartsWith($ShortcutMark, [StringComparison]::Ordinal) -and -not $Force) {
         $problems += "$ShortcutPath exists and gen-bundle did not create it: run with -Force to replace it"
     }
-    if ($BundleScope -eq 'machine' -and -not $AllowSessionHost) {
-        # A check that cannot be made refuses too: silence here would install a shared address
-        # on a Remote Desktop Session Host.
-        try {
-            $terminal = @(Get-CimInstance -Namespace 'root\cimv2\TerminalServices' -ClassName Win32_TerminalServiceSetting -ErrorAction Stop)
-            if ($terminal.Count -gt 0 -and $terminal[0].TerminalServerMode -eq 1) {
-                $problems += "this computer is a Remote Desktop Session Host: every user who logs on gets a server at the same address, $BundleIp`:$BundlePort, and only one can hold it at a time, so the others' servers wait and their browsers reach someone else's (README.md, 'Shared PCs'). Make one bundle per user instead (gen-bundle --scope user --user DOMAIN\name, each with its own --name and --ip), or run install.ps1 -AllowSessionHost to accept this"
-            }
-        } catch {
-            $problems += "whether this computer is a Remote Desktop Session Host could not be read (Win32_TerminalServiceSetting: $($_.Exception.Message)). On a Session Host every user's server would want the same address; run install.ps1 -AllowSessionHost to install without this check"
-        }
-    }
     if ($problems.Count -gt 0) {
         foreach ($problem in $problems) {
             $Host.UI.WriteErrorLine("PREFLIGHT: $problem")
@@ -175,17 +180,44 @@ function Install-StateFolder {
     }
 }
 
+function Install-BrokerLogFolder {
+    # The broker's log folder, with its ACL from its creation: the broker's task SID writes there (and
+    # nothing else of LOCAL SERVICE), administrators read what it writes, users have no access. One
+    # that is there passed the preflight (Get-BrokerLogProblem) and keeps its ACL.
+    if (Test-Entry $BrokerLogDir) {
+        Write-Output "broker: $BrokerLogDir is there; only administrators and the broker's task can change it"
+        return
+    }
+    $acl = Format-FolderSecurity (New-AdminOnlySecurity -Writer $BrokerTaskSid)
+    if (Confirm-Change -Kind 'broker-log-folder' -Target $BrokerLogDir -Action "Create the folder, empty: the broker writes its log there (the broker's task SID $BrokerTaskSid may write)" -Acl $acl -Undo 'stays: the broker''s log, for the record, with the logs of the runs') {
+        New-AdminOnlyFolder -Path $BrokerLogDir -Writer $BrokerTaskSid
+        $problem = Get-AdminOnlyProblem -Path $BrokerLogDir -Writer $BrokerTaskSid
+        if ($problem) {
+            throw "${problem}: someone made it between the preflight and now; check what is in it, then remove it"
+        }
+        Write-Output "broker: created $BrokerLogDir (administrators and the broker's task only)"
+        $Run.Changed += "folder $BrokerLogDir"
+    }
+}
+
 function Install-BundleFiles {
-    # The launcher, the server's settings and the guard: the bytes checked against SHA256SUMS. The
-    # running launchers and servers are stopped first: cmd.exe reads a batch file while it runs it.
+    # The launcher, the server's settings, the guard and the broker: the bytes checked against
+    # SHA256SUMS. What runs a file that changes is stopped first: the launchers and servers (cmd.exe
+    # reads a batch file while it runs it), and the broker, which Install-BrokerTask starts again.
     $bundle = $Run.Files
     $stale = @($InstalledFiles | Where-Object {
         $target = Join-Path $InstallDir $_
         -not (Test-Path -LiteralPath $target -PathType Leaf) -or
             -not [string]::Equals((Get-FileHash -LiteralPath $target -Algorithm SHA256).Hash, (Get-Sha256 $bundle[$_]), [StringComparison]::OrdinalIgnoreCase)
     })
-    if (@($stale | Where-Object { Test-Path -LiteralPath (Join-Path $InstallDir $_) }).Count -gt 0) {
+    $replaced = @($stale | Where-Object { Test-Path -LiteralPath (Join-Path $InstallDir $_) })
+    if (@($replaced | Where-Object { $_ -ne $BrokerFile }).Count -gt 0) {
         Stop-BundleProcess -Process @(Get-BundleProcess) -Reason 'before their files are replaced'
+    }
+    $Run.BrokerStopped = $false
+    if ($replaced -contains $BrokerFile -and (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action "Stop the broker before $BrokerFile is replaced; install.ps1 starts it again once its task is in place" -Undo 'install.ps1 starts it again in its next step')) {
+        Stop-BrokerTask
+        $Run.BrokerStopped = $true
     }
     foreach ($file in $InstalledFiles) {
         $target = Join-Path $InstallDir $file
@@ -209,6 +241,59 @@ function Install-HostsBlock {
         Write-HostsFile -Block $Run.HostsLines
         Clear-NameCache
         $Run.Changed += "hosts block in $HostsPath"
+    }
+}
+
+function Stop-BrokerTask {
+    # The broker's task stopped, and any process of the broker that outlived it: a task still Running
+    # ignores the next start (IgnoreNew), and a broker still holding the address would keep the next
+    # one from it (event 101).
+    if (@(Get-OurTask -Name $BrokerTaskName).Count -gt 0) {
+        Stop-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder
+    }
+    for ($wait = 0; $wait -lt 20 -and (Test-BrokerRunning); $wait++) {
+        Start-Sleep -Milliseconds 500
+    }
+    Stop-BundleProcess -Process @(Get-BundleProcess -Broker) -Reason 'the broker, which its task no longer runs'
+}
+
+function Install-BrokerTask {
+    # The broker's boot task, from its XML checked against SHA256SUMS, then the broker running: started
+    # when it is not, stopped and started again when its file or its task changed in this run (a
+    # running broker keeps the definition and the code it started with).
+    $name = "$TaskFolder$BrokerTaskName"
+    $restart = $Run.BrokerStopped
+    if (-not $Run.RegisterBroker) {
+        Write-Output "broker: $name is already registered with this definition"
+    } else {
+        $exec = $Run.BrokerTaskWanted.Task.Actions.Exec
+        $principal = $Run.BrokerTaskWanted.Task.Principals.Principal
+        $text = "Register the broker's task from ${BrokerTaskFile}: at boot it runs $($exec.Command) $($exec.Arguments) in $($exec.WorkingDirectory) as LOCAL SERVICE ($($principal.UserId)) with its own task SID $BrokerTaskSid (ProcessTokenSidType $($principal.ProcessTokenSidType)) and no privilege but $($principal.RequiredPrivileges.Privilege), no time limit"
+        if ($Run.BrokerWasDisabled) {
+            $text += '; -Force: the task an administrator disabled is enabled again'
+        }
+        if (Confirm-Change -Kind 'broker-task' -Target $name -Action $text -Undo 'uninstall.ps1 stops and unregisters it') {
+            Register-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder -Xml $Run.BrokerTaskXml -Force | Out-Null
+            Write-Output "broker: registered $name"
+            $Run.Changed += "task $name"
+            $restart = $true
+        }
+    }
+    $running = Test-BrokerRunning
+    if ($running -and -not $restart) {
+        Write-Output "broker: $name is running"
+        return
+    }
+    $doing = "Start the broker's task: the broker holds ${BundleIp}:$BundlePort from now on"
+    if ($running) {
+        $doing = "Stop the broker's task and start it again: its file or its definition changed in this run"
+    }
+    if (Confirm-Change -Kind 'broker-start' -Target $name -Action $doing -Undo 'uninstall.ps1 stops and unregisters it') {
+        if ($running) {
+            Stop-BrokerTask
+        }
+        Start-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder
+        Write-Output "broker: started $name"
     }
 }
 
@@ -290,6 +375,8 @@ function Write-InstallReceipt {
             hostsFile   = $HostsPath
             hostsLines  = $Run.HostsLines
             task        = "$TaskFolder$TaskName"
+            brokerTask  = "$TaskFolder$BrokerTaskName"
+            brokerLog   = $BrokerLogDir
             startMenu   = $ShortcutPath
             jupyterShared = $JupyterShared
             jupyterSharedCreated = $Run.JupyterCreated
@@ -302,14 +389,25 @@ function Write-InstallReceipt {
 }
 
 function Start-BundleServer {
-    # For whoever is logged on: start the task unless a server answers, and check that it answers
-    # (exit 5 with the end of the user's launcher.log when it does not). Nobody logged on: the
-    # server starts at the next logon. -WhatIf sends no request.
+    # First the broker: anything that answers at the bundle's address is it (exit 5 with the end of its
+    # log when nothing does). Then for whoever is logged on: the task started unless each one's server
+    # is registered with the broker, and each one's registration awaited (exit 5 with the end of that
+    # user's launcher.log and the broker's lines about them). Nobody logged on: the server starts and
+    # registers at the next logon. -WhatIf sends no request and reads no log.
     $users = @(Get-InteractiveUser)
     if ($BundleScope -eq 'user') {
         $users = @($users | Where-Object { [string]::Equals($_.Name, $TaskUser, [StringComparison]::OrdinalIgnoreCase) })
     }
     $names = @($users | ForEach-Object { $_.Name }) -join ', '
+    if ($WhatIfPreference) {
+        Write-Output "server: would ask http://${BundleName}:$BundlePort/ whether the broker answers, then wait up to $ProbeSeconds s for the server of each user logged on ($names) to register with it, starting the task for them when it is not registered; -WhatIf sends no request"
+        return
+    }
+    if (-not (Test-BrokerAnswer -Seconds $ProbeSeconds)) {
+        Write-BrokerReport
+        Stop-Bundle $ExitNoAnswer "installed, but nothing answered at http://${BundleName}:$BundlePort/: the broker, which its task $TaskFolder$BrokerTaskName runs, does not hold the address. The end of its log is above."
+    }
+    Write-Output "broker: http://${BundleName}:$BundlePort/ answers"
     if ($users.Count -eq 0) {
         if ($BundleScope -eq 'machine') {
             Write-Output 'server: nobody is logged on; the server starts at the next logon'
@@ -318,27 +416,28 @@ function Start-BundleServer {
         }
         return
     }
-    if ($WhatIfPreference) {
-        Write-Output "server: would ask http://${BundleName}:$BundlePort/api whether the server answers, start the task for $names when it does not, and wait up to $ProbeSeconds s; -WhatIf sends no request"
-        return
-    }
-    if (Test-ServerAnswer -Seconds 1) {
-        Write-Output "server: http://${BundleName}:$BundlePort/ already answers"
+    $waiting = @($users | Where-Object { -not (Test-ServerRegistered -Sid $_.Sid -Seconds 0) })
+    if ($waiting.Count -eq 0) {
+        Write-Output "server: registered with the broker for $names"
         return
     }
     if (@(Get-BundleProcess).Count -gt 0) {
-        Write-Output "server: a launcher already runs; waiting up to $ProbeSeconds s for http://${BundleName}:$BundlePort/api"
+        Write-Output "server: a launcher already runs; waiting up to $ProbeSeconds s for the server of $names to register with the broker"
     } elseif (Confirm-Change -Kind 'task-start' -Target "$TaskFolder$TaskName" -Action "Start the task for $names" -Undo 'the server ends at logoff, or when uninstall.ps1 stops it') {
         Start-ScheduledTask -TaskName $TaskName -TaskPath $TaskFolder
     } else {
         return
     }
-    if (Test-ServerAnswer -Seconds $ProbeSeconds) {
-        Write-Output "server: http://${BundleName}:$BundlePort/api answers"
+    $missing = @($waiting | Where-Object { -not (Test-ServerRegistered -Sid $_.Sid -Seconds $ProbeSeconds) })
+    if ($missing.Count -eq 0) {
+        Write-Output "server: registered with the broker for $names"
         return
     }
-    Write-ServerReport -User $users
-    Stop-Bundle $ExitNoAnswer "installed, but http://${BundleName}:$BundlePort/api did not answer within $ProbeSeconds s for ${names}: the launcher's log is above."
+    Write-ServerReport -User $missing
+    foreach ($account in $missing) {
+        Write-BrokerReport -Sid $account.Sid
+    }
+    Stop-Bundle $ExitNoAnswer "installed, but the server of $(@($missing | ForEach-Object { $_.Name }) -join ', ') did not register with the broker within $ProbeSeconds s: the launcher's log and the broker's lines about them are above."
 }
 
 function Stop-BundleRun {

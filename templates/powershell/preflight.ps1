@@ -20,20 +20,27 @@ function Get-HostsMapping {
 }
 
 function Get-PortProblem {
-    # Why the server could not listen on $BundleIp:$BundlePort, if anything stands in its way.
+    # Why the broker could not hold $BundleIp:$BundlePort, if anything but this bundle's broker holds it.
     $listeners = @(Get-NetTCPConnection -State Listen -LocalPort $BundlePort -ErrorAction SilentlyContinue |
         Where-Object { @($BundleIp, '0.0.0.0', '::', "::ffff:$BundleIp") -contains $_.LocalAddress })
     foreach ($listener in $listeners) {
         $owner = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $($listener.OwningProcess)" -ErrorAction SilentlyContinue
+        if (-not $owner -and (Test-BrokerRunning)) {
+            continue  # a listener whose process has ended, while the broker's task runs: the supervisor's row (its worker lives on)
+        }
+        if (Test-OurBroker -ProcessId $listener.OwningProcess) {
+            continue  # this bundle's broker: python.exe running its file as LOCAL SERVICE
+        }
         if ($owner -and $owner.Name -eq 'python.exe' -and (Test-ServerCommandLine ([string]$owner.CommandLine))) {
-            continue  # this bundle's own server, from an earlier install
+            continue  # a server of an earlier version's launcher, stopped when its files are replaced; were it a
+            # user's look-alike, the broker could not bind, and the probe would find no broker (exit 5)
         }
         if ($owner -and $owner.Name -eq 'python.exe' -and $null -eq $owner.CommandLine -and -not $elevated) {
-            Write-Warning "python.exe (process $($listener.OwningProcess)) listens on $($listener.LocalAddress):$BundlePort; not elevated, so it cannot be told from this bundle's own server"
+            Write-Warning "python.exe (process $($listener.OwningProcess)) listens on $($listener.LocalAddress):$BundlePort; not elevated, so it cannot be told from this bundle's broker"
             continue
         }
         if ($listener.OwningProcess -eq 4) {
-            "HTTP.sys (the System process) listens on $($listener.LocalAddress):$BundlePort for IIS or another service; see: netsh http show servicestate"
+            "HTTP.sys (the System process) listens on $($listener.LocalAddress):$BundlePort for IIS or another HTTP.sys listener (one with an empty IP listen list takes every address); see: netsh http show servicestate"
         } elseif ($owner) {
             "$($owner.Name) (process $($listener.OwningProcess)) listens on $($listener.LocalAddress):$BundlePort"
         } else {
@@ -49,6 +56,44 @@ function Get-PortProblem {
                 "port $BundlePort is in an excluded port range ($($Matches[1])-$($Matches[2]), often reserved by Hyper-V or WSL); see: netsh int ipv4 show excludedportrange protocol=tcp"
             }
         }
+    }
+    if ($BundlePort -eq 80) {
+        # Windows reserves this URL for Everyone: any account may have HTTP.sys listen on port 80 of every
+        # address through it, and one that does so before the broker starts keeps the address from it.
+        # netsh prints the URL only when the reservation is there, in every language.
+        $url = 'http://+:80/Temporary_Listen_Addresses/'
+        $ErrorActionPreference = 'Continue'
+        $reservation = @(& "$env:SystemRoot\System32\netsh.exe" http show urlacl "url=$url" 2>$null) -join "`n"
+        $ErrorActionPreference = 'Stop'
+        if ($reservation.IndexOf($url, [StringComparison]::OrdinalIgnoreCase) -ge 0) {
+            Write-Warning "HTTP.sys reserves $url for every account (Windows' default): any user can make HTTP.sys listen on port 80, and before the broker starts at boot that would keep ${BundleIp}:80 from it (event 101 in $BrokerLog). Unless a program here needs it, IT removes it: netsh http delete urlacl url=$url"
+        }
+    }
+}
+
+function Get-BrokerLogProblem {
+    # The broker's log folder, when it is there: a real folder that only administrators and SYSTEM
+    # own and change, but for the broker's task SID, which must be able to write its log there.
+    try {
+        if (-not (Test-Entry $BrokerLogDir)) {
+            return
+        }
+        $problem = Get-AdminOnlyProblem -Path $BrokerLogDir -Writer $BrokerTaskSid
+        $modify = [int64][System.Security.AccessControl.FileSystemRights]'Modify'
+        $granted = @((Get-Acl -LiteralPath $BrokerLogDir).GetAccessRules($true, $true, [Security.Principal.SecurityIdentifier]) | Where-Object {
+            $_.IdentityReference.Value -eq $BrokerTaskSid -and $_.AccessControlType -eq 'Allow' -and ([int64]$_.FileSystemRights -band $modify) -eq $modify
+        }).Count -gt 0
+    } catch [UnauthorizedAccessException] {
+        if ($elevated) {
+            throw
+        }
+        Write-Warning "broker: $BrokerLogDir can be read by administrators only; run elevated to have it checked"
+        return
+    }
+    if ($problem) {
+        "$problem, and the broker and install.ps1 read and write there: look at what is in it, then remove it"
+    } elseif (-not $granted) {
+        "$BrokerLogDir does not let the broker's task ($BrokerTaskSid) write its log: icacls `"$BrokerLogDir`" /grant *${BrokerTaskSid}:(OI)(CI)M, or remove the folder"
     }
 }
 

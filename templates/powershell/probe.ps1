@@ -1,4 +1,4 @@
-# ---- probe: does the server answer for the user who is logged on, and if not, why ----
+# ---- probe: does the broker answer, is the server of each user logged on registered with it, and if not, why ----
 
 function Get-InteractiveUser {
     # Each user with a desktop (an explorer.exe) on this machine: DOMAIN\name and SID. The
@@ -50,25 +50,116 @@ function Write-ServerReport {
     }
 }
 
-function Test-ServerAnswer {
-    # GET http://NAME:PORT/api until it answers 200 or $Seconds have passed.
-    param([int]$Seconds)
-    $url = "http://${BundleName}:$BundlePort/api"
-    $deadline = (Get-Date).AddSeconds($Seconds)
-    do {
-        try {
-            $request = [Net.WebRequest]::Create($url)
-            $request.Proxy = $null
-            $request.Timeout = 2000
-            $response = $request.GetResponse()
-            $status = [int]$response.StatusCode
-            $response.Close()
-            if ($status -eq 200) {
-                return $true
-            }
-        } catch {
-            Start-Sleep -Milliseconds 500
+function Get-BrokerLogLine {
+    # The broker's log, its older part first. Get-Content shares the file for writing: the broker
+    # appends to it meanwhile (and skips its rotation while the file is open here).
+    foreach ($path in @("$BrokerLog.1", $BrokerLog)) {
+        if (Test-Path -LiteralPath $path -PathType Leaf) {
+            Get-Content -LiteralPath $path -Encoding UTF8 -ErrorAction SilentlyContinue  # ASCII: JSON with every other character escaped
         }
-    } while ((Get-Date) -lt $deadline)
+    }
+}
+
+function Write-BrokerReport {
+    # Why the broker did not answer, or did not register a user's server: the last lines of its log
+    # (administrators only read it), those that name $Sid when given.
+    param([string]$Sid = '')
+    $about = ''
+    if ($Sid) {
+        $about = " about $Sid"
+    }
+    $lines = @(Get-BrokerLogLine | Where-Object { $_.IndexOf($Sid, [StringComparison]::Ordinal) -ge 0 } | Select-Object -Last $LogTailLines)
+    if ($lines.Count -eq 0) {
+        Write-Output "broker: $BrokerLog has no line$about. Look at its task's last run result (Get-ScheduledTaskInfo -TaskPath '$TaskFolder' -TaskName '$BrokerTaskName') and the Application event log (source gen-bundle-broker)."
+        return
+    }
+    Write-Output "broker: the last lines$about of $BrokerLog :"
+    foreach ($line in $lines) {
+        Write-Output "    $line"
+    }
+}
+
+function Test-BrokerAnswer {
+    # True when, within $Seconds, this bundle's broker holds the address (Test-BrokerHolds: a process
+    # any user could start with the broker's command line is not enough) and answers HTTP at
+    # http://NAME:PORT/: it answers every request, this script's (from session 0, or from a session
+    # with no server) with a page of its own, 403 or 503, so any status counts. A broker whose task no
+    # longer runs (its python.exe missing, say) will not answer: then it stops waiting after 5 s.
+    param([int]$Seconds)
+    $url = "http://${BundleName}:$BundlePort/"
+    $start = Get-Date
+    do {
+        $response = $null
+        if (Test-BrokerHolds) {
+            try {
+                $request = [Net.WebRequest]::Create($url)
+                $request.Proxy = $null
+                $request.Timeout = 2000
+                $response = $request.GetResponse()
+            } catch {
+                # A 4xx or 5xx answer comes as a WebException that carries it, which PowerShell may hand
+                # over wrapped in a MethodInvocationException.
+                $failure = $_.Exception
+                while ($null -ne $failure -and -not ($failure -is [Net.WebException])) {
+                    $failure = $failure.InnerException
+                }
+                if ($null -ne $failure) {
+                    $response = $failure.Response
+                }
+            }
+        }
+        if ($null -ne $response) {
+            $response.Close()
+            return $true
+        }
+        Start-Sleep -Milliseconds 500
+        if (((Get-Date) - $start).TotalSeconds -gt 5 -and -not (Test-BrokerRunning)) {
+            return $false
+        }
+    } while (((Get-Date) - $start).TotalSeconds -lt $Seconds)
     return $false
+}
+
+function Test-BrokerHolds {
+    # True when the process listening on $BundleIp:$BundlePort is this bundle's broker: python.exe
+    # running the installed broker file (Test-BrokerCommandLine), as LOCAL SERVICE, which no user can
+    # start a process as.
+    $listeners = @(Get-NetTCPConnection -State Listen -LocalPort $BundlePort -ErrorAction SilentlyContinue |
+        Where-Object { $_.LocalAddress -eq $BundleIp })
+    return $listeners.Count -gt 0 -and (Test-OurBroker -ProcessId $listeners[0].OwningProcess)
+}
+
+function Test-ServerRegistered {
+    # True when the broker's log says that the server of the account $Sid is registered: its last
+    # event 200 (registered) or 202 (registration ended) since the broker last started (event 100) is
+    # 200; asked again each second until $Seconds have passed. Only the lines that name the SID or
+    # event 100 are read as JSON; a line cut short (being written) is skipped.
+    param([string]$Sid, [int]$Seconds)
+    $start = Get-Date
+    do {
+        $registered = $false
+        foreach ($line in @(Get-BrokerLogLine)) {
+            if ($line.IndexOf($Sid, [StringComparison]::Ordinal) -lt 0 -and -not $line.Contains('"event": 100,') -and -not $line.Contains('"event": 103,')) {
+                continue
+            }
+            try {
+                $record = $line | ConvertFrom-Json
+            } catch {
+                continue
+            }
+            $id = Get-ReceiptValue $record 'event'
+            if ($id -eq 100 -or $id -eq 103) {  # the broker, or its worker (which holds the registry), started again
+                $registered = $false
+            } elseif (@(200, 202) -contains $id -and [string]::Equals([string](Get-ReceiptValue $record 'account'), $Sid, [StringComparison]::OrdinalIgnoreCase)) {
+                $registered = $id -eq 200
+            }
+        }
+        if ($registered) {
+            return $true
+        }
+        if (((Get-Date) - $start).TotalSeconds -ge $Seconds) {
+            return $false
+        }
+        Start-Sleep -Seconds 1
+    } while ($true)
 }

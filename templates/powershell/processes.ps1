@@ -1,15 +1,55 @@
 # ---- processes: the launchers and servers of this bundle, found by their command lines ----
 
 function Test-ServerCommandLine {
-    # True for the command line of this bundle's notebook server, as the launcher builds it.
+    # True for the command line of this bundle's notebook server, as the launcher builds it: with
+    # the settings in the install folder; or, from an earlier version's launcher, with the bundle's
+    # address and port (which a server of this version no longer listens on).
     param([string]$CommandLine)
     $line = $CommandLine + ' '
-    foreach ($mark in @(' -m notebook ', " --ServerApp.ip=$BundleIp ", " --ServerApp.port=$BundlePort ")) {
-        if (-not $line.Contains($mark)) {
+    if (-not $line.Contains(' -m notebook ')) {
+        return $false
+    }
+    return $line.IndexOf('--config=' + (Join-Path $InstallDir $ConfigFile), [StringComparison]::OrdinalIgnoreCase) -ge 0 -or
+        ($line.Contains(" --ServerApp.ip=$BundleIp ") -and $line.Contains(" --ServerApp.port=$BundlePort "))
+}
+
+function Test-BrokerCommandLine {
+    # True for a process of this bundle's broker: its task's python.exe, the worker it starts, and
+    # (--env) the base python.exe each one's Scripts\python.exe runs: each names the installed broker.
+    param([string]$CommandLine)
+    return $CommandLine.IndexOf((Join-Path $InstallDir $BrokerFile), [StringComparison]::OrdinalIgnoreCase) -ge 0
+}
+
+function Test-OurBroker {
+    # True when process $ProcessId is this bundle's broker: python.exe with the broker's command line,
+    # running as LOCAL SERVICE (S-1-5-19). A user can start python.exe with any command line, but not
+    # as LOCAL SERVICE.
+    param([uint32]$ProcessId)
+    $process = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $ProcessId" -ErrorAction SilentlyContinue
+    if (-not $process -or $process.Name -ne 'python.exe') {
+        return $false
+    }
+    if ($null -eq $process.CommandLine) {
+        # The task SID's default DACL may keep an administrator (SYSTEM is in it) from reading the broker's
+        # process. Then its own log, which only administrators and the broker's task write, names the
+        # supervisor, which made the listening socket: the process of its last event 100.
+        $started = @(Get-BrokerLogLine | Where-Object { $_.Contains('"event": 100,') } | Select-Object -Last 1)
+        if ($started.Count -eq 0) {
             return $false
         }
+        try {
+            $record = $started[0] | ConvertFrom-Json
+        } catch {
+            return $false
+        }
+        return [string](Get-ReceiptValue $record 'pid') -eq [string]$ProcessId
     }
-    return $true
+    if (-not (Test-BrokerCommandLine ([string]$process.CommandLine))) {
+        return $false
+    }
+    # -WhatIf:$false: Invoke-CimMethod honours -WhatIf, and under it would call nothing.
+    $owner = Invoke-CimMethod -InputObject $process -MethodName GetOwnerSid -ErrorAction SilentlyContinue -WhatIf:$false
+    return $null -ne $owner -and $owner.ReturnValue -eq 0 -and $owner.Sid -eq 'S-1-5-19'
 }
 
 function Test-LauncherCommandLine {
@@ -24,10 +64,16 @@ function Test-LauncherCommandLine {
 
 function Get-BundleProcess {
     # The launchers (conhost.exe and cmd.exe running the installed .bat) first,
-    # so that none starts a new server, then the servers.
+    # so that none starts a new server, then the servers; never the broker's processes, which
+    # -Broker lists alone (its task stops it: install.ps1 stops it only to replace its file).
     # The programs a launcher runs (ping.exe while it waits, the guard) inherit its lock on
     # launcher.lock: they are stopped with it, or a new launcher would wait for them.
+    param([switch]$Broker)
     $all = @(Get-CimInstance -ClassName Win32_Process | Where-Object { $null -ne $_.CommandLine })
+    if ($Broker) {
+        return @($all | Where-Object { Test-BrokerCommandLine $_.CommandLine })
+    }
+    $all = @($all | Where-Object { -not (Test-BrokerCommandLine $_.CommandLine) })
     $launchers = @($all | Where-Object { @('cmd.exe', 'conhost.exe') -contains $_.Name -and (Test-LauncherCommandLine $_.CommandLine) })
     $servers = @($all | Where-Object { $_.Name -eq 'python.exe' -and (Test-ServerCommandLine $_.CommandLine) })
     # With the bundle's own environment: every program that runs from the install folder (its
@@ -75,11 +121,11 @@ function Stop-BundleProcess {
     # was freed and given to another program is left alone.
     param([object[]]$Process, [string]$Reason)
     if ($Process.Count -eq 0) {
-        Write-Output 'process: no launcher or server is running'
+        Write-Output "process: none is running ($Reason)"
         return
     }
     $list = @($Process | ForEach-Object { "$($_.Name) $($_.ProcessId) ($(Get-ProcessOwner $_))" }) -join ', '
-    if (Confirm-Change -Kind 'process-stop' -Target "$($Process.Count) launcher and server processes" -Action "Stop $list, $Reason" -Undo 'none needed: the task starts them again at the next logon') {
+    if (Confirm-Change -Kind 'process-stop' -Target "$($Process.Count) processes of the bundle" -Action "Stop $list, $Reason" -Undo 'none needed: their task starts them again (the logon task at the next logon, the broker''s at boot or install.ps1)') {
         foreach ($process in $Process) {
             $now = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $([int]$process.ProcessId)" -ErrorAction SilentlyContinue
             if ($null -eq $now -or $now.CreationDate -ne $process.CreationDate) {

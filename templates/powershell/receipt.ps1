@@ -15,8 +15,8 @@ function Read-Receipt {
 }
 
 function Get-ReceiptValue {
-    # One value of the receipt, or $null when the receipt or that value is missing (an older
-    # receipt has fewer): under Set-StrictMode a missing property would throw.
+    # One value of the receipt (or of a line of the broker's log), or $null when it or that value is
+    # missing (an older receipt has fewer): under Set-StrictMode a missing property would throw.
     param([object]$Receipt, [string]$Name)
     if ($null -eq $Receipt -or $null -eq $Receipt.PSObject.Properties[$Name]) {
         return $null

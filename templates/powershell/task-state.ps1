@@ -2,11 +2,12 @@
 # Get-ScheduledTask hands back the task's enumerations (State, RunLevel, MultipleInstances) by
 # name or by number, depending on how PowerShell adapts the CIM value: each is compared in both
 # forms. The numbers are Task Scheduler's (TASK_STATE, TASK_RUNLEVEL_TYPE, TASK_INSTANCES_POLICY,
-# https://learn.microsoft.com/windows/win32/taskschd/task-scheduler-enumerated-types).
+# TASK_PROCESSTOKENSID_TYPE, https://learn.microsoft.com/windows/win32/taskschd/task-scheduler-enumerated-types).
 $TaskEnums = @{
     State             = @{ Unknown = 0; Disabled = 1; Queued = 2; Ready = 3; Running = 4 }
     RunLevel          = @{ Limited = 0; Highest = 1 }
     MultipleInstances = @{ Parallel = 0; Queue = 1; IgnoreNew = 2; StopExisting = 3 }
+    ProcessTokenSidType = @{ None = 0; Unrestricted = 1; Default = 2 }
 }
 
 function Test-TaskValue {

@@ -29,22 +29,26 @@ function Read-UninstallBundle {
 }
 
 function Remove-BundleTask {
-    # The task (only gen-bundle's, unless -Force), and the task folder when nothing else is in it.
+    # The logon task, then the broker's task (each only gen-bundle's, unless -Force), each stopped
+    # first; then the task folder when nothing else is in it.
     param([switch]$Force)
-    $task = @(Get-OurTask)
-    $removed = $false
-    if ($task.Count -eq 0) {
-        Write-Output "task: $TaskFolder$TaskName is not registered"
-        $removed = $true
-    } elseif (-not [string]::Equals([string]$task[0].Author, 'gen-bundle', [StringComparison]::Ordinal) -and -not $Force) {
-        Write-Warning "task: $TaskFolder$TaskName was not created by gen-bundle; it is left alone (-Force removes it)"
-    } elseif (Confirm-Change -Kind 'task-remove' -Target "$TaskFolder$TaskName" -Action 'Stop and unregister the task' -Undo 'install.ps1 registers it again') {
-        Stop-ScheduledTask -TaskName $TaskName -TaskPath $TaskFolder -ErrorAction SilentlyContinue
-        Unregister-ScheduledTask -TaskName $TaskName -TaskPath $TaskFolder -Confirm:$false
-        Write-Output "task: unregistered $TaskFolder$TaskName"
-        $removed = $true
-    } else {
-        $removed = $WhatIfPreference  # -WhatIf: as it would be
+    $gone = @()  # the names of the tasks that are not there, or no longer (under -WhatIf: would not be)
+    foreach ($item in @(@($TaskName, 'task-remove', 'the logon task'), @($BrokerTaskName, 'broker-task-remove', 'the broker''s task: the address is free once it has stopped'))) {
+        $name = $item[0]
+        $task = @(Get-OurTask -Name $name)
+        if ($task.Count -eq 0) {
+            Write-Output "task: $TaskFolder$name is not registered"
+            $gone += $name
+        } elseif (-not [string]::Equals([string]$task[0].Author, 'gen-bundle', [StringComparison]::Ordinal) -and -not $Force) {
+            Write-Warning "task: $TaskFolder$name was not created by gen-bundle; it is left alone (-Force removes it)"
+        } elseif (Confirm-Change -Kind $item[1] -Target "$TaskFolder$name" -Action "Stop and unregister $($item[2])" -Undo 'install.ps1 registers it again') {
+            Stop-ScheduledTask -TaskName $name -TaskPath $TaskFolder -ErrorAction SilentlyContinue
+            Unregister-ScheduledTask -TaskName $name -TaskPath $TaskFolder -Confirm:$false
+            Write-Output "task: unregistered $TaskFolder$name"
+            $gone += $name
+        } elseif ($WhatIfPreference) {
+            $gone += $name  # -WhatIf: as it would be
+        }
     }
     $scheduler = New-Object -ComObject Schedule.Service
     $scheduler.Connect()
@@ -53,10 +57,10 @@ function Remove-BundleTask {
     } catch {
         return  # no task folder
     }
-    # What stays in it once this task is gone (under -WhatIf the task is still there: it is not counted).
-    $others = @($folder.GetTasks(1) | Where-Object { -not ($removed -and $_.Name -eq $TaskName) })
+    # What stays in it once the bundle's tasks are gone (under -WhatIf they are still there: not counted).
+    $others = @($folder.GetTasks(1) | Where-Object { $gone -notcontains $_.Name })
     if ($others.Count -eq 0 -and $folder.GetFolders(0).Count -eq 0 -and
-        (Confirm-Change -Kind 'task-folder-remove' -Target $TaskFolder -Action 'Delete the task folder, empty once the task is gone' -Undo 'install.ps1 makes it again with the task')) {
+        (Confirm-Change -Kind 'task-folder-remove' -Target $TaskFolder -Action 'Delete the task folder, empty once the bundle''s tasks are gone' -Undo 'install.ps1 makes it again with the tasks')) {
         $scheduler.GetFolder('\').DeleteFolder($TaskFolder.Trim('\'), 0)
         Write-Output "task: deleted the empty folder $TaskFolder"
     }
@@ -141,7 +145,8 @@ function Remove-JupyterShared {
 }
 
 function Remove-BundleState {
-    # The receipt and detect.ps1's copy of the engine; the logs stay, for the record.
+    # The receipt and detect.ps1's copy of the engine; the logs stay, for the record: the runs' and
+    # the broker's (its folder, which grants the broker's task SID, stays with them).
     if (-not $Run.StateSafe) {
         return
     }

@@ -43,6 +43,9 @@ MAX_CONNECTIONS_PER_ACCOUNT = 64  # browser connections, WebSockets included
 # All accounts together. Each browser connection holds a second socket, to its server, and on Windows
 # tornado watches every socket with select(), which takes 512 at most (its selector thread then dies).
 MAX_CONNECTIONS = 220
+# Connections whose owner Windows does not name, or that come from session 0 (a service, a proxy agent):
+# they only ever get the broker's own page, so together they hold no more than this.
+MAX_UNROUTED_CONNECTIONS = 4
 QUIET_EVENTS_PER_MINUTE = 100  # refused requests written to the log file each minute; the rest counted
 MAX_HEADER_BYTES = 65536
 MAX_BODY_BYTES = 512 * 1024 * 1024
@@ -821,12 +824,20 @@ PLATFORM = WindowsPlatform() if sys.platform == "win32" else PosixPlatform()
 
 def supervise(options):
     log = Log(options.log, "supervisor")
-    try:
-        listener = PLATFORM.bind_exclusive(options.ip, options.port)
-    except OSError as exc:
-        log.event(EVENT_BIND_FAILED, "cannot hold the address", address="%s:%d" % (options.ip, options.port),
-                  error=exc, listeners=PLATFORM.listeners(options.port))
-        return 3
+    delay = RESTART_FIRST
+    while True:  # another process holds the address: named in the log, and the address taken once it is free
+        try:
+            listener = PLATFORM.bind_exclusive(options.ip, options.port)
+            break
+        except OSError as exc:  # Task Scheduler restarts only a task that failed to start: so it never ends here
+            log.event(EVENT_BIND_FAILED, "cannot hold the address; trying again",
+                      address="%s:%d" % (options.ip, options.port), error=exc,
+                      listeners=PLATFORM.listeners(options.port), retry_in=delay)
+            try:
+                time.sleep(delay)
+            except KeyboardInterrupt:
+                return 0
+            delay = min(delay * 2, RESTART_CAP)
     delay = RESTART_FIRST
     while True:  # the address stays held while the channel cannot be had
         try:
@@ -1008,7 +1019,7 @@ class WindowsChannelConnection:
         self.platform, self.handle, self.loop = platform, handle, loop
         self.account = self.session = self.pid = self.created = None
         self.line, self.outgoing, self.lock, self.wake = b"", collections.deque(), threading.Lock(), threading.Event()
-        self.closing = self.ended = self.pending = False
+        self.closing = self.ended = self.pending = self.busy = self.settle_later = False
         self.gone = loop.create_future()
         self.deadline = time.monotonic() + REGISTRATION_SECONDS
 
@@ -1061,10 +1072,17 @@ class WindowsChannelConnection:
                 self.wake.clear()
                 while self.outgoing:
                     job, done = self.outgoing.popleft()
+                    with self.platform.lock:
+                        self.busy = True
                     try:
                         result, error = job(), None
                     except Exception as exc:  # an OSError, or whatever reading a file a client names raised
                         result, error = None, exc
+                    finally:
+                        with self.platform.lock:
+                            self.busy, later = False, self.settle_later
+                    if later:
+                        self.settled()
                     self.loop.call_soon_threadsafe(self.settle, done, error, result)
                 available = self.platform.pipe_available(self.handle)
                 if available is None:
@@ -1090,8 +1108,15 @@ class WindowsChannelConnection:
         self.loop.call_soon_threadsafe(self.settle, self.gone, None)
 
     def settled(self):
-        """No longer pending for its account (answered, or ended); only the first call counts."""
+        """No longer pending for its account (answered, or ended); only the first call counts. While this
+        connection's thread is still inside a job (a read of the registration file that an oplock on it
+        holds in CreateFileW), the account stays pending until the job returns: a refusal at the deadline
+        gives back no slot that a blocked thread still holds, so one account blocks at most
+        PENDING_PER_ACCOUNT of the channel's threads."""
         with self.platform.lock:
+            if self.busy:
+                self.settle_later = True
+                return
             if self.pending:
                 self.pending = False
                 self.platform.pending[self.account] -= 1
@@ -1127,7 +1152,7 @@ class WindowsChannelConnection:
         """The registration file (WindowsPlatform.read_secret_file), read by this connection's thread: an
         oplock or a slow path holds that thread, never the event loop; given up at the registration's
         deadline (REGISTRATION_SECONDS from the connection). A thread still blocked in CreateFileW then ends
-        when Windows lets it, holding its channel slot until then."""
+        when Windows lets it, holding its channel slot, and its account's pending count, until then."""
         import asyncio
         import functools
 
@@ -1278,8 +1303,9 @@ def proxy_application(options, registry, log):
                 key = PLATFORM.connection_owner(address[:2], stream.socket.getsockname()[:2])
             except OSError:
                 key = None
-            if (open_connections.get(key, 0) >= MAX_CONNECTIONS_PER_ACCOUNT
-                    or sum(open_connections.values()) >= MAX_CONNECTIONS):
+            cap = MAX_UNROUTED_CONNECTIONS if key is None or key == PLATFORM.SERVICE_SESSION else (
+                MAX_CONNECTIONS_PER_ACCOUNT)
+            if open_connections.get(key, 0) >= cap or sum(open_connections.values()) >= MAX_CONNECTIONS:
                 log.event(EVENT_CONNECTION_REFUSED, "too many connections", key=key)
                 stream.close()
                 return

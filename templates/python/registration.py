@@ -6,7 +6,10 @@
 
 import hmac
 import json
+import os
+import secrets
 import socket
+import sys
 import threading
 import time
 import types
@@ -22,9 +25,11 @@ class BrokerSignIn(IdentityProvider):
     Jupyter extension), Jupyter's own "Authorization: token <secret>" with the secret from the
     registration file. The broker strips that header and any token parameter, so a request through
     it is never token-authenticated: Jupyter's XSRF and Origin checks stay on for the browser.
-    There is no login page and no cookie sign-in."""
+    There is no login page and no cookie sign-in. ``anyone`` (the bundle's --auth none) signs in
+    every request that reaches the server: any local account that finds its port."""
 
     secret = ""
+    anyone = False
 
     def get_user(self, handler):
         sent = handler.request.headers.get(BROKER_HEADER, "")
@@ -35,7 +40,7 @@ class BrokerSignIn(IdentityProvider):
                 sent[6:].strip().encode("ascii", "replace"), self.secret.encode("ascii")):
             handler._token_authenticated = True  # as Jupyter marks its own token sign-in: an API client
             return User(username=NAME)
-        return None
+        return User(username=NAME) if self.anyone else None
 
     @property
     def login_available(self):
@@ -117,9 +122,10 @@ _extension._load_jupyter_server_extension = load_broker_extension
 sys.modules["gen_bundle_broker"] = _extension
 
 
-def behind_broker(c):
+def behind_broker(c, anyone=False):
     """The settings for a server behind the broker."""
     BrokerSignIn.secret = secrets.token_urlsafe(32)
+    BrokerSignIn.anyone = anyone
     c.ServerApp.identity_provider_class = BrokerSignIn
     c.IdentityProvider.token = ""  # Jupyter would write its token into every page; the secret is checked above
     c.ServerApp.ip = "127.0.0.1"

@@ -1,37 +1,24 @@
-# ==== Below this line the file is the same in every bundle: gen-bundle's templates/python/server_config.py.
-# ==== The values it uses are the bundle's, above.
+# ---- The server's output, its watchdog, and the settings that apply the above ----
 
-import atexit
-import os
-import secrets
-import sys
-import threading
+import atexit  # os, secrets, sys and threading: imported above, by the registration's part
 from pathlib import Path
 
 STATE = Path(os.environ[STATE_BASE], *STATE_PATH.split("\\"))
 LEGACY_SHORTCUT = Path(os.environ["APPDATA"], "Microsoft", "Windows", "Start Menu", "Programs", LEGACY_SHORTCUT_NAME)
 
-def new_secret() -> str:
-    """The secret of this run: made with the operating system's random source, and
-    written where only this user can read it, for the Start-menu entry."""
-    token = secrets.token_urlsafe(32)
-    path = STATE / TOKEN_FILE
-    temporary = path.with_name(TOKEN_FILE + ".new")
-    temporary.unlink(missing_ok=True)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(token + "\n")
-    os.replace(temporary, path)
-    return token
-
-
-def remove_legacy_shortcut() -> None:
-    """gen-bundle 0.1.0 kept the secret in a per-user .url in the roaming profile."""
+def remove_legacy_files() -> None:
+    """gen-bundle 0.1.0 kept the secret in a per-user .url in the roaming profile; 0.2 kept each run's
+    secret in "token" and the server's process id in "server.pid", which nothing reads any more."""
     try:
         if LEGACY_SHORTCUT.read_bytes().startswith(("[InternetShortcut]\r\nURL=" + URL).encode("ascii")):
             LEGACY_SHORTCUT.unlink()
     except OSError:
         pass
+    for name in ("token", "server.pid"):
+        try:
+            (STATE / name).unlink()
+        except OSError:
+            pass
 
 
 def mark_stable() -> None:
@@ -200,21 +187,11 @@ threading.Thread(target=watch_launcher, name="gen-bundle-watch", daemon=True).st
 stable_timer = threading.Timer(STABLE_AFTER, mark_stable)
 stable_timer.daemon = True
 stable_timer.start()
-(STATE / SERVER_PID_FILE).write_text(str(os.getpid()), encoding="ascii")  # for the Start-menu entry's check
 os.environ["JUPYTER_RUNTIME_DIR"] = str(STATE / RUNTIME_FOLDER)  # read by the server after this file, and by kernels
 c = get_config()  # noqa: F821 - Jupyter defines get_config() for the files it loads
 c.ServerApp.cookie_secret = secrets.token_bytes(32)
-c.PasswordIdentityProvider.allow_password_change = False
-if AUTH == "token":
-    try:
-        c.IdentityProvider.token = new_secret()
-    except OSError as exc:
-        # Jupyter only logs an error raised here and would go on with a secret nobody has.
-        sys.exit("gen-bundle: cannot write this run's secret to %s (%s); the server does not start"
-                 % (STATE / TOKEN_FILE, exc))
-else:
-    c.IdentityProvider.token = ""
-    (STATE / TOKEN_FILE).unlink(missing_ok=True)
-    sys.stderr.write("gen-bundle: WARNING: sign-in is OFF (--auth none): anyone who can use this PC can open "
-                     + URL + " and run code as this user\n")
-remove_legacy_shortcut()
+behind_broker(c, anyone=AUTH == "none")
+if AUTH == "none":
+    sys.stderr.write("gen-bundle: WARNING: sign-in is OFF (--auth none): any account of this PC that finds this "
+                     "server's port can run code as this user\n")
+remove_legacy_files()

@@ -1,11 +1,12 @@
-# Pester 5 tests of the broker (docs/broker.md), run for real as its task runs it: the staged
-# templates/python/broker.py under the task tests/test_broker_task.py renders (LOCAL SERVICE, its
-# own task SID), the runner's own notebook server registering behind it. No bundle holds the broker
-# yet: this is the only place its Windows code (the named pipe, impersonation, GetExtendedTcpTable,
-# NtQuerySystemInformation, the event log, socket.share) runs. See .github/workflows/windows.yml:
-# $env:GEN_BUNDLE_BROKER is the folder tests/pester/prepare_broker.py filled (the task's XML for the
-# runner's python.exe, which has notebook, the broker, and the server's settings). Nothing here
-# touches the hosts file: requests go to 127.0.0.13 with the Host header the name would send.
+# Pester 5 tests of the broker (docs/broker.md), run for real as its task runs it: the bundle's own
+# py.broker.py ($env:GEN_BUNDLE_OUT) under the task tests/test_broker_task.py renders for the
+# runner's python.exe (LOCAL SERVICE, its own task SID), the runner's own notebook server
+# registering behind it. The bundle's task names a python.exe the runner does not have (Install.Tests.ps1
+# installs it all the same): this is the only place the broker's Windows code (the named pipe,
+# impersonation, GetExtendedTcpTable, NtQuerySystemInformation, the event log, socket.share) runs.
+# See .github/workflows/windows.yml: $env:GEN_BUNDLE_BROKER is the folder tests/pester/prepare_broker.py
+# filled (the task's XML for the runner's python.exe, which has notebook, and the server's settings).
+# Nothing here touches the hosts file: requests go to 127.0.0.13 with the Host header the name would send.
 
 BeforeAll {
     $script:Staged = $env:GEN_BUNDLE_BROKER
@@ -76,7 +77,7 @@ BeforeAll {
     New-Level (Join-Path $script:Root 'state')
     New-Level (Join-Path $script:Root 'state\py')
     New-Level $script:LogFolder
-    Copy-Item -LiteralPath (Join-Path $script:Staged 'py.broker.py') -Destination (Join-Path $script:Root 'py\py.broker.py')
+    Copy-Item -LiteralPath (Join-Path $env:GEN_BUNDLE_OUT 'py.broker.py') -Destination (Join-Path $script:Root 'py\py.broker.py')
     $xml = Get-Content -LiteralPath (Join-Path $script:Staged 'py.broker.task.xml') -Raw  # UTF-16LE with a BOM
     Register-ScheduledTask -Xml $xml -TaskName $script:TaskName -TaskPath $script:TaskPath -ErrorAction Stop | Out-Null
     $ErrorActionPreference = 'Continue'

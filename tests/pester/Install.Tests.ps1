@@ -13,10 +13,10 @@ BeforeAll {
         [pscustomobject]@{ ExitCode = $LASTEXITCODE; Output = ($output | Out-String) }
     }
     $script:HostsBefore = [IO.File]::ReadAllBytes($script:Hosts)
-    # With a desktop session on the runner, install.ps1 starts the server and checks it; the
-    # bundle's python.exe is not installed here, so that check fails with exit code 5.
-    $script:Desktop = @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'explorer.exe'").Count -gt 0
-    $script:InstalledExit = if ($script:Desktop) { 5 } else { 0 }
+    # The bundle's python.exe is not installed here: the broker its task starts cannot run, nothing
+    # answers at http://py/, and install.ps1 ends with exit code 5 (it stops waiting once the task no
+    # longer runs). Broker.Tests.ps1 runs the bundle's broker with the runner's own Python.
+    $script:InstalledExit = 5
     # The runner image may bring its own %ProgramData%\jupyter, which users can write to and
     # install.ps1 would rightly refuse: set it aside for these tests.
     $script:JupyterShared = Join-Path $env:ProgramData 'jupyter'
@@ -73,6 +73,8 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         @($entries | Where-Object { $listed -notcontains $_.kind }) | Should -BeNullOrEmpty
         @($entries.kind) | Should -Contain 'hosts'
         @($entries.kind) | Should -Contain 'task'
+        @($entries.kind) | Should -Contain 'broker-task'
+        @($entries.kind) | Should -Contain 'broker-log-folder'
         @($entries | Where-Object { -not $_.undo }) | Should -BeNullOrEmpty
         Test-Path -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle') | Should -BeFalse
         Remove-Item -LiteralPath $plan
@@ -105,12 +107,28 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
     It 'installs: files, hosts block, task, receipt; detect.ps1 sees it' {
         $run = Invoke-Bundle 'install.ps1'
         $run.ExitCode | Should -Be $script:InstalledExit -Because $run.Output
-        if ($script:Desktop) {
-            $run.Output | Should -Match 'did not answer within'
-            $run.Output | Should -Match 'launcher\.log'
-        } else {
-            $run.Output | Should -Match 'nobody is logged on; the server starts at the next logon'
+        $run.Output | Should -Match 'nothing answered at http://py:80/'
+        $run.Output | Should -Match 'broker: started \\gen-bundle\\py-broker'
+        # The broker's task: at boot, as LOCAL SERVICE with its own task SID and one privilege.
+        $broker = Get-ScheduledTask -TaskPath '\gen-bundle\' -TaskName 'py-broker'
+        $broker.Author | Should -Be 'gen-bundle'
+        $user = $broker.Principal.UserId  # S-1-5-19, or a name for it ('LOCAL SERVICE', 'NT AUTHORITY\LOCAL SERVICE')
+        if ($user -notmatch '^S-1-') {
+            $user = (New-Object Security.Principal.NTAccount($user)).Translate([Security.Principal.SecurityIdentifier]).Value
         }
+        $user | Should -Be 'S-1-5-19'
+        "$($broker.Principal.ProcessTokenSidType)" | Should -BeIn @('Unrestricted', '1')
+        (@($broker.Principal.RequiredPrivilege) -join ',') | Should -Be 'SeChangeNotifyPrivilege'
+        @($broker.Triggers)[0].CimClass.CimClassName | Should -Be 'MSFT_TaskBootTrigger'
+        @($broker.Actions)[0].Arguments | Should -Match 'py\.broker\.py" serve '
+        Test-Path -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle\py\py.broker.py') | Should -BeTrue
+        # Its log folder: the task SID modifies, administrators and SYSTEM have full control, users nothing.
+        $ErrorActionPreference = 'Continue'
+        $sid = ((& "$env:SystemRoot\System32\schtasks.exe" /showsid /tn '\gen-bundle\py-broker' 2>&1 | Out-String) -split '\s+' | Where-Object { $_ -match '^S-1-5-87-' } | Select-Object -First 1)
+        $rules = @((Get-Acl -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle\state\py\broker')).GetAccessRules($true, $true, [Security.Principal.SecurityIdentifier]))
+        @($rules | ForEach-Object { $_.IdentityReference.Value } | Sort-Object -Unique) | Should -Be (@('S-1-5-18', 'S-1-5-32-544', $sid) | Sort-Object)
+        # The task's process cannot start (no python.exe): detect.ps1 wants the broker running.
+        (Invoke-Bundle 'detect.ps1').Output.Trim() | Should -BeNullOrEmpty
         Test-Path -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle\py\start-py.bat') | Should -BeTrue
         (Get-Content -LiteralPath $script:Hosts) -contains '127.0.0.13 py' | Should -BeTrue
         $task = Get-ScheduledTask -TaskPath '\gen-bundle\' -TaskName 'py'
@@ -121,7 +139,6 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         $action.WorkingDirectory | Should -Be '%ProgramFiles%\gen-bundle\py'
         $action.Arguments | Should -Match ' /c \.\\start-py\.bat$'
         Test-Path -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle\state\py\receipt.json') | Should -BeTrue
-        (Invoke-Bundle 'detect.ps1').Output | Should -Match 'gen-bundle py .* is installed'
         $link = (New-Object -ComObject WScript.Shell).CreateShortcut($script:Entry)
         Test-Path -LiteralPath $script:Entry | Should -BeTrue
         $link.Arguments | Should -Be '/d /c .\start-py.bat open'
@@ -182,6 +199,7 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         Test-Path -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle\py') | Should -BeFalse
         Test-Path -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle\state\py\receipt.json') | Should -BeFalse
         Test-Path -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle\state\py\logs') | Should -BeTrue  # the logs stay
+        Test-Path -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle\state\py\broker') | Should -BeTrue  # the broker's too
         (Invoke-Bundle 'detect.ps1').Output.Trim() | Should -BeNullOrEmpty
         Test-Path -LiteralPath $script:Entry | Should -BeFalse
         # SYSTEM deletes nothing in a user's profile: the 0.1.0 entry stays until that user's server runs.

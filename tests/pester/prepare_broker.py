@@ -1,5 +1,5 @@
-"""The staged broker (docs/broker.md; no bundle holds it yet), made ready for Broker.Tests.ps1 on the
-Windows runner (.github/workflows/windows.yml), with the Python that will run it:
+"""The broker's task and a server's settings for the runner's own Python, for Broker.Tests.ps1 on the
+Windows runner (.github/workflows/windows.yml), which runs the bundle's own py.broker.py with them:
 
     python tests/pester/prepare_broker.py FOLDER [PYTHON]
 
@@ -7,8 +7,7 @@ PYTHON, the python.exe the task starts, is this one unless named (a Windows path
 
 FOLDER gets
 - py.broker.task.xml: the broker's task as tests/test_broker_task.py renders it, for this python.exe
-  (UTF-16LE with a BOM, the bytes as rendered);
-- py.broker.py: templates/python/broker.py as it is;
+  (UTF-16LE with a BOM, the bytes as rendered): the bundle's names a python.exe the runner lacks;
 - server_config.py: the settings of the runner's own notebook server behind the broker, as
   tests/support/broker.py's server_config() writes them, with the broker task's SID (BROKER_SID)
   before the registration code, which reads it on Windows;
@@ -21,7 +20,6 @@ program as it is, which would cut the code apart.
 from __future__ import annotations
 
 import builtins
-import shutil
 import symtable
 import sys
 import types
@@ -35,7 +33,7 @@ sys.modules.setdefault("pwd", types.ModuleType("pwd"))
 from generator.layout import Layout  # noqa: E402
 from generator.spec import build_spec  # noqa: E402
 
-from support.broker import BROKER, REGISTRATION, server_config  # noqa: E402
+from support.broker import REGISTRATION, server_config  # noqa: E402
 from test_broker_task import broker_task  # noqa: E402
 
 
@@ -60,7 +58,6 @@ def undefined_names(source: str) -> list[str]:
 def main(folder: Path, python: str) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "py.broker.task.xml").write_bytes(broker_task(python=python))
-    shutil.copyfile(BROKER, folder / "py.broker.py")
     sid = Layout(build_spec(ip="127.0.0.13", name="py")).broker_task_sid
     config = server_config(name="py", url="http://py/", channel="gen-bundle-py")
     registration = REGISTRATION.read_text(encoding="ascii")

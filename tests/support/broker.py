@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent.parent
 BROKER = REPO / "templates" / "python" / "broker.py"
 REGISTRATION = REPO / "templates" / "python" / "registration.py"
-REGISTRATION_FILE = "broker-registration.json"
+REGISTRATION_FILE = "registration.json"  # generator/layout.py USER_FILES["registration"]
 SITE_PACKAGES = sysconfig.get_paths()["purelib"]  # notebook, tornado: read by every account's server
 SYSTEM_PYTHON = "/usr/bin/python3"  # an account other than root cannot enter root's home, where pyenv lives
 
@@ -61,7 +61,16 @@ def server_config(name: str, url: str, channel: str) -> str:
 class Broker:
     """``broker.py serve`` as root, on ip:port, its channel in a folder only root can write."""
 
-    def __init__(self, base: Path, ip: str, port: int, name: str = "py", scan_seconds: float = 60) -> None:
+    def __init__(
+        self,
+        base: Path,
+        ip: str,
+        port: int,
+        name: str = "py",
+        scan_seconds: float = 60,
+        program: Path = BROKER,
+        wait: bool = True,
+    ) -> None:
         self.ip, self.port, self.name = ip, port, name
         self.folder = base / "broker"
         self.folder.mkdir(mode=0o755)
@@ -74,7 +83,7 @@ class Broker:
             [
                 sys.executable,
                 "-I",
-                str(BROKER),
+                str(program),
                 "serve",
                 "--ip",
                 ip,
@@ -92,8 +101,14 @@ class Broker:
             stdout=self.out,
             stderr=subprocess.STDOUT,
         )
+        if wait:
+            self.wait_until_serving()
+
+    def wait_until_serving(self, timeout: float = 60) -> None:
         try:
-            self.wait_for(lambda: self.worker_pid() is not None and os.path.exists(self.channel), "the broker to start")
+            self.wait_for(
+                lambda: self.worker_pid() is not None and os.path.exists(self.channel), "the broker to start", timeout
+            )
         except BaseException:
             self.stop()
             raise

@@ -249,7 +249,7 @@ class Checker:
         return pwsh._enclosing_function(node) or ""
 
     def run(self) -> list[str]:
-        for _ in range(3):  # parameters typed from call sites, then what follows from them
+        for _ in range(4):  # parameters typed from call sites, then what follows from them (a call chain three deep)
             self._collect_assignments()
             self._type_parameters()
             self._type_returns()

@@ -1,5 +1,5 @@
 @echo off
-rem gen-bundle 0.2.3: keeps the Jupyter notebook server for http://py/ running.
+rem gen-bundle 0.3.0: keeps the Jupyter notebook server for http://py/ running.
 rem install.ps1 puts this file at %ProgramFiles%\gen-bundle\py\start-py.bat
 rem and the logon task \gen-bundle\py runs it as the user who logs on.
 rem It starts the server, and when the server exits starts it again after a pause that
@@ -8,9 +8,10 @@ rem Log: %LOCALAPPDATA%\gen-bundle\py\launcher.log (starts, exits, problems and 
 rem the server's own output: server.log there, kept under 1048576 bytes by the server's
 rem config (older output: server.1.log). One launcher runs per user: a second one (a second
 rem session of the same account, a second start of the task) waits until the first has ended.
-rem Before each start it asks start-py.guard.py whether another process holds 127.0.0.13:80.
+rem The server listens on 127.0.0.1 at a port Windows picks and registers with the broker, which
+rem holds 127.0.0.13:80 from boot (start-py.config.py says how).
 rem With the argument "open" (the Start-menu entry "py notebook") it only runs
-rem start-py.guard.py open, which opens http://py/ signed in when the server there is this user's.
+rem start-py.guard.py open, which opens http://py/ when the broker is what answers there.
 rem Every value below is in double quotes; a doubled %% is one literal percent sign.
 rem The next line makes cmd.exe read the rest of this UTF-8 file as UTF-8.
 "%SystemRoot%\System32\chcp.com" 65001 >nul
@@ -56,20 +57,13 @@ if exist "%ProgramFiles%\Python313\python.exe" goto python_found
 goto wait
 
 :python_found
-"%ProgramFiles%\Python313\python.exe" -I "%ProgramFiles%\gen-bundle\py\start-py.guard.py" check >>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" 2>&1
-if errorlevel 1 goto wait
 if not exist "%USERPROFILE%\Notebooks" mkdir "%USERPROFILE%\Notebooks"
 if exist "%LOCALAPPDATA%\gen-bundle\py\server.log" move /y "%LOCALAPPDATA%\gen-bundle\py\server.log" "%LOCALAPPDATA%\gen-bundle\py\server.1.log" >nul
 if exist "%LOCALAPPDATA%\gen-bundle\py\stable" del "%LOCALAPPDATA%\gen-bundle\py\stable"
->>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% starting the notebook server for http://py/ on 127.0.0.13:80
+>>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% starting the notebook server for http://py/
 "%ProgramFiles%\Python313\python.exe" -m notebook ^
  --no-browser ^
- --ServerApp.ip=127.0.0.13 ^
- --ServerApp.port=80 ^
- --ServerApp.port_retries=0 ^
  "--ServerApp.root_dir=%USERPROFILE%\Notebooks" ^
- --ServerApp.local_hostnames=py ^
- --ServerApp.custom_display_url=http://py/ ^
  "--config=%ProgramFiles%\gen-bundle\py\start-py.config.py" ^
  >"%LOCALAPPDATA%\gen-bundle\py\server.log" 2>&1
 set RC=%ERRORLEVEL%
@@ -77,8 +71,6 @@ set RC=%ERRORLEVEL%
 if "%RC%"=="86" goto stopped
 "%SystemRoot%\System32\find.exe" "No module named notebook" "%LOCALAPPDATA%\gen-bundle\py\server.log" >nul 2>&1
 if not errorlevel 1 >>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% ERROR: the notebook package is not installed for "%ProgramFiles%\Python313\python.exe". Fix: run that python.exe with -m pip install notebook.
-"%SystemRoot%\System32\find.exe" "is not available" "%LOCALAPPDATA%\gen-bundle\py\server.log" >nul 2>&1
-if not errorlevel 1 >>"%LOCALAPPDATA%\gen-bundle\py\launcher.log" echo %DATE% %TIME% ERROR: port 80 on 127.0.0.13 is in use. Fix: find the program with netstat -ano -p tcp and stop it; another user's server, IIS or another HTTP.sys service may hold it.
 if exist "%LOCALAPPDATA%\gen-bundle\py\stable" set /a DELAY=5
 
 :wait

@@ -1,21 +1,13 @@
-r"""gen-bundle 0.2.3: who answers at 127.0.0.13:80, and one-click sign-in to http://py/.
+r"""gen-bundle 0.3.0: opens http://py/ when the broker is what answers there.
 
-Any account on this PC may listen on a free loopback address. So before the
-user's secret goes anywhere, the operating system is asked which process
-listens on 127.0.0.13:80, and which account runs it. start-py.bat runs this
-file as the user who logged on, with python.exe -I (no environment variables,
-no user site-packages):
-
-  check   before each start of the server. Exits 0 when nothing listens on the
-          address. Otherwise it writes one line for the launcher's log naming
-          the process that holds it (this account's, or another account's, with
-          that account's name when Windows shows it) and exits 1: the launcher
-          then starts no server that could not listen, and waits.
-  open    the Start-menu entry "py notebook". Opens http://py/ signed in
-          (the server's secret of this run, from %LOCALAPPDATA%\gen-bundle\py\token)
-          only when the process that listens on the address runs as this same
-          account and is the server it started last (server.pid there). Otherwise it
-          says who holds the address and opens nothing.
+Any account on this PC may listen on a free loopback address, and the broker holds
+127.0.0.13:80 from boot so that none can. The Start-menu entry "py notebook"
+runs this file (start-py.bat open, as the user, with python.exe -I: no
+environment variables, no user site-packages). It asks the operating system which process
+listens on 127.0.0.13:80, and opens http://py/ only when that process is the
+broker: the one that serves the broker's pipe \\.\pipe\gen-bundle-py (whose owner must be
+LOCAL SERVICE or the broker's task SID), or its parent. Otherwise it says who holds the
+address and opens nothing. No secret is handed to anyone: the URL holds none.
 
 Standard library only; reads, and never writes, anything.
 """
@@ -30,13 +22,15 @@ AUTH = 'token'
 LAUNCHER_LOG_FILE = 'launcher.log'
 SERVER_LOG_FILE = 'server.log'
 SERVER_LOG_OLD_FILE = 'server.1.log'
-SERVER_PID_FILE = 'server.pid'
-TOKEN_FILE = 'token'
+REGISTRATION_FILE = 'registration.json'
 STABLE_FILE = 'stable'
 RUNTIME_FOLDER = 'runtime'
 IP = '127.0.0.13'
 PORT = 80
 TITLE = 'gen-bundle py'
+BROKER_CHANNEL = 'gen-bundle-py'  # the broker's named pipe: \\.\pipe\BROKER_CHANNEL
+BROKER_SID = 'S-1-5-87-3373994586-280542677-2501101745-953426644-57861312'  # the broker task's own SID
+BROKER_TASK = '\\gen-bundle\\py-broker'
 
 # ==== Below this line the file is the same in every bundle: gen-bundle's templates/python/guard.py.
 # ==== The values it uses are the bundle's, above.
@@ -44,19 +38,16 @@ TITLE = 'gen-bundle py'
 import os
 import socket
 import sys
-import time
-from pathlib import Path
 
-STATE = Path(os.environ.get(STATE_BASE, ""), *STATE_PATH.split("\\"))
-LAUNCHER_LOG = STATE / LAUNCHER_LOG_FILE
 
 class Holder:
     """The process that listens on IP:PORT, as far as this account may see it."""
 
-    def __init__(self, pid, mine, account):
+    def __init__(self, pid, mine, account, uid=None):
         self.pid = pid  # None when the operating system does not say
         self.mine = mine  # True only when the OS says: the same account as this process
         self.account = account  # the account's name, when the OS shows it
+        self.uid = uid  # POSIX: the owner's uid
 
     def describe(self):
         who = "this account (" + self.account + ")" if self.mine else (
@@ -103,7 +94,7 @@ def holder_posix(ip, port):
                 account = pwd.getpwuid(uid).pw_name
             except KeyError:
                 account = "uid " + str(uid)
-            return Holder(pid_of_socket(inode), uid == os.getuid(), account)
+            return Holder(pid_of_socket(inode), uid == os.getuid(), account, uid)
     return None
 
 
@@ -225,58 +216,130 @@ def find_holder():
     return holder_windows(IP, PORT) if sys.platform == "win32" else holder_posix(IP, PORT)
 
 
-def check():
-    """For the launcher, before it starts the server: is IP:PORT free?"""
+def is_broker(holder):
+    """True when the process that listens on IP:PORT is the broker: the process that serves the broker's
+    channel (Windows: a pipe whose owner is LOCAL SERVICE or the broker's task SID), or its supervisor."""
+    if sys.platform == "win32":
+        served_by, parent = broker_process_windows(BROKER_CHANNEL)
+        return holder.pid is not None and holder.pid in (served_by, parent)
+    channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with channel:
+        channel.connect(BROKER_CHANNEL)
+        import struct
+
+        _pid, uid, _gid = struct.unpack("3i", channel.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return holder.uid is not None and holder.uid == uid
+
+
+def broker_process_windows(name):
+    """(the process that serves the broker's pipe, its parent): the worker, and the supervisor that holds the
+    address. The pipe's owner is checked first, as the server's registration checks it: a pipe another
+    account made first is not the broker's. Opening the pipe costs the broker one refused registration in
+    its log (event 201): this sends nothing."""
+    import ctypes
+    from ctypes import wintypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
+    kernel32.CreateFileW.restype = wintypes.HANDLE
+    kernel32.CreateFileW.argtypes = [wintypes.LPCWSTR, wintypes.DWORD, wintypes.DWORD, ctypes.c_void_p,
+                                     wintypes.DWORD, wintypes.DWORD, wintypes.HANDLE]
+    kernel32.CloseHandle.restype = wintypes.BOOL
+    kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
+    kernel32.LocalFree.restype = wintypes.HANDLE
+    kernel32.LocalFree.argtypes = [ctypes.c_void_p]
+    kernel32.GetNamedPipeServerProcessId.restype = wintypes.BOOL
+    kernel32.GetNamedPipeServerProcessId.argtypes = [wintypes.HANDLE, ctypes.POINTER(wintypes.ULONG)]
+    advapi32.GetSecurityInfo.restype = wintypes.DWORD
+    advapi32.GetSecurityInfo.argtypes = [wintypes.HANDLE, ctypes.c_int, wintypes.DWORD] + [
+        ctypes.POINTER(ctypes.c_void_p)] * 5
+    advapi32.ConvertSidToStringSidW.restype = wintypes.BOOL
+    advapi32.ConvertSidToStringSidW.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
+    handle = kernel32.CreateFileW("\\\\.\\pipe\\" + name, 0x80000000 | 0x2, 0, None, 3,  # GENERIC_READ | FILE_WRITE_DATA
+                                  0x00100000 | 0x00010000, None)  # OPEN_EXISTING; SECURITY_SQOS_PRESENT | _IDENTIFICATION
+    if handle in (None, ctypes.c_void_p(-1).value):
+        raise ctypes.WinError(ctypes.get_last_error())
     try:
-        holder = find_holder()
-    except Exception as exc:  # never keep the server from trying because this check broke
-        print(stamp() + " WARNING: could not tell who listens on %s:%d (%s); starting the server anyway"
-              % (IP, PORT, exc))
-        return 0
-    if holder is None:
-        return 0
-    advice = ("it may be this account's server from an earlier start that is still ending, or another program"
-              if holder.mine else
-              "another user's server, or a program of theirs, holds the address; this server starts once it is free")
-    print(stamp() + " ERROR: %s:%d is in use by %s; no server is started (%s)." % (IP, PORT, holder.describe(), advice))
-    return 1
+        owner, descriptor, text = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
+        error = advapi32.GetSecurityInfo(handle, 6, 0x1, ctypes.byref(owner), None, None, None,  # SE_KERNEL_OBJECT,
+                                         ctypes.byref(descriptor))  # OWNER_SECURITY_INFORMATION
+        if not error and not advapi32.ConvertSidToStringSidW(owner, ctypes.byref(text)):
+            error = ctypes.get_last_error()
+        sid = ctypes.wstring_at(text.value) if text.value else None
+        kernel32.LocalFree(text)
+        kernel32.LocalFree(descriptor)
+        if error:
+            raise ctypes.WinError(error)
+        if sid not in ("S-1-5-19", BROKER_SID):
+            raise PermissionError("the broker's pipe is owned by %s, not by the broker" % sid)
+        served_by = wintypes.ULONG()
+        if not kernel32.GetNamedPipeServerProcessId(handle, ctypes.byref(served_by)):
+            raise ctypes.WinError(ctypes.get_last_error())
+    finally:
+        kernel32.CloseHandle(handle)
+    return served_by.value, parents_windows().get(served_by.value)
 
 
-def open_signed_in():
-    """The Start-menu entry: the secret goes only to a server of this same account."""
+def parents_windows():
+    """Each process id's parent (Toolhelp snapshot): no process need be opened, which no account may do to
+    a LOCAL SERVICE task's process."""
+    import ctypes
+    from ctypes import wintypes
+
+    class Entry(ctypes.Structure):  # PROCESSENTRY32W
+        _fields_ = [
+            ("dwSize", wintypes.DWORD), ("cntUsage", wintypes.DWORD), ("th32ProcessID", wintypes.DWORD),
+            ("th32DefaultHeapID", ctypes.c_size_t), ("th32ModuleID", wintypes.DWORD), ("cntThreads", wintypes.DWORD),
+            ("th32ParentProcessID", wintypes.DWORD), ("pcPriClassBase", ctypes.c_long), ("dwFlags", wintypes.DWORD),
+            ("szExeFile", ctypes.c_wchar * 260),
+        ]
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    kernel32.CreateToolhelp32Snapshot.restype = wintypes.HANDLE
+    kernel32.CreateToolhelp32Snapshot.argtypes = [wintypes.DWORD, wintypes.DWORD]
+    kernel32.Process32FirstW.restype = wintypes.BOOL
+    kernel32.Process32FirstW.argtypes = [wintypes.HANDLE, ctypes.c_void_p]
+    kernel32.Process32NextW.restype = wintypes.BOOL
+    kernel32.Process32NextW.argtypes = [wintypes.HANDLE, ctypes.c_void_p]
+    kernel32.CloseHandle.restype = wintypes.BOOL
+    kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
+    snapshot = kernel32.CreateToolhelp32Snapshot(0x00000002, 0)  # TH32CS_SNAPPROCESS
+    if snapshot in (None, ctypes.c_void_p(-1).value):  # INVALID_HANDLE_VALUE
+        raise ctypes.WinError(ctypes.get_last_error())
+    parents, entry = {}, Entry()
+    entry.dwSize = ctypes.sizeof(Entry)
+    more = kernel32.Process32FirstW(snapshot, ctypes.byref(entry))
+    while more:
+        parents[entry.th32ProcessID] = entry.th32ParentProcessID
+        more = kernel32.Process32NextW(snapshot, ctypes.byref(entry))
+    kernel32.CloseHandle(snapshot)
+    return parents
+
+
+def open_url():
+    """The Start-menu entry: opens URL when the broker is what answers there. The browser sends no secret
+    (there is none in the URL), but a page from another process at the bundle's address would see what the
+    user types and saves there."""
     try:
         holder = find_holder()
     except Exception as exc:
         return tell("Could not tell who answers at %s (%s). Nothing was opened." % (URL, exc))
     if holder is None:
-        return tell("%s is not running for you. What happened at its last start is in\n%s" % (URL, LAUNCHER_LOG))
-    if not holder.mine:
-        return tell("%s is answered by %s, not by your server.\n\nNothing was sent to it. Your server starts once "
-                    "the address is free; see %s" % (URL, holder.describe(), LAUNCHER_LOG))
+        return tell("Nothing answers at %s: the broker (the boot task %s) is not running. Ask your IT "
+                    "department: running install.ps1 again starts it." % (URL, BROKER_TASK))
     try:
-        server = int((STATE / SERVER_PID_FILE).read_text(encoding="ascii"))
-    except (OSError, ValueError):
-        server = None
-    if holder.pid is None or holder.pid != server:
-        # This account's process, but not the server this account started last (a process id
-        # that went to another process, or another program): no secret for it either.
-        return tell("%s is answered by %s, which is not your notebook server (process %s).\n\nNothing was "
-                    "sent to it; see %s" % (URL, holder.describe(), server, LAUNCHER_LOG))
-    link = URL
-    if AUTH == "token":
-        try:
-            link = URL + "?token=" + (STATE / TOKEN_FILE).read_text(encoding="ascii").strip()
-        except OSError as exc:
-            return tell("Your server runs, but its secret could not be read (%s). Nothing was opened." % exc)
+        broker = is_broker(holder)
+    except Exception as exc:
+        return tell("%s is answered by %s, and the broker's channel could not be checked (%s). Nothing was "
+                    "opened." % (URL, holder.describe(), exc))
+    if not broker:
+        return tell("%s is answered by %s, which is not the broker (the boot task %s). Nothing was opened. "
+                    "Tell your IT department." % (URL, holder.describe(), BROKER_TASK))
     import webbrowser
 
-    if not webbrowser.open(link):
+    if not webbrowser.open(URL):
         return tell("No web browser could be started for %s." % URL)
     return 0
-
-
-def stamp():
-    return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def tell(message):
@@ -291,9 +354,7 @@ def tell(message):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["check"]:
-        sys.exit(check())
     if sys.argv[1:] == ["open"]:
-        sys.exit(open_signed_in())
-    sys.stderr.write("usage: python -I " + os.path.basename(sys.argv[0]) + " check|open\n")
+        sys.exit(open_url())
+    sys.stderr.write("usage: python -I " + os.path.basename(sys.argv[0]) + " open\n")
     sys.exit(2)

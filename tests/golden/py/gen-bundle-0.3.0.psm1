@@ -1,8 +1,8 @@
-﻿# gen-bundle 0.2.3: the engine of every bundle this version makes.
+﻿# gen-bundle 0.3.0: the engine of every bundle this version makes.
 #
 # install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
 # this module holds what each step does. It is the same file, byte for byte, in every bundle
-# of gen-bundle 0.2.3, whatever its inputs: a reviewer who approved it once recognises it by
+# of gen-bundle 0.3.0, whatever its inputs: a reviewer who approved it once recognises it by
 # its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
 # bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
 # in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
@@ -13,8 +13,8 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.2.3'
-$EngineFile        = 'gen-bundle-0.2.3.psm1'
+$EngineVersion     = '0.3.0'
+$EngineFile        = 'gen-bundle-0.3.0.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
@@ -489,18 +489,27 @@ function Clear-NameCache {
 # ---- task: the bundle's scheduled task ----
 
 function Get-OurTask {
-    return @(Get-ScheduledTask -TaskPath $TaskFolder -ErrorAction SilentlyContinue | Where-Object { $_.TaskName -eq $TaskName })
+    # The bundle's task of that name in $TaskFolder: the logon task, or the broker's ($BrokerTaskName).
+    param([string]$Name = $TaskName)
+    return @(Get-ScheduledTask -TaskPath $TaskFolder -ErrorAction SilentlyContinue | Where-Object { $_.TaskName -eq $Name })
+}
+
+function Test-BrokerRunning {
+    # True when the broker's task is there and runs (its State Running, by name or number).
+    $task = @(Get-OurTask -Name $BrokerTaskName)
+    return $task.Count -gt 0 -and (Test-TaskValue -Value $task[0].State -Enum 'State' -Name 'Running')
 }
 
 # ---- task state: the task's enumerations, and a task an administrator disabled ----
 # Get-ScheduledTask hands back the task's enumerations (State, RunLevel, MultipleInstances) by
 # name or by number, depending on how PowerShell adapts the CIM value: each is compared in both
 # forms. The numbers are Task Scheduler's (TASK_STATE, TASK_RUNLEVEL_TYPE, TASK_INSTANCES_POLICY,
-# https://learn.microsoft.com/windows/win32/taskschd/task-scheduler-enumerated-types).
+# TASK_PROCESSTOKENSID_TYPE, https://learn.microsoft.com/windows/win32/taskschd/task-scheduler-enumerated-types).
 $TaskEnums = @{
     State             = @{ Unknown = 0; Disabled = 1; Queued = 2; Ready = 3; Running = 4 }
     RunLevel          = @{ Limited = 0; Highest = 1 }
     MultipleInstances = @{ Parallel = 0; Queue = 1; IgnoreNew = 2; StopExisting = 3 }
+    ProcessTokenSidType = @{ None = 0; Unrestricted = 1; Default = 2 }
 }
 
 function Test-TaskValue {
@@ -536,19 +545,20 @@ function ConvertTo-Sid {
     }
 }
 
-function Test-TaskCurrent {
-    # True when $Task is registered as $Wanted (the bundle's task XML) says: gen-bundle's, enabled,
-    # the same action, principal, trigger and settings, each compared in every form Windows may
-    # hand it back in (an enumeration by name or number, an account by name or SID). When not,
-    # install.ps1 registers the task again: a form it did not know would do that at every boot.
-    param([object]$Task, [xml]$Wanted)
+function Test-TaskShape {
+    # True when $Task has what both of the bundle's tasks compare with $Wanted (its task XML):
+    # gen-bundle's, enabled, one action (the same program, arguments and folder), the same
+    # description, run level, instances policy and time limit, and one trigger, of the CIM class
+    # $TriggerClass; each compared in every form Windows may hand it back in (an enumeration by name or
+    # number). When not, install.ps1 registers the task again: a form it did not know would do that
+    # at every boot.
+    param([object]$Task, [xml]$Wanted, [string]$TriggerClass)
     $action = @($Task.Actions)[0]
     $trigger = @($Task.Triggers)
     $exec = $Wanted.Task.Actions.Exec
-    $principal = $Wanted.Task.Principals.Principal
-    $same = [string]::Equals([string]$Task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and
+    return [string]::Equals([string]$Task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and
         -not (Test-TaskValue -Value $Task.State -Enum 'State' -Name 'Disabled') -and
-        $null -ne $action -and $action.CimClass.CimClassName -eq 'MSFT_TaskExecAction' -and
+        @($Task.Actions).Count -eq 1 -and $action.CimClass.CimClassName -eq 'MSFT_TaskExecAction' -and
         [string]::Equals([string]$Task.Description, $Wanted.Task.RegistrationInfo.Description, [StringComparison]::Ordinal) -and
         [string]::Equals([string]$action.Execute, $exec.Command, [StringComparison]::Ordinal) -and
         [string]::Equals([string]$action.Arguments, $exec.Arguments, [StringComparison]::Ordinal) -and
@@ -556,10 +566,17 @@ function Test-TaskCurrent {
         (Test-TaskValue -Value $Task.Principal.RunLevel -Enum 'RunLevel' -Name 'Limited') -and
         (Test-TaskValue -Value $Task.Settings.MultipleInstances -Enum 'MultipleInstances' -Name $Wanted.Task.Settings.MultipleInstancesPolicy) -and
         [string]::Equals([string]$Task.Settings.ExecutionTimeLimit, $Wanted.Task.Settings.ExecutionTimeLimit, [StringComparison]::Ordinal) -and
-        $trigger.Count -eq 1 -and $trigger[0].CimClass.CimClassName -eq 'MSFT_TaskLogonTrigger'
-    if (-not $same) {
+        $trigger.Count -eq 1 -and $trigger[0].CimClass.CimClassName -eq $TriggerClass
+}
+
+function Test-TaskCurrent {
+    # True when the logon task $Task is registered as $Wanted (the bundle's task XML) says: its shape
+    # (Test-TaskShape), at logon, and its principal, an account by name or SID.
+    param([object]$Task, [xml]$Wanted)
+    if (-not (Test-TaskShape -Task $Task -Wanted $Wanted -TriggerClass 'MSFT_TaskLogonTrigger')) {
         return $false
     }
+    $principal = $Wanted.Task.Principals.Principal
     if ($BundleScope -eq 'machine') {
         $want = ConvertTo-Sid $principal.GroupId
         return $want -ne '' -and [string]::Equals((ConvertTo-Sid ([string]$Task.Principal.GroupId)), $want, [StringComparison]::Ordinal)
@@ -574,18 +591,72 @@ function Test-TaskCurrent {
     return $want -ne '' -and [string]::Equals((ConvertTo-Sid $have), $want, [StringComparison]::Ordinal)
 }
 
+function Test-BrokerTaskCurrent {
+    # True when the broker's task $Task is registered as $Wanted (its task XML) says: its shape
+    # (Test-TaskShape), at boot, as LOCAL SERVICE (S-1-5-19, which Task Scheduler may hand back as
+    # 'LOCAL SERVICE' or 'NT AUTHORITY\LOCAL SERVICE', in the system's language), with its own task SID
+    # (ProcessTokenSidType) and no privilege but those the XML requires. MSFT_TaskPrincipal2, which
+    # Get-ScheduledTask hands back, has ProcessTokenSidType and RequiredPrivilege.
+    param([object]$Task, [xml]$Wanted)
+    $principal = $Wanted.Task.Principals.Principal
+    return (Test-TaskShape -Task $Task -Wanted $Wanted -TriggerClass 'MSFT_TaskBootTrigger') -and
+        [string]::Equals((ConvertTo-Sid ([string]$Task.Principal.UserId)), (ConvertTo-Sid $principal.UserId), [StringComparison]::Ordinal) -and
+        (Test-TaskValue -Value $Task.Principal.ProcessTokenSidType -Enum 'ProcessTokenSidType' -Name $principal.ProcessTokenSidType) -and
+        [string]::Equals((@($Task.Principal.RequiredPrivilege) -join ','), (@($principal.RequiredPrivileges.Privilege) -join ','), [StringComparison]::OrdinalIgnoreCase)
+}
+
 # ---- processes: the launchers and servers of this bundle, found by their command lines ----
 
 function Test-ServerCommandLine {
-    # True for the command line of this bundle's notebook server, as the launcher builds it.
+    # True for the command line of this bundle's notebook server, as the launcher builds it: with
+    # the settings in the install folder; or, from an earlier version's launcher, with the bundle's
+    # address and port (which a server of this version no longer listens on).
     param([string]$CommandLine)
     $line = $CommandLine + ' '
-    foreach ($mark in @(' -m notebook ', " --ServerApp.ip=$BundleIp ", " --ServerApp.port=$BundlePort ")) {
-        if (-not $line.Contains($mark)) {
+    if (-not $line.Contains(' -m notebook ')) {
+        return $false
+    }
+    return $line.IndexOf('--config=' + (Join-Path $InstallDir $ConfigFile), [StringComparison]::OrdinalIgnoreCase) -ge 0 -or
+        ($line.Contains(" --ServerApp.ip=$BundleIp ") -and $line.Contains(" --ServerApp.port=$BundlePort "))
+}
+
+function Test-BrokerCommandLine {
+    # True for a process of this bundle's broker: its task's python.exe, the worker it starts, and
+    # (--env) the base python.exe each one's Scripts\python.exe runs: each names the installed broker.
+    param([string]$CommandLine)
+    return $CommandLine.IndexOf((Join-Path $InstallDir $BrokerFile), [StringComparison]::OrdinalIgnoreCase) -ge 0
+}
+
+function Test-OurBroker {
+    # True when process $ProcessId is this bundle's broker: python.exe with the broker's command line,
+    # running as LOCAL SERVICE (S-1-5-19). A user can start python.exe with any command line, but not
+    # as LOCAL SERVICE.
+    param([uint32]$ProcessId)
+    $process = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $ProcessId" -ErrorAction SilentlyContinue
+    if (-not $process -or $process.Name -ne 'python.exe') {
+        return $false
+    }
+    if ($null -eq $process.CommandLine) {
+        # The task SID's default DACL may keep an administrator (SYSTEM is in it) from reading the broker's
+        # process. Then its own log, which only administrators and the broker's task write, names the
+        # supervisor, which made the listening socket: the process of its last event 100.
+        $started = @(Get-BrokerLogLine | Where-Object { $_.Contains('"event": 100,') } | Select-Object -Last 1)
+        if ($started.Count -eq 0) {
             return $false
         }
+        try {
+            $record = $started[0] | ConvertFrom-Json
+        } catch {
+            return $false
+        }
+        return [string](Get-ReceiptValue $record 'pid') -eq [string]$ProcessId
     }
-    return $true
+    if (-not (Test-BrokerCommandLine ([string]$process.CommandLine))) {
+        return $false
+    }
+    # -WhatIf:$false: Invoke-CimMethod honours -WhatIf, and under it would call nothing.
+    $owner = Invoke-CimMethod -InputObject $process -MethodName GetOwnerSid -ErrorAction SilentlyContinue -WhatIf:$false
+    return $null -ne $owner -and $owner.ReturnValue -eq 0 -and $owner.Sid -eq 'S-1-5-19'
 }
 
 function Test-LauncherCommandLine {
@@ -600,10 +671,16 @@ function Test-LauncherCommandLine {
 
 function Get-BundleProcess {
     # The launchers (conhost.exe and cmd.exe running the installed .bat) first,
-    # so that none starts a new server, then the servers.
+    # so that none starts a new server, then the servers; never the broker's processes, which
+    # -Broker lists alone (its task stops it: install.ps1 stops it only to replace its file).
     # The programs a launcher runs (ping.exe while it waits, the guard) inherit its lock on
     # launcher.lock: they are stopped with it, or a new launcher would wait for them.
+    param([switch]$Broker)
     $all = @(Get-CimInstance -ClassName Win32_Process | Where-Object { $null -ne $_.CommandLine })
+    if ($Broker) {
+        return @($all | Where-Object { Test-BrokerCommandLine $_.CommandLine })
+    }
+    $all = @($all | Where-Object { -not (Test-BrokerCommandLine $_.CommandLine) })
     $launchers = @($all | Where-Object { @('cmd.exe', 'conhost.exe') -contains $_.Name -and (Test-LauncherCommandLine $_.CommandLine) })
     $servers = @($all | Where-Object { $_.Name -eq 'python.exe' -and (Test-ServerCommandLine $_.CommandLine) })
     # With the bundle's own environment: every program that runs from the install folder (its
@@ -651,11 +728,11 @@ function Stop-BundleProcess {
     # was freed and given to another program is left alone.
     param([object[]]$Process, [string]$Reason)
     if ($Process.Count -eq 0) {
-        Write-Output 'process: no launcher or server is running'
+        Write-Output "process: none is running ($Reason)"
         return
     }
     $list = @($Process | ForEach-Object { "$($_.Name) $($_.ProcessId) ($(Get-ProcessOwner $_))" }) -join ', '
-    if (Confirm-Change -Kind 'process-stop' -Target "$($Process.Count) launcher and server processes" -Action "Stop $list, $Reason" -Undo 'none needed: the task starts them again at the next logon') {
+    if (Confirm-Change -Kind 'process-stop' -Target "$($Process.Count) processes of the bundle" -Action "Stop $list, $Reason" -Undo 'none needed: their task starts them again (the logon task at the next logon, the broker''s at boot or install.ps1)') {
         foreach ($process in $Process) {
             $now = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $([int]$process.ProcessId)" -ErrorAction SilentlyContinue
             if ($null -eq $now -or $now.CreationDate -ne $process.CreationDate) {
@@ -691,10 +768,10 @@ function Get-Shortcut {
 # nobody else may change.
 
 function Get-NonAdminWriter {
-    # Accounts other than SYSTEM, Administrators, TrustedInstaller and CREATOR OWNER
-    # that may write to $Path: what runs from there must not be theirs to change.
-    param([string]$Path)
-    $trusted = @('S-1-5-18', 'S-1-5-32-544', 'S-1-3-0', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464')
+    # Accounts other than SYSTEM, Administrators, TrustedInstaller and CREATOR OWNER (and the SIDs
+    # $Trusted names) that may write to $Path: what runs from there must not be theirs to change.
+    param([string]$Path, [string[]]$Trusted = @())
+    $trusted = @('S-1-5-18', 'S-1-5-32-544', 'S-1-3-0', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464') + $Trusted
     $write = [int64][System.Security.AccessControl.FileSystemRights]'WriteData, AppendData, WriteExtendedAttributes, WriteAttributes, Delete, DeleteSubdirectoriesAndFiles, ChangePermissions, TakeOwnership'
     $genericWrite = [int64]0x50000000  # GENERIC_ALL, GENERIC_WRITE
     $acl = Get-Acl -LiteralPath $Path
@@ -721,11 +798,11 @@ function New-AdminOnlyFolder {
     # It creates that one level only: given a DirectorySecurity, CreateDirectory also creates
     # every missing parent, each with this same ACL (Microsoft's API page), so a missing parent
     # is an error here and callers create each level themselves, each with its own ACL.
-    param([string]$Path, [switch]$UsersRead)
+    param([string]$Path, [switch]$UsersRead, [string]$Writer = '')
     if (-not (Test-Path -LiteralPath (Split-Path -Parent $Path) -PathType Container)) {
         throw "$(Split-Path -Parent $Path) is missing: it is created first, with its own ACL, before $Path"
     }
-    $security = New-AdminOnlySecurity -UsersRead:$UsersRead
+    $security = New-AdminOnlySecurity -UsersRead:$UsersRead -Writer $Writer
     if ($PSVersionTable.PSEdition -eq 'Core') {
         [void][IO.FileSystemAclExtensions]::CreateDirectory($security, $Path)  # .NET 5 and later
     } else {
@@ -736,14 +813,22 @@ function New-AdminOnlyFolder {
 function New-AdminOnlySecurity {
     # Owner Administrators; SYSTEM and administrators write; nothing inherited from the
     # parent. -UsersRead: users may read too (Jupyter reads %ProgramData%\jupyter as each
-    # user). The state folders are for administrators only: their logs quote users' logs.
-    param([switch]$UsersRead)
+    # user). The state folders are for administrators only: their logs quote users' logs. -Writer: one
+    # more SID may modify what is in it (the broker's task SID, in the broker's log folder).
+    param([switch]$UsersRead, [string]$Writer = '')
     $security = New-Object System.Security.AccessControl.DirectorySecurity
     $security.SetOwner((New-Object System.Security.Principal.SecurityIdentifier('S-1-5-32-544')))
     $security.SetAccessRuleProtection($true, $false)
     $grants = @(@('S-1-5-18', 'FullControl'), @('S-1-5-32-544', 'FullControl'))
     if ($UsersRead) {
         $grants += ,@('S-1-5-32-545', 'ReadAndExecute')
+    }
+    if ($Writer) {
+        # The files the writer makes are owned by its token's user (LOCAL SERVICE for the broker's task),
+        # which an owner's implicit rights would let every process of that account re-ACL: OWNER RIGHTS
+        # (S-1-3-4) replaces them with reading attributes only.
+        $grants += ,@($Writer, 'Modify')
+        $grants += ,@('S-1-3-4', 'ReadAttributes')
     }
     foreach ($grant in $grants) {
         $identity = New-Object System.Security.Principal.SecurityIdentifier($grant[0])
@@ -768,8 +853,9 @@ function Test-Entry {
 }
 
 function Get-AdminOnlyProblem {
-    # Why SYSTEM must not write through the folder $Path, or nothing.
-    param([string]$Path)
+    # Why SYSTEM must not write through the folder $Path, or nothing. -Writer: the one SID besides
+    # administrators that may change what is in it (New-AdminOnlySecurity -Writer).
+    param([string]$Path, [string]$Writer = '')
     $attributes = [IO.File]::GetAttributes($Path)
     if ($attributes -band [IO.FileAttributes]::ReparsePoint) {
         return "$Path is a link (junction or symbolic link)"
@@ -778,7 +864,7 @@ function Get-AdminOnlyProblem {
         return "$Path is a file, not a folder"
     }
     $owner = (Get-Acl -LiteralPath $Path).GetOwner([Security.Principal.SecurityIdentifier]).Value
-    $writers = @(Get-NonAdminWriter -Path $Path)
+    $writers = @(Get-NonAdminWriter -Path $Path -Trusted $Writer)
     if (@('S-1-5-18', 'S-1-5-32-544') -notcontains $owner -or $writers.Count -gt 0) {
         return "$Path can be changed by $((@($owner) + $writers | Sort-Object -Unique) -join ', ')"
     }
@@ -876,8 +962,8 @@ function Read-Receipt {
 }
 
 function Get-ReceiptValue {
-    # One value of the receipt, or $null when the receipt or that value is missing (an older
-    # receipt has fewer): under Set-StrictMode a missing property would throw.
+    # One value of the receipt (or of a line of the broker's log), or $null when it or that value is
+    # missing (an older receipt has fewer): under Set-StrictMode a missing property would throw.
     param([object]$Receipt, [string]$Name)
     if ($null -eq $Receipt -or $null -eq $Receipt.PSObject.Properties[$Name]) {
         return $null
@@ -907,20 +993,27 @@ function Get-HostsMapping {
 }
 
 function Get-PortProblem {
-    # Why the server could not listen on $BundleIp:$BundlePort, if anything stands in its way.
+    # Why the broker could not hold $BundleIp:$BundlePort, if anything but this bundle's broker holds it.
     $listeners = @(Get-NetTCPConnection -State Listen -LocalPort $BundlePort -ErrorAction SilentlyContinue |
         Where-Object { @($BundleIp, '0.0.0.0', '::', "::ffff:$BundleIp") -contains $_.LocalAddress })
     foreach ($listener in $listeners) {
         $owner = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $($listener.OwningProcess)" -ErrorAction SilentlyContinue
+        if (-not $owner -and (Test-BrokerRunning)) {
+            continue  # a listener whose process has ended, while the broker's task runs: the supervisor's row (its worker lives on)
+        }
+        if (Test-OurBroker -ProcessId $listener.OwningProcess) {
+            continue  # this bundle's broker: python.exe running its file as LOCAL SERVICE
+        }
         if ($owner -and $owner.Name -eq 'python.exe' -and (Test-ServerCommandLine ([string]$owner.CommandLine))) {
-            continue  # this bundle's own server, from an earlier install
+            continue  # a server of an earlier version's launcher, stopped when its files are replaced; were it a
+            # user's look-alike, the broker could not bind, and the probe would find no broker (exit 5)
         }
         if ($owner -and $owner.Name -eq 'python.exe' -and $null -eq $owner.CommandLine -and -not $elevated) {
-            Write-Warning "python.exe (process $($listener.OwningProcess)) listens on $($listener.LocalAddress):$BundlePort; not elevated, so it cannot be told from this bundle's own server"
+            Write-Warning "python.exe (process $($listener.OwningProcess)) listens on $($listener.LocalAddress):$BundlePort; not elevated, so it cannot be told from this bundle's broker"
             continue
         }
         if ($listener.OwningProcess -eq 4) {
-            "HTTP.sys (the System process) listens on $($listener.LocalAddress):$BundlePort for IIS or another service; see: netsh http show servicestate"
+            "HTTP.sys (the System process) listens on $($listener.LocalAddress):$BundlePort for IIS or another HTTP.sys listener (one with an empty IP listen list takes every address); see: netsh http show servicestate"
         } elseif ($owner) {
             "$($owner.Name) (process $($listener.OwningProcess)) listens on $($listener.LocalAddress):$BundlePort"
         } else {
@@ -936,6 +1029,44 @@ function Get-PortProblem {
                 "port $BundlePort is in an excluded port range ($($Matches[1])-$($Matches[2]), often reserved by Hyper-V or WSL); see: netsh int ipv4 show excludedportrange protocol=tcp"
             }
         }
+    }
+    if ($BundlePort -eq 80) {
+        # Windows reserves this URL for Everyone: any account may have HTTP.sys listen on port 80 of every
+        # address through it, and one that does so before the broker starts keeps the address from it.
+        # netsh prints the URL only when the reservation is there, in every language.
+        $url = 'http://+:80/Temporary_Listen_Addresses/'
+        $ErrorActionPreference = 'Continue'
+        $reservation = @(& "$env:SystemRoot\System32\netsh.exe" http show urlacl "url=$url" 2>$null) -join "`n"
+        $ErrorActionPreference = 'Stop'
+        if ($reservation.IndexOf($url, [StringComparison]::OrdinalIgnoreCase) -ge 0) {
+            Write-Warning "HTTP.sys reserves $url for every account (Windows' default): any user can make HTTP.sys listen on port 80, and before the broker starts at boot that would keep ${BundleIp}:80 from it (event 101 in $BrokerLog). Unless a program here needs it, IT removes it: netsh http delete urlacl url=$url"
+        }
+    }
+}
+
+function Get-BrokerLogProblem {
+    # The broker's log folder, when it is there: a real folder that only administrators and SYSTEM
+    # own and change, but for the broker's task SID, which must be able to write its log there.
+    try {
+        if (-not (Test-Entry $BrokerLogDir)) {
+            return
+        }
+        $problem = Get-AdminOnlyProblem -Path $BrokerLogDir -Writer $BrokerTaskSid
+        $modify = [int64][System.Security.AccessControl.FileSystemRights]'Modify'
+        $granted = @((Get-Acl -LiteralPath $BrokerLogDir).GetAccessRules($true, $true, [Security.Principal.SecurityIdentifier]) | Where-Object {
+            $_.IdentityReference.Value -eq $BrokerTaskSid -and $_.AccessControlType -eq 'Allow' -and ([int64]$_.FileSystemRights -band $modify) -eq $modify
+        }).Count -gt 0
+    } catch [UnauthorizedAccessException] {
+        if ($elevated) {
+            throw
+        }
+        Write-Warning "broker: $BrokerLogDir can be read by administrators only; run elevated to have it checked"
+        return
+    }
+    if ($problem) {
+        "$problem, and the broker and install.ps1 read and write there: look at what is in it, then remove it"
+    } elseif (-not $granted) {
+        "$BrokerLogDir does not let the broker's task ($BrokerTaskSid) write its log: icacls `"$BrokerLogDir`" /grant *${BrokerTaskSid}:(OI)(CI)M, or remove the folder"
     }
 }
 
@@ -1088,7 +1219,7 @@ function Get-PythonTreeProblem {
     }
 }
 
-# ---- probe: does the server answer for the user who is logged on, and if not, why ----
+# ---- probe: does the broker answer, is the server of each user logged on registered with it, and if not, why ----
 
 function Get-InteractiveUser {
     # Each user with a desktop (an explorer.exe) on this machine: DOMAIN\name and SID. The
@@ -1140,27 +1271,118 @@ function Write-ServerReport {
     }
 }
 
-function Test-ServerAnswer {
-    # GET http://NAME:PORT/api until it answers 200 or $Seconds have passed.
-    param([int]$Seconds)
-    $url = "http://${BundleName}:$BundlePort/api"
-    $deadline = (Get-Date).AddSeconds($Seconds)
-    do {
-        try {
-            $request = [Net.WebRequest]::Create($url)
-            $request.Proxy = $null
-            $request.Timeout = 2000
-            $response = $request.GetResponse()
-            $status = [int]$response.StatusCode
-            $response.Close()
-            if ($status -eq 200) {
-                return $true
-            }
-        } catch {
-            Start-Sleep -Milliseconds 500
+function Get-BrokerLogLine {
+    # The broker's log, its older part first. Get-Content shares the file for writing: the broker
+    # appends to it meanwhile (and skips its rotation while the file is open here).
+    foreach ($path in @("$BrokerLog.1", $BrokerLog)) {
+        if (Test-Path -LiteralPath $path -PathType Leaf) {
+            Get-Content -LiteralPath $path -Encoding UTF8 -ErrorAction SilentlyContinue  # ASCII: JSON with every other character escaped
         }
-    } while ((Get-Date) -lt $deadline)
+    }
+}
+
+function Write-BrokerReport {
+    # Why the broker did not answer, or did not register a user's server: the last lines of its log
+    # (administrators only read it), those that name $Sid when given.
+    param([string]$Sid = '')
+    $about = ''
+    if ($Sid) {
+        $about = " about $Sid"
+    }
+    $lines = @(Get-BrokerLogLine | Where-Object { $_.IndexOf($Sid, [StringComparison]::Ordinal) -ge 0 } | Select-Object -Last $LogTailLines)
+    if ($lines.Count -eq 0) {
+        Write-Output "broker: $BrokerLog has no line$about. Look at its task's last run result (Get-ScheduledTaskInfo -TaskPath '$TaskFolder' -TaskName '$BrokerTaskName') and the Application event log (source gen-bundle-broker)."
+        return
+    }
+    Write-Output "broker: the last lines$about of $BrokerLog :"
+    foreach ($line in $lines) {
+        Write-Output "    $line"
+    }
+}
+
+function Test-BrokerAnswer {
+    # True when, within $Seconds, this bundle's broker holds the address (Test-BrokerHolds: a process
+    # any user could start with the broker's command line is not enough) and answers HTTP at
+    # http://NAME:PORT/: it answers every request, this script's (from session 0, or from a session
+    # with no server) with a page of its own, 403 or 503, so any status counts. A broker whose task no
+    # longer runs (its python.exe missing, say) will not answer: then it stops waiting after 5 s.
+    param([int]$Seconds)
+    $url = "http://${BundleName}:$BundlePort/"
+    $start = Get-Date
+    do {
+        $response = $null
+        if (Test-BrokerHolds) {
+            try {
+                $request = [Net.WebRequest]::Create($url)
+                $request.Proxy = $null
+                $request.Timeout = 2000
+                $response = $request.GetResponse()
+            } catch {
+                # A 4xx or 5xx answer comes as a WebException that carries it, which PowerShell may hand
+                # over wrapped in a MethodInvocationException.
+                $failure = $_.Exception
+                while ($null -ne $failure -and -not ($failure -is [Net.WebException])) {
+                    $failure = $failure.InnerException
+                }
+                if ($null -ne $failure) {
+                    $response = $failure.Response
+                }
+            }
+        }
+        if ($null -ne $response) {
+            $response.Close()
+            return $true
+        }
+        Start-Sleep -Milliseconds 500
+        if (((Get-Date) - $start).TotalSeconds -gt 5 -and -not (Test-BrokerRunning)) {
+            return $false
+        }
+    } while (((Get-Date) - $start).TotalSeconds -lt $Seconds)
     return $false
+}
+
+function Test-BrokerHolds {
+    # True when the process listening on $BundleIp:$BundlePort is this bundle's broker: python.exe
+    # running the installed broker file (Test-BrokerCommandLine), as LOCAL SERVICE, which no user can
+    # start a process as.
+    $listeners = @(Get-NetTCPConnection -State Listen -LocalPort $BundlePort -ErrorAction SilentlyContinue |
+        Where-Object { $_.LocalAddress -eq $BundleIp })
+    return $listeners.Count -gt 0 -and (Test-OurBroker -ProcessId $listeners[0].OwningProcess)
+}
+
+function Test-ServerRegistered {
+    # True when the broker's log says that the server of the account $Sid is registered: its last
+    # event 200 (registered) or 202 (registration ended) since the broker last started (event 100) is
+    # 200; asked again each second until $Seconds have passed. Only the lines that name the SID or
+    # event 100 are read as JSON; a line cut short (being written) is skipped.
+    param([string]$Sid, [int]$Seconds)
+    $start = Get-Date
+    do {
+        $registered = $false
+        foreach ($line in @(Get-BrokerLogLine)) {
+            if ($line.IndexOf($Sid, [StringComparison]::Ordinal) -lt 0 -and -not $line.Contains('"event": 100,') -and -not $line.Contains('"event": 103,')) {
+                continue
+            }
+            try {
+                $record = $line | ConvertFrom-Json
+            } catch {
+                continue
+            }
+            $id = Get-ReceiptValue $record 'event'
+            if ($id -eq 100 -or $id -eq 103) {  # the broker, or its worker (which holds the registry), started again
+                $registered = $false
+            } elseif (@(200, 202) -contains $id -and [string]::Equals([string](Get-ReceiptValue $record 'account'), $Sid, [StringComparison]::OrdinalIgnoreCase)) {
+                $registered = $id -eq 200
+            }
+        }
+        if ($registered) {
+            return $true
+        }
+        if (((Get-Date) - $start).TotalSeconds -ge $Seconds) {
+            return $false
+        }
+        Start-Sleep -Seconds 1
+    } while ($true)
 }
 
 # ---- install: the steps of install.ps1, in its order; each decides from what the preflight found ----
@@ -1195,7 +1417,8 @@ function Test-InstallPreflight {
     # changed nothing. A task of gen-bundle's that an administrator disabled ends it with exit 0:
     # at every boot a startup script would otherwise enable it again, and Group Policy or Intune
     # would report a deliberate state as a failure at every run (detect.ps1 reports it installed).
-    param([switch]$Force, [switch]$AllowSessionHost)
+    # The same for the broker's task.
+    param([switch]$Force)
     $problems = @()
     $bundle = $Run.Files
     $Run.HostsLines = @(($Latin1.GetString($bundle[$HostsLinesFile]) -split "`r`n") | Where-Object { $_.Length -gt 0 })
@@ -1226,6 +1449,24 @@ function Test-InstallPreflight {
         }
         $Run.RegisterTask = -not (Test-TaskCurrent -Task $task -Wanted $wanted)
     }
+    $brokerBytes = $bundle[$BrokerTaskFile]
+    $Run.BrokerTaskXml = [Text.Encoding]::Unicode.GetString($brokerBytes, 2, $brokerBytes.Length - 2)  # UTF-16LE after its BOM
+    $Run.BrokerTaskWanted = [xml]$Run.BrokerTaskXml
+    $existingBroker = @(Get-OurTask -Name $BrokerTaskName)
+    $Run.RegisterBroker = $true
+    $Run.BrokerWasDisabled = $false
+    if ($existingBroker.Count -gt 0) {
+        $broker = $existingBroker[0]
+        if ((Test-TaskDisabledByAdmin $broker) -and -not $Force) {
+            Stop-Bundle 0 "task: $TaskFolder$BrokerTaskName is disabled, as an administrator left it; install.ps1 changes nothing (run it with -Force to install and enable the task again)"
+        }
+        $Run.BrokerWasDisabled = Test-TaskDisabledByAdmin $broker
+        if (-not [string]::Equals([string]$broker.Author, 'gen-bundle', [StringComparison]::Ordinal) -and -not $Force) {
+            $problems += "a task $TaskFolder$BrokerTaskName exists that gen-bundle did not create: run with -Force to replace it"
+        }
+        $Run.RegisterBroker = -not (Test-BrokerTaskCurrent -Task $broker -Wanted $Run.BrokerTaskWanted)
+    }
+    $problems += @(Get-BrokerLogProblem)
     foreach ($folder in @($InstallDir, $InstallRoot, $env:ProgramFiles)) {
         if (Test-Path -LiteralPath $folder -PathType Container) {
             $writers = @(Get-NonAdminWriter -Path $folder)
@@ -1258,12 +1499,10 @@ function Test-InstallPreflight {
     # there before belongs to whoever made it (and its removal would open every other Jupyter
     # on the PC to CVE-2025-30167 again). The receipt carries that from run to run.
     $Run.JupyterCreated = (Get-ReceiptValue $Run.OldReceipt 'jupyterSharedCreated') -eq $true
-    if ($PythonPerUser) {
-        Write-Verbose "python.exe is per user ($PythonExe); each user's own, so it is not checked here."
-    } elseif (Test-Path -LiteralPath $PythonExe -PathType Leaf) {
+    if (Test-Path -LiteralPath $PythonExe -PathType Leaf) {
         $pythonProblems = @(Get-PythonTreeProblem)
         if ($pythonProblems.Count -gt 0) {
-            $problems += "the Python that every user's server runs can be changed by others than administrators, who could then run code as every user: $(@($pythonProblems | Select-Object -First 5) -join '; ')$(if ($pythonProblems.Count -gt 5) { " and $($pythonProblems.Count - 5) more" }). Install Python for all users under %ProgramFiles%, or make a bundle with a per-user --python"
+            $problems += "the Python that every user's server runs can be changed by others than administrators, who could then run code as every user: $(@($pythonProblems | Select-Object -First 5) -join '; ')$(if ($pythonProblems.Count -gt 5) { " and $($pythonProblems.Count - 5) more" }). Install Python for all users under %ProgramFiles%, where only administrators can change it"
         }
         if ($EnvFolder) {
             Write-Verbose "jupyter_core: the environment's own, pinned in pylock.toml"
@@ -1297,18 +1536,6 @@ function Test-InstallPreflight {
     if ($null -ne $Run.Shortcut -and -not ([string]$Run.Shortcut.Description).StartsWith($ShortcutMark, [StringComparison]::Ordinal) -and -not $Force) {
         $problems += "$ShortcutPath exists and gen-bundle did not create it: run with -Force to replace it"
     }
-    if ($BundleScope -eq 'machine' -and -not $AllowSessionHost) {
-        # A check that cannot be made refuses too: silence here would install a shared address
-        # on a Remote Desktop Session Host.
-        try {
-            $terminal = @(Get-CimInstance -Namespace 'root\cimv2\TerminalServices' -ClassName Win32_TerminalServiceSetting -ErrorAction Stop)
-            if ($terminal.Count -gt 0 -and $terminal[0].TerminalServerMode -eq 1) {
-                $problems += "this computer is a Remote Desktop Session Host: every user who logs on gets a server at the same address, $BundleIp`:$BundlePort, and only one can hold it at a time, so the others' servers wait and their browsers reach someone else's (README.md, 'Shared PCs'). Make one bundle per user instead (gen-bundle --scope user --user DOMAIN\name, each with its own --name and --ip), or run install.ps1 -AllowSessionHost to accept this"
-            }
-        } catch {
-            $problems += "whether this computer is a Remote Desktop Session Host could not be read (Win32_TerminalServiceSetting: $($_.Exception.Message)). On a Session Host every user's server would want the same address; run install.ps1 -AllowSessionHost to install without this check"
-        }
-    }
     if ($problems.Count -gt 0) {
         foreach ($problem in $problems) {
             $Host.UI.WriteErrorLine("PREFLIGHT: $problem")
@@ -1340,17 +1567,44 @@ function Install-StateFolder {
     }
 }
 
+function Install-BrokerLogFolder {
+    # The broker's log folder, with its ACL from its creation: the broker's task SID writes there (and
+    # nothing else of LOCAL SERVICE), administrators read what it writes, users have no access. One
+    # that is there passed the preflight (Get-BrokerLogProblem) and keeps its ACL.
+    if (Test-Entry $BrokerLogDir) {
+        Write-Output "broker: $BrokerLogDir is there; only administrators and the broker's task can change it"
+        return
+    }
+    $acl = Format-FolderSecurity (New-AdminOnlySecurity -Writer $BrokerTaskSid)
+    if (Confirm-Change -Kind 'broker-log-folder' -Target $BrokerLogDir -Action "Create the folder, empty: the broker writes its log there (the broker's task SID $BrokerTaskSid may write)" -Acl $acl -Undo 'stays: the broker''s log, for the record, with the logs of the runs') {
+        New-AdminOnlyFolder -Path $BrokerLogDir -Writer $BrokerTaskSid
+        $problem = Get-AdminOnlyProblem -Path $BrokerLogDir -Writer $BrokerTaskSid
+        if ($problem) {
+            throw "${problem}: someone made it between the preflight and now; check what is in it, then remove it"
+        }
+        Write-Output "broker: created $BrokerLogDir (administrators and the broker's task only)"
+        $Run.Changed += "folder $BrokerLogDir"
+    }
+}
+
 function Install-BundleFiles {
-    # The launcher, the server's settings and the guard: the bytes checked against SHA256SUMS. The
-    # running launchers and servers are stopped first: cmd.exe reads a batch file while it runs it.
+    # The launcher, the server's settings, the guard and the broker: the bytes checked against
+    # SHA256SUMS. What runs a file that changes is stopped first: the launchers and servers (cmd.exe
+    # reads a batch file while it runs it), and the broker, which Install-BrokerTask starts again.
     $bundle = $Run.Files
     $stale = @($InstalledFiles | Where-Object {
         $target = Join-Path $InstallDir $_
         -not (Test-Path -LiteralPath $target -PathType Leaf) -or
             -not [string]::Equals((Get-FileHash -LiteralPath $target -Algorithm SHA256).Hash, (Get-Sha256 $bundle[$_]), [StringComparison]::OrdinalIgnoreCase)
     })
-    if (@($stale | Where-Object { Test-Path -LiteralPath (Join-Path $InstallDir $_) }).Count -gt 0) {
+    $replaced = @($stale | Where-Object { Test-Path -LiteralPath (Join-Path $InstallDir $_) })
+    if (@($replaced | Where-Object { $_ -ne $BrokerFile }).Count -gt 0) {
         Stop-BundleProcess -Process @(Get-BundleProcess) -Reason 'before their files are replaced'
+    }
+    $Run.BrokerStopped = $false
+    if ($replaced -contains $BrokerFile -and (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action "Stop the broker before $BrokerFile is replaced; install.ps1 starts it again once its task is in place" -Undo 'install.ps1 starts it again in its next step')) {
+        Stop-BrokerTask
+        $Run.BrokerStopped = $true
     }
     foreach ($file in $InstalledFiles) {
         $target = Join-Path $InstallDir $file
@@ -1374,6 +1628,59 @@ function Install-HostsBlock {
         Write-HostsFile -Block $Run.HostsLines
         Clear-NameCache
         $Run.Changed += "hosts block in $HostsPath"
+    }
+}
+
+function Stop-BrokerTask {
+    # The broker's task stopped, and any process of the broker that outlived it: a task still Running
+    # ignores the next start (IgnoreNew), and a broker still holding the address would keep the next
+    # one from it (event 101).
+    if (@(Get-OurTask -Name $BrokerTaskName).Count -gt 0) {
+        Stop-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder
+    }
+    for ($wait = 0; $wait -lt 20 -and (Test-BrokerRunning); $wait++) {
+        Start-Sleep -Milliseconds 500
+    }
+    Stop-BundleProcess -Process @(Get-BundleProcess -Broker) -Reason 'the broker, which its task no longer runs'
+}
+
+function Install-BrokerTask {
+    # The broker's boot task, from its XML checked against SHA256SUMS, then the broker running: started
+    # when it is not, stopped and started again when its file or its task changed in this run (a
+    # running broker keeps the definition and the code it started with).
+    $name = "$TaskFolder$BrokerTaskName"
+    $restart = $Run.BrokerStopped
+    if (-not $Run.RegisterBroker) {
+        Write-Output "broker: $name is already registered with this definition"
+    } else {
+        $exec = $Run.BrokerTaskWanted.Task.Actions.Exec
+        $principal = $Run.BrokerTaskWanted.Task.Principals.Principal
+        $text = "Register the broker's task from ${BrokerTaskFile}: at boot it runs $($exec.Command) $($exec.Arguments) in $($exec.WorkingDirectory) as LOCAL SERVICE ($($principal.UserId)) with its own task SID $BrokerTaskSid (ProcessTokenSidType $($principal.ProcessTokenSidType)) and no privilege but $($principal.RequiredPrivileges.Privilege), no time limit"
+        if ($Run.BrokerWasDisabled) {
+            $text += '; -Force: the task an administrator disabled is enabled again'
+        }
+        if (Confirm-Change -Kind 'broker-task' -Target $name -Action $text -Undo 'uninstall.ps1 stops and unregisters it') {
+            Register-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder -Xml $Run.BrokerTaskXml -Force | Out-Null
+            Write-Output "broker: registered $name"
+            $Run.Changed += "task $name"
+            $restart = $true
+        }
+    }
+    $running = Test-BrokerRunning
+    if ($running -and -not $restart) {
+        Write-Output "broker: $name is running"
+        return
+    }
+    $doing = "Start the broker's task: the broker holds ${BundleIp}:$BundlePort from now on"
+    if ($running) {
+        $doing = "Stop the broker's task and start it again: its file or its definition changed in this run"
+    }
+    if (Confirm-Change -Kind 'broker-start' -Target $name -Action $doing -Undo 'uninstall.ps1 stops and unregisters it') {
+        if ($running) {
+            Stop-BrokerTask
+        }
+        Start-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder
+        Write-Output "broker: started $name"
     }
 }
 
@@ -1455,6 +1762,8 @@ function Write-InstallReceipt {
             hostsFile   = $HostsPath
             hostsLines  = $Run.HostsLines
             task        = "$TaskFolder$TaskName"
+            brokerTask  = "$TaskFolder$BrokerTaskName"
+            brokerLog   = $BrokerLogDir
             startMenu   = $ShortcutPath
             jupyterShared = $JupyterShared
             jupyterSharedCreated = $Run.JupyterCreated
@@ -1467,14 +1776,25 @@ function Write-InstallReceipt {
 }
 
 function Start-BundleServer {
-    # For whoever is logged on: start the task unless a server answers, and check that it answers
-    # (exit 5 with the end of the user's launcher.log when it does not). Nobody logged on: the
-    # server starts at the next logon. -WhatIf sends no request.
+    # First the broker: anything that answers at the bundle's address is it (exit 5 with the end of its
+    # log when nothing does). Then for whoever is logged on: the task started unless each one's server
+    # is registered with the broker, and each one's registration awaited (exit 5 with the end of that
+    # user's launcher.log and the broker's lines about them). Nobody logged on: the server starts and
+    # registers at the next logon. -WhatIf sends no request and reads no log.
     $users = @(Get-InteractiveUser)
     if ($BundleScope -eq 'user') {
         $users = @($users | Where-Object { [string]::Equals($_.Name, $TaskUser, [StringComparison]::OrdinalIgnoreCase) })
     }
     $names = @($users | ForEach-Object { $_.Name }) -join ', '
+    if ($WhatIfPreference) {
+        Write-Output "server: would ask http://${BundleName}:$BundlePort/ whether the broker answers, then wait up to $ProbeSeconds s for the server of each user logged on ($names) to register with it, starting the task for them when it is not registered; -WhatIf sends no request"
+        return
+    }
+    if (-not (Test-BrokerAnswer -Seconds $ProbeSeconds)) {
+        Write-BrokerReport
+        Stop-Bundle $ExitNoAnswer "installed, but nothing answered at http://${BundleName}:$BundlePort/: the broker, which its task $TaskFolder$BrokerTaskName runs, does not hold the address. The end of its log is above."
+    }
+    Write-Output "broker: http://${BundleName}:$BundlePort/ answers"
     if ($users.Count -eq 0) {
         if ($BundleScope -eq 'machine') {
             Write-Output 'server: nobody is logged on; the server starts at the next logon'
@@ -1483,27 +1803,28 @@ function Start-BundleServer {
         }
         return
     }
-    if ($WhatIfPreference) {
-        Write-Output "server: would ask http://${BundleName}:$BundlePort/api whether the server answers, start the task for $names when it does not, and wait up to $ProbeSeconds s; -WhatIf sends no request"
-        return
-    }
-    if (Test-ServerAnswer -Seconds 1) {
-        Write-Output "server: http://${BundleName}:$BundlePort/ already answers"
+    $waiting = @($users | Where-Object { -not (Test-ServerRegistered -Sid $_.Sid -Seconds 0) })
+    if ($waiting.Count -eq 0) {
+        Write-Output "server: registered with the broker for $names"
         return
     }
     if (@(Get-BundleProcess).Count -gt 0) {
-        Write-Output "server: a launcher already runs; waiting up to $ProbeSeconds s for http://${BundleName}:$BundlePort/api"
+        Write-Output "server: a launcher already runs; waiting up to $ProbeSeconds s for the server of $names to register with the broker"
     } elseif (Confirm-Change -Kind 'task-start' -Target "$TaskFolder$TaskName" -Action "Start the task for $names" -Undo 'the server ends at logoff, or when uninstall.ps1 stops it') {
         Start-ScheduledTask -TaskName $TaskName -TaskPath $TaskFolder
     } else {
         return
     }
-    if (Test-ServerAnswer -Seconds $ProbeSeconds) {
-        Write-Output "server: http://${BundleName}:$BundlePort/api answers"
+    $missing = @($waiting | Where-Object { -not (Test-ServerRegistered -Sid $_.Sid -Seconds $ProbeSeconds) })
+    if ($missing.Count -eq 0) {
+        Write-Output "server: registered with the broker for $names"
         return
     }
-    Write-ServerReport -User $users
-    Stop-Bundle $ExitNoAnswer "installed, but http://${BundleName}:$BundlePort/api did not answer within $ProbeSeconds s for ${names}: the launcher's log is above."
+    Write-ServerReport -User $missing
+    foreach ($account in $missing) {
+        Write-BrokerReport -Sid $account.Sid
+    }
+    Stop-Bundle $ExitNoAnswer "installed, but the server of $(@($missing | ForEach-Object { $_.Name }) -join ', ') did not register with the broker within $ProbeSeconds s: the launcher's log and the broker's lines about them are above."
 }
 
 function Stop-BundleRun {
@@ -1556,22 +1877,26 @@ function Read-UninstallBundle {
 }
 
 function Remove-BundleTask {
-    # The task (only gen-bundle's, unless -Force), and the task folder when nothing else is in it.
+    # The logon task, then the broker's task (each only gen-bundle's, unless -Force), each stopped
+    # first; then the task folder when nothing else is in it.
     param([switch]$Force)
-    $task = @(Get-OurTask)
-    $removed = $false
-    if ($task.Count -eq 0) {
-        Write-Output "task: $TaskFolder$TaskName is not registered"
-        $removed = $true
-    } elseif (-not [string]::Equals([string]$task[0].Author, 'gen-bundle', [StringComparison]::Ordinal) -and -not $Force) {
-        Write-Warning "task: $TaskFolder$TaskName was not created by gen-bundle; it is left alone (-Force removes it)"
-    } elseif (Confirm-Change -Kind 'task-remove' -Target "$TaskFolder$TaskName" -Action 'Stop and unregister the task' -Undo 'install.ps1 registers it again') {
-        Stop-ScheduledTask -TaskName $TaskName -TaskPath $TaskFolder -ErrorAction SilentlyContinue
-        Unregister-ScheduledTask -TaskName $TaskName -TaskPath $TaskFolder -Confirm:$false
-        Write-Output "task: unregistered $TaskFolder$TaskName"
-        $removed = $true
-    } else {
-        $removed = $WhatIfPreference  # -WhatIf: as it would be
+    $gone = @()  # the names of the tasks that are not there, or no longer (under -WhatIf: would not be)
+    foreach ($item in @(@($TaskName, 'task-remove', 'the logon task'), @($BrokerTaskName, 'broker-task-remove', 'the broker''s task: the address is free once it has stopped'))) {
+        $name = $item[0]
+        $task = @(Get-OurTask -Name $name)
+        if ($task.Count -eq 0) {
+            Write-Output "task: $TaskFolder$name is not registered"
+            $gone += $name
+        } elseif (-not [string]::Equals([string]$task[0].Author, 'gen-bundle', [StringComparison]::Ordinal) -and -not $Force) {
+            Write-Warning "task: $TaskFolder$name was not created by gen-bundle; it is left alone (-Force removes it)"
+        } elseif (Confirm-Change -Kind $item[1] -Target "$TaskFolder$name" -Action "Stop and unregister $($item[2])" -Undo 'install.ps1 registers it again') {
+            Stop-ScheduledTask -TaskName $name -TaskPath $TaskFolder -ErrorAction SilentlyContinue
+            Unregister-ScheduledTask -TaskName $name -TaskPath $TaskFolder -Confirm:$false
+            Write-Output "task: unregistered $TaskFolder$name"
+            $gone += $name
+        } elseif ($WhatIfPreference) {
+            $gone += $name  # -WhatIf: as it would be
+        }
     }
     $scheduler = New-Object -ComObject Schedule.Service
     $scheduler.Connect()
@@ -1580,10 +1905,10 @@ function Remove-BundleTask {
     } catch {
         return  # no task folder
     }
-    # What stays in it once this task is gone (under -WhatIf the task is still there: it is not counted).
-    $others = @($folder.GetTasks(1) | Where-Object { -not ($removed -and $_.Name -eq $TaskName) })
+    # What stays in it once the bundle's tasks are gone (under -WhatIf they are still there: not counted).
+    $others = @($folder.GetTasks(1) | Where-Object { $gone -notcontains $_.Name })
     if ($others.Count -eq 0 -and $folder.GetFolders(0).Count -eq 0 -and
-        (Confirm-Change -Kind 'task-folder-remove' -Target $TaskFolder -Action 'Delete the task folder, empty once the task is gone' -Undo 'install.ps1 makes it again with the task')) {
+        (Confirm-Change -Kind 'task-folder-remove' -Target $TaskFolder -Action 'Delete the task folder, empty once the bundle''s tasks are gone' -Undo 'install.ps1 makes it again with the tasks')) {
         $scheduler.GetFolder('\').DeleteFolder($TaskFolder.Trim('\'), 0)
         Write-Output "task: deleted the empty folder $TaskFolder"
     }
@@ -1668,7 +1993,8 @@ function Remove-JupyterShared {
 }
 
 function Remove-BundleState {
-    # The receipt and detect.ps1's copy of the engine; the logs stay, for the record.
+    # The receipt and detect.ps1's copy of the engine; the logs stay, for the record: the runs' and
+    # the broker's (its folder, which grants the broker's task SID, stays with them).
     if (-not $Run.StateSafe) {
         return
     }
@@ -1683,14 +2009,18 @@ function Remove-BundleState {
 # ---- detect: is this bundle installed, at this version? Read only; nothing here changes anything ----
 
 function Test-Installed {
-    # The files, the environment, the task, the hosts block and the receipt are this bundle's; or
-    # gen-bundle's task is disabled by an administrator, which install.ps1 leaves as it is.
+    # The files, the environment, the tasks (the broker's running), the hosts block and the receipt
+    # are this bundle's; or one of gen-bundle's tasks is disabled by an administrator, which
+    # install.ps1 leaves as it is.
     $task = @(Get-OurTask)
-    if ($task.Count -gt 0 -and (Test-TaskDisabledByAdmin $task[0])) {
-        # install.ps1 changes nothing while an administrator keeps the task disabled (it exits 0):
-        # reported as installed, so that Intune or SCCM do not run install.ps1 at every cycle.
-        Write-Verbose "task $TaskFolder${TaskName}: disabled by an administrator; install.ps1 leaves the bundle as it is"
-        return $true
+    $broker = @(Get-OurTask -Name $BrokerTaskName)
+    foreach ($found in @(@($task, $TaskName), @($broker, $BrokerTaskName))) {
+        if ($found[0].Count -gt 0 -and (Test-TaskDisabledByAdmin $found[0][0])) {
+            # install.ps1 changes nothing while an administrator keeps a task disabled (it exits 0):
+            # reported as installed, so that Intune or SCCM do not run install.ps1 at every cycle.
+            Write-Verbose "task $TaskFolder$($found[1]): disabled by an administrator; install.ps1 leaves the bundle as it is"
+            return $true
+        }
     }
     foreach ($file in $InstalledFiles) {
         $path = Join-Path $InstallDir $file
@@ -1709,6 +2039,16 @@ function Test-Installed {
     }
     if ($task.Count -eq 0 -or -not [string]::Equals([string]$task[0].Author, 'gen-bundle', [StringComparison]::Ordinal)) {
         Write-Verbose "task $TaskFolder${TaskName}: missing, or not gen-bundle's"
+        return $false
+    }
+    # The broker holds the address from boot: a broker that does not run is not installed (install.ps1 starts it).
+    if ($broker.Count -eq 0 -or -not [string]::Equals([string]$broker[0].Author, 'gen-bundle', [StringComparison]::Ordinal) -or
+        -not (Test-TaskValue -Value $broker[0].State -Enum 'State' -Name 'Running')) {
+        Write-Verbose "task $TaskFolder${BrokerTaskName}: missing, not gen-bundle's, or not running"
+        return $false
+    }
+    if (-not (Test-BrokerHolds)) {
+        Write-Verbose "${BundleIp}:${BundlePort}: not held by this bundle's broker (its log's event 101 names the holder)"
         return $false
     }
     $hostsLines = @((Read-HostsText) -split "`r?`n" | ForEach-Object { $_.TrimStart([char]0xEF, [char]0xBB, [char]0xBF) })
