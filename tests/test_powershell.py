@@ -92,7 +92,7 @@ SCOPES = [{}, {"scope": "user", "user": "CONTOSO\\alice"}, {"python": "D:\\Py 3 
 from conftest import render_bundle as bundle  # noqa: E402
 
 
-@pytest.mark.parametrize("inputs", SCOPES, ids=["machine", "user", "per-user-python"])
+@pytest.mark.parametrize("inputs", SCOPES, ids=["machine", "user", "spaced-python"])
 @pytest.mark.parametrize("script", ALL_SCRIPTS)
 def test_every_variant_parses_in_both_grammars(grammars, inputs, script):
     source = pwsh.script_text(bundle(**inputs)[script])
@@ -102,7 +102,7 @@ def test_every_variant_parses_in_both_grammars(grammars, inputs, script):
     assert pwsh.ps7_only(grammars["tree-sitter-pwsh"].parse(source)) == []
 
 
-@pytest.mark.parametrize("inputs", SCOPES, ids=["machine", "user", "per-user-python"])
+@pytest.mark.parametrize("inputs", SCOPES, ids=["machine", "user", "spaced-python"])
 @pytest.mark.parametrize("script", ["install.ps1", "uninstall.ps1"])
 def test_every_state_change_sits_under_should_process(grammars, inputs, script):
     """In the script as it runs (its steps with the engine's functions in place): every change
@@ -698,11 +698,32 @@ def test_windows_workflow_runs_pester_on_both_powershells(grammars):
     assert exits, "a failed Pester test must fail the step"
 
 
-@pytest.mark.parametrize("inputs", SCOPES, ids=["machine", "user", "per-user-python"])
+@pytest.mark.parametrize("inputs", SCOPES, ids=["machine", "user", "spaced-python"])
 @pytest.mark.parametrize("script", ALL_SCRIPTS)
 def test_function_results_are_collected_before_counting(grammars, inputs, script):
     tree = grammars["tree-sitter-pwsh"].parse(pwsh.script_text(bundle(**inputs)[script]))
     assert pwsh.unwrapped_counts(tree) == []
+
+
+def test_no_property_is_read_of_a_silenced_commands_result(grammars):
+    """Under Set-StrictMode 3 a property read of ``$null`` throws: ``(Get-X -ErrorAction
+    SilentlyContinue).Name`` fails exactly when the silencing was meant to help."""
+    files = bundle()
+    names = [*ALL_SCRIPTS, next(name for name in files if name.endswith(".psm1"))]
+    for grammar in grammars.values():
+        for name in names:
+            assert pwsh.silenced_member_reads(grammar.parse(pwsh.script_text(files[name]))) == [], name
+
+
+def test_the_silenced_read_check_can_fail(grammars):
+    # 0.3.0's hosts-read.ps1: DataBasePath absent, and the run ended in 1603 before any check.
+    old = (
+        b"$HostsFolder = (Get-ItemProperty -LiteralPath 'HKLM:\\SYSTEM\\CurrentControlSet\\Services\\Tcpip\\Parameters'"
+        b" -Name 'DataBasePath' -ErrorAction SilentlyContinue).DataBasePath\r\n"
+        b"$size = (Get-Item -LiteralPath $p -ea 0).Length\r\n$kept = Get-Item -LiteralPath $p -ErrorAction SilentlyContinue\r\n"
+    )
+    for grammar in grammars.values():
+        assert [p.split(":")[0] for p in pwsh.silenced_member_reads(grammar.parse(old))] == ["line 1", "line 2"]
 
 
 def test_the_count_check_can_fail(grammars):

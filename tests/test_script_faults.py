@@ -341,7 +341,11 @@ def test_the_longest_path_of_the_environment_fits_windows_powershell(windows_env
     # a prefix shorter than what install.ps1 writes into shows.
     install = run(grammar, render(build_spec(**CANONICAL, env=True), env=windows_env), "install.ps1")
     text = install.root_node.text.decode()
-    used = set(re.findall(r"\"\.\$EnvFolder\.(\w+)\"|'\.' \+ \$leaf\.TrimStart\('\.'\) \+ '\.(\w+)'", text))
+    used = set(
+        re.findall(
+            r"\"\.\$EnvFolder\.(\w+)\"|'\.' \+ \$leaf\.TrimStart\('\.'\)\.Replace\('\.partial', ''\) \+ '\.(\w+)'", text
+        )
+    )
     suffixes = {s for pair in used for s in pair if s}
     assert suffixes == {"partial", "remove"}
     assert {f".env-{{id}}.{s}" for s in suffixes} | {"env-{id}"} == set(ENV_FOLDER_FORMS)
@@ -792,3 +796,81 @@ def test_detect_wants_the_broker_running(grammar):
     text = function(run(grammar, render_bundle(), "detect.ps1"), "Test-Installed").text.decode()
     assert "$broker = @(Get-OurTask -Name $BrokerTaskName)" in text
     assert "-not (Test-TaskValue -Value $broker[0].State -Enum 'State' -Name 'Running')" in text
+
+
+def cleanup_problems(root, script: str) -> list[str]:
+    """Cleanups that could turn a finished run into a failure: the DNS flush after the hosts file is
+    written, and each statement of the scripts' final ``finally``, must each be in a try of its own."""
+    problems = []
+    flush = [n for n in pwsh.walk(function(root, "Clear-NameCache")) if n.type == "command_name"]
+    for call in flush:
+        if call.text.decode().lower() in ("clear-dnsclientcache", '"$env:systemroot\\system32\\ipconfig.exe"'):
+            ancestor = call.parent
+            while ancestor is not None and ancestor.type != "try_statement":
+                ancestor = ancestor.parent
+            if ancestor is None:
+                problems.append(f"{call.text.decode()} can fail the run")
+    finally_clause = next(n for n in pwsh.walk(root.root_node) if n.type == "finally_clause")
+    block = next(c for c in finally_clause.children if c.type == "statement_block")
+    statements = [c for c in pwsh.walk(block) if c.type == "statement_list"][0].named_children
+    for statement in statements:
+        if statement.type != "try_statement":
+            problems.append(f"{script}: '{statement.text.decode()[:40]}' in finally is not in a try of its own")
+    return problems
+
+
+@pytest.mark.parametrize("script", ["install.ps1", "uninstall.ps1"])
+def test_a_cleanup_that_fails_only_warns(grammar, script):
+    assert cleanup_problems(run(grammar, render_bundle(), script), script) == []
+
+
+def test_the_cleanup_check_can_fail(grammar):
+    """0.3.0's shape: the DNS flush under 'Stop', and the finally's two cleanups bare."""
+    source = run(grammar, render_bundle(), "install.ps1").root_node.text.decode()
+    planted = source.replace(
+        "    try {\r\n        if (Get-Command -Name Clear-DnsClientCache",
+        "    {\r\n        if (Get-Command -Name Clear-DnsClientCache",
+        1,
+    )
+    planted = planted.replace(
+        '    } catch {\r\n        Write-Warning "hosts: the name cache was not cleared',
+        '    }\r\n    if ($false) {\r\n        Write-Warning "hosts: the name cache was not cleared',
+        1,
+    )
+    guarded = '    try { Stop-BundleRun -PlanPath $Plan } catch { Write-Warning "cleanup: $($_.Exception.Message)" }'
+    assert guarded in planted
+    planted = planted.replace(guarded, "    Stop-BundleRun -PlanPath $Plan", 1)
+    assert cleanup_problems(tree(grammar, planted), "install.ps1") == [
+        "Clear-DnsClientCache can fail the run",
+        "install.ps1: 'Stop-BundleRun -PlanPath $Plan' in finally is not in a try of its own",
+    ]
+
+
+def retired_names(engine: str) -> dict[str, bool]:
+    """What Remove-EnvironmentFolder renames each folder Get-EnvironmentFolder finds to, as its
+    string operations do (TrimStart, Replace), and whether Get-EnvironmentFolder finds that name
+    again: a retired folder it cannot delete at once is deleted by a later run only then."""
+    pattern = re.search(r"\$_\.Name -cmatch '([^']+)'", engine).group(1)
+    expression = re.search(r"\$retired = Join-Path \$InstallDir \((.+)\)\r?\n", engine).group(1)
+    assert expression.startswith("'.' + $leaf.TrimStart('.')") and expression.endswith(" + '.remove'"), expression
+    replaced = re.findall(r"\.Replace\('([^']*)', '([^']*)'\)", expression)
+    names = {}
+    for leaf in ("env-0123456789ab", ".env-0123456789ab.partial"):
+        name = leaf.lstrip(".")
+        for old, new in replaced:
+            name = name.replace(old, new)
+        names[leaf] = re.fullmatch(pattern, "." + name + ".remove") is not None
+    return names
+
+
+def test_a_retired_environment_folder_is_found_again(canonical_files):
+    engine = next(data for name, data in canonical_files.items() if name.endswith(".psm1")).decode("utf-8-sig")
+    assert retired_names(engine) == {"env-0123456789ab": True, ".env-0123456789ab.partial": True}
+
+
+def test_the_retired_name_check_can_fail(canonical_files):
+    """0.3.0's shape: .env-<id>.partial retired as .env-<id>.partial.remove, which its pattern missed."""
+    engine = next(data for name, data in canonical_files.items() if name.endswith(".psm1")).decode("utf-8-sig")
+    old = engine.replace(".Replace('.partial', '')", "", 1).replace("|partial\\.remove))$'", "))$'", 1)
+    assert old != engine
+    assert retired_names(old) == {"env-0123456789ab": True, ".env-0123456789ab.partial": False}

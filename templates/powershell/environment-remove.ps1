@@ -2,12 +2,13 @@
 
 function Get-EnvironmentFolder {
     # This bundle's environment folders in the install folder, whichever lock made them:
-    # env-<12 hex>, and what an interrupted run left (.env-<12 hex>.partial or .remove).
+    # env-<12 hex>, and what an interrupted run left (.env-<12 hex>.partial or .remove; and
+    # .env-<12 hex>.partial.remove, which gen-bundle before 0.3.1 made of a staging folder).
     if (-not (Test-Path -LiteralPath $InstallDir -PathType Container)) {
         return @()
     }
     return @(Get-ChildItem -LiteralPath $InstallDir -Directory -Force | Where-Object {
-        $_.Name -cmatch '^(env-[0-9a-f]{12}|\.env-[0-9a-f]{12}\.(partial|remove))$'
+        $_.Name -cmatch '^(env-[0-9a-f]{12}|\.env-[0-9a-f]{12}\.(partial|remove|partial\.remove))$'
     } | ForEach-Object { $_.FullName })
 }
 
@@ -25,7 +26,9 @@ function Remove-EnvironmentFolder {
     $leaf = Split-Path -Leaf $Path
     $retired = $Path
     if (-not $leaf.EndsWith('.remove', [StringComparison]::Ordinal)) {
-        $retired = Join-Path $InstallDir ('.' + $leaf.TrimStart('.') + '.remove')
+        # A staging folder too retires as .env-<12 hex>.remove: a name Get-EnvironmentFolder finds
+        # again, and no longer than the staging name, the longest the environment's files get.
+        $retired = Join-Path $InstallDir ('.' + $leaf.TrimStart('.').Replace('.partial', '') + '.remove')
         if (Test-Path -LiteralPath $retired) {
             Remove-Item -LiteralPath $retired -Recurse -Force
         }

@@ -211,10 +211,16 @@ function Remove-OldHostsBackup {
 }
 
 function Clear-NameCache {
-    if (Get-Command -Name Clear-DnsClientCache -ErrorAction SilentlyContinue) {
-        Clear-DnsClientCache
-    } else {
-        $ErrorActionPreference = 'Continue'  # Windows PowerShell 5.1 turns a native command's stderr into an error
-        & "$env:SystemRoot\System32\ipconfig.exe" /flushdns | Out-Null
+    # Best effort: the hosts file is already written, and Windows reads it again on its own; a stopped
+    # DNS Client service (Clear-DnsClientCache then fails) must not turn the run into a failure.
+    try {
+        if (Get-Command -Name Clear-DnsClientCache -ErrorAction SilentlyContinue) {
+            Clear-DnsClientCache
+        } else {
+            $ErrorActionPreference = 'Continue'  # Windows PowerShell 5.1 turns a native command's stderr into an error
+            & "$env:SystemRoot\System32\ipconfig.exe" /flushdns | Out-Null
+        }
+    } catch {
+        Write-Warning "hosts: the name cache was not cleared ($($_.Exception.Message)); Windows reads the hosts file again by itself"
     }
 }

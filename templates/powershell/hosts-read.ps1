@@ -1,7 +1,8 @@
 # ---- hosts, read: the hosts file's bytes as text, whatever its encoding ----
-# Windows reads hosts from the folder the DataBasePath value names (REG_EXPAND_SZ; PowerShell
-# expands it), %SystemRoot%\System32\drivers\etc unless an administrator moved it.
-$HostsFolder = (Get-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters' -Name 'DataBasePath' -ErrorAction SilentlyContinue).DataBasePath
+# Windows reads hosts from the folder the DataBasePath value names (REG_EXPAND_SZ; Registry.GetValue
+# expands it), %SystemRoot%\System32\drivers\etc unless an administrator moved it. A value that is
+# not there gives '' (a property read of a silenced Get-ItemProperty's $null throws under StrictMode).
+$HostsFolder = [string][Microsoft.Win32.Registry]::GetValue('HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters', 'DataBasePath', '')
 if ([string]::IsNullOrEmpty($HostsFolder)) {
     $HostsFolder = Join-Path $env:SystemRoot 'System32\drivers\etc'
 }

@@ -340,3 +340,26 @@ def unwrapped_counts(tree) -> list[str]:
         if re.search(re.escape(name) + r"\.Count\b", source, re.IGNORECASE):
             problems.append(f"line {node.start_point[0] + 1}: {name} = {value[:50]} (then {name}.Count)")
     return problems
+
+
+SILENCED = ("silentlycontinue", "ignore", "0")
+
+
+def silenced_member_reads(tree) -> list[str]:
+    """``(Get-Thing -ErrorAction SilentlyContinue).Name``: the command may give nothing, and under
+    Set-StrictMode 3 reading a property of that ``$null`` throws, the very error the silencing meant
+    to avoid. Such a result is kept in a variable and tested before its property is read."""
+    found = []
+    for node in walk(tree.root_node):
+        if node.type != "member_access" or node.children[0].type != "parenthesized_expression":
+            continue
+        for inner in walk(node.children[0]):
+            if inner.type != "command_parameter" or inner.text.decode().lower() not in ("-erroraction", "-ea"):
+                continue
+            value = inner.next_named_sibling
+            while value is not None and value.type == "command_argument_sep":
+                value = value.next_named_sibling
+            if value is not None and value.text.decode().lower() in SILENCED:
+                found.append(f"line {node.start_point[0] + 1}: {node.text.decode()[:80]}")
+                break
+    return found

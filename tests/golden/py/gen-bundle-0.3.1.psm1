@@ -1,8 +1,8 @@
-﻿# gen-bundle 0.3.0: the engine of every bundle this version makes.
+﻿# gen-bundle 0.3.1: the engine of every bundle this version makes.
 #
 # install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
 # this module holds what each step does. It is the same file, byte for byte, in every bundle
-# of gen-bundle 0.3.0, whatever its inputs: a reviewer who approved it once recognises it by
+# of gen-bundle 0.3.1, whatever its inputs: a reviewer who approved it once recognises it by
 # its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
 # bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
 # in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
@@ -13,8 +13,8 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.3.0'
-$EngineFile        = 'gen-bundle-0.3.0.psm1'
+$EngineVersion     = '0.3.1'
+$EngineFile        = 'gen-bundle-0.3.1.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
@@ -241,9 +241,10 @@ function Read-VerifiedBundle {
 }
 
 # ---- hosts, read: the hosts file's bytes as text, whatever its encoding ----
-# Windows reads hosts from the folder the DataBasePath value names (REG_EXPAND_SZ; PowerShell
-# expands it), %SystemRoot%\System32\drivers\etc unless an administrator moved it.
-$HostsFolder = (Get-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters' -Name 'DataBasePath' -ErrorAction SilentlyContinue).DataBasePath
+# Windows reads hosts from the folder the DataBasePath value names (REG_EXPAND_SZ; Registry.GetValue
+# expands it), %SystemRoot%\System32\drivers\etc unless an administrator moved it. A value that is
+# not there gives '' (a property read of a silenced Get-ItemProperty's $null throws under StrictMode).
+$HostsFolder = [string][Microsoft.Win32.Registry]::GetValue('HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters', 'DataBasePath', '')
 if ([string]::IsNullOrEmpty($HostsFolder)) {
     $HostsFolder = Join-Path $env:SystemRoot 'System32\drivers\etc'
 }
@@ -478,11 +479,17 @@ function Remove-OldHostsBackup {
 }
 
 function Clear-NameCache {
-    if (Get-Command -Name Clear-DnsClientCache -ErrorAction SilentlyContinue) {
-        Clear-DnsClientCache
-    } else {
-        $ErrorActionPreference = 'Continue'  # Windows PowerShell 5.1 turns a native command's stderr into an error
-        & "$env:SystemRoot\System32\ipconfig.exe" /flushdns | Out-Null
+    # Best effort: the hosts file is already written, and Windows reads it again on its own; a stopped
+    # DNS Client service (Clear-DnsClientCache then fails) must not turn the run into a failure.
+    try {
+        if (Get-Command -Name Clear-DnsClientCache -ErrorAction SilentlyContinue) {
+            Clear-DnsClientCache
+        } else {
+            $ErrorActionPreference = 'Continue'  # Windows PowerShell 5.1 turns a native command's stderr into an error
+            & "$env:SystemRoot\System32\ipconfig.exe" /flushdns | Out-Null
+        }
+    } catch {
+        Write-Warning "hosts: the name cache was not cleared ($($_.Exception.Message)); Windows reads the hosts file again by itself"
     }
 }
 
@@ -2108,12 +2115,13 @@ function Test-EnvironmentInPlace {
 
 function Get-EnvironmentFolder {
     # This bundle's environment folders in the install folder, whichever lock made them:
-    # env-<12 hex>, and what an interrupted run left (.env-<12 hex>.partial or .remove).
+    # env-<12 hex>, and what an interrupted run left (.env-<12 hex>.partial or .remove; and
+    # .env-<12 hex>.partial.remove, which gen-bundle before 0.3.1 made of a staging folder).
     if (-not (Test-Path -LiteralPath $InstallDir -PathType Container)) {
         return @()
     }
     return @(Get-ChildItem -LiteralPath $InstallDir -Directory -Force | Where-Object {
-        $_.Name -cmatch '^(env-[0-9a-f]{12}|\.env-[0-9a-f]{12}\.(partial|remove))$'
+        $_.Name -cmatch '^(env-[0-9a-f]{12}|\.env-[0-9a-f]{12}\.(partial|remove|partial\.remove))$'
     } | ForEach-Object { $_.FullName })
 }
 
@@ -2131,7 +2139,9 @@ function Remove-EnvironmentFolder {
     $leaf = Split-Path -Leaf $Path
     $retired = $Path
     if (-not $leaf.EndsWith('.remove', [StringComparison]::Ordinal)) {
-        $retired = Join-Path $InstallDir ('.' + $leaf.TrimStart('.') + '.remove')
+        # A staging folder too retires as .env-<12 hex>.remove: a name Get-EnvironmentFolder finds
+        # again, and no longer than the staging name, the longest the environment's files get.
+        $retired = Join-Path $InstallDir ('.' + $leaf.TrimStart('.').Replace('.partial', '') + '.remove')
         if (Test-Path -LiteralPath $retired) {
             Remove-Item -LiteralPath $retired -Recurse -Force
         }
