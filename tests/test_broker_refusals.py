@@ -436,6 +436,39 @@ def test_a_third_pending_registration_of_one_account_is_refused(setup):
             channel.close()
 
 
+def test_refused_registrations_cannot_flood_the_log():
+    """Any account may open the channel as often as it likes: one that leaves saying nothing (as the guard
+    does, to ask who serves the channel) is not logged, and refusals are written at most
+    QUIET_EVENTS_PER_MINUTE a minute, so that no flood pushes the broker's start and the servers'
+    registrations (which install.ps1 reads) out of its 1 MiB log. (A broker of its own: the flood spends
+    the minute's budget, which the other tests' refusals would miss.)"""
+    need(sys.platform == "linux" and os.geteuid() == 0, "root on Linux, to run the broker")
+    cap = broker_constant("QUIET_EVENTS_PER_MINUTE")
+    base = shared_folder()
+    broker = Broker(base, IP, free_port(IP))
+    try:
+        for _ in range(10):  # opened and closed, nothing sent (one at a time: two may be pending at once)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as channel:
+                channel.connect(broker.channel)
+            time.sleep(0.2)
+        time.sleep(0.5)
+        assert [event for event in broker.events() if event["event"] == EVENT_REGISTRATION_REFUSED] == []
+        attempts = 2 * cap + 30  # more than two minutes' budget: the flood may cross into a next minute
+        for _ in range(attempts):  # each a line that is no registration
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as channel:
+                channel.settimeout(10)
+                channel.connect(broker.channel)
+                channel.sendall(b"x\n")
+                assert channel.recv(100).startswith(b'{"registered": false}')
+        time.sleep(0.5)
+        refused = [event for event in broker.events() if event["event"] == EVENT_REGISTRATION_REFUSED]
+        assert cap <= len(refused) <= 2 * cap < attempts, len(refused)
+        assert all(event["message"] == "a registration was refused" for event in refused)
+    finally:
+        broker.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def broker_constant(name):
     from conftest import python_constants
 

@@ -144,8 +144,8 @@ def test_every_file_parses_and_gives_back_the_inputs(grammars, inputs):
     constants = python_constants(files[Layout(spec).config_file])
     assert (constants["NAME"], constants["URL"], constants["AUTH"]) == (spec.name, Layout(spec).url, auth)
     guard = python_constants(files[Layout(spec).guard_file])
-    read_back = (guard["NAME"], guard["URL"], guard["IP"], guard["PORT"], guard["AUTH"])
-    assert read_back == (spec.name, Layout(spec).url, ip, port, auth)
+    read_back = (guard["URL"], guard["IP"], guard["PORT"], guard["BROKER_CHANNEL"], guard["BROKER_SID"])
+    assert read_back == (Layout(spec).url, ip, port, Layout(spec).broker_channel, Layout(spec).broker_task_sid)
 
     # README: each value is one Markdown code span holding exactly that value.
     from markdown_it import MarkdownIt

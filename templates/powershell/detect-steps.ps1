@@ -6,11 +6,11 @@ function Test-Installed {
     # install.ps1 leaves as it is.
     $task = @(Get-OurTask)
     $broker = @(Get-OurTask -Name $BrokerTaskName)
-    foreach ($found in @(@($task, $TaskName), @($broker, $BrokerTaskName))) {
-        if ($found[0].Count -gt 0 -and (Test-TaskDisabledByAdmin $found[0][0])) {
+    foreach ($found in @{ $TaskName = $task; $BrokerTaskName = $broker }.GetEnumerator()) {
+        if ($found.Value.Count -gt 0 -and (Test-TaskDisabledByAdmin $found.Value[0])) {
             # install.ps1 changes nothing while an administrator keeps a task disabled (it exits 0):
             # reported as installed, so that Intune or SCCM do not run install.ps1 at every cycle.
-            Write-Verbose "task $TaskFolder$($found[1]): disabled by an administrator; install.ps1 leaves the bundle as it is"
+            Write-Verbose "task $TaskFolder$($found.Key): disabled by an administrator; install.ps1 leaves the bundle as it is"
             return $true
         }
     }

@@ -200,8 +200,8 @@ def is_broker(holder):
 def broker_process_windows(name):
     """(the process that serves the broker's pipe, its parent): the worker, and the supervisor that holds the
     address. The pipe's owner is checked first, as the server's registration checks it: a pipe another
-    account made first is not the broker's. Opening the pipe costs the broker one refused registration in
-    its log (event 201): this sends nothing."""
+    account made first is not the broker's. It sends nothing: the broker logs no refusal for a
+    client that leaves saying nothing."""
     import ctypes
     from ctypes import wintypes
 
@@ -221,7 +221,7 @@ def broker_process_windows(name):
         ctypes.POINTER(ctypes.c_void_p)] * 5
     advapi32.ConvertSidToStringSidW.restype = wintypes.BOOL
     advapi32.ConvertSidToStringSidW.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
-    handle = kernel32.CreateFileW("\\\\.\\pipe\\" + name, 0x80000000 | 0x2, 0, None, 3,  # GENERIC_READ | FILE_WRITE_DATA
+    handle = kernel32.CreateFileW("\\\\.\\pipe\\" + name, 0x80000000, 0, None, 3,  # GENERIC_READ: it writes nothing
                                   0x00100000 | 0x00010000, None)  # OPEN_EXISTING; SECURITY_SQOS_PRESENT | _IDENTIFICATION
     if handle in (None, ctypes.c_void_p(-1).value):
         raise ctypes.WinError(ctypes.get_last_error())

@@ -116,7 +116,8 @@ class Broker:
     def events(self) -> list[dict]:
         if not self.log.exists():
             return []
-        return [json.loads(line) for line in self.log.read_text().splitlines()]
+        # A last line without its newline is still being written: read it the next time.
+        return [json.loads(line) for line in self.log.read_text().split("\n")[:-1]]
 
     def worker_pid(self) -> int | None:
         try:

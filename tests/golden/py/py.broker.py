@@ -1,4 +1,4 @@
-# gen-bundle 0.3.1: the broker of http://py/. install.ps1 puts this file at
+# gen-bundle 0.3.2: the broker of http://py/. install.ps1 puts this file at
 # %ProgramFiles%\gen-bundle\py\py.broker.py, and the boot task \gen-bundle\py-broker (py.broker.task.xml)
 # runs it as LOCAL SERVICE, its values on its command line (the task's arguments).
 # ==== Below this line the file is the same in every bundle: gen-bundle's templates/python/broker.py.
@@ -50,7 +50,7 @@ MAX_CONNECTIONS = 220
 # Connections whose owner Windows does not name, or that come from session 0 (a service, a proxy agent):
 # they only ever get the broker's own page, so together they hold no more than this.
 MAX_UNROUTED_CONNECTIONS = 4
-QUIET_EVENTS_PER_MINUTE = 100  # refused requests written to the log file each minute; the rest counted
+QUIET_EVENTS_PER_MINUTE = 100  # refusals (requests, registrations) written to the log file each minute; the rest counted
 MAX_HEADER_BYTES = 65536
 MAX_BODY_BYTES = 512 * 1024 * 1024
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a WebSocket message; Jupyter's own server takes up to tornado's 10 MiB
@@ -75,7 +75,9 @@ WEBSOCKET_OWN = frozenset(("sec-websocket-key", "sec-websocket-version", "sec-we
 EVENT_STARTED, EVENT_BIND_FAILED, EVENT_OTHER_LISTENER, EVENT_WORKER_ENDED = 100, 101, 102, 103
 EVENT_REGISTERED, EVENT_REGISTRATION_REFUSED, EVENT_REGISTRATION_ENDED = 200, 201, 202
 EVENT_CONNECTION_REFUSED = 300
-QUIET_EVENTS = (EVENT_CONNECTION_REFUSED,)
+# Refusals any account can cause as often as it likes: rate-limited, so that a flood of them pushes no
+# start (100) or registration (200) out of the log, which install.ps1 reads.
+QUIET_EVENTS = (EVENT_REGISTRATION_REFUSED, EVENT_CONNECTION_REFUSED)
 
 
 # ---- the log: decisions as typed data, never a secret ----
@@ -91,13 +93,13 @@ class Log:
 
     def event(self, event_id, message, **fields):
         if event_id in QUIET_EVENTS:
-            # Refused requests: at most QUIET_EVENTS_PER_MINUTE lines a minute, so that a flood of them
-            # cannot push the registrations out of the file; how many were left out is written.
+            # Refusals: at most QUIET_EVENTS_PER_MINUTE lines a minute, so that a flood of them cannot
+            # push the registrations out of the file; how many were left out is written.
             minute = int(time.monotonic() // 60)
             if minute != self.minute:
                 dropped, self.minute, self.quiet_written, self.quiet_dropped = self.quiet_dropped, minute, 0, 0
                 if dropped:
-                    self.event(EVENT_CONNECTION_REFUSED, "refused requests not logged one by one", count=dropped)
+                    self.event(EVENT_CONNECTION_REFUSED, "refusals not logged one by one", count=dropped)
             if self.quiet_written >= QUIET_EVENTS_PER_MINUTE:
                 self.quiet_dropped += 1
                 return
@@ -920,7 +922,7 @@ async def serve_registration(connection, registry, log):
     as long as the registration lasts. ``connection`` is the platform's channel connection
     (account, session, pid, and async read_line, write, wait_closed, close)."""
     account, session, pid = connection.account, connection.session, connection.pid
-    registration = None
+    registration = line = None
     try:
         line = await connection.read_line(MAX_REGISTRATION_BYTES)
         message = json.loads(line)
@@ -944,8 +946,12 @@ async def serve_registration(connection, registry, log):
         registration = candidate
     except Exception as exc:  # whatever a peer sends, the answer is a refusal, never a crash
         connection.settled()
-        log.event(EVENT_REGISTRATION_REFUSED, "a registration was refused", account=account, session=session,
-                  pid=pid, reason=exc if str(exc) else type(exc).__name__)
+        import tornado.iostream
+
+        if line is not None or not isinstance(exc, tornado.iostream.StreamClosedError):  # one that left saying
+            # nothing is not logged (the guard, opening the channel only to ask who serves it)
+            log.event(EVENT_REGISTRATION_REFUSED, "a registration was refused", account=account, session=session,
+                      pid=pid, reason=exc if str(exc) else type(exc).__name__)
         try:
             await connection.write(b'{"registered": false}\n')
         except Exception:
@@ -1065,9 +1071,10 @@ class WindowsChannelConnection:
             if not self.pending:
                 raise PermissionError("too many registrations at once")
         except Exception as exc:  # whatever happens, the handle is closed and the slot given back
-            self.loop.call_soon_threadsafe(functools.partial(
-                log.event, EVENT_REGISTRATION_REFUSED, "a channel connection was refused", account=self.account,
-                reason=exc))
+            if self.line or not isinstance(exc, BrokenPipeError):  # one that left saying nothing (the guard) is not
+                self.loop.call_soon_threadsafe(functools.partial(  # logged
+                    log.event, EVENT_REGISTRATION_REFUSED, "a channel connection was refused", account=self.account,
+                    reason=exc))
             self.finish(release)
             return
         self.loop.call_soon_threadsafe(on_connection, self)

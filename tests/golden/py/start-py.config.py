@@ -1,4 +1,4 @@
-r"""gen-bundle 0.3.1: settings of the notebook server for http://py/
+r"""gen-bundle 0.3.2: settings of the notebook server for http://py/
 
 start-py.bat passes this file to the server with --config. It runs inside
 the server, as the user who logged on, and reads and writes only that user's files.
@@ -44,7 +44,6 @@ NAME = 'py'
 URL = 'http://py/'
 AUTH = 'token'
 # The files of this user's state folder (the launcher and install.ps1 name them too).
-LAUNCHER_LOG_FILE = 'launcher.log'
 SERVER_LOG_FILE = 'server.log'
 SERVER_LOG_OLD_FILE = 'server.1.log'
 REGISTRATION_FILE = 'registration.json'

@@ -1,4 +1,4 @@
-r"""gen-bundle 0.3.1: opens http://py/ when the broker is what answers there.
+r"""gen-bundle 0.3.2: opens http://py/ when the broker is what answers there.
 
 Any account on this PC may listen on a free loopback address, and the broker holds
 127.0.0.13:80 from boot so that none can. The Start-menu entry "py notebook"
@@ -13,18 +13,7 @@ Standard library only; reads, and never writes, anything.
 """
 
 # ==== This bundle's values, rendered by gen-bundle from its inputs. ====
-STATE_BASE = 'LOCALAPPDATA'  # this user's state: %STATE_BASE%\STATE_PATH
-STATE_PATH = 'gen-bundle\\py'
-NAME = 'py'
 URL = 'http://py/'
-AUTH = 'token'
-# The files of this user's state folder (the launcher and install.ps1 name them too).
-LAUNCHER_LOG_FILE = 'launcher.log'
-SERVER_LOG_FILE = 'server.log'
-SERVER_LOG_OLD_FILE = 'server.1.log'
-REGISTRATION_FILE = 'registration.json'
-STABLE_FILE = 'stable'
-RUNTIME_FOLDER = 'runtime'
 IP = '127.0.0.13'
 PORT = 80
 TITLE = 'gen-bundle py'
@@ -234,8 +223,8 @@ def is_broker(holder):
 def broker_process_windows(name):
     """(the process that serves the broker's pipe, its parent): the worker, and the supervisor that holds the
     address. The pipe's owner is checked first, as the server's registration checks it: a pipe another
-    account made first is not the broker's. Opening the pipe costs the broker one refused registration in
-    its log (event 201): this sends nothing."""
+    account made first is not the broker's. It sends nothing: the broker logs no refusal for a
+    client that leaves saying nothing."""
     import ctypes
     from ctypes import wintypes
 
@@ -255,7 +244,7 @@ def broker_process_windows(name):
         ctypes.POINTER(ctypes.c_void_p)] * 5
     advapi32.ConvertSidToStringSidW.restype = wintypes.BOOL
     advapi32.ConvertSidToStringSidW.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
-    handle = kernel32.CreateFileW("\\\\.\\pipe\\" + name, 0x80000000 | 0x2, 0, None, 3,  # GENERIC_READ | FILE_WRITE_DATA
+    handle = kernel32.CreateFileW("\\\\.\\pipe\\" + name, 0x80000000, 0, None, 3,  # GENERIC_READ: it writes nothing
                                   0x00100000 | 0x00010000, None)  # OPEN_EXISTING; SECURITY_SQOS_PRESENT | _IDENTIFICATION
     if handle in (None, ctypes.c_void_p(-1).value):
         raise ctypes.WinError(ctypes.get_last_error())
