@@ -35,10 +35,15 @@ EXIT_TAMPERED = 2  # a file differs from SHA256SUMS: the bundle changed after re
 EXIT_NOT_ADMIN = 3  # not run elevated
 EXIT_PREFLIGHT = 4  # a check before any change failed; nothing was changed
 EXIT_NO_ANSWER = 5  # installed, but the server did not answer for the user who is logged on
+EXIT_UNSAFE = 6  # a security check failed where the bundle is installed: its tasks were disabled, its processes stopped
+EXIT_BUSY = 1618  # another gen-bundle run held the lock too long (Windows Installer's "another install is in progress", which Intune retries)
 EXIT_FAILURE = 1603  # anything else (the Windows Installer code for a fatal error)
-# How long install.ps1 or uninstall.ps1 waits for another run of the same bundle to end: well
-# within the 600 s that Group Policy gives a startup script by default.
+# How long install.ps1 or uninstall.ps1 waits for another gen-bundle run to end: well within
+# the 600 s that Group Policy gives a startup script by default.
 LOCK_WAIT_SECONDS = 300
+# In STATE_ROOT: the file one gen-bundle run at a time holds open. Not a DNS label (it has a
+# dot), so no bundle's state folder can have its name.
+LOCK_FILE = "run.lock"
 # How many of the last lines of a user's launcher.log install.ps1 prints when it exits EXIT_NO_ANSWER.
 LOG_TAIL_LINES = 15
 # Launcher log size at which it is rotated (one old copy is kept).
@@ -52,6 +57,9 @@ KEEP_LOGS = 30
 KEEP_HOSTS_BACKUPS = 3
 
 INSTALL_ROOT = WinPath("ProgramFiles", "gen-bundle")
+# An administrator's "off": below this key, one per bundle (its name), the DWORD Enabled = 0.
+# The Policies tree is writable by administrators only and shared by 32- and 64-bit programs.
+POLICY_ROOT = "HKEY_LOCAL_MACHINE\\SOFTWARE\\Policies\\gen-bundle"
 # The install's own state (receipt, logs of each run): under %ProgramFiles%, where users cannot
 # create anything, not under %ProgramData%, where any user can create the folder first.
 STATE_ROOT = INSTALL_ROOT.join("state")

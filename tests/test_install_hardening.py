@@ -84,11 +84,33 @@ def commands_in(node) -> list:
     return commands(type("Tree", (), {"root_node": node})())
 
 
+def lock_root_creation(node) -> bool:
+    """Lock-GenBundle creating $InstallRoot and $StateRoot when missing, and the lock file in
+    it, for the machine's run lock: the one change before the preflight, which the bundle's
+    README names."""
+    if _enclosing_function(node) != "lock-genbundle":
+        return False
+    return _command_name(node) == "new-adminonlyfolder" or node.text.decode().startswith("[IO.File]::Open($path,")
+
+
+def policy_off_branch(node) -> bool:
+    """Inside ``if (Test-BundleOff) { ... }``: an administrator's policy value turned the bundle
+    off, and its tasks are disabled and its processes stopped before any check (the README says so)."""
+    parent = node.parent
+    while parent is not None:
+        if parent.type == "if_statement" and parent.children[2].text.decode().strip() == "Test-BundleOff":
+            return True
+        parent = parent.parent
+    return False
+
+
 def writes_in(node, functions: dict, seen: set[str]) -> list:
     """The writes below ``node``, and below every function of the script it calls (once each):
     a write inside a step's helper is a write of the step."""
     found = []
     for name, inner in commands_in(node):
+        if lock_root_creation(inner) or policy_off_branch(inner):
+            continue
         if name in functions:
             if name not in seen:
                 seen.add(name)
@@ -109,6 +131,8 @@ def writes_before_preflight_ends(root) -> list[str]:
     for name, node in body:
         if node.start_byte >= ends[-1]:
             break
+        if policy_off_branch(node):
+            continue
         if name in functions:
             if name not in seen:
                 seen.add(name)
@@ -332,7 +356,12 @@ def disabled_task_exit(root) -> str | None:
     for node in walk(root.root_node):
         if node.type == "if_statement" and node.start_byte < first_change:
             condition = node.children[2].text.decode() if len(node.children) > 2 else ""
-            if ("'Disabled'" in condition or "Test-TaskDisabledByAdmin" in condition) and "-not $Force" in condition:
+            # -Force enables it: written out, or through $adminMayKeep (-not $Force, and every security
+            # check passed: a disabled task does not let the other run on from an unsafe tree).
+            forced = "-not $Force" in condition or (
+                "$adminMayKeep" in condition and "$adminMayKeep = -not $Force -and " in root.root_node.text.decode()
+            )
+            if ("'Disabled'" in condition or "Test-TaskDisabledByAdmin" in condition) and forced:
                 exits = [n.text.decode() for n in walk(node) if n.type == "flow_control_statement"]
                 exits += [
                     "exit " + n.text.decode().split()[1]
@@ -493,7 +522,9 @@ def test_the_whole_python_tree_is_checked_at_every_run(grammar):
         "Get-NonAdminWriter -Path $path",
     ):
         assert part in text
-    assert "get-pythontreeproblem" in [name for name, _ in main_body(root)]
+    # At every run: the preflight's safety checks call it (and detect.ps1's: test_script_faults.py).
+    assert "get-safetyproblem" in [name for name, _ in main_body(root)]
+    assert "Get-PythonTreeProblem" in function(root, "Get-SafetyProblem").text.decode()
 
 
 # ---- the bundle's own environment (--env): extracted, never run; swapped whole ----
@@ -512,7 +543,7 @@ def env_problems(root) -> list[str]:
     install = [(name, node.text.decode()) for name, node in commands(_Part(function(root, "Install-Environment")))]
     names = [name for name, _ in install]
     marker = next(
-        (i for i, (name, text) in enumerate(install) if name == "writealltext" and "gen-bundle-env.txt" in text), None
+        (i for i, (name, text) in enumerate(install) if name == "writealltext" and "$EnvMarkerFile" in text), None
     )
     after = [name for name, _ in install[marker + 1 :]] if marker is not None else []
     # After the marker: the one rename into place (retried, with a pause, while an antivirus holds a file).
@@ -570,7 +601,7 @@ def test_the_environment_is_extracted_whole_and_swapped_in_order(grammar, window
 def test_the_environment_order_check_can_fail(grammar, windows_env):
     source = env_install(grammar, windows_env)
     # The rename before the marker: a folder could appear complete without being so.
-    marker = "    [IO.File]::WriteAllText((Join-Path $staging 'gen-bundle-env.txt')"
+    marker = "    [IO.File]::WriteAllText((Join-Path $staging $EnvMarkerFile)"
     moved = source.replace(marker, "    [IO.Directory]::Move($staging, $final)\r\n" + marker)
     assert moved != source
     assert env_problems(tree(grammar, moved)) == [
@@ -603,49 +634,85 @@ def _in_finally(node) -> bool:
 
 
 def lock_problems(engine_tree, script_trees: dict) -> list[str]:
-    """A run's lock (Lock-Bundle, kept in $script:Lock) is released by Stop-BundleRun in a finally,
-    and each script that takes it calls Stop-BundleRun in its own finally: an administrator's
-    console outlives the run, and a lock left held there makes Group Policy's next run fail."""
+    """One lock for every gen-bundle run of the machine: a file in the admin-only state root held
+    open with no sharing (not a named mutex, which any user can create first and so block every
+    run), taken into $script:Lock after the elevation check and before the hosts file is read,
+    given up after $LockWaitSeconds with exit $ExitBusy, and closed by Stop-BundleRun in a
+    finally, which each script calls in its own finally: an administrator's console outlives the
+    run, and a lock left held there makes Group Policy's next run wait and fail. ``script_trees``:
+    each script as it runs (its steps in place)."""
     from support.program import engine_functions
 
     functions = engine_functions(engine_tree)
     problems = []
+    if "threading.mutex" in engine_tree.root_node.text.decode().lower():
+        problems.append("a named mutex is a lock: any user can create it first")
+    lock = functions.get("lock-genbundle")
+    text = lock.text.decode() if lock is not None else ""
+    opened = re.search(
+        r"\$path = Join-Path \$StateRoot \$LockFile\b.*\[IO\.File\]::Open\(\$path, \[IO\.FileMode\]::OpenOrCreate, "
+        r"\[IO\.FileAccess\]::ReadWrite, \[IO\.FileShare\]::None\)",
+        text,
+        re.DOTALL,
+    )
+    if not opened:
+        problems.append("no step opens $StateRoot's lock file with no sharing")
+    if "Stop-Bundle $ExitBusy" not in text or "$Seconds" not in text:
+        problems.append("a lock not obtained in time does not end the run with $ExitBusy")
     takes = [
         name
         for name, node in functions.items()
         if any(
-            n.type == "assignment_expression" and "$script:Lock = Lock-Bundle" in n.text.decode() for n in walk(node)
+            n.type == "assignment_expression" and "$script:Lock = Lock-GenBundle" in n.text.decode() for n in walk(node)
         )
     ]
     if not takes:
         problems.append("no step takes the lock into $script:Lock")
+    disposes = "exit-bundlerun" in functions and any(
+        n.type == "invocation_expression" and n.text.decode() == "$script:Lock.Dispose()"
+        for n in walk(functions["exit-bundlerun"])
+    )
     releases = [
         n
-        for n in walk(functions["stop-bundlerun"])
-        if n.type == "invocation_expression"
-        and n.children[0].text.decode() == "$script:Lock"
-        and next(c for c in n.children if c.type == "member_name").text.decode() == "ReleaseMutex"
+        for name, n in commands_in(functions["stop-bundlerun"])
+        if name == "exit-bundlerun" or n.text.decode() == "$script:Lock.Dispose()"
     ]
-    if not any(_in_finally(n) for n in releases):
-        problems.append("Stop-BundleRun does not release $script:Lock in a finally")
-    for script, tree in script_trees.items():
-        calls = [node for name, node in commands(tree) if name == "stop-bundlerun"]
+    if not any(_in_finally(n) and (disposes or n.text.decode() == "$script:Lock.Dispose()") for n in releases):
+        problems.append("Stop-BundleRun does not close $script:Lock in a finally")
+    for script_name, script_tree in script_trees.items():
+        calls = [node for name, node in commands(script_tree) if name == "stop-bundlerun"]
         if not any(_in_finally(node) for node in calls):
-            problems.append(f"{script} does not call Stop-BundleRun in a finally")
+            problems.append(f"{script_name} does not call Stop-BundleRun in a finally")
+        names = [name for name, _ in main_body(script_tree)]
+        lock_at = next((i for i, name in enumerate(names) if name in ("enter-bundlerun", "lock-genbundle")), None)
+        elevated_at = names.index("confirm-elevated") if "confirm-elevated" in names else None
+        read_at = names.index("read-hoststext") if "read-hoststext" in names else None
+        if lock_at is None or elevated_at is None or read_at is None or not elevated_at < lock_at < read_at:
+            problems.append(f"{script_name} does not take the lock after the elevation check and before reading hosts")
     return problems
 
 
-def test_each_run_releases_its_lock(grammar):
+def test_each_run_takes_the_machine_lock_and_releases_it(grammar):
     from support.program import engine_name
 
-    files = render_bundle()
-    engine = tree(grammar, files[engine_name(files)])
-    assert lock_problems(engine, {name: tree(grammar, files[name]) for name in SCRIPTS}) == []
+    for inputs in ({}, {"scope": "user", "user": "CONTOSO\\alice"}):
+        files = render_bundle(**inputs)
+        engine = tree(grammar, files[engine_name(files)])
+        assert lock_problems(engine, {name: script(grammar, name, **inputs) for name in SCRIPTS}) == []
 
 
 def test_the_lock_check_can_fail(grammar):
-    """The control: 0.2.2's Stop-BundleRun, which left the lock to the end of the process."""
-    old = """
+    """The control: 0.3.2's lock, a named mutex per bundle taken before the elevation check, and
+    0.2.2's Stop-BundleRun, which left it to the end of the process."""
+    old = r"""
+function Lock-Bundle {
+    param([int]$Seconds)
+    $mutex = New-Object Threading.Mutex($false, "Global\gen-bundle-$BundleName")
+    if (-not $mutex.WaitOne([TimeSpan]::FromSeconds($Seconds))) {
+        Stop-Bundle $ExitFailure "another run still runs"
+    }
+    return $mutex
+}
 function Read-InstallBundle {
     $script:Lock = Lock-Bundle -Seconds $LockWaitSeconds
 }
@@ -657,8 +724,17 @@ function Stop-BundleRun {
     }
 }
 """
-    script = "try { Read-InstallBundle } catch { exit 1 }\r\nStop-BundleRun -PlanPath $Plan\r\n"
-    assert lock_problems(tree(grammar, old), {"install.ps1": tree(grammar, script)}) == [
-        "Stop-BundleRun does not release $script:Lock in a finally",
+    steps = (
+        "try {\r\n    $script:Lock = Lock-Bundle -Seconds $LockWaitSeconds\r\n"
+        "    $null = Confirm-Elevated -Script 'install.ps1'\r\n    $text = Read-HostsText\r\n} catch { exit 1 }\r\n"
+        "Stop-BundleRun -PlanPath $Plan\r\n"
+    )
+    assert lock_problems(tree(grammar, old), {"install.ps1": tree(grammar, steps)}) == [
+        "a named mutex is a lock: any user can create it first",
+        "no step opens $StateRoot's lock file with no sharing",
+        "a lock not obtained in time does not end the run with $ExitBusy",
+        "no step takes the lock into $script:Lock",
+        "Stop-BundleRun does not close $script:Lock in a finally",
         "install.ps1 does not call Stop-BundleRun in a finally",
+        "install.ps1 does not take the lock after the elevation check and before reading hosts",
     ]

@@ -272,7 +272,7 @@ def test_a_second_launcher_of_the_same_user_waits_and_then_takes_over(wine):
         while len(wine.starts()) < 2 and time.monotonic() < deadline and second.poll() is None:
             time.sleep(0.2)
     finally:
-        subprocess.run(["wineserver", "-k"], env=wine.env, check=False)
+        wine.stop()
         first.wait(timeout=30)
     starts = wine.starts()
     log = site.log()

@@ -87,7 +87,7 @@ def test_detect_reports_a_disabled_task_as_install_leaves_it(grammar):
         # test_install_hardening.py).
         install = run(grammar, files, "install.ps1")
         assert any(
-            "Test-TaskDisabledByAdmin $task" in n.children[2].text.decode() and "Stop-Bundle 0" in n.text.decode()
+            "Test-TaskDisabledByAdmin -Task $task" in n.children[2].text.decode() and "Stop-Bundle 0" in n.text.decode()
             for n in pwsh.walk(install.root_node)
             if n.type == "if_statement"
         )
@@ -393,7 +393,7 @@ def test_uninstall_and_detect_check_themselves_against_the_pin(grammar, script):
             for n in pwsh.walk(run(grammar, files, script).root_node)
             if n.type == "command" and pwsh._enclosing_function(n) is None and pwsh._command_name(n) is not None
         ]
-        assert body.index("read-verifiedbundle") < body.index("confirm-elevated") < body.index("lock-bundle")
+        assert body.index("read-verifiedbundle") < body.index("confirm-elevated") < body.index("enter-bundlerun")
 
 
 def test_the_pin_check_can_fail(grammar):
@@ -678,19 +678,27 @@ def broker_order_problems(root) -> list[str]:
     return problems
 
 
+def moved_step(step: str, *, after: str) -> tuple[dict, str, str, str]:
+    """The canonical bundle, its engine's name and text, and install.ps1 with ``step`` moved
+    to just after the line ``after``: the shape of a step made too late."""
+    files = render_bundle()
+    install = files["install.ps1"].decode("utf-8-sig")
+    assert step in install and after in install
+    engine = program.engine_name(files)
+    return files, engine, files[engine].decode("utf-8-sig"), install.replace(step, "").replace(after, after + step)
+
+
 def test_the_broker_runs_before_any_server_registers(grammar):
     for inputs in ({}, USER):
         assert broker_order_problems(run(grammar, render_bundle(**inputs), "install.ps1")) == []
 
 
 def test_the_broker_order_check_can_fail(grammar):
-    files = render_bundle()
-    install = files["install.ps1"].decode("utf-8-sig")
-    step = "    # The broker's boot task, and the broker running: it holds the address before any server registers.\r\n    Install-BrokerTask\r\n"
-    assert step in install
-    late = install.replace(step, "").replace("    Start-BundleServer\r\n", "    Start-BundleServer\r\n" + step)
-    engine = program.engine_name(files)
-    source = files[engine].decode("utf-8-sig")
+    files, engine, source, late = moved_step(
+        "    # The broker's boot task, and the broker running: it holds the address before any server registers.\r\n"
+        "    Install-BrokerTask\r\n",
+        after="    Start-BundleServer\r\n",
+    )
     unstopped = source.replace(
         "        Stop-BrokerTask\r\n        $Run.BrokerStopped = $true", "        $Run.BrokerStopped = $true"
     )
@@ -874,3 +882,238 @@ def test_the_retired_name_check_can_fail(canonical_files):
     old = engine.replace(".Replace('.partial', '')", "", 1).replace("|partial\\.remove))$'", "))$'", 1)
     assert old != engine
     assert retired_names(old) == {"env-0123456789ab": True, ".env-0123456789ab.partial": False}
+
+
+# ---- no user can block or race a run: %ProgramData%\jupyter, the hosts swap, access denied ----
+
+
+def jupyter_problems(root) -> list[str]:
+    """%ProgramData%\\jupyter settled before either task is registered, judged at that step (a user
+    may make it after the preflight): one a user made is renamed aside, under its own
+    Confirm-Change, and is no preflight refusal (Get-SafetyProblem); it is never taken over."""
+    from test_install_hardening import main_body
+
+    problems = []
+    body = main_body(root)
+    created = next(
+        (n.start_byte for name, n in body if name == "new-adminonlyfolder" and "$JupyterShared" in n.text.decode()),
+        None,
+    )
+    registered = next((n.start_byte for name, n in body if name == "register-scheduledtask"), None)
+    if created is None or registered is None or created > registered:
+        problems.append("a task is registered before %ProgramData%\\jupyter is settled")
+    step = function(root, "Install-JupyterShared")
+    moves = [
+        n
+        for n in pwsh.walk(step)
+        if n.type == "invocation_expression"
+        and n.text.decode().startswith(("[IO.Directory]::Move(", "[IO.File]::Move("))
+    ]
+    judged = calls_of(step, "Get-UserMadeReason")
+    asked = any("-Kind 'jupyter-aside'" in n.text.decode() for n in calls_of(step, "Confirm-Change"))
+    if not judged or not moves or not asked or not all(pwsh._guarded(n) for n in moves):
+        problems.append("Install-JupyterShared does not rename a user's folder aside, asked first")
+    for node in calls_of(function(root, "Get-SafetyProblem"), "Get-AdminOnlyProblem"):
+        if "$JupyterShared" not in node.text.decode():
+            continue
+        ancestor = node.parent
+        while ancestor is not None and ancestor.type != "if_statement":
+            ancestor = ancestor.parent
+        if ancestor is None or "Get-UserMadeReason" not in ancestor.children[2].text.decode():
+            problems.append("the preflight refuses a %ProgramData%\\jupyter that a user made")
+    return problems
+
+
+def test_programdata_jupyter_is_settled_before_any_task(grammar):
+    for inputs in ({}, USER):
+        assert jupyter_problems(run(grammar, render_bundle(**inputs), "install.ps1")) == []
+
+
+def test_the_jupyter_settling_check_can_fail(grammar):
+    """0.3.2's shape: the folder made after the logon task, a user's folder refused by the
+    preflight (every run then exits 4 while the task runs), and the step taking what is there."""
+    files, engine, source, late = moved_step(
+        "    # %ProgramData%\\jupyter owned by administrators before either task can start a server "
+        "(one a user made is renamed aside).\r\n    Install-JupyterShared\r\n",
+        after="    Install-BundleTask\r\n",
+    )
+    old = source.replace(
+        "if ((Test-Entry $JupyterShared) -and -not (Get-UserMadeReason $JupyterShared)) {",
+        "if (Test-Entry $JupyterShared) {",
+    )
+    start = old.index("function Install-JupyterShared {")
+    aside = old.index("    $acl = Format-FolderSecurity (New-AdminOnlySecurity -UsersRead)", start)
+    old = (
+        old[:start]
+        + "function Install-JupyterShared {\r\n    if (Test-Entry $JupyterShared) {\r\n        return\r\n    }\r\n"
+        + old[aside:]
+    )
+    problems = jupyter_problems(
+        run(
+            grammar,
+            {**files, "install.ps1": ("\ufeff" + late).encode(), engine: ("\ufeff" + old).encode()},
+            "install.ps1",
+        )
+    )
+    assert problems == [
+        "a task is registered before %ProgramData%\\jupyter is settled",
+        "Install-JupyterShared does not rename a user's folder aside, asked first",
+        "the preflight refuses a %ProgramData%\\jupyter that a user made",
+    ]
+
+
+def hosts_swap_problems(root) -> list[str]:
+    """Write-HostsFile reads hosts again after writing the new file and before swapping it in, and
+    starts over when it changed: a VPN client's lines written meanwhile are kept."""
+    text = function(root, "Write-HostsFile").text.decode()
+    written = text.find("[IO.File]::WriteAllBytes($temp")
+    reread = text.find("(Read-HostsText)", written)
+    swapped = text.find("[IO.File]::Replace(")
+    if written < 0 or swapped < 0 or not written < reread < swapped:
+        return ["hosts is not read again between writing the new file and the swap"]
+    return []
+
+
+def test_hosts_is_read_again_just_before_the_swap(grammar):
+    assert hosts_swap_problems(run(grammar, render_bundle(), "install.ps1")) == []
+
+
+def test_the_hosts_swap_check_can_fail(grammar):
+    source = run(grammar, render_bundle(), "install.ps1").root_node.text.decode()
+    line = "            if (-not [string]::Equals((Read-HostsText), $old, [StringComparison]::Ordinal)) {\r\n"
+    assert line in source
+    old = source.replace(line, "            if ($false) {\r\n")
+    assert hosts_swap_problems(tree(grammar, old)) == [
+        "hosts is not read again between writing the new file and the swap"
+    ]
+
+
+def denied_entry_answer(root) -> str | None:
+    """What Test-Entry answers when GetAttributes is denied (a path below an admin-only folder, in a
+    -WhatIf run that is not elevated): 'there', or None when the denial escapes (exit 1603)."""
+    for clause in pwsh.walk(function(root, "Test-Entry")):
+        if clause.type == "catch_clause" and "[UnauthorizedAccessException]" in clause.text.decode():
+            returns = [n.text.decode() for n in pwsh.walk(clause) if n.type == "flow_control_statement"]
+            return "there" if returns == ["return $true"] else None
+    return None
+
+
+def test_access_denied_is_not_missing(grammar):
+    assert denied_entry_answer(run(grammar, render_bundle(), "install.ps1")) == "there"
+
+
+def test_the_access_denied_check_can_fail(grammar):
+    """0.2.3's Test-Entry, which caught only the not-found exceptions."""
+    old = (
+        "function Test-Entry {\r\n    param([string]$Path)\r\n    try {\r\n        [void][IO.File]::GetAttributes($Path)\r\n"
+        "        return $true\r\n    } catch [IO.FileNotFoundException] {\r\n        return $false\r\n"
+        "    } catch [IO.DirectoryNotFoundException] {\r\n        return $false\r\n    }\r\n}\r\n"
+    )
+    assert denied_entry_answer(tree(grammar, old)) is None
+
+
+# ---- a failed check on an installed PC makes it safe, under every channel ----------------------
+
+
+def fail_safe_problems(install, detect) -> list[str]:
+    """A failed security check where the bundle is installed disables what it protects: install.ps1's
+    preflight then calls Disable-UnsafeBundle (both tasks disabled, the bundle's processes stopped,
+    the receipt marked) and exits $ExitUnsafe, not "nothing changed"; detect.ps1 runs the same
+    checks (Get-SafetyProblem) and answers "not installed" while one fails or the receipt holds a
+    check's disable, before it would take a disabled task for an administrator's; both read the
+    policy value before any check."""
+    problems = []
+
+    def text_of(root, name: str) -> str:
+        try:
+            return function(root, name).text.decode()
+        except StopIteration:
+            return ""
+
+    preflight = text_of(install, "Test-InstallPreflight")
+    if "Get-SafetyProblem" not in preflight:
+        problems.append("install.ps1's preflight does not run the safety checks")
+    if not re.search(
+        r"Disable-UnsafeBundle -Problem \$unsafe\r\n(?:[^\r\n]*\$done = [^\r\n]*\r\n)?\s+Stop-Bundle \$ExitUnsafe ",
+        preflight,
+    ):
+        problems.append("a failed safety check on an installed PC does not disable the bundle")
+    disable, stop = text_of(install, "Disable-UnsafeBundle"), text_of(install, "Disable-BundleRun")
+    if "Disable-BundleRun" not in disable or "Write-ReceiptMark -Name 'disabledByCheck'" not in disable:
+        problems.append("the disable is not marked in the receipt")
+    if not all(
+        part in stop
+        for part in (
+            "@($TaskName, $BrokerTaskName)",
+            "Disable-ScheduledTask",
+            "Stop-BundleProcess",
+            "Remove-StartMenuEntry",
+        )
+    ):
+        problems.append("not both tasks disabled, the processes stopped and the Start-menu entry deleted")
+    if not re.search(r"try \{\s+\$safety = @\(Get-SafetyProblem [^\r\n]*\)\s+\} catch \{\s+\$safety = @\(", preflight):
+        problems.append("security checks that cannot finish do not count as failed")
+    installed = text_of(detect, "Test-Installed")
+    if not re.search(
+        r"\$safety = @\(Get-SafetyProblem [^\n]*\)\s+if \(\$safety\.Count -gt 0\) \{.*?return \$false",
+        installed,
+        re.DOTALL,
+    ):
+        problems.append("detect.ps1 does not run the safety checks")
+    marked, admin = installed.find("'disabledByPolicy')) {"), installed.find("Test-TaskDisabledByAdmin")
+    if (
+        marked < 0
+        or admin < 0
+        or marked > admin
+        or not installed[marked:admin].split("}")[0].strip().endswith("return $false")
+    ):
+        problems.append("detect.ps1 takes a check's disable for an administrator's")
+    for script, text in (("install.ps1", preflight), ("detect.ps1", installed)):
+        body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+        checked, kept = body.find("Get-SafetyProblem"), body.find("Test-TaskDisabledByAdmin")
+        if checked < 0 or kept < 0 or checked > kept:
+            problems.append(
+                f"{script} may take a disabled task for an administrator's choice before the security checks"
+            )
+        off = body.find("if (Test-BundleOff) {")
+        checks = [
+            at for at in (body.find(c) for c in ("Get-OurTask", "Read-HostsText", "Get-SafetyProblem")) if at >= 0
+        ]
+        if off < 0 or (checks and off > min(checks)):
+            problems.append(f"{script} does not read the policy value before any check")
+    return problems
+
+
+def test_a_failed_check_on_an_installed_pc_disables_the_bundle(grammar):
+    for inputs in ({}, USER):
+        files = render_bundle(**inputs)
+        assert fail_safe_problems(run(grammar, files, "install.ps1"), run(grammar, files, "detect.ps1")) == []
+
+
+def test_the_fail_safe_check_can_fail(grammar):
+    """0.3.3's shape: every failed check ends with exit 4 and changes nothing, the tasks keep
+    running; detect.ps1 checks only that the parts are in place."""
+    install = (
+        "function Test-InstallPreflight {\r\n    param([switch]$Force)\r\n    $problems = @()\r\n"
+        "    if ((Test-TaskDisabledByAdmin $task) -and -not $Force) {\r\n        Stop-Bundle 0 'disabled'\r\n    }\r\n"
+        "    $problems += @(Get-PythonTreeProblem)\r\n    if ($problems.Count -gt 0) {\r\n"
+        "        Stop-Bundle $ExitPreflight 'a check before any change failed (above). Nothing was changed.'\r\n    }\r\n}\r\n"
+    )
+    detect = (
+        "function Test-Installed {\r\n    $task = @(Get-OurTask)\r\n"
+        "    if ($task.Count -gt 0 -and (Test-TaskDisabledByAdmin $task[0])) {\r\n        return $true\r\n    }\r\n"
+        "    return $true\r\n}\r\n"
+    )
+    assert fail_safe_problems(tree(grammar, install), tree(grammar, detect)) == [
+        "install.ps1's preflight does not run the safety checks",
+        "a failed safety check on an installed PC does not disable the bundle",
+        "the disable is not marked in the receipt",
+        "not both tasks disabled, the processes stopped and the Start-menu entry deleted",
+        "security checks that cannot finish do not count as failed",
+        "detect.ps1 does not run the safety checks",
+        "detect.ps1 takes a check's disable for an administrator's",
+        "install.ps1 may take a disabled task for an administrator's choice before the security checks",
+        "install.ps1 does not read the policy value before any check",
+        "detect.ps1 may take a disabled task for an administrator's choice before the security checks",
+        "detect.ps1 does not read the policy value before any check",
+    ]

@@ -78,7 +78,9 @@ function New-AdminOnlySecurity {
 
 function Test-Entry {
     # True when $Path names anything, a link whose target is gone included: GetAttributes
-    # reads the last component itself, it does not follow it.
+    # reads the last component itself, it does not follow it. Access denied (below an admin-only
+    # folder, in a run that is not elevated: -WhatIf) is not "missing": something may be there,
+    # and the checks that read it next say what they cannot see.
     param([string]$Path)
     try {
         [void][IO.File]::GetAttributes($Path)
@@ -87,6 +89,30 @@ function Test-Entry {
         return $false
     } catch [IO.DirectoryNotFoundException] {
         return $false
+    } catch [UnauthorizedAccessException] {
+        return $true
+    }
+}
+
+function Get-UserMadeReason {
+    # Why $Path, which is there, is not administrators' to build on - a link, or an owner other
+    # than SYSTEM or Administrators - or nothing. Under %ProgramData% that is what a user made.
+    param([string]$Path)
+    if ([IO.File]::GetAttributes($Path) -band [IO.FileAttributes]::ReparsePoint) {
+        return 'a link (junction or symbolic link)'
+    }
+    try {
+        $owner = (Get-Acl -LiteralPath $Path).GetOwner([Security.Principal.SecurityIdentifier])
+    } catch [UnauthorizedAccessException] {
+        return 'one whose owner administrators may not read'  # its owner shut them out: not theirs
+    }
+    if (@('S-1-5-18', 'S-1-5-32-544') -contains $owner.Value) {
+        return $null
+    }
+    try {
+        return "owned by $($owner.Value) ($($owner.Translate([Security.Principal.NTAccount]).Value))"
+    } catch {
+        return "owned by $($owner.Value)"
     }
 }
 

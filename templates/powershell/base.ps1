@@ -1,4 +1,5 @@
 # ---- base: elevation, and one run at a time ----
+$Lock = $null  # the run's lock (Lock-GenBundle), which Stop-BundleRun closes
 
 function Test-Elevated {
     $identity = [Security.Principal.WindowsIdentity]::GetCurrent()
@@ -21,25 +22,60 @@ function Confirm-Elevated {
     return $elevated
 }
 
-function Lock-Bundle {
-    # One run of this bundle's install.ps1 or uninstall.ps1 at a time on this machine (a
-    # Group Policy startup script, Intune and an administrator may overlap): the next one
-    # waits. Stop-BundleRun releases the lock at the end of the run; Windows, when the process
-    # ends, however it ends.
+function Enter-BundleRun {
+    # The lock of this run, taken right after the elevation check (-WhatIf, which changes nothing,
+    # takes none): a run that is not elevated ends with exit $ExitNotAdmin, not waiting for another.
+    if (-not $WhatIfPreference) {
+        $script:Lock = Lock-GenBundle -Seconds $LockWaitSeconds
+    }
+}
+
+function Exit-BundleRun {
+    # The run's lock closed, once its changes are made; again at the end of every run (Stop-BundleRun).
+    if ($script:Lock) {
+        $script:Lock.Dispose()
+        $script:Lock = $null
+    }
+}
+
+function Lock-GenBundle {
+    # One run of install.ps1 or uninstall.ps1 of any gen-bundle bundle at a time on this machine:
+    # a startup script, Intune and an administrator may overlap, and bundles share the hosts file
+    # and %ProgramData%\jupyter. The lock is a file in $StateRoot held open with no sharing; no user
+    # can create or open it there (a named mutex, which 0.3.2 and earlier used, any user could
+    # create first and so block every run). $InstallRoot and $StateRoot are created here when
+    # missing: the one change before the preflight. Stop-BundleRun closes the file at the end of
+    # the run; Windows, when the process ends, however it ends. Not obtained within $Seconds:
+    # exit $ExitBusy (1618, which Intune retries later).
     param([int]$Seconds)
-    try {
-        $mutex = New-Object Threading.Mutex($false, "Global\gen-bundle-$BundleName")
-    } catch [UnauthorizedAccessException] {
-        # A run as SYSTEM (Group Policy, Intune) made the lock, which an administrator's run may
-        # only wait on with rights SYSTEM's default does not give it.
-        Stop-Bundle $ExitFailure "another run of install.ps1 or uninstall.ps1 for '$BundleName' (as SYSTEM) holds the lock; run this again when it has ended. Nothing was changed."
-    }
-    try {
-        if (-not $mutex.WaitOne([TimeSpan]::FromSeconds($Seconds))) {
-            Stop-Bundle $ExitFailure "another run of install.ps1 or uninstall.ps1 for '$BundleName' still runs after $Seconds s. Nothing was changed."
+    $missing = @(@(@($InstallRoot, $true), @($StateRoot, $false)) | Where-Object { -not (Test-Entry $_[0]) })
+    if ($missing.Count -gt 0) {
+        $acl = "$InstallRoot ($(Format-FolderSecurity (New-AdminOnlySecurity -UsersRead))); $StateRoot ($(Format-FolderSecurity (New-AdminOnlySecurity)))"
+        if (Confirm-Change -Kind 'state-folder' -Target $StateRoot -Action "Create the missing levels, each with its own ACL from its creation, for the lock file $LockFile that one gen-bundle run at a time holds open there" -Acl $acl -Undo 'stays: the state of every bundle, for the record') {
+            foreach ($level in $missing) {
+                New-AdminOnlyFolder -Path $level[0] -UsersRead:$level[1]
+            }
+        } else {
+            Stop-Bundle 0 "$StateRoot was not created, and no run goes on without its lock there. Nothing was changed."
         }
-    } catch [Threading.AbandonedMutexException] {
-        Write-Verbose 'an earlier run ended without releasing the lock; this run holds it now'
     }
-    return $mutex
+    $problem = Get-AdminOnlyProblem $StateRoot
+    if ($problem) {
+        Stop-Bundle $ExitPreflight "$problem, and every gen-bundle run takes its lock there as SYSTEM. Look at what is in it, then remove it. Nothing was changed."
+    }
+    $path = Join-Path $StateRoot $LockFile
+    $deadline = [DateTime]::UtcNow.AddSeconds($Seconds)
+    while ($true) {
+        try {
+            return [IO.File]::Open($path, [IO.FileMode]::OpenOrCreate, [IO.FileAccess]::ReadWrite, [IO.FileShare]::None)
+        } catch [IO.IOException] {
+            if ($_.Exception.HResult -ne -2147024864) {  # 0x80070020, ERROR_SHARING_VIOLATION: another run holds it
+                throw
+            }
+            if ([DateTime]::UtcNow -ge $deadline) {
+                Stop-Bundle $ExitBusy "another gen-bundle run (install.ps1 or uninstall.ps1, of this bundle or another) still holds $path after $Seconds s; this run is tried again later. Nothing was changed."
+            }
+            Start-Sleep -Seconds 1
+        }
+    }
 }

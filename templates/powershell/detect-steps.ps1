@@ -2,12 +2,36 @@
 
 function Test-Installed {
     # The files, the environment, the tasks (the broker's running), the hosts block and the receipt
-    # are this bundle's; or one of gen-bundle's tasks is disabled by an administrator, which
-    # install.ps1 leaves as it is.
+    # are this bundle's, and every check of install.ps1's that judges whether they may run passes
+    # (Get-SafetyProblem); or an administrator turned the bundle off (the policy value) or
+    # disabled one of gen-bundle's tasks, which install.ps1 leaves as it is. Tasks a failed check
+    # disabled are not installed: Intune and SCCM then run install.ps1, which says why (exit 6).
+    if (Test-BundleOff) {
+        Write-Verbose "the policy value Enabled = 0 under $PolicyRoot\$BundleName turns the bundle off; install.ps1 leaves it so"
+        return $true
+    }
+    $receipt = Read-Receipt
+    if ($null -ne (Get-ReceiptValue $receipt 'disabledByCheck') -or $null -ne (Get-ReceiptValue $receipt 'disabledByPolicy')) {
+        Write-Verbose "install.ps1 disabled the bundle's tasks (a failed check, or the policy value, now gone); $ReceiptPath says why"
+        return $false
+    }
+    # The security checks before a disabled task is taken for an administrator's choice: the other
+    # task may run on. The environment is judged by its folder's ACLs when it is there.
+    $safety = @(Get-SafetyProblem -EnvInPlace ([bool]$EnvFolder -and [IO.Directory]::Exists((Join-Path $InstallDir $EnvFolder))))
+    if ($safety.Count -gt 0) {
+        foreach ($problem in $safety) {
+            Write-Verbose "unsafe: $problem"
+        }
+        return $false
+    }
+    if ((Test-Entry $JupyterShared) -and (Get-UserMadeReason $JupyterShared)) {
+        Write-Verbose "$JupyterShared was made by a user: install.ps1 renames it aside"
+        return $false
+    }
     $task = @(Get-OurTask)
     $broker = @(Get-OurTask -Name $BrokerTaskName)
     foreach ($found in @{ $TaskName = $task; $BrokerTaskName = $broker }.GetEnumerator()) {
-        if ($found.Value.Count -gt 0 -and (Test-TaskDisabledByAdmin $found.Value[0])) {
+        if ($found.Value.Count -gt 0 -and (Test-TaskDisabledByAdmin -Task $found.Value[0] -ByCheck $false)) {
             # install.ps1 changes nothing while an administrator keeps a task disabled (it exits 0):
             # reported as installed, so that Intune or SCCM do not run install.ps1 at every cycle.
             Write-Verbose "task $TaskFolder$($found.Key): disabled by an administrator; install.ps1 leaves the bundle as it is"
@@ -24,6 +48,10 @@ function Test-Installed {
             Write-Verbose "not this bundle's: $path"
             return $false
         }
+    }
+    if (-not (Test-Entry $JupyterShared)) {
+        Write-Verbose "missing: $JupyterShared"
+        return $false
     }
     if ($EnvFolder -and -not (Test-EnvironmentInPlace)) {
         Write-Verbose "environment: $(Join-Path $InstallDir $EnvFolder) is missing or incomplete"
@@ -62,6 +90,7 @@ function Write-BundleDetected {
     # (the reason with -Verbose), whatever fails on the way. First the script against SHA256SUMS
     # when it is beside it (Intune runs it alone), then the machine.
     param([string]$PinnedSums)
+    $WarningPreference = 'SilentlyContinue'  # any output counts as "detected": the checks' warnings are for install.ps1
     try {
         $null = Read-VerifiedBundle -PinnedSums $PinnedSums -Optional
         if (Test-Installed) {

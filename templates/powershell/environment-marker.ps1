@@ -1,4 +1,5 @@
 # ---- environment-marker: is the bundle's Python environment in place, whole? ----
+$EnvMarkerFile = 'gen-bundle-env.txt'  # in the environment's folder: the archive's SHA-256 and its file count, written last
 
 function Test-EnvironmentInPlace {
     # Complete only when its marker names this archive and the folder still holds as many files
@@ -6,7 +7,7 @@ function Test-EnvironmentInPlace {
     # one, is not): the marker is written last, inside the staging folder, before the one rename
     # that gives the folder its final name.
     $folder = Join-Path $InstallDir $EnvFolder
-    $marker = Join-Path $folder 'gen-bundle-env.txt'
+    $marker = Join-Path $folder $EnvMarkerFile
     if (-not (Test-Path -LiteralPath $marker -PathType Leaf)) {
         return $false
     }

@@ -143,7 +143,7 @@ function Install-Environment {
         Copy-Item -LiteralPath $windowed -Destination (Join-Path $staging 'Scripts\pythonw.exe')
     }
     $files = [IO.Directory]::GetFiles($staging, '*', [IO.SearchOption]::AllDirectories).Length + 1
-    [IO.File]::WriteAllText((Join-Path $staging 'gen-bundle-env.txt'), "$EnvArchiveSha256 $files", [Text.Encoding]::ASCII)
+    [IO.File]::WriteAllText((Join-Path $staging $EnvMarkerFile), "$EnvArchiveSha256 $files", [Text.Encoding]::ASCII)
     for ($attempt = 1; ; $attempt++) {
         try {
             [IO.Directory]::Move($staging, $final)  # an antivirus scanning the new files may hold one briefly
@@ -161,6 +161,10 @@ function Install-Environment {
 function Install-BundleEnvironment {
     # The bundle's Python environment, beside any earlier one: the launcher written next switches to it.
     $envPath = Join-Path $InstallDir $EnvFolder
+    if ($Run.InPlace -and -not (Test-Path -LiteralPath (Join-Path $envPath $EnvMarkerFile) -PathType Leaf)) {
+        # Found whole before the lock, and gone since: another run (uninstall.ps1) took it away.
+        Stop-Bundle $ExitBusy "$envPath was taken away by another gen-bundle run while this one waited for the lock; the next run extracts it again."
+    }
     if ($Run.InPlace) {
         Write-Output "environment: $envPath is already in place"
     } elseif (Confirm-Change -Kind 'environment' -Target $envPath -Action "Extract $EnvArchive there, through the staging folder .$EnvFolder.partial beside it, and wire it to $PythonExe" -Acl (Format-FolderSecurity (New-AdminOnlySecurity -UsersRead)) -Undo 'uninstall.ps1 deletes it') {

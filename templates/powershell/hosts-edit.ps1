@@ -135,7 +135,9 @@ function Get-HostsChange {
 function Write-HostsFile {
     # Writes a temporary file beside hosts and swaps it in (the old file stays
     # beside it as a backup), so a failure never leaves hosts half-written.
-    # Each retry re-reads hosts first: another program may have changed it.
+    # Each attempt reads hosts first, and again just before the swap: a program that wrote it
+    # in between (a VPN client, another tool; other gen-bundle runs wait for the lock) would
+    # otherwise lose its lines. Changed: the next attempt starts from its new text.
     param([string[]]$Block)
     $folder = Split-Path -Parent $HostsPath
     $existedBefore = Test-Path -LiteralPath $HostsPath -PathType Leaf
@@ -153,6 +155,9 @@ function Write-HostsFile {
                 return
             }
             [IO.File]::WriteAllBytes($temp, $Latin1.GetBytes($new))
+            if (-not [string]::Equals((Read-HostsText), $old, [StringComparison]::Ordinal)) {
+                throw [IO.IOException]::new("$HostsPath changed while the new one was written")
+            }
             if ($exists) {
                 $backup = $HostsPath + '.gen-bundle-' + $BundleName + '-' + (Get-Date -Format 'yyyyMMdd-HHmmss-fff') + '.bak'
                 $attributes = [IO.File]::GetAttributes($HostsPath)

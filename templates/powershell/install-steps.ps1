@@ -1,17 +1,13 @@
 # ---- install: the steps of install.ps1, in its order; each decides from what the preflight found ----
 # $Run holds what one step finds for the next: the bundle's checked bytes, the preflight's
-# decisions, and what changed. $Lock is the run's lock (Lock-Bundle), which Stop-BundleRun releases.
+# decisions, and what changed.
 $Run = @{}
-$Lock = $null
 
 function Read-InstallBundle {
-    # One run of the bundle at a time (not under -WhatIf, which changes nothing), then every file
-    # checked against SHA256SUMS, read once into memory (exit 2 when one differs). An environment
-    # already extracted from the archive with the SHA-256 SHA256SUMS names is not read again.
+    # Every file checked against SHA256SUMS, read once into memory (exit 2 when one differs): the
+    # first step, before the lock. An environment already extracted from the archive with the
+    # SHA-256 SHA256SUMS names is not read again (Install-BundleEnvironment looks again under the lock).
     param([string]$PinnedSums)
-    if (-not $WhatIfPreference) {
-        $script:Lock = Lock-Bundle -Seconds $LockWaitSeconds
-    }
     $inPlace = @{}
     if ($EnvFolder -and (Test-EnvironmentInPlace)) {
         $inPlace[$EnvArchive] = $EnvArchiveSha256
@@ -27,12 +23,50 @@ function Read-InstallBundle {
 
 function Test-InstallPreflight {
     # Every check before any change: each problem is named, and the run ends with exit 4 having
-    # changed nothing. A task of gen-bundle's that an administrator disabled ends it with exit 0:
-    # at every boot a startup script would otherwise enable it again, and Group Policy or Intune
-    # would report a deliberate state as a failure at every run (detect.ps1 reports it installed).
-    # The same for the broker's task.
+    # changed nothing - unless a security check failed where the bundle is installed: then nothing
+    # of it runs on (Disable-UnsafeBundle), and the run ends with $ExitUnsafe. The policy value that
+    # turns the bundle off, and a task of gen-bundle's that an administrator disabled (not a
+    # check: the receipt says which), end it with exit 0: at every boot a startup script would
+    # otherwise enable it again, and Group Policy or Intune would report a deliberate state as a
+    # failure at every run (detect.ps1 reports it installed). The same for the broker's task.
     param([switch]$Force)
-    $problems = @()
+    # The state folders and the receipt first: the receipt says whether install.ps1 itself
+    # disabled the tasks (a failed check, or the policy value), not an administrator.
+    $stateProblems = @(Get-StateFolderProblem)
+    $Run.StateSafe = $stateProblems.Count -eq 0
+    $Run.OldReceipt = $null
+    if ($Run.StateSafe) {
+        $Run.OldReceipt = Read-Receipt  # missing or unreadable: written anew at the end
+    }
+    if (Test-BundleOff) {
+        # An administrator's off (the policy value), which -Force does not override.
+        Disable-BundleRun -Reason "the policy value Enabled = 0 under $PolicyRoot\$BundleName turns the bundle off" -Undo 'install.ps1 enables it again once the policy value is gone or not 0'
+        if ($null -eq (Get-ReceiptValue $Run.OldReceipt 'disabledByPolicy')) {
+            Write-ReceiptMark -Name 'disabledByPolicy' -Value ((Get-Date).ToUniversalTime().ToString('o'))
+        }
+        Stop-Bundle 0 "the policy value Enabled = 0 under $PolicyRoot\$BundleName turns '$BundleName' off: its tasks stay disabled, and install.ps1 changes nothing else"
+    }
+    $problems = @($stateProblems)
+    # The security checks come before anything that could end the run early: a task an
+    # administrator disabled must not let the other run on from what others can change. Checks
+    # that cannot finish (a file they may not read) count as failed: the run fails closed.
+    try {
+        $safety = @(Get-SafetyProblem -EnvInPlace $Run.InPlace)
+    } catch {
+        $safety = @("the security checks could not finish ($($_.Exception.Message)): what the tasks run may be changed by others")
+    }
+    $problems += $safety
+    # A %ProgramData%\jupyter a user made is renamed aside by Install-JupyterShared; until then, on
+    # a PC where the bundle is installed, it is a reason to disable it when the run stops early.
+    $unsafe = @($safety)
+    if (Test-Entry $JupyterShared) {
+        $made = Get-UserMadeReason $JupyterShared
+        if ($made) {
+            $unsafe += "$JupyterShared is $made, and every user's server reads settings and kernels from it: install.ps1 renames it aside once every other check passes"
+        }
+    }
+    $checkDisabled = $null -ne (Get-ReceiptValue $Run.OldReceipt 'disabledByCheck') -or $null -ne (Get-ReceiptValue $Run.OldReceipt 'disabledByPolicy')
+    $adminMayKeep = -not $Force -and $unsafe.Count -eq 0  # a disabled task stays an administrator's choice only while it is safe
     $bundle = $Run.Files
     $Run.HostsLines = @(($Latin1.GetString($bundle[$HostsLinesFile]) -split "`r`n") | Where-Object { $_.Length -gt 0 })
     $Run.HostsBefore = Read-HostsText
@@ -53,10 +87,10 @@ function Test-InstallPreflight {
     $Run.TaskWasDisabled = $false
     if ($existingTask.Count -gt 0) {
         $task = $existingTask[0]
-        if ((Test-TaskDisabledByAdmin $task) -and -not $Force) {
+        if ((Test-TaskDisabledByAdmin -Task $task -ByCheck $checkDisabled) -and $adminMayKeep) {
             Stop-Bundle 0 "task: $TaskFolder$TaskName is disabled, as an administrator left it; install.ps1 changes nothing (run it with -Force to install and enable the task again)"
         }
-        $Run.TaskWasDisabled = Test-TaskDisabledByAdmin $task
+        $Run.TaskWasDisabled = Test-TaskDisabledByAdmin -Task $task -ByCheck $checkDisabled
         if (-not [string]::Equals([string]$task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and -not $Force) {
             $problems += "a task $TaskFolder$TaskName exists that gen-bundle did not create: run with -Force to replace it"
         }
@@ -70,10 +104,10 @@ function Test-InstallPreflight {
     $Run.BrokerWasDisabled = $false
     if ($existingBroker.Count -gt 0) {
         $broker = $existingBroker[0]
-        if ((Test-TaskDisabledByAdmin $broker) -and -not $Force) {
+        if ((Test-TaskDisabledByAdmin -Task $broker -ByCheck $checkDisabled) -and $adminMayKeep) {
             Stop-Bundle 0 "task: $TaskFolder$BrokerTaskName is disabled, as an administrator left it; install.ps1 changes nothing (run it with -Force to install and enable the task again)"
         }
-        $Run.BrokerWasDisabled = Test-TaskDisabledByAdmin $broker
+        $Run.BrokerWasDisabled = Test-TaskDisabledByAdmin -Task $broker -ByCheck $checkDisabled
         if (-not [string]::Equals([string]$broker.Author, 'gen-bundle', [StringComparison]::Ordinal) -and -not $Force) {
             $problems += "a task $TaskFolder$BrokerTaskName exists that gen-bundle did not create: run with -Force to replace it"
         }
@@ -82,64 +116,19 @@ function Test-InstallPreflight {
     $problems += @(Get-BrokerLogProblem)
     foreach ($folder in @($InstallDir, $InstallRoot, $env:ProgramFiles)) {
         if (Test-Path -LiteralPath $folder -PathType Container) {
-            $writers = @(Get-NonAdminWriter -Path $folder)
-            if ($writers.Count -gt 0) {
-                $problems += "$folder can be changed by $($writers -join ', '): the task would run files that non-administrators can replace"
-            }
             if (-not (Test-UsersRead $folder)) {
                 $problems += "$folder does not let users read and run what is in it, and the task and the Start-menu entry run the launcher below it as each user. Let them: icacls `"$folder`" /grant *S-1-5-32-545:(OI)(CI)RX"
             }
         }
     }
-    # Jupyter reads settings and kernel definitions from %ProgramData%\jupyter (jupyter_core
-    # before 5.8.1: settings too, CVE-2025-30167), and every user's server would run what is
-    # there. Under %ProgramData% users may create folders and files, so it must exist, and
-    # belong to administrators, before any server starts.
-    $Run.CreateJupyterShared = -not (Test-Entry $JupyterShared)
-    if (-not $Run.CreateJupyterShared) {
-        $problem = Get-AdminOnlyProblem $JupyterShared
-        if ($problem) {
-            $problems += "$($problem): every user's notebook server reads Jupyter settings and kernels from there, so whoever can change it could run code as every user. Check what is in it, then remove it or let only administrators write there (icacls `"$JupyterShared`" /setowner *S-1-5-32-544 /T and /inheritance:r /grant:r *S-1-5-18:(OI)(CI)F *S-1-5-32-544:(OI)(CI)F *S-1-5-32-545:(OI)(CI)RX)"
-        }
-    }
-    $stateProblems = @(Get-StateFolderProblem)
-    $problems += $stateProblems
-    $Run.OldReceipt = $null
-    if ($stateProblems.Count -eq 0) {
-        $Run.OldReceipt = Read-Receipt  # missing or unreadable: written anew at the end
-    }
     # uninstall.ps1 deletes %ProgramData%\jupyter only when an install created it: one that was
     # there before belongs to whoever made it (and its removal would open every other Jupyter
     # on the PC to CVE-2025-30167 again). The receipt carries that from run to run.
     $Run.JupyterCreated = (Get-ReceiptValue $Run.OldReceipt 'jupyterSharedCreated') -eq $true
-    if (Test-Path -LiteralPath $PythonExe -PathType Leaf) {
-        $pythonProblems = @(Get-PythonTreeProblem)
-        if ($pythonProblems.Count -gt 0) {
-            $problems += "the Python that every user's server runs can be changed by others than administrators, who could then run code as every user: $(@($pythonProblems | Select-Object -First 5) -join '; ')$(if ($pythonProblems.Count -gt 5) { " and $($pythonProblems.Count - 5) more" }). Install Python for all users under %ProgramFiles%, where only administrators can change it"
-        }
-        if ($EnvFolder) {
-            Write-Verbose "jupyter_core: the environment's own, pinned in pylock.toml"
-        } else {
-            $jupyterCore = Get-JupyterCoreVersion
-            if ($null -eq $jupyterCore) {
-                Write-Warning "jupyter_core is not installed for $PythonExe yet (no jupyter_core-*.dist-info): install the notebook package there"
-            } elseif (Test-VersionBelow -Version $jupyterCore -Minimum $JupyterCoreMinimum) {
-                $problems += "jupyter_core $jupyterCore is installed for ${PythonExe}: before $JupyterCoreMinimum it reads settings and kernels from $JupyterShared for every user (CVE-2025-30167). Upgrade it first: `"$PythonExe`" -m pip install --upgrade `"jupyter_core>=$JupyterCoreMinimum`""
-            }
-        }
-    } elseif (-not $EnvFolder) {
-        Write-Warning "$PythonExe is not there yet: the servers start once Python with the notebook package is installed at that path."
-    }
     if ($EnvFolder) {
         $problems += @(Get-BasePythonProblem)
         if (-not $Run.InPlace) {
             $problems += @(Get-EnvironmentSpaceProblem)
-        } else {
-            # What every user's server imports from the environment: no one else may change it.
-            $envProblems = @(Get-PythonTreeProblem -Python (Join-Path $InstallDir "$EnvFolder\Scripts\python.exe"))
-            if ($envProblems.Count -gt 0) {
-                $problems += "the bundle's environment can be changed by others than administrators, who could then run code as every user: $(@($envProblems | Select-Object -First 5) -join '; '). Run uninstall.ps1, then install.ps1, to extract it again admin-only"
-            }
         }
     }
     if ($BundleWindow -eq 'hidden' -and [Environment]::OSVersion.Version.Build -lt 17763) {
@@ -150,10 +139,16 @@ function Test-InstallPreflight {
         $problems += "$ShortcutPath exists and gen-bundle did not create it: run with -Force to replace it"
     }
     if ($problems.Count -gt 0) {
-        foreach ($problem in $problems) {
+        foreach ($problem in @($problems + $unsafe | Select-Object -Unique)) {
             $Host.UI.WriteErrorLine("PREFLIGHT: $problem")
         }
-        Stop-Bundle $ExitPreflight 'a check before any change failed (above). Nothing was changed.'
+        if ($unsafe.Count -eq 0 -or -not (Test-BundleInstalled)) {
+            Stop-Bundle $ExitPreflight 'a check before any change failed (above). Nothing was changed.'
+        }
+        # Installed, and unsafe: what the tasks would run is no longer administrators' alone.
+        Disable-UnsafeBundle -Problem $unsafe
+        $done = if ($WhatIfPreference) { 'would be' } else { 'are' }
+        Stop-Bundle $ExitUnsafe "a security check failed where '$BundleName' is installed (above): its tasks $done disabled and its processes stopped. Fix what is named; the next run of install.ps1 whose checks all pass enables them again."
     }
 }
 
@@ -318,21 +313,57 @@ function Install-BundleTask {
 }
 
 function Install-JupyterShared {
-    # %ProgramData%\jupyter, owned by administrators, made before any user can make it.
-    if (-not $Run.CreateJupyterShared) {
-        Write-Output "jupyter: $JupyterShared is there, and only administrators can change it"
-        return
-    }
-    $acl = Format-FolderSecurity (New-AdminOnlySecurity -UsersRead)
-    if (Confirm-Change -Kind 'jupyter-folder' -Target $JupyterShared -Action 'Create the folder, empty' -Acl $acl -Undo 'uninstall.ps1 deletes it when it is empty (the receipt says install.ps1 made it)') {
-        New-AdminOnlyFolder -Path $JupyterShared -UsersRead
-        $problem = Get-AdminOnlyProblem $JupyterShared
-        if ($problem) {
-            throw "${problem}: someone made it between the preflight and now; check what is in it, then remove it"
+    # %ProgramData%\jupyter, owned by administrators, settled before either task is registered.
+    # Judged here, at the step, not from the preflight: any user may create it in between. One a
+    # user made (a link, an owner other than SYSTEM or Administrators, or one administrators may
+    # not read) is renamed aside as it is, under a name nobody can guess, and named in the log -
+    # never taken over, which would make its kernels every user's. Made again each time (a user
+    # racing the run): three times, then the run fails - and where the bundle is installed it is
+    # disabled first (exit $ExitUnsafe), as when a check fails.
+    try {
+        for ($attempt = 1; $attempt -le 3; $attempt++) {
+            if (Test-Entry $JupyterShared) {
+                $reason = Get-UserMadeReason $JupyterShared
+                if (-not $reason) {
+                    Write-Output "jupyter: $JupyterShared is there, and only administrators can change it"
+                    return
+                }
+                $aside = $JupyterShared + '.user-made-' + [Guid]::NewGuid().ToString('N')
+                if (Confirm-Change -Kind 'jupyter-aside' -Target $JupyterShared -Action "Rename it to $aside, as it is: it is $reason, and every user's server would run the settings and kernels in it" -Undo 'stays: what was there, under its new name, for an administrator to look at') {
+                    if ([IO.File]::GetAttributes($JupyterShared) -band [IO.FileAttributes]::Directory) {
+                        [IO.Directory]::Move($JupyterShared, $aside)  # a junction: the link itself is renamed
+                    } else {
+                        [IO.File]::Move($JupyterShared, $aside)
+                    }
+                    Write-Warning "jupyter: $JupyterShared was $reason; renamed it to $aside, as it is"
+                    $Run.Changed += "moved $JupyterShared to $aside"
+                } else {
+                    return
+                }
+            }
+            $acl = Format-FolderSecurity (New-AdminOnlySecurity -UsersRead)
+            if (Confirm-Change -Kind 'jupyter-folder' -Target $JupyterShared -Action 'Create the folder, empty' -Acl $acl -Undo 'uninstall.ps1 deletes it when it is empty (the receipt says install.ps1 made it)') {
+                New-AdminOnlyFolder -Path $JupyterShared -UsersRead
+                if (-not (Get-AdminOnlyProblem $JupyterShared)) {
+                    Write-Output "jupyter: created $JupyterShared (administrators write, users read)"
+                    $Run.Changed += "folder $JupyterShared"
+                    $Run.JupyterCreated = $true
+                    return
+                }
+                Write-Warning "jupyter: someone made $JupyterShared again just now"
+            } else {
+                return
+            }
         }
-        Write-Output "jupyter: created $JupyterShared (administrators write, users read)"
-        $Run.Changed += "folder $JupyterShared"
-        $Run.JupyterCreated = $true
+        throw "someone made it again each time it was renamed aside"
+    } catch {
+        $failure = "$JupyterShared could not be made administrators' own: $($_.Exception.Message)"
+        if (-not (Test-BundleInstalled)) {
+            throw $failure
+        }
+        $Host.UI.WriteErrorLine("PREFLIGHT: $failure")
+        Disable-UnsafeBundle -Problem $failure
+        Stop-Bundle $ExitUnsafe "'$BundleName' is installed, and every user's server would read settings and kernels from a $JupyterShared that is not administrators' own: its tasks are disabled and its processes stopped. The next run of install.ps1 tries again."
     }
 }
 
@@ -362,7 +393,9 @@ function Install-StartMenuEntry {
 function Write-InstallReceipt {
     # What this install changed and when, for the record and for uninstall.ps1.
     $sums = Get-Sha256 $Run.Files[$SumsFile]
-    $current = (Get-ReceiptValue $Run.OldReceipt 'sha256sums') -eq $sums
+    # A receipt that says install.ps1 disabled the tasks is written anew: they run again now.
+    $current = (Get-ReceiptValue $Run.OldReceipt 'sha256sums') -eq $sums -and $null -eq (Get-ReceiptValue $Run.OldReceipt 'disabledByCheck') -and
+        $null -eq (Get-ReceiptValue $Run.OldReceipt 'disabledByPolicy')
     if (($Run.Changed.Count -gt 0 -or -not $current) -and (Confirm-Change -Kind 'receipt' -Target $ReceiptPath -Action 'Write the receipt of this install' -Undo 'uninstall.ps1 deletes it')) {
         $receipt = [ordered]@{
             bundle      = $BundleName
@@ -383,7 +416,7 @@ function Write-InstallReceipt {
             engine      = Join-Path $StateDir $EngineFile
             changedNow  = $Run.Changed
         }
-        [IO.File]::WriteAllText($ReceiptPath, ($receipt | ConvertTo-Json -Depth 4), (New-Object Text.UTF8Encoding($false)))
+        Write-ReceiptFile -Receipt $receipt
         Write-Output "receipt: $ReceiptPath"
     }
 }
@@ -394,6 +427,9 @@ function Start-BundleServer {
     # is registered with the broker, and each one's registration awaited (exit 5 with the end of that
     # user's launcher.log and the broker's lines about them). Nobody logged on: the server starts and
     # registers at the next logon. -WhatIf sends no request and reads no log.
+    # Every change is made: the lock goes now, so that the wait for the servers below (a user's
+    # broken launcher makes it the longest) does not keep other gen-bundle runs waiting.
+    Exit-BundleRun
     $users = @(Get-InteractiveUser)
     if ($BundleScope -eq 'user') {
         $users = @($users | Where-Object { [string]::Equals($_.Name, $TaskUser, [StringComparison]::OrdinalIgnoreCase) })
@@ -428,7 +464,8 @@ function Start-BundleServer {
     } else {
         return
     }
-    $missing = @($waiting | Where-Object { -not (Test-ServerRegistered -Sid $_.Sid -Seconds $ProbeSeconds) })
+    $deadline = (Get-Date).AddSeconds($ProbeSeconds)  # for all of them together, not each
+    $missing = @($waiting | Where-Object { -not (Test-ServerRegistered -Sid $_.Sid -Seconds ([Math]::Max(0, [int]($deadline - (Get-Date)).TotalSeconds))) })
     if ($missing.Count -eq 0) {
         Write-Output "server: registered with the broker for $names"
         return
@@ -448,13 +485,12 @@ function Stop-BundleRun {
     try {
         Write-BundlePlan -Path $PlanPath
     } finally {
-        if ($Run.ContainsKey('Transcript') -and $Run.Transcript) {
-            Stop-Transcript | Out-Null
-        }
-        if ($script:Lock) {
-            $script:Lock.ReleaseMutex()
-            $script:Lock.Dispose()
-            $script:Lock = $null
+        try {
+            if ($Run.ContainsKey('Transcript') -and $Run.Transcript) {
+                Stop-Transcript | Out-Null
+            }
+        } finally {
+            Exit-BundleRun
         }
     }
 }

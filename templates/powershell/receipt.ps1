@@ -14,6 +14,21 @@ function Read-Receipt {
     }
 }
 
+function Write-ReceiptFile {
+    # The receipt, as JSON (UTF-8 without a BOM), written beside it and swapped in: a run that ends
+    # half-way leaves the old receipt or the new one, never one cut short, which would read as
+    # none - and a receipt's mark (disabledByCheck) is what tells the tool's disable from an
+    # administrator's.
+    param([object]$Receipt)
+    $temp = $ReceiptPath + '.new'
+    [IO.File]::WriteAllText($temp, ($Receipt | ConvertTo-Json -Depth 4), (New-Object Text.UTF8Encoding($false)))
+    if (Test-Path -LiteralPath $ReceiptPath -PathType Leaf) {
+        [IO.File]::Replace($temp, $ReceiptPath, $null)
+    } else {
+        [IO.File]::Move($temp, $ReceiptPath)
+    }
+}
+
 function Get-ReceiptValue {
     # One value of the receipt (or of a line of the broker's log), or $null when it or that value is
     # missing (an older receipt has fewer): under Set-StrictMode a missing property would throw.

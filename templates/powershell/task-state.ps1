@@ -19,10 +19,11 @@ function Test-TaskValue {
 }
 
 function Test-TaskDisabledByAdmin {
-    # gen-bundle's task, disabled: an administrator's choice. install.ps1 then changes nothing and
-    # exits 0, and detect.ps1 reports the bundle as installed, so that Intune or SCCM, which read
-    # the two together, do not run install.ps1 again and again.
-    param([object]$Task)
-    return [string]::Equals([string]$Task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and
+    # gen-bundle's task, disabled, and not by a failed check ($ByCheck: the receipt's disabledByCheck
+    # is there): an administrator's choice. install.ps1 then changes nothing and exits 0, and
+    # detect.ps1 reports the bundle as installed, so that Intune or SCCM, which read the two
+    # together, do not run install.ps1 again and again.
+    param([object]$Task, [bool]$ByCheck)
+    return -not $ByCheck -and [string]::Equals([string]$Task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and
         (Test-TaskValue -Value $Task.State -Enum 'State' -Name 'Disabled')
 }

@@ -2,7 +2,7 @@
 
 function Read-UninstallBundle {
     # uninstall.ps1 itself against SHA256SUMS (and SHA256SUMS against -SumsSha256: exit 2), then
-    # elevation (exit 3), then one run of the bundle at a time; then the hosts file read (one it
+    # elevation (exit 3), then one gen-bundle run at a time (Enter-BundleRun); then the hosts file read (one it
     # cannot edit: exit 4 before any change) and the state folders judged: they are used only
     # when each one that is there is admin-only (admin-only.ps1).
     param([string]$PinnedSums)
@@ -12,9 +12,7 @@ function Read-UninstallBundle {
         Stop-Bundle $ExitTampered "$($_.Exception.Message) Nothing was changed."
     }
     $null = Confirm-Elevated -Script 'uninstall.ps1'
-    if (-not $WhatIfPreference) {
-        $script:Lock = Lock-Bundle -Seconds $LockWaitSeconds
-    }
+    Enter-BundleRun
     $Run.HostsBefore = Read-HostsText
     $stateProblems = @(Get-StateFolderProblem)
     foreach ($problem in $stateProblems) {

@@ -183,6 +183,45 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         $run.Output | Should -Match 'already registered'
         [IO.File]::ReadAllBytes($script:Hosts) | Should -Be $hosts
     }
+    It 'disables both tasks when a security check fails where it is installed, and enables them once it passes' {
+        $folder = Join-Path $env:ProgramFiles 'gen-bundle\py'
+        $ErrorActionPreference = 'Continue'
+        & "$env:SystemRoot\System32\icacls.exe" $folder /grant '*S-1-5-32-545:(OI)(CI)M' | Out-Null
+        try {
+            $run = Invoke-Bundle 'install.ps1'
+            $run.ExitCode | Should -Be 6 -Because $run.Output
+            $run.Output | Should -Match 'can be changed by'
+            foreach ($name in 'py', 'py-broker') {
+                "$((Get-ScheduledTask -TaskPath '\gen-bundle\' -TaskName $name).State)" | Should -BeIn @('Disabled', '1')
+            }
+            (Invoke-Bundle 'detect.ps1').Output.Trim() | Should -BeNullOrEmpty
+            $receipt = [IO.File]::ReadAllText((Join-Path $env:ProgramFiles 'gen-bundle\state\py\receipt.json')) | ConvertFrom-Json
+            @($receipt.disabledByCheck.problems).Count | Should -BeGreaterThan 0
+        } finally {
+            & "$env:SystemRoot\System32\icacls.exe" $folder /remove:g '*S-1-5-32-545' | Out-Null
+            & "$env:SystemRoot\System32\icacls.exe" $folder /grant '*S-1-5-32-545:(OI)(CI)RX' | Out-Null
+        }
+        $run = Invoke-Bundle 'install.ps1'
+        $run.ExitCode | Should -Be $script:InstalledExit -Because $run.Output
+        "$((Get-ScheduledTask -TaskPath '\gen-bundle\' -TaskName 'py').State)" | Should -Not -BeIn @('Disabled', '1')
+    }
+    It 'keeps both tasks off while the policy value says so, even with -Force' {
+        $key = 'HKLM:\SOFTWARE\Policies\gen-bundle\py'
+        New-Item -Path $key -Force | Out-Null
+        New-ItemProperty -Path $key -Name 'Enabled' -PropertyType DWord -Value 0 -Force | Out-Null
+        try {
+            foreach ($arguments in @(@(), @('-Force'))) {
+                $run = Invoke-Bundle 'install.ps1' $arguments
+                $run.ExitCode | Should -Be 0 -Because $run.Output
+                "$((Get-ScheduledTask -TaskPath '\gen-bundle\' -TaskName 'py').State)" | Should -BeIn @('Disabled', '1')
+            }
+            (Invoke-Bundle 'detect.ps1').Output | Should -Match 'is installed'
+        } finally {
+            Remove-Item -Path 'HKLM:\SOFTWARE\Policies\gen-bundle' -Recurse -Force
+        }
+        (Invoke-Bundle 'install.ps1').ExitCode | Should -Be $script:InstalledExit  # no -Force: the receipt says install.ps1 disabled them
+        "$((Get-ScheduledTask -TaskPath '\gen-bundle\' -TaskName 'py').State)" | Should -Not -BeIn @('Disabled', '1')
+    }
     It 'refuses to uninstall with a SHA256SUMS other than the one -SumsSha256 names, and changes nothing' {
         $run = Invoke-Bundle 'uninstall.ps1' @('-SumsSha256', ('0' * 64))
         $run.ExitCode | Should -Be 2 -Because $run.Output
@@ -222,6 +261,28 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         (Invoke-Bundle 'uninstall.ps1').ExitCode | Should -Be 0
         Test-Path -LiteralPath $script:JupyterShared | Should -BeTrue
         Remove-Item -LiteralPath $script:JupyterShared -Recurse -Force
+    }
+    It 'renames aside a %ProgramData%\jupyter a user made, and no mutex a program made first blocks it' {
+        [void][IO.Directory]::CreateDirectory($script:JupyterShared)
+        $ErrorActionPreference = 'Continue'
+        & "$env:SystemRoot\System32\icacls.exe" $script:JupyterShared /setowner '*S-1-5-32-545' | Out-Null  # as a user's own folder
+        # 0.3.2's lock was this mutex, which any program could create first: held here, it blocks nothing now.
+        $mutex = New-Object Threading.Mutex($true, 'Global\gen-bundle-py')
+        try {
+            $run = Invoke-Bundle 'install.ps1'
+        } finally {
+            $mutex.ReleaseMutex()
+            $mutex.Dispose()
+        }
+        $run.ExitCode | Should -Be $script:InstalledExit -Because $run.Output
+        $run.Output | Should -Match 'renamed it to'
+        $aside = @(Get-ChildItem -LiteralPath $env:ProgramData -Directory -Filter 'jupyter.user-made-*')
+        $aside.Count | Should -Be 1
+        (Get-Acl -LiteralPath $aside[0].FullName).GetOwner([Security.Principal.SecurityIdentifier]).Value | Should -Be 'S-1-5-32-545'
+        (Get-Acl -LiteralPath $script:JupyterShared).GetOwner([Security.Principal.SecurityIdentifier]).Value | Should -Be 'S-1-5-32-544'
+        Test-Path -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle\state\run.lock') -PathType Leaf | Should -BeTrue
+        (Invoke-Bundle 'uninstall.ps1').ExitCode | Should -Be 0
+        Remove-Item -LiteralPath $aside[0].FullName -Recurse -Force
     }
     It 'refuses a logs folder that is a junction, and writes nothing through it' {
         # Users cannot create anything under %ProgramFiles%; an administrator's mistake can. The

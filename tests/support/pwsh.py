@@ -165,7 +165,13 @@ STATE_CHANGING_METHODS = frozenset(
     {
         "writeallbytes",
         "writealltext",
+        "writealllines",
         "appendalltext",
+        "appendalllines",
+        "create",
+        "createtext",
+        "appendtext",
+        "openwrite",
         "replace",
         "move",
         "delete",
@@ -191,11 +197,18 @@ def _command_name(node) -> str | None:
     return text.rsplit("\\", 1)[-1].lower()
 
 
+# FileModes with which [IO.File]::Open / [IO.FileStream]::new create or cut a file.
+WRITING_FILE_MODES = re.compile(r"FileMode\]::(Create|CreateNew|OpenOrCreate|Truncate|Append)\b", re.IGNORECASE)
+
+
 def _changes_state(node) -> bool:
     if _command_name(node) in STATE_CHANGING_COMMANDS:
         return True
     if node.type == "invocation_expression":
         member = next((c for c in node.children if c.type == "member_name"), None)
+        if member is not None and member.text.decode().lower() == "open":
+            receiver = node.children[0].text.decode().lower()
+            return receiver in ("[io.file]", "[system.io.file]") and bool(WRITING_FILE_MODES.search(node.text.decode()))
         if member is not None and member.text.decode().lower() in STATE_CHANGING_METHODS:
             receiver = node.children[0].text.decode()
             return receiver.lower().startswith(("[io.", "[system.io.")) or member.text.decode().lower() in (
@@ -255,9 +268,16 @@ def _guarded(node) -> bool:
 
 # Changes outside the scripts' ShouldProcess, each for a reason: the engine's copy for this run,
 # in a folder the script makes with its own ACL and deletes at the end; the plan the caller
-# asked for with -Plan (Write-BundlePlan); Confirm-Change's own bookkeeping.
+# asked for with -Plan (Write-BundlePlan); Confirm-Change's own bookkeeping; the run's lock file,
+# in the admin-only state root, which a real run opens (creating it once) and -WhatIf never
+# (Enter-BundleRun).
 UNGUARDED_BY_DESIGN = (
     re.compile(r"\$engineFolder\b"),
+    re.compile(
+        re.escape(
+            "[IO.File]::Open($path, [IO.FileMode]::OpenOrCreate, [IO.FileAccess]::ReadWrite, [IO.FileShare]::None)"
+        )
+    ),
     re.compile(re.escape("[IO.File]::WriteAllText($Path, (ConvertTo-Json -InputObject @($PlanEntries)")),
 )
 

@@ -40,6 +40,13 @@ class BatRun:
         return [start.argv for start in self.starts]
 
 
+def wine_never_started(run: BatRun) -> bool:
+    """True when wine failed to start cmd.exe itself: its loader fell back to ShellExecuteEx,
+    which failed, and nothing of the batch file ran. Seen once in CI right after an earlier
+    example ended wine; not something a bundle can cause."""
+    return run.exit_code == 1 and not run.starts and run.output.startswith("Application could not be started")
+
+
 class Wine:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -121,7 +128,7 @@ class Wine:
         return self._run_until(self._line_argv(directory, line), done, plan=plan, say=None, timeout=timeout, grace=20)
 
     def close(self) -> None:
-        subprocess.run(["wineserver", "-k"], env=self.env, check=False)
+        self.stop()
 
     def host_path(self, windows_path: str) -> Path:
         """The Linux path behind a C:\\ path of this prefix."""
@@ -198,6 +205,16 @@ class Wine:
                     found.append(Start(int(fields[0][2:]), fields[1:]))
         return found
 
+    def stop(self) -> None:
+        """End every process of this prefix and wait until its wineserver has gone.
+
+        ``wineserver -k`` only asks; a wine program started while the old server is still
+        ending can fail to start at all (wine then says "ShellExecuteEx failed: Internal
+        error"), so the next run would test wine, not the bundle.
+        """
+        subprocess.run(["wineserver", "-k"], env=self.env, check=False)
+        subprocess.run(["wineserver", "-w"], env=self.env, check=False, timeout=60)
+
     def run_bat(
         self,
         bat: str,
@@ -210,13 +227,18 @@ class Wine:
     ) -> BatRun:
         """Run the batch file at the Windows path ``bat`` as a logon task would (``path_first``: a
         folder searched before the others of PATH)."""
-        proc = subprocess.run(
-            ["wine", "cmd", "/d", "/c", bat],
-            env=self._bat_env(stub_exit, plan, say, path_first),
-            capture_output=True,
-            timeout=timeout,
-        )
-        return BatRun(proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", "replace"), self.starts())
+        for attempt in (1, 2):
+            proc = subprocess.run(
+                ["wine", "cmd", "/d", "/c", bat],
+                env=self._bat_env(stub_exit, plan, say, path_first),
+                capture_output=True,
+                timeout=timeout,
+            )
+            run = BatRun(proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", "replace"), self.starts())
+            if attempt == 2 or not wine_never_started(run):
+                return run
+            self.stop()
+        raise AssertionError("unreachable")
 
     def run_bat_until(
         self, bat: str, done, *, plan: str | None = None, say: str | None = None, timeout: float = 90
@@ -244,6 +266,6 @@ class Wine:
                     deadline = min(deadline, time.monotonic() + grace)
                 time.sleep(0.2)
         finally:
-            subprocess.run(["wineserver", "-k"], env=self.env, check=False)
+            self.stop()
             output = proc.communicate(timeout=30)[0]
         return BatRun(proc.returncode, output.decode("utf-8", "replace"), self.starts())

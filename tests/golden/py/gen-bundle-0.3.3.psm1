@@ -1,8 +1,8 @@
-﻿# gen-bundle 0.3.2: the engine of every bundle this version makes.
+﻿# gen-bundle 0.3.3: the engine of every bundle this version makes.
 #
 # install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
 # this module holds what each step does. It is the same file, byte for byte, in every bundle
-# of gen-bundle 0.3.2, whatever its inputs: a reviewer who approved it once recognises it by
+# of gen-bundle 0.3.3, whatever its inputs: a reviewer who approved it once recognises it by
 # its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
 # bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
 # in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
@@ -13,11 +13,12 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.3.2'
-$EngineFile        = 'gen-bundle-0.3.2.psm1'
+$EngineVersion     = '0.3.3'
+$EngineFile        = 'gen-bundle-0.3.3.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
+$PolicyRoot        = 'HKEY_LOCAL_MACHINE\SOFTWARE\Policies\gen-bundle'  # below it, a key per bundle: the DWORD Enabled = 0 turns the bundle off
 $TaskFolder        = '\gen-bundle\'
 $ProbeSeconds      = 90  # how long install.ps1 waits for a server it started to answer
 $JupyterCoreMinimum = '5.8.1'  # older ones read %ProgramData%\jupyter (CVE-2025-30167)
@@ -26,13 +27,16 @@ $LauncherLogFile   = 'launcher.log'  # in each user's state folder: the launcher
 $ServerLogFile     = 'server.log'  # beside it: the server's output
 $SumsFile          = 'SHA256SUMS'  # in the bundle: each file's SHA-256
 $HostsLinesFile    = 'hosts.txt'  # in the bundle: the lines of the hosts block
-$LockWaitSeconds   = 300  # how long a run waits for another run of the same bundle
+$LockFile          = 'run.lock'  # in $StateRoot: held open by the one gen-bundle run of the machine
+$LockWaitSeconds   = 300  # how long a run waits for another gen-bundle run to end
 $KeepLogs          = 30  # logs of earlier runs kept in the state folder's logs
 $KeepHostsBackups  = 3  # a bundle's backups kept beside the hosts file
 $ExitTampered      = 2  # a file differs from SHA256SUMS: the bundle changed after review
 $ExitNotAdmin      = 3  # not run elevated
 $ExitPreflight     = 4  # a check before any change failed; nothing was changed
 $ExitNoAnswer      = 5  # installed, but the server did not answer for the user who is logged on
+$ExitUnsafe        = 6  # a security check failed where the bundle is installed: its tasks are disabled
+$ExitBusy          = 1618  # another gen-bundle run held the lock too long: try again later
 $ExitFailure       = 1603  # anything else (the Windows Installer code for a fatal error)
 
 # ---- engine: the values of the bundle that runs it, failures as exit codes, every change asked for ----
@@ -129,6 +133,7 @@ function Write-BundlePlan {
 }
 
 # ---- base: elevation, and one run at a time ----
+$Lock = $null  # the run's lock (Lock-GenBundle), which Stop-BundleRun closes
 
 function Test-Elevated {
     $identity = [Security.Principal.WindowsIdentity]::GetCurrent()
@@ -151,27 +156,62 @@ function Confirm-Elevated {
     return $elevated
 }
 
-function Lock-Bundle {
-    # One run of this bundle's install.ps1 or uninstall.ps1 at a time on this machine (a
-    # Group Policy startup script, Intune and an administrator may overlap): the next one
-    # waits. Stop-BundleRun releases the lock at the end of the run; Windows, when the process
-    # ends, however it ends.
+function Enter-BundleRun {
+    # The lock of this run, taken right after the elevation check (-WhatIf, which changes nothing,
+    # takes none): a run that is not elevated ends with exit $ExitNotAdmin, not waiting for another.
+    if (-not $WhatIfPreference) {
+        $script:Lock = Lock-GenBundle -Seconds $LockWaitSeconds
+    }
+}
+
+function Exit-BundleRun {
+    # The run's lock closed, once its changes are made; again at the end of every run (Stop-BundleRun).
+    if ($script:Lock) {
+        $script:Lock.Dispose()
+        $script:Lock = $null
+    }
+}
+
+function Lock-GenBundle {
+    # One run of install.ps1 or uninstall.ps1 of any gen-bundle bundle at a time on this machine:
+    # a startup script, Intune and an administrator may overlap, and bundles share the hosts file
+    # and %ProgramData%\jupyter. The lock is a file in $StateRoot held open with no sharing; no user
+    # can create or open it there (a named mutex, which 0.3.2 and earlier used, any user could
+    # create first and so block every run). $InstallRoot and $StateRoot are created here when
+    # missing: the one change before the preflight. Stop-BundleRun closes the file at the end of
+    # the run; Windows, when the process ends, however it ends. Not obtained within $Seconds:
+    # exit $ExitBusy (1618, which Intune retries later).
     param([int]$Seconds)
-    try {
-        $mutex = New-Object Threading.Mutex($false, "Global\gen-bundle-$BundleName")
-    } catch [UnauthorizedAccessException] {
-        # A run as SYSTEM (Group Policy, Intune) made the lock, which an administrator's run may
-        # only wait on with rights SYSTEM's default does not give it.
-        Stop-Bundle $ExitFailure "another run of install.ps1 or uninstall.ps1 for '$BundleName' (as SYSTEM) holds the lock; run this again when it has ended. Nothing was changed."
-    }
-    try {
-        if (-not $mutex.WaitOne([TimeSpan]::FromSeconds($Seconds))) {
-            Stop-Bundle $ExitFailure "another run of install.ps1 or uninstall.ps1 for '$BundleName' still runs after $Seconds s. Nothing was changed."
+    $missing = @(@(@($InstallRoot, $true), @($StateRoot, $false)) | Where-Object { -not (Test-Entry $_[0]) })
+    if ($missing.Count -gt 0) {
+        $acl = "$InstallRoot ($(Format-FolderSecurity (New-AdminOnlySecurity -UsersRead))); $StateRoot ($(Format-FolderSecurity (New-AdminOnlySecurity)))"
+        if (Confirm-Change -Kind 'state-folder' -Target $StateRoot -Action "Create the missing levels, each with its own ACL from its creation, for the lock file $LockFile that one gen-bundle run at a time holds open there" -Acl $acl -Undo 'stays: the state of every bundle, for the record') {
+            foreach ($level in $missing) {
+                New-AdminOnlyFolder -Path $level[0] -UsersRead:$level[1]
+            }
+        } else {
+            Stop-Bundle 0 "$StateRoot was not created, and no run goes on without its lock there. Nothing was changed."
         }
-    } catch [Threading.AbandonedMutexException] {
-        Write-Verbose 'an earlier run ended without releasing the lock; this run holds it now'
     }
-    return $mutex
+    $problem = Get-AdminOnlyProblem $StateRoot
+    if ($problem) {
+        Stop-Bundle $ExitPreflight "$problem, and every gen-bundle run takes its lock there as SYSTEM. Look at what is in it, then remove it. Nothing was changed."
+    }
+    $path = Join-Path $StateRoot $LockFile
+    $deadline = [DateTime]::UtcNow.AddSeconds($Seconds)
+    while ($true) {
+        try {
+            return [IO.File]::Open($path, [IO.FileMode]::OpenOrCreate, [IO.FileAccess]::ReadWrite, [IO.FileShare]::None)
+        } catch [IO.IOException] {
+            if ($_.Exception.HResult -ne -2147024864) {  # 0x80070020, ERROR_SHARING_VIOLATION: another run holds it
+                throw
+            }
+            if ([DateTime]::UtcNow -ge $deadline) {
+                Stop-Bundle $ExitBusy "another gen-bundle run (install.ps1 or uninstall.ps1, of this bundle or another) still holds $path after $Seconds s; this run is tried again later. Nothing was changed."
+            }
+            Start-Sleep -Seconds 1
+        }
+    }
 }
 
 # ---- integrity: the bundle's files against SHA256SUMS, read once ----
@@ -403,7 +443,9 @@ function Get-HostsChange {
 function Write-HostsFile {
     # Writes a temporary file beside hosts and swaps it in (the old file stays
     # beside it as a backup), so a failure never leaves hosts half-written.
-    # Each retry re-reads hosts first: another program may have changed it.
+    # Each attempt reads hosts first, and again just before the swap: a program that wrote it
+    # in between (a VPN client, another tool; other gen-bundle runs wait for the lock) would
+    # otherwise lose its lines. Changed: the next attempt starts from its new text.
     param([string[]]$Block)
     $folder = Split-Path -Parent $HostsPath
     $existedBefore = Test-Path -LiteralPath $HostsPath -PathType Leaf
@@ -421,6 +463,9 @@ function Write-HostsFile {
                 return
             }
             [IO.File]::WriteAllBytes($temp, $Latin1.GetBytes($new))
+            if (-not [string]::Equals((Read-HostsText), $old, [StringComparison]::Ordinal)) {
+                throw [IO.IOException]::new("$HostsPath changed while the new one was written")
+            }
             if ($exists) {
                 $backup = $HostsPath + '.gen-bundle-' + $BundleName + '-' + (Get-Date -Format 'yyyyMMdd-HHmmss-fff') + '.bak'
                 $attributes = [IO.File]::GetAttributes($HostsPath)
@@ -528,11 +573,12 @@ function Test-TaskValue {
 }
 
 function Test-TaskDisabledByAdmin {
-    # gen-bundle's task, disabled: an administrator's choice. install.ps1 then changes nothing and
-    # exits 0, and detect.ps1 reports the bundle as installed, so that Intune or SCCM, which read
-    # the two together, do not run install.ps1 again and again.
-    param([object]$Task)
-    return [string]::Equals([string]$Task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and
+    # gen-bundle's task, disabled, and not by a failed check ($ByCheck: the receipt's disabledByCheck
+    # is there): an administrator's choice. install.ps1 then changes nothing and exits 0, and
+    # detect.ps1 reports the bundle as installed, so that Intune or SCCM, which read the two
+    # together, do not run install.ps1 again and again.
+    param([object]$Task, [bool]$ByCheck)
+    return -not $ByCheck -and [string]::Equals([string]$Task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and
         (Test-TaskValue -Value $Task.State -Enum 'State' -Name 'Disabled')
 }
 
@@ -847,7 +893,9 @@ function New-AdminOnlySecurity {
 
 function Test-Entry {
     # True when $Path names anything, a link whose target is gone included: GetAttributes
-    # reads the last component itself, it does not follow it.
+    # reads the last component itself, it does not follow it. Access denied (below an admin-only
+    # folder, in a run that is not elevated: -WhatIf) is not "missing": something may be there,
+    # and the checks that read it next say what they cannot see.
     param([string]$Path)
     try {
         [void][IO.File]::GetAttributes($Path)
@@ -856,6 +904,30 @@ function Test-Entry {
         return $false
     } catch [IO.DirectoryNotFoundException] {
         return $false
+    } catch [UnauthorizedAccessException] {
+        return $true
+    }
+}
+
+function Get-UserMadeReason {
+    # Why $Path, which is there, is not administrators' to build on - a link, or an owner other
+    # than SYSTEM or Administrators - or nothing. Under %ProgramData% that is what a user made.
+    param([string]$Path)
+    if ([IO.File]::GetAttributes($Path) -band [IO.FileAttributes]::ReparsePoint) {
+        return 'a link (junction or symbolic link)'
+    }
+    try {
+        $owner = (Get-Acl -LiteralPath $Path).GetOwner([Security.Principal.SecurityIdentifier])
+    } catch [UnauthorizedAccessException] {
+        return 'one whose owner administrators may not read'  # its owner shut them out: not theirs
+    }
+    if (@('S-1-5-18', 'S-1-5-32-544') -contains $owner.Value) {
+        return $null
+    }
+    try {
+        return "owned by $($owner.Value) ($($owner.Translate([Security.Principal.NTAccount]).Value))"
+    } catch {
+        return "owned by $($owner.Value)"
     }
 }
 
@@ -965,6 +1037,21 @@ function Read-Receipt {
         return [IO.File]::ReadAllText($ReceiptPath, [Text.Encoding]::UTF8) | ConvertFrom-Json
     } catch {
         return $null
+    }
+}
+
+function Write-ReceiptFile {
+    # The receipt, as JSON (UTF-8 without a BOM), written beside it and swapped in: a run that ends
+    # half-way leaves the old receipt or the new one, never one cut short, which would read as
+    # none - and a receipt's mark (disabledByCheck) is what tells the tool's disable from an
+    # administrator's.
+    param([object]$Receipt)
+    $temp = $ReceiptPath + '.new'
+    [IO.File]::WriteAllText($temp, ($Receipt | ConvertTo-Json -Depth 4), (New-Object Text.UTF8Encoding($false)))
+    if (Test-Path -LiteralPath $ReceiptPath -PathType Leaf) {
+        [IO.File]::Replace($temp, $ReceiptPath, $null)
+    } else {
+        [IO.File]::Move($temp, $ReceiptPath)
     }
 }
 
@@ -1226,6 +1313,127 @@ function Get-PythonTreeProblem {
     }
 }
 
+# ---- safety: what every user's server and the broker run is administrators' alone, or nothing of the bundle runs ----
+# install.ps1's preflight and detect.ps1 run the same checks (Get-SafetyProblem): Intune and SCCM
+# run install.ps1 only when detection fails, so a check only install.ps1 made would never run
+# there. When one fails where the bundle is installed, install.ps1 disables both tasks and
+# stops the bundle's processes (Disable-UnsafeBundle), marks that in the receipt, and exits
+# $ExitUnsafe; the next run whose checks all pass registers and starts them again. An
+# administrator's own "off" is the policy value Enabled = 0 under $PolicyRoot\<name>, which
+# the scripts only read: a check's disable and an administrator's are never confused.
+
+function Test-BundleOff {
+    # True when the policy value Enabled (a DWORD, as Group Policy Preferences or any management
+    # tool sets it) under $PolicyRoot\$BundleName is 0: an administrator turned the bundle off.
+    $value = [Microsoft.Win32.Registry]::GetValue("$PolicyRoot\$BundleName", 'Enabled', $null)
+    return $null -ne $value -and [string]$value -eq '0'
+}
+
+function Test-BundleInstalled {
+    # True when one of the bundle's tasks is registered, gen-bundle's: what a failed check disables.
+    return @(@(Get-OurTask) + @(Get-OurTask -Name $BrokerTaskName) | Where-Object { [string]::Equals([string]$_.Author, 'gen-bundle', [StringComparison]::Ordinal) }).Count -gt 0
+}
+
+function Get-SafetyProblem {
+    # Each way in which others than administrators could change what the bundle's tasks run, or
+    # nothing: the install folders, %ProgramData%\jupyter (one a user made is not judged here:
+    # install.ps1 renames it aside), the whole Python tree with its .pth files (judged by who can
+    # write them, not by their presence: IT's own pip installs add .pth files), the bundle's
+    # environment once it is in place ($EnvInPlace), and jupyter_core's version.
+    param([bool]$EnvInPlace)
+    foreach ($folder in @($InstallDir, $InstallRoot, $env:ProgramFiles)) {
+        if (Test-Path -LiteralPath $folder -PathType Container) {
+            $writers = @(Get-NonAdminWriter -Path $folder)
+            if ($writers.Count -gt 0) {
+                "$folder can be changed by $($writers -join ', '): the task would run files that non-administrators can replace"
+            }
+        }
+    }
+    if ((Test-Entry $JupyterShared) -and -not (Get-UserMadeReason $JupyterShared)) {
+        $problem = Get-AdminOnlyProblem $JupyterShared
+        if ($problem) {
+            "$($problem): every user's notebook server reads Jupyter settings and kernels from there, so whoever can change it could run code as every user. Check what is in it, then remove it or let only administrators write there (icacls `"$JupyterShared`" /setowner *S-1-5-32-544 /T and /inheritance:r /grant:r *S-1-5-18:(OI)(CI)F *S-1-5-32-544:(OI)(CI)F *S-1-5-32-545:(OI)(CI)RX)"
+        }
+    }
+    if (Test-Path -LiteralPath $PythonExe -PathType Leaf) {
+        $pythonProblems = @(Get-PythonTreeProblem)
+        if ($pythonProblems.Count -gt 0) {
+            "the Python that every user's server runs can be changed by others than administrators, who could then run code as every user: $(@($pythonProblems | Select-Object -First 5) -join '; ')$(if ($pythonProblems.Count -gt 5) { " and $($pythonProblems.Count - 5) more" }). Install Python for all users under %ProgramFiles%, where only administrators can change it"
+        }
+        if (-not $EnvFolder) {
+            $jupyterCore = Get-JupyterCoreVersion
+            if ($null -eq $jupyterCore) {
+                Write-Warning "jupyter_core is not installed for $PythonExe yet (no jupyter_core-*.dist-info): install the notebook package there"
+            } elseif (Test-VersionBelow -Version $jupyterCore -Minimum $JupyterCoreMinimum) {
+                "jupyter_core $jupyterCore is installed for ${PythonExe}: before $JupyterCoreMinimum it reads settings and kernels from $JupyterShared for every user (CVE-2025-30167). Upgrade it first: `"$PythonExe`" -m pip install --upgrade `"jupyter_core>=$JupyterCoreMinimum`""
+            }
+        }
+    } elseif (-not $EnvFolder) {
+        Write-Warning "$PythonExe is not there yet: the servers start once Python with the notebook package is installed at that path."
+    }
+    if ($EnvFolder -and $EnvInPlace) {
+        # What every user's server imports from the environment: no one else may change it.
+        $envProblems = @(Get-PythonTreeProblem -Python (Join-Path $InstallDir "$EnvFolder\Scripts\python.exe"))
+        if ($envProblems.Count -gt 0) {
+            "the bundle's environment can be changed by others than administrators, who could then run code as every user: $(@($envProblems | Select-Object -First 5) -join '; '). Run uninstall.ps1, then install.ps1, to extract it again admin-only"
+        }
+    }
+}
+
+function Disable-BundleRun {
+    # Nothing of the bundle runs on: both of gen-bundle's tasks disabled (each asked first), its
+    # launchers, servers and broker stopped, and its Start-menu entry deleted (it would run the guard
+    # with that Python; install.ps1 creates it again with the tasks). $Reason says why, in each
+    # question. The run's log starts here, where the state folders passed their check: these runs
+    # end before the step that starts it otherwise.
+    param([string]$Reason, [string]$Undo)
+    if ($Run.StateSafe -and -not $Run.ContainsKey('Transcript') -and (Test-Path -LiteralPath $StateLogDir -PathType Container)) {
+        Start-BundleLog -Script 'install'
+    }
+    foreach ($name in @($TaskName, $BrokerTaskName)) {
+        $task = @(Get-OurTask -Name $name)
+        if ($task.Count -eq 0 -or -not [string]::Equals([string]$task[0].Author, 'gen-bundle', [StringComparison]::Ordinal)) {
+            continue
+        }
+        if (Test-TaskValue -Value $task[0].State -Enum 'State' -Name 'Disabled') {
+            Write-Output "task: $TaskFolder$name is disabled"
+        } elseif (Confirm-Change -Kind 'task-disable' -Target "$TaskFolder$name" -Action "Stop and disable the task: $Reason" -Undo $Undo) {
+            Stop-ScheduledTask -TaskName $name -TaskPath $TaskFolder -ErrorAction SilentlyContinue
+            Disable-ScheduledTask -TaskName $name -TaskPath $TaskFolder | Out-Null
+            Write-Output "task: disabled $TaskFolder$name ($Reason)"
+        }
+    }
+    Stop-BundleProcess -Process @(@(Get-BundleProcess) + @(Get-BundleProcess -Broker)) -Reason $Reason
+    Remove-StartMenuEntry
+}
+
+function Disable-UnsafeBundle {
+    # A check failed where the bundle is installed: nothing of it runs on, and the receipt says
+    # that a check disabled the tasks (the next run that passes every check enables them again;
+    # a task disabled without that mark is an administrator's, as before).
+    param([string[]]$Problem)
+    Disable-BundleRun -Reason 'a security check failed (above)' -Undo 'the next run of install.ps1 whose checks all pass registers and starts it again'
+    Write-ReceiptMark -Name 'disabledByCheck' -Value ([ordered]@{ at = (Get-Date).ToUniversalTime().ToString('o'); problems = @($Problem) })
+}
+
+function Write-ReceiptMark {
+    # The receipt as it was, with $Name set to $Value: why the tool itself disabled the tasks
+    # (disabledByCheck, disabledByPolicy), which tells the next run that they are not an
+    # administrator's to leave alone. Written only into a state folder that passed its check.
+    param([string]$Name, [object]$Value)
+    $receipt = [ordered]@{}
+    if ($null -ne $Run.OldReceipt) {
+        foreach ($property in $Run.OldReceipt.PSObject.Properties) {
+            $receipt[$property.Name] = $property.Value
+        }
+    }
+    $receipt[$Name] = $Value
+    if ((Test-Path -LiteralPath $StateDir -PathType Container) -and $Run.StateSafe -and
+        (Confirm-Change -Kind 'receipt' -Target $ReceiptPath -Action "Write $Name into the receipt: the tasks were disabled by install.ps1, not by an administrator" -Undo 'the next run that enables the tasks writes the receipt anew')) {
+        Write-ReceiptFile -Receipt $receipt
+    }
+}
+
 # ---- probe: does the broker answer, is the server of each user logged on registered with it, and if not, why ----
 
 function Get-InteractiveUser {
@@ -1394,18 +1602,14 @@ function Test-ServerRegistered {
 
 # ---- install: the steps of install.ps1, in its order; each decides from what the preflight found ----
 # $Run holds what one step finds for the next: the bundle's checked bytes, the preflight's
-# decisions, and what changed. $Lock is the run's lock (Lock-Bundle), which Stop-BundleRun releases.
+# decisions, and what changed.
 $Run = @{}
-$Lock = $null
 
 function Read-InstallBundle {
-    # One run of the bundle at a time (not under -WhatIf, which changes nothing), then every file
-    # checked against SHA256SUMS, read once into memory (exit 2 when one differs). An environment
-    # already extracted from the archive with the SHA-256 SHA256SUMS names is not read again.
+    # Every file checked against SHA256SUMS, read once into memory (exit 2 when one differs): the
+    # first step, before the lock. An environment already extracted from the archive with the
+    # SHA-256 SHA256SUMS names is not read again (Install-BundleEnvironment looks again under the lock).
     param([string]$PinnedSums)
-    if (-not $WhatIfPreference) {
-        $script:Lock = Lock-Bundle -Seconds $LockWaitSeconds
-    }
     $inPlace = @{}
     if ($EnvFolder -and (Test-EnvironmentInPlace)) {
         $inPlace[$EnvArchive] = $EnvArchiveSha256
@@ -1421,12 +1625,50 @@ function Read-InstallBundle {
 
 function Test-InstallPreflight {
     # Every check before any change: each problem is named, and the run ends with exit 4 having
-    # changed nothing. A task of gen-bundle's that an administrator disabled ends it with exit 0:
-    # at every boot a startup script would otherwise enable it again, and Group Policy or Intune
-    # would report a deliberate state as a failure at every run (detect.ps1 reports it installed).
-    # The same for the broker's task.
+    # changed nothing - unless a security check failed where the bundle is installed: then nothing
+    # of it runs on (Disable-UnsafeBundle), and the run ends with $ExitUnsafe. The policy value that
+    # turns the bundle off, and a task of gen-bundle's that an administrator disabled (not a
+    # check: the receipt says which), end it with exit 0: at every boot a startup script would
+    # otherwise enable it again, and Group Policy or Intune would report a deliberate state as a
+    # failure at every run (detect.ps1 reports it installed). The same for the broker's task.
     param([switch]$Force)
-    $problems = @()
+    # The state folders and the receipt first: the receipt says whether install.ps1 itself
+    # disabled the tasks (a failed check, or the policy value), not an administrator.
+    $stateProblems = @(Get-StateFolderProblem)
+    $Run.StateSafe = $stateProblems.Count -eq 0
+    $Run.OldReceipt = $null
+    if ($Run.StateSafe) {
+        $Run.OldReceipt = Read-Receipt  # missing or unreadable: written anew at the end
+    }
+    if (Test-BundleOff) {
+        # An administrator's off (the policy value), which -Force does not override.
+        Disable-BundleRun -Reason "the policy value Enabled = 0 under $PolicyRoot\$BundleName turns the bundle off" -Undo 'install.ps1 enables it again once the policy value is gone or not 0'
+        if ($null -eq (Get-ReceiptValue $Run.OldReceipt 'disabledByPolicy')) {
+            Write-ReceiptMark -Name 'disabledByPolicy' -Value ((Get-Date).ToUniversalTime().ToString('o'))
+        }
+        Stop-Bundle 0 "the policy value Enabled = 0 under $PolicyRoot\$BundleName turns '$BundleName' off: its tasks stay disabled, and install.ps1 changes nothing else"
+    }
+    $problems = @($stateProblems)
+    # The security checks come before anything that could end the run early: a task an
+    # administrator disabled must not let the other run on from what others can change. Checks
+    # that cannot finish (a file they may not read) count as failed: the run fails closed.
+    try {
+        $safety = @(Get-SafetyProblem -EnvInPlace $Run.InPlace)
+    } catch {
+        $safety = @("the security checks could not finish ($($_.Exception.Message)): what the tasks run may be changed by others")
+    }
+    $problems += $safety
+    # A %ProgramData%\jupyter a user made is renamed aside by Install-JupyterShared; until then, on
+    # a PC where the bundle is installed, it is a reason to disable it when the run stops early.
+    $unsafe = @($safety)
+    if (Test-Entry $JupyterShared) {
+        $made = Get-UserMadeReason $JupyterShared
+        if ($made) {
+            $unsafe += "$JupyterShared is $made, and every user's server reads settings and kernels from it: install.ps1 renames it aside once every other check passes"
+        }
+    }
+    $checkDisabled = $null -ne (Get-ReceiptValue $Run.OldReceipt 'disabledByCheck') -or $null -ne (Get-ReceiptValue $Run.OldReceipt 'disabledByPolicy')
+    $adminMayKeep = -not $Force -and $unsafe.Count -eq 0  # a disabled task stays an administrator's choice only while it is safe
     $bundle = $Run.Files
     $Run.HostsLines = @(($Latin1.GetString($bundle[$HostsLinesFile]) -split "`r`n") | Where-Object { $_.Length -gt 0 })
     $Run.HostsBefore = Read-HostsText
@@ -1447,10 +1689,10 @@ function Test-InstallPreflight {
     $Run.TaskWasDisabled = $false
     if ($existingTask.Count -gt 0) {
         $task = $existingTask[0]
-        if ((Test-TaskDisabledByAdmin $task) -and -not $Force) {
+        if ((Test-TaskDisabledByAdmin -Task $task -ByCheck $checkDisabled) -and $adminMayKeep) {
             Stop-Bundle 0 "task: $TaskFolder$TaskName is disabled, as an administrator left it; install.ps1 changes nothing (run it with -Force to install and enable the task again)"
         }
-        $Run.TaskWasDisabled = Test-TaskDisabledByAdmin $task
+        $Run.TaskWasDisabled = Test-TaskDisabledByAdmin -Task $task -ByCheck $checkDisabled
         if (-not [string]::Equals([string]$task.Author, 'gen-bundle', [StringComparison]::Ordinal) -and -not $Force) {
             $problems += "a task $TaskFolder$TaskName exists that gen-bundle did not create: run with -Force to replace it"
         }
@@ -1464,10 +1706,10 @@ function Test-InstallPreflight {
     $Run.BrokerWasDisabled = $false
     if ($existingBroker.Count -gt 0) {
         $broker = $existingBroker[0]
-        if ((Test-TaskDisabledByAdmin $broker) -and -not $Force) {
+        if ((Test-TaskDisabledByAdmin -Task $broker -ByCheck $checkDisabled) -and $adminMayKeep) {
             Stop-Bundle 0 "task: $TaskFolder$BrokerTaskName is disabled, as an administrator left it; install.ps1 changes nothing (run it with -Force to install and enable the task again)"
         }
-        $Run.BrokerWasDisabled = Test-TaskDisabledByAdmin $broker
+        $Run.BrokerWasDisabled = Test-TaskDisabledByAdmin -Task $broker -ByCheck $checkDisabled
         if (-not [string]::Equals([string]$broker.Author, 'gen-bundle', [StringComparison]::Ordinal) -and -not $Force) {
             $problems += "a task $TaskFolder$BrokerTaskName exists that gen-bundle did not create: run with -Force to replace it"
         }
@@ -1476,64 +1718,19 @@ function Test-InstallPreflight {
     $problems += @(Get-BrokerLogProblem)
     foreach ($folder in @($InstallDir, $InstallRoot, $env:ProgramFiles)) {
         if (Test-Path -LiteralPath $folder -PathType Container) {
-            $writers = @(Get-NonAdminWriter -Path $folder)
-            if ($writers.Count -gt 0) {
-                $problems += "$folder can be changed by $($writers -join ', '): the task would run files that non-administrators can replace"
-            }
             if (-not (Test-UsersRead $folder)) {
                 $problems += "$folder does not let users read and run what is in it, and the task and the Start-menu entry run the launcher below it as each user. Let them: icacls `"$folder`" /grant *S-1-5-32-545:(OI)(CI)RX"
             }
         }
     }
-    # Jupyter reads settings and kernel definitions from %ProgramData%\jupyter (jupyter_core
-    # before 5.8.1: settings too, CVE-2025-30167), and every user's server would run what is
-    # there. Under %ProgramData% users may create folders and files, so it must exist, and
-    # belong to administrators, before any server starts.
-    $Run.CreateJupyterShared = -not (Test-Entry $JupyterShared)
-    if (-not $Run.CreateJupyterShared) {
-        $problem = Get-AdminOnlyProblem $JupyterShared
-        if ($problem) {
-            $problems += "$($problem): every user's notebook server reads Jupyter settings and kernels from there, so whoever can change it could run code as every user. Check what is in it, then remove it or let only administrators write there (icacls `"$JupyterShared`" /setowner *S-1-5-32-544 /T and /inheritance:r /grant:r *S-1-5-18:(OI)(CI)F *S-1-5-32-544:(OI)(CI)F *S-1-5-32-545:(OI)(CI)RX)"
-        }
-    }
-    $stateProblems = @(Get-StateFolderProblem)
-    $problems += $stateProblems
-    $Run.OldReceipt = $null
-    if ($stateProblems.Count -eq 0) {
-        $Run.OldReceipt = Read-Receipt  # missing or unreadable: written anew at the end
-    }
     # uninstall.ps1 deletes %ProgramData%\jupyter only when an install created it: one that was
     # there before belongs to whoever made it (and its removal would open every other Jupyter
     # on the PC to CVE-2025-30167 again). The receipt carries that from run to run.
     $Run.JupyterCreated = (Get-ReceiptValue $Run.OldReceipt 'jupyterSharedCreated') -eq $true
-    if (Test-Path -LiteralPath $PythonExe -PathType Leaf) {
-        $pythonProblems = @(Get-PythonTreeProblem)
-        if ($pythonProblems.Count -gt 0) {
-            $problems += "the Python that every user's server runs can be changed by others than administrators, who could then run code as every user: $(@($pythonProblems | Select-Object -First 5) -join '; ')$(if ($pythonProblems.Count -gt 5) { " and $($pythonProblems.Count - 5) more" }). Install Python for all users under %ProgramFiles%, where only administrators can change it"
-        }
-        if ($EnvFolder) {
-            Write-Verbose "jupyter_core: the environment's own, pinned in pylock.toml"
-        } else {
-            $jupyterCore = Get-JupyterCoreVersion
-            if ($null -eq $jupyterCore) {
-                Write-Warning "jupyter_core is not installed for $PythonExe yet (no jupyter_core-*.dist-info): install the notebook package there"
-            } elseif (Test-VersionBelow -Version $jupyterCore -Minimum $JupyterCoreMinimum) {
-                $problems += "jupyter_core $jupyterCore is installed for ${PythonExe}: before $JupyterCoreMinimum it reads settings and kernels from $JupyterShared for every user (CVE-2025-30167). Upgrade it first: `"$PythonExe`" -m pip install --upgrade `"jupyter_core>=$JupyterCoreMinimum`""
-            }
-        }
-    } elseif (-not $EnvFolder) {
-        Write-Warning "$PythonExe is not there yet: the servers start once Python with the notebook package is installed at that path."
-    }
     if ($EnvFolder) {
         $problems += @(Get-BasePythonProblem)
         if (-not $Run.InPlace) {
             $problems += @(Get-EnvironmentSpaceProblem)
-        } else {
-            # What every user's server imports from the environment: no one else may change it.
-            $envProblems = @(Get-PythonTreeProblem -Python (Join-Path $InstallDir "$EnvFolder\Scripts\python.exe"))
-            if ($envProblems.Count -gt 0) {
-                $problems += "the bundle's environment can be changed by others than administrators, who could then run code as every user: $(@($envProblems | Select-Object -First 5) -join '; '). Run uninstall.ps1, then install.ps1, to extract it again admin-only"
-            }
         }
     }
     if ($BundleWindow -eq 'hidden' -and [Environment]::OSVersion.Version.Build -lt 17763) {
@@ -1544,10 +1741,16 @@ function Test-InstallPreflight {
         $problems += "$ShortcutPath exists and gen-bundle did not create it: run with -Force to replace it"
     }
     if ($problems.Count -gt 0) {
-        foreach ($problem in $problems) {
+        foreach ($problem in @($problems + $unsafe | Select-Object -Unique)) {
             $Host.UI.WriteErrorLine("PREFLIGHT: $problem")
         }
-        Stop-Bundle $ExitPreflight 'a check before any change failed (above). Nothing was changed.'
+        if ($unsafe.Count -eq 0 -or -not (Test-BundleInstalled)) {
+            Stop-Bundle $ExitPreflight 'a check before any change failed (above). Nothing was changed.'
+        }
+        # Installed, and unsafe: what the tasks would run is no longer administrators' alone.
+        Disable-UnsafeBundle -Problem $unsafe
+        $done = if ($WhatIfPreference) { 'would be' } else { 'are' }
+        Stop-Bundle $ExitUnsafe "a security check failed where '$BundleName' is installed (above): its tasks $done disabled and its processes stopped. Fix what is named; the next run of install.ps1 whose checks all pass enables them again."
     }
 }
 
@@ -1712,21 +1915,57 @@ function Install-BundleTask {
 }
 
 function Install-JupyterShared {
-    # %ProgramData%\jupyter, owned by administrators, made before any user can make it.
-    if (-not $Run.CreateJupyterShared) {
-        Write-Output "jupyter: $JupyterShared is there, and only administrators can change it"
-        return
-    }
-    $acl = Format-FolderSecurity (New-AdminOnlySecurity -UsersRead)
-    if (Confirm-Change -Kind 'jupyter-folder' -Target $JupyterShared -Action 'Create the folder, empty' -Acl $acl -Undo 'uninstall.ps1 deletes it when it is empty (the receipt says install.ps1 made it)') {
-        New-AdminOnlyFolder -Path $JupyterShared -UsersRead
-        $problem = Get-AdminOnlyProblem $JupyterShared
-        if ($problem) {
-            throw "${problem}: someone made it between the preflight and now; check what is in it, then remove it"
+    # %ProgramData%\jupyter, owned by administrators, settled before either task is registered.
+    # Judged here, at the step, not from the preflight: any user may create it in between. One a
+    # user made (a link, an owner other than SYSTEM or Administrators, or one administrators may
+    # not read) is renamed aside as it is, under a name nobody can guess, and named in the log -
+    # never taken over, which would make its kernels every user's. Made again each time (a user
+    # racing the run): three times, then the run fails - and where the bundle is installed it is
+    # disabled first (exit $ExitUnsafe), as when a check fails.
+    try {
+        for ($attempt = 1; $attempt -le 3; $attempt++) {
+            if (Test-Entry $JupyterShared) {
+                $reason = Get-UserMadeReason $JupyterShared
+                if (-not $reason) {
+                    Write-Output "jupyter: $JupyterShared is there, and only administrators can change it"
+                    return
+                }
+                $aside = $JupyterShared + '.user-made-' + [Guid]::NewGuid().ToString('N')
+                if (Confirm-Change -Kind 'jupyter-aside' -Target $JupyterShared -Action "Rename it to $aside, as it is: it is $reason, and every user's server would run the settings and kernels in it" -Undo 'stays: what was there, under its new name, for an administrator to look at') {
+                    if ([IO.File]::GetAttributes($JupyterShared) -band [IO.FileAttributes]::Directory) {
+                        [IO.Directory]::Move($JupyterShared, $aside)  # a junction: the link itself is renamed
+                    } else {
+                        [IO.File]::Move($JupyterShared, $aside)
+                    }
+                    Write-Warning "jupyter: $JupyterShared was $reason; renamed it to $aside, as it is"
+                    $Run.Changed += "moved $JupyterShared to $aside"
+                } else {
+                    return
+                }
+            }
+            $acl = Format-FolderSecurity (New-AdminOnlySecurity -UsersRead)
+            if (Confirm-Change -Kind 'jupyter-folder' -Target $JupyterShared -Action 'Create the folder, empty' -Acl $acl -Undo 'uninstall.ps1 deletes it when it is empty (the receipt says install.ps1 made it)') {
+                New-AdminOnlyFolder -Path $JupyterShared -UsersRead
+                if (-not (Get-AdminOnlyProblem $JupyterShared)) {
+                    Write-Output "jupyter: created $JupyterShared (administrators write, users read)"
+                    $Run.Changed += "folder $JupyterShared"
+                    $Run.JupyterCreated = $true
+                    return
+                }
+                Write-Warning "jupyter: someone made $JupyterShared again just now"
+            } else {
+                return
+            }
         }
-        Write-Output "jupyter: created $JupyterShared (administrators write, users read)"
-        $Run.Changed += "folder $JupyterShared"
-        $Run.JupyterCreated = $true
+        throw "someone made it again each time it was renamed aside"
+    } catch {
+        $failure = "$JupyterShared could not be made administrators' own: $($_.Exception.Message)"
+        if (-not (Test-BundleInstalled)) {
+            throw $failure
+        }
+        $Host.UI.WriteErrorLine("PREFLIGHT: $failure")
+        Disable-UnsafeBundle -Problem $failure
+        Stop-Bundle $ExitUnsafe "'$BundleName' is installed, and every user's server would read settings and kernels from a $JupyterShared that is not administrators' own: its tasks are disabled and its processes stopped. The next run of install.ps1 tries again."
     }
 }
 
@@ -1756,7 +1995,9 @@ function Install-StartMenuEntry {
 function Write-InstallReceipt {
     # What this install changed and when, for the record and for uninstall.ps1.
     $sums = Get-Sha256 $Run.Files[$SumsFile]
-    $current = (Get-ReceiptValue $Run.OldReceipt 'sha256sums') -eq $sums
+    # A receipt that says install.ps1 disabled the tasks is written anew: they run again now.
+    $current = (Get-ReceiptValue $Run.OldReceipt 'sha256sums') -eq $sums -and $null -eq (Get-ReceiptValue $Run.OldReceipt 'disabledByCheck') -and
+        $null -eq (Get-ReceiptValue $Run.OldReceipt 'disabledByPolicy')
     if (($Run.Changed.Count -gt 0 -or -not $current) -and (Confirm-Change -Kind 'receipt' -Target $ReceiptPath -Action 'Write the receipt of this install' -Undo 'uninstall.ps1 deletes it')) {
         $receipt = [ordered]@{
             bundle      = $BundleName
@@ -1777,7 +2018,7 @@ function Write-InstallReceipt {
             engine      = Join-Path $StateDir $EngineFile
             changedNow  = $Run.Changed
         }
-        [IO.File]::WriteAllText($ReceiptPath, ($receipt | ConvertTo-Json -Depth 4), (New-Object Text.UTF8Encoding($false)))
+        Write-ReceiptFile -Receipt $receipt
         Write-Output "receipt: $ReceiptPath"
     }
 }
@@ -1788,6 +2029,9 @@ function Start-BundleServer {
     # is registered with the broker, and each one's registration awaited (exit 5 with the end of that
     # user's launcher.log and the broker's lines about them). Nobody logged on: the server starts and
     # registers at the next logon. -WhatIf sends no request and reads no log.
+    # Every change is made: the lock goes now, so that the wait for the servers below (a user's
+    # broken launcher makes it the longest) does not keep other gen-bundle runs waiting.
+    Exit-BundleRun
     $users = @(Get-InteractiveUser)
     if ($BundleScope -eq 'user') {
         $users = @($users | Where-Object { [string]::Equals($_.Name, $TaskUser, [StringComparison]::OrdinalIgnoreCase) })
@@ -1822,7 +2066,8 @@ function Start-BundleServer {
     } else {
         return
     }
-    $missing = @($waiting | Where-Object { -not (Test-ServerRegistered -Sid $_.Sid -Seconds $ProbeSeconds) })
+    $deadline = (Get-Date).AddSeconds($ProbeSeconds)  # for all of them together, not each
+    $missing = @($waiting | Where-Object { -not (Test-ServerRegistered -Sid $_.Sid -Seconds ([Math]::Max(0, [int]($deadline - (Get-Date)).TotalSeconds))) })
     if ($missing.Count -eq 0) {
         Write-Output "server: registered with the broker for $names"
         return
@@ -1842,13 +2087,12 @@ function Stop-BundleRun {
     try {
         Write-BundlePlan -Path $PlanPath
     } finally {
-        if ($Run.ContainsKey('Transcript') -and $Run.Transcript) {
-            Stop-Transcript | Out-Null
-        }
-        if ($script:Lock) {
-            $script:Lock.ReleaseMutex()
-            $script:Lock.Dispose()
-            $script:Lock = $null
+        try {
+            if ($Run.ContainsKey('Transcript') -and $Run.Transcript) {
+                Stop-Transcript | Out-Null
+            }
+        } finally {
+            Exit-BundleRun
         }
     }
 }
@@ -1857,7 +2101,7 @@ function Stop-BundleRun {
 
 function Read-UninstallBundle {
     # uninstall.ps1 itself against SHA256SUMS (and SHA256SUMS against -SumsSha256: exit 2), then
-    # elevation (exit 3), then one run of the bundle at a time; then the hosts file read (one it
+    # elevation (exit 3), then one gen-bundle run at a time (Enter-BundleRun); then the hosts file read (one it
     # cannot edit: exit 4 before any change) and the state folders judged: they are used only
     # when each one that is there is admin-only (admin-only.ps1).
     param([string]$PinnedSums)
@@ -1867,9 +2111,7 @@ function Read-UninstallBundle {
         Stop-Bundle $ExitTampered "$($_.Exception.Message) Nothing was changed."
     }
     $null = Confirm-Elevated -Script 'uninstall.ps1'
-    if (-not $WhatIfPreference) {
-        $script:Lock = Lock-Bundle -Seconds $LockWaitSeconds
-    }
+    Enter-BundleRun
     $Run.HostsBefore = Read-HostsText
     $stateProblems = @(Get-StateFolderProblem)
     foreach ($problem in $stateProblems) {
@@ -2017,12 +2259,36 @@ function Remove-BundleState {
 
 function Test-Installed {
     # The files, the environment, the tasks (the broker's running), the hosts block and the receipt
-    # are this bundle's; or one of gen-bundle's tasks is disabled by an administrator, which
-    # install.ps1 leaves as it is.
+    # are this bundle's, and every check of install.ps1's that judges whether they may run passes
+    # (Get-SafetyProblem); or an administrator turned the bundle off (the policy value) or
+    # disabled one of gen-bundle's tasks, which install.ps1 leaves as it is. Tasks a failed check
+    # disabled are not installed: Intune and SCCM then run install.ps1, which says why (exit 6).
+    if (Test-BundleOff) {
+        Write-Verbose "the policy value Enabled = 0 under $PolicyRoot\$BundleName turns the bundle off; install.ps1 leaves it so"
+        return $true
+    }
+    $receipt = Read-Receipt
+    if ($null -ne (Get-ReceiptValue $receipt 'disabledByCheck') -or $null -ne (Get-ReceiptValue $receipt 'disabledByPolicy')) {
+        Write-Verbose "install.ps1 disabled the bundle's tasks (a failed check, or the policy value, now gone); $ReceiptPath says why"
+        return $false
+    }
+    # The security checks before a disabled task is taken for an administrator's choice: the other
+    # task may run on. The environment is judged by its folder's ACLs when it is there.
+    $safety = @(Get-SafetyProblem -EnvInPlace ([bool]$EnvFolder -and [IO.Directory]::Exists((Join-Path $InstallDir $EnvFolder))))
+    if ($safety.Count -gt 0) {
+        foreach ($problem in $safety) {
+            Write-Verbose "unsafe: $problem"
+        }
+        return $false
+    }
+    if ((Test-Entry $JupyterShared) -and (Get-UserMadeReason $JupyterShared)) {
+        Write-Verbose "$JupyterShared was made by a user: install.ps1 renames it aside"
+        return $false
+    }
     $task = @(Get-OurTask)
     $broker = @(Get-OurTask -Name $BrokerTaskName)
     foreach ($found in @{ $TaskName = $task; $BrokerTaskName = $broker }.GetEnumerator()) {
-        if ($found.Value.Count -gt 0 -and (Test-TaskDisabledByAdmin $found.Value[0])) {
+        if ($found.Value.Count -gt 0 -and (Test-TaskDisabledByAdmin -Task $found.Value[0] -ByCheck $false)) {
             # install.ps1 changes nothing while an administrator keeps a task disabled (it exits 0):
             # reported as installed, so that Intune or SCCM do not run install.ps1 at every cycle.
             Write-Verbose "task $TaskFolder$($found.Key): disabled by an administrator; install.ps1 leaves the bundle as it is"
@@ -2039,6 +2305,10 @@ function Test-Installed {
             Write-Verbose "not this bundle's: $path"
             return $false
         }
+    }
+    if (-not (Test-Entry $JupyterShared)) {
+        Write-Verbose "missing: $JupyterShared"
+        return $false
     }
     if ($EnvFolder -and -not (Test-EnvironmentInPlace)) {
         Write-Verbose "environment: $(Join-Path $InstallDir $EnvFolder) is missing or incomplete"
@@ -2077,6 +2347,7 @@ function Write-BundleDetected {
     # (the reason with -Verbose), whatever fails on the way. First the script against SHA256SUMS
     # when it is beside it (Intune runs it alone), then the machine.
     param([string]$PinnedSums)
+    $WarningPreference = 'SilentlyContinue'  # any output counts as "detected": the checks' warnings are for install.ps1
     try {
         $null = Read-VerifiedBundle -PinnedSums $PinnedSums -Optional
         if (Test-Installed) {
@@ -2088,6 +2359,7 @@ function Write-BundleDetected {
 }
 
 # ---- environment-marker: is the bundle's Python environment in place, whole? ----
+$EnvMarkerFile = 'gen-bundle-env.txt'  # in the environment's folder: the archive's SHA-256 and its file count, written last
 
 function Test-EnvironmentInPlace {
     # Complete only when its marker names this archive and the folder still holds as many files
@@ -2095,7 +2367,7 @@ function Test-EnvironmentInPlace {
     # one, is not): the marker is written last, inside the staging folder, before the one rename
     # that gives the folder its final name.
     $folder = Join-Path $InstallDir $EnvFolder
-    $marker = Join-Path $folder 'gen-bundle-env.txt'
+    $marker = Join-Path $folder $EnvMarkerFile
     if (-not (Test-Path -LiteralPath $marker -PathType Leaf)) {
         return $false
     }
@@ -2307,7 +2579,7 @@ function Install-Environment {
         Copy-Item -LiteralPath $windowed -Destination (Join-Path $staging 'Scripts\pythonw.exe')
     }
     $files = [IO.Directory]::GetFiles($staging, '*', [IO.SearchOption]::AllDirectories).Length + 1
-    [IO.File]::WriteAllText((Join-Path $staging 'gen-bundle-env.txt'), "$EnvArchiveSha256 $files", [Text.Encoding]::ASCII)
+    [IO.File]::WriteAllText((Join-Path $staging $EnvMarkerFile), "$EnvArchiveSha256 $files", [Text.Encoding]::ASCII)
     for ($attempt = 1; ; $attempt++) {
         try {
             [IO.Directory]::Move($staging, $final)  # an antivirus scanning the new files may hold one briefly
@@ -2325,6 +2597,10 @@ function Install-Environment {
 function Install-BundleEnvironment {
     # The bundle's Python environment, beside any earlier one: the launcher written next switches to it.
     $envPath = Join-Path $InstallDir $EnvFolder
+    if ($Run.InPlace -and -not (Test-Path -LiteralPath (Join-Path $envPath $EnvMarkerFile) -PathType Leaf)) {
+        # Found whole before the lock, and gone since: another run (uninstall.ps1) took it away.
+        Stop-Bundle $ExitBusy "$envPath was taken away by another gen-bundle run while this one waited for the lock; the next run extracts it again."
+    }
     if ($Run.InPlace) {
         Write-Output "environment: $envPath is already in place"
     } elseif (Confirm-Change -Kind 'environment' -Target $envPath -Action "Extract $EnvArchive there, through the staging folder .$EnvFolder.partial beside it, and wire it to $PythonExe" -Acl (Format-FolderSecurity (New-AdminOnlySecurity -UsersRead)) -Undo 'uninstall.ps1 deletes it') {
