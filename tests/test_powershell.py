@@ -735,3 +735,87 @@ def test_the_count_check_can_fail(grammars):
         b"if ($task.Count -eq 0) { }\r\nif ($ok.Count) { }\r\n"
     )
     assert [p.split(":")[0] for p in pwsh.unwrapped_counts(tree)] == ["line 4"]
+
+
+def scripts_and_engine(files: dict[str, bytes]) -> list[str]:
+    return [*ALL_SCRIPTS, next(name for name in files if name.endswith(".psm1"))]
+
+
+@pytest.mark.parametrize("inputs", SCOPES, ids=["machine", "user", "spaced-python"])
+def test_no_method_result_pollutes_a_functions_output(grammars, inputs):
+    """A value-returning method called as a statement of its own inside a function adds its result
+    to the function's output (issue 25, item 6: planted, it slipped through every other check)."""
+    files = bundle(**inputs)
+    for name in scripts_and_engine(files):
+        assert pwsh.output_pollution(grammars["tree-sitter-pwsh"].parse(pwsh.script_text(files[name]))) == [], name
+
+
+def test_the_output_pollution_check_can_fail(grammars):
+    """The planted line: an ArrayList's Add inside a function whose result is used; and the
+    shapes that do not pollute (cast, assigned, piped, a Generic List's Add)."""
+    planted = (
+        b"function Get-Names {\r\n    $list = New-Object System.Collections.ArrayList\r\n    $list.Add('x')\r\n"
+        b"    $seen = New-Object 'System.Collections.Generic.HashSet[string]'\r\n    $seen.Add('y')\r\n"
+        b"    $text = New-Object System.Text.StringBuilder\r\n    $text.Append('z')\r\n"
+        b"    [void]$list.Add('a')\r\n    $null = $seen.Add('b')\r\n    $text.Append('c') | Out-Null\r\n"
+        b"    $plain = New-Object System.Collections.Generic.List[string]\r\n    $plain.Add('d')\r\n"
+        b"    return $list\r\n}\r\nif (Get-Names) { }\r\n"
+    )
+    found = pwsh.output_pollution(grammars["tree-sitter-pwsh"].parse(planted))
+    assert [line.split(":")[0] for line in found] == ["line 3", "line 5", "line 7"], found
+
+
+@pytest.mark.parametrize("inputs", SCOPES, ids=["machine", "user", "spaced-python"])
+def test_no_property_is_read_of_a_value_that_may_be_null(grammars, inputs):
+    """``$x = $null`` or a silenced command's result, then ``$x.Length`` with no test of $x: under
+    Set-StrictMode 3 the read throws (issue 25, item 6: planted, it slipped through)."""
+    files = bundle(**inputs)
+    for name in scripts_and_engine(files):
+        assert pwsh.null_member_reads(grammars["tree-sitter-pwsh"].parse(pwsh.script_text(files[name]))) == [], name
+
+
+def test_the_null_read_check_can_fail(grammars):
+    planted = (
+        b"function Get-Size {\r\n    param($p)\r\n    $x = $null\r\n    $n = $x.Length\r\n"
+        b"    $item = Get-Item -LiteralPath $p -ErrorAction SilentlyContinue\r\n    if ($item) { $item.Length }\r\n"
+        b"    $item.Length\r\n    $ok = $null\r\n    $ok = 'a'\r\n    $ok.Length\r\n    $null -ne $x -and $x.Length\r\n"
+        b"    $found = Get-Item -LiteralPath $p -ErrorAction Ignore\r\n    if (-not $found) {\r\n        return 0\r\n    }\r\n"
+        b"    return $found.Length\r\n}\r\n"
+    )
+    found = pwsh.null_member_reads(grammars["tree-sitter-pwsh"].parse(planted))
+    assert [line.split(":")[0] for line in found] == ["line 4", "line 7"], found
+
+
+def handed_over(grammar, files: dict[str, bytes]) -> set[str]:
+    """The names the scripts hand the engine (Initialize-GenBundle): each script's values block,
+    and the keys the script adds to it in its call."""
+    names: set[str] = set()
+    for name in ALL_SCRIPTS:
+        tree = grammar.parse(pwsh.script_text(files[name]))
+        names |= {key.lower() for key in pwsh.assignments(tree)}
+        for node in pwsh.walk(tree.root_node):
+            if node.type == "command" and pwsh._command_name(node) == "initialize-genbundle":
+                names |= {k.text.decode().lower() for k in pwsh.walk(node) if k.type == "key_expression"}
+    return names
+
+
+@pytest.mark.parametrize("inputs", SCOPES, ids=["machine", "user", "spaced-python"])
+def test_every_variable_an_engine_function_reads_is_set_for_it(grammars, inputs):
+    grammar = grammars["tree-sitter-pwsh"]
+    files = bundle(**inputs)
+    engine = grammar.parse(pwsh.script_text(files[program.engine_name(files)]))
+    known = handed_over(grammar, files)
+    assert {"bundlename", "bundleroot", "scriptname"} <= known
+    assert pwsh.unset_variable_reads(engine, known) == []
+
+
+def test_the_unset_variable_check_can_fail(grammars):
+    """The planted shape: a variable set only as another function's local, read by a function that
+    works when that one calls it and throws under StrictMode when anything else does."""
+    planted = (
+        b"$Run = @{}\r\nfunction Read-It {\r\n    $found = Get-Item -LiteralPath $BundleRoot\r\n    $Run.Found = $found\r\n}\r\n"
+        b"function Use-It {\r\n    param([string]$Name)\r\n    foreach ($item in @(1)) { $item }\r\n"
+        b"    $script:Seen = $true\r\n    return $found.Length + $Name.Length + $Run.Count + $Seen + $nowhere\r\n}\r\n"
+    )
+    found = pwsh.unset_variable_reads(grammars["tree-sitter-pwsh"].parse(planted), {"BundleRoot"})
+    assert found == ["line 10: use-it reads $found (a local of read-it)", "line 10: use-it reads $nowhere"], found

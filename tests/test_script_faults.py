@@ -1117,3 +1117,64 @@ def test_the_fail_safe_check_can_fail(grammar):
         "detect.ps1 may take a disabled task for an administrator's choice before the security checks",
         "detect.ps1 does not read the policy value before any check",
     ]
+
+
+def byte_diff_problems(root) -> list[str]:
+    """Get-ByteDiff finds the common start and end without a PowerShell loop over characters
+    (``$Before[$i]`` in a while: seconds on a hosts file of megabytes)."""
+    body = function(root, "Get-ByteDiff")
+    for loop in pwsh.walk(body):
+        if loop.type == "while_statement" and any(n.type == "element_access" for n in pwsh.walk(loop)):
+            return [f"Get-ByteDiff compares a character at a time: {loop.text.decode().splitlines()[0]}"]
+    return []
+
+
+def test_the_byte_diff_does_not_walk_characters(grammar):
+    assert byte_diff_problems(run(grammar, render_bundle(), "install.ps1")) == []
+
+
+def test_the_byte_diff_check_can_fail(grammar):
+    """0.3.3's Get-ByteDiff."""
+    old = (
+        "function Get-ByteDiff {\r\n    param([string]$Before, [string]$After)\r\n    $start = 0\r\n"
+        "    $shorter = [Math]::Min($Before.Length, $After.Length)\r\n"
+        "    while ($start -lt $shorter -and [int]$Before[$start] -eq [int]$After[$start]) {\r\n        $start++\r\n    }\r\n}\r\n"
+    )
+    assert byte_diff_problems(tree(grammar, old)) == [
+        "Get-ByteDiff compares a character at a time: while ($start -lt $shorter -and [int]$Before[$start] -eq [int]$After[$start]) {"
+    ]
+
+
+def link_read_problems(root) -> list[str]:
+    """Write-ServerReport reads a user's launcher.log as SYSTEM only after Test-ReadThroughLink said
+    no level of it below the profile is a link, and that function looks at every such level."""
+    report = function(root, "Write-ServerReport").text.decode()
+    checked, read = report.find("Test-ReadThroughLink -Path $log"), report.find("Get-Content -LiteralPath $log")
+    problems = []
+    if checked < 0 or read < 0 or checked > read:
+        problems.append("a user's log is read as SYSTEM without looking for a link on its way")
+    try:
+        walker = function(root, "Test-ReadThroughLink").text.decode()
+    except StopIteration:
+        walker = ""
+    if "[IO.FileAttributes]::ReparsePoint" not in walker or "Split-Path -Parent $level" not in walker:
+        problems.append("not every level below the profile is looked at")
+    return problems
+
+
+def test_system_reads_no_users_log_through_a_link(grammar):
+    assert link_read_problems(run(grammar, render_bundle(), "install.ps1")) == []
+
+
+def test_the_link_read_check_can_fail(grammar):
+    """0.3.3's Write-ServerReport."""
+    old = (
+        "function Write-ServerReport {\r\n    param([object[]]$User)\r\n    foreach ($account in $User) {\r\n"
+        "        $log = Get-LauncherLog -Sid $account.Sid\r\n"
+        "        foreach ($line in @(Get-Content -LiteralPath $log -Tail $LogTailLines -Encoding UTF8)) {\r\n"
+        '            Write-Output "    $line"\r\n        }\r\n    }\r\n}\r\n'
+    )
+    assert link_read_problems(tree(grammar, old)) == [
+        "a user's log is read as SYSTEM without looking for a link on its way",
+        "not every level below the profile is looked at",
+    ]

@@ -52,13 +52,21 @@ function Confirm-Change {
     # script's ShouldProcess (-WhatIf shows it and skips it, -Confirm asks) with what changes and
     # how, the ACL in words and as SDDL; and the change goes into the plan (-Plan), with the step
     # of uninstall.ps1 that takes it back. $Kind is one of the kinds the bundle's README lists.
+    # The plan records the answer too: yes, no (-Confirm declined) or whatif (shown only).
     param([string]$Kind, [string]$Target, [string]$Action, [string]$Acl = '', [string]$Undo = '')
-    $PlanEntries.Add([pscustomobject][ordered]@{ kind = $Kind; target = $Target; action = $Action; acl = $Acl; undo = $Undo })
+    $entry = [pscustomobject][ordered]@{ kind = $Kind; target = $Target; action = $Action; acl = $Acl; undo = $Undo; answer = 'whatif' }
+    $PlanEntries.Add($entry)
     $text = $Action
     if ($Acl) {
         $text += "; ACL: $Acl"
     }
-    return $Cmdlet.ShouldProcess($Target, $text)
+    $yes = $Cmdlet.ShouldProcess($Target, $text)
+    if ($yes) {
+        $entry.answer = 'yes'
+    } elseif (-not $WhatIfPreference) {
+        $entry.answer = 'no'
+    }
+    return $yes
 }
 
 function Format-FolderSecurity {

@@ -89,19 +89,26 @@ function Show-Bytes {
 
 function Get-ByteDiff {
     # What -WhatIf shows: the one span of bytes that differs between $Before and $After (both
-    # Latin-1, one character a byte), with line endings, BOM and final newline made visible.
+    # Latin-1, one character a byte), with line endings, BOM and final newline made visible. The
+    # common start and end are found by halving (CompareOrdinal on spans), not a character at a
+    # time: a hosts file of blocked sites has megabytes, and a loop in PowerShell took seconds.
     param([string]$Before, [string]$After)
-    $start = 0
     $shorter = [Math]::Min($Before.Length, $After.Length)
-    while ($start -lt $shorter -and [int]$Before[$start] -eq [int]$After[$start]) {
-        $start++
+    $low = 0  # the longest common start found so far
+    $high = $shorter
+    while ($low -lt $high) {
+        $middle = ($low + $high + 1) -shr 1  # halfway, rounded up
+        if ([string]::CompareOrdinal($Before, 0, $After, 0, $middle) -eq 0) { $low = $middle } else { $high = $middle - 1 }
     }
-    $endBefore = $Before.Length
-    $endAfter = $After.Length
-    while ($endBefore -gt $start -and $endAfter -gt $start -and [int]$Before[$endBefore - 1] -eq [int]$After[$endAfter - 1]) {
-        $endBefore--
-        $endAfter--
+    $start = $low
+    $low = 0  # the longest common end, not reaching into the common start
+    $high = $shorter - $start
+    while ($low -lt $high) {
+        $middle = ($low + $high + 1) -shr 1  # halfway, rounded up
+        if ([string]::CompareOrdinal($Before, $Before.Length - $middle, $After, $After.Length - $middle, $middle) -eq 0) { $low = $middle } else { $high = $middle - 1 }
     }
+    $endBefore = $Before.Length - $low
+    $endAfter = $After.Length - $low
     $lines = @("at byte $start of $($Before.Length) (\r\n is a Windows line end, \xEF\xBB\xBF a UTF-8 BOM):")
     foreach ($change in @(@('-', $Before.Substring($start, $endBefore - $start)), @('+', $After.Substring($start, $endAfter - $start)))) {
         if ($change[1].Length -gt 0) {

@@ -437,6 +437,10 @@ function Start-BundleServer {
     $names = @($users | ForEach-Object { $_.Name }) -join ', '
     if ($WhatIfPreference) {
         Write-Output "server: would ask http://${BundleName}:$BundlePort/ whether the broker answers, then wait up to $ProbeSeconds s for the server of each user logged on ($names) to register with it, starting the task for them when it is not registered; -WhatIf sends no request"
+        if ($users.Count -gt 0) {
+            # In the plan, as a real run would ask it (-WhatIf cannot tell whether it would).
+            $null = Confirm-Change -Kind 'task-start' -Target "$TaskFolder$TaskName" -Action "Start the task for $names, unless their servers are registered with the broker" -Undo 'the server ends at logoff, or when uninstall.ps1 stops it'
+        }
         return
     }
     if (-not (Test-BrokerAnswer -Seconds $ProbeSeconds)) {

@@ -30,6 +30,21 @@ function Get-LauncherLog {
     return Join-Path $userProfile[0].LocalPath (Join-Path $UserStateDir $LauncherLogFile)
 }
 
+function Test-ReadThroughLink {
+    # True when $Path is reached through a link (junction or symbolic link) at any of the levels
+    # that $Relative, its part below the user's profile folder, names: the user owns them, and a
+    # link there would have SYSTEM read, and print, another file.
+    param([string]$Path, [string]$Relative)
+    $level = $Path
+    foreach ($part in @($Relative.Split('\') | Where-Object { $_ })) {
+        if ((Test-Entry $level) -and ([IO.File]::GetAttributes($level) -band [IO.FileAttributes]::ReparsePoint)) {
+            return $true
+        }
+        $level = Split-Path -Parent $level
+    }
+    return $false
+}
+
 function Write-ServerReport {
     # Why the server did not answer, as far as this script can see: each user's launcher log.
     param([object[]]$User)
@@ -38,6 +53,8 @@ function Write-ServerReport {
         $log = Get-LauncherLog -Sid $account.Sid
         if ($null -eq $log) {
             Write-Output "server: the profile of $name was not found; look at their %USERPROFILE%\$UserStateDir\$LauncherLogFile"
+        } elseif (Test-ReadThroughLink -Path $log -Relative (Join-Path $UserStateDir $LauncherLogFile)) {
+            Write-Output "server: $log is reached through a link that $name made; it is not read as SYSTEM. Read it as $name."
         } elseif (-not (Test-Path -LiteralPath $log -PathType Leaf)) {
             Write-Output "server: $log does not exist: the task did not start the launcher for $name. Look at the task's last run result (Get-ScheduledTaskInfo -TaskPath '$TaskFolder' -TaskName '$TaskName') and its history (Event Viewer: Microsoft-Windows-TaskScheduler/Operational)."
         } else {

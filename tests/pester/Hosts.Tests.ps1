@@ -87,6 +87,12 @@ Describe 'Get-ByteDiff' {
         $diff | Should -Match '(?m)^\+ # BEGIN gen-bundle py$'
         Get-ByteDiff -Before $bom -After '' | Should -Match '\\xEF\\xBB\\xBF'
     }
+    It 'finds the one changed span of a hosts file of megabytes (its time: benchmarks, not here)' {
+        $big = '0.0.0.0 blocked.example' * 100000
+        $diff = Get-ByteDiff -Before ($big + "`r`n" + $big) -After ($big + "`r`n127.0.0.13 py`r`n" + $big)
+        $diff | Should -Match "at byte $($big.Length + 2) of $(2 * $big.Length + 2)"
+        $diff | Should -Match '(?m)^\+ 127\.0\.0\.13 py\\r\\n$'
+    }
 }
 
 Describe 'Write-HostsFile' {

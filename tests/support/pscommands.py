@@ -309,6 +309,15 @@ def bind(call: Call, signature: Signature) -> list[str]:
             if value is not None and parameter.type in ENCODING_TYPES and value.type in ("generic_token",):
                 if value.text.decode().lower() not in ENCODINGS_BOTH:
                     problems.append(f"-Encoding {value.text.decode()} is not a value both editions take")
+        elif node.text.decode().startswith("@") and node.type in ("unary_expression", "variable"):
+            # Splatted: the keys of the hashtable literal assigned to that variable bind by name.
+            for key in splatted_keys(node):
+                parameter, problem = _resolve(signature, key)
+                if problem:
+                    problems.append(f"{problem} (splatted from {node.text.decode()})")
+                else:
+                    named[parameter.name] = (parameter, None)
+            i += 1
         else:
             positional.append(node)
             i += 1
@@ -342,3 +351,24 @@ def bind(call: Call, signature: Signature) -> list[str]:
             continue
         return []
     return [f"{signature.name} cannot be bound ({'; '.join(reasons)})"]
+
+
+def splatted_keys(node) -> list[str]:
+    """The keys of ``@name``'s hashtable: the literal last assigned to ``$name`` before the call, in
+    the same function (or the script); [] when there is none to read (an array, a value built
+    otherwise), which then binds nothing by name."""
+    name = node.text.decode()[1:].lower()
+    scope = node.parent
+    while scope is not None and scope.type not in ("function_statement", "program"):
+        scope = scope.parent
+    keys: list[str] = []
+    for assignment in pwsh.walk(scope):
+        if assignment.type != "assignment_expression" or assignment.start_byte > node.start_byte:
+            continue
+        if assignment.children[0].text.decode().strip().lower() != "$" + name:
+            continue
+        literal = next((n for n in pwsh.walk(assignment.children[-1]) if n.type == "hash_literal_expression"), None)
+        keys = []
+        if literal is not None:
+            keys = [n.text.decode().strip("'\"") for n in pwsh.walk(literal) if n.type == "key_expression"]
+    return keys

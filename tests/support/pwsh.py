@@ -383,3 +383,175 @@ def silenced_member_reads(tree) -> list[str]:
                 found.append(f"line {node.start_point[0] + 1}: {node.text.decode()[:80]}")
                 break
     return found
+
+
+# Methods whose result a bare call statement would add to its function's output: ArrayList.Add
+# (the index), HashSet.Add and .Remove and List.Remove (a bool), StringBuilder.Append... (the
+# builder). Generic.List[T].Add returns nothing: a receiver made as one is not flagged for Add.
+RESULT_METHODS = frozenset({"add", "remove", "append", "appendline", "appendformat", "insert"})
+_VOID_ADD = re.compile(
+    r"(New-Object\s+(System\.)?Collections\.Generic\.(List|Queue|Stack)\[|\[(System\.)?Collections\.Generic\.(List|Queue|Stack)\[[^\]]+\]\]::new\()",
+    re.IGNORECASE,
+)
+
+
+def output_pollution(tree) -> list[str]:
+    """``$list.Add('x')`` as a statement of its own inside a function: a method that returns a
+    value (ArrayList.Add's index, HashSet.Add's bool, StringBuilder.Append's builder) puts it into
+    the function's output, and a caller that uses the function's result gets it too - ``if
+    (Confirm-Change ...)`` true for an index, a count one too many. Such a call is cast to [void],
+    assigned to $null or piped to Out-Null; an Add on a receiver made as a Generic List, Queue or
+    Stack (whose Add returns nothing) is fine."""
+    source = tree.root_node.text.decode()
+    void_receivers = {
+        m.group(1).lower() for m in re.finditer(r"(\$[\w:]+)\s*=\s*([^\r\n]+)", source) if _VOID_ADD.search(m.group(2))
+    }
+    found = []
+    for node in walk(tree.root_node):
+        if node.type != "invocation_expression" or _enclosing_function(node) is None:
+            continue
+        member = next((c for c in node.children if c.type == "member_name"), None)
+        if member is None or member.text.decode().lower() not in RESULT_METHODS:
+            continue
+        chain, parent = [], node.parent
+        while parent is not None and parent.type != "statement_list":
+            chain.append(parent)
+            parent = parent.parent
+        if [p.type for p in chain] != ["unary_expression", "pipeline_chain", "pipeline"] or chain[-1].text != node.text:
+            continue  # used: cast, assigned, piped, an argument, a condition
+        receiver = node.children[0].text.decode().lower()
+        if member.text.decode().lower() == "add" and receiver in void_receivers:
+            continue
+        found.append(f"line {node.start_point[0] + 1}: {node.text.decode()[:80]}")
+    return found
+
+
+def _may_be_null(value: str) -> bool:
+    """An assignment's value that can be $null: $null itself, or a silenced command's result."""
+    text = value.strip().lower()
+    if text == "$null":
+        return True
+    return bool(re.search(r"-(erroraction|ea)\s+(silentlycontinue|ignore|0)\b", text)) and not text.startswith("@(")
+
+
+def null_member_reads(tree) -> list[str]:
+    """``$x = $null`` (or ``$x = Get-Item ... -ErrorAction SilentlyContinue``), then ``$x.Length``
+    with no test of ``$x`` around the read: under Set-StrictMode 3 a property read of $null throws
+    (and a method call on it always does). The read must sit in a branch whose condition names
+    ``$x`` (an if, elseif or while, or the right of an -and that names it)."""
+    found = []
+    for function in walk(tree.root_node):
+        if function.type != "function_statement":
+            continue
+        assigned: list[tuple[int, str, bool]] = []
+        for node in walk(function):
+            if node.type == "assignment_expression":
+                target = node.children[0].text.decode().strip().lower()
+                if re.fullmatch(r"\$[\w:]+", target):
+                    assigned.append((node.end_byte, target, _may_be_null(node.children[-1].text.decode())))
+        for node in walk(function):
+            if node.type not in ("member_access", "invocation_expression"):
+                continue
+            receiver = node.children[0].text.decode().strip().lower()
+            if not re.fullmatch(r"\$[\w:]+", receiver):
+                continue
+            before = [nullable for end, name, nullable in assigned if name == receiver and end <= node.start_byte]
+            if not before or not before[-1] or _tested(node, receiver) or _returned_before(function, node, receiver):
+                continue
+            found.append(f"line {node.start_point[0] + 1}: {node.text.decode()[:80]}")
+    return found
+
+
+def _tested(node, variable: str) -> bool:
+    """Inside a branch, loop or -and chain whose condition names ``variable``."""
+    child, parent = node, node.parent
+    while parent is not None and parent.type != "function_statement":
+        if parent.type in ("if_statement", "elseif_clause", "while_statement") and child.type == "statement_block":
+            condition = next((c for c in parent.children if c.type == "pipeline"), None)
+            if condition is not None and variable in condition.text.decode().lower():
+                return True
+        if parent.type in ("logical_expression", "pipeline_chain") and child != parent.children[0]:
+            if variable in parent.children[0].text.decode().lower():
+                return True
+        child, parent = parent, parent.parent
+    return False
+
+
+def _returned_before(function, node, variable: str) -> bool:
+    """An earlier ``if (-not $x ...) { return }`` in the function: the read is not reached with $null."""
+    for branch in walk(function):
+        if branch.type != "if_statement" or branch.end_byte > node.start_byte:
+            continue
+        condition = next((c for c in branch.children if c.type == "pipeline"), None)
+        block = next((c for c in branch.children if c.type == "statement_block"), None)
+        if condition is None or block is None or variable not in condition.text.decode().lower():
+            continue
+        if any(n.type == "flow_control_statement" for n in walk(block)):
+            return True
+    return False
+
+
+# Variables every PowerShell session has: a function may read them without setting them.
+AUTOMATIC_VARIABLES = frozenset(
+    {
+        "_", "psitem", "null", "true", "false", "args", "input", "matches", "lastexitcode", "psscriptroot",
+        "pscommandpath", "psversiontable", "host", "erroractionpreference", "warningpreference",
+        "verbosepreference", "whatifpreference", "confirmpreference", "progresspreference",
+        "informationpreference", "debugpreference", "pscmdlet", "psboundparameters", "myinvocation",
+        "error", "this", "foreach", "switch", "pshome", "executioncontext", "ofs", "home", "pid", "profile",
+    }
+)  # fmt: skip
+
+
+def _variable_name(text: str) -> tuple[str, str | None]:
+    """A variable's name, lowercase, and its scope prefix (script, global, ...) or None."""
+    name = text.lstrip("$@").strip("{}").lower()
+    for prefix in ("script:", "global:", "local:", "private:"):
+        if name.startswith(prefix):
+            return name[len(prefix) :], prefix[:-1]
+    return name, None
+
+
+def unset_variable_reads(tree, known: set[str]) -> list[str]:
+    """Variables a function reads that are none of: its own (assigned, a foreach variable, a [ref]),
+    its parameters, the module's (assigned outside any function, or as $script:), ``known`` (the
+    values a script hands over), or automatic. Under Set-StrictMode 3 such a read throws - unless
+    the caller happens to have a variable of that name, which PowerShell's dynamic scoping then
+    reads: a variable set only as another function's local works from one caller and fails from
+    the next (issue 25, item 6)."""
+    module, local, params, written = {name.lower() for name in known}, {}, {}, set()
+    for node in walk(tree.root_node):
+        targets = []
+        if node.type == "assignment_expression":
+            targets = [n for n in walk(node.children[0]) if n.type == "variable"]
+        elif node.type == "foreach_statement":
+            targets = [c for c in node.children if c.type == "variable"][:1]
+        elif node.type == "cast_expression" and node.text.decode().lower().startswith("[ref]"):
+            targets = [n for n in walk(node) if n.type == "variable"]
+        elif node.type == "script_parameter":
+            variable = next((n for n in walk(node) if n.type == "variable"), None)
+            if variable is not None:
+                written.add((variable.start_byte, variable.end_byte))
+                params.setdefault(_enclosing_function(node), set()).add(_variable_name(variable.text.decode())[0])
+        for variable in targets:
+            written.add((variable.start_byte, variable.end_byte))
+            name, scope = _variable_name(variable.text.decode())
+            function = _enclosing_function(variable)
+            if function is None or scope in ("script", "global"):
+                module.add(name)
+            else:
+                local.setdefault(function, set()).add(name)
+    found = []
+    for node in walk(tree.root_node):
+        if node.type != "variable" or (node.start_byte, node.end_byte) in written:
+            continue
+        function = _enclosing_function(node)
+        name, _ = _variable_name(node.text.decode())
+        if function is None or name.startswith("env:") or name in AUTOMATIC_VARIABLES or name in module:
+            continue
+        if name in local.get(function, set()) or name in params.get(function, set()):
+            continue
+        elsewhere = sorted(f for f, names in local.items() if name in names)
+        where = f" (a local of {', '.join(elsewhere)})" if elsewhere else ""
+        found.append(f"line {node.start_point[0] + 1}: {function} reads {node.text.decode()}{where}")
+    return found

@@ -1,8 +1,8 @@
-﻿# gen-bundle 0.3.3: the engine of every bundle this version makes.
+﻿# gen-bundle 0.3.4: the engine of every bundle this version makes.
 #
 # install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
 # this module holds what each step does. It is the same file, byte for byte, in every bundle
-# of gen-bundle 0.3.3, whatever its inputs: a reviewer who approved it once recognises it by
+# of gen-bundle 0.3.4, whatever its inputs: a reviewer who approved it once recognises it by
 # its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
 # bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
 # in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
@@ -13,8 +13,8 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.3.3'
-$EngineFile        = 'gen-bundle-0.3.3.psm1'
+$EngineVersion     = '0.3.4'
+$EngineFile        = 'gen-bundle-0.3.4.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
@@ -93,13 +93,21 @@ function Confirm-Change {
     # script's ShouldProcess (-WhatIf shows it and skips it, -Confirm asks) with what changes and
     # how, the ACL in words and as SDDL; and the change goes into the plan (-Plan), with the step
     # of uninstall.ps1 that takes it back. $Kind is one of the kinds the bundle's README lists.
+    # The plan records the answer too: yes, no (-Confirm declined) or whatif (shown only).
     param([string]$Kind, [string]$Target, [string]$Action, [string]$Acl = '', [string]$Undo = '')
-    $PlanEntries.Add([pscustomobject][ordered]@{ kind = $Kind; target = $Target; action = $Action; acl = $Acl; undo = $Undo })
+    $entry = [pscustomobject][ordered]@{ kind = $Kind; target = $Target; action = $Action; acl = $Acl; undo = $Undo; answer = 'whatif' }
+    $PlanEntries.Add($entry)
     $text = $Action
     if ($Acl) {
         $text += "; ACL: $Acl"
     }
-    return $Cmdlet.ShouldProcess($Target, $text)
+    $yes = $Cmdlet.ShouldProcess($Target, $text)
+    if ($yes) {
+        $entry.answer = 'yes'
+    } elseif (-not $WhatIfPreference) {
+        $entry.answer = 'no'
+    }
+    return $yes
 }
 
 function Format-FolderSecurity {
@@ -397,19 +405,26 @@ function Show-Bytes {
 
 function Get-ByteDiff {
     # What -WhatIf shows: the one span of bytes that differs between $Before and $After (both
-    # Latin-1, one character a byte), with line endings, BOM and final newline made visible.
+    # Latin-1, one character a byte), with line endings, BOM and final newline made visible. The
+    # common start and end are found by halving (CompareOrdinal on spans), not a character at a
+    # time: a hosts file of blocked sites has megabytes, and a loop in PowerShell took seconds.
     param([string]$Before, [string]$After)
-    $start = 0
     $shorter = [Math]::Min($Before.Length, $After.Length)
-    while ($start -lt $shorter -and [int]$Before[$start] -eq [int]$After[$start]) {
-        $start++
+    $low = 0  # the longest common start found so far
+    $high = $shorter
+    while ($low -lt $high) {
+        $middle = ($low + $high + 1) -shr 1  # halfway, rounded up
+        if ([string]::CompareOrdinal($Before, 0, $After, 0, $middle) -eq 0) { $low = $middle } else { $high = $middle - 1 }
     }
-    $endBefore = $Before.Length
-    $endAfter = $After.Length
-    while ($endBefore -gt $start -and $endAfter -gt $start -and [int]$Before[$endBefore - 1] -eq [int]$After[$endAfter - 1]) {
-        $endBefore--
-        $endAfter--
+    $start = $low
+    $low = 0  # the longest common end, not reaching into the common start
+    $high = $shorter - $start
+    while ($low -lt $high) {
+        $middle = ($low + $high + 1) -shr 1  # halfway, rounded up
+        if ([string]::CompareOrdinal($Before, $Before.Length - $middle, $After, $After.Length - $middle, $middle) -eq 0) { $low = $middle } else { $high = $middle - 1 }
     }
+    $endBefore = $Before.Length - $low
+    $endAfter = $After.Length - $low
     $lines = @("at byte $start of $($Before.Length) (\r\n is a Windows line end, \xEF\xBB\xBF a UTF-8 BOM):")
     foreach ($change in @(@('-', $Before.Substring($start, $endBefore - $start)), @('+', $After.Substring($start, $endAfter - $start)))) {
         if ($change[1].Length -gt 0) {
@@ -1017,7 +1032,8 @@ function Start-BundleLog {
     if ($old.Count -gt 0) {
         $action += ", and delete the older logs past the newest ${KeepLogs}: $(@($old | ForEach-Object { $_.Name }) -join ', ')"
     }
-    if ((Test-Entry $StateLogDir) -and (Confirm-Change -Kind 'log' -Target $StateLogDir -Action $action -Undo 'stays: the logs of the runs, for the record')) {
+    # -WhatIf on a PC where the folder is not there yet shows the log too: a real run writes it.
+    if (((Test-Entry $StateLogDir) -or $WhatIfPreference) -and (Confirm-Change -Kind 'log' -Target $StateLogDir -Action $action -Undo 'stays: the logs of the runs, for the record')) {
         $old | Remove-Item -Force -ErrorAction SilentlyContinue
         Start-Transcript -LiteralPath (Join-Path $StateLogDir ($Script + '-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.log')) -Append | Out-Null
         $Run.Transcript = $true
@@ -1466,6 +1482,21 @@ function Get-LauncherLog {
     return Join-Path $userProfile[0].LocalPath (Join-Path $UserStateDir $LauncherLogFile)
 }
 
+function Test-ReadThroughLink {
+    # True when $Path is reached through a link (junction or symbolic link) at any of the levels
+    # that $Relative, its part below the user's profile folder, names: the user owns them, and a
+    # link there would have SYSTEM read, and print, another file.
+    param([string]$Path, [string]$Relative)
+    $level = $Path
+    foreach ($part in @($Relative.Split('\') | Where-Object { $_ })) {
+        if ((Test-Entry $level) -and ([IO.File]::GetAttributes($level) -band [IO.FileAttributes]::ReparsePoint)) {
+            return $true
+        }
+        $level = Split-Path -Parent $level
+    }
+    return $false
+}
+
 function Write-ServerReport {
     # Why the server did not answer, as far as this script can see: each user's launcher log.
     param([object[]]$User)
@@ -1474,6 +1505,8 @@ function Write-ServerReport {
         $log = Get-LauncherLog -Sid $account.Sid
         if ($null -eq $log) {
             Write-Output "server: the profile of $name was not found; look at their %USERPROFILE%\$UserStateDir\$LauncherLogFile"
+        } elseif (Test-ReadThroughLink -Path $log -Relative (Join-Path $UserStateDir $LauncherLogFile)) {
+            Write-Output "server: $log is reached through a link that $name made; it is not read as SYSTEM. Read it as $name."
         } elseif (-not (Test-Path -LiteralPath $log -PathType Leaf)) {
             Write-Output "server: $log does not exist: the task did not start the launcher for $name. Look at the task's last run result (Get-ScheduledTaskInfo -TaskPath '$TaskFolder' -TaskName '$TaskName') and its history (Event Viewer: Microsoft-Windows-TaskScheduler/Operational)."
         } else {
@@ -2039,6 +2072,10 @@ function Start-BundleServer {
     $names = @($users | ForEach-Object { $_.Name }) -join ', '
     if ($WhatIfPreference) {
         Write-Output "server: would ask http://${BundleName}:$BundlePort/ whether the broker answers, then wait up to $ProbeSeconds s for the server of each user logged on ($names) to register with it, starting the task for them when it is not registered; -WhatIf sends no request"
+        if ($users.Count -gt 0) {
+            # In the plan, as a real run would ask it (-WhatIf cannot tell whether it would).
+            $null = Confirm-Change -Kind 'task-start' -Target "$TaskFolder$TaskName" -Action "Start the task for $names, unless their servers are registered with the broker" -Undo 'the server ends at logoff, or when uninstall.ps1 stops it'
+        }
         return
     }
     if (-not (Test-BrokerAnswer -Seconds $ProbeSeconds)) {
