@@ -38,6 +38,12 @@ EXIT_NO_ANSWER = 5  # installed, but the server did not answer for the user who 
 EXIT_UNSAFE = 6  # a security check failed where the bundle is installed: its tasks were disabled, its processes stopped
 EXIT_BUSY = 1618  # another gen-bundle run held the lock too long (Windows Installer's "another install is in progress", which Intune retries)
 EXIT_FAILURE = 1603  # anything else (the Windows Installer code for a fatal error)
+# Each run of install.ps1 and uninstall.ps1 writes its outcome to the Application event log
+# under this source: event ID = the script's base + the exit code (EVENT_OFFSETS for the
+# Windows Installer codes), which Group Policy, reporting no exit code, leaves to read there.
+EVENT_SOURCE = "gen-bundle"
+EVENT_BASES = {"install.ps1": 1000, "uninstall.ps1": 2000}
+EVENT_OFFSETS = {EXIT_BUSY: 18, EXIT_FAILURE: 99}
 # How long install.ps1 or uninstall.ps1 waits for another gen-bundle run to end: well within
 # the 600 s that Group Policy gives a startup script by default.
 LOCK_WAIT_SECONDS = 300

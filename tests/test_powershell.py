@@ -145,9 +145,12 @@ def test_the_should_process_check_can_fail(grammars):
         b"$s = [IO.File]::Create($p)\r\n"
         b"$s = [IO.File]::Open($p, [IO.FileMode]::Append, [IO.FileAccess]::Write)\r\n"
         b"$s = [IO.File]::Open($p, [IO.FileMode]::Open, [IO.FileAccess]::Read)\r\n"
+        b"[Diagnostics.EventLog]::WriteEntry('gen-bundle', 'x', 'Information', 1000)\r\n"
     )
     found = pwsh.unguarded_changes(bad)
-    assert [line.split(":")[0] for line in found] == ["line 5", "line 6", "line 7", "line 8", "line 9"], found
+    assert [line.split(":")[0] for line in found] == ["line 5", "line 6", "line 7", "line 8", "line 9", "line 11"], (
+        found
+    )
     # The engine's guard, Confirm-Change, counts only where the block cannot run without its yes.
     shapes = parser.parse(
         b"if ($a -and (Confirm-Change -Kind 'k')) { Remove-Item -LiteralPath a }\r\n"

@@ -1178,3 +1178,52 @@ def test_the_link_read_check_can_fail(grammar):
         "a user's log is read as SYSTEM without looking for a link on its way",
         "not every level below the profile is looked at",
     ]
+
+
+def event_problems(root) -> list[str]:
+    """Each run's outcome goes to the Application event log at its end (Stop-BundleRun), best
+    effort: every write in a try whose catch only warns, nothing written under -WhatIf, and the
+    event ID from the exit code the script's catch resolved."""
+    problems = []
+    if "Write-RunEvent" not in function(root, "Stop-BundleRun").text.decode():
+        problems.append("Stop-BundleRun writes no event")
+    try:
+        writer = function(root, "Write-RunEvent")
+    except StopIteration:
+        return problems + ["no Write-RunEvent"]
+    text = writer.text.decode()
+    for call in pwsh.walk(writer):
+        if call.type != "invocation_expression" or not call.text.decode().startswith("[Diagnostics.EventLog]::"):
+            continue
+        handlers, ancestor = [], call.parent
+        while ancestor is not None:  # every try around it: one must catch all and only warn
+            if ancestor.type == "try_statement":
+                handlers += [c.text.decode() for c in pwsh.walk(ancestor) if c.type == "catch_clause"]
+            ancestor = ancestor.parent
+        if not any(h.startswith("catch {") and "Write-Warning" in h and "throw" not in h for h in handlers):
+            problems.append(f"{call.text.decode()[:50]} can change the exit code")
+    whatif, first = text.find("if ($WhatIfPreference)"), text.find("[Diagnostics.EventLog]::")
+    if whatif < 0 or first < 0 or whatif > first:
+        problems.append("-WhatIf would write an event")
+    if "$Run.ExitCode = $code" not in function(root, "Resolve-BundleFailure").text.decode():
+        problems.append("the event does not know the exit code")
+    return problems
+
+
+def test_each_run_writes_its_outcome_to_the_event_log(grammar):
+    for script in ("install.ps1", "uninstall.ps1"):
+        assert event_problems(run(grammar, render_bundle(), script)) == []
+
+
+def test_the_event_check_can_fail(grammar):
+    old = (
+        "function Stop-BundleRun {\r\n    Write-RunEvent\r\n}\r\nfunction Resolve-BundleFailure {\r\n    return 1\r\n}\r\n"
+        "function Write-RunEvent {\r\n"
+        "    [Diagnostics.EventLog]::WriteEntry($EventSource, 'done', 'Information', 1000)\r\n"
+        "    if ($WhatIfPreference) {\r\n        return\r\n    }\r\n}\r\n"
+    )
+    assert event_problems(tree(grammar, old)) == [
+        "[Diagnostics.EventLog]::WriteEntry($EventSource, ' can change the exit code",
+        "-WhatIf would write an event",
+        "the event does not know the exit code",
+    ]

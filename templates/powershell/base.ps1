@@ -79,3 +79,59 @@ function Lock-GenBundle {
         }
     }
 }
+
+function Write-RunEvent {
+    # The run's outcome in the Application event log, under $EventSource: Group Policy reports no
+    # exit code, and a fleet's runs can be read there (the event IDs: the README). Best effort: a
+    # failure here only warns, and never changes the exit code. Only elevated runs write (reading
+    # whether the source exists needs it); -WhatIf only shows it. The source is registered at the
+    # first run on the machine; another run registering it at the same moment is no failure.
+    $code = 0
+    if ($Run.ContainsKey('ExitCode')) {
+        $code = [int]$Run.ExitCode
+    }
+    $id = $EventInstall
+    if ($ScriptName -eq 'uninstall.ps1') {
+        $id = $EventUninstall
+    }
+    if ($code -eq $ExitBusy) {
+        $id += $EventBusy
+    } elseif ($code -eq $ExitFailure -or $code -lt 0 -or $code -ge 100) {
+        $id += $EventFailure
+    } else {
+        $id += $code
+    }
+    $text = "$ScriptName of gen-bundle $EngineVersion for '$BundleName' ended with exit code $code"
+    if ($Run.ContainsKey('ExitMessage')) {
+        $text += ": $($Run.ExitMessage)"
+    }
+    $target = "the Application event log, source $EventSource"
+    if ($WhatIfPreference) {
+        $null = Confirm-Change -Kind 'event' -Target $target -Action "Write the run's outcome (event $id for exit code 0)" -Undo 'stays: the event log keeps it as its size allows'
+        return
+    }
+    if (-not (Test-Elevated)) {
+        return
+    }
+    try {
+        if (-not [Diagnostics.EventLog]::SourceExists($EventSource) -and
+            (Confirm-Change -Kind 'event-source' -Target $target -Action 'Register the source under which install.ps1 and uninstall.ps1 of every bundle write their outcome' -Undo 'stays, for every bundle (Windows PowerShell: Remove-EventLog -Source gen-bundle)')) {
+            try {
+                [Diagnostics.EventLog]::CreateEventSource($EventSource, 'Application')
+            } catch [ArgumentException] {
+                Write-Verbose 'event log: another run registered the source just now'
+            }
+        }
+        $type = [Diagnostics.EventLogEntryType]::Information
+        if ($code -eq $ExitUnsafe -or $code -eq $ExitTampered -or $code -eq $ExitFailure) {
+            $type = [Diagnostics.EventLogEntryType]::Error
+        } elseif ($code -ne 0) {
+            $type = [Diagnostics.EventLogEntryType]::Warning
+        }
+        if (Confirm-Change -Kind 'event' -Target $target -Action "Write event ${id}: $text" -Undo 'stays: the event log keeps it as its size allows') {
+            [Diagnostics.EventLog]::WriteEntry($EventSource, $text, $type, $id)
+        }
+    } catch {
+        Write-Warning "event log: the run's outcome was not written ($($_.Exception.Message))"
+    }
+}

@@ -37,6 +37,8 @@ function Resolve-BundleFailure {
     } elseif ($failure -is [IO.InvalidDataException]) {
         $code = $ExitPreflight
     }
+    $Run.ExitCode = $code  # for the run's event (Write-RunEvent)
+    $Run.ExitMessage = $failure.Message
     if ($code -eq 0) {
         Write-Warning $failure.Message
     } elseif ($failure -is [IO.InvalidDataException]) {

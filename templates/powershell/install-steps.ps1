@@ -482,19 +482,23 @@ function Start-BundleServer {
 }
 
 function Stop-BundleRun {
-    # At the end of every run, however it ends: the plan written (-Plan), the log closed, the lock
-    # released - in a console the process, whose end would release it, outlives the run, and the
+    # At the end of every run, however it ends: its outcome in the event log, the plan written
+    # (-Plan), the log closed, the lock released - in a console the process, whose end would release it, outlives the run, and the
     # next run (Group Policy, Intune) would wait for it and fail.
     param([string]$PlanPath)
     try {
-        Write-BundlePlan -Path $PlanPath
+        Write-RunEvent
     } finally {
         try {
-            if ($Run.ContainsKey('Transcript') -and $Run.Transcript) {
-                Stop-Transcript | Out-Null
-            }
+            Write-BundlePlan -Path $PlanPath
         } finally {
-            Exit-BundleRun
+            try {
+                if ($Run.ContainsKey('Transcript') -and $Run.Transcript) {
+                    Stop-Transcript | Out-Null
+                }
+            } finally {
+                Exit-BundleRun
+            }
         }
     }
 }

@@ -148,6 +148,11 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         $jupyterAcl.GetOwner([Security.Principal.SecurityIdentifier]).Value | Should -Be 'S-1-5-32-544'
         $jupyterAcl.AreAccessRulesProtected | Should -BeTrue
     }
+    It 'writes each run''s outcome to the Application event log' {
+        $events = @(Get-WinEvent -FilterHashtable @{ LogName = 'Application'; ProviderName = 'gen-bundle'; Id = 1005 } -MaxEvents 1 -ErrorAction SilentlyContinue)
+        $events.Count | Should -Be 1
+        $events[0].Message | Should -Match "install\.ps1 of gen-bundle [0-9.]+ for 'py' ended with exit code 5"
+    }
     It 'gives each folder level its own ACL: users read the install folder and its parent, not the state' {
         $root = Join-Path $env:ProgramFiles 'gen-bundle'
         foreach ($level in @(@($root, $true), @((Join-Path $root 'py'), $true), @((Join-Path $root 'py\start-py.bat'), $true),

@@ -181,6 +181,8 @@ STATE_CHANGING_METHODS = frozenset(
         "deletefolder",
         "registertaskdefinition",
         "save",
+        "writeentry",
+        "createeventsource",
     }
 )
 
@@ -211,6 +213,8 @@ def _changes_state(node) -> bool:
             return receiver in ("[io.file]", "[system.io.file]") and bool(WRITING_FILE_MODES.search(node.text.decode()))
         if member is not None and member.text.decode().lower() in STATE_CHANGING_METHODS:
             receiver = node.children[0].text.decode()
+            if member.text.decode().lower() in ("writeentry", "createeventsource"):
+                return receiver.lower() in ("[diagnostics.eventlog]", "[system.diagnostics.eventlog]")
             return receiver.lower().startswith(("[io.", "[system.io.")) or member.text.decode().lower() in (
                 "deletefolder",
                 "registertaskdefinition",

@@ -1,8 +1,8 @@
-﻿# gen-bundle 0.3.4: the engine of every bundle this version makes.
+﻿# gen-bundle 0.3.5: the engine of every bundle this version makes.
 #
 # install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
 # this module holds what each step does. It is the same file, byte for byte, in every bundle
-# of gen-bundle 0.3.4, whatever its inputs: a reviewer who approved it once recognises it by
+# of gen-bundle 0.3.5, whatever its inputs: a reviewer who approved it once recognises it by
 # its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
 # bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
 # in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
@@ -13,8 +13,8 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.3.4'
-$EngineFile        = 'gen-bundle-0.3.4.psm1'
+$EngineVersion     = '0.3.5'
+$EngineFile        = 'gen-bundle-0.3.5.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
@@ -27,6 +27,11 @@ $LauncherLogFile   = 'launcher.log'  # in each user's state folder: the launcher
 $ServerLogFile     = 'server.log'  # beside it: the server's output
 $SumsFile          = 'SHA256SUMS'  # in the bundle: each file's SHA-256
 $HostsLinesFile    = 'hosts.txt'  # in the bundle: the lines of the hosts block
+$EventSource       = 'gen-bundle'  # the Application event log's source of every run's outcome
+$EventInstall      = 1000  # its event IDs: this + the exit code (install.ps1), or
+$EventUninstall    = 2000  # this + the exit code (uninstall.ps1), but
+$EventBusy         = 18  # + this for exit code 1618, and
+$EventFailure      = 99  # + this for 1603 (or any other code of 100 or more)
 $LockFile          = 'run.lock'  # in $StateRoot: held open by the one gen-bundle run of the machine
 $LockWaitSeconds   = 300  # how long a run waits for another gen-bundle run to end
 $KeepLogs          = 30  # logs of earlier runs kept in the state folder's logs
@@ -78,6 +83,8 @@ function Resolve-BundleFailure {
     } elseif ($failure -is [IO.InvalidDataException]) {
         $code = $ExitPreflight
     }
+    $Run.ExitCode = $code  # for the run's event (Write-RunEvent)
+    $Run.ExitMessage = $failure.Message
     if ($code -eq 0) {
         Write-Warning $failure.Message
     } elseif ($failure -is [IO.InvalidDataException]) {
@@ -219,6 +226,62 @@ function Lock-GenBundle {
             }
             Start-Sleep -Seconds 1
         }
+    }
+}
+
+function Write-RunEvent {
+    # The run's outcome in the Application event log, under $EventSource: Group Policy reports no
+    # exit code, and a fleet's runs can be read there (the event IDs: the README). Best effort: a
+    # failure here only warns, and never changes the exit code. Only elevated runs write (reading
+    # whether the source exists needs it); -WhatIf only shows it. The source is registered at the
+    # first run on the machine; another run registering it at the same moment is no failure.
+    $code = 0
+    if ($Run.ContainsKey('ExitCode')) {
+        $code = [int]$Run.ExitCode
+    }
+    $id = $EventInstall
+    if ($ScriptName -eq 'uninstall.ps1') {
+        $id = $EventUninstall
+    }
+    if ($code -eq $ExitBusy) {
+        $id += $EventBusy
+    } elseif ($code -eq $ExitFailure -or $code -lt 0 -or $code -ge 100) {
+        $id += $EventFailure
+    } else {
+        $id += $code
+    }
+    $text = "$ScriptName of gen-bundle $EngineVersion for '$BundleName' ended with exit code $code"
+    if ($Run.ContainsKey('ExitMessage')) {
+        $text += ": $($Run.ExitMessage)"
+    }
+    $target = "the Application event log, source $EventSource"
+    if ($WhatIfPreference) {
+        $null = Confirm-Change -Kind 'event' -Target $target -Action "Write the run's outcome (event $id for exit code 0)" -Undo 'stays: the event log keeps it as its size allows'
+        return
+    }
+    if (-not (Test-Elevated)) {
+        return
+    }
+    try {
+        if (-not [Diagnostics.EventLog]::SourceExists($EventSource) -and
+            (Confirm-Change -Kind 'event-source' -Target $target -Action 'Register the source under which install.ps1 and uninstall.ps1 of every bundle write their outcome' -Undo 'stays, for every bundle (Windows PowerShell: Remove-EventLog -Source gen-bundle)')) {
+            try {
+                [Diagnostics.EventLog]::CreateEventSource($EventSource, 'Application')
+            } catch [ArgumentException] {
+                Write-Verbose 'event log: another run registered the source just now'
+            }
+        }
+        $type = [Diagnostics.EventLogEntryType]::Information
+        if ($code -eq $ExitUnsafe -or $code -eq $ExitTampered -or $code -eq $ExitFailure) {
+            $type = [Diagnostics.EventLogEntryType]::Error
+        } elseif ($code -ne 0) {
+            $type = [Diagnostics.EventLogEntryType]::Warning
+        }
+        if (Confirm-Change -Kind 'event' -Target $target -Action "Write event ${id}: $text" -Undo 'stays: the event log keeps it as its size allows') {
+            [Diagnostics.EventLog]::WriteEntry($EventSource, $text, $type, $id)
+        }
+    } catch {
+        Write-Warning "event log: the run's outcome was not written ($($_.Exception.Message))"
     }
 }
 
@@ -2117,19 +2180,23 @@ function Start-BundleServer {
 }
 
 function Stop-BundleRun {
-    # At the end of every run, however it ends: the plan written (-Plan), the log closed, the lock
-    # released - in a console the process, whose end would release it, outlives the run, and the
+    # At the end of every run, however it ends: its outcome in the event log, the plan written
+    # (-Plan), the log closed, the lock released - in a console the process, whose end would release it, outlives the run, and the
     # next run (Group Policy, Intune) would wait for it and fail.
     param([string]$PlanPath)
     try {
-        Write-BundlePlan -Path $PlanPath
+        Write-RunEvent
     } finally {
         try {
-            if ($Run.ContainsKey('Transcript') -and $Run.Transcript) {
-                Stop-Transcript | Out-Null
-            }
+            Write-BundlePlan -Path $PlanPath
         } finally {
-            Exit-BundleRun
+            try {
+                if ($Run.ContainsKey('Transcript') -and $Run.Transcript) {
+                    Stop-Transcript | Out-Null
+                }
+            } finally {
+                Exit-BundleRun
+            }
         }
     }
 }
