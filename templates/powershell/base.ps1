@@ -107,20 +107,23 @@ function Write-RunEvent {
     }
     $target = "the Application event log, source $EventSource"
     if ($WhatIfPreference) {
-        $null = Confirm-Change -Kind 'event' -Target $target -Action "Write the run's outcome (event $id for exit code 0)" -Undo 'stays: the event log keeps it as its size allows'
+        $null = Confirm-Change -Kind 'event' -Target $target -Action "Write the run's outcome (event $id for exit code $code), registering the source first when it is not there" -Undo 'stays: the event log keeps it as its size allows'
         return
     }
     if (-not (Test-Elevated)) {
         return
     }
     try {
-        if (-not [Diagnostics.EventLog]::SourceExists($EventSource) -and
-            (Confirm-Change -Kind 'event-source' -Target $target -Action 'Register the source under which install.ps1 and uninstall.ps1 of every bundle write their outcome' -Undo 'stays, for every bundle (Windows PowerShell: Remove-EventLog -Source gen-bundle)')) {
+        # WriteEntry registers a missing source by itself: the event is written only once the source
+        # is there, so that declining event-source (-Confirm) registers nothing.
+        $ready = [Diagnostics.EventLog]::SourceExists($EventSource)
+        if (-not $ready -and (Confirm-Change -Kind 'event-source' -Target $target -Action 'Register the source under which install.ps1 and uninstall.ps1 of every bundle write their outcome' -Undo 'stays, for every bundle (Windows PowerShell: Remove-EventLog -Source gen-bundle)')) {
             try {
                 [Diagnostics.EventLog]::CreateEventSource($EventSource, 'Application')
             } catch [ArgumentException] {
                 Write-Verbose 'event log: another run registered the source just now'
             }
+            $ready = $true
         }
         $type = [Diagnostics.EventLogEntryType]::Information
         if ($code -eq $ExitUnsafe -or $code -eq $ExitTampered -or $code -eq $ExitFailure) {
@@ -128,7 +131,7 @@ function Write-RunEvent {
         } elseif ($code -ne 0) {
             $type = [Diagnostics.EventLogEntryType]::Warning
         }
-        if (Confirm-Change -Kind 'event' -Target $target -Action "Write event ${id}: $text" -Undo 'stays: the event log keeps it as its size allows') {
+        if ($ready -and (Confirm-Change -Kind 'event' -Target $target -Action "Write event ${id}: $text" -Undo 'stays: the event log keeps it as its size allows')) {
             [Diagnostics.EventLog]::WriteEntry($EventSource, $text, $type, $id)
         }
     } catch {

@@ -34,10 +34,15 @@ function Test-ReadThroughLink {
     # True when $Path is reached through a link (junction or symbolic link) at any of the levels
     # that $Relative, its part below the user's profile folder, names: the user owns them, and a
     # link there would have SYSTEM read, and print, another file.
+    # A level whose attributes SYSTEM may not read (the user shut it out) counts as one: not read.
     param([string]$Path, [string]$Relative)
     $level = $Path
     foreach ($part in @($Relative.Split('\') | Where-Object { $_ })) {
-        if ((Test-Entry $level) -and ([IO.File]::GetAttributes($level) -band [IO.FileAttributes]::ReparsePoint)) {
+        try {
+            if ((Test-Entry $level) -and ([IO.File]::GetAttributes($level) -band [IO.FileAttributes]::ReparsePoint)) {
+                return $true
+            }
+        } catch [UnauthorizedAccessException] {
             return $true
         }
         $level = Split-Path -Parent $level
@@ -54,13 +59,17 @@ function Write-ServerReport {
         if ($null -eq $log) {
             Write-Output "server: the profile of $name was not found; look at their %USERPROFILE%\$UserStateDir\$LauncherLogFile"
         } elseif (Test-ReadThroughLink -Path $log -Relative (Join-Path $UserStateDir $LauncherLogFile)) {
-            Write-Output "server: $log is reached through a link that $name made; it is not read as SYSTEM. Read it as $name."
+            Write-Output "server: $log is reached through a link that $name made, or one of its folders may not be read; it is not read as SYSTEM. Read it as $name."
         } elseif (-not (Test-Path -LiteralPath $log -PathType Leaf)) {
             Write-Output "server: $log does not exist: the task did not start the launcher for $name. Look at the task's last run result (Get-ScheduledTaskInfo -TaskPath '$TaskFolder' -TaskName '$TaskName') and its history (Event Viewer: Microsoft-Windows-TaskScheduler/Operational)."
         } else {
             Write-Output "server: the last lines of $log :"
-            foreach ($line in @(Get-Content -LiteralPath $log -Tail $LogTailLines -Encoding UTF8)) {  # the launcher writes UTF-8; 5.1 would read ANSI
-                Write-Output "    $line"
+            try {
+                foreach ($line in @(Get-Content -LiteralPath $log -Tail $LogTailLines -Encoding UTF8)) {  # the launcher writes UTF-8; 5.1 would read ANSI
+                    Write-Output "    $line"
+                }
+            } catch {
+                Write-Output "    (not readable as SYSTEM: $($_.Exception.Message))"
             }
             Write-Output "server: look at the ERROR lines above and their Fix; the server's own output is $ServerLogFile beside that file."
         }

@@ -22,8 +22,9 @@ function Start-BundleLog {
     if ($old.Count -gt 0) {
         $action += ", and delete the older logs past the newest ${KeepLogs}: $(@($old | ForEach-Object { $_.Name }) -join ', ')"
     }
-    # -WhatIf on a PC where the folder is not there yet shows the log too: a real run writes it.
-    if (((Test-Entry $StateLogDir) -or $WhatIfPreference) -and (Confirm-Change -Kind 'log' -Target $StateLogDir -Action $action -Undo 'stays: the logs of the runs, for the record')) {
+    # install.ps1 -WhatIf on a PC where the folder is not there yet shows the log too: a real run
+    # makes the folder and writes it (uninstall.ps1 makes no folder).
+    if (((Test-Entry $StateLogDir) -or ($WhatIfPreference -and $Script -eq 'install')) -and (Confirm-Change -Kind 'log' -Target $StateLogDir -Action $action -Undo 'stays: the logs of the runs, for the record')) {
         $old | Remove-Item -Force -ErrorAction SilentlyContinue
         Start-Transcript -LiteralPath (Join-Path $StateLogDir ($Script + '-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.log')) -Append | Out-Null
         $Run.Transcript = $true

@@ -1,8 +1,8 @@
-﻿# gen-bundle 0.3.5: the engine of every bundle this version makes.
+﻿# gen-bundle 0.3.6: the engine of every bundle this version makes.
 #
 # install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
 # this module holds what each step does. It is the same file, byte for byte, in every bundle
-# of gen-bundle 0.3.5, whatever its inputs: a reviewer who approved it once recognises it by
+# of gen-bundle 0.3.6, whatever its inputs: a reviewer who approved it once recognises it by
 # its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
 # bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
 # in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
@@ -13,8 +13,8 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.3.5'
-$EngineFile        = 'gen-bundle-0.3.5.psm1'
+$EngineVersion     = '0.3.6'
+$EngineFile        = 'gen-bundle-0.3.6.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
@@ -256,20 +256,23 @@ function Write-RunEvent {
     }
     $target = "the Application event log, source $EventSource"
     if ($WhatIfPreference) {
-        $null = Confirm-Change -Kind 'event' -Target $target -Action "Write the run's outcome (event $id for exit code 0)" -Undo 'stays: the event log keeps it as its size allows'
+        $null = Confirm-Change -Kind 'event' -Target $target -Action "Write the run's outcome (event $id for exit code $code), registering the source first when it is not there" -Undo 'stays: the event log keeps it as its size allows'
         return
     }
     if (-not (Test-Elevated)) {
         return
     }
     try {
-        if (-not [Diagnostics.EventLog]::SourceExists($EventSource) -and
-            (Confirm-Change -Kind 'event-source' -Target $target -Action 'Register the source under which install.ps1 and uninstall.ps1 of every bundle write their outcome' -Undo 'stays, for every bundle (Windows PowerShell: Remove-EventLog -Source gen-bundle)')) {
+        # WriteEntry registers a missing source by itself: the event is written only once the source
+        # is there, so that declining event-source (-Confirm) registers nothing.
+        $ready = [Diagnostics.EventLog]::SourceExists($EventSource)
+        if (-not $ready -and (Confirm-Change -Kind 'event-source' -Target $target -Action 'Register the source under which install.ps1 and uninstall.ps1 of every bundle write their outcome' -Undo 'stays, for every bundle (Windows PowerShell: Remove-EventLog -Source gen-bundle)')) {
             try {
                 [Diagnostics.EventLog]::CreateEventSource($EventSource, 'Application')
             } catch [ArgumentException] {
                 Write-Verbose 'event log: another run registered the source just now'
             }
+            $ready = $true
         }
         $type = [Diagnostics.EventLogEntryType]::Information
         if ($code -eq $ExitUnsafe -or $code -eq $ExitTampered -or $code -eq $ExitFailure) {
@@ -277,7 +280,7 @@ function Write-RunEvent {
         } elseif ($code -ne 0) {
             $type = [Diagnostics.EventLogEntryType]::Warning
         }
-        if (Confirm-Change -Kind 'event' -Target $target -Action "Write event ${id}: $text" -Undo 'stays: the event log keeps it as its size allows') {
+        if ($ready -and (Confirm-Change -Kind 'event' -Target $target -Action "Write event ${id}: $text" -Undo 'stays: the event log keeps it as its size allows')) {
             [Diagnostics.EventLog]::WriteEntry($EventSource, $text, $type, $id)
         }
     } catch {
@@ -1095,8 +1098,9 @@ function Start-BundleLog {
     if ($old.Count -gt 0) {
         $action += ", and delete the older logs past the newest ${KeepLogs}: $(@($old | ForEach-Object { $_.Name }) -join ', ')"
     }
-    # -WhatIf on a PC where the folder is not there yet shows the log too: a real run writes it.
-    if (((Test-Entry $StateLogDir) -or $WhatIfPreference) -and (Confirm-Change -Kind 'log' -Target $StateLogDir -Action $action -Undo 'stays: the logs of the runs, for the record')) {
+    # install.ps1 -WhatIf on a PC where the folder is not there yet shows the log too: a real run
+    # makes the folder and writes it (uninstall.ps1 makes no folder).
+    if (((Test-Entry $StateLogDir) -or ($WhatIfPreference -and $Script -eq 'install')) -and (Confirm-Change -Kind 'log' -Target $StateLogDir -Action $action -Undo 'stays: the logs of the runs, for the record')) {
         $old | Remove-Item -Force -ErrorAction SilentlyContinue
         Start-Transcript -LiteralPath (Join-Path $StateLogDir ($Script + '-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.log')) -Append | Out-Null
         $Run.Transcript = $true
@@ -1549,10 +1553,15 @@ function Test-ReadThroughLink {
     # True when $Path is reached through a link (junction or symbolic link) at any of the levels
     # that $Relative, its part below the user's profile folder, names: the user owns them, and a
     # link there would have SYSTEM read, and print, another file.
+    # A level whose attributes SYSTEM may not read (the user shut it out) counts as one: not read.
     param([string]$Path, [string]$Relative)
     $level = $Path
     foreach ($part in @($Relative.Split('\') | Where-Object { $_ })) {
-        if ((Test-Entry $level) -and ([IO.File]::GetAttributes($level) -band [IO.FileAttributes]::ReparsePoint)) {
+        try {
+            if ((Test-Entry $level) -and ([IO.File]::GetAttributes($level) -band [IO.FileAttributes]::ReparsePoint)) {
+                return $true
+            }
+        } catch [UnauthorizedAccessException] {
             return $true
         }
         $level = Split-Path -Parent $level
@@ -1569,13 +1578,17 @@ function Write-ServerReport {
         if ($null -eq $log) {
             Write-Output "server: the profile of $name was not found; look at their %USERPROFILE%\$UserStateDir\$LauncherLogFile"
         } elseif (Test-ReadThroughLink -Path $log -Relative (Join-Path $UserStateDir $LauncherLogFile)) {
-            Write-Output "server: $log is reached through a link that $name made; it is not read as SYSTEM. Read it as $name."
+            Write-Output "server: $log is reached through a link that $name made, or one of its folders may not be read; it is not read as SYSTEM. Read it as $name."
         } elseif (-not (Test-Path -LiteralPath $log -PathType Leaf)) {
             Write-Output "server: $log does not exist: the task did not start the launcher for $name. Look at the task's last run result (Get-ScheduledTaskInfo -TaskPath '$TaskFolder' -TaskName '$TaskName') and its history (Event Viewer: Microsoft-Windows-TaskScheduler/Operational)."
         } else {
             Write-Output "server: the last lines of $log :"
-            foreach ($line in @(Get-Content -LiteralPath $log -Tail $LogTailLines -Encoding UTF8)) {  # the launcher writes UTF-8; 5.1 would read ANSI
-                Write-Output "    $line"
+            try {
+                foreach ($line in @(Get-Content -LiteralPath $log -Tail $LogTailLines -Encoding UTF8)) {  # the launcher writes UTF-8; 5.1 would read ANSI
+                    Write-Output "    $line"
+                }
+            } catch {
+                Write-Output "    (not readable as SYSTEM: $($_.Exception.Message))"
             }
             Write-Output "server: look at the ERROR lines above and their Fix; the server's own output is $ServerLogFile beside that file."
         }
