@@ -1159,6 +1159,8 @@ def link_read_problems(root) -> list[str]:
         walker = ""
     if "[IO.FileAttributes]::ReparsePoint" not in walker or "Split-Path -Parent $level" not in walker:
         problems.append("not every level below the profile is looked at")
+    if not re.search(r"\} catch \[UnauthorizedAccessException\] \{\s+return \$true", walker):
+        problems.append("a level the user shut SYSTEM out of ends the run instead of not being read")
     return problems
 
 
@@ -1177,6 +1179,7 @@ def test_the_link_read_check_can_fail(grammar):
     assert link_read_problems(tree(grammar, old)) == [
         "a user's log is read as SYSTEM without looking for a link on its way",
         "not every level below the profile is looked at",
+        "a level the user shut SYSTEM out of ends the run instead of not being read",
     ]
 
 
