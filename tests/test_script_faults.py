@@ -658,8 +658,15 @@ def broker_order_problems(root) -> list[str]:
 
     body = main_body(root)
 
+    def in_catch(node) -> bool:  # a recovery path (a failed write starts the broker again), not the order
+        while node is not None and node.type != "catch_clause":
+            node = node.parent
+        return node is not None
+
     def first(name: str, part: str) -> int | None:
-        return next((n.start_byte for called, n in body if called == name and part in n.text.decode()), None)
+        return next(
+            (n.start_byte for called, n in body if called == name and part in n.text.decode() and not in_catch(n)), None
+        )
 
     steps = {
         "the broker's log folder": first("new-adminonlyfolder", "-Writer $BrokerTaskSid"),
@@ -1039,7 +1046,8 @@ def fail_safe_problems(install, detect) -> list[str]:
     ):
         problems.append("a failed safety check on an installed PC does not disable the bundle")
     disable, stop = text_of(install, "Disable-UnsafeBundle"), text_of(install, "Disable-BundleRun")
-    if "Disable-BundleRun" not in disable or "Write-ReceiptMark -Name 'disabledByCheck'" not in disable:
+    marked, disabled = disable.find("Write-ReceiptMark -Name 'disabledByCheck'"), disable.find("Disable-BundleRun")
+    if marked < 0 or disabled < 0 or marked > disabled:  # first: a disable that fails half-way is still the tool's
         problems.append("the disable is not marked in the receipt")
     if not all(
         part in stop
@@ -1230,3 +1238,31 @@ def test_the_event_check_can_fail(grammar):
         "-WhatIf would write an event",
         "the event does not know the exit code",
     ]
+
+
+def broker_left_down_problems(root) -> list[str]:
+    """Install-BundleFiles stops the broker before its file is written; a write that fails (a user
+    holding a file open) must start it again before the run fails, or any account could take the
+    address meanwhile."""
+    text = function(root, "Install-BundleFiles").text.decode()
+    match = re.search(r"\} catch \{(.*?)\r\n        throw\r\n    \}", text, re.DOTALL)
+    if (
+        match is None
+        or "$Run.BrokerStopped" not in match.group(1)
+        or "Start-ScheduledTask -TaskName $BrokerTaskName" not in match.group(1)
+    ):
+        return ["a failed write leaves the broker stopped"]
+    return []
+
+
+def test_a_failed_write_does_not_leave_the_broker_down(grammar):
+    assert broker_left_down_problems(run(grammar, render_bundle(), "install.ps1")) == []
+
+
+def test_the_broker_down_check_can_fail(grammar):
+    """0.3.6's Install-BundleFiles: the writes bare after Stop-BrokerTask."""
+    source = run(grammar, render_bundle(), "install.ps1").root_node.text.decode()
+    start = source.index("function Install-BundleFiles {")
+    body = source[start : source.index("\r\n}\r\n", start) + 5]
+    old = body[: body.index("    } catch {")] + "    }\r\n}\r\n"
+    assert broker_left_down_problems(tree(grammar, old)) == ["a failed write leaves the broker stopped"]

@@ -7,7 +7,17 @@ function Test-Installed {
     # disabled one of gen-bundle's tasks, which install.ps1 leaves as it is. Tasks a failed check
     # disabled are not installed: Intune and SCCM then run install.ps1, which says why (exit 6).
     if (Test-BundleOff) {
-        Write-Verbose "the policy value Enabled = 0 under $PolicyRoot\$BundleName turns the bundle off; install.ps1 leaves it so"
+        # Off as the policy wants only once install.ps1 disabled what runs: until then "not
+        # installed", so that Intune runs install.ps1, which disables them.
+        foreach ($name in @($TaskName, $BrokerTaskName)) {
+            $found = @(Get-OurTask -Name $name)
+            if ($found.Count -gt 0 -and [string]::Equals([string]$found[0].Author, 'gen-bundle', [StringComparison]::Ordinal) -and
+                -not (Test-TaskValue -Value $found[0].State -Enum 'State' -Name 'Disabled')) {
+                Write-Verbose "the policy value turns the bundle off, and $TaskFolder$name is still enabled: install.ps1 disables it"
+                return $false
+            }
+        }
+        Write-Verbose "the policy value Enabled = 0 under $PolicyRoot\$BundleName turns the bundle off; its tasks are disabled"
         return $true
     }
     $receipt = Read-Receipt

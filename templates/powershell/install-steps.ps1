@@ -40,10 +40,10 @@ function Test-InstallPreflight {
     }
     if (Test-BundleOff) {
         # An administrator's off (the policy value), which -Force does not override.
-        Disable-BundleRun -Reason "the policy value Enabled = 0 under $PolicyRoot\$BundleName turns the bundle off" -Undo 'install.ps1 enables it again once the policy value is gone or not 0'
         if ($null -eq (Get-ReceiptValue $Run.OldReceipt 'disabledByPolicy')) {
-            Write-ReceiptMark -Name 'disabledByPolicy' -Value ((Get-Date).ToUniversalTime().ToString('o'))
+            Write-ReceiptMark -Name 'disabledByPolicy' -Value ((Get-Date).ToUniversalTime().ToString('o'))  # first: see Disable-UnsafeBundle
         }
+        Disable-BundleRun -Reason "the policy value Enabled = 0 under $PolicyRoot\$BundleName turns the bundle off" -Undo 'install.ps1 enables it again once the policy value is gone or not 0'
         Stop-Bundle 0 "the policy value Enabled = 0 under $PolicyRoot\$BundleName turns '$BundleName' off: its tasks stay disabled, and install.ps1 changes nothing else"
     }
     $problems = @($stateProblems)
@@ -214,16 +214,30 @@ function Install-BundleFiles {
         Stop-BrokerTask
         $Run.BrokerStopped = $true
     }
-    foreach ($file in $InstalledFiles) {
-        $target = Join-Path $InstallDir $file
-        if ($stale -notcontains $file) {
-            Write-Output "files: $target is already in place"
-        } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS (the file takes the install folder's ACL: administrators write, users read and run)" -Undo 'uninstall.ps1 deletes the install folder') {
-            [void][IO.Directory]::CreateDirectory($InstallDir)
-            [IO.File]::WriteAllBytes($target, $bundle[$file])  # the bytes checked against SHA256SUMS
-            Write-Output "files: wrote $file to $target"
-            $Run.Changed += "file $target"
+    try {
+        foreach ($file in $InstalledFiles) {
+            $target = Join-Path $InstallDir $file
+            if ($stale -notcontains $file) {
+                Write-Output "files: $target is already in place"
+            } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS (the file takes the install folder's ACL: administrators write, users read and run)" -Undo 'uninstall.ps1 deletes the install folder') {
+                [void][IO.Directory]::CreateDirectory($InstallDir)
+                [IO.File]::WriteAllBytes($target, $bundle[$file])  # the bytes checked against SHA256SUMS
+                Write-Output "files: wrote $file to $target"
+                $Run.Changed += "file $target"
+            }
         }
+    } catch {
+        # A write that fails (a user holding a file open without sharing it) must not leave the
+        # broker down: while it is, any account could take the address. It starts again with the
+        # file it had, and the run fails.
+        if ($Run.BrokerStopped -and (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action 'Start the broker again: writing the bundle''s files failed' -Undo 'uninstall.ps1 stops and unregisters it')) {
+            try {
+                Start-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder
+            } catch {
+                Write-Warning "broker: could not start $TaskFolder$BrokerTaskName again ($($_.Exception.Message))"
+            }
+        }
+        throw
     }
 }
 

@@ -26,7 +26,11 @@ function Start-BundleLog {
     # makes the folder and writes it (uninstall.ps1 makes no folder).
     if (((Test-Entry $StateLogDir) -or ($WhatIfPreference -and $Script -eq 'install')) -and (Confirm-Change -Kind 'log' -Target $StateLogDir -Action $action -Undo 'stays: the logs of the runs, for the record')) {
         $old | Remove-Item -Force -ErrorAction SilentlyContinue
-        Start-Transcript -LiteralPath (Join-Path $StateLogDir ($Script + '-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.log')) -Append | Out-Null
-        $Run.Transcript = $true
+        try {
+            Start-Transcript -LiteralPath (Join-Path $StateLogDir ($Script + '-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.log')) -Append | Out-Null
+            $Run.Transcript = $true
+        } catch {
+            Write-Warning "log: this run writes no log ($($_.Exception.Message))"  # a full disk must not fail the run
+        }
     }
 }

@@ -73,7 +73,7 @@ function Disable-BundleRun {
     # end before the step that starts it otherwise.
     param([string]$Reason, [string]$Undo)
     if ($Run.StateSafe -and -not $Run.ContainsKey('Transcript') -and (Test-Path -LiteralPath $StateLogDir -PathType Container)) {
-        Start-BundleLog -Script 'install'
+        Start-BundleLog -Script 'install'  # best effort (a full disk): nothing here may keep the tasks from being disabled
     }
     foreach ($name in @($TaskName, $BrokerTaskName)) {
         $task = @(Get-OurTask -Name $name)
@@ -89,16 +89,21 @@ function Disable-BundleRun {
         }
     }
     Stop-BundleProcess -Process @(@(Get-BundleProcess) + @(Get-BundleProcess -Broker)) -Reason $Reason
-    Remove-StartMenuEntry
+    try {
+        Remove-StartMenuEntry
+    } catch {
+        Write-Warning "start menu: $ShortcutPath stays ($($_.Exception.Message)); it runs nothing while the tasks are disabled but the guard"
+    }
 }
 
 function Disable-UnsafeBundle {
     # A check failed where the bundle is installed: nothing of it runs on, and the receipt says
     # that a check disabled the tasks (the next run that passes every check enables them again;
     # a task disabled without that mark is an administrator's, as before).
+    # The mark first: a disable that fails half-way is still known as the tool's.
     param([string[]]$Problem)
-    Disable-BundleRun -Reason 'a security check failed (above)' -Undo 'the next run of install.ps1 whose checks all pass registers and starts it again'
     Write-ReceiptMark -Name 'disabledByCheck' -Value ([ordered]@{ at = (Get-Date).ToUniversalTime().ToString('o'); problems = @($Problem) })
+    Disable-BundleRun -Reason 'a security check failed (above)' -Undo 'the next run of install.ps1 whose checks all pass registers and starts it again'
 }
 
 function Write-ReceiptMark {

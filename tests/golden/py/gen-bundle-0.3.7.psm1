@@ -1,8 +1,8 @@
-﻿# gen-bundle 0.3.6: the engine of every bundle this version makes.
+﻿# gen-bundle 0.3.7: the engine of every bundle this version makes.
 #
 # install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
 # this module holds what each step does. It is the same file, byte for byte, in every bundle
-# of gen-bundle 0.3.6, whatever its inputs: a reviewer who approved it once recognises it by
+# of gen-bundle 0.3.7, whatever its inputs: a reviewer who approved it once recognises it by
 # its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
 # bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
 # in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
@@ -13,8 +13,8 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.3.6'
-$EngineFile        = 'gen-bundle-0.3.6.psm1'
+$EngineVersion     = '0.3.7'
+$EngineFile        = 'gen-bundle-0.3.7.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
@@ -1102,8 +1102,12 @@ function Start-BundleLog {
     # makes the folder and writes it (uninstall.ps1 makes no folder).
     if (((Test-Entry $StateLogDir) -or ($WhatIfPreference -and $Script -eq 'install')) -and (Confirm-Change -Kind 'log' -Target $StateLogDir -Action $action -Undo 'stays: the logs of the runs, for the record')) {
         $old | Remove-Item -Force -ErrorAction SilentlyContinue
-        Start-Transcript -LiteralPath (Join-Path $StateLogDir ($Script + '-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.log')) -Append | Out-Null
-        $Run.Transcript = $true
+        try {
+            Start-Transcript -LiteralPath (Join-Path $StateLogDir ($Script + '-' + (Get-Date -Format 'yyyyMMdd-HHmmss') + '.log')) -Append | Out-Null
+            $Run.Transcript = $true
+        } catch {
+            Write-Warning "log: this run writes no log ($($_.Exception.Message))"  # a full disk must not fail the run
+        }
     }
 }
 
@@ -1471,7 +1475,7 @@ function Disable-BundleRun {
     # end before the step that starts it otherwise.
     param([string]$Reason, [string]$Undo)
     if ($Run.StateSafe -and -not $Run.ContainsKey('Transcript') -and (Test-Path -LiteralPath $StateLogDir -PathType Container)) {
-        Start-BundleLog -Script 'install'
+        Start-BundleLog -Script 'install'  # best effort (a full disk): nothing here may keep the tasks from being disabled
     }
     foreach ($name in @($TaskName, $BrokerTaskName)) {
         $task = @(Get-OurTask -Name $name)
@@ -1487,16 +1491,21 @@ function Disable-BundleRun {
         }
     }
     Stop-BundleProcess -Process @(@(Get-BundleProcess) + @(Get-BundleProcess -Broker)) -Reason $Reason
-    Remove-StartMenuEntry
+    try {
+        Remove-StartMenuEntry
+    } catch {
+        Write-Warning "start menu: $ShortcutPath stays ($($_.Exception.Message)); it runs nothing while the tasks are disabled but the guard"
+    }
 }
 
 function Disable-UnsafeBundle {
     # A check failed where the bundle is installed: nothing of it runs on, and the receipt says
     # that a check disabled the tasks (the next run that passes every check enables them again;
     # a task disabled without that mark is an administrator's, as before).
+    # The mark first: a disable that fails half-way is still known as the tool's.
     param([string[]]$Problem)
-    Disable-BundleRun -Reason 'a security check failed (above)' -Undo 'the next run of install.ps1 whose checks all pass registers and starts it again'
     Write-ReceiptMark -Name 'disabledByCheck' -Value ([ordered]@{ at = (Get-Date).ToUniversalTime().ToString('o'); problems = @($Problem) })
+    Disable-BundleRun -Reason 'a security check failed (above)' -Undo 'the next run of install.ps1 whose checks all pass registers and starts it again'
 }
 
 function Write-ReceiptMark {
@@ -1751,10 +1760,10 @@ function Test-InstallPreflight {
     }
     if (Test-BundleOff) {
         # An administrator's off (the policy value), which -Force does not override.
-        Disable-BundleRun -Reason "the policy value Enabled = 0 under $PolicyRoot\$BundleName turns the bundle off" -Undo 'install.ps1 enables it again once the policy value is gone or not 0'
         if ($null -eq (Get-ReceiptValue $Run.OldReceipt 'disabledByPolicy')) {
-            Write-ReceiptMark -Name 'disabledByPolicy' -Value ((Get-Date).ToUniversalTime().ToString('o'))
+            Write-ReceiptMark -Name 'disabledByPolicy' -Value ((Get-Date).ToUniversalTime().ToString('o'))  # first: see Disable-UnsafeBundle
         }
+        Disable-BundleRun -Reason "the policy value Enabled = 0 under $PolicyRoot\$BundleName turns the bundle off" -Undo 'install.ps1 enables it again once the policy value is gone or not 0'
         Stop-Bundle 0 "the policy value Enabled = 0 under $PolicyRoot\$BundleName turns '$BundleName' off: its tasks stay disabled, and install.ps1 changes nothing else"
     }
     $problems = @($stateProblems)
@@ -1925,16 +1934,30 @@ function Install-BundleFiles {
         Stop-BrokerTask
         $Run.BrokerStopped = $true
     }
-    foreach ($file in $InstalledFiles) {
-        $target = Join-Path $InstallDir $file
-        if ($stale -notcontains $file) {
-            Write-Output "files: $target is already in place"
-        } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS (the file takes the install folder's ACL: administrators write, users read and run)" -Undo 'uninstall.ps1 deletes the install folder') {
-            [void][IO.Directory]::CreateDirectory($InstallDir)
-            [IO.File]::WriteAllBytes($target, $bundle[$file])  # the bytes checked against SHA256SUMS
-            Write-Output "files: wrote $file to $target"
-            $Run.Changed += "file $target"
+    try {
+        foreach ($file in $InstalledFiles) {
+            $target = Join-Path $InstallDir $file
+            if ($stale -notcontains $file) {
+                Write-Output "files: $target is already in place"
+            } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS (the file takes the install folder's ACL: administrators write, users read and run)" -Undo 'uninstall.ps1 deletes the install folder') {
+                [void][IO.Directory]::CreateDirectory($InstallDir)
+                [IO.File]::WriteAllBytes($target, $bundle[$file])  # the bytes checked against SHA256SUMS
+                Write-Output "files: wrote $file to $target"
+                $Run.Changed += "file $target"
+            }
         }
+    } catch {
+        # A write that fails (a user holding a file open without sharing it) must not leave the
+        # broker down: while it is, any account could take the address. It starts again with the
+        # file it had, and the run fails.
+        if ($Run.BrokerStopped -and (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action 'Start the broker again: writing the bundle''s files failed' -Undo 'uninstall.ps1 stops and unregisters it')) {
+            try {
+                Start-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder
+            } catch {
+                Write-Warning "broker: could not start $TaskFolder$BrokerTaskName again ($($_.Exception.Message))"
+            }
+        }
+        throw
     }
 }
 
@@ -2381,7 +2404,17 @@ function Test-Installed {
     # disabled one of gen-bundle's tasks, which install.ps1 leaves as it is. Tasks a failed check
     # disabled are not installed: Intune and SCCM then run install.ps1, which says why (exit 6).
     if (Test-BundleOff) {
-        Write-Verbose "the policy value Enabled = 0 under $PolicyRoot\$BundleName turns the bundle off; install.ps1 leaves it so"
+        # Off as the policy wants only once install.ps1 disabled what runs: until then "not
+        # installed", so that Intune runs install.ps1, which disables them.
+        foreach ($name in @($TaskName, $BrokerTaskName)) {
+            $found = @(Get-OurTask -Name $name)
+            if ($found.Count -gt 0 -and [string]::Equals([string]$found[0].Author, 'gen-bundle', [StringComparison]::Ordinal) -and
+                -not (Test-TaskValue -Value $found[0].State -Enum 'State' -Name 'Disabled')) {
+                Write-Verbose "the policy value turns the bundle off, and $TaskFolder$name is still enabled: install.ps1 disables it"
+                return $false
+            }
+        }
+        Write-Verbose "the policy value Enabled = 0 under $PolicyRoot\$BundleName turns the bundle off; its tasks are disabled"
         return $true
     }
     $receipt = Read-Receipt
