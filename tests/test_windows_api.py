@@ -520,6 +520,8 @@ def test_the_dotnet_check_saw_the_members_and_the_branches(trees, dotnet):
 DOTNET_CONTROLS = {
     "[void][IO.FileSystemAclExtensions]::CreateDirectory($security, $Path)": "is no type of .NET Framework 4.8",
     "$p = [IO.Path]::GetFullPath($a, $b)": "takes no 2 arguments",
+    # 0.3.3's receipt swap: no backup asked for, but PowerShell hands File.Replace "" instead.
+    "[IO.File]::Replace($temp, $path, $null)": "gets $null for a string",
     "$b = [IO.File]::ReadAllBytesAsync($p)": "ReadAllBytesAsync() is no method",
     "$s = [IO.File]::OpenRead($p)\r\n$s.Length = 5": "[System.IO.FileStream].Length cannot be set",
     "$s = [IO.File]::OpenRead($p)\r\n$s.Rewind()": "[System.IO.FileStream].Rewind() is no method",

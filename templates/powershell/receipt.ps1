@@ -23,7 +23,9 @@ function Write-ReceiptFile {
     $temp = $ReceiptPath + '.new'
     [IO.File]::WriteAllText($temp, ($Receipt | ConvertTo-Json -Depth 4), (New-Object Text.UTF8Encoding($false)))
     if (Test-Path -LiteralPath $ReceiptPath -PathType Leaf) {
-        [IO.File]::Replace($temp, $ReceiptPath, $null)
+        # A backup name, not $null: PowerShell would hand File.Replace "" for it, which it refuses.
+        [IO.File]::Replace($temp, $ReceiptPath, $ReceiptPath + '.old')
+        [IO.File]::Delete($ReceiptPath + '.old')
     } else {
         [IO.File]::Move($temp, $ReceiptPath)
     }

@@ -557,6 +557,8 @@ class Checker:
                 return
             self.uses.append(Use("static", line, found.full_name, member, count, setting, reach))
             self._judge(found, member, True, call, count, setting, line)
+            if call:
+                self._null_strings(found, member, _child(node, "argument_list"), count, line)
             return
         value = self.type_of(receiver)
         if value is None:
@@ -590,6 +592,25 @@ class Checker:
             self.problems.append(f"line {line}: {where} is no property or field in .NET Framework 4.8")
         elif setting and not any(m.settable for m in values):
             self.problems.append(f"line {line}: {where} cannot be set in .NET Framework 4.8")
+
+    def _null_strings(self, found: netref.Type, member: str, arguments, count, line) -> None:
+        """A literal $null given where every overload that takes this many arguments has a string:
+        PowerShell converts $null to "" for a string parameter of a .NET method (only
+        [NullString]::Value is null), which .NET then refuses, e.g. as a path."""
+        inner = _child(arguments, "argument_expression_list") if arguments is not None else None
+        if inner is None:
+            return
+        texts = [_text(c).strip().lower() for c in inner.children if c.type == "argument_expression"]
+        methods = [m for m in found.members(member, static=True) if m.kind == "method" and netref.accepts(m, count)]
+        for at, text in enumerate(texts):
+            if (
+                text == "$null"
+                and methods
+                and all(at < len(m.parameters) and m.parameters[at].type == "System.String" for m in methods)
+            ):
+                self.problems.append(
+                    f'line {line}: [{found.full_name}]::{member}() gets $null for a string, which PowerShell passes as ""'
+                )
 
     def _derived(self, found: netref.Type) -> list[netref.Type]:
         """Types derived from ``found`` in its own assembly: PowerShell binds a member on the

@@ -472,23 +472,33 @@ def _tested(node, variable: str) -> bool:
     while parent is not None and parent.type != "function_statement":
         if parent.type in ("if_statement", "elseif_clause", "while_statement") and child.type == "statement_block":
             condition = next((c for c in parent.children if c.type == "pipeline"), None)
-            if condition is not None and variable in condition.text.decode().lower():
+            if condition is not None and _names(condition.text.decode(), variable):
                 return True
         if parent.type in ("logical_expression", "pipeline_chain") and child != parent.children[0]:
-            if variable in parent.children[0].text.decode().lower():
+            if _names(parent.children[0].text.decode(), variable):
                 return True
         child, parent = parent, parent.parent
     return False
 
 
+def _names(text: str, variable: str) -> bool:
+    """``variable`` (lowercase, with its $) stands whole in ``text``: $item is not $items."""
+    return re.search(re.escape(variable) + r"\b", text.lower()) is not None
+
+
 def _returned_before(function, node, variable: str) -> bool:
-    """An earlier ``if (-not $x ...) { return }`` in the function: the read is not reached with $null."""
+    """An earlier ``if (-not $x ...) { return }`` (or ``$null -eq $x``) in the function: the read is
+    not reached with $null. ``if ($x) { return }`` is no such guard: after it, $x is null."""
     for branch in walk(function):
         if branch.type != "if_statement" or branch.end_byte > node.start_byte:
             continue
         condition = next((c for c in branch.children if c.type == "pipeline"), None)
         block = next((c for c in branch.children if c.type == "statement_block"), None)
-        if condition is None or block is None or variable not in condition.text.decode().lower():
+        if condition is None or block is None:
+            continue
+        text = condition.text.decode().lower()
+        name = re.escape(variable) + r"\b"
+        if not re.search(r"(-not\s+|!)" + name + r"|\$null\s+-eq\s+" + name + r"|" + name + r"\s+-eq\s+\$null", text):
             continue
         if any(n.type == "flow_control_statement" for n in walk(block)):
             return True

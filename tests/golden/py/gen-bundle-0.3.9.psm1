@@ -1,8 +1,8 @@
-﻿# gen-bundle 0.3.8: the engine of every bundle this version makes.
+﻿# gen-bundle 0.3.9: the engine of every bundle this version makes.
 #
 # install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
 # this module holds what each step does. It is the same file, byte for byte, in every bundle
-# of gen-bundle 0.3.8, whatever its inputs: a reviewer who approved it once recognises it by
+# of gen-bundle 0.3.9, whatever its inputs: a reviewer who approved it once recognises it by
 # its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
 # bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
 # in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
@@ -13,8 +13,8 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.3.8'
-$EngineFile        = 'gen-bundle-0.3.8.psm1'
+$EngineVersion     = '0.3.9'
+$EngineFile        = 'gen-bundle-0.3.9.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
@@ -1136,7 +1136,9 @@ function Write-ReceiptFile {
     $temp = $ReceiptPath + '.new'
     [IO.File]::WriteAllText($temp, ($Receipt | ConvertTo-Json -Depth 4), (New-Object Text.UTF8Encoding($false)))
     if (Test-Path -LiteralPath $ReceiptPath -PathType Leaf) {
-        [IO.File]::Replace($temp, $ReceiptPath, $null)
+        # A backup name, not $null: PowerShell would hand File.Replace "" for it, which it refuses.
+        [IO.File]::Replace($temp, $ReceiptPath, $ReceiptPath + '.old')
+        [IO.File]::Delete($ReceiptPath + '.old')
     } else {
         [IO.File]::Move($temp, $ReceiptPath)
     }
