@@ -16,6 +16,7 @@ from . import bundle_format, escape
 from . import layout as constants
 from .bundle_format import (
     BUNDLE_JSON,
+    ENV_ARCHIVE,
     ENV_FILES,
     HOSTS_FILE,
     MANIFEST_SCHEMA,
@@ -335,6 +336,13 @@ def render(spec: BundleSpec, env: BuiltEnv | None = None) -> dict[str, bytes]:
         "sha": sha,
         "lines": lambda name: line_count(files[name]),  # of a file rendered before the README
         "engine_parts": lambda: engine_parts(files[engine_file(spec.version)]),
+        # what a run that extracts nothing reads of the bundle, of the files rendered before the
+        # README: each once, install.ps1 and the engine twice (to run them, and against SHA256SUMS)
+        "read_bytes": lambda: (
+            sum(len(data) for name, data in files.items() if name != ENV_ARCHIVE)
+            + len(files["install.ps1"])
+            + len(files[engine_file(spec.version)])
+        ),
     }
     for name, output in outputs(spec).items():
         if output.shared:

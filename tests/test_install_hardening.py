@@ -147,10 +147,67 @@ def writes_before_preflight_ends(root) -> list[str]:
 
 
 def own_engine_copy(node) -> bool:
-    """The engine's copy for this run: written, before anything else, to a folder the script has
-    just made with its own ACL (only SYSTEM, administrators and the account that runs it), and
+    """The engine's copy for this run, only where the engine loaded from memory does not run in
+    full language (engine_load_problems): written, before anything else, to a folder the script
+    has just made with its own ACL (only SYSTEM, administrators and the account that runs it), and
     deleted at the end; no change to the machine."""
     return "$engineFolder" in node.text.decode()
+
+
+IN_MEMORY = "New-Module -Name ([IO.Path]::GetFileNameWithoutExtension($Bundle.EngineFile)) -ScriptBlock ([ScriptBlock]::Create([Text.Encoding]::UTF8.GetString($engineBytes, 3, $unsignedLength - 3)))"
+FALLBACK = "if ($engineMode -ne 'FullLanguage') {"
+
+
+def engine_load_problems(root) -> list[str]:
+    """install.ps1 and uninstall.ps1 load the engine from the bytes they checked, in memory (less
+    the BOM, less a signature block), and write a file only on the path where that engine does not
+    run in full language: no file under the temporary folder, which SYSTEM importing a module from
+    is a hunting rule's pattern, and none under -WhatIf."""
+    problems = []
+    body = [(name, node) for name, node in main_body(root)]
+    loads = [node for name, node in body if name == "new-module"]
+    if not loads or IN_MEMORY not in loads[0].text.decode():
+        return ["the engine is not loaded from its checked bytes in memory"]
+    fallbacks = [n for n in walk(root.root_node) if n.type == "if_statement" and n.text.decode().startswith(FALLBACK)]
+    if not fallbacks or fallbacks[0].start_byte < loads[0].end_byte:
+        problems.append("no file import for an engine that does not run in full language, after the load")
+    start = next(node.start_byte for name, node in body if name == "initialize-genbundle")
+    for name, node in body:
+        if node.start_byte >= start:
+            break
+        if (name in WRITES_BEFORE or _changes_state(node) or name == "import-module") and not any(
+            f.start_byte <= node.start_byte < f.end_byte for f in fallbacks
+        ):
+            problems.append(f"{name} at line {node.start_point[0] + 1} runs whatever the engine's language")
+    return problems
+
+
+@pytest.mark.parametrize("name", ["install.ps1", "uninstall.ps1"])
+def test_the_engine_is_loaded_from_its_checked_bytes_in_memory(grammar, name):
+    assert engine_load_problems(script(grammar, name)) == []
+    files = render_bundle()
+    engine = next(file for file in files if file.endswith(".psm1"))
+    assert files[engine].startswith(b"\xef\xbb\xbf")  # the three bytes the load skips
+
+
+def test_the_engine_load_check_can_fail(grammar):
+    text = script(grammar, "install.ps1").root_node.text.decode()
+    moved = text.replace(FALLBACK, "if ($true) {", 1)
+    moved = moved.replace(
+        "    Import-Module -Name (Join-Path $engineFolder $Bundle.EngineFile) -DisableNameChecking\r\n}\r\n",
+        "}\r\nImport-Module -Name (Join-Path $engineFolder $Bundle.EngineFile) -DisableNameChecking\r\n",
+        1,
+    )
+    assert [p.split(" at ")[0] for p in engine_load_problems(tree(grammar, moved))] == [
+        "no file import for an engine that does not run in full language, after the load",
+        "createdirectory",
+        "createdirectory",
+        "writeallbytes",
+        "import-module",
+    ]
+    assert engine_load_problems(tree(grammar, text.replace("$engineBytes, 3,", "$engineBytes, 0,", 1))) == [
+        "the engine is not loaded from its checked bytes in memory"
+    ]
 
 
 def test_install_writes_nothing_before_its_preflight_ends(grammar):

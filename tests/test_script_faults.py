@@ -19,7 +19,7 @@ from generator.spec import build_spec
 from generator.winpath import MAX_FOLDER_CHARS, MAX_PATH_CHARS
 
 from conftest import CANONICAL, REPO, XSD_DIR, need, render_bundle
-from support import program, pscommands, pwsh
+from support import program, pscommands, pwsh, unroll
 
 USER = {"scope": "user", "user": "CONTOSO\\alice"}
 
@@ -584,6 +584,86 @@ def test_the_unrolled_array_check_can_fail(grammar):
     assert unrolled_arrays(tree(grammar, "$n = if ($a) { 1 } else { 2 }\r\n")) == []
 
 
+# The same unrolling found from the variable's use (support/unroll.py): the statement, script
+# block or function whose output is assigned need not hold an array-making call itself.
+UNROLLED_CONTROLS = {
+    # The issue's shape: the array is assigned elsewhere; the if writes it, unrolled ($null when empty).
+    "$engineBytes = [byte[]]@()\r\n$other = [IO.File]::ReadAllBytes($p)\r\n": (
+        "$bytes = if ($useEngine) { $engineBytes } else { $other }\r\n$size = $bytes.Length\r\n",
+        "line 3: $bytes = if ($useEngine) { $engineBytes } else { $other } (if; then $bytes.Length at line 4)",
+    ),
+    "$chunk = [byte[]]@()\r\n": (
+        "$data = foreach ($part in $parts) { $part }\r\n[IO.File]::WriteAllBytes($path, $data)\r\n",
+        "line 2: $data = foreach ($part in $parts) { $part } (foreach; then [IO.File]::WriteAllBytes($path, $data) at line 3)",
+    ),
+    # A function's array result: one line gives a string, whose [0] is its first character.
+    "function Get-Lines {\r\n    param([string]$Path)\r\n    return [IO.File]::ReadAllLines($Path)\r\n}\r\n": (
+        "$lines = Get-Lines -Path $p\r\n$first = $lines[0]\r\n",
+        "line 5: $lines = Get-Lines -Path $p (get-lines; then $lines[0] at line 6)",
+    ),
+    # A script block's several outputs: .Count of a single one throws in 5.1 under Set-StrictMode.
+    "$files = @(Get-ChildItem -LiteralPath $folder)\r\n": (
+        "$names = & { foreach ($file in $files) { $file.Name } }\r\nif ($names.Count -gt 1) { }\r\n",
+        "line 2: $names = & { foreach ($file in $files) { $file.Name } } (a script block; then $names.Count at line 3)",
+    ),
+}
+# Shapes the check leaves, on purpose: wrapped in @() or a typed variable; scalars (a string's
+# .Length and [0] are its own); a hashtable looked up by key; re-wrapped before the use; used only
+# through @() or foreach; a function whose branches each return one value.
+UNROLLED_SAFE = (
+    "$engineBytes = [byte[]]@()\r\n$bytes = @(if ($a) { $engineBytes } else { $other })\r\n$n = $bytes.Length\r\n"
+    "[byte[]]$kept = if ($a) { $engineBytes } else { $other }\r\n$m = $kept.Length\r\n"
+    "$text = if ($a) { 'x' } else { 'yy' }\r\n$k = $text.Length + $text[0].Length\r\n"
+    "$table = if ($a) { @{ a = 1 } } else { @{} }\r\n$v = $table['a']\r\n"
+    '$rules = foreach ($r in $list) { "$r" }\r\n$rules = @($rules)\r\n$c = $rules.Count\r\n'
+    "$items = foreach ($r in $list) { $r }\r\n$d = @($items).Count\r\nforeach ($item in $items) { }\r\n"
+    "function Get-Name {\r\n    if ($a) {\r\n        return 'a'\r\n    }\r\n    return 'b'\r\n}\r\n$name = Get-Name\r\n$first = $name[0]\r\n"
+)
+
+
+@pytest.mark.parametrize("inputs", [{}, {"scope": "user", "user": "CONTOSO\\alice", "window": "minimized"}])
+def test_no_unrolled_output_is_used_as_an_array(grammar, inputs):
+    files = render_bundle(**inputs)
+    for name in ["install.ps1", "uninstall.ps1", "detect.ps1", program.engine_name(files)]:
+        assert unroll.unrolled_outputs(tree(grammar, files[name])) == [], name
+
+
+@pytest.mark.parametrize("script", sorted(UNROLLED_CONTROLS))
+def test_the_unrolled_output_check_can_fail(grammar, script):
+    """Each planted assignment is found from its use; without it the script passes; and the
+    check by array-making calls (unrolled_arrays above) does not see it."""
+    planted, said = UNROLLED_CONTROLS[script]
+    assert unroll.unrolled_outputs(tree(grammar, script)) == []
+    assert unroll.unrolled_outputs(tree(grammar, script + planted)) == [said]
+    assert unrolled_arrays(tree(grammar, script + planted)) == []
+
+
+def test_the_unrolled_output_check_leaves_whole_arrays_and_scalars(grammar):
+    assert unroll.unrolled_outputs(tree(grammar, UNROLLED_SAFE)) == []
+
+
+def test_the_unrolled_output_check_fails_in_the_real_install_script(grammar):
+    """Planted in install.ps1 as rendered: the engine's bytes read by a cmdlet through an if (an
+    empty file: $null), then read by the script's own lines (GetString, the MemoryStream, WriteAllBytes)."""
+    files = render_bundle()
+    root = tree(grammar, files["install.ps1"])
+    read = next(
+        n
+        for n in pwsh.walk(root.root_node)
+        if n.type == "if_statement" and b"$engineBytes = [IO.File]::ReadAllBytes(" in n.text
+    )
+    data = pwsh.script_text(files["install.ps1"])
+    planted = (
+        b"\r\n$engineBytes = if (Test-Path -LiteralPath $enginePath -PathType Leaf) "
+        b"{ Get-Content -LiteralPath $enginePath -Encoding Byte -ReadCount 0 }"
+    )
+    text = data[: read.end_byte] + planted + data[read.end_byte :]
+    found = unroll.unrolled_outputs(tree(grammar, text))
+    line = read.end_point[0] + 2
+    assert [problem.split(" (")[0].split(":")[0] for problem in found] == [f"line {line}"], found
+    assert unrolled_arrays(tree(grammar, text)) == []
+
+
 # ---- the broker: its task compared with its XML, started before any server, never stopped as one ----
 
 TASK_NS = "{http://schemas.microsoft.com/windows/2004/02/mit/task}"
@@ -732,8 +812,20 @@ def process_problems(root) -> list[str]:
     dropped = text.find("$all = @($all | Where-Object { -not (Test-BrokerCommandLine $_.CommandLine) })")
     if dropped < 0 or dropped > text.index("$launchers ="):
         problems.append("Get-BundleProcess picks launchers and servers among the broker's processes")
-    if "if ($Broker) {\r\n        return @($all | Where-Object { Test-BrokerCommandLine $_.CommandLine })" not in text:
+    start = text.find("if ($Broker) {")
+    broker = text[start : text.index("$launchers =")] if start >= 0 else ""
+    if (
+        "$found = @($all | Where-Object { Test-BrokerCommandLine $_.CommandLine })" not in broker
+        or "return @($found)" not in broker
+    ):
         problems.append("Get-BundleProcess -Broker does not list the broker's processes alone")
+    # A broker whose command line an administrator may not read: the supervisor its own log names,
+    # started before it said so (not a later process given its id), and what it started.
+    if "Where-Object { Test-LoggedBroker $_ }" not in broker:
+        problems.append("Get-BundleProcess -Broker misses a broker whose command line Windows does not show")
+    logged = function(root, "Test-LoggedBroker").text.decode()
+    if "-and $Process.CreationDate -le $loggedAt" not in logged:
+        problems.append("Test-LoggedBroker takes a later process given the logged id for the broker")
     if (
         "if (Test-OurBroker -ProcessId $listener.OwningProcess) {"
         not in function(root, "Get-PortProblem").text.decode()
@@ -771,8 +863,14 @@ def test_the_process_check_can_fail(grammar):
     planted = planted.replace("if (Test-OurBroker -ProcessId $listener.OwningProcess) {", "if ($false) {", 1)
     planted = planted.replace(" -and $owner.Sid -eq 'S-1-5-19'", "", 1)
     planted = planted.replace("(Test-OurBroker -ProcessId $listeners[0].OwningProcess)", "$true", 1)
+    planted = planted.replace("        return @($found)\r\n", "", 1)
+    planted = planted.replace("Where-Object { Test-LoggedBroker $_ }", "Where-Object { $false }", 1)
+    planted = planted.replace(" -and $Process.CreationDate -le $loggedAt.AddSeconds(1)", "", 1)
     assert process_problems(tree(grammar, planted)) == [
         "Get-BundleProcess picks launchers and servers among the broker's processes",
+        "Get-BundleProcess -Broker does not list the broker's processes alone",
+        "Get-BundleProcess -Broker misses a broker whose command line Windows does not show",
+        "Test-LoggedBroker takes a later process given the logged id for the broker",
         "Get-PortProblem refuses this bundle's own broker",
         "Test-OurBroker takes a process any user can start for the broker",
         "the probe takes any answer at the address as the broker's",

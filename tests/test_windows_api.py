@@ -24,7 +24,7 @@ from generator.render import render
 from generator.spec import build_spec
 
 from conftest import CANONICAL, REPO, SHARED, need
-from support import addtype, netref, program, pscommands, pstoken, pstypes, pwsh
+from support import addtype, netref, program, pscommands, pshash, pstoken, pstypes, pwsh
 
 REFERENCE = SHARED / "reference" / "powershell" / "cmdlets.json"
 SCRIPTS = ("install.ps1", "uninstall.ps1", "detect.ps1")
@@ -484,23 +484,38 @@ def test_the_native_check_can_fail(grammar):
 # ---- 2. .NET types and members, against the .NET Framework 4.8 reference assemblies -------
 
 
-def dotnet_problems(tree, dotnet, cim=None) -> tuple[list[str], pstypes.Checker]:
-    checker = pstypes.Checker(tree, dotnet, cim if cim is not None else CIM, LOADED)
+def dotnet_problems(tree, dotnet, cim=None, values=None) -> tuple[list[str], pstypes.Checker]:
+    checker = pshash.HashChecker(tree, dotnet, cim if cim is not None else CIM, LOADED, values)
     problems = [p for p in checker.run() if not p.split(": ", 1)[1].startswith(("CIM class", "Win32_", "MSFT_"))]
     return problems, checker
 
 
+def variant_checkers(trees, dotnet, variant: str) -> dict[str, pshash.HashChecker]:
+    """The checker of each script of a variant, run; then the engine's, which reads the values
+    those scripts hand it (their values blocks, Initialize-GenBundle) as its own variables."""
+    checkers = {}
+    for script in SCRIPTS:
+        checkers[script] = pshash.HashChecker(trees[(variant, script)], dotnet, CIM, LOADED)
+        checkers[script].run()
+    values = pshash.bundle_values(pshash.values_block(checkers[script]) for script in SCRIPTS)
+    checkers[ENGINE] = pshash.HashChecker(trees[(variant, ENGINE)], dotnet, CIM, LOADED, values)
+    checkers[ENGINE].run()
+    return checkers
+
+
 def test_every_dotnet_type_and_member_exists_in_framework_48(trees, dotnet):
+    """Every type and member, also on values read out of a hash literal and, in the engine, on
+    the values each script hands it (support/pshash.py)."""
     found = []
-    for (variant, script), tree in trees.items():
-        checker = pstypes.Checker(tree, dotnet, CIM, LOADED)
-        found += [f"{variant} {script}: {p}" for p in checker.run()]
+    for variant in sorted({variant for variant, _ in trees}):
+        for script, checker in variant_checkers(trees, dotnet, variant).items():
+            found += [f"{variant} {script}: {p}" for p in checker.problems]
     assert found == []
 
 
 def test_the_dotnet_check_saw_the_members_and_the_branches(trees, dotnet):
-    checker = pstypes.Checker(trees[("machine-hidden-env", ENGINE)], dotnet, CIM, LOADED)
-    assert checker.run() == []
+    checker = variant_checkers(trees, dotnet, "machine-hidden-env")[ENGINE]
+    assert checker.problems == []
     uses = {(u.what, u.receiver, u.member, u.args, tuple(sorted(u.editions))) for u in checker.uses}
     for use in [
         ("static", "System.IO.File", "ReadAllBytes", 1, ("5.1", "7.4")),
@@ -549,6 +564,109 @@ def test_the_dotnet_check_follows_the_edition_branches(grammar, dotnet):
         "Add-Type -AssemblyName System.IO.Compression\r\n$z = New-Object IO.Compression.ZipArchive($s)\r\n"
     )
     assert dotnet_problems(parse(grammar, source), dotnet)[0] == []
+
+
+# Values read out of a hash literal (support/pshash.py): each control is a script that passes, the
+# planted line that must fail it, and what the check says. String.Contains(string, StringComparison),
+# String.Replace(string, string, StringComparison) and String.GetHashCode(StringComparison) came with
+# .NET Core 2.0/2.1; [ordered] makes an OrderedDictionary, which has Contains but no ContainsKey.
+HASH_CONTROLS = {
+    "a values block of strings": (
+        "$Bundle = @{\r\n    BundleName = 'py'\r\n    BundlePort = 80\r\n}\r\n",
+        "$ours = $Bundle.BundleName.Contains('p', [StringComparison]::Ordinal)\r\n",
+        "line 5: [System.String].Contains() takes no 2 arguments in .NET Framework 4.8",
+    ),
+    "a static call's result, read by index": (
+        "$h = @{ Path = [IO.Path]::GetTempPath() }\r\n",
+        "$p = $h['Path'].Replace('\\', '/', [StringComparison]::Ordinal)\r\n",
+        "line 2: [System.String].Replace() takes no 3 arguments in .NET Framework 4.8",
+    ),
+    "a cast, in a [pscustomobject]": (
+        "$o = [pscustomobject][ordered]@{ Name = [string]$n; Size = 0 }\r\n",
+        "$key = $o.Name.GetHashCode([StringComparison]::OrdinalIgnoreCase)\r\n",
+        "line 2: [System.String].GetHashCode() takes no 1 arguments in .NET Framework 4.8",
+    ),
+    "an entry set in one function, read in another": (
+        "$Run = @{}\r\nfunction Read-Task {\r\n    $Run.TaskXml = [Text.Encoding]::Unicode.GetString($bytes)\r\n}\r\n",
+        "function Test-Xml {\r\n    return $Run.TaskXml.Contains('<Task', [StringComparison]::Ordinal)\r\n}\r\n",
+        "line 6: [System.String].Contains() takes no 2 arguments in .NET Framework 4.8",
+    ),
+    "an [ordered] receipt": (
+        "$receipt = [ordered]@{ version = '1' }\r\n",
+        "if ($receipt.ContainsKey('version')) { }\r\n",
+        "line 2: [System.Collections.Specialized.OrderedDictionary].ContainsKey() is no method in .NET Framework 4.8",
+    ),
+}
+
+
+@pytest.mark.parametrize("control", sorted(HASH_CONTROLS))
+def test_the_hashtable_value_check_can_fail(grammar, dotnet, control):
+    """A call on a value read out of a hash literal is judged like any typed value's; the check
+    before it (pstypes.Checker alone) gave such a value no type and let the planted line pass."""
+    script, planted, said = HASH_CONTROLS[control]
+    assert dotnet_problems(parse(grammar, script), dotnet)[0] == []
+    assert dotnet_problems(parse(grammar, script + planted), dotnet)[0] == [said]
+    assert pstypes.Checker(parse(grammar, script + planted), dotnet, CIM, LOADED).run() == []
+
+
+def test_the_hashtable_value_check_reads_the_values_a_script_hands_the_engine(grammar, dotnet):
+    """The engine reads each value of the script's values block as its own variable (Initialize-GenBundle
+    sets them): a call on one is judged with the type the values block gives it - in the engine's
+    functions, which run after Initialize-GenBundle, not in its top-level code, which runs before;
+    and not where a function's parameter of that name stands for it."""
+    script = parse(
+        grammar,
+        "$Bundle = @{\r\n    BundleName = 'py'\r\n    InstallDir = (Join-Path $env:ProgramFiles 'gen-bundle\\py')\r\n}\r\n",
+    )
+    values = pshash.bundle_values([pshash.values_block(pshash.HashChecker(script, dotnet, CIM, LOADED))])
+    assert values == {"bundlename": pshash.STRING, "installdir": pshash.STRING}
+    engine = (
+        "$Cached = $BundleName\r\nfunction Get-Name {\r\n    param([object]$InstallDir)\r\n"
+        "    return $InstallDir.Contains('x', [StringComparison]::Ordinal)\r\n}\r\n"
+    )
+    planted = "function Test-Ours {\r\n    return $BundleName.Contains('p', [StringComparison]::Ordinal)\r\n}\r\n"
+    assert dotnet_problems(parse(grammar, engine), dotnet, values=values)[0] == []
+    assert dotnet_problems(parse(grammar, engine + planted), dotnet, values=values)[0] == [
+        "line 7: [System.String].Contains() takes no 2 arguments in .NET Framework 4.8"
+    ]
+    assert dotnet_problems(parse(grammar, engine + planted), dotnet)[0] == []  # without the values: untyped
+
+
+def test_the_hashtable_value_check_leaves_what_it_cannot_know(grammar, dotnet):
+    """An entry set to two types, a key the script computes, a value PowerShell would not unroll
+    into one type: the check does not guess (support/pshash.py says what it leaves out)."""
+    source = (
+        "$h = @{ Path = [IO.Path]::GetTempPath(); Name = 'a' }\r\n$h.Path = 5\r\n"
+        "$p = $h.Path.Replace('a', 'b', [StringComparison]::Ordinal)\r\n"
+        "$g = @{ Name = 'a' }\r\n$g[$key] = 5\r\n$n = $g.Name.Contains('a', [StringComparison]::Ordinal)\r\n"
+        "$list = @{ Names = @('a', 'b') }\r\n$f = $list.Names.Contains('a', [StringComparison]::Ordinal)\r\n"
+    )
+    assert dotnet_problems(parse(grammar, source), dotnet)[0] == []
+
+
+def test_the_hashtable_value_check_types_every_variants_values(variants, grammar, dotnet):
+    """Each values block's single-quoted and Join-Path values are strings, in every script of every
+    variant, and so the engine takes them (else the engine's calls on them would go unchecked)."""
+    for variant, files in variants.items():
+        blocks = []
+        for script in SCRIPTS:
+            tree = grammar.parse(pwsh.script_text(files[script]))
+            blocks.append(pshash.values_block(pshash.HashChecker(tree, dotnet, CIM, LOADED)))
+            literal = next(
+                pshash.unwrapped(n.children[-1])
+                for n in pwsh.walk(tree.root_node)
+                if n.type == "assignment_expression" and n.children[0].text.strip() == b"$Bundle"
+            )
+            strings = {
+                pshash.literal_key(entry.children[0])
+                for entry in pshash.entries(literal)
+                if pshash.entry_value(entry).text.decode().startswith(("'", "(Join-Path"))
+            }
+            assert strings and all(blocks[-1][key] == pshash.STRING for key in strings), (variant, script)
+        values = pshash.bundle_values(blocks)
+        assert {"bundlename", "installdir", "taskname", "statedir"} <= {
+            k for k, v in values.items() if v == pshash.STRING
+        }
 
 
 # ---- 3. Add-Type: C# compiled against .NET Framework 4.8, P/Invoke entry points ----------

@@ -5,27 +5,66 @@
 # creation, or that is a real folder (no link) owned by SYSTEM or Administrators which
 # nobody else may change.
 
+function Get-PathSecurity {
+    # The owner and the DACL of $Path, read by .NET: Get-Acl also turns every SID into a name (a
+    # call to LSA each), and the Python tree's walk reads some thousands of them at every boot.
+    param([string]$Path)
+    $sections = [Security.AccessControl.AccessControlSections]'Access, Owner'
+    if ($PSVersionTable.PSEdition -eq 'Core') {
+        if ([IO.Directory]::Exists($Path)) {
+            return [IO.FileSystemAclExtensions]::GetAccessControl((New-Object IO.DirectoryInfo($Path)), $sections)  # .NET 5 and later
+        }
+        return [IO.FileSystemAclExtensions]::GetAccessControl((New-Object IO.FileInfo($Path)), $sections)
+    }
+    if ([IO.Directory]::Exists($Path)) {
+        return [IO.Directory]::GetAccessControl($Path, $sections)  # .NET Framework
+    }
+    return [IO.File]::GetAccessControl($Path, $sections)
+}
+
 function Get-NonAdminWriter {
-    # Accounts other than SYSTEM, Administrators, TrustedInstaller and CREATOR OWNER (and the SIDs
+    # Accounts other than SYSTEM, Administrators, TrustedInstaller and CREATOR OWNER (and the SID
     # $Trusted names) that may write to $Path: what runs from there must not be theirs to change.
-    param([string]$Path, [string[]]$Trusted = @())
-    $trusted = @('S-1-5-18', 'S-1-5-32-544', 'S-1-3-0', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464') + $Trusted
+    # Its owner too, unless $Owners holds it (by default SYSTEM, Administrators, TrustedInstaller): an owner may always change the ACL (WRITE_DAC), so
+    # an owner outside the trusted accounts can grant itself any right. An administrator's own
+    # account counts as such an owner too: whether an account is an administrator can change.
+    # -AnyOwner: owners are not judged (what install.ps1 itself made below a folder of its own).
+    param([string]$Path, [string]$Trusted, [switch]$AnyOwner, [string[]]$Owners)
+    if (-not $Owners) {
+        $Owners = @('S-1-5-18', 'S-1-5-32-544', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464')
+    }
+    $allowed = @('S-1-5-18', 'S-1-5-32-544', 'S-1-3-0', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464', $Trusted)
     $write = [int64][System.Security.AccessControl.FileSystemRights]'WriteData, AppendData, WriteExtendedAttributes, WriteAttributes, Delete, DeleteSubdirectoriesAndFiles, ChangePermissions, TakeOwnership'
     $genericWrite = [int64]0x50000000  # GENERIC_ALL, GENERIC_WRITE
-    $acl = Get-Acl -LiteralPath $Path
-    foreach ($rule in $acl.GetAccessRules($true, $true, [Security.Principal.SecurityIdentifier])) {
+    $security = Get-PathSecurity $Path
+    $found = New-Object System.Collections.Generic.List[string]
+    if (-not $AnyOwner) {
+        $owner = $security.GetOwner([Security.Principal.SecurityIdentifier])
+        if ($null -eq $owner) {
+            $found.Add('an owner that could not be read')
+        } elseif ($Owners -notcontains $owner.Value) {
+            $found.Add((Get-AccountName $owner) + ' as its owner')
+        }
+    }
+    foreach ($rule in $security.GetAccessRules($true, $true, [Security.Principal.SecurityIdentifier])) {
         $rights = [int64]$rule.FileSystemRights
         if ($rule.AccessControlType -ne 'Allow' -or (($rights -band $write) -eq 0 -and ($rights -band $genericWrite) -eq 0)) {
             continue
         }
-        $sid = $rule.IdentityReference.Value
-        if ($trusted -notcontains $sid) {
-            try {
-                $sid + ' (' + $rule.IdentityReference.Translate([Security.Principal.NTAccount]).Value + ')'
-            } catch {
-                $sid
-            }
+        if ($allowed -notcontains $rule.IdentityReference.Value) {
+            $found.Add((Get-AccountName $rule.IdentityReference))
         }
+    }
+    return $found.ToArray()
+}
+
+function Get-AccountName {
+    # 'SID (DOMAIN\name)', or the SID alone when Windows cannot name it.
+    param([Security.Principal.SecurityIdentifier]$Sid)
+    try {
+        return $Sid.Value + ' (' + $Sid.Translate([Security.Principal.NTAccount]).Value + ')'
+    } catch {
+        return $Sid.Value
     }
 }
 
@@ -102,7 +141,7 @@ function Get-UserMadeReason {
         return 'a link (junction or symbolic link)'
     }
     try {
-        $owner = (Get-Acl -LiteralPath $Path).GetOwner([Security.Principal.SecurityIdentifier])
+        $owner = (Get-PathSecurity $Path).GetOwner([Security.Principal.SecurityIdentifier])
     } catch [UnauthorizedAccessException] {
         return 'one whose owner administrators may not read'  # its owner shut them out: not theirs
     }
@@ -127,10 +166,9 @@ function Get-AdminOnlyProblem {
     if (-not ($attributes -band [IO.FileAttributes]::Directory)) {
         return "$Path is a file, not a folder"
     }
-    $owner = (Get-Acl -LiteralPath $Path).GetOwner([Security.Principal.SecurityIdentifier]).Value
-    $writers = @(Get-NonAdminWriter -Path $Path -Trusted $Writer)
-    if (@('S-1-5-18', 'S-1-5-32-544') -notcontains $owner -or $writers.Count -gt 0) {
-        return "$Path can be changed by $((@($owner) + $writers | Sort-Object -Unique) -join ', ')"
+    $writers = @(Get-NonAdminWriter -Path $Path -Trusted $Writer -Owners @('S-1-5-18', 'S-1-5-32-544'))
+    if ($writers.Count -gt 0) {
+        return "$Path can be changed by $($writers -join ', ')"
     }
     return $null
 }

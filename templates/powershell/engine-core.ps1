@@ -18,6 +18,12 @@ function Initialize-GenBundle {
     $script:Cmdlet = $Caller
 }
 
+function Get-EngineLanguageMode {
+    # The language mode this engine's functions run in: install.ps1 and uninstall.ps1 load the engine
+    # from its checked bytes, and load it as a file instead when this is not FullLanguage.
+    return [string]$ExecutionContext.SessionState.LanguageMode
+}
+
 function Stop-Bundle {
     # Ends the run with $Code: the script's catch writes $Message and exits with the code.
     param([int]$Code, [string]$Message)

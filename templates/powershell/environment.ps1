@@ -168,7 +168,7 @@ function Install-BundleEnvironment {
     if ($Run.InPlace) {
         Write-Output "environment: $envPath is already in place"
     } elseif (Confirm-Change -Kind 'environment' -Target $envPath -Action "Extract $EnvArchive there, through the staging folder .$EnvFolder.partial beside it, and wire it to $PythonExe" -Acl (Format-FolderSecurity (New-AdminOnlySecurity -UsersRead)) -Undo 'uninstall.ps1 deletes it') {
-        [void][IO.Directory]::CreateDirectory($InstallDir)
+        New-InstallFolder
         $extracted = Install-Environment -Archive $Run.Files[$EnvArchive]
         Write-Output "environment: extracted $extracted files to $envPath, wired to $PythonExe"
         $Run.Changed += "environment $envPath"

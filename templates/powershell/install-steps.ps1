@@ -195,6 +195,15 @@ function Install-BrokerLogFolder {
     }
 }
 
+function New-InstallFolder {
+    # The bundle's install folder, where missing: owner Administrators (the security checks judge
+    # owners: an administrator's own account would not do), SYSTEM and administrators write, users
+    # read and run, set at its creation.
+    if (-not (Test-Path -LiteralPath $InstallDir -PathType Container)) {
+        New-AdminOnlyFolder -Path $InstallDir -UsersRead
+    }
+}
+
 function Install-BundleFiles {
     # The launcher, the server's settings, the guard and the broker: the bytes checked against
     # SHA256SUMS. What runs a file that changes is stopped first: the launchers and servers (cmd.exe
@@ -220,7 +229,7 @@ function Install-BundleFiles {
             if ($stale -notcontains $file) {
                 Write-Output "files: $target is already in place"
             } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS (the file takes the install folder's ACL: administrators write, users read and run)" -Undo 'uninstall.ps1 deletes the install folder') {
-                [void][IO.Directory]::CreateDirectory($InstallDir)
+                New-InstallFolder
                 [IO.File]::WriteAllBytes($target, $bundle[$file])  # the bytes checked against SHA256SUMS
                 Write-Output "files: wrote $file to $target"
                 $Run.Changed += "file $target"

@@ -173,13 +173,15 @@ function Get-PythonTreeProblem {
     # share and etc (where Jupyter finds kernels and settings), the programs and DLLs beside
     # python.exe, and every .pth and ._pth file (each line of one can run code at start). Files take their
     # folder's rights, unless an administrator set others: only folders are walked, not
-    # the thousands of files in them. Owners are not judged: pip run by an administrator
-    # leaves folders owned by that administrator's own account. The folders are listed one
+    # the thousands of files in them. Each is judged by its ACL and by its owner, who can
+    # always change the ACL (Get-NonAdminWriter), but for -AnyOwner (the bundle's environment,
+    # which install.ps1 extracted as whoever ran it, below a folder whose ACL it set at
+    # creation: the ACL alone is judged); each is read once. The folders are listed one
     # level at a time: one that cannot be listed or whose rights cannot be read (access
     # denied, or a folder's path of 248 characters or more, which Windows PowerShell 5.1 cannot list) is a
     # problem named with its reason, not the end of the run, and it is not passed as checked;
     # a link is not followed (its target could be anything), and is a problem too.
-    param([string]$Python = $PythonExe)
+    param([switch]$AnyOwner, [string]$Python = $PythonExe)
     $folder = Split-Path -Parent $Python
     $base = $folder
     if ([string]::Equals((Split-Path -Leaf $folder), 'Scripts', [StringComparison]::OrdinalIgnoreCase)) {
@@ -235,7 +237,7 @@ function Get-PythonTreeProblem {
     }
     foreach ($path in $paths) {
         try {
-            $writers = @(Get-NonAdminWriter -Path $path)
+            $writers = @(Get-NonAdminWriter -Path $path -AnyOwner:$AnyOwner)
         } catch {
             "$path (its rights could not be read: $($_.Exception.Message))"
             continue

@@ -30,19 +30,7 @@ function Test-OurBroker {
         return $false
     }
     if ($null -eq $process.CommandLine) {
-        # The task SID's default DACL may keep an administrator (SYSTEM is in it) from reading the broker's
-        # process. Then its own log, which only administrators and the broker's task write, names the
-        # supervisor, which made the listening socket: the process of its last event 100.
-        $started = @(Get-BrokerLogLine | Where-Object { $_.Contains('"event": 100,') } | Select-Object -Last 1)
-        if ($started.Count -eq 0) {
-            return $false
-        }
-        try {
-            $record = $started[0] | ConvertFrom-Json
-        } catch {
-            return $false
-        }
-        return [string](Get-ReceiptValue $record 'pid') -eq [string]$ProcessId
+        return Test-LoggedBroker $process
     }
     if (-not (Test-BrokerCommandLine ([string]$process.CommandLine))) {
         return $false
@@ -50,6 +38,28 @@ function Test-OurBroker {
     # -WhatIf:$false: Invoke-CimMethod honours -WhatIf, and under it would call nothing.
     $owner = Invoke-CimMethod -InputObject $process -MethodName GetOwnerSid -ErrorAction SilentlyContinue -WhatIf:$false
     return $null -ne $owner -and $owner.ReturnValue -eq 0 -and $owner.Sid -eq 'S-1-5-19'
+}
+
+function Test-LoggedBroker {
+    # The task SID's default DACL may keep an administrator (SYSTEM is in it) from reading the broker's
+    # process, its command line included. Then its own log, which only administrators and the broker's
+    # task write, names the supervisor, which made the listening socket: True when $Process is the one
+    # its last event 100 names, and was started before that event (not a later process given its id).
+    param([object]$Process)
+    $started = @(Get-BrokerLogLine | Where-Object { $_.Contains('"event": 100,') } | Select-Object -Last 1)
+    if ($started.Count -eq 0) {
+        return $false
+    }
+    try {
+        $record = $started[0] | ConvertFrom-Json
+        $loggedAt = Get-ReceiptValue $record 'time'
+        if ($loggedAt -isnot [datetime]) {  # PowerShell 7's ConvertFrom-Json makes a date of it, 5.1's does not
+            $loggedAt = [datetime]::ParseExact([string]$loggedAt, 'yyyy-MM-ddTHH:mm:ss', [Globalization.CultureInfo]::InvariantCulture)
+        }
+    } catch {
+        return $false
+    }
+    return [string](Get-ReceiptValue $record 'pid') -eq [string]$Process.ProcessId -and $Process.CreationDate -le $loggedAt.AddSeconds(1)
 }
 
 function Test-LauncherCommandLine {
@@ -69,9 +79,27 @@ function Get-BundleProcess {
     # The programs a launcher runs (ping.exe while it waits, the guard) inherit its lock on
     # launcher.lock: they are stopped with it, or a new launcher would wait for them.
     param([switch]$Broker)
-    $all = @(Get-CimInstance -ClassName Win32_Process | Where-Object { $null -ne $_.CommandLine })
+    $every = @(Get-CimInstance -ClassName Win32_Process)
+    $all = @($every | Where-Object { $null -ne $_.CommandLine })
     if ($Broker) {
-        return @($all | Where-Object { Test-BrokerCommandLine $_.CommandLine })
+        $found = @($all | Where-Object { Test-BrokerCommandLine $_.CommandLine })
+        # A broker whose command line Windows does not show (Test-LoggedBroker): the supervisor its
+        # log names, and the python.exe processes it started since, and theirs (the worker; with
+        # --env, the base python.exe each Scripts\python.exe runs).
+        $hidden = @($every | Where-Object { $null -eq $_.CommandLine -and $_.Name -eq 'python.exe' })
+        $generation = @($hidden | Where-Object { Test-LoggedBroker $_ })
+        $born = @{}  # each process taken, by id: its creation time
+        while ($generation.Count -gt 0) {
+            $found += $generation
+            foreach ($process in $generation) {
+                $born[[int]$process.ProcessId] = $process.CreationDate
+            }
+            $generation = @($hidden | Where-Object {
+                -not $born.ContainsKey([int]$_.ProcessId) -and $born.ContainsKey([int]$_.ParentProcessId) -and
+                    $_.CreationDate -ge $born[[int]$_.ParentProcessId]
+            })
+        }
+        return @($found)
     }
     $all = @($all | Where-Object { -not (Test-BrokerCommandLine $_.CommandLine) })
     $launchers = @($all | Where-Object { @('cmd.exe', 'conhost.exe') -contains $_.Name -and (Test-LauncherCommandLine $_.CommandLine) })

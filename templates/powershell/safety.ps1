@@ -43,7 +43,7 @@ function Get-SafetyProblem {
     if (Test-Path -LiteralPath $PythonExe -PathType Leaf) {
         $pythonProblems = @(Get-PythonTreeProblem)
         if ($pythonProblems.Count -gt 0) {
-            "the Python that every user's server runs can be changed by others than administrators, who could then run code as every user: $(@($pythonProblems | Select-Object -First 5) -join '; ')$(if ($pythonProblems.Count -gt 5) { " and $($pythonProblems.Count - 5) more" }). Install Python for all users under %ProgramFiles%, where only administrators can change it"
+            "the Python that every user's server runs can be changed by others than administrators, who could then run code as every user: $(@($pythonProblems | Select-Object -First 5) -join '; ')$(if ($pythonProblems.Count -gt 5) { " and $($pythonProblems.Count - 5) more" }). Install Python for all users under %ProgramFiles%, where only administrators can change it; a folder whose only problem is its owner is given to Administrators by icacls `"<folder>`" /setowner *S-1-5-32-544 /T /C"
         }
         if (-not $EnvFolder) {
             $jupyterCore = Get-JupyterCoreVersion
@@ -58,7 +58,7 @@ function Get-SafetyProblem {
     }
     if ($EnvFolder -and $EnvInPlace) {
         # What every user's server imports from the environment: no one else may change it.
-        $envProblems = @(Get-PythonTreeProblem -Python (Join-Path $InstallDir "$EnvFolder\Scripts\python.exe"))
+        $envProblems = @(Get-PythonTreeProblem -Python (Join-Path $InstallDir "$EnvFolder\Scripts\python.exe") -AnyOwner)
         if ($envProblems.Count -gt 0) {
             "the bundle's environment can be changed by others than administrators, who could then run code as every user: $(@($envProblems | Select-Object -First 5) -join '; '). Run uninstall.ps1, then install.ps1, to extract it again admin-only"
         }

@@ -38,7 +38,10 @@ BeforeAll {
 
 Describe 'install.ps1 and uninstall.ps1 on this machine' {
     It 'changes nothing with -WhatIf, and says what it would do' {
+        $temp = @(Get-ChildItem -LiteralPath ([IO.Path]::GetTempPath()) -Directory -Filter 'gen-bundle-*' | ForEach-Object { $_.Name })
         $run = Invoke-Bundle 'install.ps1' @('-WhatIf')
+        # The engine is made from its checked bytes in memory: no copy in the temporary folder.
+        @(Get-ChildItem -LiteralPath ([IO.Path]::GetTempPath()) -Directory -Filter 'gen-bundle-*' | Where-Object { $temp -notcontains $_.Name }) | Should -BeNullOrEmpty
         $run.ExitCode | Should -Be 0
         $run.Output | Should -Match 'What if'
         $run.Output | Should -Match '\+ 127\.0\.0\.13 py'
@@ -147,6 +150,19 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         $jupyterAcl = Get-Acl -LiteralPath $script:JupyterShared
         $jupyterAcl.GetOwner([Security.Principal.SecurityIdentifier]).Value | Should -Be 'S-1-5-32-544'
         $jupyterAcl.AreAccessRulesProtected | Should -BeTrue
+    }
+    It 'keeps both hosts blocks with a second bundle installed, and this one''s when that one goes' {
+        $second = $env:GEN_BUNDLE_SECOND_OUT  # --name py2 --ip 127.0.0.15
+        $run = Invoke-Bundle -Script 'install.ps1' -Folder $second
+        $run.ExitCode | Should -Be $script:InstalledExit -Because $run.Output
+        $lines = @(Get-Content -LiteralPath $script:Hosts)
+        $lines -contains '127.0.0.13 py' | Should -BeTrue
+        $lines -contains '127.0.0.15 py2' | Should -BeTrue
+        (Invoke-Bundle -Script 'uninstall.ps1' -Folder $second).ExitCode | Should -Be 0
+        $lines = @(Get-Content -LiteralPath $script:Hosts)
+        $lines -contains '127.0.0.13 py' | Should -BeTrue
+        $lines -contains '127.0.0.15 py2' | Should -BeFalse
+        Test-Path -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle\py\start-py.bat') | Should -BeTrue
     }
     It 'writes each run''s outcome to the Application event log' {
         $events = @(Get-WinEvent -FilterHashtable @{ LogName = 'Application'; ProviderName = 'gen-bundle'; Id = 1005 } -MaxEvents 1 -ErrorAction SilentlyContinue)

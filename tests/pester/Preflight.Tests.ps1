@@ -64,6 +64,14 @@ Describe 'Get-PythonTreeProblem' {
         Set-Acl -LiteralPath $deep -AclObject $acl
         @(Get-PythonTreeProblem) -join ' ' | Should -Match ([regex]::Escape($deep) + ' \(.*S-1-5-32-545')
     }
+    It 'names a folder owned by an account, an administrator''s own included, and not one owned by Administrators' {
+        $package = Join-Path $script:Root 'Lib\site-packages\somepkg'
+        @(Get-PythonTreeProblem) -join ' ' | Should -Not -Match ([regex]::Escape($package) + ' \(')  # the runner's elevated token owns by Administrators
+        $acl = Get-Acl -LiteralPath $package
+        $acl.SetOwner([Security.Principal.WindowsIdentity]::GetCurrent().User)
+        Set-Acl -LiteralPath $package -AclObject $acl
+        @(Get-PythonTreeProblem) -join ' ' | Should -Match ([regex]::Escape($package) + ' \(S-1-5-21-[0-9-]+ \([^)]*\) as its owner\)')
+    }
     It 'names a .pth file that Users may change' {
         $pth = Join-Path $script:Root 'Lib\site-packages\evil.pth'
         [IO.File]::WriteAllText($pth, "import os`n")

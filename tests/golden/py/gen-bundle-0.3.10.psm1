@@ -1,8 +1,8 @@
-﻿# gen-bundle 0.3.9: the engine of every bundle this version makes.
+﻿# gen-bundle 0.3.10: the engine of every bundle this version makes.
 #
 # install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
 # this module holds what each step does. It is the same file, byte for byte, in every bundle
-# of gen-bundle 0.3.9, whatever its inputs: a reviewer who approved it once recognises it by
+# of gen-bundle 0.3.10, whatever its inputs: a reviewer who approved it once recognises it by
 # its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
 # bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
 # in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
@@ -13,8 +13,8 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.3.9'
-$EngineFile        = 'gen-bundle-0.3.9.psm1'
+$EngineVersion     = '0.3.10'
+$EngineFile        = 'gen-bundle-0.3.10.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
@@ -62,6 +62,12 @@ function Initialize-GenBundle {
         Set-Variable -Scope Script -Name $name -Value $Values[$name] -WhatIf:$false  # the values may set $WhatIfPreference
     }
     $script:Cmdlet = $Caller
+}
+
+function Get-EngineLanguageMode {
+    # The language mode this engine's functions run in: install.ps1 and uninstall.ps1 load the engine
+    # from its checked bytes, and load it as a file instead when this is not FullLanguage.
+    return [string]$ExecutionContext.SessionState.LanguageMode
 }
 
 function Stop-Bundle {
@@ -771,19 +777,7 @@ function Test-OurBroker {
         return $false
     }
     if ($null -eq $process.CommandLine) {
-        # The task SID's default DACL may keep an administrator (SYSTEM is in it) from reading the broker's
-        # process. Then its own log, which only administrators and the broker's task write, names the
-        # supervisor, which made the listening socket: the process of its last event 100.
-        $started = @(Get-BrokerLogLine | Where-Object { $_.Contains('"event": 100,') } | Select-Object -Last 1)
-        if ($started.Count -eq 0) {
-            return $false
-        }
-        try {
-            $record = $started[0] | ConvertFrom-Json
-        } catch {
-            return $false
-        }
-        return [string](Get-ReceiptValue $record 'pid') -eq [string]$ProcessId
+        return Test-LoggedBroker $process
     }
     if (-not (Test-BrokerCommandLine ([string]$process.CommandLine))) {
         return $false
@@ -791,6 +785,28 @@ function Test-OurBroker {
     # -WhatIf:$false: Invoke-CimMethod honours -WhatIf, and under it would call nothing.
     $owner = Invoke-CimMethod -InputObject $process -MethodName GetOwnerSid -ErrorAction SilentlyContinue -WhatIf:$false
     return $null -ne $owner -and $owner.ReturnValue -eq 0 -and $owner.Sid -eq 'S-1-5-19'
+}
+
+function Test-LoggedBroker {
+    # The task SID's default DACL may keep an administrator (SYSTEM is in it) from reading the broker's
+    # process, its command line included. Then its own log, which only administrators and the broker's
+    # task write, names the supervisor, which made the listening socket: True when $Process is the one
+    # its last event 100 names, and was started before that event (not a later process given its id).
+    param([object]$Process)
+    $started = @(Get-BrokerLogLine | Where-Object { $_.Contains('"event": 100,') } | Select-Object -Last 1)
+    if ($started.Count -eq 0) {
+        return $false
+    }
+    try {
+        $record = $started[0] | ConvertFrom-Json
+        $loggedAt = Get-ReceiptValue $record 'time'
+        if ($loggedAt -isnot [datetime]) {  # PowerShell 7's ConvertFrom-Json makes a date of it, 5.1's does not
+            $loggedAt = [datetime]::ParseExact([string]$loggedAt, 'yyyy-MM-ddTHH:mm:ss', [Globalization.CultureInfo]::InvariantCulture)
+        }
+    } catch {
+        return $false
+    }
+    return [string](Get-ReceiptValue $record 'pid') -eq [string]$Process.ProcessId -and $Process.CreationDate -le $loggedAt.AddSeconds(1)
 }
 
 function Test-LauncherCommandLine {
@@ -810,9 +826,27 @@ function Get-BundleProcess {
     # The programs a launcher runs (ping.exe while it waits, the guard) inherit its lock on
     # launcher.lock: they are stopped with it, or a new launcher would wait for them.
     param([switch]$Broker)
-    $all = @(Get-CimInstance -ClassName Win32_Process | Where-Object { $null -ne $_.CommandLine })
+    $every = @(Get-CimInstance -ClassName Win32_Process)
+    $all = @($every | Where-Object { $null -ne $_.CommandLine })
     if ($Broker) {
-        return @($all | Where-Object { Test-BrokerCommandLine $_.CommandLine })
+        $found = @($all | Where-Object { Test-BrokerCommandLine $_.CommandLine })
+        # A broker whose command line Windows does not show (Test-LoggedBroker): the supervisor its
+        # log names, and the python.exe processes it started since, and theirs (the worker; with
+        # --env, the base python.exe each Scripts\python.exe runs).
+        $hidden = @($every | Where-Object { $null -eq $_.CommandLine -and $_.Name -eq 'python.exe' })
+        $generation = @($hidden | Where-Object { Test-LoggedBroker $_ })
+        $born = @{}  # each process taken, by id: its creation time
+        while ($generation.Count -gt 0) {
+            $found += $generation
+            foreach ($process in $generation) {
+                $born[[int]$process.ProcessId] = $process.CreationDate
+            }
+            $generation = @($hidden | Where-Object {
+                -not $born.ContainsKey([int]$_.ProcessId) -and $born.ContainsKey([int]$_.ParentProcessId) -and
+                    $_.CreationDate -ge $born[[int]$_.ParentProcessId]
+            })
+        }
+        return @($found)
     }
     $all = @($all | Where-Object { -not (Test-BrokerCommandLine $_.CommandLine) })
     $launchers = @($all | Where-Object { @('cmd.exe', 'conhost.exe') -contains $_.Name -and (Test-LauncherCommandLine $_.CommandLine) })
@@ -901,27 +935,66 @@ function Get-Shortcut {
 # creation, or that is a real folder (no link) owned by SYSTEM or Administrators which
 # nobody else may change.
 
+function Get-PathSecurity {
+    # The owner and the DACL of $Path, read by .NET: Get-Acl also turns every SID into a name (a
+    # call to LSA each), and the Python tree's walk reads some thousands of them at every boot.
+    param([string]$Path)
+    $sections = [Security.AccessControl.AccessControlSections]'Access, Owner'
+    if ($PSVersionTable.PSEdition -eq 'Core') {
+        if ([IO.Directory]::Exists($Path)) {
+            return [IO.FileSystemAclExtensions]::GetAccessControl((New-Object IO.DirectoryInfo($Path)), $sections)  # .NET 5 and later
+        }
+        return [IO.FileSystemAclExtensions]::GetAccessControl((New-Object IO.FileInfo($Path)), $sections)
+    }
+    if ([IO.Directory]::Exists($Path)) {
+        return [IO.Directory]::GetAccessControl($Path, $sections)  # .NET Framework
+    }
+    return [IO.File]::GetAccessControl($Path, $sections)
+}
+
 function Get-NonAdminWriter {
-    # Accounts other than SYSTEM, Administrators, TrustedInstaller and CREATOR OWNER (and the SIDs
+    # Accounts other than SYSTEM, Administrators, TrustedInstaller and CREATOR OWNER (and the SID
     # $Trusted names) that may write to $Path: what runs from there must not be theirs to change.
-    param([string]$Path, [string[]]$Trusted = @())
-    $trusted = @('S-1-5-18', 'S-1-5-32-544', 'S-1-3-0', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464') + $Trusted
+    # Its owner too, unless $Owners holds it (by default SYSTEM, Administrators, TrustedInstaller): an owner may always change the ACL (WRITE_DAC), so
+    # an owner outside the trusted accounts can grant itself any right. An administrator's own
+    # account counts as such an owner too: whether an account is an administrator can change.
+    # -AnyOwner: owners are not judged (what install.ps1 itself made below a folder of its own).
+    param([string]$Path, [string]$Trusted, [switch]$AnyOwner, [string[]]$Owners)
+    if (-not $Owners) {
+        $Owners = @('S-1-5-18', 'S-1-5-32-544', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464')
+    }
+    $allowed = @('S-1-5-18', 'S-1-5-32-544', 'S-1-3-0', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464', $Trusted)
     $write = [int64][System.Security.AccessControl.FileSystemRights]'WriteData, AppendData, WriteExtendedAttributes, WriteAttributes, Delete, DeleteSubdirectoriesAndFiles, ChangePermissions, TakeOwnership'
     $genericWrite = [int64]0x50000000  # GENERIC_ALL, GENERIC_WRITE
-    $acl = Get-Acl -LiteralPath $Path
-    foreach ($rule in $acl.GetAccessRules($true, $true, [Security.Principal.SecurityIdentifier])) {
+    $security = Get-PathSecurity $Path
+    $found = New-Object System.Collections.Generic.List[string]
+    if (-not $AnyOwner) {
+        $owner = $security.GetOwner([Security.Principal.SecurityIdentifier])
+        if ($null -eq $owner) {
+            $found.Add('an owner that could not be read')
+        } elseif ($Owners -notcontains $owner.Value) {
+            $found.Add((Get-AccountName $owner) + ' as its owner')
+        }
+    }
+    foreach ($rule in $security.GetAccessRules($true, $true, [Security.Principal.SecurityIdentifier])) {
         $rights = [int64]$rule.FileSystemRights
         if ($rule.AccessControlType -ne 'Allow' -or (($rights -band $write) -eq 0 -and ($rights -band $genericWrite) -eq 0)) {
             continue
         }
-        $sid = $rule.IdentityReference.Value
-        if ($trusted -notcontains $sid) {
-            try {
-                $sid + ' (' + $rule.IdentityReference.Translate([Security.Principal.NTAccount]).Value + ')'
-            } catch {
-                $sid
-            }
+        if ($allowed -notcontains $rule.IdentityReference.Value) {
+            $found.Add((Get-AccountName $rule.IdentityReference))
         }
+    }
+    return $found.ToArray()
+}
+
+function Get-AccountName {
+    # 'SID (DOMAIN\name)', or the SID alone when Windows cannot name it.
+    param([Security.Principal.SecurityIdentifier]$Sid)
+    try {
+        return $Sid.Value + ' (' + $Sid.Translate([Security.Principal.NTAccount]).Value + ')'
+    } catch {
+        return $Sid.Value
     }
 }
 
@@ -998,7 +1071,7 @@ function Get-UserMadeReason {
         return 'a link (junction or symbolic link)'
     }
     try {
-        $owner = (Get-Acl -LiteralPath $Path).GetOwner([Security.Principal.SecurityIdentifier])
+        $owner = (Get-PathSecurity $Path).GetOwner([Security.Principal.SecurityIdentifier])
     } catch [UnauthorizedAccessException] {
         return 'one whose owner administrators may not read'  # its owner shut them out: not theirs
     }
@@ -1023,10 +1096,9 @@ function Get-AdminOnlyProblem {
     if (-not ($attributes -band [IO.FileAttributes]::Directory)) {
         return "$Path is a file, not a folder"
     }
-    $owner = (Get-Acl -LiteralPath $Path).GetOwner([Security.Principal.SecurityIdentifier]).Value
-    $writers = @(Get-NonAdminWriter -Path $Path -Trusted $Writer)
-    if (@('S-1-5-18', 'S-1-5-32-544') -notcontains $owner -or $writers.Count -gt 0) {
-        return "$Path can be changed by $((@($owner) + $writers | Sort-Object -Unique) -join ', ')"
+    $writers = @(Get-NonAdminWriter -Path $Path -Trusted $Writer -Owners @('S-1-5-18', 'S-1-5-32-544'))
+    if ($writers.Count -gt 0) {
+        return "$Path can be changed by $($writers -join ', ')"
     }
     return $null
 }
@@ -1329,13 +1401,15 @@ function Get-PythonTreeProblem {
     # share and etc (where Jupyter finds kernels and settings), the programs and DLLs beside
     # python.exe, and every .pth and ._pth file (each line of one can run code at start). Files take their
     # folder's rights, unless an administrator set others: only folders are walked, not
-    # the thousands of files in them. Owners are not judged: pip run by an administrator
-    # leaves folders owned by that administrator's own account. The folders are listed one
+    # the thousands of files in them. Each is judged by its ACL and by its owner, who can
+    # always change the ACL (Get-NonAdminWriter), but for -AnyOwner (the bundle's environment,
+    # which install.ps1 extracted as whoever ran it, below a folder whose ACL it set at
+    # creation: the ACL alone is judged); each is read once. The folders are listed one
     # level at a time: one that cannot be listed or whose rights cannot be read (access
     # denied, or a folder's path of 248 characters or more, which Windows PowerShell 5.1 cannot list) is a
     # problem named with its reason, not the end of the run, and it is not passed as checked;
     # a link is not followed (its target could be anything), and is a problem too.
-    param([string]$Python = $PythonExe)
+    param([switch]$AnyOwner, [string]$Python = $PythonExe)
     $folder = Split-Path -Parent $Python
     $base = $folder
     if ([string]::Equals((Split-Path -Leaf $folder), 'Scripts', [StringComparison]::OrdinalIgnoreCase)) {
@@ -1391,7 +1465,7 @@ function Get-PythonTreeProblem {
     }
     foreach ($path in $paths) {
         try {
-            $writers = @(Get-NonAdminWriter -Path $path)
+            $writers = @(Get-NonAdminWriter -Path $path -AnyOwner:$AnyOwner)
         } catch {
             "$path (its rights could not be read: $($_.Exception.Message))"
             continue
@@ -1447,7 +1521,7 @@ function Get-SafetyProblem {
     if (Test-Path -LiteralPath $PythonExe -PathType Leaf) {
         $pythonProblems = @(Get-PythonTreeProblem)
         if ($pythonProblems.Count -gt 0) {
-            "the Python that every user's server runs can be changed by others than administrators, who could then run code as every user: $(@($pythonProblems | Select-Object -First 5) -join '; ')$(if ($pythonProblems.Count -gt 5) { " and $($pythonProblems.Count - 5) more" }). Install Python for all users under %ProgramFiles%, where only administrators can change it"
+            "the Python that every user's server runs can be changed by others than administrators, who could then run code as every user: $(@($pythonProblems | Select-Object -First 5) -join '; ')$(if ($pythonProblems.Count -gt 5) { " and $($pythonProblems.Count - 5) more" }). Install Python for all users under %ProgramFiles%, where only administrators can change it; a folder whose only problem is its owner is given to Administrators by icacls `"<folder>`" /setowner *S-1-5-32-544 /T /C"
         }
         if (-not $EnvFolder) {
             $jupyterCore = Get-JupyterCoreVersion
@@ -1462,7 +1536,7 @@ function Get-SafetyProblem {
     }
     if ($EnvFolder -and $EnvInPlace) {
         # What every user's server imports from the environment: no one else may change it.
-        $envProblems = @(Get-PythonTreeProblem -Python (Join-Path $InstallDir "$EnvFolder\Scripts\python.exe"))
+        $envProblems = @(Get-PythonTreeProblem -Python (Join-Path $InstallDir "$EnvFolder\Scripts\python.exe") -AnyOwner)
         if ($envProblems.Count -gt 0) {
             "the bundle's environment can be changed by others than administrators, who could then run code as every user: $(@($envProblems | Select-Object -First 5) -join '; '). Run uninstall.ps1, then install.ps1, to extract it again admin-only"
         }
@@ -1917,6 +1991,15 @@ function Install-BrokerLogFolder {
     }
 }
 
+function New-InstallFolder {
+    # The bundle's install folder, where missing: owner Administrators (the security checks judge
+    # owners: an administrator's own account would not do), SYSTEM and administrators write, users
+    # read and run, set at its creation.
+    if (-not (Test-Path -LiteralPath $InstallDir -PathType Container)) {
+        New-AdminOnlyFolder -Path $InstallDir -UsersRead
+    }
+}
+
 function Install-BundleFiles {
     # The launcher, the server's settings, the guard and the broker: the bytes checked against
     # SHA256SUMS. What runs a file that changes is stopped first: the launchers and servers (cmd.exe
@@ -1942,7 +2025,7 @@ function Install-BundleFiles {
             if ($stale -notcontains $file) {
                 Write-Output "files: $target is already in place"
             } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS (the file takes the install folder's ACL: administrators write, users read and run)" -Undo 'uninstall.ps1 deletes the install folder') {
-                [void][IO.Directory]::CreateDirectory($InstallDir)
+                New-InstallFolder
                 [IO.File]::WriteAllBytes($target, $bundle[$file])  # the bytes checked against SHA256SUMS
                 Write-Output "files: wrote $file to $target"
                 $Run.Changed += "file $target"
@@ -2756,7 +2839,7 @@ function Install-BundleEnvironment {
     if ($Run.InPlace) {
         Write-Output "environment: $envPath is already in place"
     } elseif (Confirm-Change -Kind 'environment' -Target $envPath -Action "Extract $EnvArchive there, through the staging folder .$EnvFolder.partial beside it, and wire it to $PythonExe" -Acl (Format-FolderSecurity (New-AdminOnlySecurity -UsersRead)) -Undo 'uninstall.ps1 deletes it') {
-        [void][IO.Directory]::CreateDirectory($InstallDir)
+        New-InstallFolder
         $extracted = Install-Environment -Archive $Run.Files[$EnvArchive]
         Write-Output "environment: extracted $extracted files to $envPath, wired to $PythonExe"
         $Run.Changed += "environment $envPath"
