@@ -23,6 +23,7 @@ import pytest
 
 from conftest import need
 from support.broker import (
+    BROKER,
     Account,
     Broker,
     Server,
@@ -201,6 +202,35 @@ def test_a_restarted_worker_never_frees_the_address_and_servers_register_again(b
     assert status == 200, body
     ended = [event for event in broker.events() if event["event"] == 103]
     assert ended and ended[-1]["code"] == -signal.SIGKILL
+
+
+def test_a_new_broker_file_is_run_by_the_next_worker_while_the_supervisor_holds_the_address(tmp_path):
+    """install.ps1 upgrades a running broker by writing its file and stopping its worker
+    (Restart-BrokerWorker): the supervisor, which keeps the address, starts the next worker from
+    the file as it is on disk then."""
+    program = tmp_path / "py.broker.py"
+    program.write_bytes(BROKER.read_bytes())
+    marker = tmp_path / "new-worker"
+    broker = Broker(tmp_path, "127.0.0.13", free_port("127.0.0.13"), program=program)
+    try:
+        supervisor, first_worker = broker.proc.pid, broker.worker_pid()
+        assert first_worker is not None
+        text = program.read_text()
+        new = text.replace(
+            "import sys\n", f"import sys\nif sys.argv[1:2] == ['worker']: open({str(marker)!r}, 'w').close()\n", 1
+        )
+        assert new != text
+        program.write_text(new)  # while the broker runs, as install.ps1 writes it
+        assert not marker.exists()  # the running worker is the old file's
+        os.kill(first_worker, signal.SIGKILL)
+        broker.wait_for(lambda: marker.exists(), "a worker of the new file")
+        broker.wait_for(lambda: broker.worker_pid() not in (None, first_worker), "the new worker")
+        assert broker.proc.pid == supervisor and broker.proc.poll() is None
+        with pytest.raises(OSError):  # the address stayed held
+            with socket.socket() as grab:
+                grab.bind((broker.ip, broker.port))
+    finally:
+        broker.stop()
 
 
 def test_the_broker_names_who_holds_its_address_and_takes_it_once_free(tmp_path):

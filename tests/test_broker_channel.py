@@ -5,6 +5,8 @@ Python, whatever Windows answers below it."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import runpy
 import threading
 import time
@@ -117,3 +119,39 @@ def test_a_connection_settled_while_idle_gives_back_its_slot_at_once(broker):
         await end(connection, thread)
 
     asyncio.run(scenario())
+
+
+def test_the_last_start_survives_every_rotation_of_the_log(broker, tmp_path, monkeypatch):
+    """install.ps1 finds the broker's process by the log's last start (100), when Windows does not
+    show it the broker's command line: refusals that any account can cause, rotated through both
+    files, must not push that line out. Each line carries its time in UTC too, which install.ps1
+    compares with the process's creation time."""
+    monkeypatch.setitem(broker["Log"].event.__globals__, "LOG_BYTES", 4096)
+    monkeypatch.setitem(broker["Log"].event.__globals__, "QUIET_EVENTS_PER_MINUTE", 10**6)
+    monkeypatch.setattr(broker["PLATFORM"], "report_event", lambda *args: None, raising=False)
+    path = tmp_path / "broker.log"
+    log = broker["Log"](str(path), "supervisor")
+    log.event(100, "started", address="127.0.0.13:80")
+    for number in range(400):  # some 60 KB: fifteen rotations
+        log.event(300, "refused", peer=number)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[0]["event"] == 100 and lines[0]["message"] == "started"
+    assert lines[0]["carried"] is True  # not a new start: install.ps1 would wait for registrations again
+    assert [line for line in lines if line["event"] == 100] == lines[:1]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", lines[0]["utc"])
+    # A move that fails (a reader holds the file) carries nothing into the same file.
+    monkeypatch.setattr(broker["os"], "replace", lambda *args: (_ for _ in ()).throw(PermissionError("in use")))
+    for number in range(50):
+        log.event(300, "refused", peer=number)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["event"] for line in lines].count(100) == 1
+    monkeypatch.undo()
+    monkeypatch.setitem(broker["Log"].event.__globals__, "LOG_BYTES", 4096)
+    monkeypatch.setitem(broker["Log"].event.__globals__, "QUIET_EVENTS_PER_MINUTE", 10**6)
+    monkeypatch.setattr(broker["PLATFORM"], "report_event", lambda *args: None, raising=False)
+    # The control: without the carried line, the start is gone from both files.
+    monkeypatch.setattr(broker["Log"], "last_start", lambda self: "")
+    for number in range(400):
+        log.event(300, "refused", peer=number)
+    gone = (path.read_text() + (tmp_path / "broker.log.1").read_text()).splitlines()
+    assert not [line for line in gone if json.loads(line)["event"] == 100]

@@ -799,3 +799,47 @@ function Stop-BundleRun {
         "install.ps1 does not call Stop-BundleRun in a finally",
         "install.ps1 does not take the lock after the elevation check and before reading hosts",
     ]
+
+
+# ---- the 32-bit relaunch: what it forwards arrives whole ----
+
+
+def ps51_native_argument(value: str) -> str | None:
+    """How Windows PowerShell 5.1 writes one argument of a native command into the command line
+    (its legacy argument passing, the only one it has): an empty string is dropped; a value with
+    whitespace outside double quotes is wrapped in double quotes, and nothing inside is escaped."""
+    if value == "":
+        return None
+    quoted = False
+    for char in value:
+        if char == '"':
+            quoted = not quoted
+        elif char in " \t" and not quoted:
+            return f'"{value}"'
+    return value
+
+
+FORWARDED = ["0" * 64, r"C:\plans\plan.json", r"C:\My Plans\plan 1.json", r"\\server\share\gen bundle\plan.json"]
+REFUSED = [r"C:\My Plans" + "\\", 'C:\\a"b c.json', r"C:\plans" + "\\"]
+
+
+def relaunch_refusal(text: str) -> re.Pattern[str]:
+    """The pattern the relaunch refuses a value with, from the script (.NET and Python read it alike)."""
+    found = re.search(r"elseif \(\[string\]\$parameter\.Value -match '([^']*)'\) \{", text)
+    assert found is not None, "the relaunch refuses no value"
+    return re.compile(found.group(1))
+
+
+def test_the_32bit_relaunch_forwards_whole_values_and_refuses_the_rest(wine):
+    text = render_bundle()["install.ps1"].decode("utf-8-sig")
+    refused = relaunch_refusal(text)
+    program = r"C:\Windows\Sysnative\WindowsPowerShell\v1.0\powershell.exe"
+    for value in FORWARDED + REFUSED:
+        parts = ["-NoProfile", "-File", r"C:\bundle dir\install.ps1", "-Plan", value, "-Force"]
+        line = " ".join(p for p in (ps51_native_argument(part) for part in [program, *parts]) if p is not None)
+        arrived = wine.split_command_line(line)[1:] == parts
+        # Forwarded exactly when it arrives whole; the refused ones would not.
+        assert arrived == (refused.search(value) is None), (value, line)
+    # An empty value would vanish from the line and the next one take its place: it is left out.
+    assert ps51_native_argument("") is None
+    assert "} elseif ([string]$parameter.Value) {" in text

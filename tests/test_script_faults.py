@@ -732,8 +732,9 @@ def test_the_task_xml_check_can_fail(grammar):
 
 def broker_order_problems(root) -> list[str]:
     """install.ps1 as it runs: the broker's log folder (its task SID may write) before its task, the
-    task before the broker starts, the broker stopped before its file is written, and the broker
-    started and heard before the logon task starts any server (which registers with it)."""
+    task before the broker starts, a running broker never stopped (only its worker, once its new
+    file is written), and the broker started and heard before the logon task starts any server
+    (which registers with it)."""
     from test_install_hardening import main_body
 
     body = main_body(root)
@@ -759,9 +760,18 @@ def broker_order_problems(root) -> list[str]:
     order = [step for step, at in sorted(steps.items(), key=lambda item: item[1] or 0) if at is not None]
     if not problems and order != list(steps):
         problems.append(f"in the order {order}")
-    stop, write = first("stop-brokertask", ""), first("writeallbytes", "$bundle[$file]")
-    if stop is None or write is None or stop > write:
-        problems.append("the broker is not stopped before its file is written")
+    # A running broker is never stopped for a new file or task definition: while none runs, any
+    # account could take the address. Its supervisor starts a new worker from the new file.
+    files_text = function(root, "Install-BundleFiles").text.decode()
+    task_text = function(root, "Install-BrokerTask").text.decode()
+    if any(stop in text for stop in ("Stop-BrokerTask", "Stop-BrokerForChange") for text in (files_text, task_text)):
+        problems.append("a running broker is stopped for a new file or definition")
+    write = files_text.find("Write-SwappedFile -Path $target -Bytes $bundle[$file]")
+    if write < 0 or files_text.find("Restart-BrokerWorker", write) < 0:
+        problems.append("the broker's worker does not start again from its new file")
+    workers = function(root, "Restart-BrokerWorker").text.decode()
+    if "($file + '\"?\\s+worker\\s')" not in workers or "{ -not (Test-LoggedBroker $_) }" not in workers:
+        problems.append("Restart-BrokerWorker may stop the broker's supervisor")
     return problems
 
 
@@ -787,9 +797,11 @@ def test_the_broker_order_check_can_fail(grammar):
         after="    Start-BundleServer\r\n",
     )
     unstopped = source.replace(
-        "        Stop-BrokerTask\r\n        $Run.BrokerStopped = $true", "        $Run.BrokerStopped = $true"
+        "    if (Test-BrokerRunning) {\r\n", "    Stop-BrokerTask\r\n    if (Test-BrokerRunning) {\r\n"
     )
-    assert unstopped != source
+    unstopped = unstopped.replace("                    Restart-BrokerWorker\r\n", "")
+    unstopped = unstopped.replace("{ -not (Test-LoggedBroker $_) }", "{ $true }")
+    assert unstopped.count("Stop-BrokerTask\r\n    if (Test-BrokerRunning)") == 1
     problems = broker_order_problems(
         run(
             grammar,
@@ -799,7 +811,9 @@ def test_the_broker_order_check_can_fail(grammar):
     )
     assert [p.split(" [")[0] for p in problems] == [
         "in the order",
-        "the broker is not stopped before its file is written",
+        "a running broker is stopped for a new file or definition",
+        "the broker's worker does not start again from its new file",
+        "Restart-BrokerWorker may stop the broker's supervisor",
     ]
 
 
@@ -824,7 +838,10 @@ def process_problems(root) -> list[str]:
     if "Where-Object { Test-LoggedBroker $_ }" not in broker:
         problems.append("Get-BundleProcess -Broker misses a broker whose command line Windows does not show")
     logged = function(root, "Test-LoggedBroker").text.decode()
-    if "-and $Process.CreationDate -le $loggedAt" not in logged:
+    if (
+        "-and $Process.CreationDate.ToUniversalTime() -le $loggedAt" not in logged
+        or "Get-ReceiptValue $record 'utc'" not in logged
+    ):
         problems.append("Test-LoggedBroker takes a later process given the logged id for the broker")
     if (
         "if (Test-OurBroker -ProcessId $listener.OwningProcess) {"
@@ -865,7 +882,7 @@ def test_the_process_check_can_fail(grammar):
     planted = planted.replace("(Test-OurBroker -ProcessId $listeners[0].OwningProcess)", "$true", 1)
     planted = planted.replace("        return @($found)\r\n", "", 1)
     planted = planted.replace("Where-Object { Test-LoggedBroker $_ }", "Where-Object { $false }", 1)
-    planted = planted.replace(" -and $Process.CreationDate -le $loggedAt.AddSeconds(1)", "", 1)
+    planted = planted.replace(" -and $Process.CreationDate.ToUniversalTime() -le $loggedAt.AddSeconds(1)", "", 1)
     assert process_problems(tree(grammar, planted)) == [
         "Get-BundleProcess picks launchers and servers among the broker's processes",
         "Get-BundleProcess -Broker does not list the broker's processes alone",
@@ -1349,10 +1366,20 @@ def broker_left_down_problems(root) -> list[str]:
     address meanwhile."""
     text = function(root, "Install-BundleFiles").text.decode()
     match = re.search(r"\} catch \{(.*?)\r\n        throw\r\n    \}", text, re.DOTALL)
+    starter = next(
+        (
+            n
+            for n in pwsh.walk(root.root_node)
+            if n.type == "function_statement" and n.text.decode().startswith("function Start-StoppedBroker ")
+        ),
+        None,
+    )
     if (
         match is None
-        or "$Run.BrokerStopped" not in match.group(1)
-        or "Start-ScheduledTask -TaskName $BrokerTaskName" not in match.group(1)
+        or "Start-StoppedBroker " not in match.group(1)
+        or starter is None
+        or "if ($Run.BrokerStopped -and" not in starter.text.decode()
+        or "Start-ScheduledTask -TaskName $BrokerTaskName" not in starter.text.decode()
     ):
         return ["a failed write leaves the broker stopped"]
     return []
@@ -1369,3 +1396,94 @@ def test_the_broker_down_check_can_fail(grammar):
     body = source[start : source.index("\r\n}\r\n", start) + 5]
     old = body[: body.index("    } catch {")] + "    }\r\n}\r\n"
     assert broker_left_down_problems(tree(grammar, old)) == ["a failed write leaves the broker stopped"]
+
+
+def environment_repair_problems(root) -> list[str]:
+    """A damaged environment that the servers or the broker still run from is extracted again: they
+    are stopped first (Windows refuses to rename a folder a program runs from), and the broker is
+    started again when the extraction fails, as when a file write fails; nothing resets the mark
+    that the broker was stopped before Install-BrokerTask reads it."""
+    problems = []
+    text = function(root, "Install-BundleEnvironment").text.decode()
+    used = text.find("if (@(Get-EnvironmentUser -Path $envPath).Count -gt 0) {")
+    extract = text.find("$extracted = Install-Environment -Archive $Run.Files[$EnvArchive]")
+    stops = [text.find("Stop-BundleProcess -Process @(Get-BundleProcess)"), text.find("Stop-BrokerForChange ")]
+    if used < 0 or extract < 0 or not all(used < stop < extract for stop in stops):
+        problems.append("a damaged environment in use is not freed before it is extracted again")
+    if not re.search(r"try \{\s+\$extracted = Install-Environment[^}]*\} catch \{\s+Start-StoppedBroker ", text):
+        problems.append("a failed extraction leaves the broker stopped")
+    resets = [
+        name
+        for name in ("Install-BundleFiles", "Install-BundleEnvironment", "Install-HostsBlock")
+        if "$Run.BrokerStopped = $false" in function(root, name).text.decode()
+    ]
+    if resets:
+        problems.append(f"{', '.join(resets)} forgets that the broker was stopped")
+    return problems
+
+
+def test_a_damaged_environment_in_use_is_repaired(grammar):
+    assert environment_repair_problems(run(grammar, render_bundle(), "install.ps1")) == []
+
+
+def test_the_environment_repair_check_can_fail(grammar):
+    source = run(grammar, render_bundle(), "install.ps1").root_node.text.decode()
+    planted = source.replace(
+        '            Stop-BrokerForChange "while $envPath', '            Write-Output "while $envPath', 1
+    )
+    planted = planted.replace(
+        "        } catch {\r\n            Start-StoppedBroker 'extracting",
+        "        } catch {\r\n            Write-Output 'extracting",
+        1,
+    )
+    planted = planted.replace(
+        "    try {\r\n        foreach ($file in $InstalledFiles) {",
+        "    $Run.BrokerStopped = $false\r\n    try {\r\n        foreach ($file in $InstalledFiles) {",
+    )
+    assert environment_repair_problems(tree(grammar, planted)) == [
+        "a damaged environment in use is not freed before it is extracted again",
+        "a failed extraction leaves the broker stopped",
+        "Install-BundleFiles forgets that the broker was stopped",
+    ]
+
+
+def fail_open_problems(root) -> list[str]:
+    """Checks that a user could shut out or trip at will (a second review of 0.3.11): the Python
+    tree's paths are judged when they may not be read (Test-Path says "missing" for those, and the
+    checks were skipped); another listener beside a broker that holds the address is a warning, not
+    a refusal at every run; a 0.3.10 broker, which logs no UTC time, is still recognised."""
+    problems = []
+    safety = function(root, "Get-SafetyProblem").text.decode()
+    if "if (Test-Entry $PythonExe) {" not in safety:
+        problems.append("Get-SafetyProblem skips a Python it may not read")
+    if "Test-Path" in function(root, "Get-PythonTreeProblem").text.decode():
+        problems.append("Get-PythonTreeProblem skips a path it may not read")
+    ports = function(root, "Get-PortProblem").text.decode()
+    if (
+        "if ($held) {\r\n            Write-Warning " not in ports
+        or "-and (Test-OurBroker -ProcessId $_.OwningProcess) }).Count -gt 0" not in ports
+    ):
+        problems.append("a listener any account can make beside the broker fails every run")
+    if "$loggedAt = Get-ReceiptValue $record 'time'" not in function(root, "Test-LoggedBroker").text.decode():
+        problems.append("a broker of 0.3.10 is not recognised by its log")
+    return problems
+
+
+def test_no_check_fails_open_or_can_be_tripped_by_a_user(grammar):
+    assert fail_open_problems(run(grammar, render_bundle(), "install.ps1")) == []
+
+
+def test_the_fail_open_check_can_fail(grammar):
+    source = run(grammar, render_bundle(), "install.ps1").root_node.text.decode()
+    planted = source.replace("if (Test-Entry $PythonExe) {", "if (Test-Path -LiteralPath $PythonExe -PathType Leaf) {")
+    planted = planted.replace("if (Test-Entry $tree) {", "if (Test-Path -LiteralPath $tree -PathType Container) {")
+    planted = planted.replace(
+        "if ($held) {\r\n            Write-Warning ", "if ($false) {\r\n            Write-Warning "
+    )
+    planted = planted.replace("$loggedAt = Get-ReceiptValue $record 'time'", "$loggedAt = $null")
+    assert fail_open_problems(tree(grammar, planted)) == [
+        "Get-SafetyProblem skips a Python it may not read",
+        "Get-PythonTreeProblem skips a path it may not read",
+        "a listener any account can make beside the broker fails every run",
+        "a broker of 0.3.10 is not recognised by its log",
+    ]

@@ -12,15 +12,20 @@ function Get-EnvironmentFolder {
     } | ForEach-Object { $_.FullName })
 }
 
+function Get-EnvironmentUser {
+    # The processes that run a program from the environment folder $Path (a server, a kernel, the broker).
+    param([string]$Path)
+    return @(Get-CimInstance -ClassName Win32_Process | Where-Object {
+        $null -ne $_.ExecutablePath -and $_.ExecutablePath.StartsWith($Path + '\', [StringComparison]::OrdinalIgnoreCase)
+    })
+}
+
 function Remove-EnvironmentFolder {
     # An environment goes whole or not at all: it is first renamed, which Windows refuses while
     # any process runs a program from it or holds one of its files open (a server, a kernel);
     # only a folder that nothing uses is then deleted. Returns $false when it is in use.
     param([string]$Path)
-    $running = @(Get-CimInstance -ClassName Win32_Process | Where-Object {
-        $null -ne $_.ExecutablePath -and $_.ExecutablePath.StartsWith($Path + '\', [StringComparison]::OrdinalIgnoreCase)
-    })
-    if ($running.Count -gt 0) {
+    if (@(Get-EnvironmentUser -Path $Path).Count -gt 0) {
         return $false
     }
     $leaf = Split-Path -Leaf $Path

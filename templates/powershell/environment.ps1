@@ -169,7 +169,19 @@ function Install-BundleEnvironment {
         Write-Output "environment: $envPath is already in place"
     } elseif (Confirm-Change -Kind 'environment' -Target $envPath -Action "Extract $EnvArchive there, through the staging folder .$EnvFolder.partial beside it, and wire it to $PythonExe" -Acl (Format-FolderSecurity (New-AdminOnlySecurity -UsersRead)) -Undo 'uninstall.ps1 deletes it') {
         New-InstallFolder
-        $extracted = Install-Environment -Archive $Run.Files[$EnvArchive]
+        if (@(Get-EnvironmentUser -Path $envPath).Count -gt 0) {
+            # A damaged environment of this same lock that the servers or the broker still run from:
+            # Windows refuses to rename it while they do. The launchers and servers are stopped, and
+            # the broker, which Install-BrokerTask starts again.
+            Stop-BundleProcess -Process @(Get-BundleProcess) -Reason "they run from $envPath, which is extracted again"
+            Stop-BrokerForChange "while $envPath, which it runs from, is extracted again"
+        }
+        try {
+            $extracted = Install-Environment -Archive $Run.Files[$EnvArchive]
+        } catch {
+            Start-StoppedBroker 'extracting the environment failed'
+            throw
+        }
         Write-Output "environment: extracted $extracted files to $envPath, wired to $PythonExe"
         $Run.Changed += "environment $envPath"
     }

@@ -19,6 +19,7 @@ function Read-InstallBundle {
     }
     $Run.InPlace = $inPlace.Count -gt 0
     $Run.Changed = @()
+    $Run.BrokerStopped = $false  # a step stopped the broker: Install-BrokerTask starts it again
 }
 
 function Test-InstallPreflight {
@@ -207,7 +208,9 @@ function New-InstallFolder {
 function Install-BundleFiles {
     # The launcher, the server's settings, the guard and the broker: the bytes checked against
     # SHA256SUMS. What runs a file that changes is stopped first: the launchers and servers (cmd.exe
-    # reads a batch file while it runs it), and the broker, which Install-BrokerTask starts again.
+    # reads a batch file while it runs it). The broker is not: python.exe has read its file, and its
+    # supervisor, which holds the address, starts every worker from the file: once the file is
+    # written, the worker alone is stopped (Restart-BrokerWorker) and the address is never free.
     $bundle = $Run.Files
     $stale = @($InstalledFiles | Where-Object {
         $target = Join-Path $InstallDir $_
@@ -218,35 +221,60 @@ function Install-BundleFiles {
     if (@($replaced | Where-Object { $_ -ne $BrokerFile }).Count -gt 0) {
         Stop-BundleProcess -Process @(Get-BundleProcess) -Reason 'before their files are replaced'
     }
-    $Run.BrokerStopped = $false
-    if ($replaced -contains $BrokerFile -and (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action "Stop the broker before $BrokerFile is replaced; install.ps1 starts it again once its task is in place" -Undo 'install.ps1 starts it again in its next step')) {
-        Stop-BrokerTask
-        $Run.BrokerStopped = $true
-    }
     try {
         foreach ($file in $InstalledFiles) {
             $target = Join-Path $InstallDir $file
             if ($stale -notcontains $file) {
                 Write-Output "files: $target is already in place"
-            } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS (the file takes the install folder's ACL: administrators write, users read and run)" -Undo 'uninstall.ps1 deletes the install folder') {
+            } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS, beside it and swapped in (the file takes the install folder's ACL: administrators write, users read and run)" -Undo 'uninstall.ps1 deletes the install folder') {
                 New-InstallFolder
-                [IO.File]::WriteAllBytes($target, $bundle[$file])  # the bytes checked against SHA256SUMS
+                Write-SwappedFile -Path $target -Bytes $bundle[$file]  # the bytes checked against SHA256SUMS
                 Write-Output "files: wrote $file to $target"
                 $Run.Changed += "file $target"
+                if ($file -eq $BrokerFile -and $replaced -contains $file) {
+                    Restart-BrokerWorker
+                }
             }
         }
     } catch {
-        # A write that fails (a user holding a file open without sharing it) must not leave the
-        # broker down: while it is, any account could take the address. It starts again with the
-        # file it had, and the run fails.
-        if ($Run.BrokerStopped -and (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action 'Start the broker again: writing the bundle''s files failed' -Undo 'uninstall.ps1 stops and unregisters it')) {
-            try {
-                Start-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder
-            } catch {
-                Write-Warning "broker: could not start $TaskFolder$BrokerTaskName again ($($_.Exception.Message))"
-            }
-        }
+        Start-StoppedBroker 'writing the bundle''s files failed'  # a user holding a file open without sharing it
         throw
+    }
+}
+
+function Restart-BrokerWorker {
+    # The broker's worker stopped, and not its supervisor: the supervisor keeps the address and
+    # starts a new worker from the file just written within seconds (connections wait in its queue
+    # meanwhile). The supervisor itself runs the code it started with until its task starts again
+    # (at the next boot). Its worker is the one started with 'worker' after the broker's file, or,
+    # when Windows does not show command lines (Test-LoggedBroker), what the supervisor started.
+    $file = [regex]::Escape((Join-Path $InstallDir $BrokerFile))
+    $workers = @(Get-BundleProcess -Broker | Where-Object {
+        if ($null -eq $_.CommandLine) { -not (Test-LoggedBroker $_) } else { $_.CommandLine -match ($file + '"?\s+worker\s') }
+    })
+    Stop-BundleProcess -Process $workers -Reason 'the broker''s worker: its supervisor, which keeps the address, starts a new one from the new file'
+}
+
+function Stop-BrokerForChange {
+    # The broker stopped before this run changes what it runs ($Why); Install-BrokerTask starts it
+    # again, and so does Start-StoppedBroker when the step fails first.
+    param([string]$Why)
+    if (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action "Stop the broker $Why; install.ps1 starts it again once its task is in place" -Undo 'install.ps1 starts it again in its next step') {
+        Stop-BrokerTask
+        $Run.BrokerStopped = $true
+    }
+}
+
+function Start-StoppedBroker {
+    # A step that stopped the broker and then failed ($Why) must not leave it down: while it is,
+    # any account could take the address. It starts again with what it had, and the run fails.
+    param([string]$Why)
+    if ($Run.BrokerStopped -and (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action "Start the broker again: $Why" -Undo 'uninstall.ps1 stops and unregisters it')) {
+        try {
+            Start-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder
+        } catch {
+            Write-Warning "broker: could not start $TaskFolder$BrokerTaskName again ($($_.Exception.Message))"
+        }
     }
 }
 
@@ -280,7 +308,7 @@ function Install-BrokerTask {
     # when it is not, stopped and started again when its file or its task changed in this run (a
     # running broker keeps the definition and the code it started with).
     $name = "$TaskFolder$BrokerTaskName"
-    $restart = $Run.BrokerStopped
+    $registered = $false
     if (-not $Run.RegisterBroker) {
         Write-Output "broker: $name is already registered with this definition"
     } else {
@@ -294,22 +322,20 @@ function Install-BrokerTask {
             Register-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder -Xml $Run.BrokerTaskXml -Force | Out-Null
             Write-Output "broker: registered $name"
             $Run.Changed += "task $name"
-            $restart = $true
+            $registered = $true
         }
     }
-    $running = Test-BrokerRunning
-    if ($running -and -not $restart) {
-        Write-Output "broker: $name is running"
+    if (Test-BrokerRunning) {
+        # Never stopped to take a new definition: while no broker runs, any account could take
+        # the address. The running one keeps the definition it started with until the next boot.
+        if ($registered) {
+            Write-Output "broker: $name keeps running; its new definition applies from its next start (the next boot)"
+        } else {
+            Write-Output "broker: $name is running"
+        }
         return
     }
-    $doing = "Start the broker's task: the broker holds ${BundleIp}:$BundlePort from now on"
-    if ($running) {
-        $doing = "Stop the broker's task and start it again: its file or its definition changed in this run"
-    }
-    if (Confirm-Change -Kind 'broker-start' -Target $name -Action $doing -Undo 'uninstall.ps1 stops and unregisters it') {
-        if ($running) {
-            Stop-BrokerTask
-        }
+    if (Confirm-Change -Kind 'broker-start' -Target $name -Action "Start the broker's task: the broker holds ${BundleIp}:$BundlePort from now on" -Undo 'uninstall.ps1 stops and unregisters it') {
         Start-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder
         Write-Output "broker: started $name"
     }
@@ -505,10 +531,19 @@ function Start-BundleServer {
 }
 
 function Stop-BundleRun {
-    # At the end of every run, however it ends: its outcome in the event log, the plan written
+    # At the end of every run, however it ends: a broker it stopped started again, its outcome in the event log, the plan written
     # (-Plan), the log closed, the lock released - in a console the process, whose end would release it, outlives the run, and the
     # next run (Group Policy, Intune) would wait for it and fail.
     param([string]$PlanPath)
+    try {
+        # A broker this run stopped and did not start again (a step failed after it): while none
+        # runs, any account could take the address.
+        if ($Run.ContainsKey('BrokerStopped') -and $Run.BrokerStopped -and -not (Test-BrokerRunning)) {
+            Start-StoppedBroker 'the run ended before the broker''s step'
+        }
+    } catch {
+        Write-Warning "broker: $($_.Exception.Message)"
+    }
     try {
         Write-RunEvent
     } finally {

@@ -23,6 +23,10 @@ function Get-PortProblem {
     # Why the broker could not hold $BundleIp:$BundlePort, if anything but this bundle's broker holds it.
     $listeners = @(Get-NetTCPConnection -State Listen -LocalPort $BundlePort -ErrorAction SilentlyContinue |
         Where-Object { @($BundleIp, '0.0.0.0', '::', "::ffff:$BundleIp") -contains $_.LocalAddress })
+    # While this bundle's broker holds the address itself, another listener (a user's on 0.0.0.0 or
+    # [::], which Windows lets any account make beside it) takes none of its connections: a warning,
+    # not a refusal any user could cause at every run. It matters at the broker's next start (event 101).
+    $held = @($listeners | Where-Object { $_.LocalAddress -eq $BundleIp -and (Test-OurBroker -ProcessId $_.OwningProcess) }).Count -gt 0
     foreach ($listener in $listeners) {
         $owner = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $($listener.OwningProcess)" -ErrorAction SilentlyContinue
         if (-not $owner -and (Test-BrokerRunning)) {
@@ -40,11 +44,16 @@ function Get-PortProblem {
             continue
         }
         if ($listener.OwningProcess -eq 4) {
-            "HTTP.sys (the System process) listens on $($listener.LocalAddress):$BundlePort for IIS or another HTTP.sys listener (one with an empty IP listen list takes every address); see: netsh http show servicestate"
+            $problem = "HTTP.sys (the System process) listens on $($listener.LocalAddress):$BundlePort for IIS or another HTTP.sys listener (one with an empty IP listen list takes every address); see: netsh http show servicestate"
         } elseif ($owner) {
-            "$($owner.Name) (process $($listener.OwningProcess)) listens on $($listener.LocalAddress):$BundlePort"
+            $problem = "$($owner.Name) (process $($listener.OwningProcess)) listens on $($listener.LocalAddress):$BundlePort"
         } else {
-            "process $($listener.OwningProcess) listens on $($listener.LocalAddress):$BundlePort"
+            $problem = "process $($listener.OwningProcess) listens on $($listener.LocalAddress):$BundlePort"
+        }
+        if ($held) {
+            Write-Warning "$problem, beside this bundle's broker, which holds ${BundleIp}:${BundlePort}: at the broker's next start it could keep the address from it (event 101 in $BrokerLog)"
+        } else {
+            $problem
         }
     }
     $ErrorActionPreference = 'Continue'  # Windows PowerShell 5.1 turns a native command's stderr into an error
@@ -189,9 +198,9 @@ function Get-PythonTreeProblem {
     }
     $roots = @($base)
     $venv = Join-Path $base 'pyvenv.cfg'
-    if (Test-Path -LiteralPath $venv -PathType Leaf) {
+    if (Test-Entry $venv) {  # one that may not be read fails the check (ReadAllLines throws): not skipped
         foreach ($line in [IO.File]::ReadAllLines($venv)) {
-            if ($line -cmatch '^\s*home\s*=\s*(.+?)\s*$' -and (Test-Path -LiteralPath $Matches[1] -PathType Container)) {
+            if ($line -cmatch '^\s*home\s*=\s*(.+?)\s*$' -and (Test-Entry $Matches[1])) {
                 $roots += $Matches[1]
             }
         }
@@ -204,7 +213,7 @@ function Get-PythonTreeProblem {
     foreach ($root in $roots) {
         foreach ($name in @('Lib', 'DLLs', 'Scripts', 'share', 'etc')) {
             $tree = Join-Path $root $name
-            if (Test-Path -LiteralPath $tree -PathType Container) {
+            if (Test-Entry $tree) {  # one that may not be listed is named below, not skipped
                 $trees.Add($tree)
             }
         }
@@ -230,7 +239,7 @@ function Get-PythonTreeProblem {
         }
     }
     $sitePackages = Join-Path $base 'Lib\site-packages'
-    if (Test-Path -LiteralPath $sitePackages -PathType Container) {
+    if (Test-Entry $sitePackages) {
         foreach ($file in @(Get-ChildItem -LiteralPath $sitePackages -File -Filter '*.pth')) {
             $paths.Add($file.FullName)
         }

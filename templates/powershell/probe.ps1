@@ -174,7 +174,7 @@ function Test-ServerRegistered {
                 continue
             }
             $id = Get-ReceiptValue $record 'event'
-            if ($id -eq 100 -or $id -eq 103) {  # the broker, or its worker (which holds the registry), started again
+            if (($id -eq 100 -and $null -eq (Get-ReceiptValue $record 'carried')) -or $id -eq 103) {  # the broker, or its worker (which holds the registry), started again; not a start carried into a new log file
                 $registered = $false
             } elseif (@(200, 202) -contains $id -and [string]::Equals([string](Get-ReceiptValue $record 'account'), $Sid, [StringComparison]::OrdinalIgnoreCase)) {
                 $registered = $id -eq 200

@@ -52,14 +52,23 @@ function Test-LoggedBroker {
     }
     try {
         $record = $started[0] | ConvertFrom-Json
-        $loggedAt = Get-ReceiptValue $record 'time'
-        if ($loggedAt -isnot [datetime]) {  # PowerShell 7's ConvertFrom-Json makes a date of it, 5.1's does not
-            $loggedAt = [datetime]::ParseExact([string]$loggedAt, 'yyyy-MM-ddTHH:mm:ss', [Globalization.CultureInfo]::InvariantCulture)
+        $loggedAt = Get-ReceiptValue $record 'utc'
+        $format = 'yyyy-MM-ddTHH:mm:ssZ'
+        $styles = [Globalization.DateTimeStyles]'AssumeUniversal, AdjustToUniversal'
+        if ($null -eq $loggedAt) {  # a broker of 0.3.10 or earlier logs its local time only
+            $loggedAt = Get-ReceiptValue $record 'time'
+            $format = 'yyyy-MM-ddTHH:mm:ss'
+            $styles = [Globalization.DateTimeStyles]'AssumeLocal, AdjustToUniversal'
+        }
+        if ($loggedAt -is [datetime]) {  # PowerShell 7's ConvertFrom-Json makes a date of it, 5.1's does not
+            $loggedAt = $loggedAt.ToUniversalTime()
+        } else {
+            $loggedAt = [datetime]::ParseExact([string]$loggedAt, $format, [Globalization.CultureInfo]::InvariantCulture, $styles)
         }
     } catch {
         return $false
     }
-    return [string](Get-ReceiptValue $record 'pid') -eq [string]$Process.ProcessId -and $Process.CreationDate -le $loggedAt.AddSeconds(1)
+    return [string](Get-ReceiptValue $record 'pid') -eq [string]$Process.ProcessId -and $null -ne $Process.CreationDate -and $Process.CreationDate.ToUniversalTime() -le $loggedAt.AddSeconds(1)
 }
 
 function Test-LauncherCommandLine {

@@ -20,14 +20,23 @@ function Write-ReceiptFile {
     # none - and a receipt's mark (disabledByCheck) is what tells the tool's disable from an
     # administrator's.
     param([object]$Receipt)
-    $temp = $ReceiptPath + '.new'
-    [IO.File]::WriteAllText($temp, ($Receipt | ConvertTo-Json -Depth 4), (New-Object Text.UTF8Encoding($false)))
-    if (Test-Path -LiteralPath $ReceiptPath -PathType Leaf) {
+    $bytes = (New-Object Text.UTF8Encoding($false)).GetBytes(($Receipt | ConvertTo-Json -Depth 4))
+    Write-SwappedFile -Path $ReceiptPath -Bytes $bytes
+}
+
+function Write-SwappedFile {
+    # $Bytes written beside $Path (.new) and swapped in: whoever reads $Path (a new broker worker,
+    # the next run) finds the old file or the new one, never one cut short. The file keeps its ACL.
+    param([string]$Path, [byte[]]$Bytes)
+    $temp = $Path + '.new'
+    [IO.File]::WriteAllBytes($temp, $Bytes)
+    if (Test-Path -LiteralPath $Path -PathType Leaf) {
         # A backup name, not $null: PowerShell would hand File.Replace "" for it, which it refuses.
-        [IO.File]::Replace($temp, $ReceiptPath, $ReceiptPath + '.old')
-        [IO.File]::Delete($ReceiptPath + '.old')
+        [IO.File]::Delete($Path + '.old')
+        [IO.File]::Replace($temp, $Path, $Path + '.old')
+        [IO.File]::Delete($Path + '.old')
     } else {
-        [IO.File]::Move($temp, $ReceiptPath)
+        [IO.File]::Move($temp, $Path)
     }
 }
 

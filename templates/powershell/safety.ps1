@@ -40,7 +40,7 @@ function Get-SafetyProblem {
             "$($problem): every user's notebook server reads Jupyter settings and kernels from there, so whoever can change it could run code as every user. Check what is in it, then remove it or let only administrators write there (icacls `"$JupyterShared`" /setowner *S-1-5-32-544 /T and /inheritance:r /grant:r *S-1-5-18:(OI)(CI)F *S-1-5-32-544:(OI)(CI)F *S-1-5-32-545:(OI)(CI)RX)"
         }
     }
-    if (Test-Path -LiteralPath $PythonExe -PathType Leaf) {
+    if (Test-Entry $PythonExe) {  # not Test-Path, which says "missing" for a file it may not read
         $pythonProblems = @(Get-PythonTreeProblem)
         if ($pythonProblems.Count -gt 0) {
             "the Python that every user's server runs can be changed by others than administrators, who could then run code as every user: $(@($pythonProblems | Select-Object -First 5) -join '; ')$(if ($pythonProblems.Count -gt 5) { " and $($pythonProblems.Count - 5) more" }). Install Python for all users under %ProgramFiles%, where only administrators can change it; a folder whose only problem is its owner is given to Administrators by icacls `"<folder>`" /setowner *S-1-5-32-544 /T /C"

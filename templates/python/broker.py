@@ -100,13 +100,22 @@ class Log:
                 self.quiet_dropped += 1
                 return
             self.quiet_written += 1
-        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(), "role": self.role,
-                  "event": event_id, "message": message}
+        now = time.time()
+        # "utc" beside the local "time": install.ps1 compares a start's time with its process's
+        # creation time, whatever the time zone or daylight saving time did since.
+        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)),
+                  "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "pid": os.getpid(),
+                  "role": self.role, "event": event_id, "message": message}
         record.update({key: clean(value) for key, value in fields.items()})
         line = json.dumps(record, ensure_ascii=True, sort_keys=True) + "\n"
         try:
             if os.path.getsize(self.path) + len(line) > LOG_BYTES:
+                # The last start (100) goes first into the new file, marked "carried" (no new start):
+                # install.ps1 finds the broker's process by it, and refusals any account can cause
+                # would otherwise push it out. Only once the old file is moved away.
+                carried = self.last_start()
                 os.replace(self.path, self.path + ".1")
+                line = carried + line
         except OSError:
             pass
         try:
@@ -120,6 +129,20 @@ class Log:
             # A refused request goes to the event log at most once a minute; the file has each one.
             self.quiet_until[event_id] = time.monotonic() + 60
             PLATFORM.report_event(event_id, message, record)
+
+
+    def last_start(self):
+        """The file's last start (100) line, marked "carried", or ''."""
+        try:
+            with open(self.path, "rb") as log:
+                starts = [line for line in log.read().splitlines() if b'"event": %d,' % EVENT_STARTED in line]
+            record = json.loads(starts[-1]) if starts else None
+        except (OSError, ValueError):
+            return ""
+        if not isinstance(record, dict):
+            return ""
+        record["carried"] = True
+        return json.dumps(record, ensure_ascii=True, sort_keys=True) + "\n"
 
 
 def clean(value):

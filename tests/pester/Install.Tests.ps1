@@ -204,6 +204,33 @@ Describe 'install.ps1 and uninstall.ps1 on this machine' {
         $run.Output | Should -Match 'already registered'
         [IO.File]::ReadAllBytes($script:Hosts) | Should -Be $hosts
     }
+    It 'runs -WhatIf without elevation on the installed PC: exit 0, and writes nothing' {
+        # A standard user of this machine, made for this case: the README says -WhatIf runs without
+        # elevation, where the admin-only state folders cannot be read.
+        $name = 'gbwhatif' + (Get-Random -Maximum 99999)
+        $password = 'Gb1!' + [Guid]::NewGuid().ToString('N')
+        $ErrorActionPreference = 'Continue'
+        & "$env:SystemRoot\System32\net.exe" user $name $password /add | Out-Null
+        $LASTEXITCODE | Should -Be 0
+        $copy = Join-Path $env:SystemDrive ('gen-bundle-whatif-' + [Guid]::NewGuid().ToString('N'))  # users may read it
+        $out = Join-Path ([IO.Path]::GetTempPath()) ('gen-bundle-whatif-' + [Guid]::NewGuid().ToString('N'))
+        try {
+            Copy-Item -LiteralPath $script:Bundle -Destination $copy -Recurse
+            $state = @(Get-ChildItem -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle') -Recurse -Force | ForEach-Object { "$($_.FullName) $($_.LastWriteTimeUtc.Ticks)" })
+            $hosts = [IO.File]::ReadAllBytes($script:Hosts)
+            $credential = New-Object Management.Automation.PSCredential($name, (ConvertTo-SecureString $password -AsPlainText -Force))
+            $process = Start-Process -FilePath $script:Shell -ArgumentList @('-NoProfile', '-ExecutionPolicy', 'Bypass', '-File', "`"$copy\install.ps1`"", '-WhatIf') -Credential $credential -WorkingDirectory $copy -RedirectStandardOutput "$out.out" -RedirectStandardError "$out.err" -Wait -PassThru
+            $said = [IO.File]::ReadAllText("$out.out") + [IO.File]::ReadAllText("$out.err")
+            $process.ExitCode | Should -Be 0 -Because $said
+            $said | Should -Match 'What if'
+            [IO.File]::ReadAllBytes($script:Hosts) | Should -Be $hosts
+            @(Get-ChildItem -LiteralPath (Join-Path $env:ProgramFiles 'gen-bundle') -Recurse -Force | ForEach-Object { "$($_.FullName) $($_.LastWriteTimeUtc.Ticks)" }) | Should -Be $state
+        } finally {
+            & "$env:SystemRoot\System32\net.exe" user $name /delete | Out-Null
+            Remove-Item -LiteralPath $copy -Recurse -Force -ErrorAction SilentlyContinue
+            Remove-Item -LiteralPath "$out.out", "$out.err" -Force -ErrorAction SilentlyContinue
+        }
+    }
     It 'disables both tasks when a security check fails where it is installed, and enables them once it passes' {
         $folder = Join-Path $env:ProgramFiles 'gen-bundle\py'
         $ErrorActionPreference = 'Continue'

@@ -1,4 +1,4 @@
-# gen-bundle 0.3.10: the broker of http://py/. install.ps1 puts this file at
+# gen-bundle 0.3.11: the broker of http://py/. install.ps1 puts this file at
 # %ProgramFiles%\gen-bundle\py\py.broker.py, and the boot task \gen-bundle\py-broker (py.broker.task.xml)
 # runs it as LOCAL SERVICE, its values on its command line (the task's arguments).
 # ==== Below this line the file is the same in every bundle: gen-bundle's templates/python/broker.py.
@@ -104,13 +104,22 @@ class Log:
                 self.quiet_dropped += 1
                 return
             self.quiet_written += 1
-        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(), "role": self.role,
-                  "event": event_id, "message": message}
+        now = time.time()
+        # "utc" beside the local "time": install.ps1 compares a start's time with its process's
+        # creation time, whatever the time zone or daylight saving time did since.
+        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)),
+                  "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "pid": os.getpid(),
+                  "role": self.role, "event": event_id, "message": message}
         record.update({key: clean(value) for key, value in fields.items()})
         line = json.dumps(record, ensure_ascii=True, sort_keys=True) + "\n"
         try:
             if os.path.getsize(self.path) + len(line) > LOG_BYTES:
+                # The last start (100) goes first into the new file, marked "carried" (no new start):
+                # install.ps1 finds the broker's process by it, and refusals any account can cause
+                # would otherwise push it out. Only once the old file is moved away.
+                carried = self.last_start()
                 os.replace(self.path, self.path + ".1")
+                line = carried + line
         except OSError:
             pass
         try:
@@ -124,6 +133,20 @@ class Log:
             # A refused request goes to the event log at most once a minute; the file has each one.
             self.quiet_until[event_id] = time.monotonic() + 60
             PLATFORM.report_event(event_id, message, record)
+
+
+    def last_start(self):
+        """The file's last start (100) line, marked "carried", or ''."""
+        try:
+            with open(self.path, "rb") as log:
+                starts = [line for line in log.read().splitlines() if b'"event": %d,' % EVENT_STARTED in line]
+            record = json.loads(starts[-1]) if starts else None
+        except (OSError, ValueError):
+            return ""
+        if not isinstance(record, dict):
+            return ""
+        record["carried"] = True
+        return json.dumps(record, ensure_ascii=True, sort_keys=True) + "\n"
 
 
 def clean(value):

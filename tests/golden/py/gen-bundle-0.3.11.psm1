@@ -1,8 +1,8 @@
-﻿# gen-bundle 0.3.10: the engine of every bundle this version makes.
+﻿# gen-bundle 0.3.11: the engine of every bundle this version makes.
 #
 # install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
 # this module holds what each step does. It is the same file, byte for byte, in every bundle
-# of gen-bundle 0.3.10, whatever its inputs: a reviewer who approved it once recognises it by
+# of gen-bundle 0.3.11, whatever its inputs: a reviewer who approved it once recognises it by
 # its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
 # bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
 # in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
@@ -13,8 +13,8 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.3.10'
-$EngineFile        = 'gen-bundle-0.3.10.psm1'
+$EngineVersion     = '0.3.11'
+$EngineFile        = 'gen-bundle-0.3.11.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
@@ -799,14 +799,23 @@ function Test-LoggedBroker {
     }
     try {
         $record = $started[0] | ConvertFrom-Json
-        $loggedAt = Get-ReceiptValue $record 'time'
-        if ($loggedAt -isnot [datetime]) {  # PowerShell 7's ConvertFrom-Json makes a date of it, 5.1's does not
-            $loggedAt = [datetime]::ParseExact([string]$loggedAt, 'yyyy-MM-ddTHH:mm:ss', [Globalization.CultureInfo]::InvariantCulture)
+        $loggedAt = Get-ReceiptValue $record 'utc'
+        $format = 'yyyy-MM-ddTHH:mm:ssZ'
+        $styles = [Globalization.DateTimeStyles]'AssumeUniversal, AdjustToUniversal'
+        if ($null -eq $loggedAt) {  # a broker of 0.3.10 or earlier logs its local time only
+            $loggedAt = Get-ReceiptValue $record 'time'
+            $format = 'yyyy-MM-ddTHH:mm:ss'
+            $styles = [Globalization.DateTimeStyles]'AssumeLocal, AdjustToUniversal'
+        }
+        if ($loggedAt -is [datetime]) {  # PowerShell 7's ConvertFrom-Json makes a date of it, 5.1's does not
+            $loggedAt = $loggedAt.ToUniversalTime()
+        } else {
+            $loggedAt = [datetime]::ParseExact([string]$loggedAt, $format, [Globalization.CultureInfo]::InvariantCulture, $styles)
         }
     } catch {
         return $false
     }
-    return [string](Get-ReceiptValue $record 'pid') -eq [string]$Process.ProcessId -and $Process.CreationDate -le $loggedAt.AddSeconds(1)
+    return [string](Get-ReceiptValue $record 'pid') -eq [string]$Process.ProcessId -and $null -ne $Process.CreationDate -and $Process.CreationDate.ToUniversalTime() -le $loggedAt.AddSeconds(1)
 }
 
 function Test-LauncherCommandLine {
@@ -1205,14 +1214,23 @@ function Write-ReceiptFile {
     # none - and a receipt's mark (disabledByCheck) is what tells the tool's disable from an
     # administrator's.
     param([object]$Receipt)
-    $temp = $ReceiptPath + '.new'
-    [IO.File]::WriteAllText($temp, ($Receipt | ConvertTo-Json -Depth 4), (New-Object Text.UTF8Encoding($false)))
-    if (Test-Path -LiteralPath $ReceiptPath -PathType Leaf) {
+    $bytes = (New-Object Text.UTF8Encoding($false)).GetBytes(($Receipt | ConvertTo-Json -Depth 4))
+    Write-SwappedFile -Path $ReceiptPath -Bytes $bytes
+}
+
+function Write-SwappedFile {
+    # $Bytes written beside $Path (.new) and swapped in: whoever reads $Path (a new broker worker,
+    # the next run) finds the old file or the new one, never one cut short. The file keeps its ACL.
+    param([string]$Path, [byte[]]$Bytes)
+    $temp = $Path + '.new'
+    [IO.File]::WriteAllBytes($temp, $Bytes)
+    if (Test-Path -LiteralPath $Path -PathType Leaf) {
         # A backup name, not $null: PowerShell would hand File.Replace "" for it, which it refuses.
-        [IO.File]::Replace($temp, $ReceiptPath, $ReceiptPath + '.old')
-        [IO.File]::Delete($ReceiptPath + '.old')
+        [IO.File]::Delete($Path + '.old')
+        [IO.File]::Replace($temp, $Path, $Path + '.old')
+        [IO.File]::Delete($Path + '.old')
     } else {
-        [IO.File]::Move($temp, $ReceiptPath)
+        [IO.File]::Move($temp, $Path)
     }
 }
 
@@ -1251,6 +1269,10 @@ function Get-PortProblem {
     # Why the broker could not hold $BundleIp:$BundlePort, if anything but this bundle's broker holds it.
     $listeners = @(Get-NetTCPConnection -State Listen -LocalPort $BundlePort -ErrorAction SilentlyContinue |
         Where-Object { @($BundleIp, '0.0.0.0', '::', "::ffff:$BundleIp") -contains $_.LocalAddress })
+    # While this bundle's broker holds the address itself, another listener (a user's on 0.0.0.0 or
+    # [::], which Windows lets any account make beside it) takes none of its connections: a warning,
+    # not a refusal any user could cause at every run. It matters at the broker's next start (event 101).
+    $held = @($listeners | Where-Object { $_.LocalAddress -eq $BundleIp -and (Test-OurBroker -ProcessId $_.OwningProcess) }).Count -gt 0
     foreach ($listener in $listeners) {
         $owner = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $($listener.OwningProcess)" -ErrorAction SilentlyContinue
         if (-not $owner -and (Test-BrokerRunning)) {
@@ -1268,11 +1290,16 @@ function Get-PortProblem {
             continue
         }
         if ($listener.OwningProcess -eq 4) {
-            "HTTP.sys (the System process) listens on $($listener.LocalAddress):$BundlePort for IIS or another HTTP.sys listener (one with an empty IP listen list takes every address); see: netsh http show servicestate"
+            $problem = "HTTP.sys (the System process) listens on $($listener.LocalAddress):$BundlePort for IIS or another HTTP.sys listener (one with an empty IP listen list takes every address); see: netsh http show servicestate"
         } elseif ($owner) {
-            "$($owner.Name) (process $($listener.OwningProcess)) listens on $($listener.LocalAddress):$BundlePort"
+            $problem = "$($owner.Name) (process $($listener.OwningProcess)) listens on $($listener.LocalAddress):$BundlePort"
         } else {
-            "process $($listener.OwningProcess) listens on $($listener.LocalAddress):$BundlePort"
+            $problem = "process $($listener.OwningProcess) listens on $($listener.LocalAddress):$BundlePort"
+        }
+        if ($held) {
+            Write-Warning "$problem, beside this bundle's broker, which holds ${BundleIp}:${BundlePort}: at the broker's next start it could keep the address from it (event 101 in $BrokerLog)"
+        } else {
+            $problem
         }
     }
     $ErrorActionPreference = 'Continue'  # Windows PowerShell 5.1 turns a native command's stderr into an error
@@ -1417,9 +1444,9 @@ function Get-PythonTreeProblem {
     }
     $roots = @($base)
     $venv = Join-Path $base 'pyvenv.cfg'
-    if (Test-Path -LiteralPath $venv -PathType Leaf) {
+    if (Test-Entry $venv) {  # one that may not be read fails the check (ReadAllLines throws): not skipped
         foreach ($line in [IO.File]::ReadAllLines($venv)) {
-            if ($line -cmatch '^\s*home\s*=\s*(.+?)\s*$' -and (Test-Path -LiteralPath $Matches[1] -PathType Container)) {
+            if ($line -cmatch '^\s*home\s*=\s*(.+?)\s*$' -and (Test-Entry $Matches[1])) {
                 $roots += $Matches[1]
             }
         }
@@ -1432,7 +1459,7 @@ function Get-PythonTreeProblem {
     foreach ($root in $roots) {
         foreach ($name in @('Lib', 'DLLs', 'Scripts', 'share', 'etc')) {
             $tree = Join-Path $root $name
-            if (Test-Path -LiteralPath $tree -PathType Container) {
+            if (Test-Entry $tree) {  # one that may not be listed is named below, not skipped
                 $trees.Add($tree)
             }
         }
@@ -1458,7 +1485,7 @@ function Get-PythonTreeProblem {
         }
     }
     $sitePackages = Join-Path $base 'Lib\site-packages'
-    if (Test-Path -LiteralPath $sitePackages -PathType Container) {
+    if (Test-Entry $sitePackages) {
         foreach ($file in @(Get-ChildItem -LiteralPath $sitePackages -File -Filter '*.pth')) {
             $paths.Add($file.FullName)
         }
@@ -1518,7 +1545,7 @@ function Get-SafetyProblem {
             "$($problem): every user's notebook server reads Jupyter settings and kernels from there, so whoever can change it could run code as every user. Check what is in it, then remove it or let only administrators write there (icacls `"$JupyterShared`" /setowner *S-1-5-32-544 /T and /inheritance:r /grant:r *S-1-5-18:(OI)(CI)F *S-1-5-32-544:(OI)(CI)F *S-1-5-32-545:(OI)(CI)RX)"
         }
     }
-    if (Test-Path -LiteralPath $PythonExe -PathType Leaf) {
+    if (Test-Entry $PythonExe) {  # not Test-Path, which says "missing" for a file it may not read
         $pythonProblems = @(Get-PythonTreeProblem)
         if ($pythonProblems.Count -gt 0) {
             "the Python that every user's server runs can be changed by others than administrators, who could then run code as every user: $(@($pythonProblems | Select-Object -First 5) -join '; ')$(if ($pythonProblems.Count -gt 5) { " and $($pythonProblems.Count - 5) more" }). Install Python for all users under %ProgramFiles%, where only administrators can change it; a folder whose only problem is its owner is given to Administrators by icacls `"<folder>`" /setowner *S-1-5-32-544 /T /C"
@@ -1778,7 +1805,7 @@ function Test-ServerRegistered {
                 continue
             }
             $id = Get-ReceiptValue $record 'event'
-            if ($id -eq 100 -or $id -eq 103) {  # the broker, or its worker (which holds the registry), started again
+            if (($id -eq 100 -and $null -eq (Get-ReceiptValue $record 'carried')) -or $id -eq 103) {  # the broker, or its worker (which holds the registry), started again; not a start carried into a new log file
                 $registered = $false
             } elseif (@(200, 202) -contains $id -and [string]::Equals([string](Get-ReceiptValue $record 'account'), $Sid, [StringComparison]::OrdinalIgnoreCase)) {
                 $registered = $id -eq 200
@@ -1815,6 +1842,7 @@ function Read-InstallBundle {
     }
     $Run.InPlace = $inPlace.Count -gt 0
     $Run.Changed = @()
+    $Run.BrokerStopped = $false  # a step stopped the broker: Install-BrokerTask starts it again
 }
 
 function Test-InstallPreflight {
@@ -2003,7 +2031,9 @@ function New-InstallFolder {
 function Install-BundleFiles {
     # The launcher, the server's settings, the guard and the broker: the bytes checked against
     # SHA256SUMS. What runs a file that changes is stopped first: the launchers and servers (cmd.exe
-    # reads a batch file while it runs it), and the broker, which Install-BrokerTask starts again.
+    # reads a batch file while it runs it). The broker is not: python.exe has read its file, and its
+    # supervisor, which holds the address, starts every worker from the file: once the file is
+    # written, the worker alone is stopped (Restart-BrokerWorker) and the address is never free.
     $bundle = $Run.Files
     $stale = @($InstalledFiles | Where-Object {
         $target = Join-Path $InstallDir $_
@@ -2014,35 +2044,60 @@ function Install-BundleFiles {
     if (@($replaced | Where-Object { $_ -ne $BrokerFile }).Count -gt 0) {
         Stop-BundleProcess -Process @(Get-BundleProcess) -Reason 'before their files are replaced'
     }
-    $Run.BrokerStopped = $false
-    if ($replaced -contains $BrokerFile -and (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action "Stop the broker before $BrokerFile is replaced; install.ps1 starts it again once its task is in place" -Undo 'install.ps1 starts it again in its next step')) {
-        Stop-BrokerTask
-        $Run.BrokerStopped = $true
-    }
     try {
         foreach ($file in $InstalledFiles) {
             $target = Join-Path $InstallDir $file
             if ($stale -notcontains $file) {
                 Write-Output "files: $target is already in place"
-            } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS (the file takes the install folder's ACL: administrators write, users read and run)" -Undo 'uninstall.ps1 deletes the install folder') {
+            } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS, beside it and swapped in (the file takes the install folder's ACL: administrators write, users read and run)" -Undo 'uninstall.ps1 deletes the install folder') {
                 New-InstallFolder
-                [IO.File]::WriteAllBytes($target, $bundle[$file])  # the bytes checked against SHA256SUMS
+                Write-SwappedFile -Path $target -Bytes $bundle[$file]  # the bytes checked against SHA256SUMS
                 Write-Output "files: wrote $file to $target"
                 $Run.Changed += "file $target"
+                if ($file -eq $BrokerFile -and $replaced -contains $file) {
+                    Restart-BrokerWorker
+                }
             }
         }
     } catch {
-        # A write that fails (a user holding a file open without sharing it) must not leave the
-        # broker down: while it is, any account could take the address. It starts again with the
-        # file it had, and the run fails.
-        if ($Run.BrokerStopped -and (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action 'Start the broker again: writing the bundle''s files failed' -Undo 'uninstall.ps1 stops and unregisters it')) {
-            try {
-                Start-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder
-            } catch {
-                Write-Warning "broker: could not start $TaskFolder$BrokerTaskName again ($($_.Exception.Message))"
-            }
-        }
+        Start-StoppedBroker 'writing the bundle''s files failed'  # a user holding a file open without sharing it
         throw
+    }
+}
+
+function Restart-BrokerWorker {
+    # The broker's worker stopped, and not its supervisor: the supervisor keeps the address and
+    # starts a new worker from the file just written within seconds (connections wait in its queue
+    # meanwhile). The supervisor itself runs the code it started with until its task starts again
+    # (at the next boot). Its worker is the one started with 'worker' after the broker's file, or,
+    # when Windows does not show command lines (Test-LoggedBroker), what the supervisor started.
+    $file = [regex]::Escape((Join-Path $InstallDir $BrokerFile))
+    $workers = @(Get-BundleProcess -Broker | Where-Object {
+        if ($null -eq $_.CommandLine) { -not (Test-LoggedBroker $_) } else { $_.CommandLine -match ($file + '"?\s+worker\s') }
+    })
+    Stop-BundleProcess -Process $workers -Reason 'the broker''s worker: its supervisor, which keeps the address, starts a new one from the new file'
+}
+
+function Stop-BrokerForChange {
+    # The broker stopped before this run changes what it runs ($Why); Install-BrokerTask starts it
+    # again, and so does Start-StoppedBroker when the step fails first.
+    param([string]$Why)
+    if (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action "Stop the broker $Why; install.ps1 starts it again once its task is in place" -Undo 'install.ps1 starts it again in its next step') {
+        Stop-BrokerTask
+        $Run.BrokerStopped = $true
+    }
+}
+
+function Start-StoppedBroker {
+    # A step that stopped the broker and then failed ($Why) must not leave it down: while it is,
+    # any account could take the address. It starts again with what it had, and the run fails.
+    param([string]$Why)
+    if ($Run.BrokerStopped -and (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action "Start the broker again: $Why" -Undo 'uninstall.ps1 stops and unregisters it')) {
+        try {
+            Start-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder
+        } catch {
+            Write-Warning "broker: could not start $TaskFolder$BrokerTaskName again ($($_.Exception.Message))"
+        }
     }
 }
 
@@ -2076,7 +2131,7 @@ function Install-BrokerTask {
     # when it is not, stopped and started again when its file or its task changed in this run (a
     # running broker keeps the definition and the code it started with).
     $name = "$TaskFolder$BrokerTaskName"
-    $restart = $Run.BrokerStopped
+    $registered = $false
     if (-not $Run.RegisterBroker) {
         Write-Output "broker: $name is already registered with this definition"
     } else {
@@ -2090,22 +2145,20 @@ function Install-BrokerTask {
             Register-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder -Xml $Run.BrokerTaskXml -Force | Out-Null
             Write-Output "broker: registered $name"
             $Run.Changed += "task $name"
-            $restart = $true
+            $registered = $true
         }
     }
-    $running = Test-BrokerRunning
-    if ($running -and -not $restart) {
-        Write-Output "broker: $name is running"
+    if (Test-BrokerRunning) {
+        # Never stopped to take a new definition: while no broker runs, any account could take
+        # the address. The running one keeps the definition it started with until the next boot.
+        if ($registered) {
+            Write-Output "broker: $name keeps running; its new definition applies from its next start (the next boot)"
+        } else {
+            Write-Output "broker: $name is running"
+        }
         return
     }
-    $doing = "Start the broker's task: the broker holds ${BundleIp}:$BundlePort from now on"
-    if ($running) {
-        $doing = "Stop the broker's task and start it again: its file or its definition changed in this run"
-    }
-    if (Confirm-Change -Kind 'broker-start' -Target $name -Action $doing -Undo 'uninstall.ps1 stops and unregisters it') {
-        if ($running) {
-            Stop-BrokerTask
-        }
+    if (Confirm-Change -Kind 'broker-start' -Target $name -Action "Start the broker's task: the broker holds ${BundleIp}:$BundlePort from now on" -Undo 'uninstall.ps1 stops and unregisters it') {
         Start-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder
         Write-Output "broker: started $name"
     }
@@ -2301,10 +2354,19 @@ function Start-BundleServer {
 }
 
 function Stop-BundleRun {
-    # At the end of every run, however it ends: its outcome in the event log, the plan written
+    # At the end of every run, however it ends: a broker it stopped started again, its outcome in the event log, the plan written
     # (-Plan), the log closed, the lock released - in a console the process, whose end would release it, outlives the run, and the
     # next run (Group Policy, Intune) would wait for it and fail.
     param([string]$PlanPath)
+    try {
+        # A broker this run stopped and did not start again (a step failed after it): while none
+        # runs, any account could take the address.
+        if ($Run.ContainsKey('BrokerStopped') -and $Run.BrokerStopped -and -not (Test-BrokerRunning)) {
+            Start-StoppedBroker 'the run ended before the broker''s step'
+        }
+    } catch {
+        Write-Warning "broker: $($_.Exception.Message)"
+    }
     try {
         Write-RunEvent
     } finally {
@@ -2632,15 +2694,20 @@ function Get-EnvironmentFolder {
     } | ForEach-Object { $_.FullName })
 }
 
+function Get-EnvironmentUser {
+    # The processes that run a program from the environment folder $Path (a server, a kernel, the broker).
+    param([string]$Path)
+    return @(Get-CimInstance -ClassName Win32_Process | Where-Object {
+        $null -ne $_.ExecutablePath -and $_.ExecutablePath.StartsWith($Path + '\', [StringComparison]::OrdinalIgnoreCase)
+    })
+}
+
 function Remove-EnvironmentFolder {
     # An environment goes whole or not at all: it is first renamed, which Windows refuses while
     # any process runs a program from it or holds one of its files open (a server, a kernel);
     # only a folder that nothing uses is then deleted. Returns $false when it is in use.
     param([string]$Path)
-    $running = @(Get-CimInstance -ClassName Win32_Process | Where-Object {
-        $null -ne $_.ExecutablePath -and $_.ExecutablePath.StartsWith($Path + '\', [StringComparison]::OrdinalIgnoreCase)
-    })
-    if ($running.Count -gt 0) {
+    if (@(Get-EnvironmentUser -Path $Path).Count -gt 0) {
         return $false
     }
     $leaf = Split-Path -Leaf $Path
@@ -2840,7 +2907,19 @@ function Install-BundleEnvironment {
         Write-Output "environment: $envPath is already in place"
     } elseif (Confirm-Change -Kind 'environment' -Target $envPath -Action "Extract $EnvArchive there, through the staging folder .$EnvFolder.partial beside it, and wire it to $PythonExe" -Acl (Format-FolderSecurity (New-AdminOnlySecurity -UsersRead)) -Undo 'uninstall.ps1 deletes it') {
         New-InstallFolder
-        $extracted = Install-Environment -Archive $Run.Files[$EnvArchive]
+        if (@(Get-EnvironmentUser -Path $envPath).Count -gt 0) {
+            # A damaged environment of this same lock that the servers or the broker still run from:
+            # Windows refuses to rename it while they do. The launchers and servers are stopped, and
+            # the broker, which Install-BrokerTask starts again.
+            Stop-BundleProcess -Process @(Get-BundleProcess) -Reason "they run from $envPath, which is extracted again"
+            Stop-BrokerForChange "while $envPath, which it runs from, is extracted again"
+        }
+        try {
+            $extracted = Install-Environment -Archive $Run.Files[$EnvArchive]
+        } catch {
+            Start-StoppedBroker 'extracting the environment failed'
+            throw
+        }
         Write-Output "environment: extracted $extracted files to $envPath, wired to $PythonExe"
         $Run.Changed += "environment $envPath"
     }
