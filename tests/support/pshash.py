@@ -45,6 +45,7 @@ from typing import Any
 from tree_sitter import Node, Tree
 
 from . import netref, pstypes
+from .pwsh import walk as _walk
 
 # What a type literal before a hash literal makes of it.
 HASH_CASTS = {
@@ -78,12 +79,6 @@ class HashValue(pstypes.Value):
 
 def _text(node: Node) -> str:
     return (node.text or b"").decode()
-
-
-def _walk(node: Node) -> Iterator[Node]:
-    yield node
-    for child in node.children:
-        yield from _walk(child)
 
 
 def unwrapped(node: Node) -> Node:

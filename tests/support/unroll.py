@@ -45,6 +45,8 @@ from dataclasses import dataclass
 
 from tree_sitter import Node, Tree
 
+from .pwsh import walk as _walk
+
 STATEMENTS = frozenset(
     {
         "if_statement",
@@ -152,12 +154,6 @@ SCALAR, ARRAY, EITHER = "scalar", "array", "either"
 
 def _text(node: Node) -> str:
     return (node.text or b"").decode()
-
-
-def _walk(node: Node) -> Iterator[Node]:
-    yield node
-    for child in node.children:
-        yield from _walk(child)
 
 
 def _unwrapped(node: Node) -> Node:
