@@ -11,7 +11,7 @@ import re
 
 from . import __version__
 from .errors import InvalidValue
-from .winpath import WinPath, parse_windows_path
+from .winpath import WinPath, is_reserved_name, parse_windows_path
 
 AUTH_MODES = ("token", "none")
 WINDOW_MODES = ("hidden", "minimized")
@@ -202,6 +202,9 @@ def parse_name(value: object) -> str:
         raise InvalidValue("name", value, "must not be all digits (it would read as an address)")
     if name == "localhost":
         raise InvalidValue("name", value, "'localhost' is reserved for 127.0.0.1")
+    if is_reserved_name(name):
+        # The name becomes folder and file names on Windows (%ProgramFiles%\gen-bundle\NAME, NAME.task.xml).
+        raise InvalidValue("name", value, "is a reserved device name on Windows (CON, PRN, AUX, NUL, COM0-9, LPT0-9)")
     return name
 
 

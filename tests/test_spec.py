@@ -105,6 +105,8 @@ ONE_STYLE = [
     ("--scope", "site", "must be one of machine, user"),
     ("--ip", "10.0.0.1", "must be a loopback address inside 127.0.0.0/8"),
     ("--name", "x&y", "must be one DNS label"),
+    ("--name", "con", "is a reserved device name on Windows"),
+    ("--name", "LPT9", "is a reserved device name on Windows"),
     ("--notebook-dir", "Notebooks", "must be an absolute Windows path"),
     ("--python", "C:\\Python\\python", "must name the python.exe file"),
 ]
@@ -162,6 +164,10 @@ def test_one_list_of_reserved_device_names_for_paths_and_the_environment():
     from generator.errors import EnvBuildError
     from generator.winpath import is_reserved_name
 
+    for name in ("con", "com0", "lpt9", "aux"):  # and as --name, which names folders and files
+        with pytest.raises(InvalidValue, match="reserved device name"):
+            build_spec(**{**CANONICAL, "name": name})
+    build_spec(**{**CANONICAL, "name": "console"})
     for name in ("com0", "LPT0.txt", "nul .log", "com\u00b9", "aux"):
         assert is_reserved_name(name)
         with pytest.raises(InvalidValue, match="reserved device name"):
