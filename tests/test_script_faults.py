@@ -1460,10 +1460,13 @@ def fail_open_problems(root) -> list[str]:
         problems.append("Get-PythonTreeProblem skips a path it may not read")
     ports = function(root, "Get-PortProblem").text.decode()
     if (
-        "if ($held) {\r\n            Write-Warning " not in ports
+        "if ($held -and @('0.0.0.0', '::') -contains $listener.LocalAddress) {\r\n            Write-Warning "
+        not in ports
         or "-and (Test-OurBroker -ProcessId $_.OwningProcess) }).Count -gt 0" not in ports
     ):
         problems.append("a listener any account can make beside the broker fails every run")
+    if "$held = -not $repair -and " not in ports or "$repair = $EnvFolder -and -not $Run.InPlace" not in ports:
+        problems.append("a listener beside the broker passes though this run stops the broker")
     if "$loggedAt = Get-ReceiptValue $record 'time'" not in function(root, "Test-LoggedBroker").text.decode():
         problems.append("a broker of 0.3.10 is not recognised by its log")
     return problems
@@ -1478,12 +1481,15 @@ def test_the_fail_open_check_can_fail(grammar):
     planted = source.replace("if (Test-Entry $PythonExe) {", "if (Test-Path -LiteralPath $PythonExe -PathType Leaf) {")
     planted = planted.replace("if (Test-Entry $tree) {", "if (Test-Path -LiteralPath $tree -PathType Container) {")
     planted = planted.replace(
-        "if ($held) {\r\n            Write-Warning ", "if ($false) {\r\n            Write-Warning "
+        "if ($held -and @('0.0.0.0', '::') -contains $listener.LocalAddress) {\r\n            Write-Warning ",
+        "if ($false) {\r\n            Write-Warning ",
     )
+    planted = planted.replace("$held = -not $repair -and ", "$held = ")
     planted = planted.replace("$loggedAt = Get-ReceiptValue $record 'time'", "$loggedAt = $null")
     assert fail_open_problems(tree(grammar, planted)) == [
         "Get-SafetyProblem skips a Python it may not read",
         "Get-PythonTreeProblem skips a path it may not read",
         "a listener any account can make beside the broker fails every run",
+        "a listener beside the broker passes though this run stops the broker",
         "a broker of 0.3.10 is not recognised by its log",
     ]

@@ -226,7 +226,7 @@ function Install-BundleFiles {
             $target = Join-Path $InstallDir $file
             if ($stale -notcontains $file) {
                 Write-Output "files: $target is already in place"
-            } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS, beside it and swapped in (the file takes the install folder's ACL: administrators write, users read and run)" -Undo 'uninstall.ps1 deletes the install folder') {
+            } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS, beside it and swapped in (a new file takes the install folder's ACL: administrators write, users read and run; a replaced one keeps its own)" -Undo 'uninstall.ps1 deletes the install folder') {
                 New-InstallFolder
                 Write-SwappedFile -Path $target -Bytes $bundle[$file]  # the bytes checked against SHA256SUMS
                 Write-Output "files: wrote $file to $target"
@@ -305,8 +305,8 @@ function Stop-BrokerTask {
 
 function Install-BrokerTask {
     # The broker's boot task, from its XML checked against SHA256SUMS, then the broker running: started
-    # when it is not, stopped and started again when its file or its task changed in this run (a
-    # running broker keeps the definition and the code it started with).
+    # when it is not. A running one is never stopped here: it keeps the definition it started with
+    # until its next start (Install-BundleFiles has its worker take a new file).
     $name = "$TaskFolder$BrokerTaskName"
     $registered = $false
     if (-not $Run.RegisterBroker) {

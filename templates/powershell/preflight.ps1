@@ -23,10 +23,13 @@ function Get-PortProblem {
     # Why the broker could not hold $BundleIp:$BundlePort, if anything but this bundle's broker holds it.
     $listeners = @(Get-NetTCPConnection -State Listen -LocalPort $BundlePort -ErrorAction SilentlyContinue |
         Where-Object { @($BundleIp, '0.0.0.0', '::', "::ffff:$BundleIp") -contains $_.LocalAddress })
-    # While this bundle's broker holds the address itself, another listener (a user's on 0.0.0.0 or
-    # [::], which Windows lets any account make beside it) takes none of its connections: a warning,
-    # not a refusal any user could cause at every run. It matters at the broker's next start (event 101).
-    $held = @($listeners | Where-Object { $_.LocalAddress -eq $BundleIp -and (Test-OurBroker -ProcessId $_.OwningProcess) }).Count -gt 0
+    # While this bundle's broker holds the address itself, another listener on 0.0.0.0 or [::] (which
+    # Windows lets any account make beside it) takes none of its connections: a warning, not a
+    # refusal any user could cause at every run. It matters at the broker's next start (event 101),
+    # and so it stays a refusal when this run would stop the broker: to extract again a damaged
+    # environment it runs from.
+    $repair = $EnvFolder -and -not $Run.InPlace
+    $held = -not $repair -and @($listeners | Where-Object { $_.LocalAddress -eq $BundleIp -and (Test-OurBroker -ProcessId $_.OwningProcess) }).Count -gt 0
     foreach ($listener in $listeners) {
         $owner = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $($listener.OwningProcess)" -ErrorAction SilentlyContinue
         if (-not $owner -and (Test-BrokerRunning)) {
@@ -50,7 +53,7 @@ function Get-PortProblem {
         } else {
             $problem = "process $($listener.OwningProcess) listens on $($listener.LocalAddress):$BundlePort"
         }
-        if ($held) {
+        if ($held -and @('0.0.0.0', '::') -contains $listener.LocalAddress) {
             Write-Warning "$problem, beside this bundle's broker, which holds ${BundleIp}:${BundlePort}: at the broker's next start it could keep the address from it (event 101 in $BrokerLog)"
         } else {
             $problem
@@ -198,8 +201,16 @@ function Get-PythonTreeProblem {
     }
     $roots = @($base)
     $venv = Join-Path $base 'pyvenv.cfg'
-    if (Test-Entry $venv) {  # one that may not be read fails the check (ReadAllLines throws): not skipped
-        foreach ($line in [IO.File]::ReadAllLines($venv)) {
+    $venvLines = @()
+    if (Test-Entry $venv) {  # one that may not be read is named, not skipped
+        try {
+            $venvLines = [IO.File]::ReadAllLines($venv)
+        } catch {
+            "$venv (could not be read: $($_.Exception.Message))"
+        }
+    }
+    if ($venvLines.Count -gt 0) {
+        foreach ($line in $venvLines) {
             if ($line -cmatch '^\s*home\s*=\s*(.+?)\s*$' -and (Test-Entry $Matches[1])) {
                 $roots += $Matches[1]
             }

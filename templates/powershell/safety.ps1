@@ -27,7 +27,7 @@ function Get-SafetyProblem {
     # environment once it is in place ($EnvInPlace), and jupyter_core's version.
     param([bool]$EnvInPlace)
     foreach ($folder in @($InstallDir, $InstallRoot, $env:ProgramFiles)) {
-        if (Test-Path -LiteralPath $folder -PathType Container) {
+        if (Test-Entry $folder) {  # one whose rights may not be read makes the checks fail (Get-PathSecurity throws)
             $writers = @(Get-NonAdminWriter -Path $folder)
             if ($writers.Count -gt 0) {
                 "$folder can be changed by $($writers -join ', '): the task would run files that non-administrators can replace"

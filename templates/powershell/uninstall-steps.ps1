@@ -154,4 +154,10 @@ function Remove-BundleState {
             Write-Output "state: deleted $($item[0])"
         }
     }
+    foreach ($leftover in @("$ReceiptPath.new", "$ReceiptPath.old")) {  # what a swap cut short left (Write-SwappedFile)
+        if ((Test-Path -LiteralPath $leftover -PathType Leaf) -and (Confirm-Change -Kind 'receipt-remove' -Target $leftover -Action 'Delete what a cut-short write of the receipt left' -Undo 'none needed')) {
+            Remove-Item -LiteralPath $leftover -Force
+            Write-Output "state: deleted $leftover"
+        }
+    }
 }

@@ -1,8 +1,8 @@
-﻿# gen-bundle 0.3.11: the engine of every bundle this version makes.
+﻿# gen-bundle 0.3.12: the engine of every bundle this version makes.
 #
 # install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
 # this module holds what each step does. It is the same file, byte for byte, in every bundle
-# of gen-bundle 0.3.11, whatever its inputs: a reviewer who approved it once recognises it by
+# of gen-bundle 0.3.12, whatever its inputs: a reviewer who approved it once recognises it by
 # its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
 # bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
 # in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
@@ -13,8 +13,8 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.3.11'
-$EngineFile        = 'gen-bundle-0.3.11.psm1'
+$EngineVersion     = '0.3.12'
+$EngineFile        = 'gen-bundle-0.3.12.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
@@ -1269,10 +1269,13 @@ function Get-PortProblem {
     # Why the broker could not hold $BundleIp:$BundlePort, if anything but this bundle's broker holds it.
     $listeners = @(Get-NetTCPConnection -State Listen -LocalPort $BundlePort -ErrorAction SilentlyContinue |
         Where-Object { @($BundleIp, '0.0.0.0', '::', "::ffff:$BundleIp") -contains $_.LocalAddress })
-    # While this bundle's broker holds the address itself, another listener (a user's on 0.0.0.0 or
-    # [::], which Windows lets any account make beside it) takes none of its connections: a warning,
-    # not a refusal any user could cause at every run. It matters at the broker's next start (event 101).
-    $held = @($listeners | Where-Object { $_.LocalAddress -eq $BundleIp -and (Test-OurBroker -ProcessId $_.OwningProcess) }).Count -gt 0
+    # While this bundle's broker holds the address itself, another listener on 0.0.0.0 or [::] (which
+    # Windows lets any account make beside it) takes none of its connections: a warning, not a
+    # refusal any user could cause at every run. It matters at the broker's next start (event 101),
+    # and so it stays a refusal when this run would stop the broker: to extract again a damaged
+    # environment it runs from.
+    $repair = $EnvFolder -and -not $Run.InPlace
+    $held = -not $repair -and @($listeners | Where-Object { $_.LocalAddress -eq $BundleIp -and (Test-OurBroker -ProcessId $_.OwningProcess) }).Count -gt 0
     foreach ($listener in $listeners) {
         $owner = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $($listener.OwningProcess)" -ErrorAction SilentlyContinue
         if (-not $owner -and (Test-BrokerRunning)) {
@@ -1296,7 +1299,7 @@ function Get-PortProblem {
         } else {
             $problem = "process $($listener.OwningProcess) listens on $($listener.LocalAddress):$BundlePort"
         }
-        if ($held) {
+        if ($held -and @('0.0.0.0', '::') -contains $listener.LocalAddress) {
             Write-Warning "$problem, beside this bundle's broker, which holds ${BundleIp}:${BundlePort}: at the broker's next start it could keep the address from it (event 101 in $BrokerLog)"
         } else {
             $problem
@@ -1444,8 +1447,16 @@ function Get-PythonTreeProblem {
     }
     $roots = @($base)
     $venv = Join-Path $base 'pyvenv.cfg'
-    if (Test-Entry $venv) {  # one that may not be read fails the check (ReadAllLines throws): not skipped
-        foreach ($line in [IO.File]::ReadAllLines($venv)) {
+    $venvLines = @()
+    if (Test-Entry $venv) {  # one that may not be read is named, not skipped
+        try {
+            $venvLines = [IO.File]::ReadAllLines($venv)
+        } catch {
+            "$venv (could not be read: $($_.Exception.Message))"
+        }
+    }
+    if ($venvLines.Count -gt 0) {
+        foreach ($line in $venvLines) {
             if ($line -cmatch '^\s*home\s*=\s*(.+?)\s*$' -and (Test-Entry $Matches[1])) {
                 $roots += $Matches[1]
             }
@@ -1532,7 +1543,7 @@ function Get-SafetyProblem {
     # environment once it is in place ($EnvInPlace), and jupyter_core's version.
     param([bool]$EnvInPlace)
     foreach ($folder in @($InstallDir, $InstallRoot, $env:ProgramFiles)) {
-        if (Test-Path -LiteralPath $folder -PathType Container) {
+        if (Test-Entry $folder) {  # one whose rights may not be read makes the checks fail (Get-PathSecurity throws)
             $writers = @(Get-NonAdminWriter -Path $folder)
             if ($writers.Count -gt 0) {
                 "$folder can be changed by $($writers -join ', '): the task would run files that non-administrators can replace"
@@ -2049,7 +2060,7 @@ function Install-BundleFiles {
             $target = Join-Path $InstallDir $file
             if ($stale -notcontains $file) {
                 Write-Output "files: $target is already in place"
-            } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS, beside it and swapped in (the file takes the install folder's ACL: administrators write, users read and run)" -Undo 'uninstall.ps1 deletes the install folder') {
+            } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS, beside it and swapped in (a new file takes the install folder's ACL: administrators write, users read and run; a replaced one keeps its own)" -Undo 'uninstall.ps1 deletes the install folder') {
                 New-InstallFolder
                 Write-SwappedFile -Path $target -Bytes $bundle[$file]  # the bytes checked against SHA256SUMS
                 Write-Output "files: wrote $file to $target"
@@ -2128,8 +2139,8 @@ function Stop-BrokerTask {
 
 function Install-BrokerTask {
     # The broker's boot task, from its XML checked against SHA256SUMS, then the broker running: started
-    # when it is not, stopped and started again when its file or its task changed in this run (a
-    # running broker keeps the definition and the code it started with).
+    # when it is not. A running one is never stopped here: it keeps the definition it started with
+    # until its next start (Install-BundleFiles has its worker take a new file).
     $name = "$TaskFolder$BrokerTaskName"
     $registered = $false
     if (-not $Run.RegisterBroker) {
@@ -2538,6 +2549,12 @@ function Remove-BundleState {
         if ((Test-Path -LiteralPath $item[0] -PathType Leaf) -and (Confirm-Change -Kind $item[1] -Target $item[0] -Action $item[2] -Undo 'install.ps1 writes it again')) {
             Remove-Item -LiteralPath $item[0] -Force
             Write-Output "state: deleted $($item[0])"
+        }
+    }
+    foreach ($leftover in @("$ReceiptPath.new", "$ReceiptPath.old")) {  # what a swap cut short left (Write-SwappedFile)
+        if ((Test-Path -LiteralPath $leftover -PathType Leaf) -and (Confirm-Change -Kind 'receipt-remove' -Target $leftover -Action 'Delete what a cut-short write of the receipt left' -Undo 'none needed')) {
+            Remove-Item -LiteralPath $leftover -Force
+            Write-Output "state: deleted $leftover"
         }
     }
 }
