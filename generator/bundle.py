@@ -80,6 +80,8 @@ def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
 def load_manifest(path: Path) -> dict[str, Any]:
     """bundle.json as any gen-bundle version wrote it: a regular file of a manifest's size, JSON
     without a key written twice, made by gen-bundle. What it holds is read_manifest's to check."""
+    if path.parent.is_dir() and not (path.exists() or path.is_symlink()):
+        raise NotABundle(f"{path.parent} is not a bundle: it holds no {path.name}")
     try:
         info = path.lstat()
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MANIFEST_BYTES:

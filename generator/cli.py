@@ -227,6 +227,11 @@ def main(ctx: click.Context, /, out: str, force: bool, from_: str | None, **inpu
     compare and sign bundles.
     """
     given = [name for name, value in inputs.items() if _given(ctx, name, value)]
+    if ctx.invoked_subcommand is None and not given and from_ is None and not _given(ctx, "out", out) and not force:
+        # Nothing asked for: what the tool does and how, not "Missing option '--ip'". Exit 2, as
+        # click's own no_args_is_help: no bundle was made.
+        click.echo(ctx.get_help(), err=True)
+        ctx.exit(2)
     if ctx.invoked_subcommand is not None:
         if given or from_ or _given(ctx, "out", out) or force:
             raise click.UsageError(f"the options of a bundle go without a command ({ctx.invoked_subcommand})")
@@ -242,7 +247,11 @@ def main(ctx: click.Context, /, out: str, force: bool, from_: str | None, **inpu
             if inputs.get(required) is None:
                 param = next(p for p in ctx.command.params if p.name == required)
                 raise click.MissingParameter(ctx=ctx, param=param)
-    _generate(out, force, inputs)
+    if not out.strip():
+        raise click.BadParameter(
+            f"'{out}': must name a folder (an empty one would mean the current one)", param_hint="'--out'"
+        )
+    _generate(out, force, inputs, from_)
 
 
 def _given(ctx: click.Context, name: str, value: object) -> bool:
@@ -271,7 +280,7 @@ def _inputs_from(manifest_path: str, *, offline: bool) -> dict[str, Any]:
     return inputs
 
 
-def _generate(out: str, force: bool, inputs: dict[str, Any]) -> None:
+def _generate(out: str, force: bool, inputs: dict[str, Any], from_: str | None = None) -> None:
     import time
 
     from .api import generate  # lazily: --help and --version need none of it
@@ -286,8 +295,12 @@ def _generate(out: str, force: bool, inputs: dict[str, Any]) -> None:
         path = generate(out=out, force=force, **inputs)
     except InvalidValue as exc:
         # Every refusal of an input, whichever rule it breaks, reads the same way:
-        # "Invalid value for '--flag': 'value': rule" (click's form), exit 2.
-        raise click.BadParameter(str(exc), param_hint=f"'{OPTION_FLAGS.get(exc.param, exc.param)}'") from None
+        # "Invalid value for '--flag': 'value': rule" (click's form), exit 2. With --from the
+        # value is the earlier bundle's: its key in that bundle.json is named, not a flag not typed.
+        hint = f"'{OPTION_FLAGS.get(exc.param, exc.param)}'"
+        if from_ is not None:
+            hint = f"'{exc.param}' in {from_}"
+        raise click.BadParameter(str(exc), param_hint=hint) from None
     except (GenBundleError, OSError) as exc:
         # A write refused or failed, an environment that cannot be built; an OSError here is
         # gen-bundle's own templates unreadable: a broken installation.

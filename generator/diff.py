@@ -173,6 +173,12 @@ def _broker_lines(old: Bundle, new: Bundle) -> list[str]:
     return [f"broker program code changed: {code(before)} -> {code(after)}; its diff is below"]
 
 
+def _shown(value: object) -> str:
+    """An input's value as the command line takes it: a value not set (None, or missing from an
+    older bundle.json) reads "(not set)", not Python's None."""
+    return "(not set)" if value is None else str(value)
+
+
 def _settings_lines(label: str, old: dict[str, str], new: dict[str, str]) -> list[str]:
     """One line for each setting that differs, a task that is on one side only included."""
     keys = list(new) + [key for key in old if key not in new]
@@ -344,9 +350,9 @@ def diff_bundles(old_folder: str, new_folder: str, *, verbatim: bool = False) ->
     if old.version != new.version:
         lines.append(f"generator: gen-bundle {old.version} -> {new.version}")
     for key in sorted(set(old.inputs) | set(new.inputs), key=lambda k: (k not in old.inputs, k)):
-        before, after = old.inputs.get(key, "(not set)"), new.inputs.get(key, "(not set)")
+        before, after = old.inputs.get(key), new.inputs.get(key)
         if before != after:
-            lines.append(f"input {key}: {before} -> {after}")
+            lines.append(f"input {key}: {_shown(before)} -> {_shown(after)}")
     if (old.signature or {}).get("thumbprint") != (new.signature or {}).get("thumbprint"):
         lines.append(
             f"signed by: {(old.signature or {}).get('thumbprint', 'nobody')} -> "

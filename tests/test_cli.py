@@ -356,3 +356,56 @@ def test_the_group_lists_every_command_generator_commands_defines():
     assert [line.split()[0] for line in result.stdout.split("Commands:\n")[1].split("\n\n")[0].splitlines()] == sorted(
         COMMANDS
     )
+
+
+# ---- messages that name what the user typed, or where the bad value sits ----
+
+
+def test_bare_gen_bundle_shows_what_it_does(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, [], prog_name="gen-bundle")
+    assert result.exit_code == 2
+    assert "Render a Windows deployment bundle" in result.stderr and "--ip" in result.stderr
+    assert "Missing option" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_out_is_refused_not_taken_for_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["--ip", "127.0.0.13", "--name", "py", "--out", ""])
+    assert result.exit_code == 2
+    assert "Error: Invalid value for '--out': '': must name a folder" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_value_in_bundle_json_is_named_there_not_as_a_flag(tmp_path):
+    assert run("--ip", "127.0.0.13", "--name", "py", out=tmp_path / "a").exit_code == 0
+    manifest = tmp_path / "a" / "bundle.json"
+    manifest.write_text(manifest.read_text().replace('"port": 80', '"port": 99999'))
+    result = CliRunner().invoke(main, ["--from", str(manifest), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2
+    assert f"Invalid value for 'port' in {manifest}: 99999: must be a TCP port number" in result.stderr
+    assert "'--port'" not in result.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_check_and_diff_say_a_folder_without_bundle_json_is_not_a_bundle(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for args in (["check", str(empty)], ["diff", str(empty), str(empty)]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2
+        assert f"{empty} is not a bundle: it holds no bundle.json" in result.stderr, result.stderr
+
+
+def test_diff_says_an_input_not_set_as_such_not_none(tmp_path):
+    assert run("--ip", "127.0.0.13", "--name", "py", out=tmp_path / "a").exit_code == 0
+    assert (
+        run(
+            "--ip", "127.0.0.13", "--name", "py", "--scope", "user", "--user", "CONTOSO\\alice", out=tmp_path / "b"
+        ).exit_code
+        == 0
+    )
+    result = CliRunner().invoke(main, ["diff", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert "input user: (not set) -> CONTOSO\\alice" in result.output
+    assert "None" not in result.output
