@@ -799,7 +799,7 @@ def test_the_broker_order_check_can_fail(grammar):
     unstopped = source.replace(
         "    if (Test-BrokerRunning) {\r\n", "    Stop-BrokerTask\r\n    if (Test-BrokerRunning) {\r\n"
     )
-    unstopped = unstopped.replace("                    Restart-BrokerWorker\r\n", "")
+    unstopped = unstopped.replace("                Restart-BrokerWorker\r\n", "")
     unstopped = unstopped.replace("{ -not (Test-LoggedBroker $_) }", "{ $true }")
     assert unstopped.count("Stop-BrokerTask\r\n    if (Test-BrokerRunning)") == 1
     problems = broker_order_problems(
@@ -1361,48 +1361,43 @@ def test_the_event_check_can_fail(grammar):
 
 
 def broker_left_down_problems(root) -> list[str]:
-    """Install-BundleFiles stops the broker before its file is written; a write that fails (a user
-    holding a file open) must start it again before the run fails, or any account could take the
-    address meanwhile."""
-    text = function(root, "Install-BundleFiles").text.decode()
-    match = re.search(r"\} catch \{(.*?)\r\n        throw\r\n    \}", text, re.DOTALL)
-    starter = next(
-        (
-            n
-            for n in pwsh.walk(root.root_node)
-            if n.type == "function_statement" and n.text.decode().startswith("function Start-StoppedBroker ")
-        ),
-        None,
-    )
+    """A step that stopped the broker (Stop-BrokerForChange marks it) and then failed must not
+    leave it down, or any account could take the address meanwhile: install.ps1's finally runs
+    Stop-BundleRun, which first starts a broker the run stopped and did not start again."""
+    stopper = function(root, "Stop-BrokerForChange").text.decode()
+    starter = function(root, "Start-StoppedBroker").text.decode()
+    end = function(root, "Stop-BundleRun").text.decode()
     if (
-        match is None
-        or "Start-StoppedBroker " not in match.group(1)
-        or starter is None
-        or "if ($Run.BrokerStopped -and" not in starter.text.decode()
-        or "Start-ScheduledTask -TaskName $BrokerTaskName" not in starter.text.decode()
+        "$Run.BrokerStopped = $true" not in stopper
+        or "$Run.BrokerStopped -and -not (Test-BrokerRunning)" not in starter
+        or "Start-ScheduledTask -TaskName $BrokerTaskName" not in starter
+        or not 0 <= end.find("Start-StoppedBroker") < end.find("Write-RunEvent")
     ):
-        return ["a failed write leaves the broker stopped"]
+        return ["a failed run leaves the broker stopped"]
     return []
 
 
-def test_a_failed_write_does_not_leave_the_broker_down(grammar):
+def test_a_failed_run_does_not_leave_the_broker_down(grammar):
     assert broker_left_down_problems(run(grammar, render_bundle(), "install.ps1")) == []
+    # install.ps1's finally runs it, whatever failed.
+    assert "finally {\r\n" in render_bundle()["install.ps1"].decode("utf-8-sig").split("Start-BundleServer\r\n", 1)[1]
 
 
 def test_the_broker_down_check_can_fail(grammar):
-    """0.3.6's Install-BundleFiles: the writes bare after Stop-BrokerTask."""
+    """The run's end without the restart: a broker the environment's repair stopped stays down."""
     source = run(grammar, render_bundle(), "install.ps1").root_node.text.decode()
-    start = source.index("function Install-BundleFiles {")
-    body = source[start : source.index("\r\n}\r\n", start) + 5]
-    old = body[: body.index("    } catch {")] + "    }\r\n}\r\n"
-    assert broker_left_down_problems(tree(grammar, old)) == ["a failed write leaves the broker stopped"]
+    planted = source.replace(
+        "    try {\r\n        Start-StoppedBroker\r\n    } catch {", "    try {\r\n    } catch {", 1
+    )
+    assert planted != source
+    assert broker_left_down_problems(tree(grammar, planted)) == ["a failed run leaves the broker stopped"]
 
 
 def environment_repair_problems(root) -> list[str]:
     """A damaged environment that the servers or the broker still run from is extracted again: they
-    are stopped first (Windows refuses to rename a folder a program runs from), and the broker is
-    started again when the extraction fails, as when a file write fails; nothing resets the mark
-    that the broker was stopped before Install-BrokerTask reads it."""
+    are stopped first (Windows refuses to rename a folder a program runs from); nothing resets the
+    mark that the broker was stopped, which Stop-BundleRun reads when the run fails
+    (broker_left_down_problems)."""
     problems = []
     text = function(root, "Install-BundleEnvironment").text.decode()
     used = text.find("if (@(Get-EnvironmentUser -Path $envPath).Count -gt 0) {")
@@ -1410,8 +1405,6 @@ def environment_repair_problems(root) -> list[str]:
     stops = [text.find("Stop-BundleProcess -Process @(Get-BundleProcess)"), text.find("Stop-BrokerForChange ")]
     if used < 0 or extract < 0 or not all(used < stop < extract for stop in stops):
         problems.append("a damaged environment in use is not freed before it is extracted again")
-    if not re.search(r"try \{\s+\$extracted = Install-Environment[^}]*\} catch \{\s+Start-StoppedBroker ", text):
-        problems.append("a failed extraction leaves the broker stopped")
     resets = [
         name
         for name in ("Install-BundleFiles", "Install-BundleEnvironment", "Install-HostsBlock")
@@ -1432,17 +1425,11 @@ def test_the_environment_repair_check_can_fail(grammar):
         '            Stop-BrokerForChange "while $envPath', '            Write-Output "while $envPath', 1
     )
     planted = planted.replace(
-        "        } catch {\r\n            Start-StoppedBroker 'extracting",
-        "        } catch {\r\n            Write-Output 'extracting",
-        1,
-    )
-    planted = planted.replace(
-        "    try {\r\n        foreach ($file in $InstalledFiles) {",
-        "    $Run.BrokerStopped = $false\r\n    try {\r\n        foreach ($file in $InstalledFiles) {",
+        "    foreach ($file in $InstalledFiles) {",
+        "    $Run.BrokerStopped = $false\r\n    foreach ($file in $InstalledFiles) {",
     )
     assert environment_repair_problems(tree(grammar, planted)) == [
         "a damaged environment in use is not freed before it is extracted again",
-        "a failed extraction leaves the broker stopped",
         "Install-BundleFiles forgets that the broker was stopped",
     ]
 
@@ -1465,7 +1452,11 @@ def fail_open_problems(root) -> list[str]:
         or "-and (Test-OurBroker -ProcessId $_.OwningProcess) }).Count -gt 0" not in ports
     ):
         problems.append("a listener any account can make beside the broker fails every run")
-    if "$held = -not $repair -and " not in ports or "$repair = $EnvFolder -and -not $Run.InPlace" not in ports:
+    if (
+        "$held = -not $repair -and " not in ports
+        or "$repair = $EnvFolder -and -not $Run.InPlace -and (Test-Entry (Join-Path $InstallDir $EnvFolder))"
+        not in ports
+    ):
         problems.append("a listener beside the broker passes though this run stops the broker")
     if "$loggedAt = Get-ReceiptValue $record 'time'" not in function(root, "Test-LoggedBroker").text.decode():
         problems.append("a broker of 0.3.10 is not recognised by its log")

@@ -5,6 +5,9 @@
 # creation, or that is a real folder (no link) owned by SYSTEM or Administrators which
 # nobody else may change.
 
+$AdminSids = @('S-1-5-18', 'S-1-5-32-544')  # SYSTEM, Administrators
+$TrustedInstallerSid = 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464'
+
 function Get-PathSecurity {
     # The owner and the DACL of $Path, read by .NET: Get-Acl also turns every SID into a name (a
     # call to LSA each), and the Python tree's walk reads some thousands of them at every boot.
@@ -31,9 +34,9 @@ function Get-NonAdminWriter {
     # -AnyOwner: owners are not judged (what install.ps1 itself made below a folder of its own).
     param([string]$Path, [string]$Trusted, [switch]$AnyOwner, [string[]]$Owners)
     if (-not $Owners) {
-        $Owners = @('S-1-5-18', 'S-1-5-32-544', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464')
+        $Owners = $AdminSids + $TrustedInstallerSid
     }
-    $allowed = @('S-1-5-18', 'S-1-5-32-544', 'S-1-3-0', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464', $Trusted)
+    $allowed = $AdminSids + @($TrustedInstallerSid, 'S-1-3-0', $Trusted)  # S-1-3-0: CREATOR OWNER
     $write = [int64][System.Security.AccessControl.FileSystemRights]'WriteData, AppendData, WriteExtendedAttributes, WriteAttributes, Delete, DeleteSubdirectoriesAndFiles, ChangePermissions, TakeOwnership'
     $genericWrite = [int64]0x50000000  # GENERIC_ALL, GENERIC_WRITE
     $security = Get-PathSecurity $Path
@@ -145,14 +148,10 @@ function Get-UserMadeReason {
     } catch [UnauthorizedAccessException] {
         return 'one whose owner administrators may not read'  # its owner shut them out: not theirs
     }
-    if (@('S-1-5-18', 'S-1-5-32-544') -contains $owner.Value) {
+    if ($AdminSids -contains $owner.Value) {
         return $null
     }
-    try {
-        return "owned by $($owner.Value) ($($owner.Translate([Security.Principal.NTAccount]).Value))"
-    } catch {
-        return "owned by $($owner.Value)"
-    }
+    return "owned by $(Get-AccountName $owner)"
 }
 
 function Get-AdminOnlyProblem {
@@ -166,7 +165,7 @@ function Get-AdminOnlyProblem {
     if (-not ($attributes -band [IO.FileAttributes]::Directory)) {
         return "$Path is a file, not a folder"
     }
-    $writers = @(Get-NonAdminWriter -Path $Path -Trusted $Writer -Owners @('S-1-5-18', 'S-1-5-32-544'))
+    $writers = @(Get-NonAdminWriter -Path $Path -Trusted $Writer -Owners $AdminSids)
     if ($writers.Count -gt 0) {
         return "$Path can be changed by $($writers -join ', ')"
     }

@@ -172,16 +172,11 @@ function Install-BundleEnvironment {
         if (@(Get-EnvironmentUser -Path $envPath).Count -gt 0) {
             # A damaged environment of this same lock that the servers or the broker still run from:
             # Windows refuses to rename it while they do. The launchers and servers are stopped, and
-            # the broker, which Install-BrokerTask starts again.
+            # the broker, which Install-BrokerTask starts again (or Stop-BundleRun, when this fails).
             Stop-BundleProcess -Process @(Get-BundleProcess) -Reason "they run from $envPath, which is extracted again"
             Stop-BrokerForChange "while $envPath, which it runs from, is extracted again"
         }
-        try {
-            $extracted = Install-Environment -Archive $Run.Files[$EnvArchive]
-        } catch {
-            Start-StoppedBroker 'extracting the environment failed'
-            throw
-        }
+        $extracted = Install-Environment -Archive $Run.Files[$EnvArchive]  # failed: Stop-BundleRun starts the broker again
         Write-Output "environment: extracted $extracted files to $envPath, wired to $PythonExe"
         $Run.Changed += "environment $envPath"
     }

@@ -221,24 +221,19 @@ function Install-BundleFiles {
     if (@($replaced | Where-Object { $_ -ne $BrokerFile }).Count -gt 0) {
         Stop-BundleProcess -Process @(Get-BundleProcess) -Reason 'before their files are replaced'
     }
-    try {
-        foreach ($file in $InstalledFiles) {
-            $target = Join-Path $InstallDir $file
-            if ($stale -notcontains $file) {
-                Write-Output "files: $target is already in place"
-            } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS, beside it and swapped in (a new file takes the install folder's ACL: administrators write, users read and run; a replaced one keeps its own)" -Undo 'uninstall.ps1 deletes the install folder') {
-                New-InstallFolder
-                Write-SwappedFile -Path $target -Bytes $bundle[$file]  # the bytes checked against SHA256SUMS
-                Write-Output "files: wrote $file to $target"
-                $Run.Changed += "file $target"
-                if ($file -eq $BrokerFile -and $replaced -contains $file) {
-                    Restart-BrokerWorker
-                }
+    foreach ($file in $InstalledFiles) {
+        $target = Join-Path $InstallDir $file
+        if ($stale -notcontains $file) {
+            Write-Output "files: $target is already in place"
+        } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS, beside it and swapped in (a new file takes the install folder's ACL: administrators write, users read and run; a replaced one keeps its own)" -Undo 'uninstall.ps1 deletes the install folder') {
+            New-InstallFolder
+            Write-SwappedFile -Path $target -Bytes $bundle[$file]  # the bytes checked against SHA256SUMS
+            Write-Output "files: wrote $file to $target"
+            $Run.Changed += "file $target"
+            if ($file -eq $BrokerFile -and $replaced -contains $file) {
+                Restart-BrokerWorker
             }
         }
-    } catch {
-        Start-StoppedBroker 'writing the bundle''s files failed'  # a user holding a file open without sharing it
-        throw
     }
 }
 
@@ -257,7 +252,7 @@ function Restart-BrokerWorker {
 
 function Stop-BrokerForChange {
     # The broker stopped before this run changes what it runs ($Why); Install-BrokerTask starts it
-    # again, and so does Start-StoppedBroker when the step fails first.
+    # again, and Start-StoppedBroker at the end of a run that fails before that step.
     param([string]$Why)
     if (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action "Stop the broker $Why; install.ps1 starts it again once its task is in place" -Undo 'install.ps1 starts it again in its next step') {
         Stop-BrokerTask
@@ -266,10 +261,10 @@ function Stop-BrokerForChange {
 }
 
 function Start-StoppedBroker {
-    # A step that stopped the broker and then failed ($Why) must not leave it down: while it is,
-    # any account could take the address. It starts again with what it had, and the run fails.
-    param([string]$Why)
-    if ($Run.BrokerStopped -and (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action "Start the broker again: $Why" -Undo 'uninstall.ps1 stops and unregisters it')) {
+    # A broker this run stopped (Stop-BrokerForChange) and did not start again, the run having
+    # failed before the broker's step: while none runs, any account could take the address.
+    if ($Run.ContainsKey('BrokerStopped') -and $Run.BrokerStopped -and -not (Test-BrokerRunning) -and
+        (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action 'Start the broker again: the run ended before the broker''s step' -Undo 'uninstall.ps1 stops and unregisters it')) {
         try {
             Start-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder
         } catch {
@@ -536,11 +531,7 @@ function Stop-BundleRun {
     # next run (Group Policy, Intune) would wait for it and fail.
     param([string]$PlanPath)
     try {
-        # A broker this run stopped and did not start again (a step failed after it): while none
-        # runs, any account could take the address.
-        if ($Run.ContainsKey('BrokerStopped') -and $Run.BrokerStopped -and -not (Test-BrokerRunning)) {
-            Start-StoppedBroker 'the run ended before the broker''s step'
-        }
+        Start-StoppedBroker
     } catch {
         Write-Warning "broker: $($_.Exception.Message)"
     }

@@ -27,8 +27,8 @@ function Get-PortProblem {
     # Windows lets any account make beside it) takes none of its connections: a warning, not a
     # refusal any user could cause at every run. It matters at the broker's next start (event 101),
     # and so it stays a refusal when this run would stop the broker: to extract again a damaged
-    # environment it runs from.
-    $repair = $EnvFolder -and -not $Run.InPlace
+    # environment it runs from (one of a new lock is a new folder, and stops nothing).
+    $repair = $EnvFolder -and -not $Run.InPlace -and (Test-Entry (Join-Path $InstallDir $EnvFolder))
     $held = -not $repair -and @($listeners | Where-Object { $_.LocalAddress -eq $BundleIp -and (Test-OurBroker -ProcessId $_.OwningProcess) }).Count -gt 0
     foreach ($listener in $listeners) {
         $owner = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $($listener.OwningProcess)" -ErrorAction SilentlyContinue
@@ -209,11 +209,9 @@ function Get-PythonTreeProblem {
             "$venv (could not be read: $($_.Exception.Message))"
         }
     }
-    if ($venvLines.Count -gt 0) {
-        foreach ($line in $venvLines) {
-            if ($line -cmatch '^\s*home\s*=\s*(.+?)\s*$' -and (Test-Entry $Matches[1])) {
-                $roots += $Matches[1]
-            }
+    foreach ($line in $venvLines) {
+        if ($line -cmatch '^\s*home\s*=\s*(.+?)\s*$' -and (Test-Entry $Matches[1])) {
+            $roots += $Matches[1]
         }
     }
     $paths = New-Object System.Collections.Generic.List[string]

@@ -130,7 +130,6 @@ class Log:
             self.quiet_until[event_id] = time.monotonic() + 60
             PLATFORM.report_event(event_id, message, record)
 
-
     def last_start(self):
         """The file's last start (100) line, marked "carried", or ''."""
         try:

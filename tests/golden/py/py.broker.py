@@ -1,4 +1,4 @@
-# gen-bundle 0.3.12: the broker of http://py/. install.ps1 puts this file at
+# gen-bundle 0.3.13: the broker of http://py/. install.ps1 puts this file at
 # %ProgramFiles%\gen-bundle\py\py.broker.py, and the boot task \gen-bundle\py-broker (py.broker.task.xml)
 # runs it as LOCAL SERVICE, its values on its command line (the task's arguments).
 # ==== Below this line the file is the same in every bundle: gen-bundle's templates/python/broker.py.
@@ -133,7 +133,6 @@ class Log:
             # A refused request goes to the event log at most once a minute; the file has each one.
             self.quiet_until[event_id] = time.monotonic() + 60
             PLATFORM.report_event(event_id, message, record)
-
 
     def last_start(self):
         """The file's last start (100) line, marked "carried", or ''."""

@@ -1,5 +1,5 @@
 @echo off
-rem gen-bundle 0.3.12: keeps the Jupyter notebook server for http://py/ running.
+rem gen-bundle 0.3.13: keeps the Jupyter notebook server for http://py/ running.
 rem install.ps1 puts this file at %ProgramFiles%\gen-bundle\py\start-py.bat
 rem and the logon task \gen-bundle\py runs it as the user who logs on.
 rem It starts the server, and when the server exits starts it again after a pause that

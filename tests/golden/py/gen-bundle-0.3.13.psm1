@@ -1,8 +1,8 @@
-﻿# gen-bundle 0.3.12: the engine of every bundle this version makes.
+﻿# gen-bundle 0.3.13: the engine of every bundle this version makes.
 #
 # install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
 # this module holds what each step does. It is the same file, byte for byte, in every bundle
-# of gen-bundle 0.3.12, whatever its inputs: a reviewer who approved it once recognises it by
+# of gen-bundle 0.3.13, whatever its inputs: a reviewer who approved it once recognises it by
 # its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
 # bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
 # in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
@@ -13,8 +13,8 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.3.12'
-$EngineFile        = 'gen-bundle-0.3.12.psm1'
+$EngineVersion     = '0.3.13'
+$EngineFile        = 'gen-bundle-0.3.13.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
@@ -944,6 +944,9 @@ function Get-Shortcut {
 # creation, or that is a real folder (no link) owned by SYSTEM or Administrators which
 # nobody else may change.
 
+$AdminSids = @('S-1-5-18', 'S-1-5-32-544')  # SYSTEM, Administrators
+$TrustedInstallerSid = 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464'
+
 function Get-PathSecurity {
     # The owner and the DACL of $Path, read by .NET: Get-Acl also turns every SID into a name (a
     # call to LSA each), and the Python tree's walk reads some thousands of them at every boot.
@@ -970,9 +973,9 @@ function Get-NonAdminWriter {
     # -AnyOwner: owners are not judged (what install.ps1 itself made below a folder of its own).
     param([string]$Path, [string]$Trusted, [switch]$AnyOwner, [string[]]$Owners)
     if (-not $Owners) {
-        $Owners = @('S-1-5-18', 'S-1-5-32-544', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464')
+        $Owners = $AdminSids + $TrustedInstallerSid
     }
-    $allowed = @('S-1-5-18', 'S-1-5-32-544', 'S-1-3-0', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464', $Trusted)
+    $allowed = $AdminSids + @($TrustedInstallerSid, 'S-1-3-0', $Trusted)  # S-1-3-0: CREATOR OWNER
     $write = [int64][System.Security.AccessControl.FileSystemRights]'WriteData, AppendData, WriteExtendedAttributes, WriteAttributes, Delete, DeleteSubdirectoriesAndFiles, ChangePermissions, TakeOwnership'
     $genericWrite = [int64]0x50000000  # GENERIC_ALL, GENERIC_WRITE
     $security = Get-PathSecurity $Path
@@ -1084,14 +1087,10 @@ function Get-UserMadeReason {
     } catch [UnauthorizedAccessException] {
         return 'one whose owner administrators may not read'  # its owner shut them out: not theirs
     }
-    if (@('S-1-5-18', 'S-1-5-32-544') -contains $owner.Value) {
+    if ($AdminSids -contains $owner.Value) {
         return $null
     }
-    try {
-        return "owned by $($owner.Value) ($($owner.Translate([Security.Principal.NTAccount]).Value))"
-    } catch {
-        return "owned by $($owner.Value)"
-    }
+    return "owned by $(Get-AccountName $owner)"
 }
 
 function Get-AdminOnlyProblem {
@@ -1105,7 +1104,7 @@ function Get-AdminOnlyProblem {
     if (-not ($attributes -band [IO.FileAttributes]::Directory)) {
         return "$Path is a file, not a folder"
     }
-    $writers = @(Get-NonAdminWriter -Path $Path -Trusted $Writer -Owners @('S-1-5-18', 'S-1-5-32-544'))
+    $writers = @(Get-NonAdminWriter -Path $Path -Trusted $Writer -Owners $AdminSids)
     if ($writers.Count -gt 0) {
         return "$Path can be changed by $($writers -join ', ')"
     }
@@ -1273,8 +1272,8 @@ function Get-PortProblem {
     # Windows lets any account make beside it) takes none of its connections: a warning, not a
     # refusal any user could cause at every run. It matters at the broker's next start (event 101),
     # and so it stays a refusal when this run would stop the broker: to extract again a damaged
-    # environment it runs from.
-    $repair = $EnvFolder -and -not $Run.InPlace
+    # environment it runs from (one of a new lock is a new folder, and stops nothing).
+    $repair = $EnvFolder -and -not $Run.InPlace -and (Test-Entry (Join-Path $InstallDir $EnvFolder))
     $held = -not $repair -and @($listeners | Where-Object { $_.LocalAddress -eq $BundleIp -and (Test-OurBroker -ProcessId $_.OwningProcess) }).Count -gt 0
     foreach ($listener in $listeners) {
         $owner = Get-CimInstance -ClassName Win32_Process -Filter "ProcessId = $($listener.OwningProcess)" -ErrorAction SilentlyContinue
@@ -1455,11 +1454,9 @@ function Get-PythonTreeProblem {
             "$venv (could not be read: $($_.Exception.Message))"
         }
     }
-    if ($venvLines.Count -gt 0) {
-        foreach ($line in $venvLines) {
-            if ($line -cmatch '^\s*home\s*=\s*(.+?)\s*$' -and (Test-Entry $Matches[1])) {
-                $roots += $Matches[1]
-            }
+    foreach ($line in $venvLines) {
+        if ($line -cmatch '^\s*home\s*=\s*(.+?)\s*$' -and (Test-Entry $Matches[1])) {
+            $roots += $Matches[1]
         }
     }
     $paths = New-Object System.Collections.Generic.List[string]
@@ -2055,24 +2052,19 @@ function Install-BundleFiles {
     if (@($replaced | Where-Object { $_ -ne $BrokerFile }).Count -gt 0) {
         Stop-BundleProcess -Process @(Get-BundleProcess) -Reason 'before their files are replaced'
     }
-    try {
-        foreach ($file in $InstalledFiles) {
-            $target = Join-Path $InstallDir $file
-            if ($stale -notcontains $file) {
-                Write-Output "files: $target is already in place"
-            } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS, beside it and swapped in (a new file takes the install folder's ACL: administrators write, users read and run; a replaced one keeps its own)" -Undo 'uninstall.ps1 deletes the install folder') {
-                New-InstallFolder
-                Write-SwappedFile -Path $target -Bytes $bundle[$file]  # the bytes checked against SHA256SUMS
-                Write-Output "files: wrote $file to $target"
-                $Run.Changed += "file $target"
-                if ($file -eq $BrokerFile -and $replaced -contains $file) {
-                    Restart-BrokerWorker
-                }
+    foreach ($file in $InstalledFiles) {
+        $target = Join-Path $InstallDir $file
+        if ($stale -notcontains $file) {
+            Write-Output "files: $target is already in place"
+        } elseif (Confirm-Change -Kind 'file' -Target $target -Action "Write $file, the bytes checked against SHA256SUMS, beside it and swapped in (a new file takes the install folder's ACL: administrators write, users read and run; a replaced one keeps its own)" -Undo 'uninstall.ps1 deletes the install folder') {
+            New-InstallFolder
+            Write-SwappedFile -Path $target -Bytes $bundle[$file]  # the bytes checked against SHA256SUMS
+            Write-Output "files: wrote $file to $target"
+            $Run.Changed += "file $target"
+            if ($file -eq $BrokerFile -and $replaced -contains $file) {
+                Restart-BrokerWorker
             }
         }
-    } catch {
-        Start-StoppedBroker 'writing the bundle''s files failed'  # a user holding a file open without sharing it
-        throw
     }
 }
 
@@ -2091,7 +2083,7 @@ function Restart-BrokerWorker {
 
 function Stop-BrokerForChange {
     # The broker stopped before this run changes what it runs ($Why); Install-BrokerTask starts it
-    # again, and so does Start-StoppedBroker when the step fails first.
+    # again, and Start-StoppedBroker at the end of a run that fails before that step.
     param([string]$Why)
     if (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action "Stop the broker $Why; install.ps1 starts it again once its task is in place" -Undo 'install.ps1 starts it again in its next step') {
         Stop-BrokerTask
@@ -2100,10 +2092,10 @@ function Stop-BrokerForChange {
 }
 
 function Start-StoppedBroker {
-    # A step that stopped the broker and then failed ($Why) must not leave it down: while it is,
-    # any account could take the address. It starts again with what it had, and the run fails.
-    param([string]$Why)
-    if ($Run.BrokerStopped -and (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action "Start the broker again: $Why" -Undo 'uninstall.ps1 stops and unregisters it')) {
+    # A broker this run stopped (Stop-BrokerForChange) and did not start again, the run having
+    # failed before the broker's step: while none runs, any account could take the address.
+    if ($Run.ContainsKey('BrokerStopped') -and $Run.BrokerStopped -and -not (Test-BrokerRunning) -and
+        (Confirm-Change -Kind 'broker-start' -Target "$TaskFolder$BrokerTaskName" -Action 'Start the broker again: the run ended before the broker''s step' -Undo 'uninstall.ps1 stops and unregisters it')) {
         try {
             Start-ScheduledTask -TaskName $BrokerTaskName -TaskPath $TaskFolder
         } catch {
@@ -2370,11 +2362,7 @@ function Stop-BundleRun {
     # next run (Group Policy, Intune) would wait for it and fail.
     param([string]$PlanPath)
     try {
-        # A broker this run stopped and did not start again (a step failed after it): while none
-        # runs, any account could take the address.
-        if ($Run.ContainsKey('BrokerStopped') -and $Run.BrokerStopped -and -not (Test-BrokerRunning)) {
-            Start-StoppedBroker 'the run ended before the broker''s step'
-        }
+        Start-StoppedBroker
     } catch {
         Write-Warning "broker: $($_.Exception.Message)"
     }
@@ -2927,16 +2915,11 @@ function Install-BundleEnvironment {
         if (@(Get-EnvironmentUser -Path $envPath).Count -gt 0) {
             # A damaged environment of this same lock that the servers or the broker still run from:
             # Windows refuses to rename it while they do. The launchers and servers are stopped, and
-            # the broker, which Install-BrokerTask starts again.
+            # the broker, which Install-BrokerTask starts again (or Stop-BundleRun, when this fails).
             Stop-BundleProcess -Process @(Get-BundleProcess) -Reason "they run from $envPath, which is extracted again"
             Stop-BrokerForChange "while $envPath, which it runs from, is extracted again"
         }
-        try {
-            $extracted = Install-Environment -Archive $Run.Files[$EnvArchive]
-        } catch {
-            Start-StoppedBroker 'extracting the environment failed'
-            throw
-        }
+        $extracted = Install-Environment -Archive $Run.Files[$EnvArchive]  # failed: Stop-BundleRun starts the broker again
         Write-Output "environment: extracted $extracted files to $envPath, wired to $PythonExe"
         $Run.Changed += "environment $envPath"
     }
