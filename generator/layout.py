@@ -23,8 +23,10 @@ LAUNCHER_GONE_EXIT = 86
 # Restart back-off of the launcher, in seconds: first wait, and the cap.
 BACKOFF_FIRST = 5
 BACKOFF_CAP = 300
-# How often a second launcher of the same user checks whether the first has ended.
-LOCK_RETRY = 60
+# How often a second launcher of the same user checks whether the first has ended (one
+# CreateFileW each time: the launcher's Python waits between, and Windows has no wait for a file's
+# sharing to end).
+LOCK_RETRY = 5
 # A server that ran this long resets the back-off to BACKOFF_FIRST.
 STABLE_AFTER = 60
 # How long install.ps1 waits for a server it started to answer: a first start
@@ -142,6 +144,11 @@ class Layout:
         return f"start-{self.spec.name}.bat"
 
     @property
+    def launcher_script_file(self) -> str:
+        """What the .bat runs with python.exe -I: the loop that keeps the server running."""
+        return f"start-{self.spec.name}.launcher.py"
+
+    @property
     def config_file(self) -> str:
         return f"start-{self.spec.name}.config.py"
 
@@ -152,7 +159,7 @@ class Layout:
     @property
     def installed_files(self) -> tuple[str, ...]:
         """The files install.ps1 copies to the install folder."""
-        return (self.launcher_file, self.config_file, self.guard_file, self.broker_file)
+        return (self.launcher_script_file, self.launcher_file, self.config_file, self.guard_file, self.broker_file)
 
     @property
     def shortcut_title(self) -> str:
@@ -255,6 +262,10 @@ class Layout:
         return self.install_dir.join(self.launcher_file)
 
     @property
+    def launcher_script_path(self) -> WinPath:
+        return self.install_dir.join(self.launcher_script_file)
+
+    @property
     def config_path(self) -> WinPath:
         return self.install_dir.join(self.config_file)
 
@@ -300,11 +311,17 @@ class Layout:
         return self.install_dir
 
     @property
-    def watch_depth(self) -> int:
-        """How many processes above the server its watchdog watches: the launcher's
-        cmd.exe, (hidden) conhost.exe, the task's own process, and (--env) the venv
-        launcher, Scripts\\python.exe, which runs the base python.exe as its child."""
+    def launcher_watch_depth(self) -> int:
+        """How many processes above the launcher's python.exe it watches: cmd.exe running the .bat,
+        (hidden) conhost.exe, the task's own process, and (--env) the venv launcher,
+        Scripts\\python.exe, which runs the base python.exe as its child."""
         return (2 if self.spec.window == "hidden" else 1) + (1 if self.spec.env else 0)
+
+    @property
+    def watch_depth(self) -> int:
+        """How many processes above the server its watchdog watches: (--env) its own
+        Scripts\\python.exe, the launcher's python.exe, and what the launcher watches."""
+        return (1 if self.spec.env else 0) + 1 + self.launcher_watch_depth
 
     @property
     def state_dir(self) -> WinPath:

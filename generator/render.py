@@ -90,6 +90,7 @@ def outputs(spec: BundleSpec) -> dict[str, Output]:
     return {
         engine_file(spec.version): ENGINE_OUTPUT,
         layout.launcher_file: Output("start.bat.j2", "bat", "utf-8", crlf=True),
+        layout.launcher_script_file: Output("launcher.py.j2", "py", "utf-8", crlf=True),
         layout.config_file: Output("server_config.py.j2", "py", "utf-8", crlf=True),
         layout.guard_file: Output("guard.py.j2", "py", "utf-8", crlf=True),
         layout.task_file: Output("task.xml.j2", "xml", "utf-16", crlf=True),

@@ -9,6 +9,7 @@ import pytest
 
 CRLF_FILES = [
     "start-py.bat",
+    "start-py.launcher.py",
     "start-py.config.py",
     "start-py.guard.py",
     "py.broker.py",

@@ -189,6 +189,7 @@ def test_previous_bundle_is_replaced_only_with_force(tmp_path):
             "start-lab.bat",
             "start-lab.config.py",
             "start-lab.guard.py",
+            "start-lab.launcher.py",
             "uninstall.ps1",
         ]
     )

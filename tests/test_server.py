@@ -1,11 +1,13 @@
-"""End to end: the command line the launcher builds (recorded under wine),
-replayed with the real notebook server on Linux, probed over real HTTP."""
+"""End to end: the command line the launcher's script builds (recorded by running it on Linux,
+test_launcher.py), replayed with the real notebook server, probed over real HTTP; and the
+launcher's script running the real server itself."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -21,7 +23,7 @@ from generator.render import render
 from generator.spec import build_spec
 
 from conftest import need
-from test_launcher_wine import GONE, Installed
+from test_launcher import GONE, STOPPED, Site
 
 
 def free_port(ip: str) -> int:
@@ -123,36 +125,40 @@ def browse(replay: Replay, path: str, *, host: str, cookies: dict) -> Answer:
     raise AssertionError("too many redirects")
 
 
-def replay_of(wine, tmp_path: Path, spec, channel: str | None = None) -> Replay:
-    """Run the generated launcher under wine, then map its python argv to Linux. The server's
-    settings register with the broker at ``channel`` (a Unix socket here; none: nothing there)."""
-    site = Installed(wine, spec)
-    result = wine.run_bat(site.bat, plan=GONE)
-    (argv,) = result.argv_records
-    assert argv == site.argv()  # the launcher's own command line, as Windows would split it
+def replay_of(tmp_path: Path, spec, channel: str | None = None) -> Replay:
+    """Run the bundle's launcher script with a stand-in server that records how it was started,
+    then replay that command line with the real server. Its settings, beside the script, register
+    with the broker at ``channel`` (a Unix socket here; none: nothing there)."""
+    site = Site(tmp_path, spec)
+    code, output = site.run(GONE)
+    assert code == 0, output + site.log()
+    (start,) = site.starts()
+    argv = start["argv"]
+    assert argv == site.argv()  # the launcher's own command line for the server
     layout = Layout(spec)
-    text = render(spec)[layout.config_file].decode("utf-8")
+    config = site.install / layout.config_file
+    text = config.read_text(encoding="utf-8")
     line = f"BROKER_CHANNEL = {layout.broker_channel!r}"
     assert text.count(line) == 1
-    config = tmp_path / layout.config_file
     config.write_text(text.replace(line, f"BROKER_CHANNEL = {channel or str(tmp_path / 'no-broker')!r}"), newline="")
-    root_dir = tmp_path / "Notebooks"
-    root_dir.mkdir()
-    mapped = {
-        argv[0]: sys.executable,  # python.exe -> this environment's python, which has notebook
-        f"--ServerApp.root_dir={site.notebook_dir}": f"--ServerApp.root_dir={root_dir}",
-        f"--config={site.config}": f"--config={config}",
-    }
-    mapped = {windows: linux for windows, linux in mapped.items() if windows != linux}
-    linux_argv = [mapped.get(arg, arg) for arg in argv]
-    assert sum(a != b for a, b in zip(argv, linux_argv, strict=True)) == len(mapped)
-    if os.geteuid() == 0:
-        linux_argv.append("--allow-root")  # Jupyter refuses root on Linux; Windows has no such check
+    shutil.rmtree(site.state)  # the user's state as the launcher left it: from here on, the server's
+    return Replay(argv + allow_root(), server_env(tmp_path), tmp_path, "127.0.0.1", 0, site.profile / "Notebooks", spec)
+
+
+def allow_root() -> list[str]:
+    """Jupyter refuses root on Linux; Windows has no such check."""
+    return ["--allow-root"] if os.geteuid() == 0 else []
+
+
+def server_env(tmp_path: Path) -> dict[str, str]:
+    """A user's environment for the server: its profile folders in ``tmp_path``, Jupyter's own
+    folders there too."""
     for sub in ("local", "roaming", "jupyter-runtime", "jupyter-config", "jupyter-data"):
-        (tmp_path / sub).mkdir()
-    env = {
+        (tmp_path / sub).mkdir(exist_ok=True)
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
+        "USERPROFILE": str(tmp_path / "profile"),
         "LOCALAPPDATA": str(tmp_path / "local"),
         "APPDATA": str(tmp_path / "roaming"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
@@ -160,7 +166,6 @@ def replay_of(wine, tmp_path: Path, spec, channel: str | None = None) -> Replay:
         "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
         "JUPYTER_PLATFORM_DIRS": "1",
     }
-    return Replay(linux_argv, env, tmp_path, "127.0.0.1", 0, root_dir, spec)
 
 
 @pytest.fixture
@@ -180,8 +185,7 @@ def via_broker(broker, method: str, path: str, *, host: str | None = None, heade
     return Answer(answer.status, answer.headers, body)
 
 
-@pytest.mark.wine
-def test_the_owner_gets_in_through_the_broker_and_nobody_else(wine, tmp_path, notebook_available):
+def test_the_owner_gets_in_through_the_broker_and_nobody_else(tmp_path, notebook_available):
     """The launcher's command line, the bundle's server settings and the bundle's own broker file: the
     server registers, the account's browser reaches it at the bundle's address with no token, and
     nothing reaches it directly without this run's secret."""
@@ -192,7 +196,7 @@ def test_the_owner_gets_in_through_the_broker_and_nobody_else(wine, tmp_path, no
     program = tmp_path / layout.broker_file
     program.write_bytes(render(spec)[layout.broker_file])
     broker = Broker(tmp_path, spec.ip, free_port(spec.ip), name=spec.name, program=program)
-    replay = replay_of(wine, tmp_path, spec, channel=broker.channel)
+    replay = replay_of(tmp_path, spec, channel=broker.channel)
     notebook = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
     (replay.root_dir / "secret-notes.ipynb").write_text(notebook)
     replay.legacy_shortcut.parent.mkdir(parents=True)
@@ -264,10 +268,9 @@ def test_the_owner_gets_in_through_the_broker_and_nobody_else(wine, tmp_path, no
         broker.stop()
 
 
-@pytest.mark.wine
-def test_auth_none_serves_everyone(wine, tmp_path, notebook_available):
+def test_auth_none_serves_everyone(tmp_path, notebook_available):
     spec = build_spec(ip="127.0.0.13", name="py", auth="none")
-    replay = replay_of(wine, tmp_path, spec)
+    replay = replay_of(tmp_path, spec)
     try:
         server = replay.start()
         replay.wait_ready(server)
@@ -277,13 +280,12 @@ def test_auth_none_serves_everyone(wine, tmp_path, notebook_available):
         replay.stop_all()
 
 
-@pytest.mark.wine
-def test_the_server_output_stays_under_its_cap_while_it_runs(wine, tmp_path, notebook_available):
+def test_the_server_output_stays_under_its_cap_while_it_runs(tmp_path, notebook_available):
     """Within one run, server.log never passes the cap; the older part moves to server.1.log."""
     from generator.layout import SERVER_LOG_BYTES
 
     spec = build_spec(ip="127.0.0.13", name="py")
-    replay = replay_of(wine, tmp_path, spec)
+    replay = replay_of(tmp_path, spec)
     config = Path(next(arg for arg in replay.argv if arg.startswith("--config=")).split("=", 1)[1])
     cap = 20_000
     text = config.read_text()
@@ -311,10 +313,10 @@ def test_the_server_output_stays_under_its_cap_while_it_runs(wine, tmp_path, not
 SUPERVISOR = r"""
 import ctypes, json, os, subprocess, sys, time, urllib.request
 ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come to us
-argv, env, registration = json.loads(sys.argv[1])
+argv, env, cwd, registration = json.loads(sys.argv[1])
 spawn = "import subprocess, sys; p = subprocess.Popen(sys.argv[1:]); print(p.pid, flush=True); p.wait()"
-launcher = subprocess.Popen([sys.executable, "-c", spawn, *argv], env=env, stdout=subprocess.PIPE)
-server = int(launcher.stdout.readline())
+task = subprocess.Popen([sys.executable, "-c", spawn, *argv], env=env, cwd=cwd, stdout=subprocess.PIPE)
+launcher = int(task.stdout.readline())
 deadline = time.monotonic() + 60
 while time.monotonic() < deadline:
     try:  # the server answers on the port its registration file names
@@ -325,29 +327,53 @@ while time.monotonic() < deadline:
         time.sleep(0.1)
 else:
     print("Timeout: the server did not answer", flush=True)
-launcher.kill()
-launcher.wait()
+task.kill()  # as Task Scheduler ends a stopped task's own process
+task.wait()
 start = time.monotonic()
-_, status = os.waitpid(server, 0)
-print(json.dumps({"exit": os.waitstatus_to_exitcode(status), "seconds": time.monotonic() - start}))
+ended = {}
+while len(ended) < 2 and time.monotonic() - start < 30:
+    try:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:  # none yet: the launcher becomes this process's child when the task's has gone
+        pid = 0
+    if pid:
+        ended["launcher" if pid == launcher else "server"] = [os.waitstatus_to_exitcode(status), time.monotonic() - start]
+    else:
+        time.sleep(0.05)
+print(json.dumps(ended))
 """
 
 
-@pytest.mark.wine
-def test_the_server_ends_when_its_launcher_is_gone(wine, tmp_path, notebook_available):
+def test_the_launcher_and_its_server_end_when_the_tasks_process_is_ended(tmp_path, notebook_available):
+    """The launcher's script runs the real server; the process that started the script (the task's
+    own, here a stand-in) is killed: the launcher sees it go and ends with 0, and the server sees
+    the launcher go and ends with LAUNCHER_GONE_EXIT, each within seconds."""
     need(sys.platform == "linux", "Linux (PR_SET_CHILD_SUBREAPER)")
     spec = build_spec(ip="127.0.0.13", name="py")
-    replay = replay_of(wine, tmp_path, spec)
+    replay = replay_of(tmp_path, spec)
+    env = replay.env
+    if os.geteuid() == 0:  # Jupyter refuses root on Linux: this test's own setting (with --config, Jupyter
+        # reads only jupyter_config.* from its config folders), not the bundle's
+        (tmp_path / "jupyter-config" / "jupyter_config.json").write_text('{"ServerApp": {"allow_root": true}}')
+    launcher = tmp_path / "install" / Layout(spec).launcher_script_file
     registration = str(replay.state / "registration.json")
+    argv = [sys.executable, "-I", str(launcher)]
     proc = subprocess.run(
-        [sys.executable, "-c", SUPERVISOR, json.dumps([replay.argv, replay.env, registration])],
+        [sys.executable, "-c", SUPERVISOR, json.dumps([argv, env, str(launcher.parent), registration])],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "Timeout" not in proc.stdout
-    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert outcome["exit"] == LAUNCHER_GONE_EXIT
-    assert outcome["seconds"] < 5
-    print(f"\nserver ended {outcome['seconds']:.2f} s after its launcher, exit code {outcome['exit']}")
+    assert "Timeout" not in proc.stdout, (replay.state / "server.log").read_text()
+    ended = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert ended["launcher"][0] == 0, ended
+    assert ended["server"][0] == LAUNCHER_GONE_EXIT, ended
+    assert max(ended["launcher"][1], ended["server"][1]) < 5, ended
+    log = (replay.state / "launcher.log").read_text(encoding="utf-8")
+    assert log.splitlines()[-1].endswith(" " + STOPPED), log
+    assert "gen-bundle: the launcher is gone; stopping the server" in (replay.state / "server.log").read_text()
+    print(
+        f"\nafter the task's process: the launcher ended in {ended['launcher'][1]:.2f} s, "
+        f"the server in {ended['server'][1]:.2f} s (exit {ended['server'][0]})"
+    )

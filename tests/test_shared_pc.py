@@ -172,8 +172,7 @@ def test_the_entry_opens_nothing_that_is_not_the_broker(tmp_path, squatter_accou
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.mark.wine
-def test_the_entry_opens_the_users_own_server_through_the_broker_in_a_browser(wine, tmp_path):
+def test_the_entry_opens_the_users_own_server_through_the_broker_in_a_browser(tmp_path):
     """The whole Start-menu path: the guard finds the broker on the address and opens the bundle's URL,
     with no secret in it; headless Chromium lands on this account's own notebook server."""
     from support.broker import Broker, shared_folder
@@ -183,7 +182,7 @@ def test_the_entry_opens_the_users_own_server_through_the_broker_in_a_browser(wi
     program = base / Layout(spec).broker_file
     program.write_bytes(render(spec)[Layout(spec).broker_file])
     broker = Broker(base, spec.ip, spec.port, name=spec.name, program=program)
-    replay = replay_of(wine, tmp_path, spec, channel=broker.channel)
+    replay = replay_of(tmp_path, spec, channel=broker.channel)
     guard = Guard(tmp_path, spec, broker.channel)
     try:
         server = replay.start()

@@ -176,14 +176,16 @@ def test_script_steps_are_the_same_text_in_every_bundle(script):
     assert len(heads) >= 2
 
 
-@pytest.mark.parametrize("kind", ["config", "guard", "broker"])
+@pytest.mark.parametrize("kind", ["launcher", "config", "guard", "broker"])
 def test_python_logic_is_the_same_text_in_every_bundle(kind):
     """Below its values, each Python file of the bundle is its partials as they are, and nothing else
-    but comments: the server's settings paste the registration, then the settings."""
+    but comments: the launcher pastes the watch, then its loop; the server's settings paste the
+    registration, the watch, then the settings."""
 
     def body(inputs):
         spec = build_spec(**{**CANONICAL, **inputs})
         name = {
+            "launcher": Layout(spec).launcher_script_file,
             "config": Layout(spec).config_file,
             "guard": Layout(spec).guard_file,
             "broker": Layout(spec).broker_file,
@@ -191,7 +193,12 @@ def test_python_logic_is_the_same_text_in_every_bundle(kind):
         return after(START_OF_BODY, render(spec)[name[kind]].decode("utf-8"))
 
     assert len({body(v) for v in VARIANTS}) == 1
-    partials = {"config": ["registration.py", "server_config.py"], "guard": ["guard.py"], "broker": ["broker.py"]}
+    partials = {
+        "launcher": ["watch.py", "launcher.py"],
+        "config": ["registration.py", "watch.py", "server_config.py"],
+        "guard": ["guard.py"],
+        "broker": ["broker.py"],
+    }
     rest = body({}).replace("\r\n", "\n")
     for name in partials[kind]:
         source = (TEMPLATES / "python" / name).read_text(encoding="utf-8")

@@ -219,12 +219,13 @@ def test_check_catches_what_the_hashes_cannot(tmp_path):
     bundle = make(tmp_path / "b")
     assert gen("check", str(bundle)).exit_code == 0
     # A file changed together with its SHA256SUMS line: the sums agree, the re-render does not.
-    launcher = bundle / "start-py.bat"
-    launcher.write_bytes(launcher.read_bytes().replace(b"-m notebook", b"-m evil"))
+    launcher = bundle / "start-py.launcher.py"
+    assert launcher.read_bytes().count(b'"-m", "notebook"') == 1
+    launcher.write_bytes(launcher.read_bytes().replace(b'"-m", "notebook"', b'"-m", "evil"'))
     rewrite_sums(bundle)
     result = gen("check", str(bundle))
     assert result.exit_code == 1
-    assert "start-py.bat: differs from what gen-bundle renders from bundle.json" in result.output
+    assert "start-py.launcher.py: differs from what gen-bundle renders from bundle.json" in result.output
     assert "differs from SHA256SUMS" not in result.output
 
 
@@ -792,12 +793,13 @@ def test_putting_in_the_new_values_hides_no_other_change(tmp_path):
     from generator.diff import put_in
 
     old, new = make(tmp_path / "old"), make(tmp_path / "new", "--ip", "127.0.0.14", "--name", "lab")
-    launcher = new / "start-lab.bat"
-    launcher.write_bytes(launcher.read_bytes().replace(b"-m notebook", b"-m notebooq"))
+    launcher = new / "start-lab.launcher.py"
+    assert launcher.read_bytes().count(b'"-m", "notebook"') == 1
+    launcher.write_bytes(launcher.read_bytes().replace(b'"-m", "notebook"', b'"-m", "notebooq"'))
     lines = gen("diff", str(old), str(new)).output.splitlines()
-    assert "file changed: start-lab.bat" not in " ".join(lines)
-    assert any(line.startswith("+") and "-m notebooq" in line for line in lines)
-    assert any(line.startswith("-") and "-m notebook" in line for line in lines)
+    assert "file changed: start-lab.launcher.py" not in " ".join(lines)
+    assert any(line.startswith("+") and '"-m", "notebooq"' in line for line in lines)
+    assert any(line.startswith("-") and '"-m", "notebook"' in line for line in lines)
     # --verbatim: every line that quotes a changed value, as it is.
     verbatim = gen("diff", "--verbatim", str(old), str(new)).output.splitlines()
     assert "-rem install.ps1 puts this file at %ProgramFiles%\\gen-bundle\\py\\start-py.bat" in verbatim

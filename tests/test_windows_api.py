@@ -1202,7 +1202,7 @@ def _module_level(tree):
 def test_every_win32_function_called_through_ctypes_is_declared(canonical_files):
     need(shutil.which("x86_64-w64-mingw32-nm"), "mingw-w64's nm (apt-get install binutils-mingw-w64-x86-64)")
     called = set()
-    for name in ("start-py.config.py", "start-py.guard.py", "py.broker.py"):
+    for name in ("start-py.launcher.py", "start-py.config.py", "start-py.guard.py", "py.broker.py"):
         problems, used = ctypes_problems(canonical_files[name].decode("utf-8"))
         assert problems == [], name
         called |= used
@@ -1221,7 +1221,7 @@ def test_every_win32_function_called_through_ctypes_is_declared(canonical_files)
 
 
 def test_the_ctypes_check_can_fail():
-    old = (REPO / "templates" / "python" / "server_config.py").read_text(encoding="utf-8")
+    old = (REPO / "templates" / "python" / "watch.py").read_text(encoding="utf-8")
     restype = "        kernel32.WaitForMultipleObjects.restype = wintypes.DWORD  # WAIT_FAILED is 0xFFFFFFFF, not -1\n"
     old = old.replace(restype, "")
     old = old.replace("    kernel32.CloseHandle.argtypes = [wintypes.HANDLE]\n    snapshot", "    snapshot")
@@ -1260,11 +1260,12 @@ def test_the_strict_ctypes_check_reads_the_broker_classes_and_can_fail():
     ]  # without strict, only what the other files are held to
 
 
-def test_the_watchdog_watches_every_process_between_the_server_and_the_task(trees):
-    """WATCH_DEPTH is the number of processes between the server and the task's own process,
-    counted from the task's action and the launcher: conhost.exe (hidden) and cmd.exe; with
-    --env, Scripts\\python.exe is the base install's venv launcher, which runs the base
-    python.exe as its child (docs.python.org, venv: "How venvs work")."""
+def test_the_watchdogs_watch_every_process_between_them_and_the_task(trees):
+    """The launcher's WATCH_DEPTH is the number of processes between its python.exe and the task's
+    own process, counted from the task's action: conhost.exe (hidden) and cmd.exe; with --env,
+    Scripts\\python.exe is the base install's venv launcher, which runs the base python.exe as its
+    child (docs.python.org, venv: "How venvs work"). The server's adds the launcher's python.exe
+    and, with --env, the server's own venv launcher."""
     from conftest import python_constants
 
     for shape, inputs in SHAPES.items():
@@ -1272,12 +1273,17 @@ def test_the_watchdog_watches_every_process_between_the_server_and_the_task(tree
             spec = build_spec(**CANONICAL, **inputs, env=env)
             chain = (
                 ["conhost.exe", "cmd.exe"] if Layout(spec).task_command.lower().endswith("conhost.exe") else ["cmd.exe"]
-            )  # minimized: `start` leaves only the inner cmd.exe above the server
+            )  # minimized: `start` leaves only the inner cmd.exe above the launcher
             if env:
-                chain.append("venv launcher")
+                chain.append("venv launcher of the launcher")
+            assert Layout(spec).launcher_watch_depth == len(chain), (shape, env)
+            chain.append("the launcher's python.exe")
+            if env:
+                chain.append("venv launcher of the server")
             assert Layout(spec).watch_depth == len(chain), (shape, env)
-    constants = python_constants(render(build_spec(**CANONICAL))["start-py.config.py"])
-    assert constants["WATCH_DEPTH"] == 2
+    files = render(build_spec(**CANONICAL))
+    assert python_constants(files["start-py.launcher.py"])["WATCH_DEPTH"] == 2
+    assert python_constants(files["start-py.config.py"])["WATCH_DEPTH"] == 3
 
 
 def test_the_pester_suites_pass_the_tokenizer_rules():

@@ -1,6 +1,6 @@
 # ---- The server's output, its watchdog, and the settings that apply the above ----
 
-import atexit  # os, secrets, sys and threading: imported above, by the registration's part
+import atexit  # os, secrets, sys and threading: imported above, by the registration's and the watch's parts
 from pathlib import Path
 
 STATE = Path(os.environ[STATE_BASE], *STATE_PATH.split("\\"))
@@ -28,10 +28,10 @@ def mark_stable() -> None:
 class CappedOutput:
     """The server's standard output and error, kept under SERVER_LOG_BYTES.
 
-    The launcher sends them to server.log, and cmd.exe holds that file open for
-    writing while the server runs, shared for reading only: no other handle may
-    write, rename or truncate it. So from here on the output goes through a pipe,
-    and a thread writes it through the launcher's own handle; when the next write
+    The launcher opens server.log for writing, shared for reading only, and hands
+    that handle to the server as its output: while the server runs no other handle
+    may write, rename or truncate the file. So from here on the output goes through
+    a pipe, and a thread writes it through that handle; when the next write
     would pass the cap, the file's bytes are copied to server.1.log and the file
     starts again from empty. Kernels inherit the pipe, so their output is capped too.
     """
@@ -39,7 +39,7 @@ class CappedOutput:
     def __init__(self) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        self.target = os.dup(1)  # the launcher's handle to server.log; not inherited
+        self.target = os.dup(1)  # the handle to server.log the launcher gave; not inherited
         read_end, write_end = os.pipe()
         os.dup2(write_end, 1)
         os.dup2(write_end, 2)
@@ -84,97 +84,10 @@ class CappedOutput:
         self.thread.join(2)  # a kernel that still runs keeps the pipe open: do not wait for it
 
 
-def ancestors_windows(depth: int) -> list[int]:
-    """Process ids of the parent, grandparent... (Toolhelp snapshot)."""
-    import ctypes
-    from ctypes import wintypes
-
-    class Entry(ctypes.Structure):
-        _fields_ = [
-            ("dwSize", wintypes.DWORD),
-            ("cntUsage", wintypes.DWORD),
-            ("th32ProcessID", wintypes.DWORD),
-            ("th32DefaultHeapID", ctypes.c_size_t),
-            ("th32ModuleID", wintypes.DWORD),
-            ("cntThreads", wintypes.DWORD),
-            ("th32ParentProcessID", wintypes.DWORD),
-            ("pcPriClassBase", ctypes.c_long),
-            ("dwFlags", wintypes.DWORD),
-            ("szExeFile", ctypes.c_wchar * 260),
-        ]
-
-    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-    kernel32.CreateToolhelp32Snapshot.restype = wintypes.HANDLE
-    kernel32.CreateToolhelp32Snapshot.argtypes = [wintypes.DWORD, wintypes.DWORD]
-    kernel32.Process32FirstW.argtypes = [wintypes.HANDLE, ctypes.c_void_p]
-    kernel32.Process32NextW.argtypes = [wintypes.HANDLE, ctypes.c_void_p]
-    kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
-    snapshot = kernel32.CreateToolhelp32Snapshot(0x00000002, 0)  # TH32CS_SNAPPROCESS
-    if snapshot in (None, ctypes.c_void_p(-1).value):  # INVALID_HANDLE_VALUE
-        return []
-    parents = {}
-    entry = Entry()
-    entry.dwSize = ctypes.sizeof(Entry)
-    more = kernel32.Process32FirstW(snapshot, ctypes.byref(entry))
-    while more:
-        parents[entry.th32ProcessID] = entry.th32ParentProcessID
-        more = kernel32.Process32NextW(snapshot, ctypes.byref(entry))
-    kernel32.CloseHandle(snapshot)
-    chain, pid = [], os.getpid()
-    for _ in range(depth):
-        pid = parents.get(pid, 0)
-        if not pid:
-            break
-        chain.append(pid)
-    return chain
-
-
 def watch_launcher() -> None:
     """End the server when the launcher (or what runs it) has gone."""
-    if sys.platform == "win32":
-        import ctypes
-        from ctypes import wintypes
-
-        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-        kernel32.OpenProcess.restype = wintypes.HANDLE
-        kernel32.GetCurrentProcess.restype = wintypes.HANDLE
-        kernel32.OpenProcess.argtypes = [wintypes.DWORD, wintypes.BOOL, wintypes.DWORD]
-        kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
-        kernel32.WaitForMultipleObjects.restype = wintypes.DWORD  # WAIT_FAILED is 0xFFFFFFFF, not -1
-        kernel32.WaitForMultipleObjects.argtypes = [wintypes.DWORD, ctypes.c_void_p, wintypes.BOOL, wintypes.DWORD]
-        kernel32.GetProcessTimes.argtypes = [wintypes.HANDLE] + [ctypes.POINTER(wintypes.FILETIME)] * 4
-
-        def created(handle) -> int:
-            times = [wintypes.FILETIME() for _ in range(4)]
-            if not kernel32.GetProcessTimes(handle, *[ctypes.byref(t) for t in times]):
-                return 0
-            return (times[0].dwHighDateTime << 32) | times[0].dwLowDateTime
-
-        handles = []
-        child = created(kernel32.GetCurrentProcess())
-        for pid in ancestors_windows(WATCH_DEPTH):
-            # SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION
-            handle = kernel32.OpenProcess(0x00100000 | 0x1000, False, pid)
-            if not handle:
-                break
-            born = created(handle)
-            if not born or born > child:
-                # The parent is gone and its process id was given to a newer process.
-                kernel32.CloseHandle(handle)
-                break
-            handles.append(handle)
-            child = born
-        if not handles:
-            return
-        array = (wintypes.HANDLE * len(handles))(*handles)
-        if kernel32.WaitForMultipleObjects(len(handles), array, False, 0xFFFFFFFF) >= len(handles):
-            return  # WAIT_FAILED: no verdict, so the server keeps running
-    else:
-        import time
-
-        parent = os.getppid()
-        while os.getppid() == parent:
-            time.sleep(1)
+    if not wait_for_ancestors(WATCH_DEPTH):
+        return
     sys.stderr.write("gen-bundle: the launcher is gone; stopping the server\n")
     OUTPUT.finish()
     os._exit(LAUNCHER_GONE_EXIT)

@@ -1,4 +1,4 @@
-/* A stand-in python.exe for running the launcher under wine.
+/* A stand-in python.exe for running the .bat under wine.
  *
  * Each start appends one record to %STUB_LOG%: the start time as
  * "t=<milliseconds since 1970>", then its own argv as Windows'
@@ -15,8 +15,8 @@
  * %PYTHONPYCACHEPREFIX%, when the launcher set it, is printed to stdout, so that the test
  * sees where the real python.exe would put compiled modules.
  *
- * A start whose first argument is -I is the launcher asking the bundle's guard
- * script (python.exe -I guard.py check): it is recorded in %STUB_LOG%.guard
+ * A start whose arguments are -I and a file whose name ends in .guard.py is the
+ * .bat running the bundle's guard (python.exe -I <guard> open): it is recorded in %STUB_LOG%.guard
  * instead, prints %STUB_GUARD_SAY% to stdout, exits %STUB_GUARD% (default 0),
  * and uses no step of the plan. */
 #include <windows.h>
@@ -41,7 +41,8 @@ int main(void) {
     LPWSTR *argv = CommandLineToArgvW(GetCommandLineW(), &argc);
     wchar_t log[4096];
     int number = 0;
-    int guard = argv && argc >= 2 && wcscmp(argv[1], L"-I") == 0;
+    size_t last = argv && argc >= 3 ? wcslen(argv[2]) : 0;
+    int guard = argv && argc >= 3 && wcscmp(argv[1], L"-I") == 0 && last >= 9 && wcscmp(argv[2] + last - 9, L".guard.py") == 0;
     if (guard && GetEnvironmentVariableW(L"STUB_LOG", log, 4000) > 0) {
         wcscat(log, L".guard");
         FILE *out = _wfopen(log, L"ab");

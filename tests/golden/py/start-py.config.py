@@ -1,6 +1,6 @@
-r"""gen-bundle 0.3.13: settings of the notebook server for http://py/
+r"""gen-bundle 0.3.14: settings of the notebook server for http://py/
 
-start-py.bat passes this file to the server with --config. It runs inside
+start-py.launcher.py passes this file to the server with --config. It runs inside
 the server, as the user who logged on, and reads and writes only that user's files.
 
 The server listens on 127.0.0.1 at a port Windows picks, and registers with the broker
@@ -52,15 +52,16 @@ RUNTIME_FOLDER = 'runtime'
 STABLE_AFTER = 60
 SERVER_LOG_BYTES = 1048576
 LAUNCHER_GONE_EXIT = 86
-# How many processes up the parent chain to watch: the launcher (cmd.exe), and with --window
-# hidden conhost.exe too, the task's own process, which Task Scheduler ends when the task is stopped.
-WATCH_DEPTH = 2
+# How many processes up the parent chain to watch: the launcher's python.exe and what runs it (cmd.exe,
+# and with --window hidden conhost.exe too, the task's own process, which Task Scheduler ends when the
+# task is stopped); with --env also the venv's Scripts\python.exe above each python.exe.
+WATCH_DEPTH = 3
 LEGACY_SHORTCUT_NAME = 'py notebook.url'
 BROKER_CHANNEL = 'gen-bundle-py'  # the broker's named pipe: \\.\pipe\BROKER_CHANNEL
 BROKER_SID = 'S-1-5-87-3373994586-280542677-2501101745-953426644-57861312'  # the broker task's own SID: it may read the registration file
 
 # ==== Below this line the file is the same in every bundle: gen-bundle's templates/python/registration.py,
-# ==== then templates/python/server_config.py. The values they use are the bundle's, above.
+# ==== templates/python/watch.py, then templates/python/server_config.py. The values they use are the bundle's, above.
 
 # ---- Behind the broker: this server's sign-in and its registration ----
 # The broker holds http://NAME/ and sends each account's browser connections to the server that
@@ -357,9 +358,125 @@ def open_broker_pipe(name):
 
     return Pipe()
 
+# ---- The watch on the processes that run this one: the launcher and the task's own ----
+# When the task is stopped, Task Scheduler ends the process it started (conhost.exe or cmd.exe),
+# not the programs that process started: each of them watches the processes above it and ends
+# when one of them has ended. The part imports what it uses where it uses it: it is pasted into
+# files whose other parts import their own.
+
+
+def ancestors_windows(depth: int) -> "list[int] | None":
+    """Process ids of the parent, grandparent... (Toolhelp snapshot), as far as each process's
+    entry names its parent: a parent that has ended is named by its child's entry, and has no
+    entry of its own. None when Windows gives no snapshot."""
+    import ctypes
+    import os
+    from ctypes import wintypes
+
+    class Entry(ctypes.Structure):
+        _fields_ = [
+            ("dwSize", wintypes.DWORD),
+            ("cntUsage", wintypes.DWORD),
+            ("th32ProcessID", wintypes.DWORD),
+            ("th32DefaultHeapID", ctypes.c_size_t),
+            ("th32ModuleID", wintypes.DWORD),
+            ("cntThreads", wintypes.DWORD),
+            ("th32ParentProcessID", wintypes.DWORD),
+            ("pcPriClassBase", ctypes.c_long),
+            ("dwFlags", wintypes.DWORD),
+            ("szExeFile", ctypes.c_wchar * 260),
+        ]
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    kernel32.CreateToolhelp32Snapshot.restype = wintypes.HANDLE
+    kernel32.CreateToolhelp32Snapshot.argtypes = [wintypes.DWORD, wintypes.DWORD]
+    kernel32.Process32FirstW.argtypes = [wintypes.HANDLE, ctypes.c_void_p]
+    kernel32.Process32NextW.argtypes = [wintypes.HANDLE, ctypes.c_void_p]
+    kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
+    snapshot = kernel32.CreateToolhelp32Snapshot(0x00000002, 0)  # TH32CS_SNAPPROCESS
+    if snapshot in (None, ctypes.c_void_p(-1).value):  # INVALID_HANDLE_VALUE
+        return None
+    parents = {}
+    entry = Entry()
+    entry.dwSize = ctypes.sizeof(Entry)
+    more = kernel32.Process32FirstW(snapshot, ctypes.byref(entry))
+    while more:
+        parents[entry.th32ProcessID] = entry.th32ParentProcessID
+        more = kernel32.Process32NextW(snapshot, ctypes.byref(entry))
+    kernel32.CloseHandle(snapshot)
+    chain, pid = [], os.getpid()
+    for _ in range(depth):
+        pid = parents.get(pid, 0)
+        if not pid:
+            break
+        chain.append(pid)
+    return chain
+
+
+def wait_for_ancestors(depth: int) -> bool:
+    """Wait until one of the ``depth`` processes above this one has ended: True then, and at once
+    when one had ended before the watch began (a task stopped while this process started). False
+    at once when Windows gives no verdict (no parent it lets this process open, or the wait
+    failed), so that what runs keeps running rather than ending for a fault of the watch itself."""
+    import os
+    import sys
+
+    if sys.platform == "win32":
+        import ctypes
+        from ctypes import wintypes
+
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        kernel32.OpenProcess.restype = wintypes.HANDLE
+        kernel32.GetCurrentProcess.restype = wintypes.HANDLE
+        kernel32.OpenProcess.argtypes = [wintypes.DWORD, wintypes.BOOL, wintypes.DWORD]
+        kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
+        kernel32.WaitForMultipleObjects.restype = wintypes.DWORD  # WAIT_FAILED is 0xFFFFFFFF, not -1
+        kernel32.WaitForMultipleObjects.argtypes = [wintypes.DWORD, ctypes.c_void_p, wintypes.BOOL, wintypes.DWORD]
+        kernel32.GetProcessTimes.argtypes = [wintypes.HANDLE] + [ctypes.POINTER(wintypes.FILETIME)] * 4
+
+        def created(handle) -> int:
+            times = [wintypes.FILETIME() for _ in range(4)]
+            if not kernel32.GetProcessTimes(handle, *[ctypes.byref(t) for t in times]):
+                return 0
+            return (times[0].dwHighDateTime << 32) | times[0].dwLowDateTime
+
+        handles = []
+        child = created(kernel32.GetCurrentProcess())
+        chain = ancestors_windows(depth)
+        if chain is None:
+            return False
+        if len(chain) < depth:
+            return True  # a parent had already ended: it is not in the snapshot
+        for pid in chain:
+            # SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION
+            handle = kernel32.OpenProcess(0x00100000 | 0x1000, False, pid)
+            if not handle:
+                if ctypes.get_last_error() == 87:  # ERROR_INVALID_PARAMETER: no such process any more
+                    return True
+                break  # not ours to open: watch those below it
+            born = created(handle)
+            if not born or born > child:
+                # The parent ended and its process id was given to a newer process.
+                kernel32.CloseHandle(handle)
+                return True
+            handles.append(handle)
+            child = born
+        if not handles:
+            return False
+        array = (wintypes.HANDLE * len(handles))(*handles)
+        if kernel32.WaitForMultipleObjects(len(handles), array, False, 0xFFFFFFFF) >= len(handles):
+            return False  # WAIT_FAILED: no verdict
+    else:
+        import time
+
+        parent = os.getppid()
+        while os.getppid() == parent:
+            time.sleep(1)
+    return True
+
 # ---- The server's output, its watchdog, and the settings that apply the above ----
 
-import atexit  # os, secrets, sys and threading: imported above, by the registration's part
+import atexit  # os, secrets, sys and threading: imported above, by the registration's and the watch's parts
 from pathlib import Path
 
 STATE = Path(os.environ[STATE_BASE], *STATE_PATH.split("\\"))
@@ -387,10 +504,10 @@ def mark_stable() -> None:
 class CappedOutput:
     """The server's standard output and error, kept under SERVER_LOG_BYTES.
 
-    The launcher sends them to server.log, and cmd.exe holds that file open for
-    writing while the server runs, shared for reading only: no other handle may
-    write, rename or truncate it. So from here on the output goes through a pipe,
-    and a thread writes it through the launcher's own handle; when the next write
+    The launcher opens server.log for writing, shared for reading only, and hands
+    that handle to the server as its output: while the server runs no other handle
+    may write, rename or truncate the file. So from here on the output goes through
+    a pipe, and a thread writes it through that handle; when the next write
     would pass the cap, the file's bytes are copied to server.1.log and the file
     starts again from empty. Kernels inherit the pipe, so their output is capped too.
     """
@@ -398,7 +515,7 @@ class CappedOutput:
     def __init__(self) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        self.target = os.dup(1)  # the launcher's handle to server.log; not inherited
+        self.target = os.dup(1)  # the handle to server.log the launcher gave; not inherited
         read_end, write_end = os.pipe()
         os.dup2(write_end, 1)
         os.dup2(write_end, 2)
@@ -443,97 +560,10 @@ class CappedOutput:
         self.thread.join(2)  # a kernel that still runs keeps the pipe open: do not wait for it
 
 
-def ancestors_windows(depth: int) -> list[int]:
-    """Process ids of the parent, grandparent... (Toolhelp snapshot)."""
-    import ctypes
-    from ctypes import wintypes
-
-    class Entry(ctypes.Structure):
-        _fields_ = [
-            ("dwSize", wintypes.DWORD),
-            ("cntUsage", wintypes.DWORD),
-            ("th32ProcessID", wintypes.DWORD),
-            ("th32DefaultHeapID", ctypes.c_size_t),
-            ("th32ModuleID", wintypes.DWORD),
-            ("cntThreads", wintypes.DWORD),
-            ("th32ParentProcessID", wintypes.DWORD),
-            ("pcPriClassBase", ctypes.c_long),
-            ("dwFlags", wintypes.DWORD),
-            ("szExeFile", ctypes.c_wchar * 260),
-        ]
-
-    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-    kernel32.CreateToolhelp32Snapshot.restype = wintypes.HANDLE
-    kernel32.CreateToolhelp32Snapshot.argtypes = [wintypes.DWORD, wintypes.DWORD]
-    kernel32.Process32FirstW.argtypes = [wintypes.HANDLE, ctypes.c_void_p]
-    kernel32.Process32NextW.argtypes = [wintypes.HANDLE, ctypes.c_void_p]
-    kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
-    snapshot = kernel32.CreateToolhelp32Snapshot(0x00000002, 0)  # TH32CS_SNAPPROCESS
-    if snapshot in (None, ctypes.c_void_p(-1).value):  # INVALID_HANDLE_VALUE
-        return []
-    parents = {}
-    entry = Entry()
-    entry.dwSize = ctypes.sizeof(Entry)
-    more = kernel32.Process32FirstW(snapshot, ctypes.byref(entry))
-    while more:
-        parents[entry.th32ProcessID] = entry.th32ParentProcessID
-        more = kernel32.Process32NextW(snapshot, ctypes.byref(entry))
-    kernel32.CloseHandle(snapshot)
-    chain, pid = [], os.getpid()
-    for _ in range(depth):
-        pid = parents.get(pid, 0)
-        if not pid:
-            break
-        chain.append(pid)
-    return chain
-
-
 def watch_launcher() -> None:
     """End the server when the launcher (or what runs it) has gone."""
-    if sys.platform == "win32":
-        import ctypes
-        from ctypes import wintypes
-
-        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-        kernel32.OpenProcess.restype = wintypes.HANDLE
-        kernel32.GetCurrentProcess.restype = wintypes.HANDLE
-        kernel32.OpenProcess.argtypes = [wintypes.DWORD, wintypes.BOOL, wintypes.DWORD]
-        kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
-        kernel32.WaitForMultipleObjects.restype = wintypes.DWORD  # WAIT_FAILED is 0xFFFFFFFF, not -1
-        kernel32.WaitForMultipleObjects.argtypes = [wintypes.DWORD, ctypes.c_void_p, wintypes.BOOL, wintypes.DWORD]
-        kernel32.GetProcessTimes.argtypes = [wintypes.HANDLE] + [ctypes.POINTER(wintypes.FILETIME)] * 4
-
-        def created(handle) -> int:
-            times = [wintypes.FILETIME() for _ in range(4)]
-            if not kernel32.GetProcessTimes(handle, *[ctypes.byref(t) for t in times]):
-                return 0
-            return (times[0].dwHighDateTime << 32) | times[0].dwLowDateTime
-
-        handles = []
-        child = created(kernel32.GetCurrentProcess())
-        for pid in ancestors_windows(WATCH_DEPTH):
-            # SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION
-            handle = kernel32.OpenProcess(0x00100000 | 0x1000, False, pid)
-            if not handle:
-                break
-            born = created(handle)
-            if not born or born > child:
-                # The parent is gone and its process id was given to a newer process.
-                kernel32.CloseHandle(handle)
-                break
-            handles.append(handle)
-            child = born
-        if not handles:
-            return
-        array = (wintypes.HANDLE * len(handles))(*handles)
-        if kernel32.WaitForMultipleObjects(len(handles), array, False, 0xFFFFFFFF) >= len(handles):
-            return  # WAIT_FAILED: no verdict, so the server keeps running
-    else:
-        import time
-
-        parent = os.getppid()
-        while os.getppid() == parent:
-            time.sleep(1)
+    if not wait_for_ancestors(WATCH_DEPTH):
+        return
     sys.stderr.write("gen-bundle: the launcher is gone; stopping the server\n")
     OUTPUT.finish()
     os._exit(LAUNCHER_GONE_EXIT)

@@ -1,8 +1,8 @@
-﻿# gen-bundle 0.3.13: the engine of every bundle this version makes.
+﻿# gen-bundle 0.3.14: the engine of every bundle this version makes.
 #
 # install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
 # this module holds what each step does. It is the same file, byte for byte, in every bundle
-# of gen-bundle 0.3.13, whatever its inputs: a reviewer who approved it once recognises it by
+# of gen-bundle 0.3.14, whatever its inputs: a reviewer who approved it once recognises it by
 # its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
 # bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
 # in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
@@ -13,8 +13,8 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.3.13'
-$EngineFile        = 'gen-bundle-0.3.13.psm1'
+$EngineVersion     = '0.3.14'
+$EngineFile        = 'gen-bundle-0.3.14.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
@@ -818,22 +818,27 @@ function Test-LoggedBroker {
     return [string](Get-ReceiptValue $record 'pid') -eq [string]$Process.ProcessId -and $null -ne $Process.CreationDate -and $Process.CreationDate.ToUniversalTime() -le $loggedAt.AddSeconds(1)
 }
 
-function Test-LauncherCommandLine {
-    # True for conhost.exe and cmd.exe running this bundle's launcher: the task names it
-    # relative to the install folder (its command line ends in ' /c .\<launcher>'), and
-    # an earlier version named it by its full path.
-    param([string]$CommandLine)
-    $line = $CommandLine.TrimEnd()
-    return $line.EndsWith(' /c .\' + $LauncherFile, [StringComparison]::OrdinalIgnoreCase) -or
-        $line.IndexOf((Join-Path $InstallDir $LauncherFile), [StringComparison]::OrdinalIgnoreCase) -ge 0
+function Test-LauncherProcess {
+    # True for a process of this bundle's launcher: conhost.exe and cmd.exe running the installed
+    # .bat (the task names it relative to the install folder, its command line ending in
+    # ' /c .\<launcher>'; an earlier version named it by its full path), and python.exe running the
+    # launcher's script, which the .bat names by its full path.
+    param([object]$Process)
+    $line = ([string]$Process.CommandLine).TrimEnd()
+    if ($Process.Name -eq 'python.exe') {
+        return $line.IndexOf((Join-Path $InstallDir $LauncherScriptFile), [StringComparison]::OrdinalIgnoreCase) -ge 0
+    }
+    return @('cmd.exe', 'conhost.exe') -contains $Process.Name -and (
+        $line.EndsWith(' /c .\' + $LauncherFile, [StringComparison]::OrdinalIgnoreCase) -or
+        $line.IndexOf((Join-Path $InstallDir $LauncherFile), [StringComparison]::OrdinalIgnoreCase) -ge 0)
 }
 
 function Get-BundleProcess {
-    # The launchers (conhost.exe and cmd.exe running the installed .bat) first,
-    # so that none starts a new server, then the servers; never the broker's processes, which
-    # -Broker lists alone (its task stops it: install.ps1 stops it only to replace its file).
-    # The programs a launcher runs (ping.exe while it waits, the guard) inherit its lock on
-    # launcher.lock: they are stopped with it, or a new launcher would wait for them.
+    # The launchers (conhost.exe and cmd.exe running the installed .bat, python.exe running its
+    # script) first, so that none starts a new server, then the servers; never the broker's
+    # processes, which -Broker lists alone (its task stops it: install.ps1 stops it only to replace
+    # its file). The programs a launcher of 0.3.13 or earlier runs (ping.exe while it waits, find.exe)
+    # inherit its lock on launcher.lock: they are stopped with it, or a new launcher would wait for them.
     param([switch]$Broker)
     $every = @(Get-CimInstance -ClassName Win32_Process)
     $all = @($every | Where-Object { $null -ne $_.CommandLine })
@@ -858,7 +863,7 @@ function Get-BundleProcess {
         return @($found)
     }
     $all = @($all | Where-Object { -not (Test-BrokerCommandLine $_.CommandLine) })
-    $launchers = @($all | Where-Object { @('cmd.exe', 'conhost.exe') -contains $_.Name -and (Test-LauncherCommandLine $_.CommandLine) })
+    $launchers = @($all | Where-Object { Test-LauncherProcess $_ })
     $servers = @($all | Where-Object { $_.Name -eq 'python.exe' -and (Test-ServerCommandLine $_.CommandLine) })
     # With the bundle's own environment: every program that runs from the install folder (its
     # Scripts\python.exe, the launcher of a server or of a kernel) and the python.exe each one starts.
@@ -883,8 +888,7 @@ function Get-BundleProcess {
     }
     $children = @($all | Where-Object {
         $launcherStart.ContainsKey([int]$_.ParentProcessId) -and $_.CreationDate -ge $launcherStart[[int]$_.ParentProcessId] -and
-        (@('ping.exe', 'find.exe') -contains $_.Name -or
-            ($_.Name -eq 'python.exe' -and $_.CommandLine.IndexOf($GuardFile, [StringComparison]::OrdinalIgnoreCase) -ge 0))
+            @('ping.exe', 'find.exe') -contains $_.Name
     })
     return @($launchers + $children + $servers)
 }
