@@ -111,3 +111,20 @@ def windows_env(env_cache, uv_bin):
         name="py",
         generator_version="0.0.0",
     )
+
+
+@pytest.fixture(scope="session")
+def grammars() -> dict:
+    """Both tree-sitter grammars of PowerShell (support/pwsh.py), by name."""
+    from support import pwsh
+
+    try:
+        return pwsh.parsers()
+    except ImportError as exc:  # pragma: no cover - the test extras install both
+        need(False, f"the tree-sitter PowerShell grammars ({exc})")
+
+
+@pytest.fixture(scope="session")
+def grammar(grammars):
+    """The grammar the parse-tree checks walk: tree-sitter-pwsh."""
+    return grammars["tree-sitter-pwsh"]

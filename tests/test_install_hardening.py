@@ -11,20 +11,10 @@ import re
 
 import pytest
 
-from conftest import need, render_bundle
+from conftest import render_bundle
 from support.pwsh import _changes_state, _command_name, _enclosing_function, script_text, walk
 
 SCRIPTS = ("install.ps1", "uninstall.ps1")
-
-
-@pytest.fixture(scope="module")
-def grammar():
-    from support import pwsh
-
-    try:
-        return pwsh.parsers()["tree-sitter-pwsh"]
-    except ImportError as exc:  # pragma: no cover - the test extras install it
-        need(False, f"the tree-sitter PowerShell grammar ({exc})")
 
 
 def tree(grammar, source: bytes | str):

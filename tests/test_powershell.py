@@ -16,16 +16,6 @@ from support import program, pscommands, pwsh
 SCRIPTS = ["install.ps1", "uninstall.ps1"]
 
 
-@pytest.fixture(scope="module")
-def grammars():
-    try:
-        return pwsh.parsers()
-    except ImportError as exc:  # pragma: no cover - the CI installs both
-        from conftest import need
-
-        need(False, f"tree-sitter grammars for PowerShell ({exc})")
-
-
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_parses_cleanly_in_both_grammars(canonical_files, grammars, script):
     source = pwsh.script_text(canonical_files[script])

@@ -66,11 +66,6 @@ accounts = st.tuples(
 scopes = st.one_of(st.just(("machine", None)), accounts.map(lambda user: ("user", user)))
 
 
-@pytest.fixture(scope="module")
-def grammars():
-    return pwsh.parsers()
-
-
 @st.composite
 def bundle_inputs(draw) -> dict[str, object]:
     """Keyword arguments for build_spec: any accepted combination."""

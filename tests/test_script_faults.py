@@ -18,18 +18,10 @@ from generator.render import render
 from generator.spec import build_spec
 from generator.winpath import MAX_FOLDER_CHARS, MAX_PATH_CHARS
 
-from conftest import CANONICAL, REPO, XSD_DIR, need, render_bundle
+from conftest import CANONICAL, REPO, XSD_DIR, render_bundle
 from support import program, pscommands, pwsh, unroll
 
 USER = {"scope": "user", "user": "CONTOSO\\alice"}
-
-
-@pytest.fixture(scope="module")
-def grammar():
-    try:
-        return pwsh.parsers()["tree-sitter-pwsh"]
-    except ImportError as exc:  # pragma: no cover - the test extras install it
-        need(False, f"the tree-sitter PowerShell grammar ({exc})")
 
 
 def run(grammar, files: dict[str, bytes], script: str):

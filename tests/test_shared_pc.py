@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
 import subprocess
 import sys
@@ -75,15 +74,15 @@ with open(sys.argv[1], "a") as out:
 
 
 @pytest.fixture(scope="module")
-def squatter_account() -> str:
+def squatter_account():
+    """The second account, made for these tests and removed after them (one that was there stays)."""
+    from support.broker import ensure_account, remove_account
+
     need(sys.platform == "linux" and os.geteuid() == 0, "root on Linux, to create a second account")
-    try:
-        pwd.getpwnam(SQUATTER_ACCOUNT)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SQUATTER_ACCOUNT], check=True
-        )
-    return SQUATTER_ACCOUNT
+    name, made = ensure_account(SQUATTER_ACCOUNT)
+    yield name
+    if made:
+        remove_account(name)
 
 
 class Squatter:

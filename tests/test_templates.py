@@ -15,6 +15,7 @@ import pytest
 from generator.layout import Layout
 from generator.render import FILTERS, UnescapedValue, jinja_environment, outputs, render, templates_dir
 from generator.spec import build_spec
+from generator.winpath import WinPath
 
 from conftest import CANONICAL, REPO, need, render_bundle
 from support.pwsh import walk
@@ -32,16 +33,6 @@ VARIANTS = [
     {"auth": "none", "port": 8080, "name": "lab-1", "ip": "127.0.0.42"},
     {"python": "D:\\Python 3.13 & Co\\python.exe", "notebook_dir": "D:\\Data & Co\\100%"},
 ]
-
-
-@pytest.fixture(scope="module")
-def grammars():
-    from support import pwsh
-
-    try:
-        return pwsh.parsers()
-    except ImportError as exc:  # pragma: no cover - the test extras install both
-        need(False, f"the tree-sitter PowerShell grammars ({exc})")
 
 
 # ---- escaping by default ----------------------------------------------------------
@@ -730,3 +721,21 @@ def test_the_readme_says_what_a_run_that_extracts_nothing_reads():
         read += len(files["install.ps1"]) + len(next(data for name, data in files.items() if name.endswith(".psm1")))
         assert int(found.group(1)) == (read + 1023) // 1024
         assert int(found.group(1)) > 100  # the engine alone is more
+
+
+@pytest.mark.parametrize(
+    "value,written",
+    [
+        ("50% off", "50%% off"),
+        ("%PATH%", "%%PATH%%"),
+        (WinPath("USERPROFILE", "a%b%\\c"), "%USERPROFILE%\\a%%b%%\\c"),
+        ("C:\\100%\\", "C:\\100%%\\\\"),
+    ],
+)
+def test_bat_doubles_every_percent_sign_of_a_value(value, written):
+    """cmd.exe expands %NAME% inside quotes: every % of a value is doubled, and only the one
+    expansion a path means (its %base%) is left; the wine tests run it, minutes later."""
+    from generator.escape import bat
+
+    assert bat(value) == written
+    assert bat(value) != written.replace("%%", "%")  # a change that stopped doubling would show

@@ -36,36 +36,32 @@ def make(folder: Path, *flags: str) -> Path:
     return folder
 
 
+def self_signed(folder: Path, subject_line: str, *extra: str) -> tuple[Path, Path]:
+    """A new key and a self-signed certificate for ``subject_line`` in ``folder``: (key, cert)."""
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert)]
+        + ["-days", "30", "-utf8", "-multivalue-rdn", "-subj", subject_line, *extra],
+        check=True,
+        capture_output=True,
+    )
+    return key, cert
+
+
 @pytest.fixture(scope="module")
 def signer(tmp_path_factory) -> dict[str, Path]:
     need(shutil.which("openssl"), "openssl (Debian: apt-get install openssl)")
     need(shutil.which("osslsigncode"), "osslsigncode (Debian: apt-get install osslsigncode)")
     folder = tmp_path_factory.mktemp("signer")
-    key, cert, pfx = folder / "key.pem", folder / "cert.pem", folder / "signer.pfx"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "30",
-            "-subj",
-            "/CN=gen-bundle test signer/O=Contoso IT",
-            "-addext",
-            "extendedKeyUsage=codeSigning",
-            "-addext",
-            "keyUsage=digitalSignature",
-        ],
-        check=True,
-        capture_output=True,
+    key, cert = self_signed(
+        folder,
+        "/CN=gen-bundle test signer/O=Contoso IT",
+        "-addext",
+        "extendedKeyUsage=codeSigning",
+        "-addext",
+        "keyUsage=digitalSignature",
     )
+    pfx = folder / "signer.pfx"
     subprocess.run(
         [
             "openssl",
@@ -824,29 +820,7 @@ def test_the_subject_is_read_from_the_certificate_as_openssl_reads_it(tmp_path, 
     from generator.signature import subject
 
     need(shutil.which("openssl"), "openssl (Debian: apt-get install openssl)")
-    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:1024",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-utf8",
-            "-multivalue-rdn",
-            "-subj",
-            subject_line,
-        ],
-        check=True,
-        capture_output=True,
-    )
+    _, cert = self_signed(tmp_path, subject_line)
     der = subprocess.run(
         ["openssl", "x509", "-in", str(cert), "-outform", "DER"], check=True, capture_output=True
     ).stdout

@@ -42,14 +42,6 @@ LOADED = frozenset({"mscorlib", "System", "System.Core", "System.Xml"})
 
 
 @pytest.fixture(scope="module")
-def grammar():
-    try:
-        return pwsh.parsers()["tree-sitter-pwsh"]
-    except ImportError as exc:  # pragma: no cover - the test extras install it
-        need(False, f"the tree-sitter PowerShell grammar ({exc})")
-
-
-@pytest.fixture(scope="module")
 def variants(windows_env) -> dict[str, dict[str, bytes]]:
     """Every rendered variant: each shape, without and with the bundle's own environment."""
     found = {}

@@ -142,3 +142,36 @@ def test_a_root_that_is_not_a_folder_ends_the_search_for_parents(monkeypatch):
     # Through write_bundle, the same is an OutputError naming --out.
     with pytest.raises(OutputError, match="cannot write the bundle to"):
         output.write_bundle({}, "Z:\\bundles\\py")
+
+
+def test_a_failed_swap_puts_the_previous_bundle_back(tmp_path, monkeypatch):
+    """--force over a bundle: the old folder is moved aside, the new one renamed in; when that
+    second rename fails, the old bundle is renamed back, byte for byte, and no staging or retired
+    folder is left. (Without the rollback rename, --out would be gone.)"""
+    out = tmp_path / "out"
+    assert CliRunner().invoke(main, [*OK, "--out", str(out)]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_rename = os.rename
+
+    def refuse_the_swap_in(src, dst):
+        if os.path.basename(src).startswith(".out.new-") and str(dst) == str(out):
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(dst))
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(output.os, "rename", refuse_the_swap_in)
+    result = CliRunner().invoke(main, ["--ip", "127.0.0.14", "--name", "lab", "--force", "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert tree(tmp_path) == sorted(["out", *(f"out/{name}" for name in before)])
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o755), (0o027, 0o750)])
+def test_the_bundle_folder_gets_the_mode_the_umask_gives(tmp_path, umask, mode):
+    """A reviewer reads the bundle as another account: the folder is made as mkdir would make it
+    under the user's umask, not with mkdtemp's 0700."""
+    old = os.umask(umask)
+    try:
+        assert CliRunner().invoke(main, [*OK, "--out", str(tmp_path / "out")]).exit_code == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == mode
