@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
 
 from .errors import InvalidValue
 from .output import StrPath, check_target, write_bundle
@@ -34,9 +35,9 @@ def generate(
     cache: StrPath | None = None,
     out: StrPath = "out",
     force: bool = False,
-) -> str:
+) -> Path:
     """Validate, build the environment (with ``env``), render in memory, then write the bundle
-    atomically to ``out``; return ``out`` as a string.
+    atomically to ``out``; return ``out``.
 
     An input left as None takes its default from spec.DEFAULTS, the one place
     defaults are written. ``requirements`` is a file of packages, one per line, added
@@ -73,7 +74,7 @@ def generate(
 
         built = build_environment_for(spec, lock=lock_text, lock_source=str(lock), offline=offline, cache=cache)
     write_bundle(render(spec, env=built), out, force=force)
-    return out
+    return Path(out)
 
 
 def _read_text(param: str, path: StrPath) -> str:

@@ -80,25 +80,10 @@ class BundleGroup(click.Group):
         return command
 
 
-def _show_help(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    if value and not ctx.resilient_parsing:
-        click.echo(ctx.get_help(), color=ctx.color)
-        ctx.exit()
-
-
-def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    if value and not ctx.resilient_parsing:
-        click.echo(f"gen-bundle {__version__}", color=ctx.color)
-        ctx.exit()
-
-
 @click.group(
     cls=BundleGroup,
     invoke_without_command=True,
     epilog=EPILOG,
-    # The group's -h/--help is its own option (below), with its text given: click's own asks
-    # gettext for it, which costs every start the locale module and a search for catalogues.
-    add_help_option=False,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100, "terminal_width": 100},
 )
 @click.option(
@@ -198,25 +183,7 @@ def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
     metavar="BUNDLE.JSON",
     help="Render the inputs of an earlier bundle's bundle.json with this version (its pylock.toml, with --env).",
 )
-# click.version_option asks gettext for its help text even when given one, which costs every
-# start the locale module and a search for catalogues: the same option, plainly.
-@click.option(
-    "--version",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=_show_version,
-    help="Show the version and exit.",
-)
-@click.option(
-    "-h",
-    "--help",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=_show_help,
-    help="Show this message and exit.",
-)
+@click.version_option(__version__, prog_name="gen-bundle", message="%(prog)s %(version)s")
 @click.pass_context
 def main(ctx: click.Context, /, out: str, force: bool, from_: str | None, **inputs: Any) -> None:
     """Render a Windows deployment bundle that runs a Jupyter notebook server at http://NAME/.
@@ -308,12 +275,10 @@ def _generate(out: str, force: bool, inputs: dict[str, Any], from_: str | None =
 
         fail(exc)
     if inputs.get("env"):
-        import os
-
         from .bundle_format import ENV_ARCHIVE
 
         click.echo(
-            f"Environment: {os.path.getsize(os.path.join(path, ENV_ARCHIVE)) / 1e6:.1f} MB archive, built in {time.monotonic() - started:.1f} s.",
+            f"Environment: {(path / ENV_ARCHIVE).stat().st_size / 1e6:.1f} MB archive, built in {time.monotonic() - started:.1f} s.",
             err=True,
         )
     click.echo(f"Wrote the bundle to {path}; its README.md says how to review and install it.", err=True)

@@ -128,9 +128,7 @@ class UserFiles:
 
 class Layout:
     """Every name and path of one bundle, derived from its spec: nothing here is validated
-    again, and nothing here is an input. (A plain class: a dataclass costs start-up time.)"""
-
-    __slots__ = ("spec",)
+    again, and nothing here is an input."""
 
     def __init__(self, spec: BundleSpec) -> None:
         self.spec = spec

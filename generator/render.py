@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import bundle_format, escape
@@ -37,25 +39,16 @@ if TYPE_CHECKING:
     from .environment import BuiltEnv
 
 
+@dataclass(frozen=True)
 class Output:
-    """How one rendered text becomes bytes for the program that will read it.
+    """How one rendered text becomes bytes for the program that will read it."""
 
-    A plain class: typing.NamedTuple would compile code at every start (collections.namedtuple).
-    """
-
-    __slots__ = ("template", "language", "encoding", "crlf", "shared")
-
-    def __init__(self, template: str, language: str, encoding: str, *, crlf: bool, shared: bool = False) -> None:
-        self.template = template
-        self.language = language  # a key of FILTERS: the filters its {{ }} may use
-        self.encoding = encoding  # a Python codec; 'utf-8-sig' and 'utf-16' write a BOM
-        self.crlf = crlf
-        self.shared = shared  # rendered from the version alone (no input): the same bytes in every bundle
-
-    def __repr__(self) -> str:
-        return (
-            f"Output({self.template!r}, {self.language!r}, {self.encoding!r}, crlf={self.crlf}, shared={self.shared})"
-        )
+    template: str
+    language: str  # a key of FILTERS: the filters its {{ }} may use
+    encoding: str  # a Python codec; 'utf-8-sig' and 'utf-16' write a BOM
+    _: KW_ONLY
+    crlf: bool
+    shared: bool = False  # rendered from the version alone (no input): the same bytes in every bundle
 
 
 # The filters of each output language. In every file but XML, a {{ }} must end in one
@@ -217,20 +210,15 @@ def jinja_environment(language: str, *, compiled: bool = True) -> jinja2.Environ
 
 # The folder and suffix of plain partials, by the language of the files that paste them.
 PLAIN_FOLDERS = {"ps": ("powershell", ".ps1"), "py": ("python", ".py")}
-_PLAIN_STEM_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_-")
 
 
 def is_plain_name(name: str, language: str) -> bool:
     """``<folder>/<stem><suffix>`` of ``language``'s partials, the stem a lowercase letter then
     lowercase letters, '_' and '-': no other folder, no '..', no other language's partial."""
-    folder, suffix = PLAIN_FOLDERS.get(language, ("", ""))
-    stem = name.removeprefix(folder + "/").removesuffix(suffix)
-    return (
-        bool(folder)
-        and name == f"{folder}/{stem}{suffix}"
-        and stem[:1].isalpha()
-        and _PLAIN_STEM_CHARS.issuperset(stem)
-    )
+    if language not in PLAIN_FOLDERS:
+        return False
+    folder, suffix = PLAIN_FOLDERS[language]
+    return re.fullmatch(rf"{folder}/[a-z][a-z_-]*{re.escape(suffix)}", name) is not None
 
 
 def _plain_reader(language: str, *, compiled: bool) -> Callable[[str], Escaped]:

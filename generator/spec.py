@@ -7,7 +7,10 @@ be writable in every file's language.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from . import __version__
 from .errors import InvalidValue
@@ -50,42 +53,32 @@ ENV_DEFAULTS: dict[str, object] = {"env": False, "packages": ()}
 # The package every environment has: the launcher runs its "python -m notebook".
 NOTEBOOK_PACKAGE = "notebook"
 
-# Patterns are compiled on first use (re caches them): only those a run needs cost start-up time.
-# The address and the name every run checks are checked by string methods instead (compiling a
-# pattern costs more than the rest of their checks); tests/test_spec.py holds them to these.
-LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"  # RFC 1123: what is_label accepts
-DOTTED_QUAD = r"(0|[1-9][0-9]{0,2})(?:\.(0|[1-9][0-9]{0,2})){3}"  # what is_dotted_quad accepts
-_VERSION = r"[0-9]+(?:\.[0-9]+)*(?:[a-z0-9.+-]*)"
-_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # one DNS label, lowercase (RFC 1123)
+# Four decimal numbers of at most three ASCII digits, without leading zeros, joined by dots.
+DOTTED_QUAD = re.compile(r"(0|[1-9][0-9]{0,2})(?:\.(0|[1-9][0-9]{0,2})){3}")
+VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*(?:[a-z0-9.+-]*)")
 
 
 def is_label(text: str) -> bool:
     """One DNS label, lowercase: 1-63 letters, digits and hyphens, no hyphen first or last."""
-    return 0 < len(text) <= 63 and text[0] != "-" and text[-1] != "-" and _LABEL_CHARS.issuperset(text)
+    return LABEL.fullmatch(text) is not None
 
 
 def is_dotted_quad(text: str) -> bool:
-    """Four decimal numbers of at most three ASCII digits, without leading zeros, joined by dots."""
-    parts = text.split(".")
-    return len(parts) == 4 and all(
-        part.isascii() and part.isdigit() and len(part) <= 3 and (part == "0" or part[0] != "0") for part in parts
-    )
+    return DOTTED_QUAD.fullmatch(text) is not None
 
 
+@dataclass(frozen=True)
 class BundleSpec:
     """One bundle, fully decided: the render is a pure function of this.
 
     The checks run when a spec is made, however it is made (the constructor,
     build_spec, ``spec.replace``): an invalid spec cannot exist, so nothing
     downstream checks again. Values are normalised on the way in (a path given
-    as text becomes a WinPath, the name becomes lowercase). Immutable and
-    compared by value; a plain class rather than a dataclass, which would cost
-    every start the dataclasses module and the building of the class
-    (benchmarks/startup.py).
+    as text becomes a WinPath, the name becomes lowercase).
     """
 
-    FIELDS = (*INPUTS, "version")
-    __slots__ = FIELDS
+    FIELDS: ClassVar[tuple[str, ...]] = (*INPUTS, "version")
     ip: str
     name: str
     port: int
@@ -98,60 +91,39 @@ class BundleSpec:
     env: bool
     python_version: str | None
     packages: tuple[str, ...]
-    version: str
+    version: str = __version__
 
-    def __init__(
-        self, ip: object, name: object, port: object, notebook_dir: object, python: object, auth: object,
-        window: object, scope: object, user: object, env: object, python_version: object, packages: object,
-        version: object = __version__,
-    ) -> None:  # fmt: skip
-        # In the order --help lists the flags, so the first bad flag is the one named;
-        # scope is decided before user, which depends on it.
-        checked_python = parse_python(python)
-        checked_scope = parse_choice("scope", scope, SCOPES)
+    def __post_init__(self) -> None:
+        # The fields hold what the caller gave until here. In the order --help lists the flags, so
+        # the first bad flag is the one named; scope is decided before user, which depends on it.
+        python = parse_python(self.python)
+        scope = parse_choice("scope", self.scope, SCOPES)
         checked: dict[str, object] = {
-            "ip": parse_ip(ip),
-            "name": parse_name(name),
-            "port": parse_port(port),
-            "notebook_dir": parse_windows_path("notebook_dir", _path_text(notebook_dir)),
-            "python": checked_python,
-            "auth": parse_choice("auth", auth, AUTH_MODES),
-            "window": parse_choice("window", window, WINDOW_MODES),
-            "scope": checked_scope,
+            "ip": parse_ip(self.ip),
+            "name": parse_name(self.name),
+            "port": parse_port(self.port),
+            "notebook_dir": parse_windows_path("notebook_dir", _path_text(self.notebook_dir)),
+            "python": python,
+            "auth": parse_choice("auth", self.auth, AUTH_MODES),
+            "window": parse_choice("window", self.window, WINDOW_MODES),
+            "scope": scope,
         }
-        checked_env = parse_flag("env", env)
-        checked["user"] = parse_user(checked_scope, user)
-        checked["env"] = checked_env
-        checked["python_version"] = parse_python_version(checked_env, python_version, checked_python)
-        checked["packages"] = parse_packages(checked_env, packages)
-        # This gen-bundle's own version is one (tests/test_spec.py): only another needs the pattern.
-        if version != __version__ and (not isinstance(version, str) or not re.fullmatch(_VERSION, version)):
-            raise InvalidValue("version", version, "must be a version number like 1.2.3")
-        checked["version"] = version
-        for field in self.FIELDS:
-            object.__setattr__(self, field, checked[field])
+        env = parse_flag("env", self.env)
+        checked["user"] = parse_user(scope, self.user)
+        checked["env"] = env
+        checked["python_version"] = parse_python_version(env, self.python_version, python)
+        checked["packages"] = parse_packages(env, self.packages)
+        if not isinstance(self.version, str) or not VERSION.fullmatch(self.version):
+            raise InvalidValue("version", self.version, "must be a version number like 1.2.3")
+        for field, value in checked.items():
+            object.__setattr__(self, field, value)
 
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"a BundleSpec is immutable: make another with spec.replace({name}=...)")
-
-    def replace(self, **changes: object) -> BundleSpec:
+    def replace(self, **changes: Any) -> BundleSpec:
         """Another spec with ``changes``: checked like any other."""
         unknown = sorted(set(changes) - set(self.FIELDS))
         if unknown:
             raise TypeError(f"BundleSpec has no field {unknown[0]!r}")
-        return BundleSpec(**{**{field: getattr(self, field) for field in self.FIELDS}, **changes})
-
-    def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, field) for field in self.FIELDS)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, BundleSpec) and self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        return "BundleSpec(" + ", ".join(f"{field}={getattr(self, field)!r}" for field in self.FIELDS) + ")"
+        return dataclasses.replace(self, **changes)
 
     def inputs(self) -> dict[str, object]:
         """The inputs as the user would pass them again (bundle.json); the environment's only with --env."""
@@ -376,7 +348,8 @@ def build_spec(**inputs: object) -> BundleSpec:
     if unknown:
         raise TypeError(f"build_spec() got unexpected inputs: {', '.join(unknown)}")
     defaults = {**DEFAULTS, **ENV_DEFAULTS}
-    values = {key: defaults.get(key) if inputs.get(key) is None else inputs[key] for key in INPUTS}
+    # Any until the spec has checked them.
+    values: dict[str, Any] = {key: defaults.get(key) if inputs.get(key) is None else inputs[key] for key in INPUTS}
     if isinstance(values["packages"], list):
         values["packages"] = tuple(values["packages"])
     return BundleSpec(**values)

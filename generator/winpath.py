@@ -9,6 +9,7 @@ other ``%`` is a literal character, and each file's escaping keeps it one.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from .errors import InvalidValue
 
@@ -38,36 +39,16 @@ def is_reserved_name(part: str) -> bool:
     return part.split(".")[0].rstrip(" ").lower() in RESERVED_NAMES
 
 
-ENV_PREFIX = r"%([A-Za-z]+)%(?:\\|$)"  # what env_prefix finds, by string methods (tests/test_spec.py)
-_DRIVE = r"[A-Za-z]:\\"  # compiled on first use
+ENV_PREFIX = re.compile(r"%([A-Za-z]+)%(?:\\|$)")  # %NAME% of ASCII letters, then a backslash or the end
+DRIVE = re.compile(r"[A-Za-z]:\\")
 
 
+@dataclass(frozen=True)
 class WinPath:
-    """A validated Windows path: ``base`` is an environment variable or None.
+    """A validated Windows path: ``base`` is an environment variable or None."""
 
-    Immutable and compared by value. A plain class rather than a dataclass: it is made at
-    every start, and a dataclass costs start-up time to build (benchmarks/startup.py).
-    """
-
-    __slots__ = ("base", "rest")
     base: str | None
     rest: str
-
-    def __init__(self, base: str | None, rest: str) -> None:
-        object.__setattr__(self, "base", base)
-        object.__setattr__(self, "rest", rest)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"WinPath is immutable: cannot set {name}")
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, WinPath) and (self.base, self.rest) == (other.base, other.rest)
-
-    def __hash__(self) -> int:
-        return hash((self.base, self.rest))
-
-    def __repr__(self) -> str:
-        return f"WinPath(base={self.base!r}, rest={self.rest!r})"
 
     def __str__(self) -> str:
         if self.base is None:
@@ -144,17 +125,10 @@ def _check_components(param: str, value: str, components: list[str]) -> None:
 
 
 def env_prefix(value: str) -> tuple[str, int] | None:
-    """``%NAME%`` of ASCII letters at the start of ``value``, then a backslash or the end: NAME,
-    and where the rest begins (after the backslash). String methods, not a pattern: every run
-    checks its default paths, and compiling a pattern costs more than the check."""
-    end = value.find("%", 1) if value.startswith("%") else -1
-    name = value[1:end]
-    if end < 0 or not (name.isascii() and name.isalpha()):
-        return None
-    if value[end + 1 : end + 2] == "\\":
-        return name, end + 2
-    # The end, or (as the pattern's '$') a last newline, which the character check then refuses.
-    return (name, end + 1) if value[end + 1 :] in ("", "\n") else None
+    """``%NAME%`` of ASCII letters at the start of ``value``, then a backslash or the end (or a
+    last newline, which the character check then refuses): NAME, and where the rest begins."""
+    match = ENV_PREFIX.match(value)
+    return None if match is None else (match.group(1), match.end())
 
 
 def parse_windows_path(param: str, value: object) -> WinPath:
@@ -188,7 +162,7 @@ def parse_windows_path(param: str, value: object) -> WinPath:
         _check_chars(param, value, body)
         _check_components(param, value, parts)
         return WinPath(None, "\\\\" + body)
-    if not re.match(_DRIVE, value):
+    if not DRIVE.match(value):
         raise InvalidValue(
             param,
             value,

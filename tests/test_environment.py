@@ -128,7 +128,10 @@ def test_the_bundle_carries_the_environment_and_checks_it(windows_env):
     assert manifest["inputs"]["python_version"] == "3.13"
     launcher = files["start-py.bat"].decode("utf-8")
     folder = f"env-{hashlib.sha256(windows_env.archive).hexdigest()[:12]}"
-    assert f'"%ProgramFiles%\\gen-bundle\\py\\{folder}\\Scripts\\python.exe" -m notebook ^' in launcher
+    assert (
+        f'"%ProgramFiles%\\gen-bundle\\py\\{folder}\\Scripts\\python.exe" -I "%ProgramFiles%\\gen-bundle\\py\\start-py.launcher.py"'
+        in launcher
+    )
     readme = files["README.md"].decode("utf-8")
     for package in windows_env.packages:
         assert f"| `{package.name}` | `{package.version}` |" in readme

@@ -405,7 +405,7 @@ def test_from_bundle_json_gives_the_same_bytes(tmp_path_factory, inputs):
     from generator.api import generate
 
     folder = tmp_path_factory.mktemp("round")
-    first = Path(generate(**inputs, out=folder / "first"))
+    first = generate(**inputs, out=folder / "first")
     result = gen("--from", str(first / "bundle.json"), "--out", str(folder / "again"))
     assert result.exit_code == 0, result.stderr
     assert {p.name: p.read_bytes() for p in first.iterdir()} == {
