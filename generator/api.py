@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import InvalidValue
 from .output import StrPath, check_target, write_bundle
 from .render import render
 from .spec import build_spec
+
+if TYPE_CHECKING:
+    from .environment import Step
 
 # A requirements file or a lock is text of a few hundred KiB at most.
 MAX_INPUT_FILE_BYTES = 16 * 1024 * 1024
@@ -35,6 +39,7 @@ def generate(
     cache: StrPath | None = None,
     out: StrPath = "out",
     force: bool = False,
+    progress: Callable[[Step], None] | None = None,
 ) -> Path:
     """Validate, build the environment (with ``env``), render in memory, then write the bundle
     atomically to ``out``; return ``out``.
@@ -42,7 +47,8 @@ def generate(
     An input left as None takes its default from spec.DEFAULTS, the one place
     defaults are written. ``requirements`` is a file of packages, one per line, added
     to ``packages``; ``lock`` an earlier bundle's pylock.toml to build the same
-    environment from. Raises InvalidValue for bad input, EnvBuildError when the
+    environment from. ``progress`` is told each step of the environment's build (a
+    ``generator.environment.Step``: resolving, each wheel and its bytes, laying out). Raises InvalidValue for bad input, EnvBuildError when the
     environment cannot be built and OutputError when ``out`` may not be replaced or
     cannot be written; in every case nothing has been written, and no folder created.
     """
@@ -70,9 +76,11 @@ def generate(
     check_target(os.path.abspath(out), force=force)  # before minutes of downloads, not after
     built = None
     if spec.env:
-        from .environment import build_environment_for  # here: only --env needs the environment's code
+        from .environment import build_environment_for, no_progress  # here: only --env needs its code
 
-        built = build_environment_for(spec, lock=lock_text, lock_source=str(lock), offline=offline, cache=cache)
+        built = build_environment_for(
+            spec, lock=lock_text, lock_source=str(lock), offline=offline, cache=cache, progress=progress or no_progress
+        )
     write_bundle(render(spec, env=built), out, force=force)
     return Path(out)
 

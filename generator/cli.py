@@ -248,18 +248,23 @@ def _inputs_from(manifest_path: str, *, offline: bool) -> dict[str, Any]:
 
 
 def _generate(out: str, force: bool, inputs: dict[str, Any], from_: str | None = None) -> None:
+    import sys
     import time
 
     from .api import generate  # lazily: --help and --version need none of it
 
     started = time.monotonic()
+    report = None
     if inputs.get("env"):
+        from .progress import BuildProgress
+
         click.echo(
             "Building the environment (the first build downloads every wheel of the lock; later ones use the cache)...",
             err=True,
         )
+        report = BuildProgress(sys.stderr)
     try:
-        path = generate(out=out, force=force, **inputs)
+        path = generate(out=out, force=force, progress=report, **inputs)
     except InvalidValue as exc:
         # Every refusal of an input, whichever rule it breaks, reads the same way:
         # "Invalid value for '--flag': 'value': rule" (click's form), exit 2. With --from the

@@ -129,6 +129,19 @@ def md_code(value: str | int | WinPath) -> str:
     return text
 
 
+# Mermaid's entity codes (decimal, "#35;") for what would end or change a quoted label: the
+# quote itself, '#' (which starts a code), and what its HTML labels or Markdown's fence would read.
+_MERMAID_CODES = str.maketrans({ch: f"#{ord(ch)};" for ch in '"#&<>`'})
+
+
+def md_mermaid(value: str | int | WinPath) -> str:
+    """Text inside a quoted label of a Mermaid diagram, in a fenced block the template opens and
+    closes: shown as itself, each character Mermaid would read as markup given as its code."""
+    text = str(value)
+    _refuse_controls(text, "Markdown")
+    return text.translate(_MERMAID_CODES)
+
+
 def md(value: str | int | WinPath) -> str:
     """A Markdown code span: shown verbatim, whatever backticks the value holds."""
     text = str(value)

@@ -58,7 +58,7 @@ FILTERS: dict[str, dict[str, Callable[[Any], str]]] = {
     "bat": {"bat": escape.bat, "bat_text": escape.bat_text},
     "ps": {"ps": escape.ps, "ps_text": escape.ps_text},
     "py": {"py": escape.py, "py_text": escape.py_text},
-    "md": {"md": escape.md, "md_text": escape.md_text, "md_code": escape.md_code},
+    "md": {"md": escape.md, "md_text": escape.md_text, "md_code": escape.md_code, "md_mermaid": escape.md_mermaid},
     "hosts": {"hosts": escape.hosts},
     "xml": {},  # autoescaped by Jinja; control characters refused (escape.xml_value)
 }

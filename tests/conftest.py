@@ -128,3 +128,29 @@ def grammars() -> dict:
 def grammar(grammars):
     """The grammar the parse-tree checks walk: tree-sitter-pwsh."""
     return grammars["tree-sitter-pwsh"]
+
+
+@pytest.fixture
+def fake_uv(fp, monkeypatch, tmp_path):
+    """uv faked with pytest-subprocess (register its answers on the returned ``fp``); the
+    environment's cache in ``tmp_path``."""
+    from support.index import FAKE_UV
+
+    monkeypatch.setattr("generator.environment.build.find_uv", lambda: FAKE_UV)
+    monkeypatch.setenv("GEN_BUNDLE_CACHE_DIR", str(tmp_path / "cache"))
+    return fp
+
+
+@pytest.fixture
+def index():
+    """support.index.Index served on loopback: set ``Index.files``, read ``server_port``."""
+    import http.server
+    import threading
+
+    from support.index import Index
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Index)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()

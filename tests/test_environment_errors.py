@@ -8,10 +8,8 @@ lock pins. No test here needs the network.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
-import threading
 import zipfile
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from generator.environment import EnvBuildError, Target
 from generator.environment.archive import install_archive
 from generator.environment.lock import Pin, parse_lock
 
-FAKE_UV = "/fake/bin/uv"
+from support.index import FAKE_UV, Index
 
 # uv's messages, line by line as it printed them (some lines are long).
 UNKNOWN = """error: No solution found when resolving dependencies
@@ -42,13 +40,6 @@ NO_NETWORK = """error: Request failed after 3 retries in 5.5s
   cause: client error (Connect)
   cause: dns error: failed to lookup address information: Temporary failure in name resolution
 """
-
-
-@pytest.fixture
-def fake_uv(fp, monkeypatch, tmp_path):
-    monkeypatch.setattr("generator.environment.build.find_uv", lambda: FAKE_UV)
-    monkeypatch.setenv("GEN_BUNDLE_CACHE_DIR", str(tmp_path / "cache"))
-    return fp
 
 
 def run(tmp_path: Path, *flags: str):
@@ -80,28 +71,6 @@ def test_a_failed_resolution_is_explained_and_writes_nothing(fake_uv, tmp_path, 
     assert command[command.index("--python-platform") + 1] == "x86_64-pc-windows-msvc"
     assert command[command.index("--python-version") + 1] == "3.13"
     assert command[command.index("--only-binary") + 1] == ":all:"
-
-
-class Index(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        data = self.files.get(self.path)
-        self.send_response(200 if data is not None else 404)
-        self.end_headers()
-        self.wfile.write(data or b"")
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def index():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Index)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
 
 
 def lock_for(base: str, wheels: dict[str, bytes], pinned: dict[str, str] | None = None) -> str:

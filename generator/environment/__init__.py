@@ -15,16 +15,32 @@ from typing import TYPE_CHECKING
 
 from ..errors import EnvBuildError
 from .build import BuiltEnv, build_environment
+from .fetch import Progress, Step, no_progress
 from .target import Target
 
 if TYPE_CHECKING:
     from ..spec import BundleSpec
 
-__all__ = ["BuiltEnv", "EnvBuildError", "Target", "build_environment", "build_environment_for"]
+__all__ = [
+    "BuiltEnv",
+    "EnvBuildError",
+    "Progress",
+    "Step",
+    "Target",
+    "build_environment",
+    "build_environment_for",
+    "no_progress",
+]
 
 
 def build_environment_for(
-    spec: BundleSpec, *, lock: str | None, lock_source: str, offline: bool, cache: str | os.PathLike[str] | None
+    spec: BundleSpec,
+    *,
+    lock: str | None,
+    lock_source: str,
+    offline: bool,
+    cache: str | os.PathLike[str] | None,
+    progress: Progress = no_progress,
 ) -> BuiltEnv:
     """The spec's environment, for Windows x64 and its CPython version: resolved (or read from
     ``lock``), its wheels fetched (minutes, the first time) and laid out; every package the spec
@@ -43,6 +59,7 @@ def build_environment_for(
         lock_source=lock_source,
         name=spec.name,
         generator_version=spec.version,
+        progress=progress,
     )
     pinned = {normalize_package(package.name) for package in built.packages}
     for requirement in spec.packages:

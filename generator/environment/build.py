@@ -17,7 +17,7 @@ from ..spec import NOTEBOOK_PACKAGE
 from ..spec import normalize_package as normalize
 from ..winpath import MAX_FOLDER_CHARS, MAX_PATH_CHARS
 from .archive import install_archive
-from .fetch import fetch
+from .fetch import Progress, Step, fetch, no_progress
 from .lock import Pin, parse_lock, resolve
 from .sbom import cyclonedx, licence_text
 from .target import Target
@@ -163,16 +163,19 @@ def build_environment(
     lock_source: str = "the lock",
     name: str = "notebook",
     generator_version: str = "0",
+    progress: Progress = no_progress,
 ) -> BuiltEnv:
     """Resolve ``requirements`` for ``target`` (or take the pylock.toml text ``lock``), fetch the
     wheels and lay them out. Writes only into the cache; raises EnvBuildError with the reason."""
     cache = cache or default_cache()
     if lock is None:
+        progress(Step("resolve"))
         lock = resolve(requirements, target, uv=find_uv(), cache=cache, offline=offline)
         lock_source = f"the resolution for {target.description}"
     pins = parse_lock(lock, target, source=lock_source)
     _check_required(pins, lock_source)
-    wheels = fetch(pins, cache=cache, offline=offline)
+    wheels = fetch(pins, cache=cache, offline=offline, progress=progress)
+    progress(Step("layout", count=len(pins)))
     installed = install_archive(pins, wheels, target)
     _check_path_length(installed.longest_path, installed.longest_folder, name)
     archive_sha256 = hashlib.sha256(installed.archive).hexdigest()

@@ -12,6 +12,8 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EnvBuildError, NotInCache
@@ -20,26 +22,56 @@ from .lock import Pin
 # A wheel larger than this is not one the notebook environment needs (the largest is about 10 MB).
 MAX_WHEEL_BYTES = 512 * 1024 * 1024
 TIMEOUT_SECONDS = 120
+CHUNK_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Step:
+    """Where a build is, for whoever shows it (the CLI: a bar on a terminal, lines otherwise).
+
+    ``stage``: "resolve" (uv resolves the packages), "wheel" (a wheel is being downloaded:
+    ``received`` of ``size`` bytes so far, ``size`` None when neither lock nor server says),
+    "wheel-done" (a wheel is in hand, ``cached`` when the cache had it), "layout" (the wheels are
+    being laid out into the archive). ``index`` counts the wheels from 1 to ``count``.
+    """
+
+    stage: str
+    index: int = 0
+    count: int = 0
+    name: str = ""
+    version: str = ""
+    received: int = 0
+    size: int | None = None
+    cached: bool = False
+
+
+Progress = Callable[[Step], None]
+
+
+def no_progress(step: Step) -> None:
+    """The default: a library caller that asked for no report gets none."""
 
 
 def cached_path(cache: Path, pin: Pin) -> Path:
     return cache / "wheels" / pin.sha256[:2] / pin.sha256 / pin.filename
 
 
-def fetch(pins: tuple[Pin, ...], *, cache: Path, offline: bool) -> dict[str, bytes]:
+def fetch(pins: tuple[Pin, ...], *, cache: Path, offline: bool, progress: Progress = no_progress) -> dict[str, bytes]:
     """SHA-256 -> the wheel's bytes, for every pin; each one matches its pin's digest."""
     wheels: dict[str, bytes] = {}
-    for pin in pins:
+    for index, pin in enumerate(pins, start=1):
         path = cached_path(cache, pin)
         data = _read_cached(path, pin)
+        cached = data is not None
         if data is None:
             if offline:
                 raise NotInCache(
                     f"--offline: {pin.filename} ({pin.name} {pin.version}) is not in the cache {cache}; "
                     "build once with the network first"
                 )
-            data = _download(pin)
+            data = _download(pin, lambda step: progress(Step("wheel", index, len(pins), *step)))  # noqa: B023 (called here)
             _store(path, data)
+        progress(Step("wheel-done", index, len(pins), pin.name, pin.version, len(data), len(data), cached))
         wheels[pin.sha256] = data
     return wheels
 
@@ -52,11 +84,24 @@ def _read_cached(path: Path, pin: Pin) -> bytes | None:
     return data if hashlib.sha256(data).hexdigest() == pin.sha256 else None
 
 
-def _download(pin: Pin) -> bytes:
+def _download(pin: Pin, received: Callable[[tuple[str, str, int, int | None]], None]) -> bytes:
+    """The wheel's bytes, read in chunks; ``received`` is told (name, version, bytes so far,
+    size) after each."""
     request = urllib.request.Request(pin.url, headers={"User-Agent": "gen-bundle"})
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310 (http(s) only: lock.py)
-            data: bytes = response.read(MAX_WHEEL_BYTES + 1)
+            length = response.headers.get("Content-Length")
+            size = pin.size if pin.size is not None else int(length) if length and length.isdigit() else None
+            chunks: list[bytes] = []
+            count = 0
+            while count <= MAX_WHEEL_BYTES:
+                chunk = response.read(min(CHUNK_BYTES, MAX_WHEEL_BYTES + 1 - count))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                count += len(chunk)
+                received((pin.name, pin.version, count, size))
+            data = b"".join(chunks)
     except urllib.error.HTTPError as exc:
         raise EnvBuildError(
             f"cannot download {pin.filename} ({pin.name} {pin.version}): {exc.code} {exc.reason} from {pin.url}"
