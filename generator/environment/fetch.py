@@ -7,6 +7,7 @@ downloaded anew. A second build from a warm cache sends no request at all.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import tempfile
@@ -69,11 +70,21 @@ def fetch(pins: tuple[Pin, ...], *, cache: Path, offline: bool, progress: Progre
                     f"--offline: {pin.filename} ({pin.name} {pin.version}) is not in the cache {cache}; "
                     "build once with the network first"
                 )
-            data = _download(pin, lambda step: progress(Step("wheel", index, len(pins), *step)))  # noqa: B023 (called here)
+            data = _download(pin, _Received(progress, Step("wheel", index, len(pins), pin.name, pin.version)))
             _store(path, data)
         progress(Step("wheel-done", index, len(pins), pin.name, pin.version, len(data), len(data), cached))
         wheels[pin.sha256] = data
     return wheels
+
+
+class _Received:
+    """Tells ``progress`` the bytes of one wheel's download so far, as that wheel's step."""
+
+    def __init__(self, progress: Progress, step: Step) -> None:
+        self.progress, self.step = progress, step
+
+    def __call__(self, received: int, size: int | None) -> None:
+        self.progress(dataclasses.replace(self.step, received=received, size=size))
 
 
 def _read_cached(path: Path, pin: Pin) -> bytes | None:
@@ -84,9 +95,9 @@ def _read_cached(path: Path, pin: Pin) -> bytes | None:
     return data if hashlib.sha256(data).hexdigest() == pin.sha256 else None
 
 
-def _download(pin: Pin, received: Callable[[tuple[str, str, int, int | None]], None]) -> bytes:
-    """The wheel's bytes, read in chunks; ``received`` is told (name, version, bytes so far,
-    size) after each."""
+def _download(pin: Pin, received: Callable[[int, int | None], None]) -> bytes:
+    """The wheel's bytes, read in chunks; ``received`` is told the bytes so far, and the size
+    when the lock or the server says it, after each."""
     request = urllib.request.Request(pin.url, headers={"User-Agent": "gen-bundle"})
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310 (http(s) only: lock.py)
@@ -100,7 +111,7 @@ def _download(pin: Pin, received: Callable[[tuple[str, str, int, int | None]], N
                     break
                 chunks.append(chunk)
                 count += len(chunk)
-                received((pin.name, pin.version, count, size))
+                received(count, size)
             data = b"".join(chunks)
     except urllib.error.HTTPError as exc:
         raise EnvBuildError(
