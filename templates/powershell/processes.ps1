@@ -143,6 +143,8 @@ function Get-BundleProcess {
         $launcherStart.ContainsKey([int]$_.ParentProcessId) -and $_.CreationDate -ge $launcherStart[[int]$_.ParentProcessId] -and
             @('ping.exe', 'find.exe') -contains $_.Name
     })
+    # With --env, a launcher's python.exe also runs from the install folder: listed once, as a launcher.
+    $servers = @($servers | Where-Object { -not $launcherStart.ContainsKey([int]$_.ProcessId) })
     return @($launchers + $children + $servers)
 }
 

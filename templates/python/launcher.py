@@ -6,19 +6,20 @@ import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))  # the install folder: the .bat names this file by its full path
-STATE = os.path.join(os.environ[STATE_BASE], *STATE_PATH.split("\\"))
-
-
-def state_file(name: str) -> str:
-    return os.path.join(STATE, name)
-
 
 def windows_path(base: str, rest: str) -> str:
     """A path as cmd.exe would expand %base%\\rest: the user's own value of the variable."""
     if not base:
         return rest
     return os.path.join(os.environ[base], *rest.split("\\")) if rest else os.environ[base]
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))  # the install folder: the .bat names this file by its full path
+STATE = windows_path(STATE_BASE, STATE_PATH)
+
+
+def state_file(name: str) -> str:
+    return os.path.join(STATE, name)
 
 
 def log(message: str) -> None:

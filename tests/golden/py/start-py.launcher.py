@@ -1,4 +1,4 @@
-r"""gen-bundle 0.3.15: keeps the Jupyter notebook server for http://py/ running.
+r"""gen-bundle 0.3.16: keeps the Jupyter notebook server for http://py/ running.
 
 install.ps1 puts this file at %ProgramFiles%\gen-bundle\py\start-py.launcher.py; start-py.bat, which
 the logon task \gen-bundle\py runs as the user who logs on, runs it with
@@ -175,19 +175,20 @@ import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))  # the install folder: the .bat names this file by its full path
-STATE = os.path.join(os.environ[STATE_BASE], *STATE_PATH.split("\\"))
-
-
-def state_file(name: str) -> str:
-    return os.path.join(STATE, name)
-
 
 def windows_path(base: str, rest: str) -> str:
     """A path as cmd.exe would expand %base%\\rest: the user's own value of the variable."""
     if not base:
         return rest
     return os.path.join(os.environ[base], *rest.split("\\")) if rest else os.environ[base]
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))  # the install folder: the .bat names this file by its full path
+STATE = windows_path(STATE_BASE, STATE_PATH)
+
+
+def state_file(name: str) -> str:
+    return os.path.join(STATE, name)
 
 
 def log(message: str) -> None:

@@ -1,8 +1,8 @@
-﻿# gen-bundle 0.3.15: the engine of every bundle this version makes.
+﻿# gen-bundle 0.3.16: the engine of every bundle this version makes.
 #
 # install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
 # this module holds what each step does. It is the same file, byte for byte, in every bundle
-# of gen-bundle 0.3.15, whatever its inputs: a reviewer who approved it once recognises it by
+# of gen-bundle 0.3.16, whatever its inputs: a reviewer who approved it once recognises it by
 # its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
 # bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
 # in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
@@ -13,8 +13,8 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.3.15'
-$EngineFile        = 'gen-bundle-0.3.15.psm1'
+$EngineVersion     = '0.3.16'
+$EngineFile        = 'gen-bundle-0.3.16.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
@@ -890,6 +890,8 @@ function Get-BundleProcess {
         $launcherStart.ContainsKey([int]$_.ParentProcessId) -and $_.CreationDate -ge $launcherStart[[int]$_.ParentProcessId] -and
             @('ping.exe', 'find.exe') -contains $_.Name
     })
+    # With --env, a launcher's python.exe also runs from the install folder: listed once, as a launcher.
+    $servers = @($servers | Where-Object { -not $launcherStart.ContainsKey([int]$_.ProcessId) })
     return @($launchers + $children + $servers)
 }
 
