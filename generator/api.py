@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidValue
+from .inputs import OUT
 from .output import StrPath, check_target, write_bundle
 from .render import render
 from .spec import build_spec
@@ -21,56 +22,34 @@ MAX_INPUT_FILE_BYTES = 16 * 1024 * 1024
 
 def generate(
     *,
-    ip: str,
-    name: str,
-    port: int | None = None,
-    notebook_dir: str | None = None,
-    python: str | None = None,
-    auth: str | None = None,
-    window: str | None = None,
-    scope: str | None = None,
-    user: str | None = None,
-    env: bool | None = None,
-    python_version: str | None = None,
-    packages: Iterable[str] | None = None,
     requirements: StrPath | None = None,
     lock: StrPath | None = None,
     offline: bool = False,
-    cache: StrPath | None = None,
-    out: StrPath = "out",
+    out: StrPath = OUT,
     force: bool = False,
+    cache: StrPath | None = None,
     progress: Callable[[Step], None] | None = None,
+    **inputs: Any,
 ) -> Path:
     """Validate, build the environment (with ``env``), render in memory, then write the bundle
     atomically to ``out``; return ``out``.
 
-    An input left as None takes its default from spec.DEFAULTS, the one place
-    defaults are written. ``requirements`` is a file of packages, one per line, added
-    to ``packages``; ``lock`` an earlier bundle's pylock.toml to build the same
-    environment from. ``progress`` is told each step of the environment's build (a
-    ``generator.environment.Step``: resolving, each wheel and its bytes, laying out). Raises InvalidValue for bad input, EnvBuildError when the
-    environment cannot be built and OutputError when ``out`` may not be replaced or
-    cannot be written; in every case nothing has been written, and no folder created.
+    ``inputs`` are the bundle's inputs, named as BundleSpec's input fields (``spec.INPUTS``:
+    ip, name, port, ...; the command line's flags with "_" for "-", and ``packages`` for
+    --package): ``ip`` and ``name`` are required, and one left out or None takes its default
+    (``spec.DEFAULTS``). The other keywords are the build's options (generator/inputs.py):
+    ``requirements`` is a file of packages, one per line, added to ``packages``; ``lock`` an
+    earlier bundle's pylock.toml to build the same environment from; ``progress`` is told each
+    step of the environment's build (a ``generator.environment.Step``: resolving, each wheel and
+    its bytes, laying out). Raises InvalidValue for bad input, EnvBuildError when the
+    environment cannot be built and OutputError when ``out`` may not be replaced or cannot be
+    written; in every case nothing has been written, and no folder created.
     """
-    wanted = list(packages or ())
     if requirements is not None:
-        wanted += read_requirements(requirements)
-    if not env and (lock is not None or offline):
+        inputs["packages"] = [*(inputs.get("packages") or ()), *read_requirements(requirements)]
+    if not inputs.get("env") and (lock is not None or offline):
         raise InvalidValue("lock" if lock is not None else "offline", str(lock or "--offline"), "goes with --env only")
-    spec = build_spec(
-        ip=ip,
-        name=name,
-        port=port,
-        notebook_dir=notebook_dir,
-        python=python,
-        auth=auth,
-        window=window,
-        scope=scope,
-        user=user,
-        env=env,
-        python_version=python_version,
-        packages=tuple(wanted),
-    )
+    spec = build_spec(**inputs)
     lock_text = _read_text("lock", lock) if lock is not None else None
     out = os.fspath(out)
     check_target(os.path.abspath(out), force=force)  # before minutes of downloads, not after

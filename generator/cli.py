@@ -11,13 +11,17 @@ reads the same whichever rule it breaks.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from . import __version__
 from .errors import GenBundleError, InvalidValue
-from .spec import AUTH_MODES, DEFAULTS, SCOPES, WINDOW_MODES
+from .inputs import BUILD_OPTIONS, Input
+from .spec import DECLARED
+
+FC = TypeVar("FC", bound=Callable[..., Any])
 
 EPILOG = """\b
 Examples:
@@ -38,23 +42,41 @@ Paths are Windows paths on the target machines. A path may start with
 expanded on the target; every other % is literal.
 """
 
-OPTION_FLAGS = {
-    "ip": "--ip",
-    "name": "--name",
-    "port": "--port",
-    "notebook_dir": "--notebook-dir",
-    "python": "--python",
-    "auth": "--auth",
-    "window": "--window",
-    "scope": "--scope",
-    "user": "--user",
-    "env": "--env",
-    "python_version": "--python-version",
-    "packages": "--package",
-    "requirements": "--requirements",
-    "lock": "--lock",
-    "offline": "--offline",
-}
+# Every option of a render: the bundle's inputs, then the build's options, each declared once
+# (generator/spec.py, generator/inputs.py), in the order --help lists them.
+DECLARED_OPTIONS: dict[str, Input] = {**DECLARED, **BUILD_OPTIONS}
+OPTION_FLAGS = {name: declaration.flag for name, declaration in DECLARED_OPTIONS.items()}
+
+
+# What may be given with --from, which takes every other input from bundle.json.
+FROM_ALLOWS = ("offline",)
+
+
+def _option(name: str, declaration: Input) -> Callable[[FC], FC]:
+    """The click option of one declared input. Options take text and leave every check to the
+    spec, so that a refusal reads the same whichever rule it breaks; ip and name are checked for
+    being given below, not by click, so that the group's commands can go without them."""
+    if declaration.switch:
+        return click.option(declaration.flag, name, is_flag=True, help=declaration.help)
+    if declaration.repeat:
+        return click.option(
+            declaration.flag, name, multiple=True, metavar=declaration.shown_metavar, help=declaration.help
+        )
+    return click.option(
+        declaration.flag,
+        name,
+        type=str,
+        metavar=declaration.shown_metavar,
+        default=declaration.default,
+        show_default=declaration.default is not None,
+        help=declaration.help + ("  [required]" if declaration.required else ""),
+    )
+
+
+def _declared_options(function: FC) -> FC:
+    for name, declaration in reversed(DECLARED_OPTIONS.items()):
+        function = _option(name, declaration)(function)
+    return function
 
 
 # The subcommands, in generator/commands.py: loaded for a command's name or --help, so that a
@@ -86,97 +108,7 @@ class BundleGroup(click.Group):
     epilog=EPILOG,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100, "terminal_width": 100},
 )
-@click.option(
-    "--ip",
-    metavar="ADDRESS",
-    help="Loopback address of the bundle, inside 127.0.0.0/8: the broker holds it from boot.  [required]",
-)
-@click.option("--name", metavar="NAME", help="Host name for the browser (http://NAME/): one DNS label.  [required]")
-@click.option(
-    "--port",
-    type=str,
-    metavar="PORT",
-    default=DEFAULTS["port"],
-    show_default=True,
-    help="TCP port of the bundle's address.",
-)
-@click.option(
-    "--notebook-dir",
-    metavar="PATH",
-    default=DEFAULTS["notebook_dir"],
-    show_default=True,
-    help="Folder the notebook server opens; created at start when missing.",
-)
-@click.option(
-    "--python",
-    metavar="PATH",
-    default=DEFAULTS["python"],
-    show_default=True,
-    help="python.exe on the target machines, installed for all users, with notebook installed: the broker and "
-    "each user's server run it; with --env, the base Python that the bundle's environment uses.",
-)
-@click.option(
-    "--auth",
-    metavar="[" + "|".join(AUTH_MODES) + "]",
-    default=DEFAULTS["auth"],
-    show_default=True,
-    help="token: each user's server takes only the broker's requests (which carry its secret, made anew at "
-    "every start) and programs of that user that send the secret; http://NAME/ asks nobody for a sign-in. "
-    "none: the server takes any request that reaches its port - any account of the PC can run code as that user.",
-)
-@click.option(
-    "--window",
-    metavar="[" + "|".join(WINDOW_MODES) + "]",
-    default=DEFAULTS["window"],
-    show_default=True,
-    help="hidden: no console window (conhost --headless). minimized: a minimized console window.",
-)
-@click.option(
-    "--scope",
-    metavar="[" + "|".join(SCOPES) + "]",
-    default=DEFAULTS["scope"],
-    show_default=True,
-    help="machine: every user who logs on gets their own server. user: only the account given by --user.",
-)
-@click.option("--user", metavar="DOMAIN\\NAME", help="The account a --scope user bundle is for.")
-@click.option(
-    "--env",
-    is_flag=True,
-    help="Bring a locked Python environment with notebook (wheels for Windows x64, pinned by SHA-256), "
-    "installed beside the launcher and wired to the base Python that --python names.",
-)
-@click.option(
-    "--python-version",
-    metavar="3.N",
-    help="With --env: the CPython version of the target's base Python.  [default: read from --python, "
-    "e.g. Python313 -> 3.13]",
-)
-@click.option(
-    "--package",
-    "packages",
-    multiple=True,
-    metavar="NAME[==VER]",
-    help="With --env: a package to add to notebook (repeatable).",
-)
-@click.option("--requirements", metavar="FILE", help="With --env: a file of packages to add, one per line.")
-@click.option(
-    "--lock",
-    metavar="FILE",
-    help="With --env: build the environment from this pylock.toml (an earlier bundle's) instead of resolving anew.",
-)
-@click.option(
-    "--offline",
-    is_flag=True,
-    help="With --env: use only the cache (GEN_BUNDLE_CACHE_DIR, else ~/.cache/gen-bundle); no network.",
-)
-@click.option(
-    "--out",
-    metavar="DIR",
-    default="out",
-    show_default=True,
-    help="Directory to write the bundle to.",
-)
-@click.option("--force", is_flag=True, help="Replace a bundle that an earlier run wrote to --out.")
+@_declared_options
 @click.option(
     "--from",
     "from_",
@@ -188,9 +120,12 @@ class BundleGroup(click.Group):
 def main(ctx: click.Context, /, out: str, force: bool, from_: str | None, **inputs: Any) -> None:
     """Render a Windows deployment bundle that runs a Jupyter notebook server at http://NAME/.
 
-    The bundle (a launcher, a Task Scheduler task, a hosts-file block,
-    install.ps1, uninstall.ps1 and a README for the reviewer) is written to
-    --out. Nothing is installed on this machine. The commands below check,
+    The bundle is written to --out: install.ps1, uninstall.ps1 and detect.ps1
+    and the engine module they share; two Task Scheduler tasks (the broker's
+    at boot, each user's server at logon) with the .bat and Python scripts
+    they run; the hosts-file lines; with --env, the environment's archive,
+    pylock.toml and SBOM; SHA256SUMS, bundle.json, and a README for the
+    reviewer. Nothing is installed on this machine. The commands below check,
     compare and sign bundles.
     """
     given = [name for name, value in inputs.items() if _given(ctx, name, value)]
@@ -204,9 +139,8 @@ def main(ctx: click.Context, /, out: str, force: bool, from_: str | None, **inpu
             raise click.UsageError(f"the options of a bundle go without a command ({ctx.invoked_subcommand})")
         return
     if from_ is not None:
-        allowed = {"offline"}
-        if set(given) - allowed:
-            flags = ", ".join(OPTION_FLAGS[name] for name in given if name not in allowed)
+        if set(given) - set(FROM_ALLOWS):
+            flags = ", ".join(OPTION_FLAGS[name] for name in given if name not in FROM_ALLOWS)
             raise click.UsageError(f"--from takes the inputs from bundle.json: {flags} cannot be given with it")
         inputs = _inputs_from(from_, offline=bool(inputs.get("offline")))
     else:
@@ -240,11 +174,8 @@ def _inputs_from(manifest_path: str, *, offline: bool) -> dict[str, Any]:
     if inputs.get("env"):
         from .bundle_format import ENV_LOCK
 
-        lock = Path(manifest_path).parent / ENV_LOCK
-        inputs.update(lock=str(lock), offline=offline)
-    elif offline:
-        raise click.UsageError("--offline goes with a bundle that has an environment")
-    return inputs
+        inputs["lock"] = str(Path(manifest_path).parent / ENV_LOCK)
+    return {**inputs, "offline": offline}  # generate() refuses --offline for a bundle without --env
 
 
 def _generate(out: str, force: bool, inputs: dict[str, Any], from_: str | None = None) -> None:
@@ -270,7 +201,7 @@ def _generate(out: str, force: bool, inputs: dict[str, Any], from_: str | None =
         # "Invalid value for '--flag': 'value': rule" (click's form), exit 2. With --from the
         # value is the earlier bundle's: its key in that bundle.json is named, not a flag not typed.
         hint = f"'{OPTION_FLAGS.get(exc.param, exc.param)}'"
-        if from_ is not None:
+        if from_ is not None and exc.param not in FROM_ALLOWS:
             hint = f"'{exc.param}' in {from_}"
         raise click.BadParameter(str(exc), param_hint=hint) from None
     except (GenBundleError, OSError) as exc:

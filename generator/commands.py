@@ -76,6 +76,8 @@ def engine(save: str | None) -> None:
         import tempfile
         from pathlib import Path
 
+        from .output import share_as_umask
+
         target = Path(save) / name
         try:
             if target.exists() and target.read_bytes() != data:
@@ -85,9 +87,7 @@ def engine(save: str | None) -> None:
             try:
                 with os.fdopen(handle, "wb") as stream:
                     stream.write(data)
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(staging, 0o666 & ~umask)  # mkstemp's 0600 would hide it from other reviewers
+                share_as_umask(staging, 0o666)  # mkstemp's 0600 would hide it from other reviewers
                 os.replace(staging, target)
             finally:
                 if os.path.exists(staging):

@@ -18,6 +18,16 @@ from .errors import OutputError
 StrPath = str | os.PathLike[str]
 
 
+def share_as_umask(path: StrPath, mode: int) -> None:
+    """Give ``path``, made private by mkdtemp or mkstemp, the mode a plain mkdir or open would
+    have: ``mode`` less the umask, so that other reviewers of the machine read what was written.
+
+    The umask can only be read by setting it: set and restored at once."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 def _holds_previous_bundle(out: str) -> bool:
     """True when every entry in ``out`` is a file an earlier bundle.json lists.
 
@@ -122,9 +132,7 @@ def _remove_empty(created: list[str]) -> None:
 def _write(files: Mapping[str, bytes], out: str) -> None:
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.new-", dir=os.path.dirname(out))
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would hide the bundle from reviewers
+        share_as_umask(staging, 0o777)  # mkdtemp's 0700 would hide the bundle from reviewers
         for name, data in files.items():
             with open(os.path.join(staging, name), "xb") as handle:
                 handle.write(data)

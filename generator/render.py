@@ -14,11 +14,9 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import bundle_format, escape
-from . import layout as constants
+from . import bundle_format, constants, escape, figures
 from .bundle_format import (
     BUNDLE_JSON,
-    ENV_ARCHIVE,
     ENV_FILES,
     HOSTS_FILE,
     MANIFEST_SCHEMA,
@@ -262,43 +260,6 @@ def _encode(text: str, output: Output) -> bytes:
     return text.encode(output.encoding)
 
 
-def line_count(data: bytes) -> int:
-    """The lines of a rendered text file, whatever its encoding: what the README tells a reviewer.
-
-    In UTF-8 a newline is the byte 0x0A and no other character holds that byte, so the lines
-    are counted without decoding the file (the engine is some 100 KB)."""
-    if data.startswith(b"\xff\xfe"):
-        return data.decode("utf-16").count("\n")
-    return data.count(b"\n")
-
-
-def engine_parts(data: bytes) -> list[tuple[str, str, int, int]]:
-    """The engine's parts as (name, what it holds, first line, last line): each opens with a
-    ``# ---- name: what ----`` line, so the README says where each is and how long, measured.
-
-    Read as bytes, a heading found and its line counted by byte searches: the engine is some
-    100 KB, and decoding and splitting it costs more than the rest of the README."""
-    body = data.removeprefix(b"\xef\xbb\xbf")
-    heads: list[tuple[int, str, str]] = []
-    starts = [0] if body.startswith(b"# ---- ") else []
-    found = body.find(b"\n# ---- ")
-    while found >= 0:
-        starts.append(found + 1)
-        found = body.find(b"\n# ---- ", found + 1)
-    number, counted = 1, 0  # the line number of body[counted:]'s first line
-    for start in starts:
-        number += body.count(b"\n", counted, start)
-        counted = start
-        end = body.find(b"\n", start)
-        line = body[start : end if end >= 0 else len(body)].decode("utf-8").rstrip("\r")
-        name, _, what = line[len("# ---- ") :].removesuffix(" ----").partition(": ")
-        heads.append((number, name, what))
-    ends = [head[0] - 1 for head in heads[1:]] + [line_count(data)]
-    return [("constants", "the same in every bundle of this version, and the exit codes", 1, heads[0][0] - 1)] + [
-        (name, what, start, end) for (start, name, what), end in zip(heads, ends, strict=True)
-    ]
-
-
 def render(spec: BundleSpec, env: BuiltEnv | None = None) -> dict[str, bytes]:
     """Every file of the bundle, by name, in sorted order.
 
@@ -323,15 +284,7 @@ def render(spec: BundleSpec, env: BuiltEnv | None = None) -> dict[str, bytes]:
         "layout": Layout(spec),
         "bundle_format": bundle_format,  # the bundle's own file names
         "sha": sha,
-        "lines": lambda name: line_count(files[name]),  # of a file rendered before the README
-        "engine_parts": lambda: engine_parts(files[engine_file(spec.version)]),
-        # what a run that extracts nothing reads of the bundle, of the files rendered before the
-        # README: each once, install.ps1 and the engine twice (to run them, and against SHA256SUMS)
-        "read_bytes": lambda: (
-            sum(len(data) for name, data in files.items() if name != ENV_ARCHIVE)
-            + len(files["install.ps1"])
-            + len(files[engine_file(spec.version)])
-        ),
+        **figures.of(files, engine=engine_file(spec.version)),  # the README's measurements of the others
     }
     for name, output in outputs(spec).items():
         if output.shared:

@@ -9,47 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from . import __version__
 from .errors import InvalidValue
+from .inputs import Input
 from .winpath import WinPath, is_reserved_name, parse_windows_path
 
 AUTH_MODES = ("token", "none")
 WINDOW_MODES = ("hidden", "minimized")
 SCOPES = ("machine", "user")
 
-# The inputs, in the order --help lists them, and the default of each: the one place a
-# default is written. The CLI shows these; the library fills them in for None.
-INPUTS = (
-    "ip",
-    "name",
-    "port",
-    "notebook_dir",
-    "python",
-    "auth",
-    "window",
-    "scope",
-    "user",
-    "env",
-    "python_version",
-    "packages",
-)
-# The inputs of a bundle that brings its own environment (--env); a bundle without one
-# records none of them, so that it is the same, byte for byte, as before they existed.
-ENV_INPUTS = ("env", "python_version", "packages")
-DEFAULTS: dict[str, object] = {
-    "port": 80,
-    "notebook_dir": "%USERPROFILE%\\Notebooks",
-    "python": "%ProgramFiles%\\Python313\\python.exe",
-    "auth": "token",
-    "window": "hidden",
-    "scope": "machine",
-}
-# The defaults of the environment's inputs: no environment, no packages beyond notebook.
-# (--python-version has none: it is read from --python.)
-ENV_DEFAULTS: dict[str, object] = {"env": False, "packages": ()}
 # The package every environment has: the launcher runs its "python -m notebook".
 NOTEBOOK_PACKAGE = "notebook"
 
@@ -68,71 +40,163 @@ def is_dotted_quad(text: str) -> bool:
     return DOTTED_QUAD.fullmatch(text) is not None
 
 
+def _input(*, check: Callable[[Any, Mapping[str, Any]], Any], **declared: Any) -> Any:
+    """A field of BundleSpec that is an input: its declaration, check included, rides in the
+    field's metadata, and its default (none for a required one) is the field's own."""
+    declaration = Input(check=check, **declared)
+    default = dataclasses.MISSING if declaration.required else declaration.default
+    return dataclasses.field(default=default, metadata={"input": declaration, "check": check})
+
+
 @dataclass(frozen=True)
 class BundleSpec:
     """One bundle, fully decided: the render is a pure function of this.
 
-    The checks run when a spec is made, however it is made (the constructor,
-    build_spec, ``spec.replace``): an invalid spec cannot exist, so nothing
-    downstream checks again. Values are normalised on the way in (a path given
-    as text becomes a WinPath, the name becomes lowercase).
+    Each input is declared here once, in the order --help lists it: its field (name, type,
+    default) and, in the field's metadata, its flag, help and check (generator/inputs.py). The
+    click options, generate()'s keyword arguments and bundle.json's keys all follow from these
+    fields. The checks run when a spec is made, however it is made (the constructor,
+    build_spec, ``spec.replace``): an invalid spec cannot exist, so nothing downstream checks
+    again. Values are normalised on the way in (a path given as text becomes a WinPath, the
+    name becomes lowercase).
     """
 
-    FIELDS: ClassVar[tuple[str, ...]] = (*INPUTS, "version")
-    ip: str
-    name: str
-    port: int
-    notebook_dir: WinPath
-    python: WinPath
-    auth: str
-    window: str
-    scope: str
-    user: str | None
-    env: bool
-    python_version: str | None
-    packages: tuple[str, ...]
+    ip: str = _input(
+        flag="--ip",
+        metavar="ADDRESS",
+        required=True,
+        help="Loopback address of the bundle, inside 127.0.0.0/8: the broker holds it from boot.",
+        check=lambda value, _: parse_ip(value),
+    )
+    name: str = _input(
+        flag="--name",
+        metavar="NAME",
+        required=True,
+        help="Host name for the browser (http://NAME/): one DNS label.",
+        check=lambda value, _: parse_name(value),
+    )
+    port: int = _input(
+        flag="--port",
+        metavar="PORT",
+        default=80,
+        help="TCP port of the bundle's address.",
+        check=lambda value, _: parse_port(value),
+    )
+    notebook_dir: WinPath = _input(
+        flag="--notebook-dir",
+        metavar="PATH",
+        default="%USERPROFILE%\\Notebooks",
+        help="Folder the notebook server opens; created at start when missing.",
+        check=lambda value, _: parse_windows_path("notebook_dir", _path_text(value)),
+    )
+    python: WinPath = _input(
+        flag="--python",
+        metavar="PATH",
+        default="%ProgramFiles%\\Python313\\python.exe",
+        help="python.exe on the target machines, installed for all users, with notebook installed: the broker and "
+        "each user's server run it; with --env, the base Python that the bundle's environment uses.",
+        check=lambda value, _: parse_python(value),
+    )
+    auth: str = _input(
+        flag="--auth",
+        choices=AUTH_MODES,
+        default="token",
+        help="token: each user's server takes only the broker's requests (which carry its secret, made anew at "
+        "every start) and programs of that user that send the secret; http://NAME/ asks nobody for a sign-in. "
+        "none: the server takes any request that reaches its port - any account of the PC can run code as that "
+        "user.",
+        check=lambda value, _: parse_choice("auth", value, AUTH_MODES),
+    )
+    window: str = _input(
+        flag="--window",
+        choices=WINDOW_MODES,
+        default="hidden",
+        help="hidden: no console window (conhost --headless). minimized: a minimized console window.",
+        check=lambda value, _: parse_choice("window", value, WINDOW_MODES),
+    )
+    scope: str = _input(
+        flag="--scope",
+        choices=SCOPES,
+        default="machine",
+        help="machine: every user who logs on gets their own server. user: only the account given by --user.",
+        check=lambda value, _: parse_choice("scope", value, SCOPES),
+    )
+    user: str | None = _input(
+        flag="--user",
+        metavar="DOMAIN\\NAME",
+        help="The account a --scope user bundle is for.",
+        check=lambda value, checked: parse_user(checked["scope"], value),
+    )
+    env: bool = _input(
+        flag="--env",
+        switch=True,
+        default=False,
+        env_only=True,
+        help="Bring a locked Python environment with notebook (wheels for Windows x64, pinned by SHA-256), "
+        "installed beside the launcher and wired to the base Python that --python names.",
+        check=lambda value, _: parse_flag("env", value),
+    )
+    python_version: str | None = _input(
+        flag="--python-version",
+        metavar="3.N",
+        env_only=True,
+        help="With --env: the CPython version of the target's base Python.  [default: read from --python, "
+        "e.g. Python313 -> 3.13]",
+        check=lambda value, checked: parse_python_version(checked["env"], value, checked["python"]),
+    )
+    packages: tuple[str, ...] = _input(
+        flag="--package",
+        metavar="NAME[==VER]",
+        repeat=True,
+        default=(),
+        env_only=True,
+        help="With --env: a package to add to notebook (repeatable).",
+        check=lambda value, checked: parse_packages(checked["env"], value),
+    )
     version: str = __version__
 
     def __post_init__(self) -> None:
-        # The fields hold what the caller gave until here. In the order --help lists the flags, so
-        # the first bad flag is the one named; scope is decided before user, which depends on it.
-        python = parse_python(self.python)
-        scope = parse_choice("scope", self.scope, SCOPES)
-        checked: dict[str, object] = {
-            "ip": parse_ip(self.ip),
-            "name": parse_name(self.name),
-            "port": parse_port(self.port),
-            "notebook_dir": parse_windows_path("notebook_dir", _path_text(self.notebook_dir)),
-            "python": python,
-            "auth": parse_choice("auth", self.auth, AUTH_MODES),
-            "window": parse_choice("window", self.window, WINDOW_MODES),
-            "scope": scope,
-        }
-        env = parse_flag("env", self.env)
-        checked["user"] = parse_user(scope, self.user)
-        checked["env"] = env
-        checked["python_version"] = parse_python_version(env, self.python_version, python)
-        checked["packages"] = parse_packages(env, self.packages)
+        # The fields hold what the caller gave until here. Checked in the order --help lists
+        # the flags, so the first bad flag is the one named; each check sees the inputs checked
+        # before it (user needs scope; the environment's inputs need env and python).
+        checked: dict[str, object] = {}
+        for field in dataclasses.fields(self):
+            if "check" in field.metadata:
+                checked[field.name] = field.metadata["check"](getattr(self, field.name), checked)
         if not isinstance(self.version, str) or not VERSION.fullmatch(self.version):
             raise InvalidValue("version", self.version, "must be a version number like 1.2.3")
-        for field, value in checked.items():
-            object.__setattr__(self, field, value)
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
     def replace(self, **changes: Any) -> BundleSpec:
         """Another spec with ``changes``: checked like any other."""
-        unknown = sorted(set(changes) - set(self.FIELDS))
+        unknown = sorted(set(changes) - {*INPUTS, "version"})
         if unknown:
             raise TypeError(f"BundleSpec has no field {unknown[0]!r}")
         return dataclasses.replace(self, **changes)
 
     def inputs(self) -> dict[str, object]:
-        """The inputs as the user would pass them again (bundle.json); the environment's only with --env."""
+        """The inputs as the user would pass them again (bundle.json); the environment's only
+        with --env, so that a bundle without one is the same, byte for byte, as before they existed."""
         keys = INPUTS if self.env else tuple(key for key in INPUTS if key not in ENV_INPUTS)
         values = {key: getattr(self, key) for key in keys}
         return {
             key: str(value) if isinstance(value, WinPath) else list(value) if isinstance(value, tuple) else value
             for key, value in values.items()
         }
+
+
+# Each input's declaration, by name, in the order --help lists them.
+DECLARED: dict[str, Input] = {
+    field.name: field.metadata["input"] for field in dataclasses.fields(BundleSpec) if "input" in field.metadata
+}
+INPUTS = tuple(DECLARED)
+# The inputs a bundle records only when it brings its own environment (--env).
+ENV_INPUTS = tuple(name for name, declaration in DECLARED.items() if declaration.env_only)
+# What an input left out (or None) means: the one place a default is written is its field above.
+DEFAULTS: dict[str, object] = {
+    name: declaration.default for name, declaration in DECLARED.items() if not declaration.required
+}
 
 
 def parse_ip(value: object) -> str:
@@ -342,14 +406,15 @@ def _path_text(value: object) -> object:
 
 
 def build_spec(**inputs: object) -> BundleSpec:
-    """The spec for the given inputs (keyword arguments named as in DEFAULTS),
+    """The spec for the given inputs (keyword arguments named as BundleSpec's input fields),
     the defaults filled in for those left out or given as None."""
     unknown = sorted(set(inputs) - set(INPUTS))
     if unknown:
         raise TypeError(f"build_spec() got unexpected inputs: {', '.join(unknown)}")
-    defaults = {**DEFAULTS, **ENV_DEFAULTS}
-    # Any until the spec has checked them.
-    values: dict[str, Any] = {key: defaults.get(key) if inputs.get(key) is None else inputs[key] for key in INPUTS}
-    if isinstance(values["packages"], list):
-        values["packages"] = tuple(values["packages"])
-    return BundleSpec(**values)
+    # A required input left out is passed as None: its check refuses it, naming it.
+    given: dict[str, Any] = {
+        name: inputs.get(name)
+        for name, declaration in DECLARED.items()
+        if declaration.required or inputs.get(name) is not None
+    }
+    return BundleSpec(**given)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from generator import __version__
 from generator.cli import main
 
-from conftest import REPO
+from conftest import CANONICAL, REPO
 
 OK = ["--ip", "127.0.0.13", "--name", "py"]
 
@@ -410,3 +410,32 @@ def test_diff_says_an_input_not_set_as_such_not_none(tmp_path):
     result = CliRunner().invoke(main, ["diff", str(tmp_path / "a"), str(tmp_path / "b")])
     assert "input user: (not set) -> CONTOSO\\alice" in result.output
     assert "None" not in result.output
+
+
+def test_help_names_every_file_a_bundle_holds():
+    """--help says what a bundle holds: every file of a bundle, with and without --env, falls under
+    one of its words, and it counts the tasks right."""
+    from generator.render import bundle_files
+    from generator.spec import build_spec
+
+    said = " ".join(help_text().split("Options:")[0].split())
+    kinds = {  # a file, by how its name ends, and the words of --help that cover it
+        ".task.xml": "Task Scheduler tasks",
+        ".psm1": "the engine module",
+        ".bat": ".bat",
+        ".py": "Python scripts",
+        "hosts.txt": "the hosts-file lines",
+        "python-env.zip": "the environment's archive",
+        "sbom.cdx.json": "SBOM",
+    }
+    problems = []
+    for spec in (build_spec(**CANONICAL), build_spec(**CANONICAL, env=True, python_version="3.13")):
+        files = bundle_files(spec)
+        for name in files:
+            words = next((words for end, words in kinds.items() if name.endswith(end)), name.removesuffix(".md"))
+            if words not in said:
+                problems.append(f"--help does not name {name} ({words!r})")
+        tasks = sum(name.endswith(".task.xml") for name in files)
+        if f"{['no', 'one', 'two', 'three'][tasks]} Task Scheduler tasks" not in said:
+            problems.append(f"--help does not say the bundle has {tasks} tasks")
+    assert problems == []

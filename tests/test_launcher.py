@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from generator.layout import BACKOFF_FIRST, LAUNCHER_GONE_EXIT, LOCK_RETRY, LOG_ROTATE_BYTES, Layout
+from generator.constants import BACKOFF_FIRST, LAUNCHER_GONE_EXIT, LOCK_RETRY, LOG_ROTATE_BYTES
+from generator.layout import Layout
 from generator.render import render
 from generator.spec import build_spec
 

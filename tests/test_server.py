@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from generator.layout import LAUNCHER_GONE_EXIT, Layout
+from generator.constants import LAUNCHER_GONE_EXIT
+from generator.layout import Layout
 from generator.render import render
 from generator.spec import build_spec
 
@@ -282,7 +283,7 @@ def test_auth_none_serves_everyone(tmp_path, notebook_available):
 
 def test_the_server_output_stays_under_its_cap_while_it_runs(tmp_path, notebook_available):
     """Within one run, server.log never passes the cap; the older part moves to server.1.log."""
-    from generator.layout import SERVER_LOG_BYTES
+    from generator.constants import SERVER_LOG_BYTES
 
     spec = build_spec(ip="127.0.0.13", name="py")
     replay = replay_of(tmp_path, spec)

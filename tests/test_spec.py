@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import FrozenInstanceError
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -22,7 +23,7 @@ from generator.spec import (
     is_dotted_quad,
     is_label,
 )
-from generator.winpath import REFUSED_CATEGORIES, WinPath, env_prefix, is_refused_char
+from generator.winpath import REFUSED_CATEGORIES, WinPath, env_prefix, is_refused_char, parse_windows_path
 
 from conftest import CANONICAL
 
@@ -58,7 +59,7 @@ def test_replace_cannot_make_an_invalid_spec(field, value, words):
 
 @pytest.mark.parametrize(("field", "value", "words"), INVALID)
 def test_the_constructor_cannot_make_an_invalid_spec(field, value, words):
-    fields = {name: getattr(CANONICAL_SPEC, name) for name in BundleSpec.FIELDS}
+    fields = {name: getattr(CANONICAL_SPEC, name) for name in (*INPUTS, "version")}
     with pytest.raises(InvalidValue, match=re.escape(words)):
         BundleSpec(**{**fields, field: value})
 
@@ -120,18 +121,61 @@ def test_every_refusal_has_one_message_style(tmp_path, flag, value, rule):
 
 
 def test_defaults_are_written_once():
-    import inspect
+    """Each default is its field's: the spec made from ip and name alone holds them, and the command
+    line's options start from the same values (as text, as the options take text)."""
+    import dataclasses
 
-    for parameter in inspect.signature(BundleSpec).parameters.values():
-        if parameter.name in INPUTS:
-            assert parameter.default is inspect.Parameter.empty, f"BundleSpec.{parameter.name} has its own default"
-    assert set(DEFAULTS) <= set(INPUTS)
-    spec = build_spec(**CANONICAL)
+    fields = {field.name: field for field in dataclasses.fields(BundleSpec)}
+    for name in INPUTS:
+        declared = fields[name].metadata["input"]
+        if declared.required:
+            assert fields[name].default is dataclasses.MISSING, name
+        else:
+            assert fields[name].default == declared.default == DEFAULTS[name], name
+    assert set(DEFAULTS) == set(INPUTS) - {"ip", "name"}
+    spec = build_spec(ip="127.0.0.13", name="py", env=None, packages=None)  # None: the default
+    assert spec == BundleSpec(ip="127.0.0.13", name="py")
     for key, value in DEFAULTS.items():
-        assert spec.inputs()[key] == value
+        assert getattr(spec, key) == (parse_windows_path(key, value) if key in ("notebook_dir", "python") else value), (
+            key
+        )
     ctx = main.make_context("gen-bundle", ["--ip", "127.0.0.13", "--name", "py"])
     for key, value in DEFAULTS.items():
-        assert ctx.params[key] == str(value), key
+        shown = value if isinstance(value, (bool, tuple)) or value is None else str(value)
+        assert ctx.params[key] == shown, key
+
+
+def test_every_option_of_a_render_follows_from_one_declaration():
+    """The click options, generate()'s keywords and bundle.json's keys are the declared inputs
+    and build options, in one order: none is added by hand in one place and not the others."""
+    import inspect
+
+    from generator.api import generate as library
+    from generator.cli import OPTION_FLAGS
+    from generator.inputs import BUILD_OPTIONS
+    from generator.spec import DECLARED, ENV_INPUTS
+
+    options = [param.name for param in main.params if isinstance(param, click.Option)]
+    assert options == [*INPUTS, *BUILD_OPTIONS, "from_", "version"]  # and click's --help
+    for param in main.params:
+        if param.name in OPTION_FLAGS:
+            assert param.opts == [OPTION_FLAGS[param.name]]
+            declared = {**DECLARED, **BUILD_OPTIONS}[param.name]
+            assert param.help is not None and param.help.startswith(declared.help), param.name
+    keywords = inspect.signature(library).parameters
+    assert [name for name, p in keywords.items() if p.kind is p.KEYWORD_ONLY] == [*BUILD_OPTIONS, "cache", "progress"]
+    assert [p.kind for p in keywords.values()][-1] is inspect.Parameter.VAR_KEYWORD  # the inputs
+    plain = build_spec(ip="127.0.0.13", name="py")
+    assert list(plain.inputs()) == [name for name in INPUTS if name not in ENV_INPUTS]
+    assert list(plain.replace(env=True, python_version="3.13").inputs()) == list(INPUTS)
+
+
+def test_a_required_input_left_out_is_named():
+    with pytest.raises(InvalidValue) as caught:
+        build_spec(ip="127.0.0.13")
+    assert caught.value.param == "name"
+    with pytest.raises(TypeError, match="nmae"):
+        generate(ip="127.0.0.13", nmae="py", out="unused")
 
 
 def test_the_library_fills_in_the_same_defaults(tmp_path):

@@ -500,7 +500,7 @@ def broker_constants() -> dict[str, int]:
 
 
 def readme_broker_problems(readme: str, files: dict[str, bytes], constants: dict[str, int]) -> list[str]:
-    from generator.render import line_count
+    from generator.figures import line_count
 
     problems = []
     layout = Layout(build_spec(**CANONICAL))
@@ -696,13 +696,13 @@ def parts_by_lines(data: bytes) -> list[tuple[str, str, int, int]]:
     ],
 )
 def test_engine_parts_reads_the_headings_as_the_lines_show_them(data):
-    from generator.render import engine_parts
+    from generator.figures import engine_parts
 
     assert engine_parts(data) == parts_by_lines(data)
 
 
 def test_engine_parts_of_the_engine(canonical_files):
-    from generator.render import engine_parts
+    from generator.figures import engine_parts
 
     name, data = engine_of(canonical_files)
     assert engine_parts(data) == parts_by_lines(data)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..bundle_format import ENV_ARCHIVE, ENV_LOCK, ENV_SBOM
+from ..constants import INSTALL_ROOT, JUPYTER_CORE_MINIMUM
 from ..errors import EnvBuildError
-from ..layout import INSTALL_ROOT, JUPYTER_CORE_MINIMUM
 from ..spec import NOTEBOOK_PACKAGE
 from ..spec import normalize_package as normalize
 from ..winpath import MAX_FOLDER_CHARS, MAX_PATH_CHARS
