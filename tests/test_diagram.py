@@ -136,9 +136,9 @@ def test_md_mermaid_gives_each_markup_character_as_its_code():
         md_mermaid("line\nbreak")
 
 
-def test_the_project_readme_draws_the_canonical_bundles_diagram():
-    """The project README's diagram is the default bundle's, line for line: drawn above, kept true."""
+def test_how_it_works_draws_the_canonical_bundles_diagram():
+    """docs/how-it-works.md's diagram is the default bundle's, line for line: drawn above, kept true."""
     from conftest import REPO
 
-    project = diagrams((REPO / "README.md").read_text(encoding="utf-8"))
+    project = diagrams((REPO / "docs" / "how-it-works.md").read_text(encoding="utf-8"))
     assert project == diagrams(render(build_spec(**CANONICAL))["README.md"].decode("utf-8"))
