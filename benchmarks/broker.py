@@ -23,7 +23,7 @@ registration file):
 
 After a warm-up, the broker and the direct samples alternate (which goes first alternates too),
 so that the machine's drift moves both alike. It prints the median and the 99th percentile of
-each, and a table of the targets (from the issue): through the broker at most 1.3 times the
+each, and a table of the targets: through the broker at most 1.3 times the
 direct median, at most 2 ms added at the 99th percentile, and at most 40 MB resident for the
 broker (supervisor and worker together, each at its peak). It asserts nothing.
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # a declaration is itself, not equal to another
 class Input:
     flag: str  # on the command line
     help: str  # what --help says of it

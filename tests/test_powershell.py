@@ -277,7 +277,7 @@ AUTOMATIC_VARIABLES = frozenset(
         "iswindows",
     }
 )
-# The hosts-file shapes the issue names: each must be made by Get-Shape and fed to a test.
+# The hosts-file shapes a hosts file is known to take: each must be made by Get-Shape and fed to a test.
 HOSTS_SHAPES = {"utf8-bom", "utf8", "ansi", "lf", "crlf", "no-final-newline", "old-block", "foreign"}
 
 
@@ -505,7 +505,7 @@ def throw_problems(suite, library, install_values, overridden) -> list[str]:
 def shape_problems(suite) -> list[str]:
     """Every shape a test asks Get-Shape for is one of its switch arms, each arm returns
     its bytes with the leading comma (an empty array must stay an array), no arm is unused,
-    and the issue's shapes are all asked for."""
+    and those shapes are all asked for."""
     get_shape = functions(suite.root_node, top_level=False)["get-shape"]
     arms = {}
     for clause in (n for n in pwsh.walk(get_shape) if n.type == "switch_clause"):
@@ -737,7 +737,7 @@ def scripts_and_engine(files: dict[str, bytes]) -> list[str]:
 @pytest.mark.parametrize("inputs", SCOPES, ids=["machine", "user", "spaced-python"])
 def test_no_method_result_pollutes_a_functions_output(grammars, inputs):
     """A value-returning method called as a statement of its own inside a function adds its result
-    to the function's output (issue 25, item 6: planted, it slipped through every other check)."""
+    to the function's output (planted, it slipped through every other check)."""
     files = bundle(**inputs)
     for name in scripts_and_engine(files):
         assert pwsh.output_pollution(grammars["tree-sitter-pwsh"].parse(pwsh.script_text(files[name]))) == [], name
@@ -761,7 +761,7 @@ def test_the_output_pollution_check_can_fail(grammars):
 @pytest.mark.parametrize("inputs", SCOPES, ids=["machine", "user", "spaced-python"])
 def test_no_property_is_read_of_a_value_that_may_be_null(grammars, inputs):
     """``$x = $null`` or a silenced command's result, then ``$x.Length`` with no test of $x: under
-    Set-StrictMode 3 the read throws (issue 25, item 6: planted, it slipped through)."""
+    Set-StrictMode 3 the read throws (planted, it slipped through)."""
     files = bundle(**inputs)
     for name in scripts_and_engine(files):
         assert pwsh.null_member_reads(grammars["tree-sitter-pwsh"].parse(pwsh.script_text(files[name]))) == [], name

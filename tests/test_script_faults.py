@@ -579,7 +579,7 @@ def test_the_unrolled_array_check_can_fail(grammar):
 # The same unrolling found from the variable's use (support/unroll.py): the statement, script
 # block or function whose output is assigned need not hold an array-making call itself.
 UNROLLED_CONTROLS = {
-    # The shape: the array is assigned elsewhere; the if writes it, unrolled ($null when empty).
+    # The shape: the array is assigned elsewhere; the if writes it, unrolled ($null when empty).
     "$engineBytes = [byte[]]@()\r\n$other = [IO.File]::ReadAllBytes($p)\r\n": (
         "$bytes = if ($useEngine) { $engineBytes } else { $other }\r\n$size = $bytes.Length\r\n",
         "line 3: $bytes = if ($useEngine) { $engineBytes } else { $other } (if; then $bytes.Length at line 4)",

@@ -387,7 +387,7 @@ CMDLET_CONTROLS = {
     "Get-ChildItem -LiteralPath $p -F": "-F is ambiguous",
     "Get-Content -LiteralPath $p -Encoding Byte": "-Encoding Byte is not a value both editions take",
     "Get-Item -LiteralPath $p -ProgressAction SilentlyContinue": "-ProgressAction is no parameter of Get-Item (5.1)",
-    # Issue 25, item 6: the same parameter splatted from a hashtable slipped through.
+    # Planted: the same parameter splatted from a hashtable slipped through.
     "$opts = @{ LiteralPath = $p; ProgressAction = 'SilentlyContinue' }\r\nGet-Item @opts": (
         "-ProgressAction is no parameter of Get-Item (5.1) (splatted from @opts)"
     ),
