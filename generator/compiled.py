@@ -3,7 +3,7 @@ writes it at build time as generator/compiled_templates.py).
 
 Compiling the templates is most of a run's time. The wheel carries them compiled, every
 template a run renders in one Python module that pip byte-compiles at install (with the
-engine rendered, and the partials those templates paste):
+engine built, and the partials those templates paste):
 the first run after installation loads one file of bytecode, and the render stays pure (no
 cache is written at run time). They are used only when they were compiled by the jinja2
 version that runs them; otherwise (a checkout, another jinja2) the templates are compiled

@@ -91,7 +91,7 @@ def compile_all(target: Path) -> None:
     )
     # The plain partials the rendered templates paste, as plain() would read them, and the files
     # every bundle of this version shares, rendered: a run reads no template file and renders no
-    # engine (nor carries the engine's template and partials, which only the engine pastes).
+    # engine (none of the engine's source, templates/engine/, is among the partials: only its build reads it).
     from . import __version__
     from .render import ENGINE_OUTPUT, render_shared, templates_dir
 

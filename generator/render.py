@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import bundle_format, constants, escape, figures
+from . import bundle_format, constants, engine_source, escape, figures
 from .bundle_format import (
     BUNDLE_JSON,
     ENV_FILES,
@@ -62,7 +62,8 @@ FILTERS: dict[str, dict[str, Callable[[Any], str]]] = {
 }
 
 
-ENGINE_OUTPUT = Output("engine.psm1.j2", "ps", "utf-8-sig", crlf=True, shared=True)
+# The engine is no template: gen-bundle joins its source, templates/engine/ (generator/engine_source.py).
+ENGINE_OUTPUT = Output(f"{engine_source.FOLDER}/{engine_source.LOADER}", "ps", "utf-8-sig", crlf=True, shared=True)
 
 
 def outputs(spec: BundleSpec) -> dict[str, Output]:
@@ -220,7 +221,7 @@ def is_plain_name(name: str, language: str) -> bool:
 
 
 def _plain_reader(language: str, *, compiled: bool) -> Callable[[str], Escaped]:
-    """``{{ plain('powershell/hosts-edit.ps1') }}``: a partial pasted as it is.
+    """``{{ plain('powershell/engine-check.ps1') }}``: a partial pasted as it is.
 
     The partials (templates/powershell/*.ps1, templates/python/*.py) are plain
     code, the same in every bundle: Jinja neither parses nor compiles them, so
@@ -309,29 +310,20 @@ def render(spec: BundleSpec, env: BuiltEnv | None = None) -> dict[str, bytes]:
 
 
 def render_shared(output: Output, version: str, *, compiled: bool = True) -> bytes:
-    """A file every bundle of ``version`` shares (the engine): its template sees the version and
-    the constants, and nothing of any input, so its bytes cannot depend on one. The wheel carries
-    it rendered for its own version (generator/compiled.py), and not its template: any other
-    version is rendered from templates/."""
+    """A file every bundle of ``version`` shares (the engine): built from the version and the
+    constants, and nothing of any input, so its bytes cannot depend on one. The wheel carries
+    it built for its own version (generator/compiled.py); any other version is built from
+    templates/engine/, which the wheel carries too."""
     if compiled:
         from .compiled import compiled_shared
 
         ready = compiled_shared(output.template, version)
         if ready is not None:
             return ready
-    text = (
-        jinja_environment(output.language, compiled=False)
-        .get_template(output.template)
-        .render(
-            {
-                "version": version,
-                "engine_file": engine_file(version),
-                "const": constants,
-                "bundle_format": bundle_format,
-            }
-        )
-    )
-    return _encode(text, output)
+    if output != ENGINE_OUTPUT:
+        raise ValueError(f"{output.template}: only the engine is shared by every bundle")
+    source = templates_dir() / engine_source.FOLDER
+    return _encode(engine_source.build(version, lambda name: (source / name).read_text(encoding="utf-8")), output)
 
 
 def engine(version: str) -> tuple[str, bytes]:

@@ -2,7 +2,8 @@
 
 After an intended change to a template, regenerate with
 ``GEN_BUNDLE_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py``: the
-golden test then rewrites tests/golden/py/ and reports itself *skipped*, as
+golden test then rewrites tests/golden/py/ (and templates/engine/values.ps1,
+the engine source's copy of the values) and reports itself *skipped*, as
 that run verified nothing. Review the diff of tests/golden/ like any other
 change, then run the tests again without the variable. Under CI (CI=true)
 the variable is refused: the test fails and writes nothing.
@@ -66,6 +67,24 @@ def test_same_inputs_give_byte_identical_bundles(tmp_path):
         assert CliRunner().invoke(main, [*CANONICAL_ARGS, "--out", str(out)]).exit_code == 0
         runs.append({p.name: p.read_bytes() for p in out.iterdir()})
     assert runs[0] == runs[1]
+
+
+def test_the_engine_sources_values_are_written_from_the_generator():
+    """templates/engine/values.ps1, which Import-Module of the engine's source loads in place of
+    the built engine's values, is written from generator/constants.py: the update rewrites it too."""
+    from generator import __version__
+    from generator.engine_source import values_file
+
+    values = REPO / "templates" / "engine" / "values.ps1"
+    expected = values_file(__version__)
+    if UPDATE and IN_CI:
+        pytest.fail(f"GEN_BUNDLE_UPDATE_GOLDEN=1 with CI=true: {REFUSAL}; regenerate locally and review the diff")
+    if UPDATE and values.read_text(encoding="utf-8") != expected:
+        values.write_text(expected, encoding="utf-8", newline="\n")
+        pytest.skip(f"GEN_BUNDLE_UPDATE_GOLDEN=1: rewrote {values}; nothing was verified - review the diff")
+    assert values.read_text(encoding="utf-8") == expected, (
+        f"{values} is stale: rewrite it with GEN_BUNDLE_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py"
+    )
 
 
 # --- the update switch itself --------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from generator import engine_source
 from generator.layout import Layout
 from generator.render import FILTERS, UnescapedValue, jinja_environment, outputs, render, templates_dir
 from generator.spec import build_spec
@@ -21,7 +22,7 @@ from conftest import CANONICAL, REPO, need, render_bundle
 from support.pwsh import walk
 
 TEMPLATES = templates_dir()
-PARTIAL_DIRS = ("powershell", "python")
+PARTIAL_DIRS = ("powershell", "python", "engine")  # the engine's source is joined as it is, like a partial
 SCRIPTS = ("install.ps1", "uninstall.ps1", "detect.ps1")
 END_OF_VALUES = "# In 32-bit PowerShell on 64-bit Windows"  # the first line after the values block
 START_OF_BODY = "# ==== Below this line the file is the same in every bundle"
@@ -91,8 +92,11 @@ def unfiltered_outputs(source: str, language: str) -> list[str]:
 
 
 def template_languages() -> dict[str, str]:
-    """Every template and partial, with the language of the file it ends up in."""
-    languages = {output.template: output.language for output in outputs(build_spec(**CANONICAL)).values()}
+    """Every template and partial, with the language of the file it ends up in. The engine is
+    none: gen-bundle joins its source, plain PowerShell (tests/test_engine_source.py)."""
+    languages = {
+        output.template: output.language for output in outputs(build_spec(**CANONICAL)).values() if not output.shared
+    }
     include = re.compile(r"\{%\s*include\s+'([^']+)'\s*%\}|\{\{\s*plain\('([^']+)'\)\s*\}\}")
     for template, language in list(languages.items()):
         for name in (a or b for a, b in include.findall((TEMPLATES / template).read_text(encoding="utf-8"))):
@@ -103,7 +107,9 @@ def template_languages() -> dict[str, str]:
 def test_every_value_in_every_template_goes_through_its_language_filter():
     languages = template_languages()
     on_disk = {str(p.relative_to(TEMPLATES)) for p in TEMPLATES.rglob("*") if p.is_file()}
-    assert set(languages) == on_disk, "a template is neither rendered nor included"
+    engine = {name for name in on_disk if name.startswith(f"{engine_source.FOLDER}/")}
+    assert f"{engine_source.FOLDER}/{engine_source.LOADER}" in engine
+    assert set(languages) == on_disk - engine, "a template is neither rendered nor included"
     for template, language in sorted(languages.items()):
         source = (TEMPLATES / template).read_text(encoding="utf-8")
         assert unfiltered_outputs(source, language) == [], template
@@ -120,7 +126,7 @@ def test_the_filter_check_can_fail():
 
 def test_plain_pastes_only_its_language_partials():
     ps = jinja_environment("ps")
-    assert ps.from_string("{{ plain('powershell/task.ps1') }}").render().startswith("# ---- task")
+    assert ps.from_string("{{ plain('powershell/start.ps1') }}").render().startswith("# The engine checked")
     for name in ("../README.md", "python/guard.py", "powershell/../../etc/passwd", "/etc/hostname"):
         with pytest.raises(UnescapedValue, match="pastes only powershell/"):
             ps.from_string("{{ plain(name) }}").render(name=name)
@@ -143,7 +149,7 @@ def test_comment_text_cannot_close_its_comment():
 
 
 def test_partials_are_plain_powershell_and_python():
-    partials = [p for d in PARTIAL_DIRS for p in (TEMPLATES / d).iterdir() if p.suffix in (".ps1", ".py")]
+    partials = [p for d in PARTIAL_DIRS for p in (TEMPLATES / d).iterdir() if p.suffix in (".ps1", ".psm1", ".py")]
     assert len(partials) >= 10
     for path in partials:
         text = path.read_text(encoding="utf-8")
@@ -377,16 +383,14 @@ def test_compiled_templates_render_the_same_bytes(tmp_path, monkeypatch):
         assert set(module.TEMPLATES) == {"bat", "hosts", "md", "ps", "py", "xml"}
         assert isinstance(jinja_environment("md").loader, compiled_module.CompiledLoader)
         # The engine and the partials come from the module: a run reads no template file.
-        assert compiled_module.compiled_shared("engine.psm1.j2", specs[0].version) is not None
+        assert compiled_module.compiled_shared(ENGINE_OUTPUT.template, specs[0].version) is not None
         assert compiled_module.compiled_partial("powershell/engine-check.ps1") is not None
-        # ... and it carries only what a run renders: the engine rendered, not its template, nor
-        # the partials only the engine pastes.
+        # ... and it carries only what a run renders: the engine built, not its source.
         assert ENGINE_OUTPUT.template not in module.TEMPLATES["ps"]
-        assert compiled_module.compiled_partial("powershell/engine-core.ps1") is None
+        assert not [name for name in module.PARTIALS if name.startswith(f"{engine_source.FOLDER}/")]
         pasted = {
             name
             for path in TEMPLATES.rglob("*.j2")
-            if path.name != ENGINE_OUTPUT.template
             for name in re.findall(r"plain\('([^']+)'\)", path.read_text(encoding="utf-8"))
         }
         assert "powershell/engine-check.ps1" in pasted and set(module.PARTIALS) == pasted

@@ -105,7 +105,7 @@ def _check_required(pins: tuple[Pin, ...], source: str) -> None:
 
 
 # The names install.ps1 gives an environment's folder: extracted into the first, renamed to
-# the second, and to the third while an older one is deleted (templates/powershell/environment*.ps1).
+# the second, and to the third while an older one is deleted (templates/engine/environment*.ps1).
 ENV_FOLDER_FORMS = (".env-{id}.partial", "env-{id}", ".env-{id}.remove")
 
 

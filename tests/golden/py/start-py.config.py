@@ -1,4 +1,4 @@
-r"""gen-bundle 0.3.16: settings of the notebook server for http://py/
+r"""gen-bundle 0.3.17: settings of the notebook server for http://py/
 
 start-py.launcher.py passes this file to the server with --config. It runs inside
 the server, as the user who logged on, and reads and writes only that user's files.

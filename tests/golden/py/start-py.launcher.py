@@ -1,4 +1,4 @@
-r"""gen-bundle 0.3.16: keeps the Jupyter notebook server for http://py/ running.
+r"""gen-bundle 0.3.17: keeps the Jupyter notebook server for http://py/ running.
 
 install.ps1 puts this file at %ProgramFiles%\gen-bundle\py\start-py.launcher.py; start-py.bat, which
 the logon task \gen-bundle\py runs as the user who logs on, runs it with

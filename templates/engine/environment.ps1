@@ -1,3 +1,5 @@
+# ==== environment: the bundle's own Python environment (--env) ====
+
 # ---- environment: the bundle's own Python environment (--env), extracted beside the launcher ----
 # python-env.zip holds the files of every wheel of pylock.toml, already installed (on the build
 # machine) as a virtual environment. Here they are only extracted and wired to the base Python:
