@@ -15,7 +15,7 @@ from typing import Any
 
 from .bundle_format import BUNDLE_JSON, MANIFEST_SCHEMA, SHA256SUMS
 from .errors import GenBundleError
-from .spec import INPUTS
+from .spec import INPUTS, REQUIRED
 
 MAX_MANIFEST_BYTES = 64 * 1024
 MAX_FILE_BYTES = 1024 * 1024 * 1024  # an environment's archive is about 60 MB
@@ -38,10 +38,6 @@ class Bundle:
     @property
     def version(self) -> str:
         return str(self.manifest.get("version"))
-
-    @property
-    def schema(self) -> int:
-        return int(self.manifest.get("schema", 1))
 
     @property
     def engine(self) -> tuple[str, str] | None:
@@ -101,7 +97,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     that this version reads."""
     manifest = load_manifest(path)
     inputs = manifest.get("inputs")
-    if not isinstance(inputs, dict) or not set(inputs) <= set(INPUTS) or "ip" not in inputs:
+    if not isinstance(inputs, dict) or not set(inputs) <= set(INPUTS) or not set(REQUIRED) <= set(inputs):
         raise NotABundle(f"{path} does not hold gen-bundle's inputs")
     files = manifest.get("files")
     if not isinstance(files, list) or not all(isinstance(name, str) for name in files):

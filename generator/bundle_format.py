@@ -13,6 +13,7 @@ from collections.abc import Mapping
 BUNDLE_JSON = "bundle.json"
 SHA256SUMS = "SHA256SUMS"
 HOSTS_FILE = "hosts.txt"  # the lines install.ps1 puts in the hosts file
+README = "README.md"  # what the reviewer reads first
 # bundle.json's form: 1 (no "schema" key) before the engine; 2 adds "schema" and "engine".
 MANIFEST_SCHEMA = 2
 

@@ -18,8 +18,9 @@ import click
 
 from . import __version__
 from .errors import GenBundleError, InvalidValue
-from .inputs import BUILD_OPTIONS, Input
-from .spec import DECLARED
+from .options import BUILD_OPTIONS, Option
+from .spec import DECLARED, REQUIRED
+from .winpath import ENV_BASES
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
@@ -38,13 +39,16 @@ Examples:
 
 \b
 Paths are Windows paths on the target machines. A path may start with
-%USERPROFILE%, %LOCALAPPDATA%, %APPDATA%, %ProgramFiles% or %SystemDrive%,
+{bases},
 expanded on the target; every other % is literal.
 """
 
+_BASES = [f"%{base}%" for base in ENV_BASES.values()]
+EPILOG = EPILOG.replace("{bases}", ", ".join(_BASES[:-1]) + " or " + _BASES[-1])  # winpath's list
+
 # Every option of a render: the bundle's inputs, then the build's options, each declared once
-# (generator/spec.py, generator/inputs.py), in the order --help lists them.
-DECLARED_OPTIONS: dict[str, Input] = {**DECLARED, **BUILD_OPTIONS}
+# (generator/spec.py, generator/options.py), in the order --help lists them.
+DECLARED_OPTIONS: dict[str, Option] = {**DECLARED, **BUILD_OPTIONS}
 OPTION_FLAGS = {name: declaration.flag for name, declaration in DECLARED_OPTIONS.items()}
 
 
@@ -52,30 +56,28 @@ OPTION_FLAGS = {name: declaration.flag for name, declaration in DECLARED_OPTIONS
 FROM_ALLOWS = ("offline",)
 
 
-def _option(name: str, declaration: Input) -> Callable[[FC], FC]:
-    """The click option of one declared input. Options take text and leave every check to the
-    spec, so that a refusal reads the same whichever rule it breaks; ip and name are checked for
-    being given below, not by click, so that the group's commands can go without them."""
-    if declaration.switch:
-        return click.option(declaration.flag, name, is_flag=True, help=declaration.help)
-    if declaration.repeat:
-        return click.option(
-            declaration.flag, name, multiple=True, metavar=declaration.shown_metavar, help=declaration.help
-        )
+def _option(name: str, option: Option) -> Callable[[FC], FC]:
+    """The click option of one declared option. Options take text and leave every check to the
+    spec, so that a refusal reads the same whichever rule it breaks; the required inputs are
+    checked for being given below, not by click, so that the group's commands go without them."""
+    if option.switch:
+        return click.option(option.flag, name, is_flag=True, help=option.shown_help)
+    if option.repeat:
+        return click.option(option.flag, name, multiple=True, metavar=option.shown_metavar, help=option.shown_help)
     return click.option(
-        declaration.flag,
+        option.flag,
         name,
         type=str,
-        metavar=declaration.shown_metavar,
-        default=declaration.default,
-        show_default=declaration.default is not None,
-        help=declaration.help + ("  [required]" if declaration.required else ""),
+        metavar=option.shown_metavar,
+        default=option.default,
+        show_default=option.default is not None,
+        help=option.shown_help,
     )
 
 
 def _declared_options(function: FC) -> FC:
-    for name, declaration in reversed(DECLARED_OPTIONS.items()):
-        function = _option(name, declaration)(function)
+    for name, option in reversed(DECLARED_OPTIONS.items()):
+        function = _option(name, option)(function)
     return function
 
 
@@ -144,7 +146,7 @@ def main(ctx: click.Context, /, out: str, force: bool, from_: str | None, **inpu
             raise click.UsageError(f"--from takes the inputs from bundle.json: {flags} cannot be given with it")
         inputs = _inputs_from(from_, offline=bool(inputs.get("offline")))
     else:
-        for required in ("ip", "name"):
+        for required in REQUIRED:
             if inputs.get(required) is None:
                 param = next(p for p in ctx.command.params if p.name == required)
                 raise click.MissingParameter(ctx=ctx, param=param)

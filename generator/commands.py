@@ -72,28 +72,10 @@ def engine(save: str | None) -> None:
 
     name, data = render_engine(__version__)
     if save is not None:
-        import os
-        import tempfile
-        from pathlib import Path
+        from .output import write_file
 
-        from .output import share_as_umask
-
-        target = Path(save) / name
         try:
-            if target.exists() and target.read_bytes() != data:
-                raise GenBundleError(f"{target} exists and is not this version's engine: nothing was written")
-            Path(save).mkdir(parents=True, exist_ok=True)
-            handle, staging = tempfile.mkstemp(dir=save, prefix=f".{name}.")
-            try:
-                with os.fdopen(handle, "wb") as stream:
-                    stream.write(data)
-                share_as_umask(staging, 0o666)  # mkstemp's 0600 would hide it from other reviewers
-                os.replace(staging, target)
-            finally:
-                if os.path.exists(staging):
-                    os.unlink(staging)
-        except OSError as exc:
-            fail(GenBundleError(f"cannot write {target}: {exc.strerror or exc}"))
+            write_file(data, save, name)
         except GenBundleError as exc:
             fail(exc)
     click.echo(f"{hashlib.sha256(data).hexdigest()}  {name}")

@@ -20,8 +20,9 @@ import tomllib
 import xml.etree.ElementTree as ElementTree
 
 from .bundle import Bundle, read_bundle
-from .bundle_format import ENV_LOCK, HOSTS_FILE
+from .bundle_format import BUNDLE_JSON, ENV_LOCK, HOSTS_FILE, README, SHA256SUMS
 from .signature import strip_signature
+from .spec import DECLARED
 
 TASK_NS = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
 TEXT_SUFFIXES = (".ps1", ".psm1", ".bat", ".py", ".md", ".txt", ".json", ".toml", ".xml")
@@ -42,7 +43,7 @@ CODING = re.compile(r"^[ \t\f]*#.*?coding[:=]")
 
 
 def _text(name: str, data: bytes) -> str | None:
-    if not name.endswith(TEXT_SUFFIXES) and name != "SHA256SUMS":
+    if not name.endswith(TEXT_SUFFIXES) and name != SHA256SUMS:
         return None
     try:
         if data.startswith(b"\xff\xfe"):
@@ -277,7 +278,7 @@ def _engine_lines(old: Bundle, new: Bundle) -> tuple[list[str], list[str]]:
 
 
 # The files that say what the others are: their diffs come after the code's.
-RECORDS = ("README.md", "bundle.json", "SHA256SUMS")
+RECORDS = (README, BUNDLE_JSON, SHA256SUMS)
 
 
 def _renamed(old: Bundle, new: Bundle, removed: set[str], added: set[str]) -> dict[str, str]:
@@ -295,9 +296,12 @@ def _renamed(old: Bundle, new: Bundle, removed: set[str], added: set[str]) -> di
     return pairs
 
 
-# The inputs whose values a bundle's files quote (and the URL made of two of them): a line that
-# differs from the old one only by these is a line the inputs' lines above already said.
-QUOTED_INPUTS = ("ip", "name", "port", "notebook_dir", "python", "user", "python_version")
+# The inputs whose values a bundle's files quote (and the URL made of two of them): those with a
+# value of the user's own, not a choice, a switch or a list. A line that differs from the old one
+# only by these is a line the inputs' lines above already said.
+QUOTED_INPUTS = tuple(
+    name for name, option in DECLARED.items() if not (option.choices or option.switch or option.repeat)
+)
 
 
 def _url(inputs: dict[str, object]) -> str | None:

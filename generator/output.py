@@ -159,3 +159,26 @@ def _swap(staging: str, out: str) -> None:
     finally:
         if not os.path.exists(old) or os.path.exists(out):
             shutil.rmtree(retired, ignore_errors=True)
+
+
+def write_file(data: bytes, folder: StrPath, name: str) -> None:
+    """One file, written whole or not at all, into ``folder`` (made when missing): a file of that
+    name with other bytes is left alone (OutputError), one with the same bytes is left as it is."""
+    from pathlib import Path
+
+    target = Path(folder, name)
+    try:
+        if target.exists() and target.read_bytes() != data:
+            raise OutputError(f"{target} exists and holds other bytes: nothing was written")
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(data)
+            share_as_umask(staging, 0o666)  # mkstemp's 0600 would hide it from other reviewers
+            os.replace(staging, target)
+        finally:
+            if os.path.exists(staging):
+                os.unlink(staging)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None

@@ -20,6 +20,7 @@ from .bundle_format import (
     ENV_FILES,
     HOSTS_FILE,
     MANIFEST_SCHEMA,
+    README,
     SHA256SUMS,
     engine_file,
     manifest_bytes,
@@ -92,7 +93,7 @@ def outputs(spec: BundleSpec) -> dict[str, Output]:
         "install.ps1": Output("install.ps1.j2", "ps", "utf-8-sig", crlf=True),
         "uninstall.ps1": Output("uninstall.ps1.j2", "ps", "utf-8-sig", crlf=True),
         "detect.ps1": Output("detect.ps1.j2", "ps", "utf-8-sig", crlf=True),
-        "README.md": Output("README.md.j2", "md", "utf-8", crlf=False),
+        README: Output("README.md.j2", "md", "utf-8", crlf=False),
     }
 
 

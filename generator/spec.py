@@ -15,15 +15,14 @@ from typing import Any
 
 from . import __version__
 from .errors import InvalidValue
-from .inputs import Input
+from .options import Option
+from .packages import NOTEBOOK_PACKAGE, parse_package, requirement_name
 from .winpath import WinPath, is_reserved_name, parse_windows_path
 
 AUTH_MODES = ("token", "none")
 WINDOW_MODES = ("hidden", "minimized")
 SCOPES = ("machine", "user")
 
-# The package every environment has: the launcher runs its "python -m notebook".
-NOTEBOOK_PACKAGE = "notebook"
 
 LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # one DNS label, lowercase (RFC 1123)
 # Four decimal numbers of at most three ASCII digits, without leading zeros, joined by dots.
@@ -41,11 +40,13 @@ def is_dotted_quad(text: str) -> bool:
 
 
 def _input(*, check: Callable[[Any, Mapping[str, Any]], Any], **declared: Any) -> Any:
-    """A field of BundleSpec that is an input: its declaration, check included, rides in the
-    field's metadata, and its default (none for a required one) is the field's own."""
-    declaration = Input(check=check, **declared)
-    default = dataclasses.MISSING if declaration.required else declaration.default
-    return dataclasses.field(default=default, metadata={"input": declaration, "check": check})
+    """A field of BundleSpec that is an input: its Option and its check ride in the field's
+    metadata, and its default (none for a required one) is the field's own. ``check`` is given
+    the value and the inputs checked before it, and returns the value to keep or raises
+    InvalidValue."""
+    option = Option(**declared)
+    default = dataclasses.MISSING if option.required else option.default
+    return dataclasses.field(default=default, metadata={"option": option, "check": check})
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class BundleSpec:
     """One bundle, fully decided: the render is a pure function of this.
 
     Each input is declared here once, in the order --help lists it: its field (name, type,
-    default) and, in the field's metadata, its flag, help and check (generator/inputs.py). The
+    default) and, in the field's metadata, its flag, help and check (generator/options.py). The
     click options, generate()'s keyword arguments and bundle.json's keys all follow from these
     fields. The checks run when a spec is made, however it is made (the constructor,
     build_spec, ``spec.replace``): an invalid spec cannot exist, so nothing downstream checks
@@ -131,7 +132,6 @@ class BundleSpec:
         flag="--env",
         switch=True,
         default=False,
-        env_only=True,
         help="Bring a locked Python environment with notebook (wheels for Windows x64, pinned by SHA-256), "
         "installed beside the launcher and wired to the base Python that --python names.",
         check=lambda value, _: parse_flag("env", value),
@@ -139,9 +139,8 @@ class BundleSpec:
     python_version: str | None = _input(
         flag="--python-version",
         metavar="3.N",
-        env_only=True,
-        help="With --env: the CPython version of the target's base Python.  [default: read from --python, "
-        "e.g. Python313 -> 3.13]",
+        needs_env=True,
+        help="the CPython version of the target's base Python.  [default: read from --python, e.g. Python313 -> 3.13]",
         check=lambda value, checked: parse_python_version(checked["env"], value, checked["python"]),
     )
     packages: tuple[str, ...] = _input(
@@ -149,8 +148,8 @@ class BundleSpec:
         metavar="NAME[==VER]",
         repeat=True,
         default=(),
-        env_only=True,
-        help="With --env: a package to add to notebook (repeatable).",
+        needs_env=True,
+        help="a package to add to notebook (repeatable).",
         check=lambda value, checked: parse_packages(checked["env"], value),
     )
     version: str = __version__
@@ -161,8 +160,14 @@ class BundleSpec:
         # before it (user needs scope; the environment's inputs need env and python).
         checked: dict[str, object] = {}
         for field in dataclasses.fields(self):
-            if "check" in field.metadata:
-                checked[field.name] = field.metadata["check"](getattr(self, field.name), checked)
+            if "option" not in field.metadata:
+                continue
+            value = getattr(self, field.name)
+            option = field.metadata["option"]
+            if option.needs_env and not checked["env"] and option.given(value):
+                shown = value[0] if option.repeat and isinstance(value, (tuple, list)) else value  # the first --package
+                raise InvalidValue(field.name, shown, "goes with --env only")
+            checked[field.name] = field.metadata["check"](value, checked)
         if not isinstance(self.version, str) or not VERSION.fullmatch(self.version):
             raise InvalidValue("version", self.version, "must be a version number like 1.2.3")
         for name, value in checked.items():
@@ -186,17 +191,18 @@ class BundleSpec:
         }
 
 
-# Each input's declaration, by name, in the order --help lists them.
-DECLARED: dict[str, Input] = {
-    field.name: field.metadata["input"] for field in dataclasses.fields(BundleSpec) if "input" in field.metadata
+# Each input's Option, by name, in the order --help lists them.
+DECLARED: dict[str, Option] = {
+    field.name: field.metadata["option"] for field in dataclasses.fields(BundleSpec) if "option" in field.metadata
 }
 INPUTS = tuple(DECLARED)
-# The inputs a bundle records only when it brings its own environment (--env).
-ENV_INPUTS = tuple(name for name, declaration in DECLARED.items() if declaration.env_only)
+# What a bundle needs: build_spec names one left out.
+REQUIRED = tuple(name for name, option in DECLARED.items() if option.required)
+# The inputs a bundle records only when it brings its own environment: --env itself, and those
+# that need it.
+ENV_INPUTS = ("env", *(name for name, option in DECLARED.items() if option.needs_env))
 # What an input left out (or None) means: the one place a default is written is its field above.
-DEFAULTS: dict[str, object] = {
-    name: declaration.default for name, declaration in DECLARED.items() if not declaration.required
-}
+DEFAULTS: dict[str, object] = {name: option.default for name, option in DECLARED.items() if not option.required}
 
 
 def parse_ip(value: object) -> str:
@@ -322,9 +328,7 @@ def parse_python_version(env: bool, value: object, python: WinPath) -> str | Non
     (Python313); a value given that contradicts that folder is refused.
     """
     if not env:
-        if value is not None:
-            raise InvalidValue("python_version", value, "goes with --env only")
-        return None
+        return None  # BundleSpec refused a value given without --env
     folder = python.rest.replace("/", "\\").split("\\")[-2] if "\\" in python.rest else ""
     named = re.fullmatch(_PYTHON_FOLDER, folder)
     from_folder = f"3.{named.group(1)}" if named else None
@@ -345,47 +349,12 @@ def parse_python_version(env: bool, value: object, python: WinPath) -> str | Non
     return value
 
 
-_REQUIREMENT = (  # compiled on first use (re caches it)
-    r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)"
-    r"(?:\[[A-Za-z0-9._-]+(?:,[A-Za-z0-9._-]+)*\])?"
-    r"(?:(?:===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!_-]+(?:,(?:===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!_-]+)*)?"
-)
-
-
-def normalize_package(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def parse_package(value: object, *, param: str = "packages") -> str:
-    """NAME, NAME[extra] or NAME with version comparisons, spaces removed; nothing that
-    could make the resolver fetch or run something else (URLs, paths, options, markers)."""
-    text = "".join(value.split()) if isinstance(value, str) else value
-    if not isinstance(text, str) or not text.isascii() or not re.fullmatch(_REQUIREMENT, text):
-        raise InvalidValue(
-            param,
-            value,
-            "must be a package NAME, NAME==VERSION or NAME with version comparisons such as NAME>=1.2,<2 "
-            "(no URLs, paths, options or markers)",
-        )
-    return text
-
-
-def requirement_name(requirement: str) -> str:
-    """The normalised package name of a requirement parse_package accepted."""
-    found = re.fullmatch(_REQUIREMENT, requirement)
-    if found is None:
-        raise ValueError(f"{requirement!r} is not a requirement parse_package accepted")
-    return normalize_package(found.group("name"))
-
-
 def parse_packages(env: bool, value: object) -> tuple[str, ...]:
     """The environment's packages: notebook first (always), then the others in the order given."""
     if isinstance(value, str) or not isinstance(value, (tuple, list)):
         raise InvalidValue("packages", value, "must be a list of package requirements")
     if not env:
-        if value:
-            raise InvalidValue("packages", value[0], "goes with --env only")
-        return ()
+        return ()  # BundleSpec refused packages given without --env
     packages: dict[str, str] = {}
     for item in value:
         requirement = parse_package(item)
@@ -413,8 +382,6 @@ def build_spec(**inputs: object) -> BundleSpec:
         raise TypeError(f"build_spec() got unexpected inputs: {', '.join(unknown)}")
     # A required input left out is passed as None: its check refuses it, naming it.
     given: dict[str, Any] = {
-        name: inputs.get(name)
-        for name, declaration in DECLARED.items()
-        if declaration.required or inputs.get(name) is not None
+        name: inputs.get(name) for name in INPUTS if name in REQUIRED or inputs.get(name) is not None
     }
     return BundleSpec(**given)

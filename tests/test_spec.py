@@ -17,6 +17,7 @@ from generator.render import is_plain_name
 from generator.spec import (
     DEFAULTS,
     INPUTS,
+    REQUIRED,
     VERSION,
     BundleSpec,
     build_spec,
@@ -127,12 +128,12 @@ def test_defaults_are_written_once():
 
     fields = {field.name: field for field in dataclasses.fields(BundleSpec)}
     for name in INPUTS:
-        declared = fields[name].metadata["input"]
+        declared = fields[name].metadata["option"]
         if declared.required:
             assert fields[name].default is dataclasses.MISSING, name
         else:
             assert fields[name].default == declared.default == DEFAULTS[name], name
-    assert set(DEFAULTS) == set(INPUTS) - {"ip", "name"}
+    assert set(DEFAULTS) == set(INPUTS) - set(REQUIRED) and REQUIRED == ("ip", "name")
     spec = build_spec(ip="127.0.0.13", name="py", env=None, packages=None)  # None: the default
     assert spec == BundleSpec(ip="127.0.0.13", name="py")
     for key, value in DEFAULTS.items():
@@ -152,7 +153,7 @@ def test_every_option_of_a_render_follows_from_one_declaration():
 
     from generator.api import generate as library
     from generator.cli import OPTION_FLAGS
-    from generator.inputs import BUILD_OPTIONS
+    from generator.options import BUILD_OPTIONS
     from generator.spec import DECLARED, ENV_INPUTS
 
     options = [param.name for param in main.params if isinstance(param, click.Option)]
@@ -161,13 +162,38 @@ def test_every_option_of_a_render_follows_from_one_declaration():
         if param.name in OPTION_FLAGS:
             assert param.opts == [OPTION_FLAGS[param.name]]
             declared = {**DECLARED, **BUILD_OPTIONS}[param.name]
-            assert param.help is not None and param.help.startswith(declared.help), param.name
+            assert param.help is not None and param.help.startswith(declared.shown_help), param.name
     keywords = inspect.signature(library).parameters
     assert [name for name, p in keywords.items() if p.kind is p.KEYWORD_ONLY] == [*BUILD_OPTIONS, "cache", "progress"]
     assert [p.kind for p in keywords.values()][-1] is inspect.Parameter.VAR_KEYWORD  # the inputs
     plain = build_spec(ip="127.0.0.13", name="py")
     assert list(plain.inputs()) == [name for name in INPUTS if name not in ENV_INPUTS]
     assert list(plain.replace(env=True, python_version="3.13").inputs()) == list(INPUTS)
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--python-version", "3.13"], "'--python-version': '3.13': goes with --env only"),
+        (["--package", "pandas", "--package", "numpy"], "'--package': 'pandas': goes with --env only"),
+        (["--requirements", "reqs.txt"], "'--requirements': 'reqs.txt': goes with --env only"),
+        (["--lock", "pylock.toml"], "'--lock': 'pylock.toml': goes with --env only"),
+        (["--offline"], "'--offline': '--offline': goes with --env only"),
+        # An input before a build option in --help is named first, whatever its rule.
+        (["--lock", "pylock.toml", "--port", "0"], "'--port': '0': must be a TCP port"),
+    ],
+)
+def test_every_option_that_needs_env_is_refused_without_it_by_its_own_flag(flags, named, tmp_path):
+    """One rule, Option.needs_env, for the inputs and the build's options: each is refused without
+    --env naming the flag the user typed (not --package for a --requirements file), and nothing is
+    written."""
+    (tmp_path / "reqs.txt").write_text("pandas\n")
+    result = CliRunner().invoke(
+        main, ["--ip", "127.0.0.13", "--name", "py", *flags, "--out", str(tmp_path / "out")], catch_exceptions=False
+    )
+    assert result.exit_code == 2
+    assert f"Error: Invalid value for {named}" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_required_input_left_out_is_named():

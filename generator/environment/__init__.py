@@ -46,7 +46,7 @@ def build_environment_for(
     ``lock``), its wheels fetched (minutes, the first time) and laid out; every package the spec
     asks for pinned."""
     from ..errors import InvalidValue
-    from ..spec import normalize_package, requirement_name
+    from ..packages import normalize_package, requirement_name
 
     if spec.python_version is None:  # a spec with env has one (BundleSpec checks it)
         raise ValueError("build_environment_for: the spec has no environment")

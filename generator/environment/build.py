@@ -13,8 +13,8 @@ from pathlib import Path
 from ..bundle_format import ENV_ARCHIVE, ENV_LOCK, ENV_SBOM
 from ..constants import INSTALL_ROOT, JUPYTER_CORE_MINIMUM
 from ..errors import EnvBuildError
-from ..spec import NOTEBOOK_PACKAGE
-from ..spec import normalize_package as normalize
+from ..packages import NOTEBOOK_PACKAGE
+from ..packages import normalize_package as normalize
 from ..winpath import MAX_FOLDER_CHARS, MAX_PATH_CHARS
 from .archive import install_archive
 from .fetch import Progress, Step, fetch, no_progress
@@ -157,16 +157,17 @@ def build_environment(
     *,
     requirements: tuple[str, ...],
     target: Target,
+    name: str,
+    generator_version: str,
     cache: Path | None = None,
     offline: bool = False,
     lock: str | None = None,
     lock_source: str = "the lock",
-    name: str = "notebook",
-    generator_version: str = "0",
     progress: Progress = no_progress,
 ) -> BuiltEnv:
     """Resolve ``requirements`` for ``target`` (or take the pylock.toml text ``lock``), fetch the
-    wheels and lay them out. Writes only into the cache; raises EnvBuildError with the reason."""
+    wheels and lay them out. Writes only into the cache; raises EnvBuildError with the reason.
+    ``name`` (the bundle's) and ``generator_version`` are what the SBOM says made the environment."""
     cache = cache or default_cache()
     if lock is None:
         progress(Step("resolve"))

@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ..errors import EnvBuildError, NotInCache
 from .lock import Pin
@@ -24,6 +25,10 @@ from .lock import Pin
 MAX_WHEEL_BYTES = 512 * 1024 * 1024
 TIMEOUT_SECONDS = 120
 CHUNK_BYTES = 256 * 1024
+
+
+# A build's stages, in order: mypy holds every Step made and every stage compared to these.
+Stage = Literal["resolve", "wheel", "wheel-done", "layout"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,7 @@ class Step:
     being laid out into the archive). ``index`` counts the wheels from 1 to ``count``.
     """
 
-    stage: str
+    stage: Stage
     index: int = 0
     count: int = 0
     name: str = ""

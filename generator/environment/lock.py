@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EnvBuildError
-from ..spec import normalize_package as normalize  # PEP 503: 'Jupyter_Core' and 'jupyter-core' are one
+from ..packages import normalize_package as normalize  # PEP 503: 'Jupyter_Core' and 'jupyter-core' are one
 from .target import Target
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -11,7 +11,7 @@ import uuid
 from email.message import Message
 from typing import Any
 
-from ..spec import normalize_package as normalize
+from ..packages import normalize_package as normalize
 from .lock import Pin
 
 NOT_DECLARED = "not declared in the package's metadata"
