@@ -214,9 +214,10 @@ def _generate(out: str, force: bool, inputs: dict[str, Any], from_: str | None =
         fail(exc)
     if inputs.get("env"):
         from .bundle_format import ENV_ARCHIVE
+        from .figures import size_mb
 
         click.echo(
-            f"Environment: {(path / ENV_ARCHIVE).stat().st_size / 1e6:.1f} MB archive, built in {time.monotonic() - started:.1f} s.",
+            f"Environment: {size_mb((path / ENV_ARCHIVE).stat().st_size)} archive, built in {time.monotonic() - started:.1f} s.",
             err=True,
         )
     click.echo(f"Wrote the bundle to {path}; its README.md says how to review and install it.", err=True)

@@ -67,3 +67,16 @@ def engine_parts(data: bytes) -> list[tuple[str, str, int, int]]:
     return [("constants", "the same in every bundle of this version, and the exit codes", 1, heads[0][0] - 1)] + [
         (name, what, start, end) for (start, name, what), end in zip(heads, ends, strict=True)
     ]
+
+
+def size_mb(count: int) -> str:
+    """57159404 -> '57.2 MB': an environment's size as download tools print it."""
+    return f"{count / 1e6:.1f} MB"
+
+
+def size(count: int) -> str:
+    """1048576 -> '1 MiB': the README says sizes the way people read them."""
+    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if count >= factor and count % factor == 0:
+            return f"{count // factor} {unit}"
+    return f"{count} bytes"

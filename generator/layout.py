@@ -122,10 +122,6 @@ class Layout:
         return self.spec.name
 
     @property
-    def task_folder(self) -> str:
-        return TASK_FOLDER
-
-    @property
     def broker_file(self) -> str:
         """The broker (docs/broker.md): it holds the bundle's address from boot."""
         return f"{self.spec.name}.broker.py"
@@ -145,7 +141,7 @@ class Layout:
     @property
     def broker_task_sid(self) -> str:
         """The broker's own SID: its log folder and each server's registration file grant it."""
-        return task_sid(self.task_folder + self.broker_task_name)
+        return task_sid(TASK_FOLDER + self.broker_task_name)
 
     @property
     def broker_channel(self) -> str:
@@ -170,10 +166,6 @@ class Layout:
             f'-I "{self.broker_path}" serve --ip {self.spec.ip} --port {self.spec.port} --name {self.spec.name}'
             f' --channel {self.broker_channel} --log "{self.broker_log}"'
         )
-
-    @property
-    def install_root(self) -> WinPath:
-        return INSTALL_ROOT
 
     @property
     def install_dir(self) -> WinPath:
@@ -250,10 +242,6 @@ class Layout:
     def state_dir(self) -> WinPath:
         """Machine-wide state of the install (receipt, logs of each run): administrators only."""
         return STATE_ROOT.join(self.spec.name)
-
-    @property
-    def state_root(self) -> WinPath:
-        return STATE_ROOT
 
     @property
     def receipt_path(self) -> WinPath:

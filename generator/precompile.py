@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .render import is_plain_name, jinja_environment, outputs
+from .render import outputs
+from .templating import is_plain_name, jinja_environment
 
 
 def _names_by_language() -> tuple[dict[str, set[str]], set[str]]:
@@ -93,7 +94,8 @@ def compile_all(target: Path) -> None:
     # every bundle of this version shares, rendered: a run reads no template file and renders no
     # engine (none of the engine's source, templates/engine/, is among the partials: only its build reads it).
     from . import __version__
-    from .render import ENGINE_OUTPUT, render_shared, templates_dir
+    from .render import ENGINE_OUTPUT, render_shared
+    from .templating import templates_dir
 
     root = templates_dir()
     partials = {name: (root / name).read_text(encoding="utf-8") for name in sorted(pasted)}

@@ -10,15 +10,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from .figures import size_mb
+
 if TYPE_CHECKING:
     from .environment import Step
 
 BAR_CELLS = 24
 REDRAW_SECONDS = 0.1  # a terminal line is redrawn at most this often while a wheel downloads
-
-
-def megabytes(count: int) -> str:
-    return f"{count / 1e6:.1f} MB"
 
 
 class BuildProgress:
@@ -39,7 +37,7 @@ class BuildProgress:
                 self.draw(f"{wheel}  {bar(step.received, step.size)}")
         elif step.stage == "wheel-done":
             how = "from the cache" if step.cached else "downloaded"
-            text = f"{wheel}: {megabytes(step.received)} {how}"
+            text = f"{wheel}: {size_mb(step.received)} {how}"
             if self.live:
                 self.draw(text)
             else:
@@ -65,6 +63,6 @@ class BuildProgress:
 def bar(received: int, size: int | None) -> str:
     """'[##########..............] 4.1/9.8 MB', or '4.1 MB' when the size is not known."""
     if not size:
-        return megabytes(received)
+        return size_mb(received)
     filled = min(BAR_CELLS, BAR_CELLS * received // size)
-    return f"[{'#' * filled}{'.' * (BAR_CELLS - filled)}] {received / 1e6:.1f}/{megabytes(size)}"
+    return f"[{'#' * filled}{'.' * (BAR_CELLS - filled)}] {size_mb(received).removesuffix(' MB')}/{size_mb(size)}"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from generator.constants import TASK_FOLDER
 from generator.escape import md_mermaid
 from generator.layout import Layout
 from generator.render import render
@@ -105,8 +106,8 @@ def test_the_readme_diagram_renders_and_names_what_runs(page, inputs):
     assert "error" not in result, result
     text = " ".join(result["text"].split())
     for name in (
-        layout.task_folder + layout.broker_task_name,
-        layout.task_folder + layout.task_name,
+        TASK_FOLDER + layout.broker_task_name,
+        TASK_FOLDER + layout.task_name,
         layout.broker_file,
         layout.launcher_file,
         layout.launcher_script_file,

@@ -9,8 +9,9 @@ import re
 import pytest
 
 from generator import __version__, engine_source
-from generator.render import ENGINE_OUTPUT, bundle_files, engine, templates_dir
+from generator.render import ENGINE_OUTPUT, bundle_files, engine
 from generator.spec import build_spec
+from generator.templating import templates_dir
 
 from conftest import CANONICAL, REPO
 from support import pwsh

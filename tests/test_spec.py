@@ -13,7 +13,6 @@ from generator import __version__
 from generator.api import generate
 from generator.cli import main
 from generator.errors import InvalidValue
-from generator.render import is_plain_name
 from generator.spec import (
     DEFAULTS,
     INPUTS,
@@ -24,6 +23,7 @@ from generator.spec import (
     is_dotted_quad,
     is_label,
 )
+from generator.templating import is_plain_name
 from generator.winpath import REFUSED_CATEGORIES, WinPath, env_prefix, is_refused_char, parse_windows_path
 
 from conftest import CANONICAL

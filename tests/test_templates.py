@@ -14,8 +14,9 @@ import pytest
 
 from generator import engine_source
 from generator.layout import Layout
-from generator.render import FILTERS, UnescapedValue, jinja_environment, outputs, render, templates_dir
+from generator.render import outputs, render
 from generator.spec import build_spec
+from generator.templating import FILTERS, UnescapedValue, jinja_environment, templates_dir
 from generator.winpath import WinPath
 
 from conftest import CANONICAL, REPO, need, render_bundle
@@ -367,7 +368,8 @@ def test_compiled_templates_render_the_same_bytes(tmp_path, monkeypatch):
     import importlib.util
     import sys
 
-    from generator.render import ENGINE_OUTPUT, jinja_environment
+    from generator.render import ENGINE_OUTPUT
+    from generator.templating import jinja_environment
 
     compiled = tmp_path / "generator" / "compiled_templates.py"
     compiled.parent.mkdir()

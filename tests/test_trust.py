@@ -817,7 +817,7 @@ def test_putting_in_the_new_values_hides_no_other_change(tmp_path):
     ],
 )
 def test_the_subject_is_read_from_the_certificate_as_openssl_reads_it(tmp_path, subject_line):
-    from generator.signature import subject
+    from generator.x509 import subject
 
     need(shutil.which("openssl"), "openssl (Debian: apt-get install openssl)")
     _, cert = self_signed(tmp_path, subject_line)
