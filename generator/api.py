@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidValue
 from .options import BUILD_OPTIONS, OUT
 from .output import StrPath, check_target, write_bundle
-from .packages import read_input_file, read_requirements
 from .render import render
 from .spec import build_spec
 
@@ -46,11 +45,16 @@ def generate(
     spec = build_spec(**inputs)  # first: the inputs come before the build's options in --help
     given = {"requirements": requirements, "lock": lock, "offline": offline}
     for name, option in BUILD_OPTIONS.items():
-        if option.needs_env and not spec.env and option.given(given[name]):
+        if option.needs_env and not spec.env and option.given(given.get(name)):
             raise InvalidValue(name, option.flag if option.switch else str(given[name]), "goes with --env only")
-    if requirements is not None:
-        spec = spec.replace(packages=(*spec.packages, *read_requirements(requirements)))
-    lock_text = read_input_file("lock", lock) if lock is not None else None
+    lock_text = None
+    if requirements is not None or lock is not None:
+        from .packages import read_input_file, read_requirements  # here: only --env reads these files
+
+        if requirements is not None:
+            spec = spec.replace(packages=(*spec.packages, *read_requirements(requirements)))
+        if lock is not None:
+            lock_text = read_input_file("lock", lock)
     out = os.fspath(out)
     check_target(os.path.abspath(out), force=force)  # before minutes of downloads, not after
     built = None

@@ -23,7 +23,7 @@ VALUES = "values.ps1"
 SUFFIX = ".ps1"  # of each part
 
 # The loader's list, as the build reads it: one quoted part name a line, nothing else.
-_PARTS = re.compile(r"^\$EngineParts = @\(\n((?:    '[a-z][a-z-]*'\n)+)\)$", re.M)
+_PARTS = r"(?m)^\$EngineParts = @\(\n((?:    '[a-z][a-z-]*'\n)+)\)$"  # compiled on first use (re caches it)
 
 _HEADER = """\
 # gen-bundle {version}: the engine of every bundle this version makes.
@@ -156,7 +156,7 @@ def values_file(version: str) -> str:
 
 def part_names(loader: str) -> list[str]:
     """The parts engine.psm1 loads, in its order: the one list, which the build follows too."""
-    found = _PARTS.findall(loader)
+    found = re.findall(_PARTS, loader)
     if len(found) != 1:
         raise ValueError(f"{LOADER}: no single '$EngineParts = @(' list of one quoted part name a line")
     return [line.strip().strip("'") for line in found[0].splitlines()]

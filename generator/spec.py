@@ -16,7 +16,6 @@ from typing import Any
 from . import __version__
 from .errors import InvalidValue
 from .options import Option
-from .packages import NOTEBOOK_PACKAGE, parse_package, requirement_name
 from .winpath import WinPath, is_reserved_name, parse_windows_path
 
 AUTH_MODES = ("token", "none")
@@ -355,6 +354,8 @@ def parse_packages(env: bool, value: object) -> tuple[str, ...]:
         raise InvalidValue("packages", value, "must be a list of package requirements")
     if not env:
         return ()  # BundleSpec refused packages given without --env
+    from .packages import NOTEBOOK_PACKAGE, parse_package, requirement_name  # here: only --env needs it
+
     packages: dict[str, str] = {}
     for item in value:
         requirement = parse_package(item)
