@@ -2,7 +2,8 @@
 # tree. gen-bundle builds the engine a bundle carries, gen-bundle-<version>.psm1, from this folder:
 # a header, values.ps1's values, then each part below, in this order, as it is
 # (generator/engine_source.py). Each part defines functions and the few module-wide values they
-# read; a part may use what an earlier one defines.
+# read; a part may use what an earlier one defines. A module-wide value a part sets is read in
+# that part too: PSScriptAnalyzer lints one file at a time (docs/engine.md).
 #
 # Like the built engine, the module exports every function of its parts, and no variable.
 Set-StrictMode -Version 3.0
