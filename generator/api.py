@@ -47,6 +47,8 @@ def generate(
     for name, option in BUILD_OPTIONS.items():
         if option.needs_env and not spec.env and option.given(given.get(name)):
             raise InvalidValue(name, option.flag if option.switch else str(given[name]), "goes with --env only")
+    if not os.fspath(out).strip():
+        raise InvalidValue("out", os.fspath(out), "must name a folder (an empty one would mean the current one)")
     lock_text = None
     if requirements is not None or lock is not None:
         from .packages import read_input_file, read_requirements  # here: only --env reads these files

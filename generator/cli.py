@@ -150,10 +150,6 @@ def main(ctx: click.Context, /, out: str, force: bool, from_: str | None, **inpu
             if inputs.get(required) is None:
                 param = next(p for p in ctx.command.params if p.name == required)
                 raise click.MissingParameter(ctx=ctx, param=param)
-    if not out.strip():
-        raise click.BadParameter(
-            f"'{out}': must name a folder (an empty one would mean the current one)", param_hint="'--out'"
-        )
     _generate(out, force, inputs, from_)
 
 
@@ -203,7 +199,7 @@ def _generate(out: str, force: bool, inputs: dict[str, Any], from_: str | None =
         # "Invalid value for '--flag': 'value': rule" (click's form), exit 2. With --from the
         # value is the earlier bundle's: its key in that bundle.json is named, not a flag not typed.
         hint = f"'{OPTION_FLAGS.get(exc.param, exc.param)}'"
-        if from_ is not None and exc.param not in FROM_ALLOWS:
+        if from_ is not None and exc.param in DECLARED:  # a bundle input: bundle.json's, not typed
             hint = f"'{exc.param}' in {from_}"
         raise click.BadParameter(str(exc), param_hint=hint) from None
     except (GenBundleError, OSError) as exc:

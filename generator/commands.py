@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from . import __version__
+from .constants import SIGN_PASSWORD_VARIABLE
 from .errors import GenBundleError
 from .exits import fail
 
@@ -113,10 +114,10 @@ def diff(old: str, new: str, verbatim: bool) -> None:
 @click.option(
     "--pfx",
     metavar="FILE",
-    help="The signing certificate and key, PKCS#12. Password: GEN_BUNDLE_SIGN_PASSWORD, else asked for.",
+    help=f"The signing certificate and key, PKCS#12. Password: {SIGN_PASSWORD_VARIABLE}, else asked for.",
 )
 @click.option("--cert", metavar="FILE", help="The signing certificate, PEM (with --key).")
-@click.option("--key", metavar="FILE", help="Its private key, PEM (a password, if any: GEN_BUNDLE_SIGN_PASSWORD).")
+@click.option("--key", metavar="FILE", help=f"Its private key, PEM (a password, if any: {SIGN_PASSWORD_VARIABLE}).")
 @click.option(
     "--timestamp", metavar="URL", help="An RFC 3161 time-stamping server, so that signatures outlive the certificate."
 )

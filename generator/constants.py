@@ -85,3 +85,8 @@ USER_FILES = {
     "runtime": "runtime",  # Jupyter's runtime folder
     "pycache": "pycache",  # the bytecode of an --env environment, compiled for this user
 }
+
+# The environment variables gen-bundle itself reads (on the machine that renders, not the target):
+# where --env's cache is, and the password of a signing key.
+CACHE_VARIABLE = "GEN_BUNDLE_CACHE_DIR"
+SIGN_PASSWORD_VARIABLE = "GEN_BUNDLE_SIGN_PASSWORD"

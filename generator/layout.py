@@ -172,6 +172,13 @@ class Layout:
         """Where install.ps1 puts the launcher: only administrators can write there."""
         return INSTALL_ROOT.join(self.spec.name)
 
+    def server_python(self, env_folder: str | None) -> WinPath:
+        """The python.exe the launcher runs: the one --python names, or the environment's, in its
+        folder of the install folder (``env_folder``), when the bundle brings one."""
+        if env_folder is None:
+            return self.spec.python
+        return self.install_dir.join(env_folder, "Scripts", "python.exe")
+
     @property
     def launcher_path(self) -> WinPath:
         return self.install_dir.join(self.launcher_file)

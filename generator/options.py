@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from .constants import CACHE_VARIABLE
+
 
 class Option(NamedTuple):  # a NamedTuple: a third of a frozen dataclass's start-up cost
     flag: str  # on the command line
@@ -58,7 +60,8 @@ BUILD_OPTIONS: dict[str, Option] = {
         switch=True,
         default=False,
         needs_env=True,
-        help="use only the cache (GEN_BUNDLE_CACHE_DIR, else ~/.cache/gen-bundle); no network.",
+        help=f"use only the cache ({CACHE_VARIABLE}, else $XDG_CACHE_HOME/gen-bundle or ~/.cache/gen-bundle); "
+        "no network.",
     ),
     "out": Option(flag="--out", metavar="DIR", default=OUT, help="Directory to write the bundle to."),
     "force": Option(

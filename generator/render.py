@@ -26,7 +26,6 @@ from .bundle_format import (
 from .layout import Layout
 from .spec import BundleSpec
 from .templating import jinja_environment, templates_dir
-from .winpath import WinPath
 
 if TYPE_CHECKING:
     import jinja2
@@ -84,13 +83,6 @@ def bundle_files(spec: BundleSpec) -> list[str]:
     return sorted([*outputs(spec), *(ENV_FILES if spec.env else ()), BUNDLE_JSON, SHA256SUMS])
 
 
-def server_python(spec: BundleSpec, env: BuiltEnv | None) -> WinPath:
-    """The python.exe the launcher runs: the environment's, when the bundle brings one."""
-    if env is None:
-        return spec.python
-    return Layout(spec).install_dir.join(env.folder, "Scripts", "python.exe")
-
-
 def _encode(text: str, output: Output) -> bytes:
     if "\r" in text:
         raise ValueError(f"{output.template}: a stray carriage return would break the line endings")
@@ -121,7 +113,7 @@ def render(spec: BundleSpec, env: BuiltEnv | None = None) -> dict[str, bytes]:
         "engine_file": engine_file(spec.version),
         "sha_of": lambda names: {name: sha[name] for name in names},
         "env": env,
-        "python_exe": server_python(spec, env),
+        "python_exe": Layout(spec).server_python(env.folder if env else None),
         "spec": spec,
         "bundle_files": names,
         "verified_files": [name for name in names if name != SHA256SUMS],  # what SHA256SUMS lists

@@ -17,11 +17,12 @@ from pathlib import Path
 from .bundle import read_bundle
 from .bundle_format import BUNDLE_JSON, SHA256SUMS, sums_of
 from .check import examine
+from .constants import SIGN_PASSWORD_VARIABLE
 from .errors import SigningError
 from .output import write_bundle
 from .signature import PUBLISHER_FILE, SIGNED_SUFFIXES, SignatureEntry, find_tool, signature_entry, signed_manifest
 
-PASSWORD_VARIABLE = "GEN_BUNDLE_SIGN_PASSWORD"
+PASSWORD_VARIABLE = SIGN_PASSWORD_VARIABLE
 MAX_PASSWORD_BYTES = 4096  # a pipe holds 64 KiB; a password is far shorter
 
 

@@ -316,8 +316,12 @@ def parse_flag(param: str, value: object) -> bool:
     return value
 
 
-_PYTHON_FOLDER = r"(?i)python3(1[0-9])(?:-64)?"  # compiled on first use (re caches it)
-CPYTHON_MINOR = r"3\.(1[0-9])"
+# The CPython minor versions an environment can be for (3.10 to 3.19), written once: in --python's
+# folder name as the python.org installer makes it (Python313), and as --python-version takes it.
+_MINORS = (10, 19)
+_MINOR = "(" + "|".join(str(minor) for minor in range(_MINORS[0], _MINORS[1] + 1)) + ")"
+_PYTHON_FOLDER = rf"(?i)python3{_MINOR}(?:-64)?"  # compiled on first use (re caches it)
+CPYTHON_MINOR = rf"3\.{_MINOR}"
 
 
 def parse_python_version(env: bool, value: object, python: WinPath) -> str | None:
@@ -340,7 +344,9 @@ def parse_python_version(env: bool, value: object, python: WinPath) -> str | Non
             )
         return from_folder
     if not isinstance(value, str) or not re.fullmatch(CPYTHON_MINOR, value):
-        raise InvalidValue("python_version", value, "must be a CPython version 3.10 to 3.19, written like 3.13")
+        raise InvalidValue(
+            "python_version", value, f"must be a CPython version 3.{_MINORS[0]} to 3.{_MINORS[1]}, written like 3.13"
+        )
     if from_folder is not None and from_folder != value:
         raise InvalidValue(
             "python_version", value, f"contradicts --python '{python}', which is the folder of Python {from_folder}"

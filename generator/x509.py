@@ -141,6 +141,3 @@ def subject(der: bytes) -> str:
     except (ValueError, IndexError, UnicodeDecodeError) as exc:
         raise SigningError(f"the certificate's subject cannot be read ({exc})") from None
     return ",".join(reversed(rdns))
-
-
-# ---- bundle.json's record of the signer ----------------------------------------------------

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from generator.layout import Layout
-from generator.render import render, server_python
+from generator.render import render
 from generator.spec import build_spec
 
 from conftest import need
@@ -47,7 +47,7 @@ class Installed:
             host = wine.host_path(windows)
             host.parent.mkdir(parents=True, exist_ok=True)
             host.write_bytes(files[name])
-        self.python = as_wine_reads(wine.expand(str(server_python(spec, env))))
+        self.python = as_wine_reads(wine.expand(str(Layout(spec).server_python(env.folder if env else None))))
         self.log_dir = wine.host_path(wine.expand(str(Layout(spec).user_state_dir)))
         # Start from a user who never ran it: no logs.
         if self.log_dir.exists():

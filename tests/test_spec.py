@@ -309,3 +309,23 @@ def test_is_refused_char_needs_no_character_table_for_ascii():
 
 def test_this_version_is_a_version_number():
     assert VERSION.fullmatch(__version__)
+
+
+def test_the_librarys_build_options_are_the_declared_ones():
+    """generate()'s defaults are the declarations', and each option that needs --env is refused
+    without it by the library too, naming it; an empty out is refused there, not only by the CLI."""
+    import inspect
+
+    from generator.options import BUILD_OPTIONS
+
+    keywords = inspect.signature(generate).parameters
+    for name, option in BUILD_OPTIONS.items():
+        assert keywords[name].default == option.default, name
+        if option.needs_env:
+            value = True if option.switch else "some-file"
+            with pytest.raises(InvalidValue, match="goes with --env only") as caught:
+                generate(ip="127.0.0.13", name="py", out="unused", **{name: value})
+            assert caught.value.param == name
+    with pytest.raises(InvalidValue, match="must name a folder") as caught:
+        generate(ip="127.0.0.13", name="py", out="")
+    assert caught.value.param == "out"

@@ -745,3 +745,90 @@ def test_bat_doubles_every_percent_sign_of_a_value(value, written):
 
     assert bat(value) == written
     assert bat(value) != written.replace("%%", "%")  # a change that stopped doubling would show
+
+
+# ---- exit codes written as numbers: the two snippets pasted before the engine is loaded ------
+# (they run before the engine's $Exit... values exist, so they carry the number itself)
+PASTED_EXITS = {("start.ps1", 2): "EXIT_TAMPERED", ("relaunch.ps1", 1603): "EXIT_FAILURE"}
+
+
+def pasted_exit_problems(folder) -> list[str]:
+    from generator import constants
+
+    problems = []
+    found = set()
+    for path in sorted(folder.glob("*.ps1")):
+        for number in re.findall(r"(?m)^\s*exit (\d+)\s*$", path.read_text(encoding="utf-8")):
+            found.add((path.name, int(number)))
+            name = PASTED_EXITS.get((path.name, int(number)))
+            if name is None:
+                problems.append(f"{path.name}: exit {number} is no exit code of constants.py")
+            elif getattr(constants, name) != int(number):
+                problems.append(f"{path.name}: exit {number} is not {name} ({getattr(constants, name)})")
+    problems += [f"{name}: no exit {number}" for name, number in sorted(set(PASTED_EXITS) - found)]
+    return problems
+
+
+def test_the_snippets_exit_codes_are_the_constants():
+    """start.ps1's and relaunch.ps1's exit codes, written as numbers (the engine, which holds the
+    constants, is not loaded yet), are the codes constants.py gives and the README lists."""
+    assert pasted_exit_problems(TEMPLATES / "powershell") == []
+
+
+def test_a_snippets_exit_code_that_drifts_is_found(tmp_path):
+    for name in ("start.ps1", "relaunch.ps1"):
+        (tmp_path / name).write_text((TEMPLATES / "powershell" / name).read_text(encoding="utf-8"), encoding="utf-8")
+    text = (tmp_path / "start.ps1").read_text(encoding="utf-8").replace("    exit 2\n", "    exit 3\n")
+    (tmp_path / "start.ps1").write_text(text, encoding="utf-8")
+    assert pasted_exit_problems(tmp_path) == [
+        "start.ps1: exit 3 is no exit code of constants.py",
+        "start.ps1: no exit 2",
+    ]
+
+
+# ---- the broker's names, as the engine and the README repeat them ----------------------------
+def broker_name_problems(broker: str, probe: str, readme: str) -> list[str]:
+    """The broker's event source, its rotated log's suffix and where it says the launcher's log is,
+    each read from the broker's own code, and found where probe.ps1 and the README repeat them."""
+    from generator.constants import USER_FILES
+
+    problems = []
+    source = re.findall(r'RegisterEventSourceW\(None, "([^"]+)"\)', broker)
+    suffix = re.findall(r'os\.replace\(self\.path, self\.path \+ "([^"]+)"\)', broker)
+    if len(source) != 1 or len(suffix) != 1:
+        return ["the broker's event source or log rotation is not where this test reads it"]
+    if f"(source {source[0]})" not in probe:
+        problems.append(f"probe.ps1 does not name the event source {source[0]}")
+    if readme.count(f"ProviderName = '{source[0]}'") < 2 or f"source `{source[0]}`" not in readme:
+        problems.append(f"the README does not name the event source {source[0]}")
+    if f'"$BrokerLog{suffix[0]}"' not in probe:
+        problems.append(f"probe.ps1 does not read the rotated log {suffix[0]}")
+    if f"`broker.log{suffix[0]}`" not in readme:
+        problems.append(f"the README does not name the rotated log broker.log{suffix[0]}")
+    layout = Layout(build_spec(**CANONICAL))
+    # The broker's message joins the name to the folder above it, written as a Python string literal.
+    above = layout.user_state_dir.rest.removesuffix(layout.spec.name)
+    said = f"the file {USER_FILES['launcher_log']} in %{layout.user_state_dir.base}%\\{above}".replace("\\", "\\\\")
+    if said not in broker:
+        problems.append(f"the broker does not say '{said}'")
+    return problems
+
+
+def test_the_brokers_names_are_the_ones_the_engine_and_readme_give(canonical_files):
+    broker = (TEMPLATES / "python" / "broker.py").read_text(encoding="utf-8")
+    probe = (TEMPLATES / "engine" / "probe.ps1").read_text(encoding="utf-8")
+    readme = canonical_files["README.md"].decode("utf-8")
+    assert broker_name_problems(broker, probe, readme) == []
+    renamed = broker.replace('RegisterEventSourceW(None, "gen-bundle-broker")', 'RegisterEventSourceW(None, "gb-broker")')
+    assert broker_name_problems(renamed, probe, readme) == [
+        "probe.ps1 does not name the event source gb-broker",
+        "the README does not name the event source gb-broker",
+    ]
+    assert broker_name_problems(broker.replace('self.path + ".1")', 'self.path + ".old")'), probe, readme) == [
+        "probe.ps1 does not read the rotated log .old",
+        "the README does not name the rotated log broker.log.old",
+    ]
+    moved = broker.replace("launcher.log in %LOCALAPPDATA%", "launcher.log in %APPDATA%")
+    assert broker_name_problems(moved, probe, readme) == [
+        "the broker does not say 'the file launcher.log in %LOCALAPPDATA%\\\\gen-bundle\\\\'"
+    ]

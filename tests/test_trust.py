@@ -21,7 +21,7 @@ from generator.cli import main
 from generator.layout import Layout
 from generator.spec import build_spec
 
-from conftest import need
+from conftest import CANONICAL, need
 from support import pwsh
 from test_properties import bundle_inputs
 
@@ -872,3 +872,16 @@ def test_a_pfx_without_a_password_is_read_with_an_empty_one(tmp_path, signer):
     entry = sign_bundle(bundle, pfx=pfx, password=None)
     assert entry["subject"] == "O=Contoso IT,CN=gen-bundle test signer"
     assert osslsigncode_verifies(bundle / "install.ps1", signer["cert"])
+
+
+def test_diff_reads_every_file_of_a_bundle_as_text_but_the_archive():
+    """diff's list of text suffixes covers every file a bundle holds (with and without --env),
+    but the environment's archive: a new kind of file is not silently diffed as "binary"."""
+    from generator.bundle_format import ENV_ARCHIVE, SHA256SUMS
+    from generator.diff import TEXT_SUFFIXES
+    from generator.render import bundle_files
+    from generator.spec import build_spec
+
+    for spec in (build_spec(**CANONICAL), build_spec(**CANONICAL, env=True, python_version="3.13")):
+        binary = [name for name in bundle_files(spec) if not name.endswith(TEXT_SUFFIXES) and name != SHA256SUMS]
+        assert binary == ([ENV_ARCHIVE] if spec.env else [])

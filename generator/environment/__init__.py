@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import EnvBuildError
 from .build import BuiltEnv, build_environment
-from .fetch import Progress, Step, no_progress
+from .steps import Progress, Step, no_progress
 from .target import Target
 
 if TYPE_CHECKING:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -11,15 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..bundle_format import ENV_ARCHIVE, ENV_LOCK, ENV_SBOM
-from ..constants import INSTALL_ROOT, JUPYTER_CORE_MINIMUM
+from ..constants import CACHE_VARIABLE, INSTALL_ROOT, JUPYTER_CORE_MINIMUM
 from ..errors import EnvBuildError
 from ..packages import NOTEBOOK_PACKAGE
 from ..packages import normalize_package as normalize
 from ..winpath import MAX_FOLDER_CHARS, MAX_PATH_CHARS
 from .archive import install_archive
-from .fetch import Progress, Step, fetch, no_progress
-from .lock import Pin, parse_lock, resolve
+from .fetch import fetch
+from .lock import Pin, lock_text, parse_lock, resolve
 from .sbom import cyclonedx, licence_text
+from .steps import Progress, Step, no_progress
 from .target import Target
 
 # The launcher runs the environment's "python -m notebook"; older jupyter_core loads settings
@@ -63,8 +63,8 @@ class BuiltEnv:
 
 
 def default_cache() -> Path:
-    """GEN_BUNDLE_CACHE_DIR, else the user's cache folder (XDG_CACHE_HOME, ~/.cache)."""
-    explicit = os.environ.get("GEN_BUNDLE_CACHE_DIR")
+    """CACHE_VARIABLE's folder, else the user's cache folder (XDG_CACHE_HOME, ~/.cache)."""
+    explicit = os.environ.get(CACHE_VARIABLE)
     if explicit:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -126,31 +126,6 @@ def _check_path_length(longest: str, longest_folder: str, name: str) -> None:
                 f"{path} would be {len(prefix) + len(path)} characters long below {prefix}: more than the "
                 f"{limit} Windows PowerShell 5.1 can {what}. A shorter --name leaves more room"
             )
-
-
-def lock_text(pins: tuple[Pin, ...], target: Target, generator_version: str) -> bytes:
-    """The bundle's lock (PEP 751 pylock.toml): exactly the wheels in the archive."""
-    lines = [
-        f"# gen-bundle {generator_version}: the lock of {ENV_ARCHIVE}, for {target.description}.",
-        "# Each package is pinned to one wheel by its SHA-256. The same archive, byte for byte:",
-        "#   gen-bundle <the inputs in bundle.json> --lock pylock.toml",
-        'lock-version = "1.0"',
-        'created-by = "gen-bundle"',
-        f'requires-python = "=={target.python_version}.*"',
-    ]
-    for pin in pins:
-        wheel = f"name = {json.dumps(pin.filename)}, url = {json.dumps(pin.url)}"
-        if pin.size is not None:
-            wheel += f", size = {pin.size}"
-        wheel += f", hashes = {{ sha256 = {json.dumps(pin.sha256)} }}"
-        lines += [
-            "",
-            "[[packages]]",
-            f"name = {json.dumps(pin.name)}",
-            f"version = {json.dumps(pin.version)}",
-            f"wheels = [{{ {wheel} }}]",
-        ]
-    return ("\n".join(lines) + "\n").encode("ascii")
 
 
 def build_environment(

@@ -10,6 +10,7 @@ later build can take it back (--lock) to rebuild the same environment.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import tomllib
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..bundle_format import ENV_ARCHIVE
 from ..errors import EnvBuildError
 from ..packages import normalize_package as normalize  # PEP 503: 'Jupyter_Core' and 'jupyter-core' are one
 from .target import Target
@@ -171,3 +173,28 @@ def explain_uv_failure(stderr: str, target: Target, *, offline: bool) -> str:
     else:
         hint = "the packages cannot be resolved together"
     return f"cannot resolve the environment for {target.description}: {hint}. uv said:\n{detail}"
+
+
+def lock_text(pins: tuple[Pin, ...], target: Target, generator_version: str) -> bytes:
+    """The bundle's lock (PEP 751 pylock.toml): exactly the wheels in the archive."""
+    lines = [
+        f"# gen-bundle {generator_version}: the lock of {ENV_ARCHIVE}, for {target.description}.",
+        "# Each package is pinned to one wheel by its SHA-256. The same archive, byte for byte:",
+        "#   gen-bundle <the inputs in bundle.json> --lock pylock.toml",
+        'lock-version = "1.0"',
+        'created-by = "gen-bundle"',
+        f'requires-python = "=={target.python_version}.*"',
+    ]
+    for pin in pins:
+        wheel = f"name = {json.dumps(pin.filename)}, url = {json.dumps(pin.url)}"
+        if pin.size is not None:
+            wheel += f", size = {pin.size}"
+        wheel += f", hashes = {{ sha256 = {json.dumps(pin.sha256)} }}"
+        lines += [
+            "",
+            "[[packages]]",
+            f"name = {json.dumps(pin.name)}",
+            f"version = {json.dumps(pin.version)}",
+            f"wheels = [{{ {wheel} }}]",
+        ]
+    return ("\n".join(lines) + "\n").encode("ascii")
