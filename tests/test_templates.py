@@ -819,7 +819,9 @@ def test_the_brokers_names_are_the_ones_the_engine_and_readme_give(canonical_fil
     probe = (TEMPLATES / "engine" / "probe.ps1").read_text(encoding="utf-8")
     readme = canonical_files["README.md"].decode("utf-8")
     assert broker_name_problems(broker, probe, readme) == []
-    renamed = broker.replace('RegisterEventSourceW(None, "gen-bundle-broker")', 'RegisterEventSourceW(None, "gb-broker")')
+    renamed = broker.replace(
+        'RegisterEventSourceW(None, "gen-bundle-broker")', 'RegisterEventSourceW(None, "gb-broker")'
+    )
     assert broker_name_problems(renamed, probe, readme) == [
         "probe.ps1 does not name the event source gb-broker",
         "the README does not name the event source gb-broker",
