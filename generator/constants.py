@@ -89,4 +89,5 @@ USER_FILES = {
 # The environment variables gen-bundle itself reads (on the machine that renders, not the target):
 # where --env's cache is, and the password of a signing key.
 CACHE_VARIABLE = "GEN_BUNDLE_CACHE_DIR"
+CACHE_FOLDER = "gen-bundle"  # without CACHE_VARIABLE: this folder of $XDG_CACHE_HOME, else of ~/.cache
 SIGN_PASSWORD_VARIABLE = "GEN_BUNDLE_SIGN_PASSWORD"

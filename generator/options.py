@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .constants import CACHE_VARIABLE
+from .constants import CACHE_FOLDER, CACHE_VARIABLE
 
 
 class Option(NamedTuple):  # a NamedTuple: a third of a frozen dataclass's start-up cost
@@ -60,8 +60,8 @@ BUILD_OPTIONS: dict[str, Option] = {
         switch=True,
         default=False,
         needs_env=True,
-        help=f"use only the cache ({CACHE_VARIABLE}, else $XDG_CACHE_HOME/gen-bundle or ~/.cache/gen-bundle); "
-        "no network.",
+        help=f"use only the cache ({CACHE_VARIABLE}, else $XDG_CACHE_HOME/{CACHE_FOLDER} or "
+        f"~/.cache/{CACHE_FOLDER}); no network.",
     ),
     "out": Option(flag="--out", metavar="DIR", default=OUT, help="Directory to write the bundle to."),
     "force": Option(

@@ -834,3 +834,40 @@ def test_the_brokers_names_are_the_ones_the_engine_and_readme_give(canonical_fil
     assert broker_name_problems(moved, probe, readme) == [
         "the broker does not say 'the file launcher.log in %LOCALAPPDATA%\\\\gen-bundle\\\\'"
     ]
+
+
+# ---- facts the engine matches by pattern or by branch, held to the Python that makes them ----
+def test_every_environment_folder_form_is_one_the_engine_finds():
+    """The engine finds an environment's folders (to remove the old ones) by a pattern of its own:
+    each name install.ps1 gives one, with the id the build makes, must match it, and no longer id."""
+    from generator.environment.build import ENV_FOLDER_FORMS, ENV_ID_HEX
+
+    source = (TEMPLATES / "engine" / "environment-remove.ps1").read_text(encoding="utf-8")
+    (pattern,) = re.findall(r"-cmatch '([^']+)'", source)
+    for form in ENV_FOLDER_FORMS:
+        assert re.fullmatch(pattern, form.format(id="0123456789abcdef"[:ENV_ID_HEX])), form
+        assert not re.fullmatch(pattern, form.format(id="a" * (ENV_ID_HEX + 1))), form
+
+
+def test_each_exit_codes_event_id_is_the_one_the_engine_writes():
+    """base.ps1 turns an exit code into an event ID by two named offsets (busy, failure) and the
+    code itself below 100: constants.EVENT_OFFSETS can hold only those two, or the README (which
+    reads the table) and the engine part ways."""
+    from generator import constants
+
+    assert constants.EVENT_OFFSETS == {constants.EXIT_BUSY: 18, constants.EXIT_FAILURE: 99}
+    source = (TEMPLATES / "engine" / "base.ps1").read_text(encoding="utf-8")
+    assert "if ($code -eq $ExitBusy) {\n        $id += $EventBusy" in source
+    assert "$code -ge 100) {\n        $id += $EventFailure" in source
+    named = (constants.EXIT_BUSY, constants.EXIT_FAILURE)
+    others = [code for name, code in vars(constants).items() if name.startswith("EXIT_") and code not in named]
+    assert others and all(0 <= code < 100 for code in others)
+
+
+def test_the_engine_knows_the_tasks_launcher_by_the_end_of_its_command_line():
+    """Test-LauncherProcess tells the task's cmd.exe and conhost.exe by how the task's arguments end."""
+    source = (TEMPLATES / "engine" / "processes.ps1").read_text(encoding="utf-8")
+    assert "$line.EndsWith(' /c .\\' + $LauncherFile, [StringComparison]::OrdinalIgnoreCase)" in source
+    for window in ("hidden", "minimized"):
+        layout = Layout(build_spec(**{**CANONICAL, "window": window}))
+        assert layout.task_arguments.endswith(" /c .\\" + layout.launcher_file)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..bundle_format import ENV_ARCHIVE, ENV_LOCK, ENV_SBOM
-from ..constants import CACHE_VARIABLE, INSTALL_ROOT, JUPYTER_CORE_MINIMUM
+from ..constants import CACHE_FOLDER, CACHE_VARIABLE, INSTALL_ROOT, JUPYTER_CORE_MINIMUM
 from ..errors import EnvBuildError
 from ..packages import NOTEBOOK_PACKAGE
 from ..packages import normalize_package as normalize
@@ -55,7 +55,7 @@ class BuiltEnv:
     def folder(self) -> str:
         """The environment's folder in the install folder: named by the archive, so a new lock
         gets a new folder beside the old one (side by side, then the launcher switches)."""
-        return f"env-{self.archive_sha256[:12]}"
+        return "env-" + self.archive_sha256[:ENV_ID_HEX]
 
     @property
     def files_of_bundle(self) -> dict[str, bytes]:
@@ -68,7 +68,7 @@ def default_cache() -> Path:
     if explicit:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gen-bundle"
+    return Path(base) / CACHE_FOLDER
 
 
 def find_uv() -> str:
@@ -107,11 +107,14 @@ def _check_required(pins: tuple[Pin, ...], source: str) -> None:
 # The names install.ps1 gives an environment's folder: extracted into the first, renamed to
 # the second, and to the third while an older one is deleted (templates/engine/environment*.ps1).
 ENV_FOLDER_FORMS = (".env-{id}.partial", "env-{id}", ".env-{id}.remove")
+# The id: the first hex digits of the archive's SHA-256 (the engine's Get-EnvironmentFolder matches
+# exactly this many).
+ENV_ID_HEX = 12
 
 
 def env_folder_prefix(name: str) -> str:
     """The longest folder an environment's files are ever in, on a PC with the usual %ProgramFiles%."""
-    forms = [form.format(id="0" * 12) for form in ENV_FOLDER_FORMS]
+    forms = [form.format(id="0" * ENV_ID_HEX) for form in ENV_FOLDER_FORMS]
     return INSTALL_ROOT.join(name, max(forms, key=len)).typical() + "\\"
 
 
