@@ -46,9 +46,10 @@ def generate(
     given = {"requirements": requirements, "lock": lock, "offline": offline}
     for name, option in BUILD_OPTIONS.items():
         if option.needs_env and not spec.env and option.given(given.get(name)):
-            raise InvalidValue(name, option.flag if option.switch else str(given[name]), "goes with --env only")
-    if not os.fspath(out).strip():
-        raise InvalidValue("out", os.fspath(out), "must name a folder (an empty one would mean the current one)")
+            raise InvalidValue(name, option.flag if option.switch else str(given.get(name)), "goes with --env only")
+    out = os.fspath(out)
+    if not out.strip():
+        raise InvalidValue("out", out, "must name a folder (an empty one would mean the current one)")
     lock_text = None
     if requirements is not None or lock is not None:
         from .packages import read_input_file, read_requirements  # here: only --env reads these files
@@ -57,7 +58,6 @@ def generate(
             spec = spec.replace(packages=(*spec.packages, *read_requirements(requirements)))
         if lock is not None:
             lock_text = read_input_file("lock", lock)
-    out = os.fspath(out)
     check_target(os.path.abspath(out), force=force)  # before minutes of downloads, not after
     built = None
     if spec.env:

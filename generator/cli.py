@@ -24,7 +24,8 @@ from .winpath import ENV_BASES
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
-EPILOG = """\b
+_BASES = [f"%{base}%" for base in ENV_BASES.values()]  # winpath's list
+EPILOG = f"""\b
 Examples:
   gen-bundle --ip 127.0.0.13 --name py
   gen-bundle --ip 127.0.0.20 --name lab --port 8080 --out lab-bundle
@@ -39,12 +40,9 @@ Examples:
 
 \b
 Paths are Windows paths on the target machines. A path may start with
-{bases},
+{", ".join(_BASES[:-1])} or {_BASES[-1]},
 expanded on the target; every other % is literal.
 """
-
-_BASES = [f"%{base}%" for base in ENV_BASES.values()]
-EPILOG = EPILOG.replace("{bases}", ", ".join(_BASES[:-1]) + " or " + _BASES[-1])  # winpath's list
 
 # Every option of a render: the bundle's inputs, then the build's options, each declared once
 # (generator/spec.py, generator/options.py), in the order --help lists them.

@@ -35,8 +35,10 @@ class Option(NamedTuple):  # a NamedTuple: a third of a frozen dataclass's start
         return ("With --env: " if self.needs_env else "") + self.help + ("  [required]" if self.required else "")
 
     def given(self, value: object) -> bool:
-        """Whether ``value`` is more than leaving the option out."""
-        return value is not None and value is not False and value != ()
+        """Whether ``value`` is more than leaving the option out (None, False, or no items)."""
+        if isinstance(value, (tuple, list)):
+            return len(value) > 0
+        return value is not None and value is not False
 
 
 # Where a bundle is written when no folder is given.

@@ -38,11 +38,11 @@ def is_dotted_quad(text: str) -> bool:
     return DOTTED_QUAD.fullmatch(text) is not None
 
 
-def _input(*, check: Callable[[Any, Mapping[str, Any]], Any], **declared: Any) -> Any:
+def _input(*, check: Callable[[Any, Mapping[str, Any]], Any] | None = None, **declared: Any) -> Any:
     """A field of BundleSpec that is an input: its Option and its check ride in the field's
     metadata, and its default (none for a required one) is the field's own. ``check`` is given
     the value and the inputs checked before it, and returns the value to keep or raises
-    InvalidValue."""
+    InvalidValue; an input with choices has none (BundleSpec checks the value is one of them)."""
     option = Option(**declared)
     default = dataclasses.MISSING if option.required else option.default
     return dataclasses.field(default=default, metadata={"option": option, "check": check})
@@ -105,21 +105,18 @@ class BundleSpec:
         "every start) and programs of that user that send the secret; http://NAME/ asks nobody for a sign-in. "
         "none: the server takes any request that reaches its port - any account of the PC can run code as that "
         "user.",
-        check=lambda value, _: parse_choice("auth", value, AUTH_MODES),
     )
     window: str = _input(
         flag="--window",
         choices=WINDOW_MODES,
         default="hidden",
         help="hidden: no console window (conhost --headless). minimized: a minimized console window.",
-        check=lambda value, _: parse_choice("window", value, WINDOW_MODES),
     )
     scope: str = _input(
         flag="--scope",
         choices=SCOPES,
         default="machine",
         help="machine: every user who logs on gets their own server. user: only the account given by --user.",
-        check=lambda value, _: parse_choice("scope", value, SCOPES),
     )
     user: str | None = _input(
         flag="--user",
@@ -166,7 +163,10 @@ class BundleSpec:
             if option.needs_env and not checked["env"] and option.given(value):
                 shown = value[0] if option.repeat and isinstance(value, (tuple, list)) else value  # the first --package
                 raise InvalidValue(field.name, shown, "goes with --env only")
-            checked[field.name] = field.metadata["check"](value, checked)
+            check = field.metadata["check"]
+            checked[field.name] = (
+                parse_choice(field.name, value, option.choices) if check is None else check(value, checked)
+            )
         if not isinstance(self.version, str) or not VERSION.fullmatch(self.version):
             raise InvalidValue("version", self.version, "must be a version number like 1.2.3")
         for name, value in checked.items():

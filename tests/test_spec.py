@@ -329,3 +329,10 @@ def test_the_librarys_build_options_are_the_declared_ones():
     with pytest.raises(InvalidValue, match="must name a folder") as caught:
         generate(ip="127.0.0.13", name="py", out="")
     assert caught.value.param == "out"
+
+
+@pytest.mark.parametrize("empty", [[], ()])
+def test_no_packages_is_leaving_them_out_without_env(empty):
+    """An empty list of packages is no package given: not refused without --env (a library caller's
+    ``packages=[]``), and the spec is the one made without it."""
+    assert build_spec(ip="127.0.0.13", name="py", packages=empty) == build_spec(ip="127.0.0.13", name="py")
