@@ -4,4 +4,4 @@ Kept import-light on purpose: the console script imports this package first,
 and start-up time is measured (benchmarks/startup.py).
 """
 
-__version__ = "0.3.17"
+__version__ = "0.3.18"

@@ -231,6 +231,7 @@ def test_the_windows_workflow_lints_the_source_and_the_bundle(grammars):
     assert steps.index(step) > made
     run = step["run"]
     assert "'templates/engine'" in run and '"$env:RUNNER_TEMP\\bundle"' in run
+    assert '"$env:RUNNER_TEMP\\envbundle"' in run  # its install.ps1 has the environment's steps
     assert "-Settings ./PSScriptAnalyzerSettings.psd1" in run
     assert "-Severity Warning, Error, ParseError" in run
     assert "if ($findings.Count -gt 0) { exit 1 }" in run

@@ -11,7 +11,7 @@ function Test-Installed {
         # installed", so that Intune runs install.ps1, which disables them.
         foreach ($name in @($TaskName, $BrokerTaskName)) {
             $found = @(Get-OurTask -Name $name)
-            if ($found.Count -gt 0 -and [string]::Equals([string]$found[0].Author, $TaskAuthor, [StringComparison]::Ordinal) -and
+            if ($found.Count -gt 0 -and (Test-OurAuthor -Task $found[0]) -and
                 -not (Test-TaskValue -Value $found[0].State -Enum 'State' -Name 'Disabled')) {
                 Write-Verbose "the policy value turns the bundle off, and $TaskFolder$name is still enabled: install.ps1 disables it"
                 return $false
@@ -67,12 +67,12 @@ function Test-Installed {
         Write-Verbose "environment: $(Join-Path $InstallDir $EnvFolder) is missing or incomplete"
         return $false
     }
-    if ($task.Count -eq 0 -or -not [string]::Equals([string]$task[0].Author, $TaskAuthor, [StringComparison]::Ordinal)) {
+    if ($task.Count -eq 0 -or -not (Test-OurAuthor -Task $task[0])) {
         Write-Verbose "task $TaskFolder${TaskName}: missing, or not gen-bundle's"
         return $false
     }
     # The broker holds the address from boot: a broker that does not run is not installed (install.ps1 starts it).
-    if ($broker.Count -eq 0 -or -not [string]::Equals([string]$broker[0].Author, $TaskAuthor, [StringComparison]::Ordinal) -or
+    if ($broker.Count -eq 0 -or -not (Test-OurAuthor -Task $broker[0]) -or
         -not (Test-TaskValue -Value $broker[0].State -Enum 'State' -Name 'Running')) {
         Write-Verbose "task $TaskFolder${BrokerTaskName}: missing, not gen-bundle's, or not running"
         return $false

@@ -92,7 +92,7 @@ function Test-InstallPreflight {
             Stop-Bundle 0 "task: $TaskFolder$TaskName is disabled, as an administrator left it; install.ps1 changes nothing (run it with -Force to install and enable the task again)"
         }
         $Run.TaskWasDisabled = Test-TaskDisabledByAdmin -Task $task -ByCheck $checkDisabled
-        if (-not [string]::Equals([string]$task.Author, $TaskAuthor, [StringComparison]::Ordinal) -and -not $Force) {
+        if (-not (Test-OurAuthor -Task $task) -and -not $Force) {
             $problems += "a task $TaskFolder$TaskName exists that gen-bundle did not create: run with -Force to replace it"
         }
         $Run.RegisterTask = -not (Test-TaskCurrent -Task $task -Wanted $wanted)
@@ -109,7 +109,7 @@ function Test-InstallPreflight {
             Stop-Bundle 0 "task: $TaskFolder$BrokerTaskName is disabled, as an administrator left it; install.ps1 changes nothing (run it with -Force to install and enable the task again)"
         }
         $Run.BrokerWasDisabled = Test-TaskDisabledByAdmin -Task $broker -ByCheck $checkDisabled
-        if (-not [string]::Equals([string]$broker.Author, $TaskAuthor, [StringComparison]::Ordinal) -and -not $Force) {
+        if (-not (Test-OurAuthor -Task $broker) -and -not $Force) {
             $problems += "a task $TaskFolder$BrokerTaskName exists that gen-bundle did not create: run with -Force to replace it"
         }
         $Run.RegisterBroker = -not (Test-BrokerTaskCurrent -Task $broker -Wanted $Run.BrokerTaskWanted)

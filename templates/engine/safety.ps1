@@ -16,7 +16,7 @@ function Test-BundleOff {
 
 function Test-BundleInstalled {
     # True when one of the bundle's tasks is registered, gen-bundle's: what a failed check disables.
-    return @(@(Get-OurTask) + @(Get-OurTask -Name $BrokerTaskName) | Where-Object { [string]::Equals([string]$_.Author, $TaskAuthor, [StringComparison]::Ordinal) }).Count -gt 0
+    return @(@(Get-OurTask) + @(Get-OurTask -Name $BrokerTaskName) | Where-Object { Test-OurAuthor -Task $_ }).Count -gt 0
 }
 
 function Get-SafetyProblem {
@@ -77,7 +77,7 @@ function Disable-BundleRun {
     }
     foreach ($name in @($TaskName, $BrokerTaskName)) {
         $task = @(Get-OurTask -Name $name)
-        if ($task.Count -eq 0 -or -not [string]::Equals([string]$task[0].Author, $TaskAuthor, [StringComparison]::Ordinal)) {
+        if ($task.Count -eq 0 -or -not (Test-OurAuthor -Task $task[0])) {
             continue
         }
         if (Test-TaskValue -Value $task[0].State -Enum 'State' -Name 'Disabled') {

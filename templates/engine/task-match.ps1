@@ -25,7 +25,7 @@ function Test-TaskShape {
     $action = @($Task.Actions)[0]
     $trigger = @($Task.Triggers)
     $exec = $Wanted.Task.Actions.Exec
-    return [string]::Equals([string]$Task.Author, $TaskAuthor, [StringComparison]::Ordinal) -and
+    return (Test-OurAuthor -Task $Task) -and
         -not (Test-TaskValue -Value $Task.State -Enum 'State' -Name 'Disabled') -and
         @($Task.Actions).Count -eq 1 -and $action.CimClass.CimClassName -eq 'MSFT_TaskExecAction' -and
         [string]::Equals([string]$Task.Description, $Wanted.Task.RegistrationInfo.Description, [StringComparison]::Ordinal) -and

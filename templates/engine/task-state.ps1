@@ -24,6 +24,6 @@ function Test-TaskDisabledByAdmin {
     # detect.ps1 reports the bundle as installed, so that Intune or SCCM, which read the two
     # together, do not run install.ps1 again and again.
     param([object]$Task, [bool]$ByCheck)
-    return -not $ByCheck -and [string]::Equals([string]$Task.Author, $TaskAuthor, [StringComparison]::Ordinal) -and
+    return -not $ByCheck -and (Test-OurAuthor -Task $Task) -and
         (Test-TaskValue -Value $Task.State -Enum 'State' -Name 'Disabled')
 }

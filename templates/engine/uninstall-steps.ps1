@@ -37,7 +37,7 @@ function Remove-BundleTask {
         if ($task.Count -eq 0) {
             Write-Output "task: $TaskFolder$name is not registered"
             $gone += $name
-        } elseif (-not [string]::Equals([string]$task[0].Author, $TaskAuthor, [StringComparison]::Ordinal) -and -not $Force) {
+        } elseif (-not (Test-OurAuthor -Task $task[0]) -and -not $Force) {
             Write-Warning "task: $TaskFolder$name was not created by gen-bundle; it is left alone (-Force removes it)"
         } elseif (Confirm-Change -Kind $item[1] -Target "$TaskFolder$name" -Action "Stop and unregister $($item[2])" -Undo 'install.ps1 registers it again') {
             Stop-ScheduledTask -TaskName $name -TaskPath $TaskFolder -ErrorAction SilentlyContinue

@@ -1,4 +1,4 @@
-# The values the engine's parts read, as the engine of gen-bundle 0.3.17 holds them. Written from
+# The values the engine's parts read, as the engine of gen-bundle 0.3.18 holds them. Written from
 # generator/constants.py (generator/engine_source.py): edit them there, then rewrite this file with
 # GEN_BUNDLE_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py (tests/test_golden.py fails
 # while it is stale). engine.psm1 dot-sources it before the parts.
@@ -10,8 +10,8 @@
 param()
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.3.17'
-$EngineFile        = 'gen-bundle-0.3.17.psm1'
+$EngineVersion     = '0.3.18'
+$EngineFile        = 'gen-bundle-0.3.18.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')

@@ -55,9 +55,10 @@ def ancestors_windows(depth: int) -> "list[int] | None":
 
 def wait_for_ancestors(depth: int) -> bool:
     """Wait until one of the ``depth`` processes above this one has ended: True then, and at once
-    when one had ended before the watch began (a task stopped while this process started). False
-    at once when Windows gives no verdict (no parent it lets this process open, or the wait
-    failed), so that what runs keeps running rather than ending for a fault of the watch itself."""
+    when one had ended before the watch began (a task stopped while this process started), or may
+    not be opened (its id was given to another account's process). False at once when Windows
+    gives no verdict (no snapshot, or the wait failed), so that what runs keeps running rather
+    than ending for a fault of the watch itself."""
     import os
     import sys
 
@@ -91,9 +92,10 @@ def wait_for_ancestors(depth: int) -> bool:
             # SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION
             handle = kernel32.OpenProcess(0x00100000 | 0x1000, False, pid)
             if not handle:
-                if ctypes.get_last_error() == 87:  # ERROR_INVALID_PARAMETER: no such process any more
-                    return True
-                break  # not ours to open: watch those below it
+                # No such process any more (87), or one this account may not open: every process
+                # within depth is of the task's tree, this account's own, so its id now belongs
+                # to a process of another account. Either way the parent has ended.
+                return True
             born = created(handle)
             if not born or born > child:
                 # The parent ended and its process id was given to a newer process.
@@ -101,8 +103,6 @@ def wait_for_ancestors(depth: int) -> bool:
                 return True
             handles.append(handle)
             child = born
-        if not handles:
-            return False
         array = (wintypes.HANDLE * len(handles))(*handles)
         if kernel32.WaitForMultipleObjects(len(handles), array, False, 0xFFFFFFFF) >= len(handles):
             return False  # WAIT_FAILED: no verdict

@@ -1,4 +1,4 @@
-# gen-bundle 0.3.17: the broker of http://py/. install.ps1 puts this file at
+# gen-bundle 0.3.18: the broker of http://py/. install.ps1 puts this file at
 # %ProgramFiles%\gen-bundle\py\py.broker.py, and the boot task \gen-bundle\py-broker (py.broker.task.xml)
 # runs it as LOCAL SERVICE, its values on its command line (the task's arguments).
 # ==== Below this line the file is the same in every bundle: gen-bundle's templates/python/broker.py.

@@ -1,5 +1,5 @@
 @echo off
-rem gen-bundle 0.3.17: starts the launcher of the Jupyter notebook server for http://py/.
+rem gen-bundle 0.3.18: starts the launcher of the Jupyter notebook server for http://py/.
 rem install.ps1 puts this file at %ProgramFiles%\gen-bundle\py\start-py.bat
 rem and the logon task \gen-bundle\py runs it as the user who logs on.
 rem It runs start-py.launcher.py with python.exe -I; that file starts the server, starts it

@@ -1,4 +1,4 @@
-r"""gen-bundle 0.3.17: opens http://py/ when the broker is what answers there.
+r"""gen-bundle 0.3.18: opens http://py/ when the broker is what answers there.
 
 Any account on this PC may listen on a free loopback address, and the broker holds
 127.0.0.13:80 from boot so that none can. The Start-menu entry "py notebook"

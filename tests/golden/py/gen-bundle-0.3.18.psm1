@@ -1,8 +1,8 @@
-﻿# gen-bundle 0.3.17: the engine of every bundle this version makes.
+﻿# gen-bundle 0.3.18: the engine of every bundle this version makes.
 #
 # install.ps1, uninstall.ps1 and detect.ps1 hold a bundle's values and its steps, in order;
 # this module holds what each step does. It is the same file, byte for byte, in every bundle
-# of gen-bundle 0.3.17, whatever its inputs: a reviewer who approved it once recognises it by
+# of gen-bundle 0.3.18, whatever its inputs: a reviewer who approved it once recognises it by
 # its SHA-256 (the bundle's README and bundle.json give it). The scripts load it only from the
 # bytes they checked: install.ps1 and uninstall.ps1 from their own bundle (its SHA-256 is written
 # in them), detect.ps1 from the copy install.ps1 keeps in the bundle's state folder.
@@ -13,8 +13,8 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 # ==== The same in every bundle of this version ====
-$EngineVersion     = '0.3.17'
-$EngineFile        = 'gen-bundle-0.3.17.psm1'
+$EngineVersion     = '0.3.18'
+$EngineFile        = 'gen-bundle-0.3.18.psm1'
 $InstallRoot       = (Join-Path $env:ProgramFiles 'gen-bundle')  # each bundle's install folder is below it
 $StateRoot         = (Join-Path $env:ProgramFiles 'gen-bundle\state')  # each bundle's receipt and logs, administrators only
 $JupyterShared     = (Join-Path $env:ProgramData 'jupyter')
@@ -634,6 +634,13 @@ function Get-OurTask {
     return @(Get-ScheduledTask -TaskPath $TaskFolder -ErrorAction SilentlyContinue | Where-Object { $_.TaskName -eq $Name })
 }
 
+function Test-OurAuthor {
+    # True when the scheduled task $Task names gen-bundle as its Author, compared
+    # ordinally: a task of the bundle's name is the bundle's only then.
+    param([object]$Task)
+    return [string]::Equals([string]$Task.Author, $TaskAuthor, [StringComparison]::Ordinal)
+}
+
 function Test-BrokerRunning {
     # True when the broker's task is there and runs (its State Running, by name or number).
     $task = @(Get-OurTask -Name $BrokerTaskName)
@@ -666,7 +673,7 @@ function Test-TaskDisabledByAdmin {
     # detect.ps1 reports the bundle as installed, so that Intune or SCCM, which read the two
     # together, do not run install.ps1 again and again.
     param([object]$Task, [bool]$ByCheck)
-    return -not $ByCheck -and [string]::Equals([string]$Task.Author, $TaskAuthor, [StringComparison]::Ordinal) -and
+    return -not $ByCheck -and (Test-OurAuthor -Task $Task) -and
         (Test-TaskValue -Value $Task.State -Enum 'State' -Name 'Disabled')
 }
 
@@ -697,7 +704,7 @@ function Test-TaskShape {
     $action = @($Task.Actions)[0]
     $trigger = @($Task.Triggers)
     $exec = $Wanted.Task.Actions.Exec
-    return [string]::Equals([string]$Task.Author, $TaskAuthor, [StringComparison]::Ordinal) -and
+    return (Test-OurAuthor -Task $Task) -and
         -not (Test-TaskValue -Value $Task.State -Enum 'State' -Name 'Disabled') -and
         @($Task.Actions).Count -eq 1 -and $action.CimClass.CimClassName -eq 'MSFT_TaskExecAction' -and
         [string]::Equals([string]$Task.Description, $Wanted.Task.RegistrationInfo.Description, [StringComparison]::Ordinal) -and
@@ -1536,7 +1543,7 @@ function Test-BundleOff {
 
 function Test-BundleInstalled {
     # True when one of the bundle's tasks is registered, gen-bundle's: what a failed check disables.
-    return @(@(Get-OurTask) + @(Get-OurTask -Name $BrokerTaskName) | Where-Object { [string]::Equals([string]$_.Author, $TaskAuthor, [StringComparison]::Ordinal) }).Count -gt 0
+    return @(@(Get-OurTask) + @(Get-OurTask -Name $BrokerTaskName) | Where-Object { Test-OurAuthor -Task $_ }).Count -gt 0
 }
 
 function Get-SafetyProblem {
@@ -1597,7 +1604,7 @@ function Disable-BundleRun {
     }
     foreach ($name in @($TaskName, $BrokerTaskName)) {
         $task = @(Get-OurTask -Name $name)
-        if ($task.Count -eq 0 -or -not [string]::Equals([string]$task[0].Author, $TaskAuthor, [StringComparison]::Ordinal)) {
+        if ($task.Count -eq 0 -or -not (Test-OurAuthor -Task $task[0])) {
             continue
         }
         if (Test-TaskValue -Value $task[0].State -Enum 'State' -Name 'Disabled') {
@@ -1930,7 +1937,7 @@ function Test-InstallPreflight {
             Stop-Bundle 0 "task: $TaskFolder$TaskName is disabled, as an administrator left it; install.ps1 changes nothing (run it with -Force to install and enable the task again)"
         }
         $Run.TaskWasDisabled = Test-TaskDisabledByAdmin -Task $task -ByCheck $checkDisabled
-        if (-not [string]::Equals([string]$task.Author, $TaskAuthor, [StringComparison]::Ordinal) -and -not $Force) {
+        if (-not (Test-OurAuthor -Task $task) -and -not $Force) {
             $problems += "a task $TaskFolder$TaskName exists that gen-bundle did not create: run with -Force to replace it"
         }
         $Run.RegisterTask = -not (Test-TaskCurrent -Task $task -Wanted $wanted)
@@ -1947,7 +1954,7 @@ function Test-InstallPreflight {
             Stop-Bundle 0 "task: $TaskFolder$BrokerTaskName is disabled, as an administrator left it; install.ps1 changes nothing (run it with -Force to install and enable the task again)"
         }
         $Run.BrokerWasDisabled = Test-TaskDisabledByAdmin -Task $broker -ByCheck $checkDisabled
-        if (-not [string]::Equals([string]$broker.Author, $TaskAuthor, [StringComparison]::Ordinal) -and -not $Force) {
+        if (-not (Test-OurAuthor -Task $broker) -and -not $Force) {
             $problems += "a task $TaskFolder$BrokerTaskName exists that gen-bundle did not create: run with -Force to replace it"
         }
         $Run.RegisterBroker = -not (Test-BrokerTaskCurrent -Task $broker -Wanted $Run.BrokerTaskWanted)
@@ -2429,7 +2436,7 @@ function Remove-BundleTask {
         if ($task.Count -eq 0) {
             Write-Output "task: $TaskFolder$name is not registered"
             $gone += $name
-        } elseif (-not [string]::Equals([string]$task[0].Author, $TaskAuthor, [StringComparison]::Ordinal) -and -not $Force) {
+        } elseif (-not (Test-OurAuthor -Task $task[0]) -and -not $Force) {
             Write-Warning "task: $TaskFolder$name was not created by gen-bundle; it is left alone (-Force removes it)"
         } elseif (Confirm-Change -Kind $item[1] -Target "$TaskFolder$name" -Action "Stop and unregister $($item[2])" -Undo 'install.ps1 registers it again') {
             Stop-ScheduledTask -TaskName $name -TaskPath $TaskFolder -ErrorAction SilentlyContinue
@@ -2567,7 +2574,7 @@ function Test-Installed {
         # installed", so that Intune runs install.ps1, which disables them.
         foreach ($name in @($TaskName, $BrokerTaskName)) {
             $found = @(Get-OurTask -Name $name)
-            if ($found.Count -gt 0 -and [string]::Equals([string]$found[0].Author, $TaskAuthor, [StringComparison]::Ordinal) -and
+            if ($found.Count -gt 0 -and (Test-OurAuthor -Task $found[0]) -and
                 -not (Test-TaskValue -Value $found[0].State -Enum 'State' -Name 'Disabled')) {
                 Write-Verbose "the policy value turns the bundle off, and $TaskFolder$name is still enabled: install.ps1 disables it"
                 return $false
@@ -2623,12 +2630,12 @@ function Test-Installed {
         Write-Verbose "environment: $(Join-Path $InstallDir $EnvFolder) is missing or incomplete"
         return $false
     }
-    if ($task.Count -eq 0 -or -not [string]::Equals([string]$task[0].Author, $TaskAuthor, [StringComparison]::Ordinal)) {
+    if ($task.Count -eq 0 -or -not (Test-OurAuthor -Task $task[0])) {
         Write-Verbose "task $TaskFolder${TaskName}: missing, or not gen-bundle's"
         return $false
     }
     # The broker holds the address from boot: a broker that does not run is not installed (install.ps1 starts it).
-    if ($broker.Count -eq 0 -or -not [string]::Equals([string]$broker[0].Author, $TaskAuthor, [StringComparison]::Ordinal) -or
+    if ($broker.Count -eq 0 -or -not (Test-OurAuthor -Task $broker[0]) -or
         -not (Test-TaskValue -Value $broker[0].State -Enum 'State' -Name 'Running')) {
         Write-Verbose "task $TaskFolder${BrokerTaskName}: missing, not gen-bundle's, or not running"
         return $false
